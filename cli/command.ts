@@ -1,0 +1,67 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+
+/** What a verb may touch of the outside world; tests pass their own. */
+export interface CommandIO {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+  stdin: NodeJS.ReadableStream;
+  env: NodeJS.ProcessEnv;
+  /** Resolves when the user asks the process to stop (SIGINT/SIGTERM). */
+  signal: AbortSignal;
+}
+
+/**
+ * One CLI verb (or group of sub-verbs). `run` returns the exit code:
+ * 0 success, 1 the operation failed, 2 bad usage, 3 a precondition
+ * (database, gate) was not met.
+ */
+export interface Command {
+  name: string;
+  summary: string;
+  /** Full `--help` text, including the options and an example. */
+  help: string;
+  run(argv: string[], io: CommandIO): Promise<number>;
+}
+
+export const EXIT = { ok: 0, failed: 1, usage: 2, precondition: 3 } as const;
+
+export class UsageError extends Error {
+  readonly code = 'CLI_ERR_USAGE';
+}
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/**
+ * parseArgs with `--help` and `--json` always present and unknown options
+ * rejected as a UsageError (exit 2) instead of a stack trace.
+ */
+export function parseCommandArgs<O extends Options>(argv: string[], options: O) {
+  try {
+    return parseArgs({
+      args: argv,
+      options: { help: { type: 'boolean', short: 'h' }, json: { type: 'boolean' }, ...options },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+/** Parses an integer option, naming the option in the error. */
+export function intOption(name: string, value: string | undefined, fallback: number, min = 0): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer >= ${min}, got "${value}"`);
+  return n;
+}
+
+export function writeJson(io: CommandIO, value: unknown): void {
+  io.stdout.write(JSON.stringify(value, null, 2) + '\n');
+}
+
+export async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
+  return Buffer.concat(chunks).toString('utf8');
+}

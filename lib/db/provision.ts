@@ -1,0 +1,155 @@
+import mysql from 'mysql2/promise';
+import { StranglerError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import { describeDb, parseMysqlUrl, type DbConfig } from './config.ts';
+import { dockerAvailable, startContainerServer } from './container-server.ts';
+import { startThrowawayServer, throwawayAvailable } from './throwaway-server.ts';
+
+export type DbSource = 'url' | 'found' | 'throwaway' | 'container';
+
+/** A server the run may use, with admin credentials and a way to let go of it. */
+export interface ProvisionedServer {
+  source: DbSource;
+  /** Credentials with the right to create databases and users (no database selected). */
+  admin: DbConfig;
+  serverVersion: string;
+  maxConnections: number;
+  /** Stops what this run started; a server it merely found is left alone. */
+  release(): Promise<void>;
+}
+
+export interface ProvisionOptions {
+  env?: NodeJS.ProcessEnv;
+  logger: Logger;
+  /** Connections the run will open at its peak (agents, pools, headroom). */
+  needConnections: number;
+  /** Where to look for an already running server (default 127.0.0.1:3306 as root). */
+  found?: DbConfig;
+}
+
+interface ServerFacts {
+  version: string;
+  maxConnections: number;
+  openFilesLimit: number;
+}
+
+async function inspect(config: DbConfig): Promise<ServerFacts> {
+  const conn = await mysql.createConnection({ ...config, connectTimeout: 2000 });
+  try {
+    const [rows] = await conn.query<mysql.RowDataPacket[]>(
+      "SELECT VERSION() AS version, @@max_connections AS max_connections, @@open_files_limit AS open_files_limit",
+    );
+    const row = rows[0]!;
+    return {
+      version: String(row.version),
+      maxConnections: Number(row.max_connections),
+      openFilesLimit: Number(row.open_files_limit),
+    };
+  } finally {
+    await conn.end();
+  }
+}
+
+function shortfall(facts: ServerFacts, need: number): string | undefined {
+  const missing: string[] = [];
+  if (facts.maxConnections < need) missing.push(`max_connections=${facts.maxConnections} (needs >= ${need})`);
+  if (facts.openFilesLimit < need) missing.push(`open_files_limit=${facts.openFilesLimit} (needs >= ${need})`);
+  return missing.length ? missing.join(', ') : undefined;
+}
+
+/**
+ * Finds or starts a real MySQL-compatible server, in the order the brief
+ * fixes: MYSQL_URL; a server on 127.0.0.1:3306; a throwaway mariadbd/mysqld
+ * from the system binary; a Testcontainers container where Docker runs;
+ * otherwise an error that says how to get one.
+ *
+ * @example
+ *   const server = await provisionServer({ logger, needConnections: 500 });
+ *   try { … } finally { await server.release(); }
+ */
+export async function provisionServer(options: ProvisionOptions): Promise<ProvisionedServer> {
+  const env = options.env ?? process.env;
+  const log = options.logger;
+  const need = options.needConnections;
+
+  if (env.MYSQL_URL) {
+    const { database: _ignored, ...admin } = parseMysqlUrl(env.MYSQL_URL);
+    const facts = await inspect(admin).catch((cause) => {
+      throw new StranglerError('DB_ERR_UNREACHABLE', `MYSQL_URL points at ${describeDb(admin)}, which did not answer`, { cause });
+    });
+    const missing = shortfall(facts, need);
+    if (missing) {
+      throw new StranglerError(
+        'DB_ERR_TOO_FEW_CONNECTIONS',
+        `the server at MYSQL_URL (${describeDb(admin)}) is too small for this run: ${missing}. ` +
+          'Raise these settings on that server, or unset MYSQL_URL to let the tool start a throwaway server.',
+      );
+    }
+    return { source: 'url', admin, serverVersion: facts.version, maxConnections: facts.maxConnections, release: async () => {} };
+  }
+
+  const found = options.found ?? { host: '127.0.0.1', port: 3306, user: 'root', password: '' };
+  const foundFacts = await inspect(found).catch(() => undefined);
+  if (foundFacts) {
+    const missing = shortfall(foundFacts, need);
+    if (!missing) {
+      log.info({ server: describeDb(found) }, 'using the database server found on this machine');
+      return {
+        source: 'found',
+        admin: found,
+        serverVersion: foundFacts.version,
+        maxConnections: foundFacts.maxConnections,
+        release: async () => {},
+      };
+    }
+    log.warn(
+      { server: describeDb(found), missing },
+      `found a server at ${describeDb(found)} but it is too small for this run (${missing}); starting a throwaway server instead`,
+    );
+  }
+
+  const reasons: string[] = [];
+  if (throwawayAvailable()) {
+    try {
+      const server = await startThrowawayServer({ maxConnections: need, logger: log });
+      const facts = await inspect(server.config);
+      return {
+        source: 'throwaway',
+        admin: server.config,
+        serverVersion: facts.version,
+        maxConnections: facts.maxConnections,
+        release: () => server.stop(),
+      };
+    } catch (err) {
+      reasons.push(`throwaway server: ${(err as Error).message}`);
+      log.warn({ err }, 'could not start a throwaway server');
+    }
+  } else {
+    reasons.push('throwaway server: neither mariadbd nor mysqld is installed');
+  }
+
+  if (dockerAvailable(env)) {
+    try {
+      const server = await startContainerServer({ maxConnections: need, logger: log });
+      const facts = await inspect(server.config);
+      return {
+        source: 'container',
+        admin: server.config,
+        serverVersion: facts.version,
+        maxConnections: facts.maxConnections,
+        release: () => server.stop(),
+      };
+    } catch (err) {
+      reasons.push(`container: ${(err as Error).message}`);
+    }
+  } else {
+    reasons.push('container: no Docker engine (DOCKER_HOST unset, no /var/run/docker.sock)');
+  }
+
+  throw new StranglerError(
+    'DB_ERR_NO_SERVER',
+    'no MySQL-compatible server could be found or started. Do one of: set MYSQL_URL=mysql://root:pass@host:3306/; ' +
+      'run MariaDB/MySQL on 127.0.0.1:3306 with root and an empty password; install mariadb-server so a throwaway ' +
+      `server can be started; or run Docker. Tried: ${reasons.join('; ')}`,
+  );
+}

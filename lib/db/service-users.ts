@@ -1,0 +1,95 @@
+import { createHmac } from 'node:crypto';
+import type { Knex } from 'knex';
+import type { DbConfig } from './config.ts';
+
+type Privilege = 'SELECT' | 'INSERT' | 'UPDATE' | 'DELETE';
+
+/**
+ * Least privilege per service: each legacy service gets exactly the tables
+ * and verbs it uses. Later stages (Harpoon's lockdown) revoke from this map.
+ */
+export const SERVICE_GRANTS: Record<string, Record<string, Privilege[]>> = {
+  cloud: {
+    regions: ['SELECT'],
+    sizes: ['SELECT'],
+    images: ['SELECT'],
+    kernels: ['SELECT'],
+    customers: ['SELECT'],
+    ssh_keys: ['SELECT'],
+    droplets: ['SELECT', 'INSERT', 'UPDATE'],
+    droplet_ssh_keys: ['SELECT', 'INSERT'],
+    droplet_features: ['SELECT', 'INSERT'],
+    ip_addresses: ['SELECT'],
+    events: ['SELECT', 'INSERT'],
+  },
+  scheduler_v1: {
+    events: ['SELECT', 'UPDATE'],
+    servers: ['SELECT'],
+    droplets: ['SELECT', 'UPDATE'],
+    sizes: ['SELECT'],
+  },
+  dobe: {
+    events: ['SELECT', 'UPDATE'],
+    event_executions: ['INSERT'],
+    droplets: ['SELECT', 'UPDATE'],
+    servers: ['SELECT', 'UPDATE'],
+    regions: ['SELECT'],
+    sizes: ['SELECT'],
+    images: ['SELECT'],
+    kernels: ['SELECT'],
+    customers: ['SELECT'],
+    ssh_keys: ['SELECT'],
+    droplet_ssh_keys: ['SELECT'],
+    droplet_features: ['SELECT'],
+    ip_addresses: ['SELECT', 'INSERT', 'UPDATE'],
+  },
+};
+
+/** The monitor reads PROCESSLIST for every user (needs PROCESS) and counts rows for reports. */
+export const MONITOR_USER = 'strangler_monitor';
+
+export type ServiceUser = keyof typeof SERVICE_GRANTS | typeof MONITOR_USER;
+
+/** The default secret suits one machine's demo; production sets STRANGLER_DB_SECRET. */
+export const DEFAULT_DB_SECRET = 'strangler-local-development-only';
+
+/**
+ * Passwords are derived, not stored: every process that knows the secret
+ * can connect as any service user, and concurrent runs agree on them.
+ */
+export function servicePassword(user: string, secret: string): string {
+  return createHmac('sha256', secret).update(`mysql-user:${user}`).digest('base64url').slice(0, 32);
+}
+
+/**
+ * Connection settings for one service's own MySQL user in one database.
+ *
+ * @example
+ *   const cfg = serviceDbConfig(admin, 'strangler_demo_1', 'dobe', secret);
+ */
+export function serviceDbConfig(server: DbConfig, database: string, user: ServiceUser, secret: string): DbConfig {
+  return { host: server.host, port: server.port, user, password: servicePassword(user, secret), database };
+}
+
+/**
+ * Creates (or updates) every service user and grants each exactly its
+ * privileges on `database`. Idempotent; safe to run from concurrent tests.
+ */
+export async function ensureServiceUsers(admin: Knex, database: string, secret: string): Promise<void> {
+  for (const [user, tables] of Object.entries(SERVICE_GRANTS)) {
+    await createOrUpdateUser(admin, user, secret);
+    for (const [table, privileges] of Object.entries(tables)) {
+      // Privilege names come from the constant map above, never from input.
+      await admin.raw(`GRANT ${privileges.join(', ')} ON ??.?? TO ?@'%'`, [database, table, user]);
+    }
+  }
+  await createOrUpdateUser(admin, MONITOR_USER, secret);
+  await admin.raw(`GRANT PROCESS ON *.* TO ?@'%'`, [MONITOR_USER]);
+  await admin.raw(`GRANT SELECT ON ??.* TO ?@'%'`, [database, MONITOR_USER]);
+}
+
+async function createOrUpdateUser(admin: Knex, user: string, secret: string): Promise<void> {
+  const password = servicePassword(user, secret);
+  await admin.raw(`CREATE USER IF NOT EXISTS ?@'%' IDENTIFIED BY ?`, [user, password]);
+  await admin.raw(`ALTER USER ?@'%' IDENTIFIED BY ?`, [user, password]);
+}

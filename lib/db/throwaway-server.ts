@@ -1,0 +1,250 @@
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import mysql from 'mysql2/promise';
+import { StranglerError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import type { DbConfig } from './config.ts';
+
+const execFileP = promisify(execFile);
+const DIR_PREFIX = 'strangler-mariadb-';
+const SEARCH_PATH = ['/usr/sbin', '/usr/local/sbin', '/usr/bin', '/usr/local/bin', '/usr/libexec', '/opt/mysql/bin'];
+
+export interface ThrowawayServer {
+  config: DbConfig;
+  dataDir: string;
+  pid: number;
+  maxConnections: number;
+  openFilesLimit: number;
+  stop(): Promise<void>;
+}
+
+export interface ThrowawayOptions {
+  /** Connections the run needs; the server gets this plus headroom. */
+  maxConnections: number;
+  logger: Logger;
+  /** Milliseconds to wait for the server to accept connections. */
+  startTimeoutMs?: number;
+}
+
+function which(names: string[]): string | undefined {
+  const dirs = [...(process.env.PATH ?? '').split(':').filter(Boolean), ...SEARCH_PATH];
+  for (const name of names) {
+    for (const dir of dirs) {
+      const candidate = join(dir, name);
+      if (existsSync(candidate)) return candidate;
+    }
+  }
+  return undefined;
+}
+
+/** True when a server binary is installed, so a throwaway server can be tried. */
+export function throwawayAvailable(): boolean {
+  return which(['mariadbd', 'mysqld']) !== undefined;
+}
+
+/** The soft open-files limit of this process, which the server inherits. */
+function openFilesSoftLimit(): number {
+  try {
+    const line = readFileSync('/proc/self/limits', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('Max open files'));
+    const soft = line?.split(/\s+/)[3];
+    if (soft && /^\d+$/.test(soft)) return Number(soft);
+  } catch {
+    // not Linux: fall through to a conservative default
+  }
+  return 1024;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Servers whose owner died without stopping them (kill -9 of a demo or a
+ * test run) would otherwise live forever: stop them and free their disk.
+ */
+export async function reapStaleServers(logger: Logger): Promise<number> {
+  let reaped = 0;
+  for (const entry of readdirSync(tmpdir())) {
+    if (!entry.startsWith(DIR_PREFIX)) continue;
+    const dir = join(tmpdir(), entry);
+    let owner: { ownerPid: number; serverPid?: number };
+    try {
+      owner = JSON.parse(await readFile(join(dir, 'owner.json'), 'utf8'));
+    } catch {
+      continue;
+    }
+    if (pidAlive(owner.ownerPid)) continue;
+    if (owner.serverPid && pidAlive(owner.serverPid)) {
+      try {
+        process.kill(owner.serverPid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    await rm(dir, { recursive: true, force: true });
+    logger.info({ dir }, 'removed a throwaway MariaDB left by a process that died');
+    reaped++;
+  }
+  return reaped;
+}
+
+async function initDataDir(serverBin: string, dataDir: string): Promise<void> {
+  const installDb = which(['mariadb-install-db', 'mysql_install_db']);
+  const runAsRoot = process.getuid?.() === 0 ? ['--user=root'] : [];
+  try {
+    if (installDb && serverBin.endsWith('mariadbd')) {
+      await execFileP(installDb, [
+        '--no-defaults',
+        `--datadir=${dataDir}`,
+        '--auth-root-authentication-method=normal',
+        '--skip-test-db',
+        ...runAsRoot,
+      ]);
+    } else {
+      // MySQL 5.7+/8: the server initialises its own data directory.
+      await execFileP(serverBin, ['--no-defaults', '--initialize-insecure', `--datadir=${dataDir}`, ...runAsRoot]);
+    }
+  } catch (cause) {
+    throw new StranglerError('DB_ERR_THROWAWAY_INIT', `could not initialise a data directory in ${dataDir}`, { cause });
+  }
+}
+
+async function waitReady(config: DbConfig, child: ChildProcess, errLog: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) {
+      const tail = (await readFile(errLog, 'utf8').catch(() => '')).split('\n').slice(-15).join('\n');
+      throw new StranglerError('DB_ERR_THROWAWAY_START', `the throwaway server exited with code ${child.exitCode}:\n${tail}`);
+    }
+    try {
+      const conn = await mysql.createConnection({ ...config, connectTimeout: 1000 });
+      await conn.end();
+      return;
+    } catch (err) {
+      lastError = err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  throw new StranglerError('DB_ERR_THROWAWAY_START', `the throwaway server did not accept connections within ${timeoutMs} ms`, {
+    cause: lastError,
+  });
+}
+
+/**
+ * Starts a private MariaDB (or MySQL) from the system binary in a temporary
+ * data directory on a free port, with the connection and file limits the
+ * run needs and the thread pool that lets one server hold 15,000 clients.
+ * `stop()` shuts it down and deletes the directory.
+ *
+ * @example
+ *   const server = await startThrowawayServer({ maxConnections: 16000, logger });
+ *   // … use server.config …
+ *   await server.stop();
+ */
+export async function startThrowawayServer(options: ThrowawayOptions): Promise<ThrowawayServer> {
+  const serverBin = which(['mariadbd', 'mysqld']);
+  if (!serverBin) {
+    throw new StranglerError('DB_ERR_NO_SERVER_BINARY', 'neither mariadbd nor mysqld is installed (apt-get install mariadb-server)');
+  }
+  await reapStaleServers(options.logger);
+  const dataRoot = await mkdtemp(join(tmpdir(), DIR_PREFIX));
+  const dataDir = join(dataRoot, 'data');
+  await writeFile(join(dataRoot, 'owner.json'), JSON.stringify({ ownerPid: process.pid }));
+  await initDataDir(serverBin, dataDir);
+
+  const isMariaDb = serverBin.endsWith('mariadbd');
+  const openFilesLimit = openFilesSoftLimit();
+  // Each connection needs a descriptor; tables and logs need a few hundred more.
+  const maxConnections = Math.max(200, Math.min(options.maxConnections + 100, openFilesLimit - 500));
+  if (maxConnections < options.maxConnections) {
+    options.logger.warn(
+      { wanted: options.maxConnections, maxConnections, openFilesLimit },
+      'the open-files limit caps the throwaway server below the connections this run wants (raise ulimit -n)',
+    );
+  }
+  const errLog = join(dataRoot, 'error.log');
+  for (let attempt = 0; ; attempt++) {
+    const port = await freePort();
+    const args = [
+      '--no-defaults',
+      `--datadir=${dataDir}`,
+      `--port=${port}`,
+      '--bind-address=127.0.0.1',
+      `--socket=${join(dataRoot, 'mysqld.sock')}`,
+      `--pid-file=${join(dataRoot, 'mysqld.pid')}`,
+      `--log-error=${errLog}`,
+      `--max-connections=${maxConnections}`,
+      `--open-files-limit=${openFilesLimit}`,
+      '--table-open-cache=400',
+      '--back-log=4096',
+      '--max-connect-errors=1000000',
+      '--skip-name-resolve',
+      '--innodb-buffer-pool-size=256M',
+      '--innodb-flush-log-at-trx-commit=2',
+      '--innodb-lock-wait-timeout=10',
+      ...(isMariaDb ? ['--thread-handling=pool-of-threads', '--thread-pool-max-threads=2000'] : []),
+      ...(process.getuid?.() === 0 ? ['--user=root'] : []),
+    ];
+    const child = spawn(serverBin, args, { stdio: 'ignore' });
+    const config: DbConfig = { host: '127.0.0.1', port, user: 'root', password: '' };
+    try {
+      await waitReady(config, child, errLog, options.startTimeoutMs ?? 30_000);
+    } catch (err) {
+      child.kill('SIGKILL');
+      const log = await readFile(errLog, 'utf8').catch(() => '');
+      if (attempt < 2 && /Address already in use|Can't start server/.test(log)) continue;
+      await rm(dataRoot, { recursive: true, force: true });
+      throw err;
+    }
+    await writeFile(join(dataRoot, 'owner.json'), JSON.stringify({ ownerPid: process.pid, serverPid: child.pid }));
+    const killOnExit = () => child.kill('SIGKILL');
+    process.once('exit', killOnExit);
+    options.logger.info({ port, dataDir, maxConnections, binary: serverBin }, 'started a throwaway database server');
+    let stopped: Promise<void> | undefined;
+    return {
+      config,
+      dataDir,
+      pid: child.pid ?? 0,
+      maxConnections,
+      openFilesLimit,
+      stop() {
+        stopped ??= (async () => {
+          process.removeListener('exit', killOnExit);
+          if (child.exitCode === null) {
+            const exited = new Promise<void>((r) => child.once('exit', () => r()));
+            child.kill('SIGTERM');
+            const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+            await exited;
+            clearTimeout(timer);
+          }
+          await rm(dataRoot, { recursive: true, force: true });
+        })();
+        return stopped;
+      },
+    };
+  }
+}

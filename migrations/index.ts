@@ -1,0 +1,31 @@
+import type { Knex } from 'knex';
+import * as legacySchema from './001_legacy_schema.ts';
+
+interface Migration {
+  up(knex: Knex): Promise<void>;
+  down(knex: Knex): Promise<void>;
+}
+
+/**
+ * Migrations are listed here rather than discovered on disk so that they
+ * load the same way under tsx, vitest and a bundler. Append new ones.
+ */
+const MIGRATIONS: Array<[string, Migration]> = [['001_legacy_schema', legacySchema]];
+
+/**
+ * A knex migration source over the static list above.
+ *
+ * @example
+ *   await knex.migrate.latest({ migrationSource });
+ */
+export const migrationSource: Knex.MigrationSource<[string, Migration]> = {
+  async getMigrations() {
+    return MIGRATIONS;
+  },
+  getMigrationName([name]) {
+    return name;
+  },
+  async getMigration([, migration]) {
+    return migration;
+  },
+};
