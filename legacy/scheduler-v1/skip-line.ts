@@ -15,7 +15,7 @@ export function perlInt(n: number): string {
  * would), not as JavaScript's 0.30000000000000004.
  */
 export function perlNum(n: number): string {
-  if (Number.isInteger(n) && Math.abs(n) < 1e15) return String(n);
+  if (Number.isSafeInteger(n)) return String(n);
   const [mantissa = '', expText = '0'] = n.toExponential(14).split('e');
   const exp = Number(expText);
   const trim = (s: string) => (s.includes('.') ? s.replace(/0+$/, '').replace(/\.$/, '') : s);

@@ -1,0 +1,73 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+
+export interface RequestContext {
+  req: IncomingMessage;
+  res: ServerResponse;
+  params: Record<string, string>;
+  query: URLSearchParams;
+  requestId: string;
+}
+
+export type Handler = (ctx: RequestContext) => Promise<void> | void;
+
+interface Route {
+  method: string;
+  pattern: string;
+  regex: RegExp;
+  keys: string[];
+  handler: Handler;
+}
+
+export interface Match {
+  handler: Handler;
+  params: Record<string, string>;
+  /** The route's pattern (`/v2/droplets/:id`): a bounded label for metrics. */
+  pattern: string;
+}
+
+/**
+ * A small method + path router. Patterns use `:name` segments; a path that
+ * exists under another method yields `allowed` so the caller can answer 405.
+ *
+ * @example
+ *   const router = createRouter().add('GET', '/v2/droplets/:id', getDroplet);
+ *   const m = router.match('GET', '/v2/droplets/7'); // m.params.id === '7'
+ */
+export function createRouter() {
+  const routes: Route[] = [];
+  const api = {
+    add(method: string, pattern: string, handler: Handler) {
+      const keys: string[] = [];
+      const source = pattern
+        .split('/')
+        .map((seg) => {
+          if (!seg.startsWith(':')) return seg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+          keys.push(seg.slice(1));
+          return '([^/]+)';
+        })
+        .join('/');
+      routes.push({ method, pattern, regex: new RegExp(`^${source}/?$`), keys, handler });
+      return api;
+    },
+    match(method: string, path: string): Match | { allowed: string[] } | undefined {
+      const allowed: string[] = [];
+      for (const route of routes) {
+        const m = route.regex.exec(path);
+        if (!m) continue;
+        if (route.method !== method) {
+          allowed.push(route.method);
+          continue;
+        }
+        const params: Record<string, string> = {};
+        route.keys.forEach((k, i) => {
+          params[k] = decodeURIComponent(m[i + 1]!);
+        });
+        return { handler: route.handler, params, pattern: route.pattern };
+      }
+      return allowed.length ? { allowed } : undefined;
+    },
+  };
+  return api;
+}
+
+export type Router = ReturnType<typeof createRouter>;

@@ -1,0 +1,41 @@
+import { inject } from 'vitest';
+import type { Knex } from 'knex';
+import type { DbConfig } from '../../lib/db/config.ts';
+import { dropDatabase, prepareDatabase, uniqueDatabaseName } from '../../lib/db/database.ts';
+import { createKnex } from '../../lib/db/knex.ts';
+import { serviceDbConfig, type ServiceUser } from '../../lib/db/service-users.ts';
+
+export const TEST_DB_SECRET = 'strangler-test-secret';
+
+export interface TestDatabase {
+  name: string;
+  admin: DbConfig;
+  /** The server with admin rights and no database selected. */
+  server: DbConfig;
+  /** An admin knex on the test database, for assertions and setup. */
+  db: Knex;
+  service(user: ServiceUser): DbConfig;
+  drop(): Promise<void>;
+}
+
+/**
+ * A migrated database of its own for one test file, with the service
+ * users granted. Call `drop()` in afterAll.
+ */
+export async function createTestDatabase(prefix: string): Promise<TestDatabase> {
+  const server = inject('dbAdmin');
+  const name = uniqueDatabaseName(`t_${prefix}`);
+  const admin = await prepareDatabase(server, name, TEST_DB_SECRET);
+  const db = createKnex(admin, { poolMax: 4 });
+  return {
+    name,
+    admin,
+    server,
+    db,
+    service: (user) => serviceDbConfig(server, name, user, TEST_DB_SECRET),
+    async drop() {
+      await db.destroy();
+      await dropDatabase(server, name);
+    },
+  };
+}
