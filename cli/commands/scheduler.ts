@@ -148,9 +148,6 @@ function str(obj: Json, key: string, path: string): string {
 
 function parseServer(value: unknown, path: string): V1Server {
   const s = object(value, path);
-  const state = field(s, 'state', path);
-  // SQL NULL reaches Perl as undef, and `undef ne ""` is false: a NULL state means in service.
-  if (state !== null && typeof state !== 'string') throw bad(`${path}.state`, 'a string or null', state);
   return {
     id: num(s, 'id', path, true),
     name: str(s, 'name', path),
@@ -162,8 +159,16 @@ function parseServer(value: unknown, path: string): V1Server {
     memfree: num(s, 'memfree', path),
     diskfree_actual: num(s, 'diskfree_actual', path),
     error_count: num(s, 'error_count', path),
-    state: state ?? '',
+    state: serverState(s, path),
   };
+}
+
+/** SQL NULL reaches Perl as undef, and `undef ne ""` is false: a NULL state means in service. */
+function serverState(s: Json, path: string): string {
+  const state = field(s, 'state', path);
+  if (state === null) return '';
+  if (typeof state !== 'string') throw bad(`${path}.state`, 'a string or null', state);
+  return state;
 }
 
 function parseRequest(value: unknown, path: string): V1Request {

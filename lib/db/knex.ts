@@ -25,6 +25,13 @@ export function createKnex(config: DbConfig, options: { poolMin?: number; poolMa
       bigNumberStrings: false,
       maxPreparedStatements: 64,
     },
-    pool: { min: options.poolMin ?? 0, max: options.poolMax ?? 4 },
+    pool: {
+      min: options.poolMin ?? 0,
+      max: options.poolMax ?? 4,
+      // CURRENT_TIMESTAMP(3) and client-side Dates must agree whatever the server's zone.
+      afterCreate(conn: { query(sql: string, cb: (err: Error | null) => void): void }, done: (err: Error | null, conn: unknown) => void) {
+        conn.query("SET time_zone = '+00:00'", (err) => done(err, conn));
+      },
+    },
   });
 }

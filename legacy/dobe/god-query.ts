@@ -1,0 +1,104 @@
+/**
+ * The god query: what every DOBE agent ran against MySQL in an infinite
+ * loop, over its own connection, to find its work. It grew one join per
+ * feature (the 2016 version passed 150 lines and 18 tables); this replica
+ * keeps its shape — the event, its droplet, the droplet's whole context,
+ * the host, and the host's other in-flight work — so its cost on the
+ * server is the real pathology, not a stand-in.
+ *
+ * Parameters: [server_id, server_id, server_id].
+ */
+export const GOD_QUERY = `
+SELECT
+  e.id               AS event_id,
+  e.type             AS event_type,
+  e.status           AS event_status,
+  e.args             AS event_args,
+  e.created_at       AS event_created_at,
+  e.available_at     AS event_available_at,
+  e.droplet_id       AS droplet_id,
+  d.name             AS droplet_name,
+  d.status           AS droplet_status,
+  d.locked           AS droplet_locked,
+  c.id               AS customer_id,
+  c.email            AS customer_email,
+  c.status           AS customer_status,
+  sz.slug            AS size_slug,
+  sz.memory          AS size_memory,
+  sz.vcpus           AS size_vcpus,
+  sz.disk            AS size_disk,
+  i.slug             AS image_slug,
+  i.distribution     AS image_distribution,
+  i.min_disk_size    AS image_min_disk_size,
+  k.version          AS kernel_version,
+  dr.slug            AS droplet_region_slug,
+  s.id               AS server_id,
+  s.name             AS server_name,
+  s.memfree          AS server_memfree,
+  s.diskfree_actual  AS server_diskfree_actual,
+  s.vmcount          AS server_vmcount,
+  s.state            AS server_state,
+  sr.slug            AS server_region_slug,
+  (SELECT GROUP_CONCAT(sk.fingerprint ORDER BY sk.id SEPARATOR ',')
+     FROM droplet_ssh_keys dsk
+     JOIN ssh_keys sk ON sk.id = dsk.ssh_key_id AND sk.customer_id = d.customer_id
+    WHERE dsk.droplet_id = d.id)                                         AS ssh_fingerprints,
+  (SELECT GROUP_CONCAT(df.feature ORDER BY df.feature SEPARATOR ',')
+     FROM droplet_features df
+    WHERE df.droplet_id = d.id)                                          AS features,
+  (SELECT GROUP_CONCAT(ip.address ORDER BY ip.id SEPARATOR ',')
+     FROM ip_addresses ip
+    WHERE ip.droplet_id = d.id)                                          AS ip_addresses,
+  (SELECT COUNT(*)
+     FROM events busy
+    WHERE busy.server_id = s.id AND busy.status = 'running')             AS server_running_events,
+  (SELECT COUNT(*)
+     FROM droplets neighbours
+    WHERE neighbours.server_id = s.id
+      AND neighbours.customer_id = d.customer_id
+      AND neighbours.status <> 'archived')                               AS customer_droplets_on_server
+FROM events e
+JOIN servers s          ON s.id = e.server_id
+JOIN regions sr         ON sr.id = s.region_id
+LEFT JOIN droplets d    ON d.id = e.droplet_id
+LEFT JOIN customers c   ON c.id = d.customer_id
+LEFT JOIN sizes sz      ON sz.id = d.size_id
+LEFT JOIN images i      ON i.id = d.image_id
+LEFT JOIN kernels k     ON k.id = d.kernel_id
+LEFT JOIN regions dr    ON dr.id = d.region_id
+WHERE e.server_id = ?
+  AND e.status = 'pending'
+  AND s.id = ?
+  AND (d.id IS NULL OR d.server_id IS NULL OR d.server_id = ?)
+ORDER BY e.id
+LIMIT 100`;
+
+/** One row of the god query: everything an agent needs to run an event. */
+export interface GodQueryRow {
+  event_id: number;
+  event_type: string;
+  event_status: string;
+  event_args: string | null;
+  event_created_at: string;
+  event_available_at: string | null;
+  droplet_id: number | null;
+  droplet_name: string | null;
+  droplet_status: string | null;
+  customer_id: number | null;
+  size_slug: string | null;
+  size_memory: number | null;
+  size_vcpus: number | null;
+  size_disk: number | null;
+  image_slug: string | null;
+  server_id: number;
+  server_name: string;
+  ssh_fingerprints: string | null;
+  features: string | null;
+  ip_addresses: string | null;
+  server_running_events: number;
+  customer_droplets_on_server: number;
+}
+
+export function godQueryParams(serverId: number): [number, number, number] {
+  return [serverId, serverId, serverId];
+}
