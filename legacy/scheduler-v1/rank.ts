@@ -116,7 +116,7 @@ interface Rule {
   marksBusy?: true;
 }
 
-const isBusy = (c: RuleContext, type: V1BusyType) => Boolean(c.busy[type]); // Perl `exists`, not truthiness
+const isBusy = (c: RuleContext, type: V1BusyType) => Object.hasOwn(c.busy, type); // Perl `exists`, not truthiness
 
 /** The Perl's elsif chain, in its order. The first rule that matches is the one reported. */
 const RULES: readonly Rule[] = [
