@@ -1,0 +1,50 @@
+/** Stage names, in the order the migration goes through them. */
+export const STAGE_NAMES = ['legacy', 'event-router', 'scheduler-v2', 'harpoon', 'lockdown'] as const;
+export type StageName = (typeof STAGE_NAMES)[number];
+
+/** Connections as the MySQL server counts them (information_schema.PROCESSLIST). */
+export interface ConnectionCount {
+  total: number;
+  by_user: Record<string, number>;
+}
+
+export interface StageReport {
+  name: StageName;
+  started_at: string;
+  ended_at: string;
+  /** Peak during the stage's measurement window. */
+  mysql_connections: ConnectionCount;
+  /** God/polling queries per second, from the server's Com_select delta over the window. */
+  polling_queries_per_s: number;
+  /** Event committed (available to its host) → agent has it; from the database's own timestamps. */
+  event_latency_ms: { p50: number; p99: number };
+  events_created: number;
+  events_done: number;
+  /** Anything else the stage wants to show (queries per second overall, placements, …). */
+  details?: Record<string, number | string>;
+}
+
+/** One sample of the server's state over time, for the connections chart. */
+export interface TimelineSample {
+  t: string;
+  stage: StageName;
+  connections_total: number;
+  by_user: Record<string, number>;
+  questions_per_s: number;
+}
+
+/** `DIR/report.json`: the fields the brief fixes, plus the timeline and settings. */
+export interface DemoReport {
+  hypervisors: number;
+  regions: number;
+  database: { host: string; port: number; name: string; server_version: string; source: string };
+  started_at: string;
+  ended_at: string;
+  settings: Record<string, number | string | boolean>;
+  stages: StageReport[];
+  lost_events: number;
+  duplicate_executions: number;
+  overcommitted_hosts: number;
+  timeline: TimelineSample[];
+  processes: Array<{ role: string; pid: number; peak_rss_bytes: number }>;
+}
