@@ -65,3 +65,19 @@ export async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
   for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
   return Buffer.concat(chunks).toString('utf8');
 }
+
+/** Resolves on Ctrl-C/SIGTERM, or after `seconds` when given; calls `tick` every second meanwhile. */
+export function waitForStop(signal: AbortSignal, seconds?: number, tick?: () => void): Promise<void> {
+  return new Promise((resolve) => {
+    const ticker = tick ? setInterval(tick, 1000) : undefined;
+    const finish = () => {
+      clearInterval(ticker);
+      clearTimeout(timer);
+      signal.removeEventListener('abort', finish);
+      resolve();
+    };
+    const timer = seconds ? setTimeout(finish, seconds * 1000) : undefined;
+    if (signal.aborted) finish();
+    else signal.addEventListener('abort', finish);
+  });
+}

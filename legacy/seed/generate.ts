@@ -42,7 +42,7 @@ export interface SeedData {
   sizes: Array<{ id: number; slug: string; memory: number; vcpus: number; disk: number; price_monthly: number }>;
   images: Array<{ id: number; slug: string; name: string; distribution: string; min_disk_size: number }>;
   kernels: Array<{ id: number; name: string; version: string }>;
-  customers: Array<{ id: number; email: string; name: string; api_token_sha256: string }>;
+  customers: Array<{ id: number; email: string; name: string; api_token_sha256: string; droplet_limit: number }>;
   /** Bearer tokens by customer id; only their digests go into the database. */
   tokens: Map<number, string>;
   sshKeys: Array<{ id: number; customer_id: number; name: string; fingerprint: string; public_key: string }>;
@@ -105,7 +105,8 @@ export function generateSeed(options: SeedOptions): SeedData {
     const id = i + 1;
     const token = customerToken(seed, id);
     tokens.set(id, token);
-    return { id, email: `customer${id}@example.com`, name: `Customer ${id}`, api_token_sha256: sha256(token) };
+    // A generous limit: the demo's traffic must not be refused for quota.
+    return { id, email: `customer${id}@example.com`, name: `Customer ${id}`, api_token_sha256: sha256(token), droplet_limit: 1000 };
   });
   const sshKeys = customers.map((c) => ({
     id: c.id,

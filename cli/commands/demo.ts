@@ -1,0 +1,78 @@
+import { createProgress } from '../../demo/progress.ts';
+import { runDemo } from '../../demo/run-demo.ts';
+import { cliLogger } from '../cli-logger.ts';
+import { EXIT, intOption, parseCommandArgs, writeJson, type Command } from '../command.ts';
+
+const HELP = `Usage: strangler demo [options]     (npm run demo -- [options])
+
+Runs the migration end to end on this machine — database, seed, the legacy
+stack under customer traffic, each stage measured from the MySQL server —
+and writes DIR/report.json and DIR/report.html.
+
+Options:
+  --hypervisors N    Simulated hypervisors (default 200)
+  --regions R        Regions (default 3)
+  --out DIR          Where to write the report (default out/demo)
+  --stage-seconds S  Seconds of traffic per stage (default 20)
+  --rate N           Customer API requests per second (default 10)
+  --seed K           Seed number (default 1)
+  --poll-min MS      Agents' shortest poll interval (default 1000)
+  --poll-max MS      Agents' longest poll interval (default 5000)
+  --work-ms MS       Simulated execution time per event (default 20)
+  --keep-database    Keep the demo database afterwards
+  --json             Print report.json to stdout as well
+  -h, --help         This text
+
+Example:
+  npm run demo -- --hypervisors 15000 --regions 10 --out out/full
+`;
+
+export const command: Command = {
+  name: 'demo',
+  summary: 'run the whole migration with real numbers and write report.json/html',
+  help: HELP,
+  async run(argv, io) {
+    const { values } = parseCommandArgs(argv, {
+      hypervisors: { type: 'string' },
+      regions: { type: 'string' },
+      out: { type: 'string' },
+      'stage-seconds': { type: 'string' },
+      rate: { type: 'string' },
+      seed: { type: 'string' },
+      'poll-min': { type: 'string' },
+      'poll-max': { type: 'string' },
+      'work-ms': { type: 'string' },
+      'keep-database': { type: 'boolean' },
+    });
+    if (values.help) {
+      io.stdout.write(HELP);
+      return EXIT.ok;
+    }
+    const pollMin = intOption('poll-min', values['poll-min'], 1000, 1);
+    const report = await runDemo({
+      hypervisors: intOption('hypervisors', values.hypervisors, 200, 1),
+      regions: intOption('regions', values.regions, 3, 1),
+      out: values.out ?? 'out/demo',
+      stageSeconds: intOption('stage-seconds', values['stage-seconds'], 20, 1),
+      rate: intOption('rate', values.rate, 10, 0),
+      seed: intOption('seed', values.seed, 1, 0),
+      pollIntervalMs: { min: pollMin, max: intOption('poll-max', values['poll-max'], 5000, pollMin) },
+      workMs: intOption('work-ms', values['work-ms'], 20, 0),
+      keepDatabase: values['keep-database'] ?? false,
+      logger: cliLogger(io.env),
+      progress: createProgress(io.stderr as NodeJS.WritableStream & { isTTY?: boolean }),
+      env: io.env,
+    });
+    if (values.json) writeJson(io, report);
+    else {
+      io.stdout.write(`\nstage            connections  polling q/s  latency p50/p99 ms  events done/created\n`);
+      for (const s of report.stages) {
+        io.stdout.write(
+          `${s.name.padEnd(16)} ${String(s.mysql_connections.total).padStart(11)}  ${String(s.polling_queries_per_s).padStart(11)}  ${`${s.event_latency_ms.p50}/${s.event_latency_ms.p99}`.padStart(18)}  ${`${s.events_done}/${s.events_created}`.padStart(19)}\n`,
+        );
+      }
+      io.stdout.write(`lost events ${report.lost_events} · duplicate executions ${report.duplicate_executions} · over-committed hosts ${report.overcommitted_hosts}\n`);
+    }
+    return report.lost_events === 0 && report.duplicate_executions === 0 && report.overcommitted_hosts === 0 ? EXIT.ok : EXIT.failed;
+  },
+};

@@ -1,0 +1,239 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { dropDatabase, prepareDatabase, uniqueDatabaseName } from '../lib/db/database.ts';
+import { createKnex } from '../lib/db/knex.ts';
+import { provisionServer } from '../lib/db/provision.ts';
+import { DEFAULT_DB_SECRET } from '../lib/db/service-users.ts';
+import { checkInvariants } from '../lib/invariants.ts';
+import { silentLogger, type Logger } from '../lib/logger.ts';
+import { enableUserStatistics, readUserCommandCounts } from '../lib/metrics/user-statistics.ts';
+import { HOST_RESERVED } from '../legacy/seed/catalog.ts';
+import { generateSeed } from '../legacy/seed/generate.ts';
+import { insertSeed } from '../legacy/seed/insert.ts';
+import { startLegacyStack } from '../legacy/stack.ts';
+import type { Progress } from './progress.ts';
+import { renderReportHtml } from './report-html.ts';
+import type { DemoReport, StageName, StageReport } from './report-types.ts';
+import { startSampler } from './sampler.ts';
+import { eventCounts, eventLatency, unfinishedEvents } from './stage-metrics.ts';
+import { startTraffic } from './traffic.ts';
+
+export interface DemoOptions {
+  hypervisors: number;
+  regions: number;
+  out: string;
+  /** Seconds of traffic per stage. */
+  stageSeconds: number;
+  /** Customer requests per second through Cloud. */
+  rate: number;
+  seed: number;
+  pollIntervalMs: { min: number; max: number };
+  workMs: number;
+  keepDatabase: boolean;
+  logger?: Logger;
+  progress: Progress;
+  env?: NodeJS.ProcessEnv;
+}
+
+/** MySQL users whose SELECTs are polling (the queue pattern the migration removes). */
+const POLLING_USERS = ['dobe', 'scheduler_v1'];
+
+/**
+ * Runs the migration end to end on this machine and writes
+ * `out/report.json` and `out/report.html`. This issue's stage: `legacy`.
+ *
+ * @example
+ *   const report = await runDemo({ hypervisors: 200, regions: 3, out: 'out/demo', stageSeconds: 20, … });
+ */
+export async function runDemo(options: DemoOptions): Promise<DemoReport> {
+  const { progress } = options;
+  const logger = options.logger ?? silentLogger();
+  const startedAt = new Date();
+  const secret = options.env?.STRANGLER_DB_SECRET ?? DEFAULT_DB_SECRET;
+  const needConnections = options.hypervisors + 150;
+
+  progress.log(`finding a MySQL server for ${options.hypervisors} hypervisors (${needConnections} connections)…`);
+  const server = await provisionServer({ logger, needConnections, env: options.env });
+  progress.log(`database: ${server.source} server ${server.admin.host}:${server.admin.port} (${server.serverVersion}, max_connections=${server.maxConnections})`);
+  const database = uniqueDatabaseName('strangler_demo');
+  const admin = createKnex({ ...server.admin, database: undefined }, { poolMax: 2 });
+  let stack: Awaited<ReturnType<typeof startLegacyStack>> | undefined;
+  let sampler: ReturnType<typeof startSampler> | undefined;
+  try {
+    const userStats = await enableUserStatistics(admin);
+    const config = await prepareDatabase(server.admin, database, secret);
+    const db = createKnex(config, { poolMax: 4 });
+    try {
+      const seed = generateSeed({ hypervisors: options.hypervisors, regions: options.regions, seed: options.seed });
+      await insertSeed(db, seed, (table, rows) => progress.update(`seeding ${table}: ${rows} rows`));
+      progress.log(
+        `seeded ${seed.servers.length} hypervisors in ${seed.regions.length} regions (${Object.entries(seed.profile)
+          .map(([k, v]) => `${v} ${k}`)
+          .join(', ')}), ${seed.droplets.length} droplets`,
+      );
+      const [[{ maxEvent }]] = (await db.raw('SELECT COALESCE(MAX(id), 0) AS maxEvent FROM events')) as [[{ maxEvent: number }]];
+      const seededDroplets = seed.droplets.length;
+
+      let stage: StageName = 'legacy';
+      sampler = startSampler(db, { database, stage: () => stage });
+      stack = await startLegacyStack({
+        server: server.admin,
+        database,
+        secret,
+        serverIds: seed.servers.map((s) => s.id),
+        pollIntervalMs: options.pollIntervalMs,
+        workMs: options.workMs,
+        logger,
+        onFleetProgress: (connected, total) => progress.update(`legacy fleet: ${connected}/${total} agents connected`),
+      });
+      progress.log(`legacy stack up: cloud ${stack.urls.cloud}, metrics ${stack.urls.monitor}/metrics`);
+
+      const stages: StageReport[] = [];
+      stages.push(
+        await runStage('legacy', {
+          seconds: options.stageSeconds,
+          progress,
+          db,
+          sampler,
+          userStats,
+          startTraffic: () =>
+            startTraffic({
+              cloudUrl: stack!.urls.cloud,
+              customers: seed.customers.map((c) => ({ id: c.id, token: seed.tokens.get(c.id)! })),
+              droplets: seed.droplets.map((d) => ({ id: d.id, customer_id: d.customer_id })),
+              regions: seed.regions.map((r) => r.slug),
+              sizes: ['512mb', '1gb', '2gb', '4gb'],
+              images: seed.images.map((i) => i.slug),
+              rate: options.rate,
+              seed: options.seed,
+            }),
+          drainMs: options.pollIntervalMs.max * 3 + 15_000,
+          sinceEventId: maxEvent,
+          fleetStats: () => stack!.fleet.stats(),
+        }),
+      );
+      stage = 'legacy';
+      const processes = [
+        { role: 'demo', pid: process.pid, peak_rss_bytes: process.resourceUsage().maxRSS * 1024 },
+        ...stack.fleet.processes().map((p) => ({ role: 'dobe-fleet-worker', pid: p.pid, peak_rss_bytes: p.peakRssBytes })),
+      ];
+      await stack.close();
+      stack = undefined;
+      await sampler.stop();
+      const invariants = await checkInvariants(db, { sinceEventId: maxEvent, sinceDropletId: seededDroplets, hostReserved: HOST_RESERVED });
+      const report: DemoReport = {
+        hypervisors: options.hypervisors,
+        regions: options.regions,
+        database: { host: server.admin.host, port: server.admin.port, name: database, server_version: server.serverVersion, source: server.source },
+        started_at: startedAt.toISOString(),
+        ended_at: new Date().toISOString(),
+        settings: {
+          seed: options.seed,
+          stage_seconds: options.stageSeconds,
+          rate_per_s: options.rate,
+          poll_interval_ms: `${options.pollIntervalMs.min}-${options.pollIntervalMs.max}`,
+          work_ms: options.workMs,
+          max_connections: server.maxConnections,
+          per_user_statistics: userStats,
+        },
+        stages,
+        lost_events: invariants.lost_events,
+        duplicate_executions: invariants.duplicate_executions,
+        overcommitted_hosts: invariants.overcommitted_hosts,
+        timeline: sampler.samples,
+        processes,
+      };
+      const out = resolve(options.out);
+      await mkdir(out, { recursive: true });
+      await writeFile(join(out, 'report.json'), JSON.stringify(report, null, 2) + '\n');
+      await writeFile(join(out, 'report.html'), renderReportHtml(report));
+      progress.log(`wrote ${join(out, 'report.json')} and report.html`);
+      return report;
+    } finally {
+      await sampler?.stop().catch(() => {});
+      await stack?.close().catch(() => {});
+      await db.destroy();
+    }
+  } finally {
+    await admin.destroy();
+    if (!options.keepDatabase) await dropDatabase(server.admin, database).catch(() => {});
+    await server.release();
+  }
+}
+
+interface StageContext {
+  seconds: number;
+  progress: Progress;
+  db: ReturnType<typeof createKnex>;
+  sampler: ReturnType<typeof startSampler>;
+  userStats: boolean;
+  startTraffic: () => ReturnType<typeof startTraffic>;
+  drainMs: number;
+  sinceEventId: number;
+  fleetStats: () => { godQueries: number };
+}
+
+async function pollingSelects(ctx: StageContext): Promise<number> {
+  if (ctx.userStats) {
+    const counts = await readUserCommandCounts(ctx.db);
+    return POLLING_USERS.reduce((n, user) => n + (counts[user]?.select ?? 0), 0);
+  }
+  const [[row]] = (await ctx.db.raw("SHOW GLOBAL STATUS LIKE 'Com_select'")) as [[{ Value: string }]];
+  return Number(row.Value);
+}
+
+/** One stage: traffic for `seconds`, then a drain until every event is finished, then the stage's numbers. */
+async function runStage(name: StageName, ctx: StageContext): Promise<StageReport> {
+  const startedAt = new Date();
+  const selectsBefore = await pollingSelects(ctx);
+  const godBefore = ctx.fleetStats().godQueries;
+  const traffic = ctx.startTraffic();
+  const deadline = Date.now() + ctx.seconds * 1000;
+  while (Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 1000));
+    const last = ctx.sampler.samples.at(-1);
+    const s = traffic.stats();
+    ctx.progress.update(
+      `${name}: ${last?.connections_total ?? '?'} MySQL connections · ${last?.questions_per_s ?? '?'} queries/s · ${s.sent} requests (${s.failed} failed) · ${Math.ceil((deadline - Date.now()) / 1000)}s left`,
+    );
+  }
+  const trafficStats = await traffic.stop();
+  const measuredAt = new Date();
+  const selectsAfter = await pollingSelects(ctx);
+  const godAfter = ctx.fleetStats().godQueries;
+  const window = (measuredAt.getTime() - startedAt.getTime()) / 1000;
+  ctx.progress.log(`${name}: traffic stopped after ${trafficStats.sent} requests; draining the queue…`);
+  const drainDeadline = Date.now() + ctx.drainMs;
+  let left = await unfinishedEvents(ctx.db, ctx.sinceEventId);
+  while (left > 0 && Date.now() < drainDeadline) {
+    ctx.progress.update(`${name}: ${left} events still pending or running`);
+    await new Promise((r) => setTimeout(r, 500));
+    left = await unfinishedEvents(ctx.db, ctx.sinceEventId);
+  }
+  const endedAt = new Date();
+  const peak = ctx.sampler.peak(startedAt, endedAt);
+  const latency = await eventLatency(ctx.db, startedAt, endedAt);
+  const counts = await eventCounts(ctx.db, startedAt, measuredAt);
+  const report: StageReport = {
+    name,
+    started_at: startedAt.toISOString(),
+    ended_at: endedAt.toISOString(),
+    mysql_connections: { total: peak?.connections_total ?? 0, by_user: peak?.by_user ?? {} },
+    polling_queries_per_s: Math.round(((selectsAfter - selectsBefore) / window) * 10) / 10,
+    event_latency_ms: { p50: latency.p50, p99: latency.p99 },
+    events_created: counts.created,
+    events_done: counts.done,
+    details: {
+      events_error: counts.error,
+      events_unfinished_after_drain: left,
+      requests_sent: trafficStats.sent,
+      requests_failed: trafficStats.failed,
+      god_queries_per_s_client: Math.round(((godAfter - godBefore) / window) * 10) / 10,
+      measured_window_s: Math.round(window * 10) / 10,
+    },
+  };
+  ctx.progress.log(
+    `${name}: peak ${report.mysql_connections.total} connections, ${report.polling_queries_per_s} polling queries/s, latency p50 ${latency.p50} ms p99 ${latency.p99} ms, ${counts.done}/${counts.created} events done`,
+  );
+  return report;
+}

@@ -1,0 +1,42 @@
+import type { Knex } from 'knex';
+
+/** Statements per MySQL user, as the server counts them (MariaDB's userstat plugin). */
+export interface UserCommandCounts {
+  select: number;
+  update: number;
+  other: number;
+}
+
+/**
+ * Turns on MariaDB's per-user statistics if the server has them. Returns
+ * false on servers without the feature (MySQL), so callers fall back to
+ * global counters.
+ */
+export async function enableUserStatistics(admin: Knex): Promise<boolean> {
+  try {
+    await admin.raw('SET GLOBAL userstat = 1');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Reads `information_schema.USER_STATISTICS`: SELECT/UPDATE/other commands
+ * each MySQL user has run. Polling load per service comes from deltas of
+ * these, measured by the server, not by clients.
+ *
+ * @example
+ *   const before = await readUserCommandCounts(db); … const after = await readUserCommandCounts(db);
+ *   (after.dobe.select - before.dobe.select) / seconds // god queries per second
+ */
+export async function readUserCommandCounts(db: Knex): Promise<Record<string, UserCommandCounts>> {
+  try {
+    const [rows] = (await db.raw(
+      'SELECT USER AS user, SELECT_COMMANDS AS s, UPDATE_COMMANDS AS u, OTHER_COMMANDS AS o FROM information_schema.USER_STATISTICS',
+    )) as [Array<{ user: string; s: number; u: number; o: number }>];
+    return Object.fromEntries(rows.map((r) => [r.user, { select: Number(r.s), update: Number(r.u), other: Number(r.o) }]));
+  } catch {
+    return {};
+  }
+}
