@@ -54,6 +54,7 @@ async function start(msg: Extract<ToWorker, { type: 'start' }>): Promise<void> {
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, msg.connectConcurrency) }, opener));
+  reportStats();
   send({ type: 'started', agents: agents.length, connectMs: Date.now() - started });
   statsTimer = setInterval(reportStats, 1000);
 }
