@@ -1,4 +1,4 @@
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { dropDatabase, prepareDatabase, uniqueDatabaseName } from '../lib/db/database.ts';
 import { createKnex } from '../lib/db/knex.ts';
@@ -116,6 +116,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       const processes = [
         { role: 'demo', pid: process.pid, peak_rss_bytes: process.resourceUsage().maxRSS * 1024 },
         ...stack.fleet.processes().map((p) => ({ role: 'dobe-fleet-worker', pid: p.pid, peak_rss_bytes: p.peakRssBytes })),
+        ...(server.pid ? [{ role: 'mariadbd', pid: server.pid, peak_rss_bytes: await peakRssOf(server.pid) }] : []),
       ];
       await stack.close();
       stack = undefined;
@@ -158,6 +159,17 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     await admin.destroy();
     if (!options.keepDatabase) await dropDatabase(server.admin, database).catch(() => {});
     await server.release();
+  }
+}
+
+/** VmHWM: the most resident memory a process has had, from /proc (Linux). */
+async function peakRssOf(pid: number): Promise<number> {
+  try {
+    const status = await readFile(`/proc/${pid}/status`, 'utf8');
+    const kb = /VmHWM:\s+(\d+) kB/.exec(status)?.[1];
+    return kb ? Number(kb) * 1024 : 0;
+  } catch {
+    return 0;
   }
 }
 

@@ -14,6 +14,8 @@ export interface ProvisionedServer {
   admin: DbConfig;
   serverVersion: string;
   maxConnections: number;
+  /** The server's process id when this run started it (for memory readings). */
+  pid?: number;
   /** Stops what this run started; a server it merely found is left alone. */
   release(): Promise<void>;
 }
@@ -116,6 +118,7 @@ export async function provisionServer(options: ProvisionOptions): Promise<Provis
       return {
         source: 'throwaway',
         admin: server.config,
+        pid: server.pid,
         serverVersion: facts.version,
         maxConnections: facts.maxConnections,
         release: () => server.stop(),
