@@ -25,6 +25,8 @@ export function createKnex(config: DbConfig, options: { poolMin?: number; poolMa
       bigNumberStrings: false,
       maxPreparedStatements: 64,
     },
+    // knex prints pool and driver warnings to the console by default; the callers' logs carry the errors that matter.
+    log: { warn() {}, error() {}, deprecate() {}, debug() {} },
     pool: {
       min: options.poolMin ?? 0,
       max: options.poolMax ?? 4,

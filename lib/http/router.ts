@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { StranglerError } from '../errors.ts';
 
 export interface RequestContext {
   req: IncomingMessage;
@@ -59,9 +60,13 @@ export function createRouter() {
           continue;
         }
         const params: Record<string, string> = {};
-        route.keys.forEach((k, i) => {
-          params[k] = decodeURIComponent(m[i + 1]!);
-        });
+        for (const [i, k] of route.keys.entries()) {
+          try {
+            params[k] = decodeURIComponent(m[i + 1]!);
+          } catch (cause) {
+            throw new StranglerError('HTTP_ERR_BAD_PATH', `path segment "${m[i + 1]}" is not valid percent-encoding`, { status: 400, cause });
+          }
+        }
         return { handler: route.handler, params, pattern: route.pattern };
       }
       return allowed.length ? { allowed } : undefined;

@@ -75,7 +75,7 @@ export function createHttpService(options: HttpServiceOptions): HttpService {
         const ready = options.ready ? await options.ready() : true;
         sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not ready', service: options.name });
       } else {
-        const match = router.match(method, url.pathname);
+        const match = router.match(method, url.pathname); // throws a 400 on malformed percent-encoding
         if (!match) {
           sendError(res, 404, 'HTTP_ERR_NOT_FOUND', `no route for ${method} ${url.pathname}`);
         } else if ('allowed' in match) {

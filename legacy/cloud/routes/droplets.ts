@@ -1,0 +1,130 @@
+import { sendJson } from '../../../lib/http/respond.ts';
+import type { Router } from '../../../lib/http/router.ts';
+import { resolveOrder } from '../catalog.ts';
+import { countDroplets, getDroplet, listDroplets } from '../droplet-store.ts';
+import { cloudError } from '../errors.ts';
+import { customerRoute, readBody, type CloudDeps } from '../handler.ts';
+import { createDroplet, enqueueDropletEvent } from '../queue.ts';
+import { serializeAction, serializeDroplet } from '../serialize.ts';
+import { parseActionRequest, parseCreateDroplet, parseId, parsePagination } from '../validate.ts';
+
+/**
+ * /v2/droplets and /v2/droplets/:id/actions, after DigitalOcean's v2 API.
+ * Validation runs to the end before the first write, so a refused request
+ * leaves no row behind.
+ */
+export function addDropletRoutes(router: Router, deps: CloudDeps): void {
+  const { db, metrics } = deps;
+  const log = deps.logger;
+
+  router.add(
+    'POST',
+    '/v2/droplets',
+    customerRoute(deps, async (ctx, customer) => {
+      const request = parseCreateDroplet(await readBody(deps, ctx));
+      const order = await resolveOrder(db, customer.id, request);
+      const created = await createDroplet(db, { customer, name: request.name, order, features: request.features, requestId: ctx.requestId });
+      metrics.dropletsCreated.inc();
+      metrics.eventsWritten.inc({ type: 'create' });
+      log.debug({ requestId: ctx.requestId, customer_id: customer.id, droplet_id: created.dropletId, event_id: created.eventId }, 'droplet created');
+      const droplet = serializeDroplet({
+        id: created.dropletId,
+        name: request.name,
+        status: 'new',
+        locked: false,
+        created_at: created.createdAt,
+        server_id: null,
+        region_id: order.region.id,
+        region_slug: order.region.slug,
+        region_name: order.region.name,
+        size_slug: order.size.slug,
+        memory: order.size.memory,
+        vcpus: order.size.vcpus,
+        disk: order.size.disk,
+        image_id: order.image.id,
+        image_slug: order.image.slug,
+        image_name: order.image.name,
+        image_distribution: order.image.distribution,
+        features: [...request.features].sort(),
+        ips: [],
+      });
+      sendJson(ctx.res, 202, {
+        droplet,
+        links: { actions: [{ id: created.eventId, rel: 'create', href: `/v2/actions/${created.eventId}` }] },
+      });
+    }),
+  );
+
+  router.add(
+    'GET',
+    '/v2/droplets',
+    customerRoute(deps, async (ctx, customer) => {
+      const { page, perPage } = parsePagination(ctx.query);
+      const [total, rows] = await Promise.all([
+        countDroplets(db, customer.id),
+        listDroplets(db, customer.id, { limit: perPage, offset: (page - 1) * perPage }),
+      ]);
+      sendJson(ctx.res, 200, { droplets: rows.map(serializeDroplet), links: pageLinks(page, perPage, total), meta: { total } });
+    }),
+  );
+
+  router.add(
+    'GET',
+    '/v2/droplets/:id',
+    customerRoute(deps, async (ctx, customer) => {
+      const id = parseId(ctx.params.id, 'droplet');
+      const droplet = await getDroplet(db, customer.id, id);
+      if (!droplet) throw cloudError('CLOUD_ERR_NOT_FOUND', `droplet ${id} not found`);
+      sendJson(ctx.res, 200, { droplet: serializeDroplet(droplet) });
+    }),
+  );
+
+  router.add(
+    'DELETE',
+    '/v2/droplets/:id',
+    customerRoute(deps, async (ctx, customer) => {
+      const id = parseId(ctx.params.id, 'droplet');
+      const result = await enqueueDropletEvent(db, { customerId: customer.id, dropletId: id, type: 'destroy', requestId: ctx.requestId });
+      if (result.kind === 'event') {
+        metrics.eventsWritten.inc({ type: 'destroy' });
+        log.debug({ requestId: ctx.requestId, customer_id: customer.id, droplet_id: id, event_id: result.event.id }, 'destroy queued');
+      } else {
+        log.debug({ requestId: ctx.requestId, customer_id: customer.id, droplet_id: id, outcome: result.kind }, 'destroy without a new event');
+      }
+      ctx.res.writeHead(204);
+      ctx.res.end();
+    }),
+  );
+
+  router.add(
+    'POST',
+    '/v2/droplets/:id/actions',
+    customerRoute(deps, async (ctx, customer) => {
+      const id = parseId(ctx.params.id, 'droplet');
+      const type = parseActionRequest(await readBody(deps, ctx));
+      const result = await enqueueDropletEvent(db, { customerId: customer.id, dropletId: id, type, requestId: ctx.requestId });
+      // Only a destroy can end without a new event; an action either writes one or throws.
+      if (result.kind !== 'event') throw new Error(`action ${type} ended as ${result.kind}`);
+      metrics.eventsWritten.inc({ type });
+      log.debug({ requestId: ctx.requestId, customer_id: customer.id, droplet_id: id, event_id: result.event.id, type }, 'action queued');
+      sendJson(ctx.res, 201, { action: serializeAction(result.event) });
+    }),
+  );
+}
+
+/** DO's `links.pages`: present only when there is more than one page. */
+function pageLinks(page: number, perPage: number, total: number): { pages?: Record<string, string> } {
+  const last = Math.max(1, Math.ceil(total / perPage));
+  if (last === 1) return {};
+  const href = (p: number) => `/v2/droplets?page=${p}&per_page=${perPage}`;
+  const pages: Record<string, string> = {};
+  if (page > 1) {
+    pages.first = href(1);
+    pages.prev = href(Math.min(page - 1, last));
+  }
+  if (page < last) {
+    pages.next = href(page + 1);
+    pages.last = href(last);
+  }
+  return { pages };
+}
