@@ -8,8 +8,6 @@ import { createAgentStats } from './agent-stats.ts';
 import { claimEvent, completeEvent, type HostState } from './execute.ts';
 import { GOD_QUERY, godQueryParams, type GodQueryRow } from './god-query.ts';
 
-const ER_MAX_PREPARED_STMT_COUNT_REACHED = 1461;
-
 export interface DobeAgentOptions {
   serverId: number;
   /** The `dobe` MySQL user's settings: every agent opens its own connection, as in 2016. */
@@ -27,7 +25,12 @@ export interface DobeAgentOptions {
 }
 
 export interface DobeAgent {
+  /** connect() then run(). */
   start(): Promise<void>;
+  /** Opens the connection and reads the host's state, without polling yet. */
+  connect(): Promise<void>;
+  /** Starts the polling loop (after connect()). */
+  run(): void;
   close(): Promise<void>;
   readonly serverId: number;
   host(): HostState | undefined;
@@ -93,24 +96,12 @@ export function createDobeAgent(options: DobeAgentOptions): DobeAgent {
     await c.end().catch(() => c.destroy());
   }
 
-  let prepared = true;
   /**
-   * The god query as a server-side prepared statement (as DBI's
-   * prepare_cached did): parsing 60 lines and 9 joins thousands of times a
-   * second costs the server more than running them. A server whose
-   * max_prepared_stmt_count is exhausted gets the plain text query instead.
+   * Text protocol, as DBD::mysql sent it (its prepares were client-side):
+   * the server parses and plans the whole god query on every poll, which
+   * is the cost that made 15,000 pollers a problem.
    */
   async function runGodQuery(c: Connection): Promise<GodQueryRow[]> {
-    if (prepared) {
-      try {
-        const [rows] = await c.execute<RowDataPacket[]>(GOD_QUERY, godQueryParams(options.serverId));
-        return rows as GodQueryRow[];
-      } catch (err) {
-        if ((err as { errno?: number }).errno !== ER_MAX_PREPARED_STMT_COUNT_REACHED) throw err;
-        prepared = false;
-        log.warn('max_prepared_stmt_count reached; this agent polls with the text protocol');
-      }
-    }
     const [rows] = await c.query<RowDataPacket[]>(GOD_QUERY, godQueryParams(options.serverId));
     return rows as GodQueryRow[];
   }
@@ -165,11 +156,17 @@ export function createDobeAgent(options: DobeAgentOptions): DobeAgent {
   return {
     serverId: options.serverId,
     host: () => host,
-    async start() {
-      conn = await connect();
+    async connect() {
+      conn ??= await connect();
+    },
+    run() {
       lastReport = Date.now();
       // Spread the first polls over one interval so a fleet does not stampede.
       schedule(random() * poll.max);
+    },
+    async start() {
+      await this.connect();
+      this.run();
     },
     close() {
       closing ??= (async () => {

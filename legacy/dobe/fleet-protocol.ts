@@ -12,6 +12,8 @@ export type ToWorker =
       hostReportIntervalMs: number;
       connectConcurrency: number;
     }
+  /** Every worker has connected its agents: start polling (a fleet-wide barrier, so connecting is not slowed by polling). */
+  | { type: 'run' }
   | { type: 'stop' };
 
 /** What a worker reports back. */

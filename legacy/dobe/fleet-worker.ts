@@ -41,7 +41,7 @@ async function start(msg: Extract<ToWorker, { type: 'start' }>): Promise<void> {
       });
       for (let attempt = 1; ; attempt++) {
         try {
-          await agent.start();
+          await agent.connect();
           break;
         } catch (err) {
           if (attempt >= 5) throw err;
@@ -72,6 +72,8 @@ process.on('message', (msg: ToWorker) => {
     start(msg).catch((err: Error) => {
       send({ type: 'failed', message: err.message });
     });
+  } else if (msg.type === 'run') {
+    for (const agent of agents) agent.run();
   } else if (msg.type === 'stop') {
     void stop();
   }

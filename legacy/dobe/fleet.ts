@@ -170,6 +170,7 @@ export function createFleet(options: FleetOptions): Fleet {
       log.info({ agents: ids.length, processes: slices.length }, 'starting the legacy fleet');
       try {
         await Promise.all(slices.map(startWorker));
+        for (const w of workers) w.child.send({ type: 'run' } satisfies ToWorker);
       } catch (err) {
         await Promise.all(workers.map(stopWorker));
         throw err;

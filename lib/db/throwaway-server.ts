@@ -201,8 +201,6 @@ export async function startThrowawayServer(options: ThrowawayOptions): Promise<T
       `--open-files-limit=${openFilesLimit}`,
       '--table-open-cache=400',
       '--back-log=4096',
-      // One prepared god query per agent: 15,000 agents exceed the default of 16,382 with anything else.
-      '--max-prepared-stmt-count=1048576',
       '--max-connect-errors=1000000',
       '--skip-name-resolve',
       '--innodb-buffer-pool-size=256M',
