@@ -142,7 +142,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
         lost_events: invariants.lost_events,
         duplicate_executions: invariants.duplicate_executions,
         overcommitted_hosts: invariants.overcommitted_hosts,
-        timeline: sampler.samples,
+        timeline: [...sampler.samples],
         processes,
       };
       const out = resolve(options.out);

@@ -11,6 +11,7 @@ export function startSampler(db: Knex, options: { database: string; intervalMs?:
   const samples: TimelineSample[] = [];
   let lastQuestions: { at: number; value: number } | undefined;
   let busy = false;
+  let stopped: Promise<void> | undefined;
   const take = async () => {
     if (busy) return;
     busy = true;
@@ -47,9 +48,14 @@ export function startSampler(db: Knex, options: { database: string; intervalMs?:
       }
       return best;
     },
-    async stop() {
-      clearInterval(timer);
-      await take();
+    /** Takes a last sample and stops; idempotent. */
+    stop(): Promise<void> {
+      stopped ??= (async () => {
+        clearInterval(timer);
+        while (busy) await new Promise((r) => setTimeout(r, 10));
+        await take();
+      })();
+      return stopped;
     },
   };
 }

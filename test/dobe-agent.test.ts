@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDobeAgent } from '../legacy/dobe/agent.ts';
 import { createAgentStats } from '../legacy/dobe/agent-stats.ts';
+import type { GodQueryRow } from '../legacy/dobe/god-query.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { insertEvent, seedWorld, waitFor } from './helpers/seeded.ts';
 
@@ -66,6 +67,40 @@ describe('a legacy DOBE agent', () => {
     } finally {
       await agent.close();
     }
+  });
+
+  it('after a restart, finishes the events its previous incarnation had claimed, once', async () => {
+    // What a kill -9 between claim and done leaves behind.
+    const id = await insertEvent(t.db, { type: 'reboot', region_id: 1, server_id: 5, status: 'running' });
+    const agent = createDobeAgent({ serverId: 5, db: t.service('dobe'), pollIntervalMs: { min: 20, max: 40 }, workMs: 0 });
+    await agent.start();
+    try {
+      await waitFor(async () => (await t.db('events').where({ id }).first()).status === 'done', 5000);
+    } finally {
+      await agent.close();
+    }
+    expect(await t.db('event_executions').where({ event_id: id })).toHaveLength(1);
+  });
+
+  it('records one execution when two completions of the same claimed event race', async () => {
+    const { openConnection } = await import('../lib/db/connection.ts');
+    const { completeEvent } = await import('../legacy/dobe/execute.ts');
+    const id = await insertEvent(t.db, { type: 'pdu_reboot', region_id: 1, server_id: 6, status: 'running' });
+    const row: GodQueryRow = {
+      event_id: id, event_type: 'pdu_reboot', event_status: 'running', event_args: null, event_created_at: '', event_available_at: null,
+      droplet_id: null, droplet_name: null, droplet_status: null, customer_id: null, size_slug: null, size_memory: null, size_vcpus: null,
+      size_disk: null, image_slug: null, server_id: 6, server_name: 'x', ssh_fingerprints: null, features: null, ip_addresses: null,
+      server_running_events: 0, customer_droplets_on_server: 0,
+    };
+    const conns = await Promise.all([openConnection(t.service('dobe')), openConnection(t.service('dobe'))]);
+    try {
+      const host = { memfree: 1000, diskfree_actual: 100, vmcount: 1 };
+      const results = await Promise.all(conns.map((c) => completeEvent(c, row, host, new Date(), 'god-query')));
+      expect(results.filter((r) => r !== undefined)).toHaveLength(1);
+    } finally {
+      await Promise.all(conns.map((c) => c.end()));
+    }
+    expect(await t.db('event_executions').where({ event_id: id })).toHaveLength(1);
   });
 
   it('rejects bad options with the option name', () => {

@@ -101,15 +101,44 @@ export function createDobeAgent(options: DobeAgentOptions): DobeAgent {
    * the server parses and plans the whole god query on every poll, which
    * is the cost that made 15,000 pollers a problem.
    */
-  async function runGodQuery(c: Connection): Promise<GodQueryRow[]> {
-    const [rows] = await c.query<RowDataPacket[]>(GOD_QUERY, godQueryParams(options.serverId));
+  async function runGodQuery(c: Connection, status: 'pending' | 'running' = 'pending'): Promise<GodQueryRow[]> {
+    const [rows] = await c.query<RowDataPacket[]>(GOD_QUERY, godQueryParams(options.serverId, status));
     return rows as GodQueryRow[];
+  }
+
+  /**
+   * Events this host claimed but could not mark done (the connection died,
+   * a lock wait timed out). Only this host's agent ever claims them, so
+   * finishing them later is not a second execution: nothing was recorded.
+   */
+  let unfinished: Array<{ row: GodQueryRow; receivedAt: Date }> = [];
+  let recovered = false;
+
+  async function finish(c: Connection, row: GodQueryRow, receivedAt: Date): Promise<void> {
+    const after = await completeEvent(c, row, host!, receivedAt, 'god-query');
+    if (after) {
+      host = after;
+      stats.eventsExecuted++;
+    } else {
+      stats.claimsLost++;
+    }
   }
 
   async function iteration(): Promise<void> {
     if (!conn) {
       conn = await connect();
       stats.reconnects += failures > 0 ? 1 : 0;
+    }
+    if (!recovered) {
+      // After a restart (kill -9 of the fleet), events this host had claimed are still 'running'.
+      const stuck = await runGodQuery(conn, 'running');
+      unfinished.push(...stuck.map((row) => ({ row, receivedAt: now() })));
+      recovered = true;
+    }
+    while (unfinished.length > 0 && !closed) {
+      const { row, receivedAt } = unfinished[0]!;
+      await finish(conn, row, receivedAt);
+      unfinished.shift();
     }
     const rows = await runGodQuery(conn);
     stats.godQueries++;
@@ -120,9 +149,10 @@ export function createDobeAgent(options: DobeAgentOptions): DobeAgent {
         stats.claimsLost++;
         continue;
       }
+      unfinished.push({ row, receivedAt });
       if (workMs > 0) await new Promise((r) => setTimeout(r, workMs));
-      host = await completeEvent(conn, row, host!, receivedAt, 'god-query');
-      stats.eventsExecuted++;
+      await finish(conn, row, receivedAt);
+      unfinished = unfinished.filter((u) => u.row.event_id !== row.event_id);
     }
     if (Date.now() - lastReport >= reportEvery) {
       lastReport = Date.now();

@@ -32,9 +32,12 @@ export async function claimEvent(conn: Connection, eventId: number, serverId: nu
 }
 
 /**
- * Applies a finished event in one transaction: the droplet's new status,
- * the host's resources, the execution record (counted later to prove
- * nothing ran twice) and the event's `done`. Returns the host state after.
+ * Applies a finished event in one transaction: the event's `done`, the
+ * droplet's new status, the host's resources and the execution record
+ * (counted later to prove nothing ran twice). The `done` transition goes
+ * first and must change exactly one row: if another completion already
+ * committed, this one rolls back and changes nothing. Returns the host
+ * state after, or undefined when the event was already finished.
  */
 export async function completeEvent(
   conn: Connection,
@@ -42,7 +45,7 @@ export async function completeEvent(
   host: HostState,
   receivedAt: Date,
   source: EventSource,
-): Promise<HostState> {
+): Promise<HostState | undefined> {
   const next = { ...host };
   let resourcesChanged = false;
   const memory = row.size_memory ?? 0;
@@ -60,6 +63,14 @@ export async function completeEvent(
   }
   await conn.beginTransaction();
   try {
+    const [done] = await conn.query<ResultSetHeader>(
+      "UPDATE events SET status = 'done', finished_at = CURRENT_TIMESTAMP(3) WHERE id = ? AND status = 'running'",
+      [row.event_id],
+    );
+    if (done.affectedRows !== 1) {
+      await conn.rollback();
+      return undefined;
+    }
     const dropletStatus = DROPLET_STATUS_AFTER[row.event_type];
     if (dropletStatus && row.droplet_id) {
       await conn.query(
@@ -84,9 +95,6 @@ export async function completeEvent(
       'INSERT INTO event_executions (event_id, server_id, source, received_at, finished_at) VALUES (?, ?, ?, ?, CURRENT_TIMESTAMP(3))',
       [row.event_id, row.server_id, source, receivedAt],
     );
-    await conn.query("UPDATE events SET status = 'done', finished_at = CURRENT_TIMESTAMP(3) WHERE id = ? AND status = 'running'", [
-      row.event_id,
-    ]);
     await conn.commit();
   } catch (err) {
     await conn.rollback().catch(() => {});

@@ -6,7 +6,9 @@
  * the host, and the host's other in-flight work — so its cost on the
  * server is the real pathology, not a stand-in.
  *
- * Parameters: [server_id, server_id, server_id].
+ * Parameters: godQueryParams(server_id) — the status is a parameter so the
+ * same query can find the host's own claimed-but-unfinished ('running')
+ * events after an agent restart.
  */
 export const GOD_QUERY = `
 SELECT
@@ -67,7 +69,7 @@ LEFT JOIN images i      ON i.id = d.image_id
 LEFT JOIN kernels k     ON k.id = d.kernel_id
 LEFT JOIN regions dr    ON dr.id = d.region_id
 WHERE e.server_id = ?
-  AND e.status = 'pending'
+  AND e.status = ?
   AND s.id = ?
   AND (d.id IS NULL OR d.server_id IS NULL OR d.server_id = ?)
 ORDER BY e.id
@@ -99,6 +101,6 @@ export interface GodQueryRow {
   customer_droplets_on_server: number;
 }
 
-export function godQueryParams(serverId: number): [number, number, number] {
-  return [serverId, serverId, serverId];
+export function godQueryParams(serverId: number, status: 'pending' | 'running' = 'pending'): [number, string, number, number] {
+  return [serverId, status, serverId, serverId];
 }

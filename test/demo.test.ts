@@ -1,0 +1,47 @@
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, inject, it } from 'vitest';
+import { formatMysqlUrl } from '../lib/db/config.ts';
+import { createProgress } from '../demo/progress.ts';
+import { runDemo } from '../demo/run-demo.ts';
+import type { DemoReport } from '../demo/report-types.ts';
+
+describe('npm run demo (small)', () => {
+  it('runs the legacy stage under traffic and writes report.json and report.html with the server-measured numbers', async () => {
+    const out = await mkdtemp(join(tmpdir(), 'strangler-demo-'));
+    const hypervisors = 40;
+    const report = await runDemo({
+      hypervisors,
+      regions: 2,
+      out,
+      stageSeconds: 4,
+      rate: 15,
+      seed: 5,
+      pollIntervalMs: { min: 200, max: 400 },
+      workMs: 2,
+      keepDatabase: false,
+      progress: createProgress(process.stderr, { quiet: true }),
+      env: { MYSQL_URL: formatMysqlUrl(inject('dbAdmin')) },
+    });
+    const written = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as DemoReport;
+    expect(written).toEqual(report);
+    expect(report).toMatchObject({ hypervisors, regions: 2, lost_events: 0, duplicate_executions: 0, overcommitted_hosts: 0 });
+    expect(report.database).toMatchObject({ source: 'url', name: expect.stringMatching(/^strangler_demo_/) });
+    const [legacy] = report.stages;
+    expect(legacy!.name).toBe('legacy');
+    // One connection per agent plus the services' own, as PROCESSLIST counted them.
+    expect(legacy!.mysql_connections.by_user.dobe).toBe(hypervisors);
+    expect(legacy!.mysql_connections.by_user.cloud).toBeGreaterThanOrEqual(1);
+    expect(legacy!.mysql_connections.total).toBeGreaterThanOrEqual(hypervisors + 2);
+    expect(legacy!.polling_queries_per_s).toBeGreaterThan(hypervisors / 0.4 / 2);
+    expect(legacy!.events_created).toBeGreaterThan(10);
+    expect(legacy!.events_done).toBe(legacy!.events_created - Number(legacy!.details?.events_error ?? 0));
+    expect(legacy!.event_latency_ms.p99).toBeGreaterThan(0);
+    expect(legacy!.event_latency_ms.p99).toBeLessThan(5000);
+    expect(report.timeline.length).toBeGreaterThanOrEqual(3);
+    const html = await readFile(join(out, 'report.html'), 'utf8');
+    expect(html).toContain('<svg');
+    expect(html).toContain(report.database.name);
+  });
+});
