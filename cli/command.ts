@@ -49,11 +49,20 @@ export function parseCommandArgs<O extends Options>(argv: string[], options: O) 
 }
 
 /** Parses an integer option, naming the option in the error. */
-export function intOption(name: string, value: string | undefined, fallback: number, min = 0): number {
+export function intOption(name: string, value: string | undefined, fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer >= ${min}, got "${value}"`);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new UsageError(`--${name} must be an integer ${max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`}, got "${value}"`);
+  }
   return n;
+}
+
+/** Checks a --database value before anything connects, so a bad name is a usage error (exit 2). */
+export function databaseOption(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  if (!/^[a-z][a-z0-9_]{0,63}$/.test(value)) throw new UsageError(`--database must be lower-case letters, digits and _ (starting with a letter), got "${value}"`);
+  return value;
 }
 
 export function writeJson(io: CommandIO, value: unknown): void {

@@ -1,7 +1,6 @@
 import { parseMysqlUrl, type DbConfig } from '../lib/db/config.ts';
 import { provisionServer } from '../lib/db/provision.ts';
 import { DEFAULT_DB_SECRET } from '../lib/db/service-users.ts';
-import { StranglerError } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 
 export interface DatabaseTarget {
@@ -9,6 +8,7 @@ export interface DatabaseTarget {
   server: DbConfig;
   database: string;
   secret: string;
+  maxConnections: number;
   release(): Promise<void>;
 }
 
@@ -26,18 +26,12 @@ export async function resolveDatabaseTarget(options: {
 }): Promise<DatabaseTarget> {
   const fromUrl = options.env.MYSQL_URL ? parseMysqlUrl(options.env.MYSQL_URL).database : undefined;
   const database = options.database ?? fromUrl ?? 'strangler';
-  const server = await provisionServer({ env: options.env, logger: options.logger, needConnections: options.needConnections }).catch(
-    (err: StranglerError) => {
-      throw err;
-    },
-  );
-  if (server.source === 'throwaway' || server.source === 'container') {
-    await server.release();
-    throw new StranglerError(
-      'DB_ERR_NO_LASTING_SERVER',
-      `no server fits this command (it needs ${options.needConnections} connections) and a throwaway one would vanish when it exits. ` +
-        'Set MYSQL_URL to a server with enough max_connections, raise max_connections on 127.0.0.1:3306, or use "strangler up", which starts and keeps its own.',
-    );
-  }
-  return { server: server.admin, database, secret: options.env.STRANGLER_DB_SECRET ?? DEFAULT_DB_SECRET, release: () => server.release() };
+  const server = await provisionServer({ env: options.env, logger: options.logger, needConnections: options.needConnections, allowStart: false });
+  return {
+    server: server.admin,
+    database,
+    secret: options.env.STRANGLER_DB_SECRET ?? DEFAULT_DB_SECRET,
+    maxConnections: server.maxConnections,
+    release: () => server.release(),
+  };
 }

@@ -59,8 +59,10 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   const admin = createKnex({ ...server.admin, database: undefined }, { poolMax: 2 });
   let stack: Awaited<ReturnType<typeof startLegacyStack>> | undefined;
   let sampler: ReturnType<typeof startSampler> | undefined;
+  let userStatistics: Awaited<ReturnType<typeof enableUserStatistics>> | undefined;
   try {
-    const userStats = await enableUserStatistics(admin);
+    userStatistics = await enableUserStatistics(admin);
+    const userStats = userStatistics.enabled;
     const config = await prepareDatabase(server.admin, database, secret);
     const db = createKnex(config, { poolMax: 4 });
     try {
@@ -157,6 +159,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       await db.destroy();
     }
   } finally {
+    await userStatistics?.restore();
     await admin.destroy();
     if (!options.keepDatabase) await dropDatabase(server.admin, database).catch(() => {});
     await server.release();

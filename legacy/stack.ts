@@ -1,6 +1,8 @@
 import type { DbConfig } from '../lib/db/config.ts';
 import { serviceDbConfig } from '../lib/db/service-users.ts';
 import { createMonitor, type Monitor } from '../lib/metrics/create-monitor.ts';
+import { createHttpService } from '../lib/http/service-server.ts';
+import { createRouter } from '../lib/http/router.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
 import { createCloud } from './cloud/create-cloud.ts';
 import { createFleet, type Fleet } from './dobe/fleet.ts';
@@ -21,11 +23,11 @@ export interface LegacyStackOptions {
   logger?: Logger;
   onFleetProgress?: (connected: number, total: number) => void;
   /** Ports for the HTTP services (0 = any free port). */
-  ports?: { cloud?: number; scheduler?: number; monitor?: number };
+  ports?: { cloud?: number; scheduler?: number; monitor?: number; fleet?: number };
 }
 
 export interface LegacyStack {
-  urls: { cloud: string; scheduler: string; monitor: string };
+  urls: { cloud: string; scheduler: string; monitor: string; fleet: string };
   fleet: Fleet;
   scheduler: SchedulerV1;
   monitor: Monitor;
@@ -72,9 +74,13 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
     });
     started.push(fleet);
     await fleet.start();
+    // The fleet's counters (god queries, executions) get their own /metrics, as a hypervisor exporter would.
+    const fleetHttp = createHttpService({ name: 'dobe-fleet', router: createRouter(), registry: fleet.registry, logger, port: options.ports?.fleet ?? 0 });
+    const fleetAddress = await fleetHttp.start();
+    started.push(fleetHttp);
     let closing: Promise<void> | undefined;
     return {
-      urls: { cloud: cloudAddress.url, scheduler: schedulerAddress.url ?? '', monitor: monitorAddress.url },
+      urls: { cloud: cloudAddress.url, scheduler: schedulerAddress.url ?? '', monitor: monitorAddress.url, fleet: fleetAddress.url },
       fleet,
       scheduler,
       monitor,

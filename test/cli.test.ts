@@ -36,6 +36,12 @@ describe('the strangler command', () => {
     const badValue = await runCli(['db', 'seed', '--hypervisors', 'many']);
     expect(badValue.code).toBe(2);
     expect(badValue.stderr).toContain('--hypervisors must be an integer');
+    const badName = await runCli(['db', 'migrate', '--database', 'x; DROP DATABASE mysql']);
+    expect(badName.code).toBe(2);
+    expect(badName.stderr).toContain('--database must be');
+    const tooMany = await runCli(['fleet', '--per-process', '20000']);
+    expect(tooMany.code).toBe(2);
+    expect(tooMany.stderr).toContain('--per-process must be an integer from 1 to 15000');
   });
 
   it('migrates, seeds, refuses to seed twice, and runs a fleet that the server can see', async () => {

@@ -59,6 +59,13 @@ describe('a droplet create in the legacy system', () => {
     const droplet = await t.db('droplets').where({ id: body.droplet.id }).first();
     expect(droplet).toMatchObject({ status: 'active', server_id: final.server_id });
 
+    // Workers report their counters about once a second.
+    const fleetMetrics = await waitFor(async () => {
+      const text = await (await fetch(`${stack.urls.fleet}/metrics`)).text();
+      return /^dobe_events_executed_total [1-9]/m.test(text) ? text : undefined;
+    }, 5000);
+    expect(fleetMetrics).toMatch(/^dobe_agents_connected 12$/m);
+
     const action = await fetch(`${stack.urls.cloud}/v2/actions/${eventId}`, { headers: { authorization: `Bearer ${seed.tokens.get(1)}` } });
     expect(((await action.json()) as { action: { status: string } }).action.status).toBe('completed');
   });

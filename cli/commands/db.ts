@@ -5,7 +5,7 @@ import { generateSeed } from '../../legacy/seed/generate.ts';
 import { insertSeed } from '../../legacy/seed/insert.ts';
 import { createProgress } from '../../demo/progress.ts';
 import { cliLogger } from '../cli-logger.ts';
-import { EXIT, UsageError, intOption, parseCommandArgs, writeJson, type Command } from '../command.ts';
+import { EXIT, UsageError, databaseOption, intOption, parseCommandArgs, writeJson, type Command } from '../command.ts';
 import { resolveDatabaseTarget } from '../database-target.ts';
 
 const HELP = `Usage: strangler db <migrate|seed> [options]
@@ -49,7 +49,7 @@ export const command: Command = {
     const regions = intOption('regions', values.regions, 3, 1);
     const seedNumber = intOption('seed', values.seed, 1, 0);
     const logger = cliLogger(io.env);
-    const target = await resolveDatabaseTarget({ env: io.env, database: values.database, needConnections: 10, logger });
+    const target = await resolveDatabaseTarget({ env: io.env, database: databaseOption(values.database), needConnections: 10, logger });
     try {
       const config = await prepareDatabase(target.server, target.database, target.secret);
       if (verb === 'migrate') {

@@ -4,7 +4,7 @@ import { StranglerError } from '../../lib/errors.ts';
 import { createFleet, DEFAULT_AGENTS_PER_PROCESS } from '../../legacy/dobe/fleet.ts';
 import { createProgress } from '../../demo/progress.ts';
 import { cliLogger } from '../cli-logger.ts';
-import { EXIT, intOption, parseCommandArgs, waitForStop, writeJson, type Command } from '../command.ts';
+import { EXIT, databaseOption, intOption, parseCommandArgs, waitForStop, writeJson, type Command } from '../command.ts';
 import { resolveDatabaseTarget } from '../database-target.ts';
 
 const HELP = `Usage: strangler fleet [options]
@@ -51,25 +51,35 @@ export const command: Command = {
     const pollMin = intOption('poll-min', values['poll-min'], 1000, 1);
     const pollMax = intOption('poll-max', values['poll-max'], 5000, pollMin);
     const requested = values.hypervisors === undefined ? undefined : intOption('hypervisors', values.hypervisors, 1, 1);
-    const target = await resolveDatabaseTarget({ env: io.env, database: values.database, needConnections: (requested ?? 100) + 20, logger });
+    const agentsPerProcess = intOption('per-process', values['per-process'], DEFAULT_AGENTS_PER_PROCESS, 1, 15_000);
+    const workMs = intOption('work-ms', values['work-ms'], 20, 0);
+    const seconds = values.seconds === undefined ? undefined : intOption('seconds', values.seconds, 0, 1);
+    const database = databaseOption(values.database);
+    const target = await resolveDatabaseTarget({ env: io.env, database, needConnections: (requested ?? 1) + 20, logger });
     const progress = createProgress(io.stderr as NodeJS.WritableStream & { isTTY?: boolean }, { quiet: values.json });
     const admin = createKnex({ ...target.server, database: target.database }, { poolMax: 1 });
     try {
       const rows: Array<{ id: number }> = await admin('servers').orderBy('id').limit(requested ?? 1_000_000).select('id');
       if (rows.length === 0) throw new StranglerError('FLEET_ERR_NO_SERVERS', `database ${target.database} has no servers; run "strangler db seed" first`);
+      if (rows.length + 20 > target.maxConnections) {
+        throw new StranglerError(
+          'DB_ERR_TOO_FEW_CONNECTIONS',
+          `${rows.length} agents need ${rows.length + 20} connections but the server allows max_connections=${target.maxConnections}; ` +
+            'raise it (runbooks/database.md) or pass --hypervisors',
+        );
+      }
       const fleet = createFleet({
         db: serviceDbConfig(target.server, target.database, 'dobe', target.secret),
         serverIds: rows.map((r) => r.id),
-        agentsPerProcess: intOption('per-process', values['per-process'], DEFAULT_AGENTS_PER_PROCESS, 1),
+        agentsPerProcess,
         pollIntervalMs: { min: pollMin, max: pollMax },
-        workMs: intOption('work-ms', values['work-ms'], 20, 0),
+        workMs,
         logger,
         onProgress: (connected, total) => progress.update(`${connected}/${total} agents connected`),
       });
       const started = Date.now();
       await fleet.start();
       progress.log(`${rows.length} agents running in ${fleet.processes().length} processes; Ctrl-C to stop`);
-      const seconds = values.seconds === undefined ? undefined : intOption('seconds', values.seconds, 0, 1);
       await waitForStop(io.signal, seconds, () => {
         const s = fleet.stats();
         progress.update(`${s.connected} connected · ${s.godQueries} god queries · ${s.eventsExecuted} events executed · ${s.errors} errors`);

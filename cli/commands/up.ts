@@ -7,7 +7,7 @@ import { insertSeed } from '../../legacy/seed/insert.ts';
 import { startLegacyStack } from '../../legacy/stack.ts';
 import { createProgress } from '../../demo/progress.ts';
 import { cliLogger } from '../cli-logger.ts';
-import { EXIT, intOption, parseCommandArgs, waitForStop, writeJson, type Command } from '../command.ts';
+import { EXIT, databaseOption, intOption, parseCommandArgs, waitForStop, writeJson, type Command } from '../command.ts';
 
 const HELP = `Usage: strangler up [options]
 
@@ -59,13 +59,17 @@ export const command: Command = {
     const server = await provisionServer({ env: io.env, logger, needConnections: hypervisors + 150 });
     progress.log(`database: ${server.source} server ${server.admin.host}:${server.admin.port} (${server.serverVersion})`);
     try {
-      const database = values.database ?? uniqueDatabaseName('strangler_up');
+      const database = databaseOption(values.database) ?? uniqueDatabaseName('strangler_up');
       const config = await prepareDatabase(server.admin, database, secret);
       const db = createKnex(config, { poolMax: 1 });
       const seed = generateSeed({ hypervisors, regions, seed: seedNumber });
+      let serverIds: number[];
       try {
         const [[{ n }]] = (await db.raw('SELECT COUNT(*) AS n FROM servers')) as [[{ n: number }]];
         if (Number(n) === 0) await insertSeed(db, seed, (table, rows) => progress.update(`seeding ${table}: ${rows} rows`));
+        else progress.log(`database ${database} already has ${n} servers: running their agents, not seeding`);
+        // An existing database decides the fleet, not --hypervisors.
+        serverIds = (await db('servers').orderBy('id').limit(hypervisors).select('id')).map((r: { id: number }) => r.id);
       } finally {
         await db.destroy();
       }
@@ -73,7 +77,7 @@ export const command: Command = {
         server: server.admin,
         database,
         secret,
-        serverIds: seed.servers.map((s) => s.id),
+        serverIds,
         logger,
         ports: { monitor: intOption('port', values.port, 9400, 0), cloud: intOption('cloud-port', values['cloud-port'], 9401, 0) },
         onFleetProgress: (connected, total) => progress.update(`fleet: ${connected}/${total} agents connected`),
@@ -81,6 +85,7 @@ export const command: Command = {
       try {
         const info = {
           dashboard: `${stack.urls.monitor}/metrics`,
+          fleet_metrics: `${stack.urls.fleet}/metrics`,
           cloud: stack.urls.cloud,
           scheduler_v1: stack.urls.scheduler,
           database: { host: server.admin.host, port: server.admin.port, name: database, source: server.source },
@@ -96,6 +101,7 @@ export const command: Command = {
               `  dashboard (metrics): ${info.dashboard}`,
               `  cloud API:           ${info.cloud}   e.g. curl -H "Authorization: Bearer ${info.example_token}" ${info.cloud}/v2/droplets`,
               `  scheduler v1:        ${info.scheduler_v1}/metrics`,
+              `  fleet (agents):      ${info.fleet_metrics}`,
               `  database:            ${server.admin.host}:${server.admin.port}/${database} (${server.source})`,
               'Ctrl-C stops everything.',
               '',

@@ -10,7 +10,8 @@ import type { FromWorker, ToWorker } from './fleet-protocol.ts';
 
 const stats = createAgentStats();
 const agents: DobeAgent[] = [];
-const logger = createLogger({ name: 'dobe-fleet-worker', level: process.env.LOG_LEVEL ?? 'warn' });
+// stderr: a worker shares its parent's stdout, which may carry a command's JSON result.
+const logger = createLogger({ name: 'dobe-fleet-worker', level: process.env.LOG_LEVEL ?? 'warn', destination: process.stderr });
 let statsTimer: NodeJS.Timeout | undefined;
 
 function send(message: FromWorker): void {

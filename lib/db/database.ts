@@ -3,7 +3,7 @@ import type { Knex } from 'knex';
 import { migrationSource } from '../../migrations/index.ts';
 import { assertDatabaseName, type DbConfig } from './config.ts';
 import { createKnex } from './knex.ts';
-import { ensureServiceUsers } from './service-users.ts';
+import { ensureServiceUsers, revokeServiceUsers } from './service-users.ts';
 
 /** A fresh name such as `strangler_demo_k3x9q2`, so runs never collide. */
 export function uniqueDatabaseName(prefix: string): string {
@@ -47,6 +47,7 @@ export async function dropDatabase(admin: DbConfig, database: string): Promise<v
   assertDatabaseName(database);
   const server = createKnex({ ...admin, database: undefined }, { poolMax: 1 });
   try {
+    await revokeServiceUsers(server, database);
     await server.raw('DROP DATABASE IF EXISTS ??', [database]);
   } finally {
     await server.destroy();

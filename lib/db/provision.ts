@@ -27,6 +27,11 @@ export interface ProvisionOptions {
   needConnections: number;
   /** Where to look for an already running server (default 127.0.0.1:3306 as root). */
   found?: DbConfig;
+  /**
+   * Whether this run may start a server of its own (throwaway or container).
+   * Commands whose state must outlive them (db, fleet) pass false.
+   */
+  allowStart?: boolean;
 }
 
 interface ServerFacts {
@@ -77,7 +82,9 @@ export async function provisionServer(options: ProvisionOptions): Promise<Provis
   if (env.MYSQL_URL) {
     const { database: _ignored, ...admin } = parseMysqlUrl(env.MYSQL_URL);
     const facts = await inspect(admin).catch((cause) => {
-      throw new StranglerError('DB_ERR_UNREACHABLE', `MYSQL_URL points at ${describeDb(admin)}, which did not answer`, { cause });
+      throw new StranglerError('DB_ERR_UNREACHABLE', `MYSQL_URL points at ${describeDb(admin)}, which refused us: ${(cause as Error).message}`, {
+        cause,
+      });
     });
     const missing = shortfall(facts, need);
     if (missing) {
@@ -111,6 +118,16 @@ export async function provisionServer(options: ProvisionOptions): Promise<Provis
   }
 
   const reasons: string[] = [];
+  if (options.allowStart === false) {
+    throw new StranglerError(
+      'DB_ERR_NO_LASTING_SERVER',
+      (foundFacts
+        ? `the server at ${describeDb(found)} is too small for this command: ${shortfall(foundFacts, need)}. `
+        : `no server answered at ${describeDb(found)}. `) +
+        'This command keeps its state in the database, so it will not start a throwaway server that vanishes when it exits. ' +
+        'Set MYSQL_URL to a server with enough max_connections, raise the limits on the found server (see runbooks/database.md), or use "strangler up".',
+    );
+  }
   if (throwawayAvailable()) {
     try {
       const server = await startThrowawayServer({ maxConnections: need, logger: log });

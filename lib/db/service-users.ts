@@ -88,6 +88,21 @@ export async function ensureServiceUsers(admin: Knex, database: string, secret: 
   await admin.raw(`GRANT SELECT ON ??.* TO ?@'%'`, [database, MONITOR_USER]);
 }
 
+/**
+ * Removes what ensureServiceUsers granted on one database. MySQL keeps
+ * grants after DROP DATABASE, so without this every test run would leave
+ * rows in mysql.tables_priv. The users themselves stay: other databases
+ * on the server may use them.
+ */
+export async function revokeServiceUsers(admin: Knex, database: string): Promise<void> {
+  for (const [user, tables] of Object.entries(SERVICE_GRANTS)) {
+    for (const [table, privileges] of Object.entries(tables)) {
+      await admin.raw(`REVOKE ${privileges.join(', ')} ON ??.?? FROM ?@'%'`, [database, table, user]).catch(() => {});
+    }
+  }
+  await admin.raw(`REVOKE SELECT ON ??.* FROM ?@'%'`, [database, MONITOR_USER]).catch(() => {});
+}
+
 async function createOrUpdateUser(admin: Knex, user: string, secret: string): Promise<void> {
   const password = servicePassword(user, secret);
   await admin.raw(`CREATE USER IF NOT EXISTS ?@'%' IDENTIFIED BY ?`, [user, password]);

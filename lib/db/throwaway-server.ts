@@ -76,8 +76,9 @@ function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
-  } catch {
-    return false;
+  } catch (err) {
+    // EPERM: the process exists but belongs to someone else.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
@@ -210,6 +211,8 @@ export async function startThrowawayServer(options: ThrowawayOptions): Promise<T
       ...(process.getuid?.() === 0 ? ['--user=root'] : []),
     ];
     const child = spawn(serverBin, args, { stdio: 'ignore' });
+    // Recorded before the server is ready, so an owner killed during start-up still leaves a reapable server.
+    await writeFile(join(dataRoot, 'owner.json'), JSON.stringify({ ownerPid: process.pid, serverPid: child.pid }));
     const config: DbConfig = { host: '127.0.0.1', port, user: 'root', password: '' };
     try {
       await waitReady(config, child, errLog, options.startTimeoutMs ?? 30_000);
@@ -220,7 +223,6 @@ export async function startThrowawayServer(options: ThrowawayOptions): Promise<T
       await rm(dataRoot, { recursive: true, force: true });
       throw err;
     }
-    await writeFile(join(dataRoot, 'owner.json'), JSON.stringify({ ownerPid: process.pid, serverPid: child.pid }));
     const killOnExit = () => child.kill('SIGKILL');
     process.once('exit', killOnExit);
     options.logger.info({ port, dataDir, maxConnections, binary: serverBin }, 'started a throwaway database server');

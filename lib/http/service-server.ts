@@ -92,7 +92,7 @@ export function createHttpService(options: HttpServiceOptions): HttpService {
       if (!known) logger.error({ err, requestId, method, route }, 'request failed');
       if (!res.headersSent) {
         if (err instanceof StranglerError) {
-          sendError(res, err.status, err.code, err.status >= 500 ? 'internal error; see the service log for ' + requestId : err.message);
+          sendError(res, err.status, err.code, err.status >= 500 ? `internal error; see the service log for request ${requestId}` : err.message);
         } else {
           sendError(res, 500, 'HTTP_ERR_INTERNAL', `internal error; see the service log for request ${requestId}`);
         }

@@ -8,16 +8,19 @@ export interface UserCommandCounts {
 }
 
 /**
- * Turns on MariaDB's per-user statistics if the server has them. Returns
- * false on servers without the feature (MySQL), so callers fall back to
- * global counters.
+ * Turns on MariaDB's per-user statistics if the server has them; `enabled`
+ * is false on servers without the feature (MySQL), so callers fall back to
+ * global counters. `restore()` puts the setting back as it was, since a
+ * found server is not ours to reconfigure for good.
  */
-export async function enableUserStatistics(admin: Knex): Promise<boolean> {
+export async function enableUserStatistics(admin: Knex): Promise<{ enabled: boolean; restore(): Promise<void> }> {
   try {
+    const [[row]] = (await admin.raw('SELECT @@GLOBAL.userstat AS v')) as [[{ v: number }]];
+    const before = Number(row.v);
     await admin.raw('SET GLOBAL userstat = 1');
-    return true;
+    return { enabled: true, restore: async () => void (await admin.raw('SET GLOBAL userstat = ?', [before]).catch(() => {})) };
   } catch {
-    return false;
+    return { enabled: false, restore: async () => {} };
   }
 }
 

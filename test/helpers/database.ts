@@ -3,9 +3,14 @@ import type { Knex } from 'knex';
 import type { DbConfig } from '../../lib/db/config.ts';
 import { dropDatabase, prepareDatabase, uniqueDatabaseName } from '../../lib/db/database.ts';
 import { createKnex } from '../../lib/db/knex.ts';
-import { serviceDbConfig, type ServiceUser } from '../../lib/db/service-users.ts';
+import { DEFAULT_DB_SECRET, serviceDbConfig, type ServiceUser } from '../../lib/db/service-users.ts';
 
-export const TEST_DB_SECRET = 'strangler-test-secret';
+/**
+ * Service users are server-wide: a test with another secret would change
+ * the passwords under a stack running on the same server, so tests use
+ * the same secret as everything else.
+ */
+export const TEST_DB_SECRET = process.env.STRANGLER_DB_SECRET ?? DEFAULT_DB_SECRET;
 
 export interface TestDatabase {
   name: string;
