@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import * as legacySchema from './001_legacy_schema.ts';
+import * as cutover from './002_cutover.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -10,7 +11,10 @@ interface Migration {
  * Migrations are listed here rather than discovered on disk so that they
  * load the same way under tsx, vitest and a bundler. Append new ones.
  */
-const MIGRATIONS: Array<[string, Migration]> = [['001_legacy_schema', legacySchema]];
+const MIGRATIONS: Array<[string, Migration]> = [
+  ['001_legacy_schema', legacySchema],
+  ['002_cutover', cutover],
+];
 
 /**
  * A knex migration source over the static list above.

@@ -42,6 +42,30 @@ export const SERVICE_GRANTS: Record<string, Record<string, Privilege[]>> = {
     droplet_ssh_keys: ['SELECT'],
     droplet_features: ['SELECT'],
     ip_addresses: ['SELECT', 'INSERT', 'UPDATE'],
+    // Agents follow the event-delivery cutover state over the connection they already hold.
+    cutover_features: ['SELECT'],
+  },
+  // The proxy serves the cutover admin API: it alone changes the plan's state.
+  proxy: {
+    cutover_features: ['SELECT', 'INSERT', 'UPDATE'],
+    cutover_history: ['SELECT', 'INSERT'],
+  },
+  // The Event Router polls on behalf of its region's hypervisors and records their acknowledgements.
+  event_router: {
+    events: ['SELECT', 'UPDATE'],
+    event_executions: ['INSERT'],
+    droplets: ['SELECT', 'UPDATE'],
+    servers: ['SELECT', 'UPDATE'],
+    regions: ['SELECT'],
+    sizes: ['SELECT'],
+    images: ['SELECT'],
+    kernels: ['SELECT'],
+    customers: ['SELECT'],
+    ssh_keys: ['SELECT'],
+    droplet_ssh_keys: ['SELECT'],
+    droplet_features: ['SELECT'],
+    ip_addresses: ['SELECT', 'INSERT', 'UPDATE'],
+    cutover_features: ['SELECT'],
   },
 };
 

@@ -1,0 +1,34 @@
+/** The features the cutover plan moves, in the order the brief gives. */
+export const FEATURES = ['event-delivery', 'scheduling', 'event-writes', 'event-reads', 'lockdown'] as const;
+export type FeatureName = (typeof FEATURES)[number];
+
+/**
+ * How a feature's traffic is split at one step:
+ * - legacy: everything on the old path;
+ * - shadow: answered by the old path, a copy sent to the new one and compared;
+ * - canary: keys in `regions` (all when null) whose sticky bucket is below `percent` go new;
+ * - full: everything on the new path.
+ */
+export type RoutingMode = 'legacy' | 'shadow' | 'canary' | 'full';
+
+export interface Routing {
+  mode: RoutingMode;
+  /** 0–100, for canary. */
+  percent: number;
+  /** Region slugs the canary covers; null means every region. */
+  regions: string[] | null;
+}
+
+/** A feature's live state, as every proxy replica and agent reads it from MySQL. */
+export interface FeatureState extends Routing {
+  feature: string;
+  /** 0 is the implicit legacy step; 1..n are the plan's steps. */
+  step: number;
+  stepName: string;
+  paused: boolean;
+  /** Bumped on every change, so readers can tell a new state from an old one cheaply. */
+  version: number;
+  updatedAt: string;
+}
+
+export const LEGACY_ROUTING: Routing = { mode: 'legacy', percent: 0, regions: null };
