@@ -46,21 +46,32 @@ export async function completeEvent(
   receivedAt: Date,
   source: EventSource,
 ): Promise<HostState | undefined> {
-  const next = { ...host };
-  let resourcesChanged = false;
+  const delta = resourceDelta(row);
+  const applied = await recordCompletion(conn, row, receivedAt, source);
+  if (!applied) return undefined;
+  return { memfree: host.memfree + delta.memfree, diskfree_actual: host.diskfree_actual + delta.diskfree_actual, vmcount: host.vmcount + delta.vmcount };
+}
+
+/** What executing the event does to its host's free resources. */
+export function resourceDelta(row: GodQueryRow): HostState {
   const memory = row.size_memory ?? 0;
   const disk = row.size_disk ?? 0;
-  if (row.event_type === 'create' && row.droplet_id) {
-    next.memfree -= memory;
-    next.diskfree_actual -= disk;
-    next.vmcount += 1;
-    resourcesChanged = true;
-  } else if (row.event_type === 'destroy' && row.droplet_id && row.droplet_status !== 'archived') {
-    next.memfree += memory;
-    next.diskfree_actual += disk;
-    next.vmcount = Math.max(0, next.vmcount - 1);
-    resourcesChanged = true;
+  if (row.event_type === 'create' && row.droplet_id) return { memfree: -memory, diskfree_actual: -disk, vmcount: 1 };
+  if (row.event_type === 'destroy' && row.droplet_id && row.droplet_status !== 'archived') {
+    return { memfree: memory, diskfree_actual: disk, vmcount: -1 };
   }
+  return { memfree: 0, diskfree_actual: 0, vmcount: 0 };
+}
+
+/**
+ * The database side of a completion, for whoever holds the connection: an
+ * agent in the legacy stage, or the Event Router acting for an agent.
+ * Host resources change by relative amounts so concurrent writers compose.
+ * Returns false (and changes nothing) when the event was already done.
+ */
+export async function recordCompletion(conn: Connection, row: GodQueryRow, receivedAt: Date, source: EventSource): Promise<boolean> {
+  const delta = resourceDelta(row);
+  const resourcesChanged = delta.vmcount !== 0;
   await conn.beginTransaction();
   try {
     const [done] = await conn.query<ResultSetHeader>(
@@ -69,7 +80,7 @@ export async function completeEvent(
     );
     if (done.affectedRows !== 1) {
       await conn.rollback();
-      return undefined;
+      return false;
     }
     const dropletStatus = DROPLET_STATUS_AFTER[row.event_type];
     if (dropletStatus && row.droplet_id) {
@@ -87,8 +98,8 @@ export async function completeEvent(
     }
     if (resourcesChanged) {
       await conn.query(
-        'UPDATE servers SET memfree = ?, diskfree_actual = ?, vmcount = ?, updated_at = CURRENT_TIMESTAMP(3) WHERE id = ?',
-        [next.memfree, next.diskfree_actual, next.vmcount, row.server_id],
+        'UPDATE servers SET memfree = memfree + ?, diskfree_actual = diskfree_actual + ?, vmcount = GREATEST(0, vmcount + ?), updated_at = CURRENT_TIMESTAMP(3) WHERE id = ?',
+        [delta.memfree, delta.diskfree_actual, delta.vmcount, row.server_id],
       );
     }
     await conn.query(
@@ -100,5 +111,5 @@ export async function completeEvent(
     await conn.rollback().catch(() => {});
     throw err;
   }
-  return next;
+  return true;
 }

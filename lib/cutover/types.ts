@@ -32,3 +32,11 @@ export interface FeatureState extends Routing {
 }
 
 export const LEGACY_ROUTING: Routing = { mode: 'legacy', percent: 0, regions: null };
+
+/**
+ * Where a proxy or agent reads feature states from. The MySQL-backed reader
+ * (proxy/cutover) implements it; tests may pass a fixed map.
+ */
+export interface FeatureStateSource {
+  get(feature: string): FeatureState | undefined;
+}
