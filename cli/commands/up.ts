@@ -53,13 +53,14 @@ export const command: Command = {
     const regions = intOption('regions', values.regions, 3, 1);
     const seedNumber = intOption('seed', values.seed, 1, 0);
     const seconds = values.seconds === undefined ? undefined : intOption('seconds', values.seconds, 1, 1);
+    const requestedDatabase = databaseOption(values.database);
     const logger = cliLogger(io.env);
     const progress = createProgress(io.stderr as NodeJS.WritableStream & { isTTY?: boolean }, { quiet: values.json });
     const secret = io.env.STRANGLER_DB_SECRET ?? DEFAULT_DB_SECRET;
     const server = await provisionServer({ env: io.env, logger, needConnections: hypervisors + 150 });
     progress.log(`database: ${server.source} server ${server.admin.host}:${server.admin.port} (${server.serverVersion})`);
     try {
-      const database = databaseOption(values.database) ?? uniqueDatabaseName('strangler_up');
+      const database = requestedDatabase ?? uniqueDatabaseName('strangler_up');
       const config = await prepareDatabase(server.admin, database, secret);
       const db = createKnex(config, { poolMax: 1 });
       const seed = generateSeed({ hypervisors, regions, seed: seedNumber });

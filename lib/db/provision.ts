@@ -111,10 +111,12 @@ export async function provisionServer(options: ProvisionOptions): Promise<Provis
         release: async () => {},
       };
     }
-    log.warn(
-      { server: describeDb(found), missing },
-      `found a server at ${describeDb(found)} but it is too small for this run (${missing}); starting a throwaway server instead`,
-    );
+    if (options.allowStart !== false) {
+      log.warn(
+        { server: describeDb(found), missing },
+        `found a server at ${describeDb(found)} but it is too small for this run (${missing}); starting a throwaway server instead`,
+      );
+    }
   }
 
   const reasons: string[] = [];
