@@ -27,6 +27,8 @@ const VARIABLES = ['max_connections', 'open_files_limit', 'thread_pool_size'];
  */
 export async function readMysqlSnapshot(db: Knex, options: { database?: string } = {}): Promise<MysqlSnapshot> {
   const [statusRows] = (await db.raw('SHOW GLOBAL STATUS')) as [Array<{ Variable_name: string; Value: string }>];
+  // The instant the counters were read: rates computed from `at` must not include time spent on the other queries.
+  const at = new Date();
   const status: Record<string, number> = {};
   for (const row of statusRows) {
     const n = Number(row.Value);
@@ -61,5 +63,5 @@ export async function readMysqlSnapshot(db: Knex, options: { database?: string }
     byCs.set(key, entry);
   }
   const byCommandState = [...byCs.values()];
-  return { at: new Date(), status, variables, byUser, byCommandState, processlistTotal };
+  return { at, status, variables, byUser, byCommandState, processlistTotal };
 }
