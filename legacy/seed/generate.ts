@@ -1,6 +1,7 @@
 import { createHash, createHmac } from 'node:crypto';
 import { HOST_RESERVED, IMAGES, KERNELS, SERVER_MODELS, SERVER_STATES, SIZES, regionCatalog } from './catalog.ts';
 import { createRandom, type Random } from './prng.ts';
+import type { V1Server } from '../scheduler-v1/rank.ts';
 
 export interface SeedOptions {
   hypervisors: number;
@@ -11,19 +12,8 @@ export interface SeedOptions {
   customers?: number;
 }
 
-export interface SeedServer {
-  id: number;
-  name: string;
-  region_id: number;
-  cpus: number;
-  memory: number;
-  disk: number;
-  vmcount: number;
-  memfree: number;
-  diskfree_actual: number;
-  error_count: number;
-  state: string;
-}
+/** A hypervisor row: the same columns Scheduler V1 ranks on. */
+export type SeedServer = V1Server;
 
 export interface SeedDroplet {
   id: number;

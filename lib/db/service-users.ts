@@ -8,7 +8,29 @@ type Privilege = 'SELECT' | 'INSERT' | 'UPDATE' | 'DELETE';
  * Least privilege per service: each legacy service gets exactly the tables
  * and verbs it uses. Later stages (Harpoon's lockdown) revoke from this map.
  */
-export const SERVICE_GRANTS: Record<string, Record<string, Privilege[]>> = {
+/**
+ * Whoever executes events on a host's behalf — the legacy agent over its own
+ * connection, later the Event Router for a whole region — needs the god
+ * query's tables, the completion's writes, and the event-delivery state.
+ */
+const EVENT_EXECUTOR_GRANTS: Record<string, Privilege[]> = {
+  events: ['SELECT', 'UPDATE'],
+  event_executions: ['INSERT'],
+  droplets: ['SELECT', 'UPDATE'],
+  servers: ['SELECT', 'UPDATE'],
+  regions: ['SELECT'],
+  sizes: ['SELECT'],
+  images: ['SELECT'],
+  kernels: ['SELECT'],
+  customers: ['SELECT'],
+  ssh_keys: ['SELECT'],
+  droplet_ssh_keys: ['SELECT'],
+  droplet_features: ['SELECT'],
+  ip_addresses: ['SELECT', 'INSERT', 'UPDATE'],
+  cutover_features: ['SELECT'],
+};
+
+export const SERVICE_GRANTS = {
   cloud: {
     regions: ['SELECT'],
     sizes: ['SELECT'],
@@ -28,46 +50,15 @@ export const SERVICE_GRANTS: Record<string, Record<string, Privilege[]>> = {
     droplets: ['SELECT', 'UPDATE'],
     sizes: ['SELECT'],
   },
-  dobe: {
-    events: ['SELECT', 'UPDATE'],
-    event_executions: ['INSERT'],
-    droplets: ['SELECT', 'UPDATE'],
-    servers: ['SELECT', 'UPDATE'],
-    regions: ['SELECT'],
-    sizes: ['SELECT'],
-    images: ['SELECT'],
-    kernels: ['SELECT'],
-    customers: ['SELECT'],
-    ssh_keys: ['SELECT'],
-    droplet_ssh_keys: ['SELECT'],
-    droplet_features: ['SELECT'],
-    ip_addresses: ['SELECT', 'INSERT', 'UPDATE'],
-    // Agents follow the event-delivery cutover state over the connection they already hold.
-    cutover_features: ['SELECT'],
-  },
+  dobe: EVENT_EXECUTOR_GRANTS,
   // The proxy serves the cutover admin API: it alone changes the plan's state.
   proxy: {
     cutover_features: ['SELECT', 'INSERT', 'UPDATE'],
     cutover_history: ['SELECT', 'INSERT'],
   },
   // The Event Router polls on behalf of its region's hypervisors and records their acknowledgements.
-  event_router: {
-    events: ['SELECT', 'UPDATE'],
-    event_executions: ['INSERT'],
-    droplets: ['SELECT', 'UPDATE'],
-    servers: ['SELECT', 'UPDATE'],
-    regions: ['SELECT'],
-    sizes: ['SELECT'],
-    images: ['SELECT'],
-    kernels: ['SELECT'],
-    customers: ['SELECT'],
-    ssh_keys: ['SELECT'],
-    droplet_ssh_keys: ['SELECT'],
-    droplet_features: ['SELECT'],
-    ip_addresses: ['SELECT', 'INSERT', 'UPDATE'],
-    cutover_features: ['SELECT'],
-  },
-};
+  event_router: EVENT_EXECUTOR_GRANTS,
+} satisfies Record<string, Record<string, Privilege[]>>;
 
 /** The monitor reads PROCESSLIST for every user (needs PROCESS) and counts rows for reports. */
 export const MONITOR_USER = 'strangler_monitor';
