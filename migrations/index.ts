@@ -1,6 +1,9 @@
 import type { Knex } from 'knex';
 import * as legacySchema from './001_legacy_schema.ts';
 import * as cutover from './002_cutover.ts';
+import * as cutoverBaseline from './003_cutover_baseline.ts';
+import * as router from './004_router.ts';
+import * as schedulerV2 from './005_scheduler_v2.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -14,6 +17,9 @@ interface Migration {
 const MIGRATIONS: Array<[string, Migration]> = [
   ['001_legacy_schema', legacySchema],
   ['002_cutover', cutover],
+  ['003_cutover_baseline', cutoverBaseline],
+  ['004_router', router],
+  ['005_scheduler_v2', schedulerV2],
 ];
 
 /**

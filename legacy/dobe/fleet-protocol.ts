@@ -1,6 +1,18 @@
 import type { DbConfig } from '../../lib/db/config.ts';
 import type { AgentStats } from './agent-stats.ts';
 
+/** What a worker needs to run its agents dual-mode: all per-server arrays align with `serverIds`. */
+export interface WorkerRouterOptions {
+  /** Router base URL per region slug ('*' for one URL, the proxy, serving every region). */
+  urls: Record<string, string>;
+  regions: string[];
+  /** Hypervisor tokens, minted in the parent: the secret never leaves it. */
+  tokens: string[];
+  modeCheckEvery?: number;
+  retryMs?: { min: number; max: number };
+  fallbackAfterMs?: number;
+}
+
 /** What the fleet parent tells a worker process. */
 export type ToWorker =
   | {
@@ -11,6 +23,8 @@ export type ToWorker =
       workMs: number;
       hostReportIntervalMs: number;
       connectConcurrency: number;
+      /** Dual mode (absent: legacy agents only). */
+      router?: WorkerRouterOptions;
     }
   /** Every worker has connected its agents: start polling (a fleet-wide barrier, so connecting is not slowed by polling). */
   | { type: 'run' }

@@ -30,7 +30,9 @@ async function start(msg: Extract<ToWorker, { type: 'start' }>): Promise<void> {
   // Bounded concurrency: thousands of simultaneous handshakes overflow the server's backlog.
   const opener = async () => {
     while (next < msg.serverIds.length) {
-      const serverId = msg.serverIds[next++]!;
+      const index = next++;
+      const serverId = msg.serverIds[index]!;
+      const router = msg.router;
       const agent = createDobeAgent({
         serverId,
         db: msg.db,
@@ -39,6 +41,16 @@ async function start(msg: Extract<ToWorker, { type: 'start' }>): Promise<void> {
         hostReportIntervalMs: msg.hostReportIntervalMs,
         stats,
         logger,
+        ...(router
+          ? {
+              region: router.regions[index],
+              routerUrl: (region: string) => router.urls[region] ?? router.urls['*'] ?? '',
+              routerToken: router.tokens[index],
+              modeCheckEvery: router.modeCheckEvery,
+              routerRetryMs: router.retryMs,
+              routerFallbackAfterMs: router.fallbackAfterMs,
+            }
+          : {}),
       });
       for (let attempt = 1; ; attempt++) {
         try {

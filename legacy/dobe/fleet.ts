@@ -1,11 +1,14 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import type { RowDataPacket } from 'mysql2/promise';
 import { Counter, Gauge, Registry } from 'prom-client';
+import { mintHypervisorToken } from '../../lib/auth/hypervisor-token.ts';
 import type { DbConfig } from '../../lib/db/config.ts';
+import { openConnection } from '../../lib/db/connection.ts';
 import { StranglerError, invalidOption } from '../../lib/errors.ts';
 import { silentLogger, type Logger } from '../../lib/logger.ts';
 import { createAgentStats, type AgentStats } from './agent-stats.ts';
-import type { FromWorker, ToWorker } from './fleet-protocol.ts';
+import type { FromWorker, ToWorker, WorkerRouterOptions } from './fleet-protocol.ts';
 
 /**
  * Agents per process. Each holds one MySQL socket; 4,000 keeps a worker far
@@ -28,6 +31,18 @@ export interface FleetOptions {
   registry?: Registry;
   /** Called as agents connect, for progress output. */
   onProgress?: (connected: number, total: number) => void;
+  /**
+   * Makes every agent dual-mode (its event source follows the
+   * `event-delivery` cutover state): one base URL for all regions (the
+   * proxy) or one per region slug (each region's router).
+   */
+  routerUrl?: string | Record<string, string>;
+  /** Secret the hypervisor tokens are minted with; required with routerUrl. */
+  tokenSecret?: string;
+  /** God-query polls between reads of the cutover row (default 3). */
+  modeCheckEvery?: number;
+  routerRetryMs?: { min: number; max: number };
+  routerFallbackAfterMs?: number;
 }
 
 interface WorkerState {
@@ -57,8 +72,11 @@ export interface Fleet {
 const WORKER_PATH = fileURLToPath(new URL('./fleet-worker.ts', import.meta.url));
 
 /**
- * Runs one legacy DOBE agent per hypervisor, spread over worker processes,
- * each agent polling MySQL with the god query over its own connection.
+ * Runs one DOBE agent per hypervisor, spread over worker processes, each
+ * agent polling MySQL with the god query over its own connection. With
+ * `routerUrl` the agents are dual-mode: each follows the `event-delivery`
+ * cutover state and, when routed, holds one SSE stream to its region's
+ * Event Router instead of a MySQL connection (`dobe_agents_by_source`).
  *
  * @example
  *   const fleet = createFleet({ db: dobeConfig, serverIds: [1, 2, 3] });
@@ -84,6 +102,26 @@ export function createFleet(options: FleetOptions): Fleet {
     },
   });
   void connected;
+  const bySource = new Gauge({
+    name: 'dobe_agents_by_source',
+    help: 'DOBE agents by where their events come from: the god query over their own MySQL connection, or their region\'s Event Router.',
+    labelNames: ['source'],
+    registers: [registry],
+    collect() {
+      this.set({ source: 'god-query' }, workers.reduce((n, w) => n + w.stats.onGodQuery, 0));
+      this.set({ source: 'router' }, workers.reduce((n, w) => n + w.stats.onRouter, 0));
+    },
+  });
+  void bySource;
+  const streams = new Gauge({
+    name: 'dobe_router_streams',
+    help: 'Open event streams from DOBE agents to Event Routers.',
+    registers: [registry],
+    collect() {
+      this.set(workers.reduce((n, w) => n + w.stats.routerStreams, 0));
+    },
+  });
+  void streams;
   const counters = {
     godQueries: new Counter({ name: 'dobe_god_queries_total', help: 'God queries run by legacy agents.', registers: [registry] }),
     eventsExecuted: new Counter({ name: 'dobe_events_executed_total', help: 'Events executed by legacy agents.', registers: [registry] }),
@@ -93,7 +131,41 @@ export function createFleet(options: FleetOptions): Fleet {
       registers: [registry],
     }),
     errors: new Counter({ name: 'dobe_poll_errors_total', help: 'Failed polls (the agent reconnects).', registers: [registry] }),
+    switches: new Counter({ name: 'dobe_source_switches_total', help: 'Event-source switches between the god query and the router.', registers: [registry] }),
   };
+  if (options.routerUrl !== undefined && !options.tokenSecret) throw invalidOption('tokenSecret', options.tokenSecret, 'the hypervisor token secret (required with routerUrl)');
+
+  /** Region and token per server, read once here (one query) so workers need not ask. */
+  async function routerOptions(): Promise<{ regions: Map<number, string>; urls: Record<string, string> } | undefined> {
+    if (options.routerUrl === undefined) return undefined;
+    const conn = await openConnection(options.db);
+    let regions: Map<number, string>;
+    try {
+      const [rows] = await conn.query<RowDataPacket[]>('SELECT s.id, r.slug FROM servers s JOIN regions r ON r.id = s.region_id WHERE s.id IN (?)', [options.serverIds]);
+      regions = new Map(rows.map((r) => [Number(r.id), String(r.slug)]));
+    } finally {
+      await conn.end().catch(() => conn.destroy());
+    }
+    const urls = typeof options.routerUrl === 'string' ? { '*': options.routerUrl } : options.routerUrl;
+    for (const id of options.serverIds) {
+      const region = regions.get(id);
+      if (region === undefined) throw invalidOption('serverIds', id, 'ids of existing servers');
+      if (!urls[region] && !urls['*']) throw invalidOption('routerUrl', Object.keys(urls), `a router URL for region ${region}`);
+    }
+    return { regions, urls };
+  }
+
+  function workerRouter(serverIds: number[], r: { regions: Map<number, string>; urls: Record<string, string> }): WorkerRouterOptions {
+    const regions = serverIds.map((id) => r.regions.get(id)!);
+    return {
+      urls: r.urls,
+      regions,
+      tokens: serverIds.map((id, i) => mintHypervisorToken(options.tokenSecret!, id, regions[i]!)),
+      modeCheckEvery: options.modeCheckEvery,
+      retryMs: options.routerRetryMs,
+      fallbackAfterMs: options.routerFallbackAfterMs,
+    };
+  }
 
   function onMessage(worker: WorkerState, msg: FromWorker): void {
     if (msg.type === 'progress') {
@@ -103,7 +175,7 @@ export function createFleet(options: FleetOptions): Fleet {
         options.serverIds.length,
       );
     } else if (msg.type === 'stats') {
-      for (const key of ['godQueries', 'eventsExecuted', 'claimsLost', 'errors'] as const) {
+      for (const key of ['godQueries', 'eventsExecuted', 'claimsLost', 'errors', 'switches'] as const) {
         const delta = msg.stats[key] - worker.stats[key];
         if (delta > 0) counters[key].inc(delta);
       }
@@ -113,7 +185,7 @@ export function createFleet(options: FleetOptions): Fleet {
     }
   }
 
-  function startWorker(serverIds: number[]): Promise<WorkerState> {
+  function startWorker(serverIds: number[], router: WorkerRouterOptions | undefined): Promise<WorkerState> {
     const child = fork(WORKER_PATH, [], {
       execArgv: ['--import', 'tsx'],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -143,6 +215,7 @@ export function createFleet(options: FleetOptions): Fleet {
         workMs: options.workMs ?? 20,
         hostReportIntervalMs: options.hostReportIntervalMs ?? 30_000,
         connectConcurrency: options.connectConcurrency ?? 64,
+        ...(router ? { router } : {}),
       };
       child.send(start);
     });
@@ -169,7 +242,8 @@ export function createFleet(options: FleetOptions): Fleet {
       const slices = Array.from({ length: processes }, (_, i) => ids.slice(i * size, (i + 1) * size)).filter((s) => s.length);
       log.info({ agents: ids.length, processes: slices.length }, 'starting the legacy fleet');
       try {
-        await Promise.all(slices.map(startWorker));
+        const router = await routerOptions();
+        await Promise.all(slices.map((slice) => startWorker(slice, router && workerRouter(slice, router))));
         for (const w of workers) w.child.send({ type: 'run' } satisfies ToWorker);
       } catch (err) {
         await Promise.all(workers.map(stopWorker));

@@ -52,7 +52,7 @@ SELECT
      FROM ip_addresses ip
     WHERE ip.droplet_id = d.id)                                          AS ip_addresses,
   (SELECT COUNT(*)
-     FROM events busy
+     FROM events busy FORCE INDEX (events_server_id_status_index)
     WHERE busy.server_id = s.id AND busy.status = 'running')             AS server_running_events,
   (SELECT COUNT(*)
      FROM droplets neighbours

@@ -40,3 +40,22 @@ export const LEGACY_ROUTING: Routing = { mode: 'legacy', percent: 0, regions: nu
 export interface FeatureStateSource {
   get(feature: string): FeatureState | undefined;
 }
+
+/** One feature's state moved to a new version (as a reader saw it). */
+export interface FeatureStateChange {
+  feature: string;
+  state: FeatureState;
+  /** The state the reader held before, undefined on the first load. */
+  previous: FeatureState | undefined;
+}
+
+/**
+ * A FeatureStateSource that can also list every feature and tell its users
+ * when a state changes (the MySQL poller in proxy/cutover implements it),
+ * so an agent can switch its event source live instead of polling `get`.
+ */
+export interface ObservableFeatureStateSource extends FeatureStateSource {
+  all(): FeatureState[];
+  /** Calls `listener` after each change; returns a function that unsubscribes. */
+  onChange(listener: (change: FeatureStateChange) => void): () => void;
+}

@@ -58,6 +58,17 @@ export const SERVICE_GRANTS = {
   },
   // The Event Router polls on behalf of its region's hypervisors and records their acknowledgements.
   event_router: EVENT_EXECUTOR_GRANTS,
+  // Scheduler V2 claims create events, places them with a CAS on servers.generation, and records its decisions.
+  // It reads droplets/sizes for the capacity ledger; it never writes the host state columns agents own.
+  scheduler_v2: {
+    events: ['SELECT', 'UPDATE'],
+    servers: ['SELECT', 'UPDATE'],
+    droplets: ['SELECT', 'UPDATE'],
+    sizes: ['SELECT'],
+    regions: ['SELECT'],
+    placement_decisions: ['SELECT', 'INSERT'],
+    scheduler_replicas: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
+  },
 } satisfies Record<string, Record<string, Privilege[]>>;
 
 /** The monitor reads PROCESSLIST for every user (needs PROCESS) and counts rows for reports. */

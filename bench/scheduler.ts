@@ -1,0 +1,457 @@
+/**
+ * npm run bench:scheduler -- --hypervisors 2000 --regions 10 --events 5000
+ *
+ * The same burst of create events, on the same seeded fleet (one fresh
+ * database per run, same seed), placed by:
+ *   v1              Scheduler V1 as deployed: one connection, polls every 1000 ms, 50 events a pass;
+ *   v1_unthrottled  the same loop with a 1 ms poll interval: the most its single thread can do;
+ *   v2_1, v2_3      Scheduler V2 with 1 and 3 active-active replicas, each its own process
+ *                   (scheduler/main.ts; --v2-in-process runs them inside this process instead).
+ *
+ * Agents are simulated identically in every run (`--agent-tick-ms`): every
+ * tick, each placed create is marked done, its droplet active, and its size
+ * taken out of the host's servers row (what V1 reads) and the host's metrics
+ * (what V2 scrapes), whose report timestamps advance as live agents' would.
+ * Without this V1 could never finish: its busy rule allows one pending
+ * create per host, and V2 keeps that rule.
+ *
+ * Timing starts when the burst is committed (schedulers already running and
+ * idle, V2 replicas' heartbeats settled) and stops when no burst event is
+ * waiting for a host. V1 runs inside this process (it is one loop on one
+ * connection; its time goes to MySQL round trips, not to this CPU). Afterwards every
+ * host's non-archived droplets are checked against its capacity (total minus
+ * HOST_RESERVED): over-committed hosts, goal 0. Prints one JSON object.
+ */
+import { spawn } from 'node:child_process';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { Knex } from 'knex';
+import { Registry } from 'prom-client';
+import { HOST_RESERVED } from '../legacy/seed/catalog.ts';
+import { generateSeed } from '../legacy/seed/generate.ts';
+import { insertSeed } from '../legacy/seed/insert.ts';
+import { createRandom } from '../legacy/seed/prng.ts';
+import { createSchedulerV1 } from '../legacy/scheduler-v1/create-scheduler-v1.ts';
+import { formatMysqlUrl } from '../lib/db/config.ts';
+import { dropDatabase, prepareDatabase, uniqueDatabaseName } from '../lib/db/database.ts';
+import { createKnex } from '../lib/db/knex.ts';
+import { provisionServer } from '../lib/db/provision.ts';
+import { DEFAULT_DB_SECRET, serviceDbConfig } from '../lib/db/service-users.ts';
+import { checkInvariants } from '../lib/invariants.ts';
+import { createLogger } from '../lib/logger.ts';
+import { createSchedulerV2, type SchedulerV2 } from '../scheduler/create-scheduler-v2.ts';
+import { formatHostMetrics, type HostMetrics } from '../scheduler/host-metrics.ts';
+import { parsePromText } from '../scheduler/prom-text.ts';
+
+const { values } = parseArgs({
+  options: {
+    hypervisors: { type: 'string', default: '2000' },
+    regions: { type: 'string', default: '10' },
+    events: { type: 'string', default: '5000' },
+    seed: { type: 'string', default: '1' },
+    'agent-tick-ms': { type: 'string', default: '25' },
+    'v2-batch': { type: 'string', default: '200' },
+    'v2-wait-retry-ms': { type: 'string', default: '100' },
+    policy: { type: 'string', default: 'v1-compatible' },
+    runs: { type: 'string', default: 'v1,v1_unthrottled,v2_1,v2_3' },
+    'v2-in-process': { type: 'boolean', default: false },
+    'timeout-s': { type: 'string', default: '900' },
+  },
+});
+const settings = {
+  hypervisors: Number(values.hypervisors),
+  regions: Number(values.regions),
+  events: Number(values.events),
+  seed: Number(values.seed),
+  agent_tick_ms: Number(values['agent-tick-ms']),
+  v2_batch_size: Number(values['v2-batch']),
+  v2_wait_retry_ms: Number(values['v2-wait-retry-ms']),
+  v2_policy: values.policy as 'v1-compatible' | 'spread' | 'bin-pack',
+  timeout_s: Number(values['timeout-s']),
+  /** V2 replicas as separate processes (as deployed), unless --v2-in-process. */
+  v2_processes: !values['v2-in-process'],
+};
+const runs = values.runs!.split(',').map((r) => r.trim()) as RunName[];
+type RunName = 'v1' | 'v1_unthrottled' | 'v2_1' | 'v2_3';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const logger = createLogger({ level: process.env.LOG_LEVEL ?? 'warn', destination: process.stderr });
+const progress = (msg: string) => process.stderr.write(`[bench:scheduler] ${msg}\n`);
+const secret = process.env.STRANGLER_DB_SECRET ?? DEFAULT_DB_SECRET;
+
+interface RunResult {
+  scheduler: string;
+  replicas: number;
+  placed: number;
+  failed: number;
+  unplaced: number;
+  seconds: number;
+  placements_per_s: number;
+  overcommitted_hosts: number;
+  duplicate_placements: number;
+  droplet_event_mismatches: number;
+  conflicts?: Record<string, number>;
+  notes: string;
+}
+
+interface ReplicaProcess {
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** A Scheduler V2 replica in its own process (`node --import tsx scheduler/main.ts`), as deployed. */
+async function startReplicaProcess(env: Record<string, string>): Promise<ReplicaProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'scheduler/main.ts'], {
+    cwd: ROOT,
+    env: { ...process.env, ...env, PORT: '0', LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const url = await new Promise<string>((resolve, reject) => {
+    let buffer = '';
+    const timer = setTimeout(() => reject(new Error(`replica ${env.SCHEDULER_V2_REPLICA_ID} did not start within 60 s`)), 60_000);
+    child.stdout!.on('data', (chunk: Buffer) => {
+      buffer += chunk.toString();
+      let nl: number;
+      while ((nl = buffer.indexOf('\n')) >= 0) {
+        const line = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 1);
+        try {
+          const entry = JSON.parse(line) as { msg?: string; listening?: string; level?: number };
+          if (entry.msg === 'scheduler v2 ready' && entry.listening) {
+            clearTimeout(timer);
+            resolve(entry.listening);
+          } else if ((entry.level ?? 0) >= 40) {
+            process.stderr.write(line + '\n');
+          }
+        } catch {
+          // not a log line
+        }
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`replica ${env.SCHEDULER_V2_REPLICA_ID} exited with ${code} before it was ready`)));
+  });
+  return {
+    url,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+/** One endpoint per region serving the simulated fleet's metrics. */
+async function startFleetMetrics(hosts: Map<string, HostMetrics>): Promise<{ urls: Array<{ name: string; url: string }>; close(): Promise<void> }> {
+  const byRegion = new Map<string, HostMetrics[]>();
+  for (const h of hosts.values()) byRegion.set(h.region, [...(byRegion.get(h.region) ?? []), h]);
+  const servers: Server[] = [];
+  const urls: Array<{ name: string; url: string }> = [];
+  for (const [region, list] of byRegion) {
+    const names = list.map((h) => h.hypervisor);
+    const server = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
+      res.end(formatHostMetrics(names.map((n) => hosts.get(n)!)));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    servers.push(server);
+    urls.push({ name: region, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/metrics` });
+  }
+  return {
+    urls,
+    close: async () => {
+      await Promise.all(servers.map((s) => new Promise<void>((r) => (s.close(() => r()), s.closeAllConnections()))));
+    },
+  };
+}
+
+/** Simulated agents: finish placed creates, apply them to servers rows and to the metrics. */
+function startAgents(db: Knex, hosts: Map<string, HostMetrics>, names: Map<number, string>, sinceEventId: number) {
+  let stopped = false;
+  let finished = 0;
+  const loop = (async () => {
+    while (!stopped) {
+      const rows = (await db('events as e')
+        .join('droplets as d', 'd.id', 'e.droplet_id')
+        .join('sizes as z', 'z.id', 'd.size_id')
+        .where('e.id', '>', sinceEventId)
+        .where({ 'e.type': 'create', 'e.status': 'pending' })
+        .whereNotNull('e.server_id')
+        .orderBy('e.id')
+        .limit(1000)
+        .select('e.id', 'e.server_id', 'e.droplet_id', 'z.memory', 'z.disk')) as Array<{ id: number; server_id: number; droplet_id: number; memory: number; disk: number }>;
+      if (rows.length > 0) {
+        const perHost = new Map<number, { memory: number; disk: number; n: number }>();
+        for (const r of rows) {
+          const h = perHost.get(r.server_id) ?? { memory: 0, disk: 0, n: 0 };
+          h.memory += r.memory;
+          h.disk += r.disk;
+          h.n++;
+          perHost.set(r.server_id, h);
+        }
+        // One short transaction of three statements, as a thousand agents finishing at once would look to MySQL.
+        const hostsDone = [...perHost].sort((a, b) => a[0] - b[0]);
+        const cases = (pick: (d: { memory: number; disk: number; n: number }) => number) => ({
+          sql: `CASE id ${hostsDone.map(() => 'WHEN ? THEN ?').join(' ')} END`,
+          bindings: hostsDone.flatMap(([id, d]) => [id, pick(d)]),
+        });
+        const mem = cases((d) => d.memory);
+        const disk = cases((d) => d.disk);
+        const vms = cases((d) => d.n);
+        await db.transaction(
+          async (trx) => {
+            // The host rows first, in ascending id order (the IN list is walked in key order). Updating events
+            // and droplets first would take shared locks on those rows (foreign-key checks) and then upgrade
+            // them: the classic S-to-X deadlock with a scheduler holding the same host rows.
+            await trx.raw(
+              `UPDATE servers SET memfree = memfree - ${mem.sql}, diskfree_actual = diskfree_actual - ${disk.sql}, vmcount = vmcount + ${vms.sql}
+                WHERE id IN (${hostsDone.map(() => '?').join(',')})`,
+              [...mem.bindings, ...disk.bindings, ...vms.bindings, ...hostsDone.map(([id]) => id)],
+            );
+            await trx('events').whereIn('id', rows.map((r) => r.id)).update({ status: 'done', started_at: trx.raw('CURRENT_TIMESTAMP(3)'), finished_at: trx.raw('CURRENT_TIMESTAMP(3)') });
+            await trx('droplets').whereIn('id', rows.map((r) => r.droplet_id)).update({ status: 'active' });
+          },
+          { isolationLevel: 'read committed' },
+        );
+        for (const [id, d] of perHost) {
+          const m = hosts.get(names.get(id)!)!;
+          m.memfree_mb -= d.memory;
+          m.diskfree_gb -= d.disk;
+          m.vmcount += d.n;
+        }
+        finished += rows.length;
+      }
+      await new Promise((r) => setTimeout(r, settings.agent_tick_ms));
+    }
+  })();
+  // Live agents report on their own clock, whatever the database is doing.
+  const reporter = setInterval(() => {
+    const now = Date.now();
+    for (const m of hosts.values()) m.last_report_ms = now;
+  }, 200);
+  return {
+    get finished() {
+      return finished;
+    },
+    async stop() {
+      stopped = true;
+      clearInterval(reporter);
+      await loop;
+    },
+  };
+}
+
+async function runOne(name: RunName, adminServer: { host: string; port: number; user: string; password: string }): Promise<RunResult> {
+  const database = uniqueDatabaseName(`bench_sched_${name}`);
+  const admin = await prepareDatabase(adminServer, database, secret);
+  const db = createKnex(admin, { poolMax: 4 });
+  const cleanup: Array<() => Promise<void>> = [];
+  try {
+    progress(`${name}: seeding ${settings.hypervisors} hypervisors in ${settings.regions} regions (seed ${settings.seed})…`);
+    const seed = generateSeed({ hypervisors: settings.hypervisors, regions: settings.regions, seed: settings.seed });
+    await insertSeed(db, seed);
+    const regionSlug = new Map(seed.regions.map((r) => [r.id, r.slug]));
+    const hosts = new Map<string, HostMetrics>();
+    const names = new Map<number, string>();
+    const now = Date.now();
+    for (const s of seed.servers) {
+      names.set(s.id, s.name);
+      hosts.set(s.name, {
+        hypervisor: s.name,
+        region: regionSlug.get(s.region_id)!,
+        memfree_mb: s.memfree,
+        diskfree_gb: s.diskfree_actual,
+        vmcount: s.vmcount,
+        cpus: s.cpus,
+        error_count: s.error_count,
+        state: s.state,
+        last_report_ms: now,
+        memory_mb: s.memory,
+        disk_gb: s.disk,
+      });
+    }
+    const fleet = await startFleetMetrics(hosts);
+    cleanup.push(() => fleet.close());
+    const [maxEvent] = (await db('events').max('id as max')) as Array<{ max: number | null }>;
+    const sinceEventId = Number(maxEvent?.max ?? 0);
+    const agents = startAgents(db, hosts, names, sinceEventId);
+    cleanup.push(() => agents.stop());
+
+    // Schedulers first, idle, so the clock measures placing and not start-up.
+    let conflicts: () => Promise<Record<string, number>> = async () => ({});
+    let notes = '';
+    let replicas = 1;
+    if (name === 'v1' || name === 'v1_unthrottled') {
+      const pollIntervalMs = name === 'v1' ? 1000 : 1;
+      const v1 = createSchedulerV1({ db: serviceDbConfig(adminServer, database, 'scheduler_v1', secret), pollIntervalMs, batchSize: 50, logger });
+      await v1.start();
+      cleanup.unshift(() => v1.close());
+      notes = name === 'v1' ? 'V1 as deployed: one connection, poll every 1000 ms, 50 events per pass' : 'V1 loop with a 1 ms pause between passes (its single-threaded ceiling)';
+    } else if (settings.v2_processes) {
+      replicas = name === 'v2_1' ? 1 : 3;
+      const children: ReplicaProcess[] = [];
+      for (let i = 0; i < replicas; i++) {
+        const child = await startReplicaProcess({
+          SCHEDULER_V2_MYSQL_URL: formatMysqlUrl(serviceDbConfig(adminServer, database, 'scheduler_v2', secret)),
+          SCHEDULER_V2_METRICS_URLS: fleet.urls.map((u) => `${u.name}=${u.url}`).join(','),
+          SCHEDULER_V2_REPLICA_ID: `bench-${name}-${i + 1}`,
+          SCHEDULER_V2_POLICY: settings.v2_policy,
+          SCHEDULER_V2_BATCH_SIZE: String(settings.v2_batch_size),
+          SCHEDULER_V2_WAIT_RETRY_MS: String(settings.v2_wait_retry_ms),
+          SCHEDULER_V2_POLL_MS: '50',
+        });
+        children.push(child);
+        cleanup.unshift(() => child.stop());
+      }
+      conflicts = async () => {
+        const byKind: Record<string, number> = {};
+        for (const c of children) {
+          const text = await (await fetch(`${c.url}/metrics`)).text();
+          for (const sample of parsePromText(text)) {
+            if (sample.name === 'scheduler_v2_conflicts_total') byKind[sample.labels.kind!] = (byKind[sample.labels.kind!] ?? 0) + sample.value;
+          }
+        }
+        return byKind;
+      };
+      await new Promise((r) => setTimeout(r, 2500));
+      notes = `${replicas} replica process(es) (scheduler/main.ts), policy ${settings.v2_policy}, batch ${settings.v2_batch_size}, wait retry ${settings.v2_wait_retry_ms} ms, every V1 rule as a filter`;
+    } else {
+      replicas = name === 'v2_1' ? 1 : 3;
+      const list: SchedulerV2[] = [];
+      for (let i = 0; i < replicas; i++) {
+        const v2 = createSchedulerV2({
+          db: serviceDbConfig(adminServer, database, 'scheduler_v2', secret),
+          metricsEndpoints: fleet.urls,
+          replicaId: `bench-${name}-${i + 1}`,
+          policy: settings.v2_policy,
+          batchSize: settings.v2_batch_size,
+          waitRetryMs: settings.v2_wait_retry_ms,
+          pollIntervalMs: 50,
+          registry: new Registry(),
+          logger,
+        });
+        await v2.start();
+        list.push(v2);
+        cleanup.unshift(() => v2.close());
+      }
+      conflicts = async () => {
+        const byKind: Record<string, number> = {};
+        for (const r of list) {
+          for (const v of (await r.registry.getSingleMetric('scheduler_v2_conflicts_total')!.get()).values) {
+            byKind[String(v.labels.kind)] = (byKind[String(v.labels.kind)] ?? 0) + v.value;
+          }
+        }
+        return byKind;
+      };
+      // Replicas run long before a burst: let the heartbeats settle so each knows its share of the regions.
+      await new Promise((r) => setTimeout(r, 2500));
+      notes = `${replicas} replica(s) in the bench process, policy ${settings.v2_policy}, batch ${settings.v2_batch_size}, wait retry ${settings.v2_wait_retry_ms} ms, every V1 rule as a filter`;
+    }
+
+    // The burst: customers, regions and sizes drawn from the seed, the same for every run.
+    const rand = createRandom(settings.seed * 7919);
+    const sizes = seed.sizes.filter((s) => s.memory <= 8192);
+    const droplets = Array.from({ length: settings.events }, (_, i) => {
+      const size = rand.pick(sizes);
+      return {
+        customer_id: rand.int(1, seed.customers.length),
+        name: `burst-${i}`,
+        region_id: rand.int(1, settings.regions),
+        size_id: size.id,
+        image_id: 1,
+      };
+    });
+    let firstDroplet = 0;
+    await db.transaction(async (trx) => {
+      const [lastBefore] = (await trx('droplets').max('id as max')) as Array<{ max: number | null }>;
+      firstDroplet = Number(lastBefore?.max ?? 0) + 1;
+      for (let i = 0; i < droplets.length; i += 1000) await trx('droplets').insert(droplets.slice(i, i + 1000));
+      const created = (await trx('droplets').where('id', '>=', firstDroplet).orderBy('id').select('id', 'customer_id', 'region_id')) as Array<{ id: number; customer_id: number; region_id: number }>;
+      const events = created.map((d) => ({ type: 'create', status: 'pending', droplet_id: d.id, customer_id: d.customer_id, region_id: d.region_id }));
+      for (let i = 0; i < events.length; i += 1000) await trx('events').insert(events.slice(i, i + 1000));
+    });
+    const started = performance.now();
+    progress(`${name}: burst of ${settings.events} create events committed; placing…`);
+    const deadline = Date.now() + settings.timeout_s * 1000;
+    let lastLog = Date.now();
+    for (;;) {
+      const row = (await db('events').where('id', '>', sinceEventId).where({ status: 'pending' }).whereNull('server_id').count({ n: '*' }).first()) as { n: number };
+      const open = Number(row.n);
+      if (open === 0) break;
+      if (Date.now() > deadline) {
+        progress(`${name}: timed out with ${open} events unplaced`);
+        break;
+      }
+      if (Date.now() - lastLog > 10_000) {
+        progress(`${name}: ${open} events still waiting for a host (simulated agents finished ${agents.finished} creates)`);
+        lastLog = Date.now();
+      }
+      await new Promise((r) => setTimeout(r, name === 'v1' ? 100 : 10));
+    }
+    const seconds = (performance.now() - started) / 1000;
+    const conflictCount = await conflicts();
+    for (const fn of cleanup.splice(0)) await fn();
+
+    const counts = (await db('events').where('id', '>', sinceEventId).select(db.raw("SUM(server_id IS NOT NULL) AS placed, SUM(status = 'error' AND server_id IS NULL) AS failed, SUM(status = 'pending' AND server_id IS NULL) AS unplaced")).first()) as Record<string, number | string | null>;
+    const invariants = await checkInvariants(db, { hostReserved: HOST_RESERVED });
+    const [dups] = (await db.raw(
+      "SELECT COUNT(*) AS n FROM (SELECT event_id FROM placement_decisions WHERE outcome = 'placed' GROUP BY event_id HAVING COUNT(*) > 1) x",
+    )) as [[{ n: number }]];
+    const [mismatch] = (await db.raw(
+      'SELECT COUNT(*) AS n FROM events e JOIN droplets d ON d.id = e.droplet_id WHERE e.id > ? AND e.server_id IS NOT NULL AND NOT (d.server_id <=> e.server_id)',
+      [sinceEventId],
+    )) as [[{ n: number }]];
+    const placed = Number(counts.placed ?? 0);
+    const result: RunResult = {
+      scheduler: name.startsWith('v1') ? 'v1' : 'v2',
+      replicas,
+      placed,
+      failed: Number(counts.failed ?? 0),
+      unplaced: Number(counts.unplaced ?? 0),
+      seconds: Math.round(seconds * 1000) / 1000,
+      placements_per_s: Math.round((placed / seconds) * 10) / 10,
+      overcommitted_hosts: invariants.overcommitted_hosts,
+      duplicate_placements: Number(dups[0]?.n ?? 0),
+      droplet_event_mismatches: Number(mismatch[0]?.n ?? 0),
+      ...(name.startsWith('v2') ? { conflicts: conflictCount } : {}),
+      notes,
+    };
+    progress(`${name}: ${JSON.stringify(result)}`);
+    return result;
+  } finally {
+    for (const fn of cleanup) await fn().catch(() => {});
+    await db.destroy();
+    await dropDatabase(adminServer, database).catch(() => {});
+  }
+}
+
+const server = await provisionServer({ logger, needConnections: settings.hypervisors + 150 });
+try {
+  progress(`database: ${server.source} ${server.admin.host}:${server.admin.port} (${server.serverVersion})`);
+  const results: Partial<Record<RunName, RunResult>> = {};
+  for (const name of runs) results[name] = await runOne(name, server.admin);
+  const rate = (n: RunName) => results[n]?.placements_per_s;
+  const ratio = (a: RunName, b: RunName) => {
+    const x = rate(a);
+    const y = rate(b);
+    return x !== undefined && y ? Math.round((x / y) * 10) / 10 : null;
+  };
+  const out = {
+    bench: 'scheduler',
+    settings: { ...settings, runs },
+    database: { source: server.source, host: server.admin.host, port: server.admin.port, server_version: server.serverVersion },
+    agents: `simulated: every ${settings.agent_tick_ms} ms each placed create is marked done, its droplet active, its size applied to the servers row and the host metrics`,
+    ...results,
+    placements_per_s: Object.fromEntries(Object.entries(results).map(([k, v]) => [k, v!.placements_per_s])),
+    ratio_v2_3_over_v1: ratio('v2_3', 'v1'),
+    ratio_v2_3_over_v1_unthrottled: ratio('v2_3', 'v1_unthrottled'),
+    ratio_v2_3_over_v2_1: ratio('v2_3', 'v2_1'),
+    goal_ratio: 10,
+    overcommitted_hosts: Object.values(results).reduce((s, r) => s + r!.overcommitted_hosts, 0),
+  };
+  process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+} finally {
+  await server.release();
+}
+

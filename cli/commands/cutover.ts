@@ -1,0 +1,432 @@
+import { FEATURES } from '../../lib/cutover/types.ts';
+import { StranglerError } from '../../lib/errors.ts';
+import type { ChangeResult, FeatureStatus } from '../../proxy/cutover/controller.ts';
+import type { GateReading } from '../../proxy/cutover/gates.ts';
+import { gateName, loadPlanFile, type CutoverPlan, type Gate, type PlanStep } from '../../proxy/cutover/plan.ts';
+import type { HistoryEntry } from '../../proxy/cutover/state-store.ts';
+import { EXIT, UsageError, intOption, parseCommandArgs, writeJson, type Command, type CommandIO } from '../command.ts';
+
+const DEFAULT_URL = 'http://127.0.0.1:9400';
+
+const COMMON = `Connection (every verb but "plan --file"):
+  --url URL              The admin API (default: STRANGLER_ADMIN_URL, else ${DEFAULT_URL})
+  --token TOKEN          An admin token (default: STRANGLER_ADMIN_TOKEN, which stays out of ps);
+                         the token's name is recorded as the actor
+  --json                 Print the API's JSON answer
+  -h, --help             This text`;
+
+const HELP = `Usage: strangler cutover <verb> [options]
+
+Moves features from the legacy path to the new one, step by step, through
+the cutover admin API. Every step soaks for a while and its gates (error
+rate, p99 latency, shadow mismatch rate, backlog, MySQL connections, read
+from the services' /metrics) must pass before "advance" leaves it; a gate
+that fails during the soak rolls the feature back by itself.
+
+Verbs:
+  status                 Every feature: step, mode, canary, paused, soak left, last change
+  plan                   The plan the API runs (or check a local file with --file)
+  advance <feature>      Check the current step's gates, then move to the next step
+  rollback <feature>     Back to legacy at once (--to previous: one step back); never gated
+  pause <feature>        Stop advances and the soak watcher for this feature
+  resume <feature>       Undo pause
+  history                The audit trail: who, when, what, why, gate readings
+
+Features: ${FEATURES.join(', ')}
+
+${COMMON}
+
+Exit codes: 0 done; 1 failed (401: bad or missing token; API unreachable);
+2 bad usage (unknown feature or option); 3 refused (a gate failed, the soak
+is not over, paused, last step, or a concurrent change won).
+
+Example:
+  export STRANGLER_ADMIN_TOKEN=…
+  strangler cutover status
+  strangler cutover advance event-delivery --reason "nyc1 canary looks clean"
+  strangler cutover rollback event-delivery --to previous --reason "p99 up"
+  strangler cutover history --feature event-delivery --json
+
+Run "strangler cutover <verb> --help" for a verb's options.
+`;
+
+interface VerbSpec {
+  usage: string;
+  about: string;
+  options: Record<string, { type: 'string' }>;
+  optionsHelp: string[];
+  feature: boolean;
+  example: string;
+}
+
+const REASON = { reason: { type: 'string' as const } };
+const REASON_HELP = '  --reason TEXT          Why, for the history (at most 500 characters)';
+
+const VERBS: Record<string, VerbSpec> = {
+  status: {
+    usage: 'status',
+    about: 'Shows every feature: step n/N and its name, routing mode, canary percent and regions, paused, soak time left, last change.',
+    options: {},
+    optionsHelp: [],
+    feature: false,
+    example: 'strangler cutover status --json',
+  },
+  plan: {
+    usage: 'plan [--file PLAN.json]',
+    about: 'Shows the plan the admin API runs: each feature\'s steps, their soak and gates.\nWith --file, checks a local plan file instead (no API call) and names every bad field.',
+    options: { file: { type: 'string' } },
+    optionsHelp: ['  --file PATH            Validate this plan file locally'],
+    feature: false,
+    example: 'strangler cutover plan --file proxy/cutover/default-plan.json',
+  },
+  advance: {
+    usage: 'advance <feature> [--reason TEXT]',
+    about:
+      'Checks the gates of the feature\'s current step over its soak window (the soak must be over),\nthen moves it to the next step. Refused (exit 3) with the failing gate readings otherwise;\nthe refusal is recorded in the history as "advance-refused".',
+    options: REASON,
+    optionsHelp: [REASON_HELP],
+    feature: true,
+    example: 'strangler cutover advance event-delivery --reason "nyc1 is clean"',
+  },
+  rollback: {
+    usage: 'rollback <feature> [--to legacy|previous] [--reason TEXT]',
+    about: 'Moves the feature back at once, without checking any gate: to legacy (the default) or one step back.',
+    options: { to: { type: 'string' }, ...REASON },
+    optionsHelp: ['  --to legacy|previous   Where to (default legacy)', REASON_HELP],
+    feature: true,
+    example: 'strangler cutover rollback event-delivery --to previous --reason "backlog growing"',
+  },
+  pause: {
+    usage: 'pause <feature> [--reason TEXT]',
+    about: 'Pauses the feature: advance is refused and the soak watcher leaves it alone. Rollback still works.',
+    options: REASON,
+    optionsHelp: [REASON_HELP],
+    feature: true,
+    example: 'strangler cutover pause scheduling --reason "change freeze"',
+  },
+  resume: {
+    usage: 'resume <feature> [--reason TEXT]',
+    about: 'Resumes a paused feature.',
+    options: REASON,
+    optionsHelp: [REASON_HELP],
+    feature: true,
+    example: 'strangler cutover resume scheduling',
+  },
+  history: {
+    usage: 'history [--feature F] [--limit N]',
+    about: 'The audit trail, newest first: who did what to which feature, when, why, and the gate readings it was decided on.',
+    options: { feature: { type: 'string' }, limit: { type: 'string' } },
+    optionsHelp: ['  --feature F            Only this feature', '  --limit N              At most N entries (default 20, at most 1000)'],
+    feature: false,
+    example: 'strangler cutover history --feature event-delivery --limit 5',
+  },
+};
+
+function verbHelp(spec: VerbSpec): string {
+  return [
+    `Usage: strangler cutover ${spec.usage} [--url URL] [--token TOKEN] [--json]`,
+    '',
+    spec.about,
+    '',
+    ...(spec.feature ? [`Features: ${FEATURES.join(', ')}`, ''] : []),
+    ...(spec.optionsHelp.length ? ['Options:', ...spec.optionsHelp, ''] : []),
+    COMMON,
+    '',
+    'Example:',
+    `  ${spec.example}`,
+    '',
+  ].join('\n');
+}
+
+const CONNECTION = { url: { type: 'string' as const }, token: { type: 'string' as const } };
+
+/** Codes that mean "the API said no to this, for a reason you can act on" (exit 3). */
+const REFUSED = new Set(['CUTOVER_ERR_GATE_FAILED', 'CUTOVER_ERR_SOAKING', 'CUTOVER_ERR_PAUSED', 'CUTOVER_ERR_LAST_STEP', 'CUTOVER_ERR_CONFLICT', 'CUTOVER_ERR_PLAN_MISMATCH']);
+
+interface ApiError {
+  code: string;
+  message: string;
+  readings?: GateReading[];
+  [key: string]: unknown;
+}
+
+class ApiRefusal extends Error {
+  constructor(
+    readonly status: number,
+    readonly body: ApiError,
+  ) {
+    super(body.message);
+  }
+}
+
+function adminUrl(value: string | undefined, env: NodeJS.ProcessEnv): URL {
+  const raw = value ?? env.STRANGLER_ADMIN_URL ?? DEFAULT_URL;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new UsageError(`--url must be an http(s) URL such as ${DEFAULT_URL}, got "${raw}"`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`--url must be an http(s) URL such as ${DEFAULT_URL}, got "${raw}"`);
+  return url;
+}
+
+async function callApi(io: CommandIO, base: URL, token: string | undefined, method: 'GET' | 'POST', path: string, body?: unknown): Promise<unknown> {
+  const url = new URL(path, base.href.endsWith('/') ? base : `${base.href}/`);
+  const headers: Record<string, string> = { accept: 'application/json' };
+  if (token) headers.authorization = `Bearer ${token}`;
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  let res: Response;
+  try {
+    res = await fetch(url, {
+      method,
+      headers,
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+      signal: AbortSignal.any([io.signal, AbortSignal.timeout(60_000)]),
+    });
+  } catch (cause) {
+    const why = (cause as Error & { cause?: Error }).cause?.message ?? (cause as Error).message;
+    throw new StranglerError('CUTOVER_ERR_UNREACHABLE', `the cutover admin API at ${base.origin} did not answer (${why}); check --url or STRANGLER_ADMIN_URL`, { cause });
+  }
+  const text = await res.text();
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new StranglerError('CUTOVER_ERR_BAD_RESPONSE', `${method} ${url.pathname} answered ${res.status} with a body that is not JSON; is ${base.origin} the cutover admin API?`);
+  }
+  if (res.ok) return json;
+  const err = json as ApiError;
+  if (typeof err?.code !== 'string') throw new StranglerError('CUTOVER_ERR_BAD_RESPONSE', `${method} ${url.pathname} answered ${res.status} without an error code`);
+  throw new ApiRefusal(res.status, err);
+}
+
+// ---------------------------------------------------------------------------
+// Human output
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ').trimEnd()).join('\n') + '\n';
+}
+
+function ago(iso: string, now = Date.now()): string {
+  const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+  if (s < 90) return `${s}s ago`;
+  if (s < 90 * 60) return `${Math.round(s / 60)}m ago`;
+  if (s < 36 * 3600) return `${Math.round(s / 3600)}h ago`;
+  return `${Math.round(s / 86400)}d ago`;
+}
+
+function routing(s: Pick<FeatureStatus, 'mode' | 'percent' | 'regions'>): { percent: string; regions: string } {
+  return {
+    percent: s.mode === 'canary' ? `${s.percent}%` : s.mode === 'full' ? '100%' : '0%',
+    regions: s.mode === 'canary' ? (s.regions ? s.regions.join(',') : 'all') : s.mode === 'full' ? 'all' : '-',
+  };
+}
+
+function clip(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
+function statusTable(features: FeatureStatus[]): string {
+  const rows = [['FEATURE', 'STEP', 'MODE', 'PERCENT', 'REGIONS', 'PAUSED', 'SOAK', 'LAST CHANGE']];
+  for (const f of features) {
+    const r = routing(f);
+    const soak = f.step === 0 ? '-' : f.soak_remaining_seconds > 0 ? `${f.soak_remaining_seconds}s left` : 'done';
+    const last = f.last_change ? `${f.last_change.action} by ${f.last_change.actor} ${ago(f.last_change.at)}` : '-';
+    rows.push([f.feature, `${f.step}/${f.steps} ${f.step_name}`, f.mode, r.percent, clip(r.regions, 40), f.paused ? 'yes' : 'no', soak, last]);
+  }
+  const warnings = features.filter((f) => f.plan_mismatch).map((f) => `warning: ${f.feature}: ${f.plan_mismatch}\n`);
+  return table(rows) + warnings.join('');
+}
+
+function readingsTable(readings: GateReading[]): string {
+  if (readings.length === 0) return '  (no gates)\n';
+  return table([
+    ['  GATE', 'VERDICT', 'KIND', 'SERVICE', 'READING'],
+    ...readings.map((r) => [`  ${r.gate}`, r.verdict.toUpperCase(), r.kind, r.service, r.message]),
+  ]);
+}
+
+function describeGate(g: Gate, i: number, all: readonly Gate[]): string {
+  const name = gateName(g, i, all);
+  switch (g.kind) {
+    case 'error_rate':
+      return `${name}: error rate <= ${g.max * 100}% (${g.errors} / ${g.total})`;
+    case 'shadow_mismatch_rate':
+      return `${name}: shadow mismatches <= ${g.max * 100}% (${g.mismatches} / ${g.total})`;
+    case 'latency':
+      return `${name}: p${(g.quantile ?? 0.99) * 100} of ${g.histogram} <= ${g.max_seconds * 1000} ms`;
+    case 'gauge':
+      return `${name}: ${g.aggregate ?? 'sum'} of ${g.metric}${g.min !== undefined ? ` >= ${g.min}` : ''}${g.max !== undefined ? ` <= ${g.max}` : ''}`;
+  }
+}
+
+function describeStep(s: PlanStep): string {
+  if (s.mode === 'canary') return `canary ${s.percent ?? 100}%${s.regions ? ` of ${s.regions.join(',')}` : ''}`;
+  return s.mode;
+}
+
+function planText(plan: CutoverPlan, missing: string[] = []): string {
+  const out: string[] = [];
+  for (const [feature, spec] of Object.entries(plan.features)) {
+    if (!spec) continue;
+    out.push(`${feature} (${spec.steps.length} steps after legacy)`);
+    spec.steps.forEach((s, i) => {
+      out.push(`  ${i + 1}. ${s.name}: ${describeStep(s)}, soak ${s.soak_seconds}s`);
+      s.gates.forEach((g, j, all) => out.push(`       gate ${describeGate(g, j, all)} [${g.service}]`));
+    });
+  }
+  if (missing.length) out.push(`warning: no /metrics URL configured for: ${missing.join(', ')} (their gates read "error")`);
+  return out.join('\n') + '\n';
+}
+
+function historyTable(entries: HistoryEntry[]): string {
+  if (entries.length === 0) return 'no history yet\n';
+  const rows = [['ID', 'AT', 'FEATURE', 'ACTION', 'STEP', 'ACTOR', 'REASON']];
+  const notes = new Map<number, string[]>();
+  for (const e of entries) {
+    rows.push([String(e.id), e.at, e.feature, e.action, e.from_step === e.to_step ? String(e.from_step) : `${e.from_step}->${e.to_step}`, e.actor, clip(e.reason ?? '', 60)]);
+    const bad = (e.readings ?? []).filter((r) => r.verdict !== 'pass');
+    if (bad.length) notes.set(e.id, bad.map((r) => `    ${r.gate} ${r.verdict}: ${r.message}`));
+  }
+  // Table first, then the readings behind refusals and automatic rollbacks.
+  let text = table(rows);
+  for (const [id, lines] of notes) text += `#${id} readings:\n${lines.join('\n')}\n`;
+  return text;
+}
+
+function changeText(result: ChangeResult, verb: string): string {
+  const s = result.status;
+  const r = routing(s);
+  if (!result.changed) return `${s.feature}: nothing to ${verb} (step ${s.step}/${s.steps} ${s.step_name}${s.paused ? ', paused' : ''})\n`;
+  const where = `step ${s.step}/${s.steps} ${s.step_name} (${s.mode}, ${r.percent}, regions ${r.regions})`;
+  const lines = [
+    verb === 'advance'
+      ? `${s.feature}: advanced to ${where}; soak ${s.soak_seconds}s`
+      : verb === 'rollback'
+        ? `${s.feature}: rolled back to ${where}`
+        : `${s.feature}: ${verb}d at ${where}`,
+  ];
+  if (verb === 'advance' && result.readings.length) lines.push('gates of the step it left:', readingsTable(result.readings).trimEnd());
+  return lines.join('\n') + '\n';
+}
+
+// ---------------------------------------------------------------------------
+
+export const command: Command = {
+  name: 'cutover',
+  summary: 'status, plan, advance, rollback, pause, resume, history of the staged cutover',
+  help: HELP,
+  async run(argv, io) {
+    const [verb, ...rest] = argv;
+    if (verb === undefined || verb === '--help' || verb === '-h' || verb === 'help') {
+      io.stdout.write(HELP);
+      return verb === undefined ? EXIT.usage : EXIT.ok;
+    }
+    if (verb === '--json') throw new UsageError('name a verb first: strangler cutover status --json');
+    const spec = VERBS[verb];
+    if (!spec) throw new UsageError(`unknown verb "${verb}"; the verbs are ${Object.keys(VERBS).join(', ')}`);
+    const { values, positionals } = parseCommandArgs(rest, { ...CONNECTION, ...spec.options });
+    if (values.help) {
+      io.stdout.write(verbHelp(spec));
+      return EXIT.ok;
+    }
+    const json = Boolean(values.json);
+    const opt = (name: string) => (values as Record<string, string | boolean | undefined>)[name] as string | undefined;
+
+    let feature: string | undefined;
+    if (spec.feature) {
+      if (positionals.length !== 1) throw new UsageError(`${verb} takes exactly one feature (${FEATURES.join(', ')})`);
+      feature = positionals[0]!;
+    } else if (positionals.length > 0) {
+      throw new UsageError(`${verb} takes no arguments, got "${positionals[0]}"`);
+    }
+    const featureOption = verb === 'history' ? opt('feature') : undefined;
+    for (const f of [feature, featureOption]) {
+      if (f !== undefined && !(FEATURES as readonly string[]).includes(f)) throw new UsageError(`unknown feature "${f}"; the features are ${FEATURES.join(', ')}`);
+    }
+    const to = opt('to');
+    if (to !== undefined && to !== 'legacy' && to !== 'previous') throw new UsageError(`--to must be legacy or previous, got "${to}"`);
+    const reason = opt('reason');
+    if (reason !== undefined && reason.length > 500) throw new UsageError(`--reason must be at most 500 characters, got ${reason.length}`);
+    const limit = verb === 'history' ? intOption('limit', opt('limit'), 20, 1, 1000) : undefined;
+
+    if (verb === 'plan' && opt('file') !== undefined) {
+      let plan: CutoverPlan;
+      try {
+        plan = loadPlanFile(opt('file')!);
+      } catch (err) {
+        const e = err as StranglerError & { details?: { errors?: string[] }; code?: string };
+        if (e.code === 'ENOENT') throw new UsageError(`--file ${opt('file')}: no such file`);
+        if (e.code !== 'CUTOVER_ERR_INVALID_PLAN') throw err;
+        if (json) writeJson(io, { valid: false, code: e.code, errors: e.details?.errors ?? [e.message] });
+        else io.stderr.write(`strangler cutover plan: ${e.code}: ${opt('file')} is not a valid plan:\n${(e.details?.errors ?? [e.message]).map((l) => `  ${l}\n`).join('')}`);
+        return EXIT.failed;
+      }
+      if (json) writeJson(io, { valid: true, plan });
+      else io.stdout.write(`${opt('file')} is a valid plan.\n\n${planText(plan)}`);
+      return EXIT.ok;
+    }
+
+    const base = adminUrl(opt('url'), io.env);
+    const token = opt('token') ?? io.env.STRANGLER_ADMIN_TOKEN;
+    const path = (p: string) => `cutover/${p}`;
+    try {
+      switch (verb) {
+        case 'status': {
+          const res = (await callApi(io, base, token, 'GET', path('status'))) as { features: FeatureStatus[] };
+          if (json) writeJson(io, res);
+          else io.stdout.write(statusTable(res.features));
+          return EXIT.ok;
+        }
+        case 'plan': {
+          const res = (await callApi(io, base, token, 'GET', path('plan'))) as { plan: CutoverPlan; missing_services: string[] };
+          if (json) writeJson(io, res);
+          else io.stdout.write(planText(res.plan, res.missing_services));
+          return EXIT.ok;
+        }
+        case 'history': {
+          const q = new URLSearchParams({ limit: String(limit) });
+          if (featureOption) q.set('feature', featureOption);
+          const res = (await callApi(io, base, token, 'GET', path(`history?${q}`))) as { entries: HistoryEntry[] };
+          if (json) writeJson(io, res);
+          else io.stdout.write(historyTable(res.entries));
+          return EXIT.ok;
+        }
+        default: {
+          const body: Record<string, unknown> = {};
+          if (reason !== undefined) body.reason = reason;
+          if (verb === 'rollback' && to !== undefined) body.to = to;
+          const res = (await callApi(io, base, token, 'POST', path(`${encodeURIComponent(feature!)}/${verb}`), body)) as ChangeResult;
+          if (json) writeJson(io, res);
+          else io.stdout.write(changeText(res, verb));
+          return EXIT.ok;
+        }
+      }
+    } catch (err) {
+      if (!(err instanceof ApiRefusal)) throw err;
+      const { status, body } = err;
+      if (json) writeJson(io, { status, ...body });
+      if (status === 401) {
+        if (!json) {
+          io.stderr.write(
+            `strangler cutover ${verb}: ${body.code}: not authorized by the admin API at ${base.origin}: ${body.message}.\n` +
+              `${token ? 'The token was refused' : 'No token was given'}: pass --token or set STRANGLER_ADMIN_TOKEN.\n`,
+          );
+        }
+        return EXIT.failed;
+      }
+      if (!json) {
+        io.stderr.write(`strangler cutover ${verb}: ${body.code}: ${body.message}\n`);
+        if (Array.isArray(body.readings)) {
+          const failing = body.readings.filter((r) => r.verdict !== 'pass');
+          io.stderr.write(`gate readings (${failing.length} of ${body.readings.length} not passing):\n${readingsTable(body.readings)}`);
+        }
+      }
+      if (REFUSED.has(body.code)) return EXIT.precondition;
+      if (body.code === 'CUTOVER_ERR_UNKNOWN_FEATURE' || body.code === 'CUTOVER_ERR_VALIDATION') return EXIT.usage;
+      return EXIT.failed;
+    }
+  },
+};

@@ -1,0 +1,362 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { Knex } from 'knex';
+import { Registry } from 'prom-client';
+import type { DbConfig } from '../../lib/db/config.ts';
+import { createKnex } from '../../lib/db/knex.ts';
+import { invalidOption, StranglerError } from '../../lib/errors.ts';
+import { readJsonBody } from '../../lib/http/json-body.ts';
+import { sendJson } from '../../lib/http/respond.ts';
+import { createRouter, type Handler, type RequestContext, type Router } from '../../lib/http/router.ts';
+import { createHttpService } from '../../lib/http/service-server.ts';
+import { silentLogger, type Logger } from '../../lib/logger.ts';
+import { createCutoverController, type CutoverController } from './controller.ts';
+import { CutoverError, cutoverError, quote, type CutoverErrorCode } from './errors.ts';
+import type { FetchLike, ServiceMap } from './gates.ts';
+import { isFeatureName, loadDefaultPlan, planServices, type CutoverPlan } from './plan.ts';
+import { createCutoverStateStore, type CutoverStateStore } from './state-store.ts';
+
+/**
+ * The admin API behind `strangler cutover`. Every route needs
+ * `Authorization: Bearer <token>`; the token's name (its key in `tokens`)
+ * is the actor recorded in the history. Mount it on any service's router
+ * with addCutoverRoutes, or run it alone with createCutoverAdmin.
+ */
+
+/** Admin bodies are a reason and a target: 16 KiB is generous. */
+export const ADMIN_BODY_LIMIT = 16 * 1024;
+export const MIN_TOKEN_LENGTH = 16;
+const TOKEN_NAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/;
+// The bound stops a megabyte header from being hashed.
+const BEARER = /^Bearer +([\x21-\x7e]{1,512}) *$/i;
+const MAX_REASON = 500;
+
+export interface CutoverRoutesOptions {
+  controller: CutoverController;
+  /** token name (the actor in the history) → token. At least one; each at least 16 characters. */
+  tokens: Record<string, string>;
+  logger?: Logger;
+  /**
+   * Mount point before `/cutover/…`, e.g. `/admin` to serve `/admin/cutover/status` on the proxy's admin port.
+   * The CLI then needs the prefix in its URL: `--url http://127.0.0.1:9400/admin`. Default: none.
+   */
+  prefix?: string;
+}
+
+interface TokenDigest {
+  name: string;
+  digest: Buffer;
+}
+
+const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest();
+
+function digestTokens(tokens: Record<string, string>): TokenDigest[] {
+  if (typeof tokens !== 'object' || tokens === null || Object.keys(tokens).length === 0) {
+    throw invalidOption('tokens', '(not shown)', 'a map of at least one name → admin token');
+  }
+  return Object.entries(tokens).map(([name, token]) => {
+    if (!TOKEN_NAME.test(name)) throw invalidOption(`tokens.${name}`, name, 'a name of letters, digits and . _ @ - (at most 64)');
+    if (typeof token !== 'string' || token.length < MIN_TOKEN_LENGTH || !/^[\x21-\x7e]+$/.test(token)) {
+      // Never echo a token, even a bad one.
+      throw invalidOption(`tokens.${name}`, '(not shown)', `a token of at least ${MIN_TOKEN_LENGTH} printable characters without spaces`);
+    }
+    return { name, digest: sha256(token) };
+  });
+}
+
+/**
+ * The name of the token the request carries, or a 401. Digests are equal
+ * length, so timingSafeEqual compares each in constant time, and every
+ * configured token is compared whatever matched, so timing reveals nothing.
+ */
+function authenticate(req: IncomingMessage, tokens: TokenDigest[]): string {
+  const header = req.headers.authorization;
+  if (header === undefined || header === '') {
+    throw cutoverError('CUTOVER_ERR_UNAUTHORIZED', 'send an admin token as "Authorization: Bearer <token>" (strangler cutover --token or STRANGLER_ADMIN_TOKEN)');
+  }
+  const m = BEARER.exec(header);
+  if (!m) throw cutoverError('CUTOVER_ERR_UNAUTHORIZED', 'the Authorization header must be "Bearer <token>"');
+  const given = sha256(m[1]!);
+  let actor: string | undefined;
+  for (const t of tokens) {
+    if (timingSafeEqual(given, t.digest) && actor === undefined) actor = t.name;
+  }
+  if (actor === undefined) throw cutoverError('CUTOVER_ERR_UNAUTHORIZED', 'the admin token is not valid');
+  return actor;
+}
+
+/** mysql2 errors carry `sqlMessage`, or a socket code; knex pool timeouts say so by name. */
+function isDatabaseError(err: unknown): boolean {
+  const e = err as { sqlMessage?: unknown; code?: unknown; name?: unknown; errno?: unknown };
+  if (typeof e !== 'object' || e === null) return false;
+  if (e.sqlMessage !== undefined || e.name === 'KnexTimeoutError') return true;
+  return typeof e.code === 'string' && /^(ER_|PROTOCOL_|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH)/.test(e.code);
+}
+
+const BODY_CODES: Record<string, CutoverErrorCode> = {
+  HTTP_ERR_UNSUPPORTED_MEDIA_TYPE: 'CUTOVER_ERR_UNSUPPORTED_MEDIA_TYPE',
+  HTTP_ERR_BODY_TOO_LARGE: 'CUTOVER_ERR_BODY_TOO_LARGE',
+  HTTP_ERR_MALFORMED_JSON: 'CUTOVER_ERR_MALFORMED_JSON',
+};
+
+/** A POST body: `{}` when there is none (curl -X POST), else a JSON object with only `accepted` fields. */
+async function readBody(req: IncomingMessage, accepted: readonly string[]): Promise<Record<string, unknown>> {
+  const length = req.headers['content-length'];
+  const chunked = req.headers['transfer-encoding'] !== undefined;
+  if ((length === undefined || length === '0') && !chunked) return {};
+  let body: unknown;
+  try {
+    body = await readJsonBody(req, { limit: ADMIN_BODY_LIMIT });
+  } catch (err) {
+    if (err instanceof StranglerError && err.code === 'HTTP_ERR_EMPTY_BODY') return {};
+    if (err instanceof StranglerError && BODY_CODES[err.code]) throw cutoverError(BODY_CODES[err.code]!, err.message, {}, err);
+    throw err;
+  }
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw cutoverError('CUTOVER_ERR_VALIDATION', `body: must be a JSON object, got ${body === null ? 'null' : Array.isArray(body) ? 'an array' : typeof body}`);
+  }
+  const obj = body as Record<string, unknown>;
+  const unknown = Object.keys(obj).filter((k) => !accepted.includes(k));
+  if (unknown.length > 0) {
+    throw cutoverError('CUTOVER_ERR_VALIDATION', `${unknown[0]}: unknown field ${unknown.slice(0, 5).map(quote).join(', ')}; accepted fields are ${accepted.join(', ') || 'none'}`);
+  }
+  return obj;
+}
+
+function reasonOf(body: Record<string, unknown>): string | null {
+  const r = body.reason;
+  if (r === undefined || r === null) return null;
+  if (typeof r !== 'string') throw cutoverError('CUTOVER_ERR_VALIDATION', `reason: must be a string, got ${quote(r)}`);
+  if (r.length > MAX_REASON) throw cutoverError('CUTOVER_ERR_VALIDATION', `reason: at most ${MAX_REASON} characters, got ${r.length}`);
+  return r;
+}
+
+function versionOf(body: Record<string, unknown>): number | undefined {
+  const v = body.expected_version;
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw cutoverError('CUTOVER_ERR_VALIDATION', `expected_version: must be a non-negative integer, got ${quote(v)}`);
+  return v;
+}
+
+function checkQuery(query: URLSearchParams, accepted: readonly string[]): void {
+  for (const key of new Set(query.keys())) {
+    if (!accepted.includes(key)) throw cutoverError('CUTOVER_ERR_VALIDATION', `${key}: unknown query parameter; accepted are ${accepted.join(', ') || 'none'}`);
+    if (query.getAll(key).length > 1) throw cutoverError('CUTOVER_ERR_VALIDATION', `${key}: given more than once`);
+  }
+}
+
+function intQuery(query: URLSearchParams, name: string, min: number, max: number): number | undefined {
+  const raw = query.get(name);
+  if (raw === null) return undefined;
+  if (!/^\d{1,16}$/.test(raw) || Number(raw) < min || Number(raw) > max) {
+    throw cutoverError('CUTOVER_ERR_VALIDATION', `${name}: must be an integer from ${min} to ${max}, got ${quote(raw)}`);
+  }
+  return Number(raw);
+}
+
+/**
+ * Adds the cutover routes to `router` (the proxy's admin router, say).
+ *
+ * @example
+ *   addCutoverRoutes(adminRouter, { controller, tokens: { alice: process.env.ALICE_TOKEN! } });
+ */
+export function addCutoverRoutes(router: Router, options: CutoverRoutesOptions): Router {
+  const { controller } = options;
+  const tokens = digestTokens(options.tokens);
+  const prefix = options.prefix ?? '';
+  if (typeof prefix !== 'string' || !/^(\/[A-Za-z0-9._-]+)*$/.test(prefix)) throw invalidOption('prefix', prefix, 'a path such as "/admin" (no trailing slash), or ""');
+  const at = (path: string) => `${prefix}${path}`;
+  const logger = (options.logger ?? silentLogger()).child({ component: 'cutover-admin' });
+
+  /** Auth first (nothing is parsed or read for a caller without a token), then errors with details as JSON. */
+  const guarded = (handler: (ctx: RequestContext, actor: string) => Promise<void>): Handler => {
+    return async (ctx) => {
+      try {
+        const actor = authenticate(ctx.req, tokens);
+        await handler(ctx, actor);
+      } catch (err) {
+        if (err instanceof CutoverError && err.status < 500 && err.status !== 413 && !ctx.res.headersSent) {
+          if (err.code === 'CUTOVER_ERR_UNAUTHORIZED') logger.warn({ requestId: ctx.requestId, path: ctx.req.url }, 'cutover admin request without a valid token');
+          sendJson(ctx.res, err.status, { code: err.code, message: err.message, ...err.details });
+          return;
+        }
+        if (err instanceof StranglerError && err.status < 500) throw err; // 413: the service shell answers and drops the socket
+        // Anything else is ours to log (with the request id) and to answer with a CUTOVER_ code and no detail.
+        logger.error({ err, requestId: ctx.requestId, method: ctx.req.method, path: ctx.req.url?.split('?')[0] }, 'request failed');
+        if (ctx.res.headersSent) {
+          ctx.res.destroy();
+          return;
+        }
+        const database = isDatabaseError(err);
+        sendJson(ctx.res, database ? 503 : 500, {
+          code: database ? 'CUTOVER_ERR_DATABASE_UNAVAILABLE' : 'CUTOVER_ERR_INTERNAL',
+          message: `${database ? 'the cutover state could not be read or written (a change in flight was rolled back with its transaction); check the status before retrying' : 'internal error'}; see the service log for request ${ctx.requestId}`,
+        });
+      }
+    };
+  };
+
+  const verb = (fn: (feature: string, actor: string, body: Record<string, unknown>) => Promise<unknown>, accepted: readonly string[]) =>
+    guarded(async (ctx, actor) => {
+      // The feature is checked before the body is read: an unknown feature is 404 whatever the body.
+      const feature = ctx.params.feature!;
+      if (!isFeatureName(feature) || !controller.plan.features[feature]) {
+        throw cutoverError('CUTOVER_ERR_UNKNOWN_FEATURE', `no feature ${quote(feature)} in the cutover plan; the plan's features are ${Object.keys(controller.plan.features).join(', ')}`);
+      }
+      checkQuery(ctx.query, []);
+      const body = await readBody(ctx.req, accepted);
+      sendJson(ctx.res, 200, await fn(feature, actor, body));
+    });
+
+  router
+    .add(
+      'GET',
+      at('/cutover/status'),
+      guarded(async (ctx) => {
+        checkQuery(ctx.query, []);
+        sendJson(ctx.res, 200, { features: await controller.status(), now: new Date().toISOString() });
+      }),
+    )
+    .add(
+      'GET',
+      at('/cutover/plan'),
+      guarded(async (ctx) => {
+        checkQuery(ctx.query, []);
+        sendJson(ctx.res, 200, { plan: controller.plan, services: planServices(controller.plan), missing_services: controller.missingServices() });
+      }),
+    )
+    .add(
+      'GET',
+      at('/cutover/history'),
+      guarded(async (ctx) => {
+        checkQuery(ctx.query, ['feature', 'limit', 'before']);
+        const feature = ctx.query.get('feature') ?? undefined;
+        const limit = intQuery(ctx.query, 'limit', 1, 1000) ?? 50;
+        const before = intQuery(ctx.query, 'before', 1, Number.MAX_SAFE_INTEGER);
+        const entries = await controller.history({ ...(feature ? { feature } : {}), limit, ...(before !== undefined ? { beforeId: before } : {}) });
+        sendJson(ctx.res, 200, { entries });
+      }),
+    )
+    .add(
+      'POST',
+      at('/cutover/:feature/advance'),
+      verb((feature, actor, body) => controller.advance(feature, actor, reasonOf(body), { ...(versionOf(body) !== undefined ? { expectedVersion: versionOf(body)! } : {}) }), [
+        'reason',
+        'expected_version',
+      ]),
+    )
+    .add(
+      'POST',
+      at('/cutover/:feature/rollback'),
+      verb(
+        (feature, actor, body) => {
+          const to = body.to ?? 'legacy';
+          if (to !== 'legacy' && to !== 'previous') throw cutoverError('CUTOVER_ERR_VALIDATION', `to: must be "legacy" or "previous", got ${quote(to)}`);
+          const expectedVersion = versionOf(body);
+          return controller.rollback(feature, { to, actor, reason: reasonOf(body), ...(expectedVersion !== undefined ? { expectedVersion } : {}) });
+        },
+        ['to', 'reason', 'expected_version'],
+      ),
+    )
+    .add('POST', at('/cutover/:feature/pause'), verb((feature, actor, body) => controller.pause(feature, actor, reasonOf(body)), ['reason']))
+    .add('POST', at('/cutover/:feature/resume'), verb((feature, actor, body) => controller.resume(feature, actor, reasonOf(body)), ['reason']));
+  return router;
+}
+
+/** A fresh router with only the cutover routes. */
+export function createCutoverRouter(options: CutoverRoutesOptions): Router {
+  return addCutoverRoutes(createRouter(), options);
+}
+
+export interface CutoverAdminOptions {
+  /** The proxy's MySQL user on the stack's database (a Knex is used as is and not closed). */
+  db: DbConfig | Knex;
+  tokens: Record<string, string>;
+  services: ServiceMap;
+  /** Default: proxy/cutover/default-plan.json. */
+  plan?: CutoverPlan;
+  host?: string;
+  port?: number;
+  logger?: Logger;
+  registry?: Registry;
+  /** Run the soak watcher (default true). */
+  watch?: boolean;
+  watchIntervalMs?: number;
+  scrapeTimeoutMs?: number;
+  watcherActor?: string;
+  rollbackAfterFailures?: number;
+  fetch?: FetchLike;
+}
+
+export interface CutoverAdmin {
+  start(): Promise<{ port: number; url: string }>;
+  close(): Promise<void>;
+  readonly controller: CutoverController;
+  readonly store: CutoverStateStore;
+  readonly router: Router;
+}
+
+function isKnex(db: DbConfig | Knex): db is Knex {
+  return typeof db === 'function';
+}
+
+/**
+ * The admin API as a service of its own (`/metrics`, `/healthz`, `/readyz`
+ * included), with the soak watcher running.
+ *
+ * @example
+ *   const admin = createCutoverAdmin({ db: serviceDbConfig(server, database, 'proxy', secret), tokens, services: { proxy: proxyAdminUrl } });
+ *   const { url } = await admin.start();
+ */
+export function createCutoverAdmin(options: CutoverAdminOptions): CutoverAdmin {
+  const logger = options.logger ?? silentLogger();
+  const plan = options.plan ?? loadDefaultPlan();
+  const ownsDb = !isKnex(options.db);
+  const db = isKnex(options.db) ? options.db : createKnex(options.db, { poolMax: 4 });
+  const registry = options.registry ?? new Registry();
+  const store = createCutoverStateStore({ db });
+  const controller = createCutoverController({
+    store,
+    plan,
+    services: options.services,
+    logger,
+    registry,
+    ...(options.watchIntervalMs !== undefined ? { watchIntervalMs: options.watchIntervalMs } : {}),
+    ...(options.scrapeTimeoutMs !== undefined ? { scrapeTimeoutMs: options.scrapeTimeoutMs } : {}),
+    ...(options.watcherActor !== undefined ? { watcherActor: options.watcherActor } : {}),
+    ...(options.rollbackAfterFailures !== undefined ? { rollbackAfterFailures: options.rollbackAfterFailures } : {}),
+    ...(options.fetch ? { fetch: options.fetch } : {}),
+  });
+  const router = createCutoverRouter({ controller, tokens: options.tokens, logger });
+  const http = createHttpService({
+    name: 'cutover-admin',
+    router,
+    registry,
+    logger,
+    ...(options.host !== undefined ? { host: options.host } : {}),
+    ...(options.port !== undefined ? { port: options.port } : {}),
+    ready: async () => db.raw('SELECT 1').then(() => true, () => false),
+  });
+  let closing: Promise<void> | undefined;
+  return {
+    controller,
+    store,
+    router,
+    async start() {
+      await store.ensureRows();
+      const missing = controller.missingServices();
+      if (missing.length > 0) logger.warn({ missing }, 'the plan reads services that have no /metrics URL; their gates will read "error"');
+      const address = await http.start();
+      if (options.watch ?? true) controller.startWatcher();
+      return address;
+    },
+    close() {
+      closing ??= (async () => {
+        await controller.stopWatcher();
+        await http.close();
+        if (ownsDb) await db.destroy();
+      })();
+      return closing;
+    },
+  };
+}

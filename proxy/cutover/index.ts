@@ -1,0 +1,22 @@
+/**
+ * Cutover control: the plan, its gates, the MySQL state (store and the
+ * per-replica reader), the controller with its soak watcher, and the admin API.
+ */
+export { addCutoverRoutes, createCutoverAdmin, createCutoverRouter, type CutoverAdmin, type CutoverAdminOptions } from './admin.ts';
+export { createCutoverController, type ChangeResult, type CutoverController, type FeatureStatus, type RollbackTarget } from './controller.ts';
+export { CUTOVER_ERROR_CODES, CutoverError, type CutoverErrorCode } from './errors.ts';
+export { evaluateStep, type Baseline, type GateReading, type GateVerdict, type ServiceMap } from './gates.ts';
+export {
+  loadDefaultPlan,
+  loadPlanFile,
+  regionRolloutSteps,
+  stepRouting,
+  validatePlan,
+  type CutoverPlan,
+  type Gate,
+  type PlanFeature,
+  type PlanStep,
+} from './plan.ts';
+export { parsePrometheusText, parseSelector, histogramQuantile } from './prometheus.ts';
+export { createReader } from './reader.ts';
+export { createCutoverStateReader, createCutoverStateStore, type CutoverStateReader, type CutoverStateStore, type HistoryEntry } from './state-store.ts';

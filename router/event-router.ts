@@ -1,0 +1,710 @@
+/**
+ * The Event Router: one process (or several) per region, polling MySQL on
+ * behalf of the region's hypervisors and pushing each event to the agent
+ * it belongs to over one Server-Sent-Events stream. Why SSE, why a pending
+ * set rather than an id cursor, and how redelivery works: router/README.md.
+ *
+ * In short:
+ * - delivery state lives in the events table, never only in memory:
+ *   pending → running is the claim (made only when the host's stream is
+ *   here), running → done is the ack (recordCompletion, exactly once);
+ * - after a connect the router re-sends the host's `running` events (minus
+ *   the ids the agent says it holds in Last-Event-ID) with its next poll,
+ *   so nothing claimed is lost to a router kill -9, a dropped stream or a
+ *   reconnect elsewhere;
+ * - every poll re-reads the `event-delivery` cutover row; a host that is
+ *   no longer routed here is first removed from the claim set, then told
+ *   `event: switch`, so the legacy side never misses a claim made for it.
+ */
+import type { ServerResponse } from 'node:http';
+import mysql, { type Pool } from 'mysql2/promise';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { bearerToken, tokenServerId, verifyHypervisorToken } from '../lib/auth/hypervisor-token.ts';
+import type { DbConfig } from '../lib/db/config.ts';
+import { StranglerError, invalidOption } from '../lib/errors.ts';
+import { readJsonBody } from '../lib/http/json-body.ts';
+import { sendJson } from '../lib/http/respond.ts';
+import { createRouter, type RequestContext } from '../lib/http/router.ts';
+import { createHttpService } from '../lib/http/service-server.ts';
+import { silentLogger, type Logger } from '../lib/logger.ts';
+import { readEventDelivery, routedToRouter, type EventDeliveryState } from '../legacy/dobe/event-delivery.ts';
+import { recordCompletion } from '../legacy/dobe/execute.ts';
+import type { GodQueryRow } from '../legacy/dobe/god-query.ts';
+import {
+  ACK_BODY_LIMIT,
+  ACKS_PATH,
+  EVENTS_PATH,
+  HEARTBEAT_FRAME,
+  MAX_HELD_IDS,
+  MODE_PATH,
+  RETRY_MS,
+  ROUTER_ERRORS,
+  eventFrame,
+  parseAckBody,
+  parseLastEventId,
+  switchFrame,
+  type AckItem,
+} from './protocol.ts';
+import {
+  IN_CHUNK,
+  chunks,
+  claimBatch,
+  countPending,
+  eventStatus,
+  fetchContext,
+  fetchPendingIds,
+  fetchRegionId,
+  fetchRunning,
+  fetchServerRegions,
+} from './queries.ts';
+
+export interface EventRouterOptions {
+  /** The `event_router` MySQL user's settings. */
+  db: DbConfig;
+  /** The region slug this router serves. */
+  region: string;
+  /** Secret hypervisor tokens are minted with (lib/auth/hypervisor-token.ts). */
+  secret: string;
+  pollIntervalMs?: number;
+  /** Heartbeat comment interval on every stream (one shared timer). */
+  heartbeatMs?: number;
+  /** A claim not acked for this long is re-sent to its host's stream if this stream has not carried it. */
+  redeliverAfterMs?: number;
+  /** Events claimed per poll at most. */
+  batchSize?: number;
+  /** MySQL connections this router may hold (default 5): acks use all but one, which the poll loop keeps. */
+  poolSize?: number;
+  registry?: Registry;
+  logger?: Logger;
+  port?: number;
+  host?: string;
+}
+
+export interface EventRouterStats {
+  connected: number;
+  inflight: number;
+  delivered: number;
+  acked: number;
+}
+
+export interface EventRouter {
+  start(): Promise<{ port: number; url: string }>;
+  /** Stops polling, ends every stream (agents reconnect elsewhere), lets in-flight acks finish. Idempotent. */
+  close(): Promise<void>;
+  stats(): EventRouterStats;
+  readonly registry: Registry;
+}
+
+interface Stream {
+  serverId: number;
+  res: ServerResponse;
+  /** Event ids this connection has carried (or the agent said it holds) and that are not acked yet. */
+  sent: Set<number>;
+}
+
+interface Inflight {
+  row: GodQueryRow;
+  at: number;
+}
+
+type AckOutcome = 'acked' | 'duplicate' | 'not_claimed' | 'not_found';
+
+/** A stream whose agent stops reading is cut off past this much unsent data; its events are re-sent on reconnect. */
+const MAX_BUFFERED_BYTES = 1 << 20;
+
+function parseUtc(value: string | null): number | undefined {
+  if (!value) return undefined;
+  const ms = Date.parse(value.includes('T') ? value : `${value.replace(' ', 'T')}Z`);
+  return Number.isFinite(ms) ? ms : undefined;
+}
+
+function createPool(config: DbConfig, size: number): Pool {
+  const pool = mysql.createPool({
+    host: config.host,
+    port: config.port,
+    user: config.user,
+    password: config.password,
+    ...(config.database ? { database: config.database } : {}),
+    connectionLimit: size,
+    maxIdle: size,
+    timezone: 'Z',
+    dateStrings: true,
+    maxPreparedStatements: 8,
+    enableKeepAlive: true,
+  });
+  // CURRENT_TIMESTAMP(3) must be UTC, as every other writer of these rows uses. READ COMMITTED: the
+  // router's transactions lock exactly the rows they change, never gaps that the services' INSERTs need.
+  pool.on('connection', (conn) => {
+    const core = conn as unknown as { query(sql: string, cb: (err: Error | null) => void): void; destroy(): void };
+    // Queued before the connection is handed out, so they run before its first statement.
+    for (const sql of ["SET time_zone = '+00:00'", 'SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED']) {
+      core.query(sql, (err) => {
+        if (err) core.destroy();
+      });
+    }
+  });
+  return pool;
+}
+
+/**
+ * @example
+ *   const router = createEventRouter({ db: routerDb, region: 'nyc1', secret, port: 0 });
+ *   const { url } = await router.start(); … await router.close();
+ */
+export function createEventRouter(options: EventRouterOptions): EventRouter {
+  const region = options.region;
+  const pollIntervalMs = options.pollIntervalMs ?? 1000;
+  const heartbeatMs = options.heartbeatMs ?? 15_000;
+  const redeliverAfterMs = options.redeliverAfterMs ?? 15_000;
+  const batchSize = options.batchSize ?? 1000;
+  const poolSize = options.poolSize ?? 5;
+  if (typeof region !== 'string' || !/^[a-z0-9-]{1,32}$/.test(region)) throw invalidOption('region', region, 'a region slug such as "nyc1"');
+  if (typeof options.secret !== 'string' || options.secret.length < 8) throw invalidOption('secret', '[redacted]', 'a string of at least 8 characters');
+  if (!(pollIntervalMs >= 10)) throw invalidOption('pollIntervalMs', pollIntervalMs, 'at least 10 milliseconds');
+  if (!(heartbeatMs >= 100)) throw invalidOption('heartbeatMs', heartbeatMs, 'at least 100 milliseconds');
+  if (!(redeliverAfterMs >= 100)) throw invalidOption('redeliverAfterMs', redeliverAfterMs, 'at least 100 milliseconds');
+  if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 10_000) throw invalidOption('batchSize', batchSize, 'an integer from 1 to 10000');
+  if (!Number.isInteger(poolSize) || poolSize < 2 || poolSize > 64) throw invalidOption('poolSize', poolSize, 'an integer from 2 to 64');
+
+  const log = (options.logger ?? silentLogger()).child({ component: 'event-router', region });
+  const registry = options.registry ?? new Registry();
+  const pool = createPool(options.db, poolSize);
+
+  /** One stream per hypervisor: the Map is the whole per-agent cost (no per-agent timers). */
+  const streams = new Map<number, Stream>();
+  /** Claimed (by this process, or re-sent by it) and not acked: rows kept so an ack needs no read. */
+  const inflight = new Map<number, Inflight>();
+  /** Hypervisors whose stream opened since the last poll: their `running` events are re-sent by the next one. */
+  const fresh = new Set<number>();
+  let serverRegions = new Map<number, string>();
+  let serversLoadedAt = 0;
+  let serversLoading: Promise<void> | undefined;
+  let regionId = 0;
+  let state: EventDeliveryState | undefined;
+  /** When the read that produced `state` started. */
+  let stateSince = 0;
+  let claiming = false;
+  let routingDeferred = false;
+  let stateLoading: Promise<void> | undefined;
+  let appliedKey: string | undefined;
+  let lastSweep = 0;
+  let idlePolls = 0;
+  let healthy = false;
+  let closed = false;
+  let pollTimer: NodeJS.Timeout | undefined;
+  let heartbeat: NodeJS.Timeout | undefined;
+  let currentPoll: Promise<void> | undefined;
+  let closing: Promise<void> | undefined;
+  const totals = { delivered: 0, acked: 0 };
+
+  const metric = {
+    connected: new Gauge({
+      name: 'router_connected_agents',
+      help: 'Hypervisor agents holding an event stream to this router.',
+      registers: [registry],
+      collect() {
+        this.set(streams.size);
+      },
+    }),
+    pending: new Gauge({
+      name: 'router_pending_events',
+      help: "Placed events of this router's region not yet claimed (deliverable backlog), as of the last poll.",
+      registers: [registry],
+    }),
+    inflight: new Gauge({
+      name: 'router_inflight_events',
+      help: 'Events this router claimed or re-sent and has not seen acknowledged.',
+      registers: [registry],
+      collect() {
+        this.set(inflight.size);
+      },
+    }),
+    delivered: new Counter({ name: 'router_events_delivered_total', help: 'Events written to an agent stream for the first time.', registers: [registry] }),
+    redelivered: new Counter({
+      name: 'router_events_redelivered_total',
+      help: 'Claimed, unacknowledged events written again (after a reconnect, a router restart, or a stale claim).',
+      registers: [registry],
+    }),
+    acked: new Counter({ name: 'router_events_acked_total', help: 'Acknowledgements that recorded an execution.', registers: [registry] }),
+    duplicateAcks: new Counter({
+      name: 'router_ack_duplicates_total',
+      help: 'Acknowledgements of events already done (harmless repeats; nothing recorded).',
+      registers: [registry],
+    }),
+    latency: new Histogram({
+      name: 'router_delivery_latency_seconds',
+      help: "Time from an event's available_at to its first write on its agent's stream.",
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30],
+      registers: [registry],
+    }),
+    queries: new Counter({
+      name: 'router_db_queries_total',
+      help: 'Statements this router sent to MySQL, by query.',
+      labelNames: ['query'],
+      registers: [registry],
+    }),
+    pollSeconds: new Histogram({
+      name: 'router_poll_duration_seconds',
+      help: 'Time for one poll: state, backlog, pending, claim, context, delivery.',
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry],
+    }),
+    pollErrors: new Counter({ name: 'router_poll_errors_total', help: 'Polls that failed (retried next interval).', registers: [registry] }),
+    switches: new Counter({
+      name: 'router_switches_total',
+      help: 'Streams ended with `event: switch` because their hypervisor is no longer routed to the router.',
+      registers: [registry],
+    }),
+  };
+  const q = (query: string, n = 1) => metric.queries.inc({ query }, n);
+
+  /**
+   * Acks take at most poolSize - 1 connections, so a flood of acks never
+   * queues the poll (and with it every delivery) behind them.
+   */
+  let ackSlots = poolSize - 1;
+  const ackWaiters: Array<() => void> = [];
+  async function withAckSlot<T>(fn: () => Promise<T>): Promise<T> {
+    if (ackSlots > 0) ackSlots--;
+    else await new Promise<void>((r) => ackWaiters.push(r));
+    try {
+      return await fn();
+    } finally {
+      const next = ackWaiters.shift();
+      if (next) next();
+      else ackSlots++;
+    }
+  }
+
+  // ---- state: servers, cutover ------------------------------------------------------------
+
+  function loadServers(): Promise<void> {
+    serversLoading ??= (async () => {
+      try {
+        q('servers');
+        serverRegions = await fetchServerRegions(pool);
+        serversLoadedAt = Date.now();
+      } finally {
+        serversLoading = undefined;
+      }
+    })();
+    return serversLoading;
+  }
+
+  /** A hypervisor's region; an unknown id reloads the map at most every 5 s (tokens name ids, so misses are bounded). */
+  async function regionOf(serverId: number): Promise<string | undefined> {
+    const known = serverRegions.get(serverId);
+    if (known !== undefined || Date.now() - serversLoadedAt < 5000) return known;
+    await loadServers();
+    return serverRegions.get(serverId);
+  }
+
+  function refreshState(): Promise<void> {
+    stateLoading ??= (async () => {
+      try {
+        q('state');
+        const started = Date.now();
+        state = await readEventDelivery(pool);
+        stateSince = started;
+        applyRouting();
+      } finally {
+        stateLoading = undefined;
+      }
+    })();
+    return stateLoading;
+  }
+
+  function routed(serverId: number): boolean {
+    return state !== undefined && routedToRouter(state, serverId, region);
+  }
+
+  /**
+   * Invariant: every stream in `streams` is routed here under `state`. A
+   * change re-checks them all, once. Never while a claim is in flight: the
+   * claimed events are written first, then the switch, so every claim made
+   * for a host reaches it before it leaves.
+   */
+  function applyRouting(): void {
+    if (!state || state.key === appliedKey) return;
+    if (claiming) {
+      routingDeferred = true;
+      return;
+    }
+    appliedKey = state.key;
+    let switched = 0;
+    for (const stream of [...streams.values()]) {
+      if (!routed(stream.serverId)) {
+        switchAway(stream);
+        switched++;
+      }
+    }
+    if (switched > 0) log.info({ switched, version: state.version }, 'hypervisors no longer routed here: switched to the god query');
+  }
+
+  function switchAway(stream: Stream): void {
+    // Out of the claim set first: nothing is claimed for this host after its switch is sent.
+    if (streams.get(stream.serverId) === stream) streams.delete(stream.serverId);
+    metric.switches.inc();
+    if (!stream.res.writableEnded && !stream.res.destroyed) stream.res.end(switchFrame(state?.version ?? 0));
+  }
+
+  // ---- delivery ------------------------------------------------------------------------------
+
+  function write(stream: Stream, frame: string): boolean {
+    const res = stream.res;
+    if (res.writableEnded || res.destroyed) return false;
+    if (res.writableLength > MAX_BUFFERED_BYTES) {
+      log.warn({ server_id: stream.serverId }, 'agent is not reading its stream; cutting it off');
+      drop(stream);
+      res.destroy();
+      return false;
+    }
+    res.write(frame);
+    return true;
+  }
+
+  /** Writes a claimed event to its host's current stream, unless that connection already carried it. */
+  function deliver(row: GodQueryRow, first: boolean): void {
+    const entry = inflight.get(row.event_id);
+    if (entry) entry.row = row;
+    else inflight.set(row.event_id, { row, at: Date.now() });
+    const stream = streams.get(row.server_id);
+    if (!stream || stream.sent.has(row.event_id)) return;
+    if (!write(stream, eventFrame(row))) return;
+    stream.sent.add(row.event_id);
+    totals.delivered++;
+    if (first) {
+      metric.delivered.inc();
+      const available = parseUtc(row.event_available_at ?? row.event_created_at);
+      if (available !== undefined) metric.latency.observe(Math.max(0, (Date.now() - available) / 1000));
+    } else {
+      metric.redelivered.inc();
+    }
+  }
+
+  function drop(stream: Stream): void {
+    if (streams.get(stream.serverId) === stream) streams.delete(stream.serverId);
+  }
+
+  /** Resolves true when the batch was full: more work is likely waiting, so the next poll comes at once. */
+  async function poll(): Promise<boolean> {
+    const end = metric.pollSeconds.startTimer();
+    try {
+      await refreshState();
+      if (fresh.size > 0) {
+        const opened = [...fresh].filter((id) => streams.has(id));
+        fresh.clear();
+        try {
+          for (const part of chunks(opened, IN_CHUNK)) {
+            q('running');
+            for (const row of await fetchRunning(pool, part)) deliver(row, false);
+          }
+        } catch (err) {
+          for (const id of opened) fresh.add(id);
+          throw err;
+        }
+      }
+      q('backlog');
+      const backlog = await countPending(pool, regionId);
+      metric.pending.set(backlog);
+      const hosts = [...streams.keys()];
+      if (hosts.length === 0) return false;
+      let full = false;
+      // Idle region: two statements per poll. The per-host read still runs every tenth idle poll, in case a
+      // row's region_id ever disagreed with its host's region (the count is by event region, delivery by host).
+      if (backlog > 0 || ++idlePolls % 10 === 0) {
+        idlePolls = 0;
+        full = await claimAndDeliver(hosts);
+      }
+      if (Date.now() - lastSweep >= Math.max(pollIntervalMs, redeliverAfterMs / 2)) {
+        lastSweep = Date.now();
+        await sweep();
+      }
+      return full;
+    } finally {
+      end();
+    }
+  }
+
+  /** One batch: pending ids of the connected hosts, claim, context, write. True when the batch was full. */
+  async function claimAndDeliver(hosts: number[]): Promise<boolean> {
+    let pending: Array<{ id: number; server_id: number }> = [];
+    for (const part of chunks(hosts, IN_CHUNK)) {
+      if (pending.length >= batchSize) break;
+      q('pending');
+      pending = pending.concat(await fetchPendingIds(pool, part, batchSize - pending.length));
+    }
+    // A host may have switched away while we read: claim only for streams still here.
+    const wanted = pending.filter((p) => streams.has(p.server_id)).map((p) => p.id);
+    if (wanted.length > 0) {
+      claiming = true;
+      try {
+        q('claim', 2);
+        const claimed = await claimBatch(pool, wanted);
+        if (claimed.length > 0) {
+          q('context');
+          for (const row of await fetchContext(pool, claimed)) deliver(row, true);
+        }
+      } finally {
+        claiming = false;
+        if (routingDeferred) {
+          routingDeferred = false;
+          applyRouting();
+        }
+      }
+    }
+    return pending.length >= batchSize;
+  }
+
+  /**
+   * Claims this host has had for a while without an ack, that its current
+   * connection never carried: a claim whose write raced a reconnect to
+   * another router, or one left by a killed router while the agent stayed
+   * connected elsewhere. Also forgets old rows of hosts no longer here.
+   */
+  async function sweep(): Promise<void> {
+    const hosts = [...streams.keys()];
+    for (const part of chunks(hosts, IN_CHUNK)) {
+      q('redeliver');
+      for (const row of await fetchRunning(pool, part, redeliverAfterMs)) deliver(row, false);
+    }
+    const cutoff = Date.now() - Math.max(10 * redeliverAfterMs, 5 * 60_000);
+    for (const [id, entry] of inflight) if (entry.at < cutoff && !streams.has(entry.row.server_id)) inflight.delete(id);
+  }
+
+  function loop(): void {
+    if (closed) return;
+    let full = false;
+    currentPoll = poll()
+      .then(
+        (more) => {
+          healthy = true;
+          full = more;
+        },
+        (err: Error) => {
+          healthy = false;
+          metric.pollErrors.inc();
+          log.warn({ err: err.message }, 'poll failed; retrying next interval');
+        },
+      )
+      .finally(() => {
+        if (!closed) pollTimer = setTimeout(loop, full ? 0 : pollIntervalMs);
+      });
+  }
+
+  // ---- HTTP ----------------------------------------------------------------------------------
+
+  function fail(status: number, code: string, message: string): StranglerError {
+    return new StranglerError(code, message, { status });
+  }
+
+  /** 401 (token), then 403 (someone else's hypervisor), then 404 (not this region). */
+  async function authorize(ctx: RequestContext): Promise<number> {
+    const token = bearerToken(ctx.req.headers.authorization);
+    if (!token) throw fail(401, ROUTER_ERRORS.UNAUTHORIZED, 'send the hypervisor token as "Authorization: Bearer hv.<id>.<mac>"');
+    const tokenId = tokenServerId(token);
+    const tokenRegion = tokenId === undefined ? undefined : await regionOf(tokenId);
+    if (tokenId === undefined || tokenRegion === undefined || !verifyHypervisorToken(options.secret, token, tokenId, tokenRegion)) {
+      throw fail(401, ROUTER_ERRORS.UNAUTHORIZED, 'the hypervisor token is not valid');
+    }
+    const raw = ctx.params.id ?? '';
+    if (!/^[1-9][0-9]{0,9}$/.test(raw) || Number(raw) !== tokenId) {
+      throw fail(403, ROUTER_ERRORS.FORBIDDEN, `this token belongs to hypervisor ${tokenId}; it can read and acknowledge only its own events`);
+    }
+    if (ctx.params.region !== region || tokenRegion !== region) {
+      throw fail(404, ROUTER_ERRORS.WRONG_REGION, `hypervisor ${tokenId} is in region ${tokenRegion}; this router serves ${region}`);
+    }
+    return tokenId;
+  }
+
+  function refuseWhileClosing(): void {
+    if (closed) throw fail(503, ROUTER_ERRORS.SHUTTING_DOWN, 'this router is shutting down; reconnect');
+  }
+
+  async function openStream(ctx: RequestContext): Promise<void> {
+    const arrived = Date.now();
+    const serverId = await authorize(ctx);
+    refuseWhileClosing();
+    // The agent read the state before connecting, so a state read before it arrived may be older than the
+    // agent's: re-read (one primary-key lookup, shared by concurrent connects) rather than bounce it.
+    while (!state || (!routed(serverId) && stateSince < arrived)) await refreshState();
+    const { req, res } = ctx;
+    res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache, no-transform',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    });
+    res.on('error', () => {});
+    req.socket.setNoDelay(true);
+    res.write(`retry: ${RETRY_MS}\n: event router ${region}, hypervisor ${serverId}\n\n`);
+    if (!routed(serverId)) {
+      metric.switches.inc();
+      res.end(switchFrame(state?.version ?? 0));
+      return;
+    }
+    const previous = streams.get(serverId);
+    if (previous) {
+      drop(previous);
+      previous.res.end();
+    }
+    const stream: Stream = { serverId, res, sent: new Set(parseLastEventId(req.headers['last-event-id']).slice(0, MAX_HELD_IDS)) };
+    streams.set(serverId, stream);
+    res.on('close', () => drop(stream));
+    log.debug({ server_id: serverId, holding: stream.sent.size }, 'agent connected');
+    // What this host has claimed and not acked (after our restart, or a reconnect from another router) is
+    // re-sent by the next poll, in one statement for every stream opened since: a reconnect storm of
+    // 15,000 agents costs 15 statements, not 15,000.
+    fresh.add(serverId);
+  }
+
+  async function complete(row: GodQueryRow, item: AckItem): Promise<AckOutcome> {
+    if (row.event_status === 'done') return 'duplicate';
+    return withAckSlot(() => completeOnConnection(row, item));
+  }
+
+  async function completeOnConnection(row: GodQueryRow, item: AckItem): Promise<AckOutcome> {
+    const conn = await pool.getConnection();
+    try {
+      q('ack');
+      if (await recordCompletion(conn, row, item.receivedAt, 'router')) return 'acked';
+      q('event_status');
+      const status = await eventStatus(conn, row.event_id);
+      return status === 'done' ? 'duplicate' : status === undefined ? 'not_found' : 'not_claimed';
+    } finally {
+      conn.release();
+    }
+  }
+
+  async function acknowledge(ctx: RequestContext): Promise<void> {
+    const serverId = await authorize(ctx);
+    refuseWhileClosing();
+    const { items, batch } = parseAckBody(await readJsonBody(ctx.req, { limit: ACK_BODY_LIMIT }));
+    // Rows: from memory when this router delivered them, else one read for the rest.
+    const rows = new Map<number, GodQueryRow>();
+    const missing: number[] = [];
+    for (const item of items) {
+      const known = inflight.get(item.eventId)?.row;
+      if (known) rows.set(item.eventId, { ...known, event_status: 'running' });
+      else missing.push(item.eventId);
+    }
+    if (missing.length > 0) {
+      q('event');
+      for (const row of await withAckSlot(() => fetchContext(pool, [...new Set(missing)]))) rows.set(row.event_id, row);
+    }
+    // Ownership of every item before anything is written.
+    for (const item of items) {
+      const row = rows.get(item.eventId);
+      if (row && row.server_id !== serverId) {
+        throw fail(403, ROUTER_ERRORS.FORBIDDEN, `event ${item.eventId} belongs to another hypervisor; nothing was recorded`);
+      }
+    }
+    const results: Array<{ event_id: number; outcome: AckOutcome }> = [];
+    for (const item of items) {
+      const row = rows.get(item.eventId);
+      const outcome = row ? await complete(row, item) : 'not_found';
+      if (outcome === 'acked' || outcome === 'duplicate') {
+        inflight.delete(item.eventId);
+        streams.get(serverId)?.sent.delete(item.eventId);
+        if (row) row.event_status = 'done';
+      }
+      if (outcome === 'acked') {
+        metric.acked.inc();
+        totals.acked++;
+      } else if (outcome === 'duplicate') {
+        metric.duplicateAcks.inc();
+      }
+      results.push({ event_id: item.eventId, outcome });
+    }
+    const headers: Record<string, string> = closed ? { connection: 'close' } : {};
+    if (batch) {
+      sendJson(
+        ctx.res,
+        200,
+        {
+          results: results.map((r) =>
+            r.outcome === 'acked' || r.outcome === 'duplicate'
+              ? { event_id: r.event_id, duplicate: r.outcome === 'duplicate' }
+              : { event_id: r.event_id, error: r.outcome === 'not_found' ? ROUTER_ERRORS.EVENT_NOT_FOUND : ROUTER_ERRORS.NOT_CLAIMED },
+          ),
+        },
+        headers,
+      );
+      return;
+    }
+    const { event_id, outcome } = results[0]!;
+    if (outcome === 'not_found') throw fail(404, ROUTER_ERRORS.EVENT_NOT_FOUND, `event ${event_id} does not exist`);
+    if (outcome === 'not_claimed') {
+      throw fail(409, ROUTER_ERRORS.NOT_CLAIMED, `event ${event_id} was never delivered (it is not running); nothing was recorded`);
+    }
+    sendJson(ctx.res, 200, { event_id, duplicate: outcome === 'duplicate' }, headers);
+  }
+
+  async function mode(ctx: RequestContext): Promise<void> {
+    const serverId = await authorize(ctx);
+    if (!state || Date.now() - stateSince > pollIntervalMs) await refreshState();
+    sendJson(ctx.res, 200, {
+      server_id: serverId,
+      region,
+      source: routed(serverId) ? 'router' : 'god-query',
+      routing: state?.routing,
+      version: state?.version ?? 0,
+    });
+  }
+
+  const routes = createRouter().add('GET', EVENTS_PATH, openStream).add('POST', ACKS_PATH, acknowledge).add('GET', MODE_PATH, mode);
+  const http = createHttpService({
+    name: 'event-router',
+    router: routes,
+    registry,
+    logger: log,
+    port: options.port,
+    host: options.host,
+    ready: () => healthy && !closed,
+  });
+
+  return {
+    registry,
+    stats: () => ({ connected: streams.size, inflight: inflight.size, ...totals }),
+    async start() {
+      try {
+        q('region');
+        const id = await fetchRegionId(pool, region);
+        if (id === undefined) throw new StranglerError(ROUTER_ERRORS.UNKNOWN_REGION, `region "${region}" does not exist in the regions table`);
+        regionId = id;
+        await loadServers();
+        await refreshState();
+      } catch (err) {
+        await pool.end().catch(() => {});
+        closed = true;
+        throw err;
+      }
+      const address = await http.start();
+      heartbeat = setInterval(() => {
+        for (const stream of streams.values()) write(stream, HEARTBEAT_FRAME);
+      }, heartbeatMs);
+      loop();
+      log.info({ url: address.url, hypervisors: [...serverRegions.values()].filter((r) => r === region).length }, 'event router started');
+      return address;
+    },
+    close() {
+      closing ??= (async () => {
+        closed = true;
+        clearTimeout(pollTimer);
+        clearInterval(heartbeat);
+        await currentPoll;
+        // No switch event: the agents stay on the router path and reconnect (to a sibling, or to us restarted).
+        for (const stream of [...streams.values()]) {
+          drop(stream);
+          stream.res.end();
+        }
+        const done = http.close();
+        const force = setTimeout(() => http.server.closeAllConnections(), 5000);
+        await done;
+        clearTimeout(force);
+        await pool.end().catch(() => {});
+      })();
+      return closing;
+    },
+  };
+}

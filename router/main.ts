@@ -1,0 +1,56 @@
+/**
+ * Runs one Event Router from the environment:
+ *   ROUTER_MYSQL_URL     mysql://event_router:<password>@host:port/<database> (required)
+ *   ROUTER_REGION        region slug this router serves, e.g. nyc1 (required)
+ *   STRANGLER_DB_SECRET  secret the hypervisor tokens derive from (default: the local-development secret)
+ *   PORT                 listen port (default 8090; 0 picks a free one)
+ *   HOST                 listen address (default 127.0.0.1)
+ *   ROUTER_POLL_MS       poll interval (default 1000)
+ *   ROUTER_POOL_SIZE     MySQL connections (default 5: one kept for the poll, the rest for acks)
+ *   LOG_LEVEL            pino level (default info)
+ *
+ *   ROUTER_MYSQL_URL=mysql://event_router:…@127.0.0.1:3306/strangler_demo ROUTER_REGION=nyc1 \
+ *     node --import tsx router/main.ts
+ */
+import { parseMysqlUrl } from '../lib/db/config.ts';
+import { DEFAULT_DB_SECRET } from '../lib/db/service-users.ts';
+import { StranglerError, invalidOption } from '../lib/errors.ts';
+import { createLogger } from '../lib/logger.ts';
+import { createEventRouter } from './event-router.ts';
+
+const logger = createLogger({ name: 'event-router' });
+
+async function main(): Promise<void> {
+  const env = process.env;
+  const url = env.ROUTER_MYSQL_URL;
+  if (!url) throw invalidOption('ROUTER_MYSQL_URL', url, 'mysql://event_router:<password>@host:port/<database>');
+  const region = env.ROUTER_REGION;
+  if (!region) throw invalidOption('ROUTER_REGION', region, 'a region slug such as nyc1');
+  const port = Number(env.PORT ?? 8090);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw invalidOption('PORT', env.PORT, 'an integer from 0 to 65535');
+  const pollIntervalMs = Number(env.ROUTER_POLL_MS ?? 1000);
+  const poolSize = Number(env.ROUTER_POOL_SIZE ?? 5);
+  if (!env.STRANGLER_DB_SECRET) logger.warn('STRANGLER_DB_SECRET is not set; using the local-development secret for hypervisor tokens');
+  const router = createEventRouter({
+    db: parseMysqlUrl(url),
+    region,
+    secret: env.STRANGLER_DB_SECRET ?? DEFAULT_DB_SECRET,
+    pollIntervalMs,
+    poolSize,
+    port,
+    host: env.HOST ?? '127.0.0.1',
+    logger,
+  });
+  const stop = () => {
+    void router.close().then(() => process.exit(0));
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  await router.start();
+}
+
+main().catch((err: unknown) => {
+  const code = err instanceof StranglerError ? err.code : 'ROUTER_ERR_INTERNAL';
+  logger.fatal({ code, err: err instanceof Error ? err.message : String(err) }, 'event router failed to start');
+  process.exitCode = 1;
+});

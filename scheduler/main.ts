@@ -1,0 +1,92 @@
+/**
+ * Runs one Scheduler V2 replica from the environment:
+ *   SCHEDULER_V2_MYSQL_URL     mysql://scheduler_v2:<password>@host:port/<database> (required)
+ *   SCHEDULER_V2_METRICS_URLS  comma-separated host-metrics endpoints, each `url` or `name=url` (required)
+ *   SCHEDULER_V2_REPLICA_ID    unique per replica (default: host-pid-random)
+ *   SCHEDULER_V2_MODE          active | shadow (default active)
+ *   SCHEDULER_V2_POLICY        v1-compatible | spread | bin-pack (default v1-compatible)
+ *   SCHEDULER_V2_REGIONS       comma-separated region slugs this replica schedules (default all)
+ *   SCHEDULER_V2_BATCH_SIZE, SCHEDULER_V2_POLL_MS, SCHEDULER_V2_LEASE_MS, SCHEDULER_V2_WAIT_RETRY_MS,
+ *   SCHEDULER_V2_MAX_STALENESS_MS, SCHEDULER_V2_SCRAPE_MS   numbers (see SchedulerV2Options)
+ *   SCHEDULER_V2_FAULT_PAUSE_AFTER_CLAIM_MS  fault injection: sleep after each claim (drills and tests)
+ *   PORT                       listen port for /metrics, /explain, … (default 0: any free port)
+ *   HOST                       listen address (default 127.0.0.1)
+ *   LOG_LEVEL                  pino level (default info)
+ *
+ *   SCHEDULER_V2_MYSQL_URL=mysql://scheduler_v2:…@127.0.0.1:3306/strangler_demo \
+ *   SCHEDULER_V2_METRICS_URLS=nyc1=http://127.0.0.1:9101/metrics node --import tsx scheduler/main.ts
+ */
+import { parseMysqlUrl } from '../lib/db/config.ts';
+import { StranglerError, invalidOption } from '../lib/errors.ts';
+import { createLogger } from '../lib/logger.ts';
+import { createSchedulerV2, type SchedulerV2Options } from './create-scheduler-v2.ts';
+import type { MetricsEndpoint } from './scraper.ts';
+import type { PolicyId } from './scorers.ts';
+
+const logger = createLogger({ name: 'scheduler-v2' });
+const env = process.env;
+
+function num(name: string): number | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return undefined;
+  const n = Number(raw);
+  if (!Number.isFinite(n)) throw invalidOption(name, raw, 'a number');
+  return n;
+}
+
+function endpoints(raw: string | undefined): MetricsEndpoint[] {
+  if (!raw) throw invalidOption('SCHEDULER_V2_METRICS_URLS', raw, 'comma-separated host-metrics URLs (url or name=url)');
+  return raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((entry, i) => {
+      const eq = entry.indexOf('=');
+      const named = eq > 0 && !entry.slice(0, eq).includes('/');
+      return named ? { name: entry.slice(0, eq), url: entry.slice(eq + 1) } : { name: `endpoint-${i}`, url: entry };
+    });
+}
+
+async function main(): Promise<void> {
+  const url = env.SCHEDULER_V2_MYSQL_URL;
+  if (!url) throw invalidOption('SCHEDULER_V2_MYSQL_URL', url, 'mysql://scheduler_v2:<password>@host:port/<database>');
+  const port = Number(env.PORT ?? 0);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw invalidOption('PORT', env.PORT, 'an integer from 0 to 65535');
+  const options: SchedulerV2Options = {
+    db: parseMysqlUrl(url),
+    metricsEndpoints: endpoints(env.SCHEDULER_V2_METRICS_URLS),
+    mode: (env.SCHEDULER_V2_MODE as SchedulerV2Options['mode']) ?? 'active',
+    policy: (env.SCHEDULER_V2_POLICY as PolicyId | undefined) ?? 'v1-compatible',
+    ...(env.SCHEDULER_V2_REPLICA_ID ? { replicaId: env.SCHEDULER_V2_REPLICA_ID } : {}),
+    ...(env.SCHEDULER_V2_REGIONS ? { regions: env.SCHEDULER_V2_REGIONS.split(',').map((r) => r.trim()).filter(Boolean) } : {}),
+    batchSize: num('SCHEDULER_V2_BATCH_SIZE'),
+    pollIntervalMs: num('SCHEDULER_V2_POLL_MS'),
+    leaseMs: num('SCHEDULER_V2_LEASE_MS'),
+    waitRetryMs: num('SCHEDULER_V2_WAIT_RETRY_MS'),
+    maxStalenessMs: num('SCHEDULER_V2_MAX_STALENESS_MS'),
+    scrapeIntervalMs: num('SCHEDULER_V2_SCRAPE_MS'),
+    faults: { pauseAfterClaimMs: num('SCHEDULER_V2_FAULT_PAUSE_AFTER_CLAIM_MS') },
+    port,
+    host: env.HOST ?? '127.0.0.1',
+    logger,
+  };
+  const scheduler = createSchedulerV2(options);
+  const stop = () => {
+    void scheduler.close().then(() => process.exit(0));
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  try {
+    const { url: listening } = await scheduler.start();
+    logger.info({ replica: scheduler.replicaId, listening: listening ?? null }, 'scheduler v2 ready');
+  } catch (err) {
+    await scheduler.close();
+    throw err;
+  }
+}
+
+main().catch((err: unknown) => {
+  const code = err instanceof StranglerError ? err.code : 'SCHEDULER_ERR_INTERNAL';
+  logger.fatal({ code, err: err instanceof Error ? err.message : String(err) }, 'scheduler v2 failed to start');
+  process.exitCode = 1;
+});

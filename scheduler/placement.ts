@@ -1,0 +1,194 @@
+import type { Knex } from 'knex';
+import type { HostReserved } from './state.ts';
+
+/** One placement to commit: event → host, with the generation the ranking saw. */
+export interface PlacementIntent {
+  event_id: number;
+  droplet_id: number;
+  server_id: number;
+  expected_generation: number;
+  memory: number;
+  disk: number;
+  decision: DecisionRow;
+}
+
+/** A row of `placement_decisions`. */
+export interface DecisionRow {
+  event_id: number;
+  replica: string;
+  outcome: 'placed' | 'failed' | 'waiting';
+  server_id: number | null;
+  policy: string;
+  score: number | null;
+  hosts_total: number;
+  hosts_available: number;
+  attempts: number;
+  conflicts: number;
+  summary: string;
+}
+
+export interface RoundResult {
+  committed: PlacementIntent[];
+  /** Hosts whose CAS failed (generation moved, or the ledger had no room left). */
+  conflictedHosts: number[];
+  conflicted: PlacementIntent[];
+  /** Events no longer leased to this replica (lease expired and taken, or placed by someone else). */
+  lost: PlacementIntent[];
+}
+
+const MAX_SUMMARY = 1024;
+
+/**
+ * Commits a round of placements in one READ COMMITTED transaction, in a
+ * fixed number of statements whatever the round's size:
+ *
+ * 1. lock the events still leased to this replica (`FOR UPDATE`); the rest
+ *    are lost (lease expired and taken, or decided elsewhere);
+ * 2. lock the round's hosts in ascending id order (one global lock order,
+ *    so replicas never deadlock each other) and read, under that lock, each
+ *    host's generation and its ledger: the sizes of its non-archived,
+ *    non-error droplets;
+ * 3. a host group wins if its generation is still the one the ranking saw
+ *    and the ledger plus the group's sizes fits the allocatable capacity;
+ *    otherwise its placements go back to be re-ranked (a conflict);
+ * 4. the compare-and-swap itself, for all winners at once:
+ *    `UPDATE servers SET generation = generation + 1 WHERE (id, generation) IN ((?, ?), …)`;
+ * 5. set events.server_id/available_at and droplets.server_id of the
+ *    winners, and insert their decisions.
+ *
+ * Every V2 placement moves its host's generation under the row lock, so a
+ * generation that still matches proves no other replica placed there since
+ * this one looked, and the ledger read after the lock includes every
+ * placement committed before: two replicas cannot over-commit a host.
+ */
+export async function commitRound(db: Knex, replica: string, intents: PlacementIntent[], reserved: HostReserved): Promise<RoundResult> {
+  if (intents.length === 0) return { committed: [], conflictedHosts: [], conflicted: [], lost: [] };
+  return db.transaction(
+    async (trx) => {
+      const ours = new Set(
+        (
+          (await trx('events')
+            .whereIn(
+              'id',
+              intents.map((i) => i.event_id),
+            )
+            .where({ claimed_by: replica, status: 'pending' })
+            .whereNull('server_id')
+            .orderBy('id')
+            .select('id')
+            .forUpdate()) as Array<{ id: number | string }>
+        ).map((r) => Number(r.id)),
+      );
+      const lost = intents.filter((i) => !ours.has(i.event_id));
+      const byHost = new Map<number, PlacementIntent[]>();
+      for (const i of intents) {
+        if (!ours.has(i.event_id)) continue;
+        const list = byHost.get(i.server_id) ?? [];
+        list.push(i);
+        byHost.set(i.server_id, list);
+      }
+      const committed: PlacementIntent[] = [];
+      const conflicted: PlacementIntent[] = [];
+      const conflictedHosts: number[] = [];
+      if (byHost.size > 0) {
+        const hostIds = [...byHost.keys()].sort((a, b) => a - b);
+        const locked = (await trx.raw(
+          `SELECT s.id, s.generation, s.memory, s.disk,
+                  (SELECT COALESCE(SUM(z.memory), 0) FROM droplets d JOIN sizes z ON z.id = d.size_id
+                    WHERE d.server_id = s.id AND d.status NOT IN ('archived', 'error')) AS used_memory,
+                  (SELECT COALESCE(SUM(z.disk), 0) FROM droplets d JOIN sizes z ON z.id = d.size_id
+                    WHERE d.server_id = s.id AND d.status NOT IN ('archived', 'error')) AS used_disk
+             FROM servers s WHERE s.id IN (${hostIds.map(() => '?').join(',')}) ORDER BY s.id FOR UPDATE`,
+          hostIds,
+        )) as [Array<{ id: number; generation: number | string; memory: number; disk: number; used_memory: number | string; used_disk: number | string }>];
+        const rows = new Map(locked[0].map((r) => [r.id, r]));
+        const winners: Array<[number, number]> = [];
+        for (const serverId of hostIds) {
+          const group = byHost.get(serverId)!;
+          const row = rows.get(serverId);
+          const memory = group.reduce((sum, i) => sum + i.memory, 0);
+          const disk = group.reduce((sum, i) => sum + i.disk, 0);
+          const fits =
+            row !== undefined &&
+            Number(row.generation) === group[0]!.expected_generation &&
+            Number(row.used_memory) + memory <= row.memory - reserved.memory &&
+            Number(row.used_disk) + disk <= row.disk - reserved.disk;
+          if (fits) {
+            committed.push(...group);
+            winners.push([serverId, group[0]!.expected_generation]);
+          } else {
+            conflicted.push(...group);
+            conflictedHosts.push(serverId);
+          }
+        }
+        if (winners.length > 0) {
+          const swapped = await trx.raw(
+            `UPDATE servers SET generation = generation + 1 WHERE (id, generation) IN (${winners.map(() => '(?, ?)').join(', ')})`,
+            winners.flat(),
+          );
+          // The rows are locked by this transaction: nothing can have moved them since the read.
+          if (affectedRows(swapped) !== winners.length) throw new Error(`generation CAS moved ${affectedRows(swapped)} of ${winners.length} locked hosts`);
+        }
+      }
+      if (committed.length > 0) {
+        const ids = committed.map((i) => i.event_id);
+        const eventCase = committed.map(() => 'WHEN ? THEN ?').join(' ');
+        await trx.raw(
+          `UPDATE events SET server_id = CASE id ${eventCase} END, available_at = CURRENT_TIMESTAMP(3), claim_expires_at = NULL
+            WHERE id IN (${ids.map(() => '?').join(',')})`,
+          [...committed.flatMap((i) => [i.event_id, i.server_id]), ...ids],
+        );
+        const dropletCase = committed.map(() => 'WHEN ? THEN ?').join(' ');
+        await trx.raw(
+          `UPDATE droplets SET server_id = CASE id ${dropletCase} END, updated_at = CURRENT_TIMESTAMP(3)
+            WHERE id IN (${committed.map(() => '?').join(',')})`,
+          [...committed.flatMap((i) => [i.droplet_id, i.server_id]), ...committed.map((i) => i.droplet_id)],
+        );
+        await trx('placement_decisions').insert(committed.map((i) => clampDecision(i.decision)));
+      }
+      return { committed, conflicted, conflictedHosts, lost };
+    },
+    { isolationLevel: 'read committed' },
+  );
+}
+
+/**
+ * Fails events no host can ever take, as V1 did: the event and its droplet
+ * go to `error`, with the explanation as the event's message.
+ */
+export async function failEvents(
+  db: Knex,
+  replica: string,
+  failures: Array<{ event_id: number; droplet_id: number | null; decision: DecisionRow }>,
+): Promise<number[]> {
+  const failed: number[] = [];
+  for (const f of failures) {
+    const done = await db.transaction(async (trx) => {
+      const n = await trx('events')
+        .where({ id: f.event_id, claimed_by: replica, status: 'pending' })
+        .whereNull('server_id')
+        .update({ status: 'error', message: f.decision.summary.slice(0, 255), finished_at: trx.raw('CURRENT_TIMESTAMP(3)'), claim_expires_at: null });
+      if (n !== 1) return false;
+      if (f.droplet_id !== null) await trx('droplets').where({ id: f.droplet_id }).update({ status: 'error' });
+      await trx('placement_decisions').insert(clampDecision(f.decision));
+      return true;
+    });
+    if (done) failed.push(f.event_id);
+  }
+  return failed;
+}
+
+/** Records decisions that change nothing else (the first wait of an event). */
+export async function recordDecisions(db: Knex, rows: DecisionRow[]): Promise<void> {
+  if (rows.length > 0) await db('placement_decisions').insert(rows.map(clampDecision));
+}
+
+function clampDecision(d: DecisionRow): DecisionRow {
+  return d.summary.length <= MAX_SUMMARY ? d : { ...d, summary: d.summary.slice(0, MAX_SUMMARY - 1) + '…' };
+}
+
+function affectedRows(result: unknown): number {
+  // mysql2 through knex.raw: [ResultSetHeader, fields]
+  const header = Array.isArray(result) ? result[0] : result;
+  return Number((header as { affectedRows?: number }).affectedRows ?? 0);
+}

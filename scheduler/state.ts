@@ -1,0 +1,281 @@
+import type { Knex } from 'knex';
+import { V1_BUSY_TYPES, type V1BusyType } from '../legacy/scheduler-v1/rank.ts';
+import type { HostCandidate } from './filters.ts';
+import type { HostMetrics } from './host-metrics.ts';
+
+/** An event of one of V1's busy types, pending or running on a host. */
+export interface InflightEvent {
+  id: number;
+  type: V1BusyType;
+  /** The droplet's size, for creates (what the agent has not yet taken out of memfree). */
+  memory: number;
+  disk: number;
+}
+
+/**
+ * What a replica keeps per host. Inventory (name, region, totals) comes from
+ * `servers`; `generation` is the CAS token; `used_*` is the reservation
+ * ledger (sum of the sizes of the host's non-archived, non-error droplets,
+ * placed or running); `inflight` is the busy list. Live state (memfree,
+ * errors, state, …) is never read from `servers`: it comes from metrics.
+ */
+export interface HostRecord {
+  id: number;
+  name: string;
+  region_id: number;
+  memory: number;
+  disk: number;
+  /** Inventory cores, used only when the metrics lack them. */
+  inventory_cpus: number;
+  generation: number;
+  used_memory: number;
+  used_disk: number;
+  inflight: Map<number, InflightEvent>;
+}
+
+export interface HostReserved {
+  memory: number;
+  disk: number;
+}
+
+interface HostRow {
+  id: number;
+  name: string;
+  region_id: number;
+  memory: number;
+  disk: number;
+  cpus: number;
+  generation: number | string;
+  used_memory: number | string | null;
+  used_disk: number | string | null;
+}
+
+interface InflightRow {
+  id: number | string;
+  server_id: number;
+  type: string;
+  memory: number | null;
+  disk: number | null;
+}
+
+const BUSY = new Set<string>(V1_BUSY_TYPES);
+
+/**
+ * The hosts of a replica's regions and their CAS/ledger/busy state, kept
+ * in memory and refreshed from the database by the replica's own loop
+ * (never concurrently with a placement round, so no write here races).
+ */
+export class HostStore {
+  readonly byId = new Map<number, HostRecord>();
+  readonly byName = new Map<string, HostRecord>();
+  private readonly byRegion = new Map<number, HostRecord[]>();
+
+  constructor(
+    private readonly db: Knex,
+    /** Region ids this replica schedules; undefined for all. */
+    private readonly regionIds: readonly number[] | undefined,
+  ) {}
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  hostsInRegion(regionId: number): readonly HostRecord[] {
+    return this.byRegion.get(regionId) ?? [];
+  }
+
+  /**
+   * Loads inventory, generations, ledgers and busy lists of all hosts in
+   * scope from one consistent snapshot, replacing what was known. Run at
+   * start and every inventory refresh (it scans the droplets table once).
+   */
+  async loadAll(): Promise<void> {
+    const { hosts, inflight } = await this.read(undefined);
+    this.byId.clear();
+    this.byName.clear();
+    this.byRegion.clear();
+    for (const row of hosts) {
+      const record = toRecord(row);
+      this.byId.set(record.id, record);
+      this.byName.set(record.name, record);
+      const list = this.byRegion.get(record.region_id) ?? [];
+      list.push(record);
+      this.byRegion.set(record.region_id, list);
+    }
+    for (const list of this.byRegion.values()) list.sort((a, b) => a.id - b.id);
+    this.setInflight(inflight, undefined);
+  }
+
+  /** Re-reads some hosts (after a CAS conflict): generation, ledger and busy list, from one snapshot. */
+  async reread(ids: readonly number[]): Promise<void> {
+    if (ids.length === 0) return;
+    const { hosts, inflight } = await this.read(ids);
+    for (const row of hosts) {
+      const known = this.byId.get(row.id);
+      if (!known) continue;
+      const fresh = toRecord(row);
+      known.generation = fresh.generation;
+      known.used_memory = fresh.used_memory;
+      known.used_disk = fresh.used_disk;
+    }
+    this.setInflight(inflight, new Set(ids));
+  }
+
+  /**
+   * Refreshes the busy lists (pending/running events of V1's busy types) of
+   * every host, or of the hosts of `regions`. Cheap: the `(status, type,
+   * server_id)` index holds exactly those rows. Run before ranking each
+   * batch, as V1 re-read its busy list each pass.
+   */
+  async refreshInflight(regions?: readonly number[]): Promise<void> {
+    if (regions === undefined) {
+      this.setInflight(await this.readInflight(this.db, undefined), undefined);
+      return;
+    }
+    const hosts = new Set<number>();
+    for (const r of regions) for (const h of this.hostsInRegion(r)) hosts.add(h.id);
+    this.setInflight(await this.readInflight(this.db, undefined, regions), hosts);
+  }
+
+  /**
+   * Books a placement in the local view while a round is ranked, so later
+   * events of the same round see the host busy and its room taken. Undone
+   * if the round does not commit it; on commit only the generation moves.
+   */
+  reserve(host: HostRecord, eventId: number, size: { memory: number; disk: number }): void {
+    host.used_memory += size.memory;
+    host.used_disk += size.disk;
+    host.inflight.set(eventId, { id: eventId, type: 'create', memory: size.memory, disk: size.disk });
+  }
+
+  unreserve(host: HostRecord, eventId: number, size: { memory: number; disk: number }): void {
+    host.used_memory -= size.memory;
+    host.used_disk -= size.disk;
+    host.inflight.delete(eventId);
+  }
+
+  /**
+   * The host as filters see it, right now. Memory/disk free is the lower of
+   * what the agent last reported minus the creates it has not applied yet,
+   * and what the ledger leaves of the allocatable capacity; vmcount counts
+   * those creates too.
+   */
+  candidate(
+    host: HostRecord,
+    metrics: HostMetrics | undefined,
+    nowMs: number,
+    reserved: HostReserved,
+    /** Ignore busy events with an id >= this (shadow mode judging what V1 saw). */
+    inflightBefore?: number,
+  ): HostCandidate {
+    let createMemory = 0;
+    let createDisk = 0;
+    let creates = 0;
+    // Creates left out (shadow mode) are still in the ledger: give their room back.
+    let excludedMemory = 0;
+    let excludedDisk = 0;
+    const busy: Partial<Record<V1BusyType, number>> = {};
+    for (const e of host.inflight.values()) {
+      if (inflightBefore !== undefined && e.id >= inflightBefore) {
+        if (e.type === 'create') {
+          excludedMemory += e.memory;
+          excludedDisk += e.disk;
+        }
+        continue;
+      }
+      if (e.type === 'create') {
+        createMemory += e.memory;
+        createDisk += e.disk;
+        creates++;
+      }
+      const seen = busy[e.type];
+      if (seen === undefined || e.id < seen) busy[e.type] = e.id;
+    }
+    const allocatableMemory = host.memory - reserved.memory;
+    const allocatableDisk = host.disk - reserved.disk;
+    const ledgerMemory = allocatableMemory - host.used_memory + excludedMemory;
+    const ledgerDisk = allocatableDisk - host.used_disk + excludedDisk;
+    return {
+      id: host.id,
+      name: host.name,
+      region_id: host.region_id,
+      memory: host.memory,
+      disk: host.disk,
+      allocatable_memory: allocatableMemory,
+      allocatable_disk: allocatableDisk,
+      cpus: metrics?.cpus ?? host.inventory_cpus,
+      vmcount: (metrics?.vmcount ?? 0) + creates,
+      memfree: metrics ? Math.min(metrics.memfree_mb - createMemory, ledgerMemory) : ledgerMemory,
+      diskfree_actual: metrics ? Math.min(metrics.diskfree_gb - createDisk, ledgerDisk) : ledgerDisk,
+      error_count: metrics?.error_count ?? 0,
+      state: metrics?.state ?? '',
+      busy,
+      metrics_age_ms: metrics ? Math.max(0, nowMs - metrics.last_report_ms) : undefined,
+    };
+  }
+
+  private setInflight(rows: InflightRow[], onlyHosts: Set<number> | undefined): void {
+    for (const host of this.byId.values()) if (!onlyHosts || onlyHosts.has(host.id)) host.inflight.clear();
+    for (const row of rows) {
+      const host = this.byId.get(row.server_id);
+      if (!host || (onlyHosts && !onlyHosts.has(host.id)) || !BUSY.has(row.type)) continue;
+      const id = Number(row.id);
+      host.inflight.set(id, { id, type: row.type as V1BusyType, memory: Number(row.memory ?? 0), disk: Number(row.disk ?? 0) });
+    }
+  }
+
+  private async read(ids: readonly number[] | undefined): Promise<{ hosts: HostRow[]; inflight: InflightRow[] }> {
+    // One snapshot for both statements: a generation newer than the busy list it goes with could let a
+    // replica CAS successfully onto a host whose new create it has not seen.
+    return this.db.transaction(
+      async (trx) => {
+        const ledger = trx('droplets as d')
+          .join('sizes as z', 'z.id', 'd.size_id')
+          .whereNotNull('d.server_id')
+          .whereNotIn('d.status', ['archived', 'error'])
+          .groupBy('d.server_id')
+          .select('d.server_id', trx.raw('SUM(z.memory) AS used_memory'), trx.raw('SUM(z.disk) AS used_disk'));
+        if (ids) ledger.whereIn('d.server_id', ids);
+        else if (this.regionIds) ledger.whereIn('d.region_id', this.regionIds);
+        const hostsQuery = trx('servers as s')
+          .leftJoin(ledger.as('u'), 'u.server_id', 's.id')
+          .select('s.id', 's.name', 's.region_id', 's.memory', 's.disk', 's.cpus', 's.generation', 'u.used_memory', 'u.used_disk');
+        if (ids) hostsQuery.whereIn('s.id', ids);
+        else if (this.regionIds) hostsQuery.whereIn('s.region_id', this.regionIds);
+        const hosts = (await hostsQuery) as HostRow[];
+        const inflight = await this.readInflight(trx, ids);
+        return { hosts, inflight };
+      },
+      { isolationLevel: 'repeatable read' },
+    );
+  }
+
+  private async readInflight(db: Knex | Knex.Transaction, ids: readonly number[] | undefined, regions?: readonly number[]): Promise<InflightRow[]> {
+    const q = db('events as e')
+      .leftJoin('droplets as d', 'd.id', 'e.droplet_id')
+      .leftJoin('sizes as z', 'z.id', 'd.size_id')
+      .whereIn('e.status', ['pending', 'running'])
+      .whereIn('e.type', [...V1_BUSY_TYPES])
+      .whereNotNull('e.server_id')
+      .select('e.id', 'e.server_id', 'e.type', 'z.memory', 'z.disk');
+    if (ids) q.whereIn('e.server_id', ids);
+    else if (regions) q.whereIn('e.region_id', regions);
+    else if (this.regionIds) q.whereIn('e.region_id', this.regionIds);
+    return (await q) as InflightRow[];
+  }
+}
+
+function toRecord(row: HostRow): HostRecord {
+  return {
+    id: row.id,
+    name: row.name,
+    region_id: row.region_id,
+    memory: row.memory,
+    disk: row.disk,
+    inventory_cpus: row.cpus,
+    generation: Number(row.generation),
+    used_memory: Number(row.used_memory ?? 0),
+    used_disk: Number(row.used_disk ?? 0),
+    inflight: new Map(),
+  };
+}

@@ -1,0 +1,147 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { request } from 'node:http';
+import { createServer, type AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import type { Knex } from 'knex';
+import { mintHypervisorToken } from '../../lib/auth/hypervisor-token.ts';
+import type { RoutingMode } from '../../lib/cutover/types.ts';
+import { formatMysqlUrl, type DbConfig } from '../../lib/db/config.ts';
+import { createSseParser, type SseMessage } from '../../legacy/dobe/sse-parser.ts';
+import { TEST_DB_SECRET } from './database.ts';
+import { waitFor } from './seeded.ts';
+
+const REPO = fileURLToPath(new URL('../../', import.meta.url));
+
+/** Sets the `event-delivery` cutover row directly (the proxy's admin API owns it in production). */
+export async function setEventDelivery(db: Knex, routing: { mode: RoutingMode; percent?: number; regions?: string[] | null }): Promise<void> {
+  const row = {
+    feature: 'event-delivery',
+    mode: routing.mode,
+    percent: routing.percent ?? (routing.mode === 'full' ? 100 : 0),
+    regions: routing.regions ? JSON.stringify(routing.regions) : null,
+    step_name: `test-${routing.mode}`,
+  };
+  await db.raw(
+    'INSERT INTO cutover_features (feature, mode, percent, regions, step_name) VALUES (?, ?, ?, ?, ?) ' +
+      'ON DUPLICATE KEY UPDATE mode = VALUES(mode), percent = VALUES(percent), regions = VALUES(regions), step_name = VALUES(step_name), ' +
+      'version = version + 1, updated_at = CURRENT_TIMESTAMP(3)',
+    [row.feature, row.mode, row.percent, row.regions, row.step_name],
+  );
+}
+
+export function hvToken(serverId: number, region: string, secret = TEST_DB_SECRET): string {
+  return mintHypervisorToken(secret, serverId, region);
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export interface RouterProcess {
+  child: ChildProcess;
+  url: string;
+  /** stderr and stdout so far, for failure messages. */
+  output(): string;
+  exited: Promise<number | null>;
+}
+
+/** Runs `node --import tsx router/main.ts` as a real child process and waits until it answers /readyz. */
+export async function startRouterProcess(options: { db: DbConfig; region: string; port: number; pollMs?: number }): Promise<RouterProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'router/main.ts'], {
+    cwd: REPO,
+    env: {
+      ...process.env,
+      ROUTER_MYSQL_URL: formatMysqlUrl(options.db),
+      ROUTER_REGION: options.region,
+      PORT: String(options.port),
+      HOST: '127.0.0.1',
+      ROUTER_POLL_MS: String(options.pollMs ?? 100),
+      STRANGLER_DB_SECRET: TEST_DB_SECRET,
+      LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  const url = `http://127.0.0.1:${options.port}`;
+  let gone = false;
+  void exited.then(() => (gone = true));
+  try {
+    await waitFor(async () => {
+      if (gone) throw new Error(`router process exited: ${out}`);
+      const res = await fetch(`${url}/readyz`).catch(() => undefined);
+      return res?.status === 200;
+    }, 20_000, 50);
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw err;
+  }
+  return { child, url, output: () => out, exited };
+}
+
+export interface TestStream {
+  status: number;
+  body: string;
+  messages: SseMessage[];
+  ended: Promise<void>;
+  close(): void;
+}
+
+/** A bare SSE client for protocol tests: collects messages until closed or ended. */
+export function openStream(url: string, headers: Record<string, string>): Promise<TestStream> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { headers: { accept: 'text/event-stream', ...headers } });
+    req.on('error', reject);
+    req.on('response', (res) => {
+      const messages: SseMessage[] = [];
+      let body = '';
+      const parser = createSseParser((m) => messages.push(m));
+      res.setEncoding('utf8');
+      const ended = new Promise<void>((r) => {
+        res.on('close', () => r());
+        res.on('end', () => r());
+      });
+      res.on('data', (chunk: string) => {
+        body += chunk;
+        parser.push(chunk);
+      });
+      res.on('error', () => {});
+      resolve({ status: res.statusCode ?? 0, get body() { return body; }, messages, ended, close: () => req.destroy() });
+    });
+    req.end();
+  });
+}
+
+export async function postAck(url: string, token: string | undefined, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: any }> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}), ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = text;
+  }
+  return { status: res.status, json };
+}
+
+/** Event ids recorded more than once in event_executions (must always be empty). */
+export async function duplicateExecutions(db: Knex, ids?: number[]): Promise<number[]> {
+  const where = ids ? 'WHERE event_id IN (?)' : '';
+  const [rows] = (await db.raw(`SELECT event_id FROM event_executions ${where} GROUP BY event_id HAVING COUNT(*) > 1`, ids ? [ids] : [])) as [
+    Array<{ event_id: number }>,
+  ];
+  return rows.map((r) => Number(r.event_id));
+}
