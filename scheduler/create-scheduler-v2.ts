@@ -337,6 +337,17 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
       work.push({ event, size: event.size, droplet_id: event.droplet_id, attempts: 0, conflicts: [], lastRanked: [] });
     }
 
+    /** Takes back a placement booked in the local view that did not commit. */
+    const unbook = (i: { host: HostRecord; event_id: number; memory: number; disk: number; work: Work }) => {
+      s.unreserve(i.host, i.event_id, i);
+      const m = i.work.event.customer_id === null ? undefined : userDroplets.get(i.work.event.customer_id);
+      const n = m?.get(i.host.id);
+      if (m && n !== undefined) {
+        if (n > 1) m.set(i.host.id, n - 1);
+        else m.delete(i.host.id);
+      }
+    };
+
     let rounds = 0;
     while (work.length > 0) {
       rounds++;
@@ -413,7 +424,7 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
         result = await commitRound(db, replicaId, intents, reserved);
       } catch (err) {
         if (!isLockFailure(err)) {
-          for (const i of intents) s.unreserve(i.host, i.event_id, i);
+          for (const i of intents) unbook(i);
           throw err;
         }
         // InnoDB chose this transaction as a deadlock victim (or a lock wait timed out): nothing was
@@ -433,13 +444,13 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
       }
       for (const id of committedHosts) s.byId.get(id)!.generation += 1;
       for (const i of result.lost as typeof intents) {
-        s.unreserve(i.host, i.event_id, i);
+        unbook(i);
         out.push({ event_id: i.event_id, outcome: 'claim-lost', attempts: i.work.attempts, conflicts: i.work.conflicts, summary: 'lease lost: the event was claimed by another replica or changed before the commit.' });
       }
       const conflicted = result.conflicted as typeof intents;
       if (conflicted.length === 0) break;
       const expected = new Map(conflicted.map((i) => [i.server_id, i.expected_generation]));
-      for (const i of conflicted) s.unreserve(i.host, i.event_id, i);
+      for (const i of conflicted) unbook(i);
       // Re-read the hosts that refused and the fallbacks the last ranking had lined up, and everyone's busy list.
       const reread = new Set<number>(result.conflictedHosts);
       for (const i of conflicted) for (const id of i.work.lastRanked) reread.add(id);

@@ -82,6 +82,14 @@ export async function recordCompletion(conn: Connection, row: GodQueryRow, recei
       await conn.rollback();
       return false;
     }
+    // The host row before the droplet: the droplet's foreign-key check would otherwise take a shared lock
+    // on it first and upgrade later, deadlocking against a Scheduler V2 placement holding that row.
+    if (resourcesChanged) {
+      await conn.query(
+        'UPDATE servers SET memfree = memfree + ?, diskfree_actual = diskfree_actual + ?, vmcount = GREATEST(0, vmcount + ?), updated_at = CURRENT_TIMESTAMP(3) WHERE id = ?',
+        [delta.memfree, delta.diskfree_actual, delta.vmcount, row.server_id],
+      );
+    }
     const dropletStatus = DROPLET_STATUS_AFTER[row.event_type];
     if (dropletStatus && row.droplet_id) {
       await conn.query(
@@ -94,12 +102,6 @@ export async function recordCompletion(conn: Connection, row: GodQueryRow, recei
       await conn.query(
         "INSERT IGNORE INTO ip_addresses (droplet_id, region_id, address, type) SELECT ?, region_id, ?, 'public' FROM droplets WHERE id = ?",
         [id, `172.${16 + ((id >> 16) & 15)}.${(id >> 8) & 255}.${id & 255}`, id],
-      );
-    }
-    if (resourcesChanged) {
-      await conn.query(
-        'UPDATE servers SET memfree = memfree + ?, diskfree_actual = diskfree_actual + ?, vmcount = GREATEST(0, vmcount + ?), updated_at = CURRENT_TIMESTAMP(3) WHERE id = ?',
-        [delta.memfree, delta.diskfree_actual, delta.vmcount, row.server_id],
       );
     }
     await conn.query(
