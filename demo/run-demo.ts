@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { dropDatabase, prepareDatabase, uniqueDatabaseName } from '../lib/db/database.ts';
@@ -11,6 +12,7 @@ import { HOST_RESERVED } from '../legacy/seed/catalog.ts';
 import { generateSeed } from '../legacy/seed/generate.ts';
 import { insertSeed } from '../legacy/seed/insert.ts';
 import { startLegacyStack } from '../legacy/stack.ts';
+import { advanceEventDelivery, eventRouterPlan } from './event-router-stage.ts';
 import type { Progress } from './progress.ts';
 import { renderReportHtml } from './report-html.ts';
 import type { DemoReport, StageName, StageReport } from './report-types.ts';
@@ -30,17 +32,22 @@ export interface DemoOptions {
   pollIntervalMs: { min: number; max: number };
   workMs: number;
   keepDatabase: boolean;
+  /** Soak of each event-delivery cutover step in the event-router stage (default 2 s). */
+  soakSeconds?: number;
+  /** Event Routers' poll interval (default 1000 ms). */
+  routerPollMs?: number;
   logger?: Logger;
   progress: Progress;
   env?: NodeJS.ProcessEnv;
 }
 
 /** MySQL users whose SELECTs are polling (the queue pattern the migration removes). */
-const POLLING_USERS = ['dobe', 'scheduler_v1'];
+const POLLING_USERS = ['dobe', 'scheduler_v1', 'event_router'];
 
 /**
  * Runs the migration end to end on this machine and writes
- * `out/report.json` and `out/report.html`. This issue's stage: `legacy`.
+ * `out/report.json` and `out/report.html`. Stages: `legacy`, then `event-router`
+ * (event delivery moved to the regional Event Routers through the proxy's cutover controller, region by region).
  *
  * @example
  *   const report = await runDemo({ hypervisors: 200, regions: 3, out: 'out/demo', stageSeconds: 20, … });
@@ -78,6 +85,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
 
       let stage: StageName = 'legacy';
       sampler = startSampler(db, { database, stage: () => stage });
+      const regionSlugs = seed.regions.map((r) => r.slug);
+      const soakSeconds = options.soakSeconds ?? 2;
       stack = await startLegacyStack({
         server: server.admin,
         database,
@@ -87,8 +96,30 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
         workMs: options.workMs,
         logger,
         onFleetProgress: (connected, total) => progress.update(`legacy fleet: ${connected}/${total} agents connected`),
+        eventRouter: {
+          regions: regionSlugs,
+          plan: eventRouterPlan(regionSlugs, soakSeconds),
+          adminToken: randomBytes(24).toString('base64url'),
+          pollIntervalMs: options.routerPollMs ?? 1000,
+        },
       });
       progress.log(`legacy stack up: cloud ${stack.urls.cloud}, metrics ${stack.urls.monitor}/metrics`);
+      const er = stack.eventRouter!;
+      progress.log(
+        `event routers up (${er.routers.map((r) => `${r.region} ${r.url}`).join(', ')}), proxy ${er.proxyUrl}, cutover admin ${er.adminUrl}/cutover; agents on the god query until event-delivery advances`,
+      );
+      const traffic = () =>
+        startTraffic({
+          cloudUrl: stack!.urls.cloud,
+          customers: seed.customers.map((c) => ({ id: c.id, token: seed.tokens.get(c.id)! })),
+          droplets: seed.droplets.map((d) => ({ id: d.id, customer_id: d.customer_id })),
+          regions: seed.regions.map((r) => r.slug),
+          sizes: ['512mb', '1gb', '2gb', '4gb'],
+          images: seed.images.map((i) => i.slug),
+          rate: options.rate,
+          seed: options.seed,
+        });
+      const drainMs = Math.max(60_000, options.pollIntervalMs.max * 3 + 30_000);
 
       const stages: StageReport[] = [];
       stages.push(
@@ -98,23 +129,53 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
           db,
           sampler,
           userStats,
-          startTraffic: () =>
-            startTraffic({
-              cloudUrl: stack!.urls.cloud,
-              customers: seed.customers.map((c) => ({ id: c.id, token: seed.tokens.get(c.id)! })),
-              droplets: seed.droplets.map((d) => ({ id: d.id, customer_id: d.customer_id })),
-              regions: seed.regions.map((r) => r.slug),
-              sizes: ['512mb', '1gb', '2gb', '4gb'],
-              images: seed.images.map((i) => i.slug),
-              rate: options.rate,
-              seed: options.seed,
-            }),
-          drainMs: Math.max(60_000, options.pollIntervalMs.max * 3 + 30_000),
+          startTraffic: traffic,
+          drainMs,
           sinceEventId: maxEvent,
           fleetStats: () => stack!.fleet.stats(),
         }),
       );
-      stage = 'legacy';
+
+      // event-router: move event delivery to the routers region by region, under traffic, then measure.
+      stage = 'event-router';
+      const hostsByRegion = new Map<string, number>(seed.regions.map((r) => [r.slug, seed.servers.filter((s) => s.region_id === r.id).length]));
+      const cutoverStarted = Date.now();
+      const transition = traffic();
+      let steps: Awaited<ReturnType<typeof advanceEventDelivery>>;
+      try {
+        steps = await advanceEventDelivery({
+          controller: er.controller,
+          db,
+          database,
+          hostsByRegion,
+          progress,
+          fleetStats: () => stack!.fleet.stats(),
+        });
+      } finally {
+        const t = await transition.stop();
+        progress.log(`event-router: cutover done under traffic (${t.sent} requests, ${t.failed} failed) in ${Math.round((Date.now() - cutoverStarted) / 1000)}s`);
+      }
+      const routerStage = await runStage('event-router', {
+        seconds: options.stageSeconds,
+        progress,
+        db,
+        sampler,
+        userStats,
+        startTraffic: traffic,
+        drainMs,
+        sinceEventId: maxEvent,
+        fleetStats: () => stack!.fleet.stats(),
+      });
+      const fleetNow = stack.fleet.stats();
+      routerStage.details = {
+        ...routerStage.details,
+        cutover_steps: steps.map((s) => s.name).join(' → '),
+        cutover_seconds: Math.round(steps.reduce((n, s) => n + s.seconds, 0) * 10) / 10,
+        agents_on_router: fleetNow.onRouter,
+        agents_on_god_query: fleetNow.onGodQuery,
+        router_events_delivered: er.routers.reduce((n, r) => n + r.stats().delivered, 0),
+      };
+      stages.push(routerStage);
       const processes = [
         { role: 'demo', pid: process.pid, peak_rss_bytes: process.resourceUsage().maxRSS * 1024 },
         ...stack.fleet.processes().map((p) => ({ role: 'dobe-fleet-worker', pid: p.pid, peak_rss_bytes: p.peakRssBytes })),

@@ -8,7 +8,7 @@ import { runDemo } from '../demo/run-demo.ts';
 import type { DemoReport } from '../demo/report-types.ts';
 
 describe('npm run demo (small)', () => {
-  it('runs the legacy stage under traffic and writes report.json and report.html with the server-measured numbers', async () => {
+  it('runs the legacy and event-router stages under traffic and writes report.json and report.html with the server-measured numbers', async () => {
     const out = await mkdtemp(join(tmpdir(), 'strangler-demo-'));
     const hypervisors = 40;
     const report = await runDemo({
@@ -20,6 +20,7 @@ describe('npm run demo (small)', () => {
       seed: 5,
       pollIntervalMs: { min: 200, max: 400 },
       workMs: 2,
+      soakSeconds: 2,
       keepDatabase: false,
       progress: createProgress(process.stderr, { quiet: true }),
       env: { MYSQL_URL: formatMysqlUrl(inject('dbAdmin')) },
@@ -39,9 +40,25 @@ describe('npm run demo (small)', () => {
     expect(legacy!.events_done).toBe(legacy!.events_created - Number(legacy!.details?.events_error ?? 0));
     expect(legacy!.event_latency_ms.p99).toBeGreaterThan(0);
     expect(legacy!.event_latency_ms.p99).toBeLessThan(5000);
+    // event-router: event delivery moved region by region; the agents hold no MySQL connection.
+    expect(report.stages.map((s) => s.name)).toEqual(['legacy', 'event-router']);
+    const router = report.stages[1]!;
+    expect(router.mysql_connections.by_user.dobe ?? 0).toBe(0);
+    expect(router.mysql_connections.by_user.event_router).toBeGreaterThanOrEqual(1);
+    expect(router.mysql_connections.by_user.event_router).toBeLessThanOrEqual(5 * 2);
+    expect(router.mysql_connections.total).toBeLessThan(hypervisors);
+    expect(router.details).toMatchObject({ cutover_steps: 'nyc1 → all-regions', agents_on_router: hypervisors, agents_on_god_query: 0 });
+    expect(router.polling_queries_per_s).toBeGreaterThan(0);
+    expect(router.polling_queries_per_s).toBeLessThan(legacy!.polling_queries_per_s);
+    expect(router.events_created).toBeGreaterThan(10);
+    expect(router.events_done).toBe(router.events_created - Number(router.details?.events_error ?? 0));
+    expect(router.details?.events_error).toBe(0);
+    expect(router.event_latency_ms.p99).toBeGreaterThan(0);
+    expect(router.event_latency_ms.p99).toBeLessThan(5000);
+    expect(report.timeline.some((s) => s.stage === 'event-router')).toBe(true);
     expect(report.timeline.length).toBeGreaterThanOrEqual(3);
     const html = await readFile(join(out, 'report.html'), 'utf8');
     expect(html).toContain('<svg');
     expect(html).toContain(report.database.name);
-  });
+  }, 240_000);
 });

@@ -6,8 +6,9 @@ import { EXIT, intOption, parseCommandArgs, writeJson, type Command } from '../c
 const HELP = `Usage: strangler demo [options]     (npm run demo -- [options])
 
 Runs the migration end to end on this machine — database, seed, the legacy
-stack under customer traffic, each stage measured from the MySQL server —
-and writes DIR/report.json and DIR/report.html.
+stack under customer traffic, then event delivery moved to the regional Event
+Routers region by region through the cutover controller, each stage measured
+from the MySQL server — and writes DIR/report.json and DIR/report.html.
 
 Options:
   --hypervisors N    Simulated hypervisors (default 200)
@@ -19,6 +20,8 @@ Options:
   --poll-min MS      Agents' shortest poll interval (default 1000)
   --poll-max MS      Agents' longest poll interval (default 5000)
   --work-ms MS       Simulated execution time per event (default 20)
+  --soak-seconds S   Soak of each event-delivery cutover step (default 2)
+  --router-poll-ms MS  Event Routers' poll interval (default 1000)
   --keep-database    Keep the demo database afterwards
   --json             Print report.json to stdout as well
   -h, --help         This text
@@ -42,6 +45,8 @@ export const command: Command = {
       'poll-min': { type: 'string' },
       'poll-max': { type: 'string' },
       'work-ms': { type: 'string' },
+      'soak-seconds': { type: 'string' },
+      'router-poll-ms': { type: 'string' },
       'keep-database': { type: 'boolean' },
     });
     if (values.help) {
@@ -58,6 +63,8 @@ export const command: Command = {
       seed: intOption('seed', values.seed, 1, 0),
       pollIntervalMs: { min: pollMin, max: intOption('poll-max', values['poll-max'], 5000, pollMin) },
       workMs: intOption('work-ms', values['work-ms'], 20, 0),
+      soakSeconds: intOption('soak-seconds', values['soak-seconds'], 2, 0),
+      routerPollMs: intOption('router-poll-ms', values['router-poll-ms'], 1000, 10),
       keepDatabase: values['keep-database'] ?? false,
       logger: cliLogger(io.env),
       progress: createProgress(io.stderr as NodeJS.WritableStream & { isTTY?: boolean }),
