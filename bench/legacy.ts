@@ -39,6 +39,8 @@ const report = await runDemo({
   pollIntervalMs: settings.poll_interval_ms,
   workMs: 20,
   keepDatabase: false,
+  // The later stages put every agent stream through one process: at 15,000 that exceeds its open-file limit.
+  stages: ['legacy'],
   logger: cliLogger(process.env),
   progress: createProgress(process.stderr),
   env: process.env,

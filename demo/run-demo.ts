@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { dropDatabase, prepareDatabase, uniqueDatabaseName } from '../lib/db/database.ts';
 import { createKnex } from '../lib/db/knex.ts';
 import { provisionServer } from '../lib/db/provision.ts';
+import { openFilesSoftLimit } from '../lib/db/throwaway-server.ts';
 import { DEFAULT_DB_SECRET } from '../lib/db/service-users.ts';
 import { checkInvariants } from '../lib/invariants.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
@@ -34,6 +35,8 @@ export interface DemoOptions {
   keepDatabase: boolean;
   /** Soak of each event-delivery cutover step in the event-router stage (default 2 s). */
   soakSeconds?: number;
+  /** Stages to run, in order (default: every stage built so far). bench:legacy runs only 'legacy'. */
+  stages?: StageName[];
   /** Event Routers' poll interval (default 1000 ms). */
   routerPollMs?: number;
   logger?: Logger;
@@ -87,6 +90,15 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       sampler = startSampler(db, { database, stage: () => stage });
       const regionSlugs = seed.regions.map((r) => r.slug);
       const soakSeconds = options.soakSeconds ?? 2;
+      // The stage's proxy and routers run in this process for now: two sockets per agent stream.
+      const socketsNeeded = options.hypervisors * 2 + 1000;
+      const fitsInProcess = socketsNeeded < openFilesSoftLimit();
+      const withRouter = (options.stages ?? ['legacy', 'event-router']).includes('event-router') && fitsInProcess;
+      if (!fitsInProcess) {
+        progress.log(
+          `event-router stage skipped: its in-process proxy would need ${socketsNeeded} sockets, over this process's open-file limit of ${openFilesSoftLimit()} (moving it to the proxy cluster is open work)`,
+        );
+      }
       stack = await startLegacyStack({
         server: server.admin,
         database,
@@ -96,18 +108,22 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
         workMs: options.workMs,
         logger,
         onFleetProgress: (connected, total) => progress.update(`legacy fleet: ${connected}/${total} agents connected`),
-        eventRouter: {
-          regions: regionSlugs,
-          plan: eventRouterPlan(regionSlugs, soakSeconds),
-          adminToken: randomBytes(24).toString('base64url'),
-          pollIntervalMs: options.routerPollMs ?? 1000,
-        },
+        eventRouter: withRouter
+          ? {
+              regions: regionSlugs,
+              plan: eventRouterPlan(regionSlugs, soakSeconds),
+              adminToken: randomBytes(24).toString('base64url'),
+              pollIntervalMs: options.routerPollMs ?? 1000,
+            }
+          : undefined,
       });
       progress.log(`legacy stack up: cloud ${stack.urls.cloud}, metrics ${stack.urls.monitor}/metrics`);
-      const er = stack.eventRouter!;
-      progress.log(
-        `event routers up (${er.routers.map((r) => `${r.region} ${r.url}`).join(', ')}), proxy ${er.proxyUrl}, cutover admin ${er.adminUrl}/cutover; agents on the god query until event-delivery advances`,
-      );
+      const er = stack.eventRouter;
+      if (er) {
+        progress.log(
+          `event routers up (${er.routers.map((r) => `${r.region} ${r.url}`).join(', ')}), proxy ${er.proxyUrl}, cutover admin ${er.adminUrl}/cutover; agents on the god query until event-delivery advances`,
+        );
+      }
       const traffic = () =>
         startTraffic({
           cloudUrl: stack!.urls.cloud,
@@ -137,45 +153,47 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       );
 
       // event-router: move event delivery to the routers region by region, under traffic, then measure.
-      stage = 'event-router';
-      const hostsByRegion = new Map<string, number>(seed.regions.map((r) => [r.slug, seed.servers.filter((s) => s.region_id === r.id).length]));
-      const cutoverStarted = Date.now();
-      const transition = traffic();
-      let steps: Awaited<ReturnType<typeof advanceEventDelivery>>;
-      try {
-        steps = await advanceEventDelivery({
-          controller: er.controller,
-          db,
-          database,
-          hostsByRegion,
+      if (er) {
+        stage = 'event-router';
+        const hostsByRegion = new Map<string, number>(seed.regions.map((r) => [r.slug, seed.servers.filter((s) => s.region_id === r.id).length]));
+        const cutoverStarted = Date.now();
+        const transition = traffic();
+        let steps: Awaited<ReturnType<typeof advanceEventDelivery>>;
+        try {
+          steps = await advanceEventDelivery({
+            controller: er.controller,
+            db,
+            database,
+            hostsByRegion,
+            progress,
+            fleetStats: () => stack!.fleet.stats(),
+          });
+        } finally {
+          const t = await transition.stop();
+          progress.log(`event-router: cutover done under traffic (${t.sent} requests, ${t.failed} failed) in ${Math.round((Date.now() - cutoverStarted) / 1000)}s`);
+        }
+        const routerStage = await runStage('event-router', {
+          seconds: options.stageSeconds,
           progress,
+          db,
+          sampler,
+          userStats,
+          startTraffic: traffic,
+          drainMs,
+          sinceEventId: maxEvent,
           fleetStats: () => stack!.fleet.stats(),
         });
-      } finally {
-        const t = await transition.stop();
-        progress.log(`event-router: cutover done under traffic (${t.sent} requests, ${t.failed} failed) in ${Math.round((Date.now() - cutoverStarted) / 1000)}s`);
+        const fleetNow = stack.fleet.stats();
+        routerStage.details = {
+          ...routerStage.details,
+          cutover_steps: steps.map((s) => s.name).join(' → '),
+          cutover_seconds: Math.round(steps.reduce((n, s) => n + s.seconds, 0) * 10) / 10,
+          agents_on_router: fleetNow.onRouter,
+          agents_on_god_query: fleetNow.onGodQuery,
+          router_events_delivered: er.routers.reduce((n, r) => n + r.stats().delivered, 0),
+        };
+        stages.push(routerStage);
       }
-      const routerStage = await runStage('event-router', {
-        seconds: options.stageSeconds,
-        progress,
-        db,
-        sampler,
-        userStats,
-        startTraffic: traffic,
-        drainMs,
-        sinceEventId: maxEvent,
-        fleetStats: () => stack!.fleet.stats(),
-      });
-      const fleetNow = stack.fleet.stats();
-      routerStage.details = {
-        ...routerStage.details,
-        cutover_steps: steps.map((s) => s.name).join(' → '),
-        cutover_seconds: Math.round(steps.reduce((n, s) => n + s.seconds, 0) * 10) / 10,
-        agents_on_router: fleetNow.onRouter,
-        agents_on_god_query: fleetNow.onGodQuery,
-        router_events_delivered: er.routers.reduce((n, r) => n + r.stats().delivered, 0),
-      };
-      stages.push(routerStage);
       const processes = [
         { role: 'demo', pid: process.pid, peak_rss_bytes: process.resourceUsage().maxRSS * 1024 },
         ...stack.fleet.processes().map((p) => ({ role: 'dobe-fleet-worker', pid: p.pid, peak_rss_bytes: p.peakRssBytes })),

@@ -48,7 +48,7 @@ export function throwawayAvailable(): boolean {
 }
 
 /** The soft open-files limit of this process, which the server inherits. */
-function openFilesSoftLimit(): number {
+export function openFilesSoftLimit(): number {
   try {
     const line = readFileSync('/proc/self/limits', 'utf8')
       .split('\n')
