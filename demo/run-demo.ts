@@ -135,22 +135,20 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
           rate: options.rate,
           seed: options.seed,
         });
-      const drainMs = Math.max(60_000, options.pollIntervalMs.max * 3 + 30_000);
+      const stageContext: StageContext = {
+        seconds: options.stageSeconds,
+        progress,
+        db,
+        sampler,
+        userStats,
+        startTraffic: traffic,
+        drainMs: Math.max(60_000, options.pollIntervalMs.max * 3 + 30_000),
+        sinceEventId: maxEvent,
+        fleetStats: () => stack!.fleet.stats(),
+      };
 
       const stages: StageReport[] = [];
-      stages.push(
-        await runStage('legacy', {
-          seconds: options.stageSeconds,
-          progress,
-          db,
-          sampler,
-          userStats,
-          startTraffic: traffic,
-          drainMs,
-          sinceEventId: maxEvent,
-          fleetStats: () => stack!.fleet.stats(),
-        }),
-      );
+      stages.push(await runStage('legacy', stageContext));
 
       // event-router: move event delivery to the routers region by region, under traffic, then measure.
       if (er) {
@@ -172,17 +170,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
           const t = await transition.stop();
           progress.log(`event-router: cutover done under traffic (${t.sent} requests, ${t.failed} failed) in ${Math.round((Date.now() - cutoverStarted) / 1000)}s`);
         }
-        const routerStage = await runStage('event-router', {
-          seconds: options.stageSeconds,
-          progress,
-          db,
-          sampler,
-          userStats,
-          startTraffic: traffic,
-          drainMs,
-          sinceEventId: maxEvent,
-          fleetStats: () => stack!.fleet.stats(),
-        });
+        const routerStage = await runStage('event-router', stageContext);
         const fleetNow = stack.fleet.stats();
         routerStage.details = {
           ...routerStage.details,
