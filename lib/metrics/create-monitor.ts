@@ -1,10 +1,11 @@
 import type { Knex } from 'knex';
-import { Registry, collectDefaultMetrics } from 'prom-client';
+import { Registry } from 'prom-client';
 import type { DbConfig } from '../db/config.ts';
 import { createKnex } from '../db/knex.ts';
 import { createHttpService } from '../http/service-server.ts';
 import { createRouter } from '../http/router.ts';
 import { silentLogger, type Logger } from '../logger.ts';
+import { collectProcessMetrics } from './default-metrics.ts';
 import { registerMysqlCollector } from './mysql-collector.ts';
 import type { MysqlSnapshot } from './mysql-snapshot.ts';
 
@@ -38,7 +39,7 @@ export interface Monitor {
 export function createMonitor(options: MonitorOptions): Monitor {
   const logger = (options.logger ?? silentLogger()).child({ component: 'monitor' });
   const registry = options.registry ?? new Registry();
-  collectDefaultMetrics({ register: registry });
+  collectProcessMetrics(registry);
   const db = createKnex(options.db, { poolMax: 1 });
   const snapshot = registerMysqlCollector(registry, { db, database: options.database });
   const http = createHttpService({
