@@ -4,7 +4,6 @@ import { join, resolve } from 'node:path';
 import { dropDatabase, prepareDatabase, uniqueDatabaseName } from '../lib/db/database.ts';
 import { createKnex } from '../lib/db/knex.ts';
 import { provisionServer } from '../lib/db/provision.ts';
-import { openFilesSoftLimit } from '../lib/db/throwaway-server.ts';
 import { DEFAULT_DB_SECRET } from '../lib/db/service-users.ts';
 import { checkInvariants } from '../lib/invariants.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
@@ -18,6 +17,7 @@ import type { Progress } from './progress.ts';
 import { renderReportHtml } from './report-html.ts';
 import type { DemoReport, StageName, StageReport } from './report-types.ts';
 import { startSampler } from './sampler.ts';
+import { scrapeSum } from './scrape-sum.ts';
 import { eventCounts, eventLatency, maxEventId, unfinishedEvents } from './stage-metrics.ts';
 import { startTraffic } from './traffic.ts';
 
@@ -90,15 +90,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       sampler = startSampler(db, { database, stage: () => stage });
       const regionSlugs = seed.regions.map((r) => r.slug);
       const soakSeconds = options.soakSeconds ?? 2;
-      // The stage's proxy and routers run in this process for now: two sockets per agent stream.
-      const socketsNeeded = options.hypervisors * 2 + 1000;
-      const fitsInProcess = socketsNeeded < openFilesSoftLimit();
-      const withRouter = (options.stages ?? ['legacy', 'event-router']).includes('event-router') && fitsInProcess;
-      if (!fitsInProcess) {
-        progress.log(
-          `event-router stage skipped: its in-process proxy would need ${socketsNeeded} sockets, over this process's open-file limit of ${openFilesSoftLimit()} (moving it to the proxy cluster is open work)`,
-        );
-      }
+      const withRouter = (options.stages ?? ['legacy', 'event-router']).includes('event-router');
       stack = await startLegacyStack({
         server: server.admin,
         database,
@@ -121,7 +113,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       const er = stack.eventRouter;
       if (er) {
         progress.log(
-          `event routers up (${er.routers.map((r) => `${r.region} ${r.url}`).join(', ')}), proxy ${er.proxyUrl}, cutover admin ${er.adminUrl}/cutover; agents on the god query until event-delivery advances`,
+          `event routers up (${er.routers.routers().map((r) => `${r.region} ${r.url} pid ${r.pid}`).join(', ')}), proxy ${er.proxyUrl} (${er.proxy.workers().length} worker processes), cutover admin ${er.adminUrl}/cutover; agents on the god query until event-delivery advances`,
         );
       }
       const traffic = () =>
@@ -178,13 +170,17 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
           cutover_seconds: Math.round(steps.reduce((n, s) => n + s.seconds, 0) * 10) / 10,
           agents_on_router: fleetNow.onRouter,
           agents_on_god_query: fleetNow.onGodQuery,
-          router_events_delivered: er.routers.reduce((n, r) => n + r.stats().delivered, 0),
+          router_events_delivered: await scrapeSum(er.routers.routers().map((r) => r.url), 'router_events_delivered_total'),
+          router_restarts: er.routers.restarts(),
+          proxy_worker_restarts: er.proxy.restarts(),
         };
         stages.push(routerStage);
       }
       const processes = [
         { role: 'demo', pid: process.pid, peak_rss_bytes: process.resourceUsage().maxRSS * 1024 },
         ...stack.fleet.processes().map((p) => ({ role: 'dobe-fleet-worker', pid: p.pid, peak_rss_bytes: p.peakRssBytes })),
+        ...(await Promise.all((er?.routers.processes() ?? []).map(async (p) => ({ role: `event-router ${p.region}`, pid: p.pid, peak_rss_bytes: await peakRssOf(p.pid) })))),
+        ...(await Promise.all((er?.proxy.workers() ?? []).map(async (w) => ({ role: 'proxy-worker', pid: w.pid, peak_rss_bytes: await peakRssOf(w.pid) })))),
         ...(server.pid ? [{ role: 'mariadbd', pid: server.pid, peak_rss_bytes: await peakRssOf(server.pid) }] : []),
       ];
       await stack.close();

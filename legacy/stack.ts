@@ -7,13 +7,16 @@ import { silentLogger, type Logger } from '../lib/logger.ts';
 import { createCloud } from './cloud/create-cloud.ts';
 import { createFleet, type Fleet } from './dobe/fleet.ts';
 import { createSchedulerV1, type SchedulerV1 } from './scheduler-v1/create-scheduler-v1.ts';
-import { createEventRouter } from '../router/event-router.ts';
-import { createProxy } from '../proxy/create-proxy.ts';
+import { formatMysqlUrl } from '../lib/db/config.ts';
+import { freePort } from '../lib/net/free-port.ts';
+import { createRouterSupervisor, type RouterSupervisor } from '../router/supervisor.ts';
+import { createProxyCluster, workersForStreams, type ProxyCluster } from '../proxy/cluster.ts';
 import type { RouteTable } from '../proxy/route-table.ts';
 import { createCutoverAdmin } from '../proxy/cutover/admin.ts';
 import type { CutoverController } from '../proxy/cutover/controller.ts';
 import type { CutoverPlan } from '../proxy/cutover/plan.ts';
-import { createCutoverStateReader } from '../proxy/cutover/state-store.ts';
+
+const CUTOVER_READER = new URL('../proxy/cutover/reader.ts', import.meta.url).href;
 
 export interface LegacyStackOptions {
   /** The server (admin credentials, no database). */
@@ -30,11 +33,12 @@ export interface LegacyStackOptions {
   logger?: Logger;
   onFleetProgress?: (connected: number, total: number) => void;
   /** Ports for the HTTP services (0 = any free port). */
-  ports?: { cloud?: number; scheduler?: number; monitor?: number; fleet?: number };
+  ports?: { cloud?: number; scheduler?: number; monitor?: number; fleet?: number; admin?: number };
   /**
-   * Also starts the Event Router stage's pieces: one Event Router per region
-   * (in process, as the `event_router` user), the strangler proxy with the
-   * event-delivery routes (its cutover state read as the `proxy` user), and
+   * Also starts the Event Router stage's pieces: one Event Router process per
+   * region (as the `event_router` user, restarted if it dies), the strangler
+   * proxy's worker processes with the event-delivery routes (each reads the
+   * cutover state as the `proxy` user), and
    * the cutover admin API (controller, state store and soak watcher, as the
    * `proxy` user). The agents become dual-mode, with the proxy as their
    * router URL; they stay on the god query until `event-delivery` advances.
@@ -54,10 +58,13 @@ export interface LegacyStackOptions {
 }
 
 export interface EventRouterStack {
-  routers: Array<{ region: string; url: string; stats(): { connected: number; inflight: number; delivered: number; acked: number } }>;
-  /** The proxy's data port (the agents' router URL); its /metrics too. */
+  /** One router process per region (their URLs, pids; kill one to test recovery). */
+  routers: RouterSupervisor;
+  /** The proxy's worker processes. */
+  proxy: ProxyCluster;
+  /** The proxy's data port (the agents' router URL). */
   proxyUrl: string;
-  /** The cutover admin API (`…/cutover/*`, token-protected). */
+  /** The cutover admin API (`…/cutover/*`, token-protected); its /metrics has the proxy cluster's series too. */
   adminUrl: string;
   controller: CutoverController;
 }
@@ -104,18 +111,10 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
     let eventRouter: EventRouterStack | undefined;
     if (options.eventRouter) {
       const er = options.eventRouter;
-      const routers: EventRouterStack['routers'] = [];
-      const byRegion: Record<string, string[]> = {};
-      for (const region of er.regions) {
-        const router = createEventRouter({ db: as('event_router'), region, secret: options.secret, pollIntervalMs: er.pollIntervalMs ?? 1000, logger, port: 0 });
-        started.push(router);
-        const { url } = await router.start();
-        routers.push({ region, url, stats: () => router.stats() });
-        byRegion[region] = [url];
-      }
-      const reader = createCutoverStateReader({ db: as('proxy'), intervalMs: 1000, logger });
-      started.push(reader);
-      await reader.start();
+      const supervisor = createRouterSupervisor({ regions: er.regions, db: as('event_router'), secret: options.secret, pollIntervalMs: er.pollIntervalMs ?? 1000, logger });
+      started.push(supervisor);
+      const routers = await supervisor.start();
+      const byRegion = Object.fromEntries(routers.map((r) => [r.region, [r.url]]));
       const routes: RouteTable = {
         'event-delivery': {
           // Legacy points at the routers too: only an agent that has just switched reaches it (runbooks/event-router-stage.md).
@@ -128,21 +127,33 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
           ],
         },
       };
-      const proxy = createProxy({ routes, state: reader, logger, port: 0, healthCheck: { path: '/readyz' } });
-      const proxyAddress = await proxy.start();
+      // Every agent holds a stream through the proxy: two sockets each, spread over enough workers
+      // that none nears the per-process open-file limit (proxy/cluster.ts).
+      const proxy = createProxyCluster({
+        workers: workersForStreams(options.serverIds.length),
+        routes,
+        healthCheck: { path: '/readyz' },
+        stateFactory: { module: CUTOVER_READER, export: 'createReader', options: { mysqlUrl: formatMysqlUrl(as('proxy')), intervalMs: 1000 } },
+        logger,
+      });
       started.push(proxy);
+      const proxyAddress = await proxy.start();
+      // The admin serves the cluster's aggregated proxy_* series on its /metrics: the gates read the proxy there.
+      const adminPort = options.ports?.admin ?? (await freePort());
+      const adminUrl = `http://127.0.0.1:${adminPort}`;
       const admin = createCutoverAdmin({
         db: as('proxy'),
         tokens: { demo: er.adminToken },
-        services: { proxy: proxyAddress.url, router: routers.map((r) => r.url), monitor: monitorAddress.url },
+        services: { proxy: adminUrl, router: routers.map((r) => r.url), monitor: monitorAddress.url },
         plan: er.plan,
+        registry: proxy.registry,
         logger,
-        port: 0,
+        port: adminPort,
         watcherActor: 'demo-soak-watcher',
       });
-      const adminAddress = await admin.start();
+      await admin.start();
       started.push(admin);
-      eventRouter = { routers, proxyUrl: proxyAddress.url, adminUrl: adminAddress.url, controller: admin.controller };
+      eventRouter = { routers: supervisor, proxy, proxyUrl: proxyAddress.url, adminUrl, controller: admin.controller };
     }
     const fleet = createFleet({
       db: as('dobe'),

@@ -1,8 +1,8 @@
 import cluster, { type Worker } from 'node:cluster';
-import { createServer, type AddressInfo } from 'node:net';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
 import { StranglerError, invalidOption } from '../lib/errors.ts';
+import { freePort } from '../lib/net/free-port.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
 import type { FromWorker, StateFactoryRef, ToWorker, WorkerProxyOptions } from './cluster-protocol.ts';
 import { createProxy } from './create-proxy.ts';
@@ -71,17 +71,6 @@ class ClusterRegistry extends AggregatorRegistry<'text/plain; version=0.0.4; cha
     }
     return `${own}\n${workers}`;
   }
-}
-
-async function freePort(host: string): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve, reject) => {
-    srv.once('error', reject);
-    srv.listen(0, host, () => resolve());
-  });
-  const { port } = srv.address() as AddressInfo;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
 }
 
 /**

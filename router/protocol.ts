@@ -42,6 +42,8 @@ export const ROUTER_ERRORS = {
   SHUTTING_DOWN: 'ROUTER_ERR_SHUTTING_DOWN',
   /** Start-up: ROUTER_REGION names no row of `regions`. */
   UNKNOWN_REGION: 'ROUTER_ERR_UNKNOWN_REGION',
+  /** Supervisor (router/supervisor.ts): a router process exited, or did not answer /readyz, while starting. */
+  START: 'ROUTER_ERR_START',
 } as const;
 
 export const ACK_BODY_LIMIT = 64 * 1024;

@@ -1,16 +1,12 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { request } from 'node:http';
-import { createServer, type AddressInfo } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import type { Knex } from 'knex';
 import { mintHypervisorToken } from '../../lib/auth/hypervisor-token.ts';
 import type { RoutingMode } from '../../lib/cutover/types.ts';
-import { formatMysqlUrl, type DbConfig } from '../../lib/db/config.ts';
+import type { DbConfig } from '../../lib/db/config.ts';
+import { spawnRouterProcess, type RouterProcess } from '../../router/process.ts';
 import { createSseParser, type SseMessage } from '../../legacy/dobe/sse-parser.ts';
 import { TEST_DB_SECRET } from './database.ts';
-import { waitFor } from './seeded.ts';
 
-const REPO = fileURLToPath(new URL('../../', import.meta.url));
 
 /** Sets the `event-delivery` cutover row directly (the proxy's admin API owns it in production). */
 export async function setEventDelivery(db: Knex, routing: { mode: RoutingMode; percent?: number; regions?: string[] | null }): Promise<void> {
@@ -33,59 +29,12 @@ export function hvToken(serverId: number, region: string, secret = TEST_DB_SECRE
   return mintHypervisorToken(secret, serverId, region);
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-export interface RouterProcess {
-  child: ChildProcess;
-  url: string;
-  /** stderr and stdout so far, for failure messages. */
-  output(): string;
-  exited: Promise<number | null>;
-}
+export { freePort } from '../../lib/net/free-port.ts';
+export type { RouterProcess } from '../../router/process.ts';
 
 /** Runs `node --import tsx router/main.ts` as a real child process and waits until it answers /readyz. */
-export async function startRouterProcess(options: { db: DbConfig; region: string; port: number; pollMs?: number }): Promise<RouterProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'router/main.ts'], {
-    cwd: REPO,
-    env: {
-      ...process.env,
-      ROUTER_MYSQL_URL: formatMysqlUrl(options.db),
-      ROUTER_REGION: options.region,
-      PORT: String(options.port),
-      HOST: '127.0.0.1',
-      ROUTER_POLL_MS: String(options.pollMs ?? 100),
-      STRANGLER_DB_SECRET: TEST_DB_SECRET,
-      LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
-  child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  const url = `http://127.0.0.1:${options.port}`;
-  let gone = false;
-  void exited.then(() => (gone = true));
-  try {
-    await waitFor(async () => {
-      if (gone) throw new Error(`router process exited: ${out}`);
-      const res = await fetch(`${url}/readyz`).catch(() => undefined);
-      return res?.status === 200;
-    }, 20_000, 50);
-  } catch (err) {
-    child.kill('SIGKILL');
-    throw err;
-  }
-  return { child, url, output: () => out, exited };
+export function startRouterProcess(options: { db: DbConfig; region: string; port: number; pollMs?: number }): Promise<RouterProcess> {
+  return spawnRouterProcess({ db: options.db, region: options.region, port: options.port, pollIntervalMs: options.pollMs ?? 100, secret: TEST_DB_SECRET });
 }
 
 export interface TestStream {

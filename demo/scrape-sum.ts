@@ -1,0 +1,26 @@
+import { parsePrometheusText } from '../proxy/cutover/prometheus.ts';
+
+/**
+ * The sum of one metric's samples over several services' /metrics, as a
+ * report figure (the routers run as processes, so their counters are read
+ * the way Prometheus would). A service that does not answer counts 0.
+ *
+ * @example
+ *   await scrapeSum(routerUrls, 'router_events_delivered_total')
+ */
+export async function scrapeSum(urls: readonly string[], metric: string): Promise<number> {
+  const values = await Promise.all(
+    urls.map(async (url) => {
+      try {
+        const res = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(5000) });
+        if (!res.ok) return 0;
+        return parsePrometheusText(await res.text())
+          .samples.filter((s) => s.name === metric)
+          .reduce((n, s) => n + s.value, 0);
+      } catch {
+        return 0;
+      }
+    }),
+  );
+  return values.reduce((a, b) => a + b, 0);
+}

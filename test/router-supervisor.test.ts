@@ -1,0 +1,73 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SeedData } from '../legacy/seed/generate.ts';
+import { createRouterSupervisor, type RouterSupervisor } from '../router/supervisor.ts';
+import { TEST_DB_SECRET, createTestDatabase, type TestDatabase } from './helpers/database.ts';
+import { seedWorld, waitFor } from './helpers/seeded.ts';
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+describe('router supervisor: one Event Router process per region', () => {
+  let t: TestDatabase;
+  let seed: SeedData;
+  let routers: RouterSupervisor | undefined;
+
+  beforeAll(async () => {
+    t = await createTestDatabase('router_supervisor');
+    seed = await seedWorld(t.db, { hypervisors: 6, regions: 2 });
+  });
+  afterAll(async () => {
+    await routers?.close();
+    await t.drop();
+  });
+
+  it('restarts a router killed with SIGKILL on the same URL, and close() stops every process', async () => {
+    const regions = seed.regions.map((r) => r.slug);
+    routers = createRouterSupervisor({ regions, db: t.service('event_router'), secret: TEST_DB_SECRET, pollIntervalMs: 200, restartDelayMs: 50 });
+    const list = await routers.start();
+    expect(list.map((r) => r.region)).toEqual(regions);
+    for (const r of list) {
+      expect(r.up).toBe(true);
+      const res = await fetch(`${r.url}/readyz`);
+      expect(res.status).toBe(200);
+    }
+    const victim = list[0]!;
+    expect(routers.kill(victim.region, 'SIGKILL')).toBe(true);
+    await waitFor(async () => !alive(victim.pid));
+    // Back on the same port with another pid; the other region's router never stopped.
+    const back = await waitFor(async () => {
+      const now = routers!.routers().find((r) => r.region === victim.region)!;
+      if (!now.up || now.pid === victim.pid) return undefined;
+      const res = await fetch(`${now.url}/readyz`).catch(() => undefined);
+      return res?.status === 200 ? now : undefined;
+    }, 20_000);
+    expect(back.url).toBe(victim.url);
+    expect(routers.restarts()).toBe(1);
+    expect(routers.routers().find((r) => r.region === list[1]!.region)!.pid).toBe(list[1]!.pid);
+    const metrics = await (await fetch(`${back.url}/metrics`)).text();
+    expect(metrics).toMatch(/^router_connected_agents 0/m);
+
+    const pids = routers.routers().map((r) => r.pid);
+    await routers.close();
+    await routers.close();
+    for (const pid of pids) expect(alive(pid)).toBe(false);
+    expect(routers.kill(victim.region)).toBe(false);
+  }, 60_000);
+
+  it('fails start() with ROUTER_ERR_START and the process output when a region does not exist', async () => {
+    const bad = createRouterSupervisor({ regions: ['zz9'], db: t.service('event_router'), secret: TEST_DB_SECRET });
+    await expect(bad.start()).rejects.toMatchObject({ code: 'ROUTER_ERR_START', message: expect.stringContaining('ROUTER_ERR_UNKNOWN_REGION') });
+    await bad.close();
+  }, 30_000);
+
+  it('validates its options', () => {
+    expect(() => createRouterSupervisor({ regions: [], db: t.service('event_router'), secret: TEST_DB_SECRET })).toThrow(/regions/);
+    expect(() => createRouterSupervisor({ regions: ['a', 'a'], db: t.service('event_router'), secret: TEST_DB_SECRET })).toThrow(/repeats/);
+  });
+});
