@@ -6,6 +6,7 @@ import { createRouter } from '../lib/http/router.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
 import { createCloud } from './cloud/create-cloud.ts';
 import { createFleet, type Fleet } from './dobe/fleet.ts';
+import { addHostMetricsRoutes } from './dobe/host-metrics.ts';
 import { createSchedulerV1, type SchedulerV1 } from './scheduler-v1/create-scheduler-v1.ts';
 import { formatMysqlUrl } from '../lib/db/config.ts';
 import { freePort } from '../lib/net/free-port.ts';
@@ -169,8 +170,11 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
     });
     started.push(fleet);
     await fleet.start();
-    // The fleet's counters (god queries, executions) get their own /metrics, as a hypervisor exporter would.
-    const fleetHttp = createHttpService({ name: 'dobe-fleet', router: createRouter(), registry: fleet.registry, logger, port: options.ports?.fleet ?? 0 });
+    // The fleet's counters (god queries, executions) get their own /metrics, as a hypervisor exporter would,
+    // and each region's hypervisors their host metrics (/hosts/:region/metrics, scraped by Scheduler V2).
+    const fleetRouter = createRouter();
+    addHostMetricsRoutes(fleetRouter, fleet.hostMetrics);
+    const fleetHttp = createHttpService({ name: 'dobe-fleet', router: fleetRouter, registry: fleet.registry, logger, port: options.ports?.fleet ?? 0 });
     const fleetAddress = await fleetHttp.start();
     started.push(fleetHttp);
     let closing: Promise<void> | undefined;

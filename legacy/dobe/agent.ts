@@ -9,6 +9,7 @@ import { readEventDelivery, routedToRouter, type DeliverySource, type EventDeliv
 import { claimEvent, completeEvent, resourceDelta, type HostState } from './execute.ts';
 import { GOD_QUERY, godQueryParams, type GodQueryRow } from './god-query.ts';
 import { startRouterSession, type HeldEvent, type RouterSession } from './router-client.ts';
+import type { HostProfile } from './host-metrics.ts';
 
 export interface DobeAgentOptions {
   serverId: number;
@@ -60,6 +61,10 @@ export interface DobeAgent {
   close(): Promise<void>;
   readonly serverId: number;
   host(): HostState | undefined;
+  /** The hypervisor's fixed facts (name, cpus, totals, errors, state), read from its row at connect. */
+  profile(): HostProfile | undefined;
+  /** Whether the agent is running (run() called, not closed): its measurements are current. */
+  alive(): boolean;
   /** Where events come from now; undefined before run() and after close(). */
   source(): DeliverySource | undefined;
 }
@@ -104,6 +109,8 @@ export function createDobeAgent(options: DobeAgentOptions): DobeAgent {
 
   let conn: Connection | undefined;
   let host: HostState | undefined;
+  let profile: HostProfile | undefined;
+  let runningLoop = false;
   let region = options.region;
   let delivery: EventDeliveryState | undefined;
   let source: DeliverySource | undefined;
@@ -149,13 +156,22 @@ export function createDobeAgent(options: DobeAgentOptions): DobeAgent {
     uncountCurrent = uncount;
     try {
       const [rows] = await c.query<RowDataPacket[]>(
-        'SELECT s.memfree, s.diskfree_actual, s.vmcount, r.slug AS region FROM servers s JOIN regions r ON r.id = s.region_id WHERE s.id = ?',
+        'SELECT s.name, s.cpus, s.memory, s.disk, s.error_count, s.state, s.memfree, s.diskfree_actual, s.vmcount, r.slug AS region FROM servers s JOIN regions r ON r.id = s.region_id WHERE s.id = ?',
         [options.serverId],
       );
       const row = rows[0];
       if (!row) throw new Error(`server ${options.serverId} does not exist`);
       host = { memfree: row.memfree, diskfree_actual: row.diskfree_actual, vmcount: row.vmcount };
       region ??= String(row.region);
+      profile = {
+        name: String(row.name),
+        region,
+        cpus: Number(row.cpus),
+        memory_mb: Number(row.memory),
+        disk_gb: Number(row.disk),
+        error_count: Number(row.error_count),
+        state: String(row.state ?? ''),
+      };
       if (dual) delivery = await readEventDelivery(c);
     } catch (err) {
       uncount();
@@ -348,11 +364,14 @@ export function createDobeAgent(options: DobeAgentOptions): DobeAgent {
   return {
     serverId: options.serverId,
     host: () => host,
+    profile: () => profile,
+    alive: () => runningLoop && !closed,
     source: () => source,
     async connect() {
       conn ??= await connect();
     },
     run() {
+      runningLoop = true;
       lastReport = Date.now();
       if (routed(delivery)) {
         running = enterRouter();

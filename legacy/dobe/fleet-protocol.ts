@@ -1,5 +1,6 @@
 import type { DbConfig } from '../../lib/db/config.ts';
 import type { AgentStats } from './agent-stats.ts';
+import type { HostProfile } from './host-metrics.ts';
 
 /** What a worker needs to run its agents dual-mode: all per-server arrays align with `serverIds`. */
 export interface WorkerRouterOptions {
@@ -34,6 +35,10 @@ export type ToWorker =
 export type FromWorker =
   | { type: 'progress'; connected: number; total: number }
   | { type: 'started'; agents: number; connectMs: number }
+  /** Sent once, before `started`: each agent's hypervisor facts, by server id. */
+  | { type: 'profiles'; profiles: Array<[number, HostProfile]> }
+  /** Every second: the agents' measurements (host-metrics.ts encodeHostTick), taken at `atMs`. */
+  | { type: 'hosts'; atMs: number; values: number[] }
   | { type: 'stats'; stats: AgentStats; rssBytes: number; heapUsedBytes: number }
   | { type: 'failed'; message: string }
   | { type: 'stopped' };

@@ -7,6 +7,7 @@ import { createLogger } from '../../lib/logger.ts';
 import { createDobeAgent, type DobeAgent } from './agent.ts';
 import { createAgentStats } from './agent-stats.ts';
 import type { FromWorker, ToWorker } from './fleet-protocol.ts';
+import { encodeHostTick, type HostProfile } from './host-metrics.ts';
 
 const stats = createAgentStats();
 const agents: DobeAgent[] = [];
@@ -21,6 +22,8 @@ function send(message: FromWorker): void {
 function reportStats(): void {
   const mem = process.memoryUsage();
   send({ type: 'stats', stats: { ...stats }, rssBytes: mem.rss, heapUsedBytes: mem.heapUsed });
+  // The hypervisors measure themselves on the same beat: the primary serves it as host metrics.
+  send({ type: 'hosts', atMs: Date.now(), values: encodeHostTick(agents) });
 }
 
 async function start(msg: Extract<ToWorker, { type: 'start' }>): Promise<void> {
@@ -67,6 +70,12 @@ async function start(msg: Extract<ToWorker, { type: 'start' }>): Promise<void> {
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, msg.connectConcurrency) }, opener));
+  const profiles: Array<[number, HostProfile]> = [];
+  for (const a of agents) {
+    const p = a.profile();
+    if (p) profiles.push([a.serverId, p]);
+  }
+  send({ type: 'profiles', profiles });
   reportStats();
   send({ type: 'started', agents: agents.length, connectMs: Date.now() - started });
   statsTimer = setInterval(reportStats, 1000);

@@ -9,6 +9,7 @@ import { StranglerError, invalidOption } from '../../lib/errors.ts';
 import { silentLogger, type Logger } from '../../lib/logger.ts';
 import { createAgentStats, type AgentStats } from './agent-stats.ts';
 import type { FromWorker, ToWorker, WorkerRouterOptions } from './fleet-protocol.ts';
+import { createHostMetricsBoard, type HostMetricsBoard } from './host-metrics.ts';
 
 /**
  * Agents per process. Each holds one MySQL socket; 4,000 keeps a worker far
@@ -67,6 +68,8 @@ export interface Fleet {
   stats(): AgentStats;
   processes(): FleetProcessReport[];
   readonly registry: Registry;
+  /** Every hypervisor's own measurements, by region (serve with addHostMetricsRoutes). */
+  readonly hostMetrics: HostMetricsBoard;
 }
 
 const WORKER_PATH = fileURLToPath(new URL('./fleet-worker.ts', import.meta.url));
@@ -91,6 +94,7 @@ export function createFleet(options: FleetOptions): Fleet {
   const log = (options.logger ?? silentLogger()).child({ component: 'fleet' });
   const registry = options.registry ?? new Registry();
   const workers: WorkerState[] = [];
+  const hostMetrics = createHostMetricsBoard();
   let closing: Promise<void> | undefined;
 
   const connected = new Gauge({
@@ -182,6 +186,10 @@ export function createFleet(options: FleetOptions): Fleet {
       worker.stats = msg.stats;
       worker.rssBytes = msg.rssBytes;
       worker.peakRssBytes = Math.max(worker.peakRssBytes, msg.rssBytes);
+    } else if (msg.type === 'profiles') {
+      hostMetrics.setProfiles(msg.profiles);
+    } else if (msg.type === 'hosts') {
+      hostMetrics.applyTick(msg.atMs, msg.values);
     }
   }
 
@@ -234,6 +242,7 @@ export function createFleet(options: FleetOptions): Fleet {
 
   return {
     registry,
+    hostMetrics,
     async start() {
       const ids = options.serverIds;
       const processes = Math.ceil(ids.length / perProcess);
