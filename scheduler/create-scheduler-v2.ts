@@ -5,6 +5,9 @@ import type { Knex } from 'knex';
 import { Registry } from 'prom-client';
 import { HOST_RESERVED } from '../legacy/seed/catalog.ts';
 import { V1_DEFAULT_OVERCOMMIT } from '../legacy/scheduler-v1/rank.ts';
+import { readScheduling, schedulingMoved } from '../lib/cutover/scheduling.ts';
+import type { FeatureRowState } from '../lib/cutover/feature-row.ts';
+import type { Routing } from '../lib/cutover/types.ts';
 import type { DbConfig } from '../lib/db/config.ts';
 import { createKnex } from '../lib/db/knex.ts';
 import { invalidOption, StranglerError } from '../lib/errors.ts';
@@ -17,7 +20,7 @@ import { summarize, type ConflictNote } from './explain.ts';
 import { selectFilters, type FilterPlugin, type HostCandidate, type SizeSpec } from './filters.ts';
 import { createSchedulerRouter, type ExplainInput, type ExplainResult } from './http.ts';
 import { createSchedulerMetrics, type DecisionOutcome } from './metrics.ts';
-import { commitRound, failEvents, recordDecisions, type DecisionRow, type PlacementIntent } from './placement.ts';
+import { commitRound, failEvents, recordDecisions, type CommitFence, type DecisionRow, type PlacementIntent } from './placement.ts';
 import { rankHosts, type RankOptions, type RankResult } from './rank.ts';
 import { createMembership } from './membership.ts';
 import { createHostScraper, type MetricsEndpoint } from './scraper.ts';
@@ -38,6 +41,14 @@ export interface SchedulerV2Options {
   filters?: string[];
   /** Regions this replica schedules, by id or slug. Default: all. */
   regions?: Array<number | string>;
+  /**
+   * Follow the `scheduling` cutover state (lib/cutover/scheduling.ts) instead of `mode`: legacy →
+   * idle; shadow → shadow passes only (nothing written); canary/full → place only in the regions that
+   * have moved (within `regions`), each commit fenced by a shared lock on the cutover row so that V1
+   * and V2 never place in one region at once. The state is re-read at most every `intervalMs`
+   * (default 500 ms); `true` for the defaults.
+   */
+  followCutover?: boolean | { intervalMs?: number };
   /** Unique per replica; stored as events.claimed_by and in decisions. */
   replicaId?: string;
   /** Events claimed per batch. Default 100. */
@@ -96,6 +107,8 @@ export interface SchedulerV2 {
   close(): Promise<void>;
   /** Claims one batch and places it; returns what happened to each claimed event. */
   placeOnce(): Promise<EventDecision[]>;
+  /** With followCutover: the `scheduling` routing as last read (undefined before the first read). */
+  cutoverRouting(): Routing | undefined;
   /** Shadow mode: judges the events V1 decided since the last call. */
   shadowOnce(): Promise<ShadowStats>;
   /** The filter/score breakdown for a hypothetical request; writes nothing. */
@@ -169,6 +182,9 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
   const overcommit = positive('overcommit', options.overcommit, V1_DEFAULT_OVERCOMMIT);
   const poolMax = positive('poolMax', options.poolMax, 3, true);
   const reserved: HostReserved = options.hostReserved ?? { ...HOST_RESERVED };
+  const follow = options.followCutover
+    ? { intervalMs: positive('followCutover.intervalMs', typeof options.followCutover === 'object' ? options.followCutover.intervalMs : undefined, 500) }
+    : undefined;
   const replicaId = options.replicaId ?? `v2-${hostname().slice(0, 30)}-${process.pid}-${randomBytes(3).toString('hex')}`;
   if (typeof replicaId !== 'string' || replicaId.length === 0 || replicaId.length > 64) {
     throw invalidOption('replicaId', replicaId, 'a string of 1 to 64 characters');
@@ -221,8 +237,27 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
       return counts;
     },
   });
-  for (const outcome of ['placed', 'wait', 'fail', 'conflict-exhausted', 'claim-lost'] as const) metrics.decisions.inc({ outcome }, 0);
+  for (const outcome of ['placed', 'wait', 'fail', 'conflict-exhausted', 'claim-lost', 'handed-back'] as const) metrics.decisions.inc({ outcome }, 0);
   for (const kind of ['generation', 'capacity', 'lock'] as const) metrics.conflicts.inc({ kind }, 0);
+
+  let cutover: { state: FeatureRowState; at: number } | undefined;
+  /** The `scheduling` state, re-read at most every follow.intervalMs (the commit fence reads it fresh anyway). */
+  async function schedulingState(): Promise<FeatureRowState> {
+    if (!cutover || Date.now() - cutover.at >= follow!.intervalMs) cutover = { state: await readScheduling(db), at: Date.now() };
+    return cutover.state;
+  }
+  /** The regions of `ids` that a routing hands to V2: none in legacy and shadow. */
+  const movedOf = (routing: Routing, ids: number[]) => ids.filter((id) => schedulingMoved(routing, catalog!.regionById.get(id) ?? ''));
+  // Every commit re-reads the state under a shared lock: a placement commits either before a switch
+  // (and the other scheduler sees it) or after it (and only if its region is still V2's).
+  const fence: CommitFence | undefined = follow
+    ? async (trx) => {
+        const state = await readScheduling(trx, { lock: true });
+        cutover = { state, at: Date.now() };
+        const inScope = regionIds ? new Set(regionIds) : undefined;
+        return (id) => (!inScope || inScope.has(id)) && movedOf(state.routing, [id]).length === 1;
+      }
+    : undefined;
 
   const rankOptions = (overrides: Partial<RankOptions> = {}): RankOptions => ({ filters, policy, overcommit, maxStalenessMs, ...overrides });
 
@@ -290,11 +325,16 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
     // nothing to claim, help with any region in scope, but only with events that have waited helpAfterMs:
     // their owner is busy or gone (membership drops a dead replica within three heartbeats), and younger
     // ones would only make two replicas race for the same hosts.
-    const scope = regionIds ?? catalog!.regions.map((r) => r.id);
+    let scope = regionIds ?? catalog!.regions.map((r) => r.id);
+    let claimScope = regionIds;
+    if (follow) {
+      claimScope = scope = movedOf((await schedulingState()).routing, scope);
+      if (scope.length === 0) return [];
+    }
     const preferred = membership.preferred(scope);
     const shared = preferred.length > 0 && preferred.length < scope.length;
-    let ids = await claimEvents(db, replicaId, { limit: batchSize, leaseMs, regionIds: shared ? preferred : regionIds });
-    if (ids.length === 0 && shared) ids = await claimEvents(db, replicaId, { limit: batchSize, leaseMs, regionIds, olderThanMs: helpAfterMs });
+    let ids = await claimEvents(db, replicaId, { limit: batchSize, leaseMs, regionIds: shared ? preferred : claimScope });
+    if (ids.length === 0 && shared) ids = await claimEvents(db, replicaId, { limit: batchSize, leaseMs, regionIds: claimScope, olderThanMs: helpAfterMs });
     phase('claim', mark);
     if (ids.length === 0) return [];
     const endBatch = metrics.rounds.startTimer();
@@ -319,7 +359,7 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
     phase('users', mark);
 
     const out: EventDecision[] = [];
-    const failures: Array<{ event_id: number; droplet_id: number | null; decision: DecisionRow }> = [];
+    const failures: Array<{ event_id: number; region_id: number; droplet_id: number | null; decision: DecisionRow }> = [];
     const waits: number[] = [];
     const waitRows: DecisionRow[] = [];
     let work: Work[] = [];
@@ -328,6 +368,7 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
         const summary = 'cannot place: the create event has no droplet or the droplet has no size.';
         failures.push({
           event_id: event.id,
+          region_id: event.region_id,
           droplet_id: event.droplet_id,
           decision: { event_id: event.id, replica: replicaId, outcome: 'failed', server_id: null, policy, score: null, hosts_total: 0, hosts_available: 0, attempts: 1, conflicts: 0, summary },
         });
@@ -383,6 +424,7 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
             work: w,
             host,
             event_id: w.event.id,
+            region_id: w.event.region_id,
             droplet_id: w.droplet_id,
             server_id: host.id,
             expected_generation: host.generation,
@@ -408,7 +450,7 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
               waitRows.push(decisionRow(w.event.id, 'waiting', rank, summary, { attempts: w.attempts, conflicts: w.conflicts.length }));
             }
           } else {
-            failures.push({ event_id: w.event.id, droplet_id: w.droplet_id, decision: decisionRow(w.event.id, 'failed', rank, summary, { attempts: w.attempts, conflicts: w.conflicts.length }) });
+            failures.push({ event_id: w.event.id, region_id: w.event.region_id, droplet_id: w.droplet_id, decision: decisionRow(w.event.id, 'failed', rank, summary, { attempts: w.attempts, conflicts: w.conflicts.length }) });
           }
           out.push({ event_id: w.event.id, outcome: rank.outcome, attempts: w.attempts, conflicts: w.conflicts, summary });
         }
@@ -421,7 +463,7 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
       let lockFailure = false;
       const commitStarted = performance.now();
       try {
-        result = await commitRound(db, replicaId, intents, reserved);
+        result = await commitRound(db, replicaId, intents, reserved, fence);
       } catch (err) {
         if (!isLockFailure(err)) {
           for (const i of intents) unbook(i);
@@ -430,7 +472,7 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
         // InnoDB chose this transaction as a deadlock victim (or a lock wait timed out): nothing was
         // committed; treat every placement as a conflict and re-rank, like a lost CAS.
         lockFailure = true;
-        result = { committed: [], conflicted: intents, conflictedHosts: [...new Set(intents.map((i) => i.server_id))], lost: [] };
+        result = { committed: [], conflicted: intents, conflictedHosts: [...new Set(intents.map((i) => i.server_id))], lost: [], fenced: [] };
       }
       phase('commit', commitStarted);
       const committedHosts = new Set<number>();
@@ -447,6 +489,11 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
         unbook(i);
         out.push({ event_id: i.event_id, outcome: 'claim-lost', attempts: i.work.attempts, conflicts: i.work.conflicts, summary: 'lease lost: the event was claimed by another replica or changed before the commit.' });
       }
+      for (const i of result.fenced as typeof intents) {
+        unbook(i);
+        out.push({ event_id: i.event_id, outcome: 'handed-back', attempts: i.work.attempts, conflicts: i.work.conflicts, summary: 'handed back: the scheduling cutover gave this region back to Scheduler V1 before the commit.' });
+      }
+      await releaseEvents(db, replicaId, result.fenced.map((i) => i.event_id), 0);
       const conflicted = result.conflicted as typeof intents;
       if (conflicted.length === 0) break;
       const expected = new Map(conflicted.map((i) => [i.server_id, i.expected_generation]));
@@ -479,7 +526,7 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
     mark = performance.now();
     await releaseEvents(db, replicaId, waits, waitRetryMs);
     await recordDecisions(db, waitRows);
-    const failed = new Set(await failEvents(db, replicaId, failures));
+    const failed = new Set(await failEvents(db, replicaId, failures, fence));
     phase('finish', mark);
     for (const f of failures) {
       if (!failed.has(f.event_id)) {
@@ -580,8 +627,17 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
   function loop(): void {
     if (stopped) return;
     let next = pollIntervalMs;
-    const work: Promise<unknown> =
-      mode === 'shadow'
+    const work: Promise<unknown> = follow
+      ? serial(async () => {
+          const { routing } = await schedulingState();
+          if (routing.mode === 'legacy') return;
+          if (routing.mode === 'shadow') {
+            await shadow.once();
+            return;
+          }
+          if ((await placeBatch()).length >= batchSize) next = 0;
+        })
+      : mode === 'shadow'
         ? serial(() => shadow.once())
         : serial(placeBatch).then((decisions) => {
             if (decisions.length >= batchSize) next = 0;
@@ -607,6 +663,7 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
     placeOnce: () => serial(placeBatch),
     shadowOnce: () => serial(() => shadow.once()),
     shadowStats: () => shadow.stats(),
+    cutoverRouting: () => cutover?.state.routing,
     explain,
     async start() {
       await serial(ensureLoaded);
@@ -620,7 +677,7 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
       scraper.start(scrapeIntervalMs);
       const address = http ? await http.start() : undefined;
       healthy = true;
-      log.info({ mode, policy, endpoints: endpoints.map((e) => e.name), hosts: store?.size ?? 0 }, 'scheduler v2 replica started');
+      log.info({ mode: follow ? 'follow-cutover' : mode, policy, endpoints: endpoints.map((e) => e.name), hosts: store?.size ?? 0 }, 'scheduler v2 replica started');
       loop();
       return { url: address?.url };
     },

@@ -1,7 +1,7 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { EndpointStatus } from './scraper.ts';
 
-export type DecisionOutcome = 'placed' | 'wait' | 'fail' | 'conflict-exhausted' | 'claim-lost';
+export type DecisionOutcome = 'placed' | 'wait' | 'fail' | 'conflict-exhausted' | 'claim-lost' | 'handed-back';
 export type ConflictKind = 'generation' | 'capacity' | 'lock';
 
 /** Scheduler V2's own metrics (the names are listed in scheduler/README.md). */
@@ -21,7 +21,7 @@ export function createSchedulerMetrics(registry: Registry, sources: { endpoints:
   });
   const decisions = new Counter({
     name: 'scheduler_v2_decisions_total',
-    help: 'Decisions by outcome: placed, wait (retried later), fail (event set to error), conflict-exhausted (handed back), claim-lost (lease taken over).',
+    help: 'Decisions by outcome: placed, wait (retried later), fail (event set to error), conflict-exhausted (handed back), claim-lost (lease taken over), handed-back (the scheduling cutover gave the region back to V1 before the commit).',
     labelNames: ['outcome'],
     registers,
   });

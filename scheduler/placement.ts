@@ -4,6 +4,7 @@ import type { HostReserved } from './state.ts';
 /** One placement to commit: event → host, with the generation the ranking saw. */
 export interface PlacementIntent {
   event_id: number;
+  region_id: number;
   droplet_id: number;
   server_id: number;
   expected_generation: number;
@@ -34,7 +35,16 @@ export interface RoundResult {
   conflicted: PlacementIntent[];
   /** Events no longer leased to this replica (lease expired and taken, or placed by someone else). */
   lost: PlacementIntent[];
+  /** Events of regions the fence says this replica may no longer place in (the `scheduling` cutover moved them back). */
+  fenced: PlacementIntent[];
 }
+
+/**
+ * Read first in a commit's transaction (scheduler/create-scheduler-v2.ts
+ * builds it from lib/cutover/scheduling.ts): which regions this replica may
+ * still place in, under a lock that orders the commit against cutover changes.
+ */
+export type CommitFence = (trx: Knex.Transaction) => Promise<(regionId: number) => boolean>;
 
 const MAX_SUMMARY = 1024;
 
@@ -42,6 +52,9 @@ const MAX_SUMMARY = 1024;
  * Commits a round of placements in one READ COMMITTED transaction, in a
  * fixed number of statements whatever the round's size:
  *
+ * 0. with a `fence` (V2 following the `scheduling` cutover), read which
+ *    regions it may place in under a shared lock on the cutover row; the
+ *    round's events of other regions are left alone (`fenced`);
  * 1. lock the events still leased to this replica (`FOR UPDATE`); the rest
  *    are lost (lease expired and taken, or decided elsewhere);
  * 2. lock the round's hosts in ascending id order (one global lock order,
@@ -61,10 +74,14 @@ const MAX_SUMMARY = 1024;
  * this one looked, and the ledger read after the lock includes every
  * placement committed before: two replicas cannot over-commit a host.
  */
-export async function commitRound(db: Knex, replica: string, intents: PlacementIntent[], reserved: HostReserved): Promise<RoundResult> {
-  if (intents.length === 0) return { committed: [], conflictedHosts: [], conflicted: [], lost: [] };
+export async function commitRound(db: Knex, replica: string, all: PlacementIntent[], reserved: HostReserved, fence?: CommitFence): Promise<RoundResult> {
+  if (all.length === 0) return { committed: [], conflictedHosts: [], conflicted: [], lost: [], fenced: [] };
   return db.transaction(
     async (trx) => {
+      const allowed = fence ? await fence(trx) : undefined;
+      const fenced = allowed ? all.filter((i) => !allowed(i.region_id)) : [];
+      const intents = fenced.length > 0 ? all.filter((i) => allowed!(i.region_id)) : all;
+      if (intents.length === 0) return { committed: [], conflictedHosts: [], conflicted: [], lost: [], fenced };
       const ours = new Set(
         (
           (await trx('events')
@@ -146,7 +163,7 @@ export async function commitRound(db: Knex, replica: string, intents: PlacementI
         );
         await trx('placement_decisions').insert(committed.map((i) => clampDecision(i.decision)));
       }
-      return { committed, conflicted, conflictedHosts, lost };
+      return { committed, conflicted, conflictedHosts, lost, fenced };
     },
     { isolationLevel: 'read committed' },
   );
@@ -159,11 +176,13 @@ export async function commitRound(db: Knex, replica: string, intents: PlacementI
 export async function failEvents(
   db: Knex,
   replica: string,
-  failures: Array<{ event_id: number; droplet_id: number | null; decision: DecisionRow }>,
+  failures: Array<{ event_id: number; region_id?: number; droplet_id: number | null; decision: DecisionRow }>,
+  fence?: CommitFence,
 ): Promise<number[]> {
   const failed: number[] = [];
   for (const f of failures) {
     const done = await db.transaction(async (trx) => {
+      if (fence && f.region_id !== undefined && !(await fence(trx))(f.region_id)) return false;
       const n = await trx('events')
         .where({ id: f.event_id, claimed_by: replica, status: 'pending' })
         .whereNull('server_id')

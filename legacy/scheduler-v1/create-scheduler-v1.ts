@@ -1,5 +1,7 @@
 import type { Knex } from 'knex';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { readScheduling, schedulingMoved } from '../../lib/cutover/scheduling.ts';
+import type { Routing } from '../../lib/cutover/types.ts';
 import type { DbConfig } from '../../lib/db/config.ts';
 import { createKnex } from '../../lib/db/knex.ts';
 import { invalidOption } from '../../lib/errors.ts';
@@ -17,6 +19,14 @@ export interface SchedulerV1Options {
   /** Events ranked per pass. */
   batchSize?: number;
   overcommit?: number;
+  /**
+   * Honour the `scheduling` cutover (default true): each pass skips the
+   * regions moved to Scheduler V2, and each placement re-checks its region
+   * under a shared lock on the cutover row (lib/cutover/scheduling.ts), so a
+   * switch never finds V1 and V2 placing in one region. `false` is the 2016
+   * scheduler exactly (benchmarks of V1 alone).
+   */
+  followCutover?: boolean;
   logger?: Logger;
   registry?: Registry;
   /** Serve /metrics, /healthz, /readyz on this port (0 = any); omit for no HTTP. */
@@ -69,6 +79,34 @@ export function createSchedulerV1(options: SchedulerV1Options): SchedulerV1 {
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [registry],
   });
+  const handedOver = new Counter({
+    name: 'scheduler_v1_handed_over_total',
+    help: 'Placements V1 dropped because the scheduling cutover had moved the region to Scheduler V2 (checked under the cutover row lock).',
+    registers: [registry],
+  });
+  const movedRegions = new Gauge({
+    name: 'scheduler_v1_regions_moved',
+    help: 'Regions the scheduling cutover has moved to Scheduler V2 (V1 no longer takes their events), as of the last pass.',
+    registers: [registry],
+  });
+  const follow = options.followCutover ?? true;
+  let regionSlugs: { byId: Map<number, string>; at: number } | undefined;
+  /** Region ids → slugs, re-read every minute (regions change with a deploy). */
+  async function slugs(): Promise<Map<number, string>> {
+    if (!regionSlugs || Date.now() - regionSlugs.at > 60_000) {
+      const rows = (await db('regions').select('id', 'slug')) as Array<{ id: number; slug: string }>;
+      regionSlugs = { byId: new Map(rows.map((r) => [r.id, r.slug])), at: Date.now() };
+    }
+    return regionSlugs.byId;
+  }
+  /** Inside a placement's transaction: does the event's region still belong to V1? */
+  async function stillMine(trx: Knex.Transaction, regionId: number): Promise<boolean> {
+    if (!follow) return true;
+    const { routing } = await readScheduling(trx, { lock: true });
+    if (!schedulingMoved(routing, (await slugs()).get(regionId) ?? '')) return true;
+    handedOver.inc();
+    return false;
+  }
   const backlog = new Gauge({
     name: 'scheduler_v1_unscheduled_events',
     help: 'Create events without a host seen by the last pass (capped at the batch size).',
@@ -82,6 +120,7 @@ export function createSchedulerV1(options: SchedulerV1Options): SchedulerV1 {
 
   async function place(event: UnscheduledEvent, serverId: number): Promise<boolean> {
     return db.transaction(async (trx) => {
+      if (!(await stillMine(trx, event.region_id))) return false;
       const updated = await trx('events')
         .where({ id: event.id, status: 'pending' })
         .whereNull('server_id')
@@ -94,6 +133,7 @@ export function createSchedulerV1(options: SchedulerV1Options): SchedulerV1 {
 
   async function fail(event: UnscheduledEvent, reason: string): Promise<void> {
     await db.transaction(async (trx) => {
+      if (!(await stillMine(trx, event.region_id))) return;
       await trx('events')
         .where({ id: event.id, status: 'pending' })
         .whereNull('server_id')
@@ -104,7 +144,20 @@ export function createSchedulerV1(options: SchedulerV1Options): SchedulerV1 {
 
   async function runOnce(): Promise<Array<{ event_id: number; decision: V1Decision }>> {
     const end = passSeconds.startTimer();
-    const events = await fetchUnscheduled(db, batchSize);
+    let exclude: number[] = [];
+    if (follow) {
+      const routing: Routing = (await readScheduling(db)).routing;
+      const byId = await slugs();
+      exclude = [...byId].filter(([, slug]) => schedulingMoved(routing, slug)).map(([id]) => id);
+      movedRegions.set(exclude.length);
+      if (exclude.length > 0 && exclude.length === byId.size) {
+        // Every region is V2's: V1 stops polling the queue altogether.
+        backlog.set(0);
+        end();
+        return [];
+      }
+    }
+    const events = await fetchUnscheduled(db, batchSize, exclude);
     backlog.set(events.length);
     const out: Array<{ event_id: number; decision: V1Decision }> = [];
     if (events.length === 0) {

@@ -13,9 +13,14 @@ export interface UnscheduledEvent {
   size_disk: number;
 }
 
-/** The poll V1 ran every second: create events nobody has placed yet. */
-export async function fetchUnscheduled(db: Knex, limit: number): Promise<UnscheduledEvent[]> {
-  return db('events as e')
+/**
+ * The poll V1 ran every second: create events nobody has placed yet, less
+ * those of regions the `scheduling` cutover has moved to Scheduler V2.
+ */
+export async function fetchUnscheduled(db: Knex, limit: number, excludeRegionIds: readonly number[] = []): Promise<UnscheduledEvent[]> {
+  const q = db('events as e');
+  if (excludeRegionIds.length > 0) q.whereNotIn('e.region_id', excludeRegionIds);
+  return q
     .join('droplets as d', 'd.id', 'e.droplet_id')
     .join('sizes as sz', 'sz.id', 'd.size_id')
     .where({ 'e.type': 'create', 'e.status': 'pending' })

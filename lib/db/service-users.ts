@@ -49,6 +49,9 @@ export const SERVICE_GRANTS = {
     servers: ['SELECT'],
     droplets: ['SELECT', 'UPDATE'],
     sizes: ['SELECT'],
+    // The `scheduling` cutover: V1 leaves the regions that moved to V2 (lib/cutover/scheduling.ts).
+    regions: ['SELECT'],
+    cutover_features: ['SELECT'],
   },
   dobe: EVENT_EXECUTOR_GRANTS,
   // The proxy serves the cutover admin API: it alone changes the plan's state.
@@ -68,6 +71,7 @@ export const SERVICE_GRANTS = {
     regions: ['SELECT'],
     placement_decisions: ['SELECT', 'INSERT'],
     scheduler_replicas: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
+    cutover_features: ['SELECT'],
   },
 } satisfies Record<string, Record<string, Privilege[]>>;
 
