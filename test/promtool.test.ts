@@ -40,10 +40,10 @@ describe.skipIf(!PROMTOOL)('every /metrics endpoint passes promtool check metric
   });
 
   it('lints clean, service by service', async () => {
-    const jobs = new Set(services.endpoints.map((e) => e.job));
-    expect([...jobs].sort()).toEqual(['cloud', 'cutover-admin', 'event-router', 'fleet', 'monitor', 'proxy', 'proxy-admin', 'scheduler-v1', 'scheduler-v2']);
+    const kinds = new Set(services.endpoints.map((e) => e.service));
+    expect([...kinds].sort()).toEqual(['cloud', 'cutover-admin', 'event-router', 'fleet', 'monitor', 'proxy', 'proxy-admin', 'scheduler-v1', 'scheduler-v2']);
     const problems: string[] = [];
-    for (const { job, url } of services.endpoints) {
+    for (const { service: job, url } of services.endpoints) {
       const res = await fetch(url);
       expect(res.status, url).toBe(200);
       const body = await res.text();

@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
-import { Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import { readMysqlSnapshot, type MysqlSnapshot } from './mysql-snapshot.ts';
+import { readUserCommandCounts, type UserCommandCounts } from './user-statistics.ts';
 
 /**
  * SHOW GLOBAL STATUS counters exposed under mysqld_exporter's names
@@ -104,6 +105,26 @@ export function registerMysqlCollector(registry: Registry, options: MysqlCollect
       for (const row of snap.byCommandState) this.inc({ command: row.command, state: row.state || 'idle' }, row.count);
     },
   });
+  // Per-user statement counters (mysqld_exporter's info_schema.userstats collector): polling load
+  // per service as the server counts it. Rows exist only while the server has `userstat` on.
+  let userStats: { at: number; value: Promise<Record<string, UserCommandCounts>> } | undefined;
+  const readUserStats = () => {
+    if (!userStats || Date.now() - userStats.at > cacheMs) userStats = { at: Date.now(), value: readUserCommandCounts(options.db) };
+    return userStats.value;
+  };
+  for (const [column, key] of [['select', 'select'], ['update', 'update'], ['other', 'other']] as const) {
+    new Counter({
+      name: `mysql_info_schema_user_statistics_${column}_commands_total`,
+      help: `The number of ${column.toUpperCase()} commands executed by the user (information_schema.USER_STATISTICS; needs userstat=1).`,
+      labelNames: ['user'],
+      registers: [registry],
+      async collect() {
+        const counts = await readUserStats();
+        this.reset();
+        for (const [user, c] of Object.entries(counts)) this.inc({ user }, c[key]);
+      },
+    });
+  }
   return async () => {
     const snap = await snapshot();
     if (!snap) return readMysqlSnapshot(options.db, { database: options.database });

@@ -1,6 +1,8 @@
 import { createHttpService } from '../../lib/http/service-server.ts';
 import { createRouter } from '../../lib/http/router.ts';
+import type { ScrapeJob } from '../../lib/metrics/scrape-targets.ts';
 import { silentLogger } from '../../lib/logger.ts';
+import { enableUserStatistics } from '../../lib/metrics/user-statistics.ts';
 import { createMonitor } from '../../lib/metrics/create-monitor.ts';
 import { createFleet } from '../../legacy/dobe/fleet.ts';
 import { createSchedulerV1 } from '../../legacy/scheduler-v1/create-scheduler-v1.ts';
@@ -17,8 +19,10 @@ import { metricsFromDatabase, startHostMetricsServer } from './host-metrics.ts';
 import { seedWorld, waitFor } from './seeded.ts';
 
 export interface MetricsEndpoint {
-  /** The service, as the Prometheus scrape config names its job. */
-  job: string;
+  /** The service, as the Prometheus scrape config (dashboards/prometheus.yml) names its job. */
+  job: ScrapeJob;
+  /** The service itself (two services share the proxy-admin job). */
+  service: string;
   /** The /metrics URL. */
   url: string;
 }
@@ -43,9 +47,11 @@ const ADMIN_TOKEN = 'metrics-test-admin-token-0123456789';
 export async function startMetricsServices(t: TestDatabase, options: { hypervisors?: number; regions?: number } = {}): Promise<MetricsServices> {
   const hypervisors = options.hypervisors ?? 6;
   const seed = await seedWorld(t.db, { hypervisors, regions: options.regions ?? 2 });
-  const started: Array<{ close(): Promise<void> }> = [];
+  // Per-user statement counters (mysql_info_schema_user_statistics_*) exist only with userstat on.
+  const userstat = await enableUserStatistics(t.db);
+  const started: Array<{ close(): Promise<void> }> = [{ close: () => userstat.restore() }];
   const endpoints: MetricsEndpoint[] = [];
-  const add = (job: string, base: string) => endpoints.push({ job, url: `${base.replace(/\/metrics$/, '')}/metrics` });
+  const add = (job: ScrapeJob, base: string, service: string = job) => endpoints.push({ job, service, url: `${base.replace(/\/metrics$/, '')}/metrics` });
   try {
     const monitor = createMonitor({ db: t.service('strangler_monitor'), database: t.name });
     started.push(monitor);
@@ -103,7 +109,7 @@ export async function startMetricsServices(t: TestDatabase, options: { hyperviso
       watchIntervalMs: 500,
     });
     started.push(cutover);
-    add('cutover-admin', (await cutover.start()).url);
+    add('proxy-admin', (await cutover.start()).url, 'cutover-admin');
 
     const hostMetrics = await startHostMetricsServer([...(await metricsFromDatabase(t.db)).values()].flat());
     started.push(hostMetrics);
