@@ -67,7 +67,7 @@ export async function advanceEventDelivery(options: AdvanceOptions): Promise<Adv
     const status = await controller.statusOf('event-delivery');
     if (status.step >= status.steps) break;
     const began = Date.now();
-    const refusedDeadline = Date.now() + (options.refusedTimeoutMs ?? 60_000);
+    const refusedDeadline = Date.now() + (options.refusedTimeoutMs ?? 180_000);
     let advanced = false;
     while (!advanced) {
       try {

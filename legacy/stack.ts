@@ -151,6 +151,8 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
         logger,
         port: adminPort,
         watcherActor: 'demo-soak-watcher',
+        // Thousands of agents share two cores with MariaDB here: a scrape may wait behind them.
+        scrapeTimeoutMs: 5000,
       });
       await admin.start();
       started.push(admin);

@@ -20,7 +20,7 @@ export interface RouterProcessOptions {
   pollIntervalMs?: number;
   poolSize?: number;
   logLevel?: string;
-  /** How long to wait for /readyz (default 20 s). */
+  /** How long to wait for /readyz (default 60 s: ten routers compiling at once on a busy 2-core machine take a while). */
   readyTimeoutMs?: number;
 }
 
@@ -71,14 +71,14 @@ export async function spawnRouterProcess(options: RouterProcessOptions): Promise
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   void exited.then(() => (gone = true));
   const url = `http://${host}:${options.port}`;
-  const deadline = Date.now() + (options.readyTimeoutMs ?? 20_000);
+  const deadline = Date.now() + (options.readyTimeoutMs ?? 60_000);
   for (;;) {
     if (gone) throw new StranglerError(ROUTER_ERRORS.START, `event router for ${options.region} exited before it was ready: ${out.slice(-2000)}`);
     const res = await fetch(`${url}/readyz`).catch(() => undefined);
     if (res?.status === 200) break;
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
-      throw new StranglerError(ROUTER_ERRORS.START, `event router for ${options.region} was not ready at ${url} within ${options.readyTimeoutMs ?? 20_000} ms: ${out.slice(-2000)}`);
+      throw new StranglerError(ROUTER_ERRORS.START, `event router for ${options.region} was not ready at ${url} within ${options.readyTimeoutMs ?? 60_000} ms: ${out.slice(-2000)}`);
     }
     await new Promise((r) => setTimeout(r, 50));
   }

@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCloud } from '../legacy/cloud/create-cloud.ts';
@@ -5,6 +6,7 @@ import { generateSeed, sha256, type SeedData } from '../legacy/seed/generate.ts'
 import { insertSeed } from '../legacy/seed/insert.ts';
 import { cloudClient, startTestCloud, type ApiRequest, type TestCloud } from './helpers/cloud.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
+import { waitFor } from './helpers/seeded.ts';
 
 let t: TestDatabase;
 let seed: SeedData;
@@ -285,6 +287,26 @@ describe('bad input writes nothing and gets a coded 4xx', () => {
     expect(tables).toEqual(expect.arrayContaining(['events', 'droplets', 'customers']));
     expect((await api('GET', '/healthz')).status).toBe(200);
     await create(tokenA, { name: 'still-serving' });
+  });
+
+  it('counts a client that hangs up mid-body as 499 CLOUD_ERR_CLIENT_CLOSED, not a server error, and writes nothing', async () => {
+    const before = await queueCounts();
+    const status = async (code: string) => {
+      const metric = await tc.registry.getSingleMetric('http_requests_total')!.get();
+      return metric.values.filter((v) => v.labels.route === '/v2/droplets' && v.labels.status === code).reduce((n, v) => n + v.value, 0);
+    };
+    const serverErrorsBefore = (await status('500')) + (await status('503'));
+    const { hostname, port } = new URL(tc.url);
+    const socket = connect(Number(port), hostname);
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    // Headers promise 200 bytes; 10 arrive, then the client is gone.
+    socket.write(`POST /v2/droplets HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${tokenA}\r\ncontent-type: application/json\r\ncontent-length: 200\r\n\r\n{"name":"w`);
+    await new Promise((r) => setTimeout(r, 200));
+    socket.destroy();
+    await waitFor(async () => (await status('499')) >= 1);
+    expect((await status('500')) + (await status('503'))).toBe(serverErrorsBefore);
+    expect(await queueCounts()).toEqual(before);
+    await create(tokenA, { name: 'after-hangup' });
   });
 
   it('refuses bad action bodies and ids without writing', async () => {

@@ -23,6 +23,7 @@ export const CLOUD_ERROR_CODES = {
   CLOUD_ERR_DROPLET_LIMIT: "422: creating one more droplet would exceed the customer's droplet_limit (archived droplets do not count).",
   CLOUD_ERR_DROPLET_NOT_READY: '422: the droplet has no hypervisor yet (its create event is still waiting for the scheduler); retry once it is active.',
   CLOUD_ERR_DROPLET_BUSY: '422: the droplet is being destroyed; no further actions are accepted.',
+  CLOUD_ERR_CLIENT_CLOSED: '499: the client hung up before its request body arrived (usually its own timeout while Cloud was slow); nothing was written and nobody receives this answer.',
   CLOUD_ERR_DATABASE_UNAVAILABLE: '503: MySQL could not be reached, the pool timed out, a lock wait timed out or a grant is missing; see the service log.',
   CLOUD_ERR_INTERNAL: '500: an unexpected failure; the service log has the stack under the request id.',
 } as const;
@@ -47,6 +48,7 @@ const STATUS: Record<CloudErrorCode, number> = {
   CLOUD_ERR_DROPLET_LIMIT: 422,
   CLOUD_ERR_DROPLET_NOT_READY: 422,
   CLOUD_ERR_DROPLET_BUSY: 422,
+  CLOUD_ERR_CLIENT_CLOSED: 499,
   CLOUD_ERR_DATABASE_UNAVAILABLE: 503,
   CLOUD_ERR_INTERNAL: 500,
 };
@@ -67,6 +69,7 @@ const HTTP_TO_CLOUD: Record<string, CloudErrorCode> = {
   HTTP_ERR_BODY_TOO_LARGE: 'CLOUD_ERR_BODY_TOO_LARGE',
   HTTP_ERR_EMPTY_BODY: 'CLOUD_ERR_MALFORMED_JSON',
   HTTP_ERR_MALFORMED_JSON: 'CLOUD_ERR_MALFORMED_JSON',
+  HTTP_ERR_CLIENT_CLOSED: 'CLOUD_ERR_CLIENT_CLOSED',
 };
 
 // Connection loss, pool exhaustion, lock waits and missing grants are the

@@ -7,7 +7,8 @@ export const DEFAULT_BODY_LIMIT = 64 * 1024;
 /**
  * Reads and parses a JSON request body, refusing wrong content types (415),
  * bodies over `limit` bytes (413, without buffering the rest) and
- * malformed JSON (400).
+ * malformed JSON (400). A client that hangs up mid-body is a 499
+ * (HTTP_ERR_CLIENT_CLOSED), never a server error.
  *
  * @example
  *   const body = await readJsonBody(req, { limit: 16 * 1024 });
@@ -26,12 +27,20 @@ export async function readJsonBody(req: IncomingMessage, options: { limit?: numb
   }
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > limit) {
-      throw new StranglerError('HTTP_ERR_BODY_TOO_LARGE', `request body exceeds the limit of ${limit} bytes`, { status: 413 });
+  try {
+    for await (const chunk of req) {
+      size += (chunk as Buffer).length;
+      if (size > limit) {
+        throw new StranglerError('HTTP_ERR_BODY_TOO_LARGE', `request body exceeds the limit of ${limit} bytes`, { status: 413 });
+      }
+      chunks.push(chunk as Buffer);
     }
-    chunks.push(chunk as Buffer);
+  } catch (cause) {
+    if (cause instanceof StranglerError) throw cause;
+    // The socket closed mid-body (ECONNRESET "aborted"): the client gave up, usually on its own
+    // timeout while the server was slow. Nobody is left to answer, and it is not the server's
+    // fault, so it must not read as a 5xx (or as the database being down) in logs and metrics.
+    throw new StranglerError('HTTP_ERR_CLIENT_CLOSED', 'the client closed the connection before its request body arrived', { status: 499, cause });
   }
   const text = Buffer.concat(chunks).toString('utf8');
   if (text.trim() === '') {
