@@ -4,6 +4,7 @@ import * as cutover from './002_cutover.ts';
 import * as cutoverBaseline from './003_cutover_baseline.ts';
 import * as router from './004_router.ts';
 import * as schedulerV2 from './005_scheduler_v2.ts';
+import * as harpoon from './006_harpoon.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -20,6 +21,7 @@ const MIGRATIONS: Array<[string, Migration]> = [
   ['003_cutover_baseline', cutoverBaseline],
   ['004_router', router],
   ['005_scheduler_v2', schedulerV2],
+  ['006_harpoon', harpoon],
 ];
 
 /**

@@ -17,10 +17,10 @@
  *   `event: switch`, so the legacy side never misses a claim made for it.
  */
 import type { ServerResponse } from 'node:http';
-import mysql, { type Pool } from 'mysql2/promise';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { bearerToken, tokenServerId, verifyHypervisorToken } from '../lib/auth/hypervisor-token.ts';
 import type { DbConfig } from '../lib/db/config.ts';
+import { createMysqlPool } from '../lib/db/mysql-pool.ts';
 import { StranglerError, invalidOption } from '../lib/errors.ts';
 import { readJsonBody } from '../lib/http/json-body.ts';
 import { sendJson } from '../lib/http/respond.ts';
@@ -118,34 +118,6 @@ function parseUtc(value: string | null): number | undefined {
   return Number.isFinite(ms) ? ms : undefined;
 }
 
-function createPool(config: DbConfig, size: number): Pool {
-  const pool = mysql.createPool({
-    host: config.host,
-    port: config.port,
-    user: config.user,
-    password: config.password,
-    ...(config.database ? { database: config.database } : {}),
-    connectionLimit: size,
-    maxIdle: size,
-    timezone: 'Z',
-    dateStrings: true,
-    maxPreparedStatements: 8,
-    enableKeepAlive: true,
-  });
-  // CURRENT_TIMESTAMP(3) must be UTC, as every other writer of these rows uses. READ COMMITTED: the
-  // router's transactions lock exactly the rows they change, never gaps that the services' INSERTs need.
-  pool.on('connection', (conn) => {
-    const core = conn as unknown as { query(sql: string, cb: (err: Error | null) => void): void; destroy(): void };
-    // Queued before the connection is handed out, so they run before its first statement.
-    for (const sql of ["SET time_zone = '+00:00'", 'SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED']) {
-      core.query(sql, (err) => {
-        if (err) core.destroy();
-      });
-    }
-  });
-  return pool;
-}
-
 /**
  * @example
  *   const router = createEventRouter({ db: routerDb, region: 'nyc1', secret, port: 0 });
@@ -168,7 +140,7 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
 
   const log = (options.logger ?? silentLogger()).child({ component: 'event-router', region });
   const registry = options.registry ?? new Registry();
-  const pool = createPool(options.db, poolSize);
+  const pool = createMysqlPool(options.db, poolSize);
 
   /** One stream per hypervisor: the Map is the whole per-agent cost (no per-agent timers). */
   const streams = new Map<number, Stream>();

@@ -115,3 +115,20 @@ export function serializeAction(e: EventRecord): ActionJson {
     region_slug: e.region_slug,
   };
 }
+
+/** DO's `links.pages` for a list at `path`: present only when there is more than one page. */
+export function pageLinks(path: string, page: number, perPage: number, total: number): { pages?: Record<string, string> } {
+  const last = Math.max(1, Math.ceil(total / perPage));
+  if (last === 1) return {};
+  const href = (p: number) => `${path}?page=${p}&per_page=${perPage}`;
+  const pages: Record<string, string> = {};
+  if (page > 1) {
+    pages.first = href(1);
+    pages.prev = href(Math.min(page - 1, last));
+  }
+  if (page < last) {
+    pages.next = href(page + 1);
+    pages.last = href(last);
+  }
+  return { pages };
+}

@@ -73,6 +73,15 @@ export const SERVICE_GRANTS = {
     scheduler_replicas: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
     cutover_features: ['SELECT'],
   },
+  // Harpoon: the sole writer of events and their change log (harpoon/README.md); customers for action reads.
+  harpoon: {
+    events: ['SELECT', 'INSERT', 'UPDATE'],
+    event_log: ['SELECT', 'INSERT'],
+    harpoon_lock: ['SELECT', 'UPDATE'],
+    regions: ['SELECT'],
+    sizes: ['SELECT'],
+    customers: ['SELECT'],
+  },
 } satisfies Record<string, Record<string, Privilege[]>>;
 
 /** The monitor reads PROCESSLIST for every user (needs PROCESS) and counts rows for reports. */

@@ -207,7 +207,8 @@ export async function startThrowawayServer(options: ThrowawayOptions): Promise<T
       '--innodb-buffer-pool-size=256M',
       '--innodb-flush-log-at-trx-commit=2',
       '--innodb-lock-wait-timeout=10',
-      ...(isMariaDb ? ['--thread-handling=pool-of-threads', '--thread-pool-max-threads=2000'] : []),
+      // userstat: per-user statement counts (information_schema.USER_STATISTICS) from the first statement on.
+      ...(isMariaDb ? ['--thread-handling=pool-of-threads', '--thread-pool-max-threads=2000', '--userstat=1'] : []),
       ...(process.getuid?.() === 0 ? ['--user=root'] : []),
     ];
     const child = spawn(serverBin, args, { stdio: 'ignore' });

@@ -5,7 +5,7 @@ import { countDroplets, getDroplet, listDroplets } from '../droplet-store.ts';
 import { cloudError } from '../errors.ts';
 import { customerRoute, readBody, type CloudDeps } from '../handler.ts';
 import { createDroplet, enqueueDropletEvent } from '../queue.ts';
-import { serializeAction, serializeDroplet } from '../serialize.ts';
+import { pageLinks, serializeAction, serializeDroplet } from '../serialize.ts';
 import { parseActionRequest, parseCreateDroplet, parseId, parsePagination } from '../validate.ts';
 
 /**
@@ -64,7 +64,7 @@ export function addDropletRoutes(router: Router, deps: CloudDeps): void {
         countDroplets(db, customer.id),
         listDroplets(db, customer.id, { limit: perPage, offset: (page - 1) * perPage }),
       ]);
-      sendJson(ctx.res, 200, { droplets: rows.map(serializeDroplet), links: pageLinks(page, perPage, total), meta: { total } });
+      sendJson(ctx.res, 200, { droplets: rows.map(serializeDroplet), links: pageLinks('/v2/droplets', page, perPage, total), meta: { total } });
     }),
   );
 
@@ -110,21 +110,4 @@ export function addDropletRoutes(router: Router, deps: CloudDeps): void {
       sendJson(ctx.res, 201, { action: serializeAction(result.event) });
     }),
   );
-}
-
-/** DO's `links.pages`: present only when there is more than one page. */
-function pageLinks(page: number, perPage: number, total: number): { pages?: Record<string, string> } {
-  const last = Math.max(1, Math.ceil(total / perPage));
-  if (last === 1) return {};
-  const href = (p: number) => `/v2/droplets?page=${p}&per_page=${perPage}`;
-  const pages: Record<string, string> = {};
-  if (page > 1) {
-    pages.first = href(1);
-    pages.prev = href(Math.min(page - 1, last));
-  }
-  if (page < last) {
-    pages.next = href(page + 1);
-    pages.last = href(last);
-  }
-  return { pages };
 }

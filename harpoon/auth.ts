@@ -1,0 +1,70 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import { invalidOption } from '../lib/errors.ts';
+import { harpoonError } from './errors.ts';
+
+/** Who is calling: a service (by its token's name) or a customer (by the API token Cloud issued). */
+export type Caller = { kind: 'service'; name: string } | { kind: 'customer'; id: number };
+
+const BEARER = /^Bearer +([\x21-\x7e]{1,512}) *$/i;
+const TOKEN_NAME = /^[A-Za-z0-9._@-]{1,64}$/;
+export const MIN_SERVICE_TOKEN_LENGTH = 16;
+
+function digest(text: string): Buffer {
+  return createHash('sha256').update(text).digest();
+}
+
+/**
+ * Bearer authentication. Service tokens (name → token, from options) may
+ * call everything; any other bearer is looked up as a customer API token
+ * by its SHA-256 (as Cloud stores them) and may only read its own actions.
+ * Every service token is compared in constant time whatever matched.
+ */
+export function createAuthenticator(tokens: Record<string, string>, findCustomer: (sha256Hex: string) => Promise<{ id: number; status: string } | undefined>) {
+  if (typeof tokens !== 'object' || tokens === null || Object.keys(tokens).length === 0) {
+    throw invalidOption('tokens', '(not shown)', 'a map of at least one service name → bearer token');
+  }
+  const digests = Object.entries(tokens).map(([name, token]) => {
+    if (!TOKEN_NAME.test(name)) throw invalidOption(`tokens.${name}`, name, 'a name of letters, digits and . _ @ - (at most 64)');
+    if (typeof token !== 'string' || token.length < MIN_SERVICE_TOKEN_LENGTH || !/^[\x21-\x7e]+$/.test(token)) {
+      throw invalidOption(`tokens.${name}`, '(not shown)', `a token of at least ${MIN_SERVICE_TOKEN_LENGTH} printable characters without spaces`);
+    }
+    return { name, digest: digest(token) };
+  });
+
+  function bearer(req: IncomingMessage): string {
+    const header = req.headers.authorization;
+    if (header === undefined || header === '') throw harpoonError('HARPOON_ERR_UNAUTHORIZED', 'send a token as "Authorization: Bearer <token>"');
+    const m = BEARER.exec(header);
+    if (!m) throw harpoonError('HARPOON_ERR_UNAUTHORIZED', 'the Authorization header must be "Bearer <token>"');
+    return m[1]!;
+  }
+
+  function serviceName(token: string): string | undefined {
+    const given = digest(token);
+    let name: string | undefined;
+    for (const t of digests) if (timingSafeEqual(given, t.digest) && name === undefined) name = t.name;
+    return name;
+  }
+
+  return {
+    /** A service token, or 401/403. */
+    service(req: IncomingMessage): string {
+      const name = serviceName(bearer(req));
+      if (name === undefined) throw harpoonError('HARPOON_ERR_UNAUTHORIZED', 'the service token is not valid');
+      return name;
+    },
+    /** A service token, or a customer's API token (looked up), or 401/403. */
+    async any(req: IncomingMessage): Promise<Caller> {
+      const token = bearer(req);
+      const name = serviceName(token);
+      if (name !== undefined) return { kind: 'service', name };
+      const customer = await findCustomer(createHash('sha256').update(token).digest('hex'));
+      if (!customer) throw harpoonError('HARPOON_ERR_UNAUTHORIZED', 'the token is neither a service token nor a valid API token');
+      if (customer.status !== 'active') throw harpoonError('HARPOON_ERR_FORBIDDEN', `this account is ${customer.status}, not active; contact support`);
+      return { kind: 'customer', id: customer.id };
+    },
+  };
+}
+
+export type Authenticator = ReturnType<typeof createAuthenticator>;

@@ -1,0 +1,435 @@
+/**
+ * Harpoon: the one service that reads and writes `events`. Others create
+ * events, change their status and read them over HTTP; routers and Scheduler
+ * V2 receive every change pushed over /v1/stream. Design and protocol:
+ * harpoon/README.md.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Pool } from 'mysql2/promise';
+import { Registry } from 'prom-client';
+import type { DbConfig } from '../lib/db/config.ts';
+import { createMysqlPool } from '../lib/db/mysql-pool.ts';
+import { StranglerError, invalidOption } from '../lib/errors.ts';
+import { readJsonBody } from '../lib/http/json-body.ts';
+import { sendJson } from '../lib/http/respond.ts';
+import { createRouter, type RequestContext } from '../lib/http/router.ts';
+import { createHttpService } from '../lib/http/service-server.ts';
+import { silentLogger, type Logger } from '../lib/logger.ts';
+import { pageLinks, toAction } from './actions.ts';
+import { createAuthenticator, type Caller } from './auth.ts';
+import { createCatalog } from './catalog.ts';
+import { createChangeLog } from './change-log.ts';
+import { createConsolidator } from './consolidate.ts';
+import { harpoonError } from './errors.ts';
+import { ClosedError, QueueFullError, createGroupCommit } from './group-commit.ts';
+import { createHarpoonMetrics } from './metrics.ts';
+import { PEER_PATH, createPeers } from './peers.ts';
+import { autoincLockMode, customerByTokenDigest, isForeignKeyError, listActions, listEvents, readEvents, readLog, toEvent, writeBatch, type EventRow, type OpOutcome, type WriteOp } from './store.ts';
+import { createStreamHub } from './stream.ts';
+import { intParam, parseCreateBody, parseFilter, parsePathId, parseStatusBatch, parseStatusBody, queryParams, type EventFilter } from './validate.ts';
+
+export interface HarpoonOptions {
+  /** The `harpoon` MySQL user's settings. */
+  db: DbConfig;
+  /** Service name → bearer token (at least 16 characters). Writers, readers, subscribers and peers use these. */
+  tokens: Record<string, string>;
+  /** Base URLs of the other replicas (http://host:port); each pushes its commits to us and we to it. */
+  peers?: string[];
+  /** The token this replica presents to its peers (default: the first of `tokens`). */
+  peerToken?: string;
+  /** A name for logs and the stream's first comment (default: a random id). */
+  replica?: string;
+  /** MySQL connections (default 4): writes use one at a time, reads the others. */
+  poolSize?: number;
+  /** Group commit: the longest an item waits for companions (default 2 ms). */
+  maxDelayMs?: number;
+  /** Group commit: items per transaction at most (default 500). */
+  maxBatchRows?: number;
+  /** Items admitted to the write queue at most; beyond, 429 (default 5000). */
+  maxQueue?: number;
+  /** Distinct reads in flight at most; beyond, 429 (default 256). */
+  maxReads?: number;
+  /** Log entries kept in memory for resuming subscribers (default 10,000). */
+  ringSize?: number;
+  /** Seconds a 429 tells the client to wait (default 1). */
+  retryAfterSeconds?: number;
+  heartbeatMs?: number;
+  /** A subscriber that stops reading is cut off past this many unsent bytes (default 4 MiB); it resumes from its cursor. */
+  maxBufferedBytes?: number;
+  bodyLimit?: number;
+  registry?: Registry;
+  logger?: Logger;
+  port?: number;
+  host?: string;
+  /** The clock for event timestamps (ms since the epoch). */
+  now?: () => number;
+}
+
+export interface Harpoon {
+  start(): Promise<{ port: number; url: string }>;
+  /** Refuses new work, commits everything admitted, ends streams (subscribers resume elsewhere), closes the pool. Idempotent. */
+  close(): Promise<void>;
+  readonly registry: Registry;
+  /** The newest log id this replica has delivered. */
+  head(): number;
+}
+
+function positiveInt(name: string, value: number, min: number, max: number): number {
+  if (!Number.isInteger(value) || value < min || value > max) throw invalidOption(name, value, `an integer from ${min} to ${max}`);
+  return value;
+}
+
+/**
+ * @example
+ *   const harpoon = createHarpoon({ db: service('harpoon'), tokens: { cloud: process.env.HARPOON_TOKEN! }, port: 0 });
+ *   const { url } = await harpoon.start(); … await harpoon.close();
+ */
+export function createHarpoon(options: HarpoonOptions): Harpoon {
+  const poolSize = positiveInt('poolSize', options.poolSize ?? 4, 2, 64);
+  const maxDelayMs = options.maxDelayMs ?? 2;
+  if (!(maxDelayMs >= 0 && maxDelayMs <= 1000)) throw invalidOption('maxDelayMs', maxDelayMs, 'from 0 to 1000 milliseconds');
+  const maxBatchRows = positiveInt('maxBatchRows', options.maxBatchRows ?? 500, 1, 5000);
+  const maxQueue = positiveInt('maxQueue', options.maxQueue ?? 5000, 1, 1_000_000);
+  const maxReads = positiveInt('maxReads', options.maxReads ?? 256, 1, 100_000);
+  const ringSize = positiveInt('ringSize', options.ringSize ?? 10_000, 0, 1_000_000);
+  const retryAfter = positiveInt('retryAfterSeconds', options.retryAfterSeconds ?? 1, 1, 3600);
+  const heartbeatMs = positiveInt('heartbeatMs', options.heartbeatMs ?? 15_000, 50, 600_000);
+  const maxBufferedBytes = positiveInt('maxBufferedBytes', options.maxBufferedBytes ?? 4 << 20, 1024, 1 << 30);
+  const bodyLimit = positiveInt('bodyLimit', options.bodyLimit ?? 512 * 1024, 1024, 16 << 20);
+  const peerUrls = options.peers ?? [];
+  for (const url of peerUrls) if (typeof url !== 'string' || !/^https?:\/\/[^/]+\/?$/.test(url)) throw invalidOption('peers', url, 'base URLs such as http://127.0.0.1:8100');
+  const replica = options.replica ?? `harpoon-${randomUUID().slice(0, 8)}`;
+  const now = options.now ?? Date.now;
+
+  const log = (options.logger ?? silentLogger()).child({ component: 'harpoon', replica });
+  const registry = options.registry ?? new Registry();
+  // mysql2 connects lazily: creating the pool opens nothing until the first query.
+  const pool = createMysqlPool(options.db, poolSize);
+  const db = (): Pool => pool;
+  const auth = createAuthenticator(options.tokens, (digest) => consolidated(`customer:${digest}`, () => customerByTokenDigest(db(), digest)));
+  const peerToken = options.peerToken ?? Object.values(options.tokens)[0]!;
+
+  let closed = false;
+  let ready = false;
+  let consecutiveIds = true;
+
+  const changeLog = createChangeLog(pool, { ringSize, onQuery: (name) => metrics.statements.inc({ purpose: name }) });
+  const catalog = createCatalog(pool, { onQuery: () => metrics.statements.inc({ purpose: 'catalog' }, 2) });
+
+  // Reads may use all connections but one, so a burst of reads never keeps a batch from committing.
+  let readSlots = poolSize - 1;
+  const readWaiters: Array<() => void> = [];
+  async function withReadSlot<T>(fn: () => Promise<T>): Promise<T> {
+    if (readSlots > 0) readSlots--;
+    else await new Promise<void>((r) => readWaiters.push(r));
+    try {
+      return await fn();
+    } finally {
+      const next = readWaiters.shift();
+      if (next) next();
+      else readSlots++;
+    }
+  }
+  const reads = createConsolidator({ maxInflight: maxReads, onRead: (c) => metrics.reads.inc({ outcome: c ? 'consolidated' : 'query' }) });
+  function consolidated<T>(key: string, read: () => Promise<T>): Promise<T> {
+    return reads.run(key, () => withReadSlot(read));
+  }
+
+  const writer = createGroupCommit<WriteOp, OpOutcome>({
+    maxDelayMs,
+    maxRows: maxBatchRows,
+    maxQueue,
+    onBatch(rows, requests) {
+      metrics.batchRows.observe(rows);
+      metrics.batchRequests.observe(requests);
+    },
+    async write(ops) {
+      const end = metrics.batchSeconds.startTimer();
+      const conn = await db().getConnection();
+      try {
+        const result = await writeBatch(conn, ops, catalog, now(), consecutiveIds);
+        metrics.statements.inc({ purpose: 'write' }, result.statements);
+        for (const c of result.changes) metrics.written.inc({ kind: c.kind });
+        peers.publish(result.changes);
+        changeLog.append(result.changes).catch((err: unknown) => log.error({ err }, 'could not apply a committed batch to the change log'));
+        return result.outcomes;
+      } finally {
+        conn.release();
+        end();
+      }
+    },
+  });
+
+  const metrics = createHarpoonMetrics(registry, {
+    queueDepth: () => writer.depth(),
+    subscribers: () => hub.count(),
+    head: () => changeLog.head(),
+    readsInflight: () => reads.inflight(),
+  });
+
+  const hub = createStreamHub({
+    log: changeLog,
+    readPage: (after, upto, limit) =>
+      consolidated(`log:${after}:${upto}:${limit}`, async () => {
+        metrics.statements.inc({ purpose: 'log_resume' });
+        return readLog(db(), after, upto, limit);
+      }),
+    metrics,
+    heartbeatMs,
+    maxBufferedBytes,
+    onError: (err) => log.warn({ err: (err as Error).message }, 'a subscriber catch-up read failed; it was disconnected and will resume'),
+  });
+
+  const peers = createPeers({ urls: peerUrls, token: peerToken, replica, log: changeLog, metrics, logger: log, heartbeatMs });
+
+  // ---- helpers -------------------------------------------------------------------------------
+
+  function refuseWhileClosing(): void {
+    if (closed) throw harpoonError('HARPOON_ERR_SHUTTING_DOWN', 'this Harpoon replica is shutting down; retry on another one');
+  }
+
+  function backpressure(queue: 'write' | 'read', err: QueueFullError): StranglerError {
+    metrics.backpressure.inc({ queue });
+    return harpoonError('HARPOON_ERR_BACKPRESSURE', `Harpoon is saturated: the ${queue} queue holds ${err.depth} (limit ${err.limit}); nothing of this request was accepted, retry in ${retryAfter} s`);
+  }
+
+  /** Runs `fn` turning queue refusals and database failures into HTTP errors with codes. */
+  async function guarded<T>(ctx: RequestContext, queue: 'write' | 'read', fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof QueueFullError) {
+        ctx.res.setHeader('retry-after', String(retryAfter));
+        throw backpressure(queue, err);
+      }
+      if (err instanceof ClosedError) throw harpoonError('HARPOON_ERR_SHUTTING_DOWN', 'this Harpoon replica is shutting down; retry on another one');
+      if (err instanceof StranglerError) throw err;
+      if (isForeignKeyError(err)) {
+        throw harpoonError('HARPOON_ERR_VALIDATION', 'droplet_id, customer_id or server_id names no existing row; nothing was written', err);
+      }
+      log.warn({ err: (err as Error).message, requestId: ctx.requestId }, 'database failure');
+      throw harpoonError('HARPOON_ERR_UNAVAILABLE', `MySQL failed while serving this request; nothing of it was committed; retry (request ${ctx.requestId})`, err);
+    }
+  }
+
+  function outcomeError(o: OpOutcome): { code: string; message: string } | undefined {
+    return o.ok ? undefined : { code: o.error.code, message: o.error.message };
+  }
+
+  async function readRow(id: number): Promise<EventRow | undefined> {
+    return consolidated(`event:${id}`, async () => {
+      metrics.statements.inc({ purpose: 'read_event' });
+      return (await readEvents(db(), [id]))[0];
+    });
+  }
+
+  // ---- writes --------------------------------------------------------------------------------
+
+  async function createEvents(ctx: RequestContext): Promise<void> {
+    auth.service(ctx.req);
+    refuseWhileClosing();
+    const { items, batch } = parseCreateBody(await readJsonBody(ctx.req, { limit: bodyLimit }));
+    const ops: WriteOp[] = [];
+    for (const input of items) {
+      const regionId = await guarded(ctx, 'read', () => catalog.regionId(input.region));
+      const size = input.args?.size;
+      if (typeof size === 'string') await guarded(ctx, 'read', () => catalog.checkSize(size));
+      ops.push({ kind: 'create', input, regionId });
+    }
+    const outcomes = await guarded(ctx, 'write', () => writer.submit(ops));
+    if (!batch) {
+      const o = outcomes[0]!;
+      if (!o.ok) throw o.error;
+      if (!('create' in o)) throw new Error('create op without a create outcome');
+      sendJson(ctx.res, o.create.duplicate ? 200 : 201, o.create);
+      return;
+    }
+    const results = outcomes.map((o) => ('create' in o ? o.create : { error: outcomeError(o)! }));
+    sendJson(ctx.res, outcomes.every((o) => o.ok) ? 201 : 200, { events: results });
+  }
+
+  async function setStatus(ctx: RequestContext): Promise<void> {
+    auth.service(ctx.req);
+    refuseWhileClosing();
+    const id = parsePathId(ctx.params.id, 'event');
+    const change = parseStatusBody(await readJsonBody(ctx.req, { limit: bodyLimit }), id);
+    const [o] = await guarded(ctx, 'write', () => writer.submit([{ kind: 'change', input: change }]));
+    if (!o!.ok) throw o!.error;
+    if (!('status' in o!)) throw new Error('change op without a status outcome');
+    sendJson(ctx.res, 200, o.status);
+  }
+
+  async function setStatuses(ctx: RequestContext): Promise<void> {
+    auth.service(ctx.req);
+    refuseWhileClosing();
+    const changes = parseStatusBatch(await readJsonBody(ctx.req, { limit: bodyLimit }));
+    const outcomes = await guarded(ctx, 'write', () => writer.submit(changes.map((input) => ({ kind: 'change' as const, input }))));
+    sendJson(ctx.res, 200, {
+      results: outcomes.map((o, i) => ('status' in o ? { id: changes[i]!.id, ...o.status } : { id: changes[i]!.id, error: outcomeError(o)! })),
+    });
+  }
+
+  // ---- reads ---------------------------------------------------------------------------------
+
+  async function getEvent(ctx: RequestContext): Promise<void> {
+    auth.service(ctx.req);
+    const id = parsePathId(ctx.params.id, 'event');
+    const row = await guarded(ctx, 'read', () => readRow(id));
+    if (!row) throw harpoonError('HARPOON_ERR_NOT_FOUND', `event ${id} not found`);
+    sendJson(ctx.res, 200, { event: toEvent(row, catalog) });
+  }
+
+  async function resolveRegions(filter: EventFilter): Promise<number[]> {
+    const ids: number[] = [];
+    for (const slug of filter.regions) ids.push(await catalog.regionId(slug));
+    return ids;
+  }
+
+  async function getEvents(ctx: RequestContext): Promise<void> {
+    auth.service(ctx.req);
+    const params = queryParams(ctx.query, ['region', 'type', 'status', 'unscheduled', 'server_id', 'after', 'limit']);
+    const filter = parseFilter(params);
+    const after = intParam(params, 'after', 0, Number.MAX_SAFE_INTEGER) ?? 0;
+    const limit = intParam(params, 'limit', 1, 1000) ?? 100;
+    const regionIds = await guarded(ctx, 'read', () => resolveRegions(filter));
+    // The cursor is read before the rows: a stream started from it misses nothing (it may repeat what the list shows).
+    const cursor = changeLog.head();
+    const key = JSON.stringify(['list', regionIds, [...filter.types], [...filter.statuses], filter.unscheduled, filter.serverId ?? null, after, limit]);
+    const rows = await guarded(ctx, 'read', () =>
+      consolidated(key, async () => {
+        metrics.statements.inc({ purpose: 'list_events' });
+        return listEvents(db(), filter, regionIds, after, limit);
+      }),
+    );
+    sendJson(ctx.res, 200, {
+      events: rows.map((r) => toEvent(r, catalog)),
+      next_after: rows.length === limit ? Number(rows.at(-1)!.id) : null,
+      cursor,
+    });
+  }
+
+  async function getAction(ctx: RequestContext): Promise<void> {
+    const caller = await guarded(ctx, 'read', () => auth.any(ctx.req));
+    const id = parsePathId(ctx.params.id, 'action');
+    const row = await guarded(ctx, 'read', () => readRow(id));
+    // Another customer's action answers exactly like one that does not exist.
+    if (!row || (caller.kind === 'customer' && row.customer_id !== caller.id)) throw harpoonError('HARPOON_ERR_NOT_FOUND', `action ${id} not found`);
+    sendJson(ctx.res, 200, { action: toAction(row, catalog) });
+  }
+
+  async function actionList(ctx: RequestContext, caller: Caller, path: string, dropletId?: number): Promise<void> {
+    const params = queryParams(ctx.query, ['page', 'per_page']);
+    const page = intParam(params, 'page', 1, 1_000_000) ?? 1;
+    const perPage = intParam(params, 'per_page', 1, 200) ?? 20;
+    const scope = { ...(caller.kind === 'customer' ? { customerId: caller.id } : {}), ...(dropletId === undefined ? {} : { dropletId }) };
+    const key = JSON.stringify(['actions', scope, page, perPage]);
+    const { rows, total } = await guarded(ctx, 'read', () =>
+      consolidated(key, async () => {
+        metrics.statements.inc({ purpose: 'list_actions' }, 2);
+        return listActions(db(), scope, perPage, (page - 1) * perPage);
+      }),
+    );
+    sendJson(ctx.res, 200, { actions: rows.map((r) => toAction(r, catalog)), links: pageLinks(path, page, perPage, total), meta: { total } });
+  }
+
+  async function getActions(ctx: RequestContext): Promise<void> {
+    const caller = await guarded(ctx, 'read', () => auth.any(ctx.req));
+    await actionList(ctx, caller, '/v2/actions');
+  }
+
+  async function getDropletActions(ctx: RequestContext): Promise<void> {
+    const caller = await guarded(ctx, 'read', () => auth.any(ctx.req));
+    const dropletId = parsePathId(ctx.params.id, 'droplet');
+    await actionList(ctx, caller, `/v2/droplets/${dropletId}/actions`, dropletId);
+  }
+
+  // ---- stream --------------------------------------------------------------------------------
+
+  async function stream(ctx: RequestContext): Promise<void> {
+    auth.service(ctx.req);
+    refuseWhileClosing();
+    const params = queryParams(ctx.query, ['cursor', 'region', 'type', 'status', 'unscheduled', 'server_id']);
+    const filter = parseFilter(params);
+    await guarded(ctx, 'read', () => resolveRegions(filter));
+    const header = ctx.req.headers['last-event-id'];
+    let cursor: number;
+    if (typeof header === 'string' && header.trim() !== '') {
+      if (!/^[0-9]{1,16}$/.test(header.trim())) throw harpoonError('HARPOON_ERR_INVALID_QUERY', 'Last-Event-ID must be a cursor (a non-negative integer)');
+      cursor = Number(header.trim());
+    } else {
+      cursor = intParam(params, 'cursor', 0, Number.MAX_SAFE_INTEGER) ?? changeLog.head();
+    }
+    if (cursor > changeLog.head()) {
+      // A cursor from a peer that committed a moment ago: read what it committed before deciding.
+      await guarded(ctx, 'read', () => changeLog.catchUp());
+      if (cursor > changeLog.head()) {
+        throw harpoonError('HARPOON_ERR_CURSOR_AHEAD', `cursor ${cursor} is beyond the newest change (${changeLog.head()}); resume from a cursor a stream gave you`);
+      }
+    }
+    hub.open(ctx.req, ctx.res, filter, cursor, replica);
+  }
+
+  function peerStream(ctx: RequestContext): void {
+    auth.service(ctx.req);
+    refuseWhileClosing();
+    peers.accept(ctx.res);
+  }
+
+  const routes = createRouter()
+    .add('POST', '/v1/events', createEvents)
+    .add('GET', '/v1/events', getEvents)
+    .add('POST', '/v1/events/status', setStatuses)
+    .add('GET', '/v1/events/:id', getEvent)
+    .add('POST', '/v1/events/:id/status', setStatus)
+    .add('GET', '/v1/stream', stream)
+    .add('GET', PEER_PATH, peerStream)
+    .add('GET', '/v2/actions', getActions)
+    .add('GET', '/v2/actions/:id', getAction)
+    .add('GET', '/v2/droplets/:id/actions', getDropletActions);
+
+  const http = createHttpService({
+    name: 'harpoon',
+    router: routes,
+    registry,
+    logger: log,
+    port: options.port,
+    host: options.host,
+    ready: () => ready && !closed,
+  });
+
+  let closing: Promise<void> | undefined;
+  return {
+    registry,
+    head: () => changeLog.head(),
+    async start() {
+      try {
+        consecutiveIds = (await autoincLockMode(db())) !== 2;
+        if (!consecutiveIds) log.warn('innodb_autoinc_lock_mode = 2: creates in a batch are inserted one statement each');
+        await catalog.load();
+        await changeLog.init();
+      } catch (err) {
+        closed = true;
+        await pool.end().catch(() => {});
+        throw err;
+      }
+      const address = await http.start();
+      peers.start();
+      ready = true;
+      log.info({ url: address.url, head: changeLog.head(), peers: peerUrls.length }, 'harpoon started');
+      return address;
+    },
+    close() {
+      closing ??= (async () => {
+        closed = true;
+        ready = false;
+        const httpClosed = http.close();
+        hub.closeAll();
+        peers.close();
+        await writer.drain();
+        await httpClosed;
+        await pool.end().catch(() => {});
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,75 @@
+/**
+ * Runs one Harpoon replica from the environment:
+ *   HARPOON_MYSQL_URL     mysql://harpoon:<password>@host:port/<database> (required)
+ *   HARPOON_TOKENS        service tokens, name=token[,name=token…] (required; each token ≥ 16 characters)
+ *   HARPOON_PEERS         the other replicas' base URLs, comma-separated (default: none)
+ *   HARPOON_REPLICA       this replica's name in logs (default: random)
+ *   PORT                  listen port (default 8100; 0 picks a free one)
+ *   HOST                  listen address (default 127.0.0.1)
+ *   HARPOON_POOL_SIZE     MySQL connections (default 4)
+ *   HARPOON_MAX_QUEUE     write-queue bound before 429 (default 5000)
+ *   HARPOON_MAX_DELAY_MS  group-commit delay (default 2)
+ *   HARPOON_MAX_BATCH     items per transaction (default 500)
+ *   LOG_LEVEL             pino level (default info)
+ *
+ *   HARPOON_MYSQL_URL=mysql://harpoon:…@127.0.0.1:3306/strangler_demo HARPOON_TOKENS=cloud=… \
+ *     node --import tsx harpoon/main.ts
+ */
+import { parseMysqlUrl } from '../lib/db/config.ts';
+import { StranglerError, invalidOption } from '../lib/errors.ts';
+import { createLogger } from '../lib/logger.ts';
+import { createHarpoon } from './create-harpoon.ts';
+
+const logger = createLogger({ name: 'harpoon' });
+
+function parseTokens(raw: string | undefined): Record<string, string> {
+  if (!raw) throw invalidOption('HARPOON_TOKENS', '(not shown)', 'name=token[,name=token…]');
+  const tokens: Record<string, string> = {};
+  for (const pair of raw.split(',')) {
+    const eq = pair.indexOf('=');
+    if (eq < 1) throw invalidOption('HARPOON_TOKENS', '(not shown)', 'name=token[,name=token…]');
+    tokens[pair.slice(0, eq).trim()] = pair.slice(eq + 1).trim();
+  }
+  return tokens;
+}
+
+function intEnv(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n)) throw invalidOption(name, raw, 'a number');
+  return n;
+}
+
+async function main(): Promise<void> {
+  const env = process.env;
+  const url = env.HARPOON_MYSQL_URL;
+  if (!url) throw invalidOption('HARPOON_MYSQL_URL', url, 'mysql://harpoon:<password>@host:port/<database>');
+  const port = intEnv('PORT', 8100);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw invalidOption('PORT', env.PORT, 'an integer from 0 to 65535');
+  const harpoon = createHarpoon({
+    db: parseMysqlUrl(url),
+    tokens: parseTokens(env.HARPOON_TOKENS),
+    peers: (env.HARPOON_PEERS ?? '').split(',').map((s) => s.trim()).filter((s) => s !== ''),
+    ...(env.HARPOON_REPLICA ? { replica: env.HARPOON_REPLICA } : {}),
+    poolSize: intEnv('HARPOON_POOL_SIZE', 4),
+    maxQueue: intEnv('HARPOON_MAX_QUEUE', 5000),
+    maxDelayMs: intEnv('HARPOON_MAX_DELAY_MS', 2),
+    maxBatchRows: intEnv('HARPOON_MAX_BATCH', 500),
+    port,
+    host: env.HOST ?? '127.0.0.1',
+    logger,
+  });
+  const stop = () => {
+    void harpoon.close().then(() => process.exit(0));
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  await harpoon.start();
+}
+
+main().catch((err: unknown) => {
+  const code = err instanceof StranglerError ? err.code : 'HARPOON_ERR_INTERNAL';
+  logger.fatal({ code, err: err instanceof Error ? err.message : String(err) }, 'harpoon failed to start');
+  process.exitCode = 1;
+});

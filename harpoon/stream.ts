@@ -1,0 +1,186 @@
+/**
+ * GET /v1/stream: every committed change, in cursor order, as Server-Sent
+ * Events, filtered per subscriber. Protocol: harpoon/README.md.
+ *
+ * A subscriber starts from its cursor (Last-Event-ID, else ?cursor=, else
+ * "now"): entries still in memory are written at once; older ones are read
+ * from event_log page by page (identical pages for many reconnecting
+ * subscribers are one query). The switch from catch-up to live happens in
+ * one synchronous step, so nothing falls between the two and nothing is
+ * written twice. Live subscribers are indexed by region, so a change costs
+ * work only for the subscribers that want its region.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ChangeLog } from './change-log.ts';
+import type { HarpoonMetrics } from './metrics.ts';
+import type { Change } from './types.ts';
+import { matches, type EventFilter } from './validate.ts';
+
+export const STREAM_RETRY_MS = 1000;
+const PAGE = 1000;
+
+interface Subscriber {
+  res: ServerResponse;
+  filter: EventFilter;
+  /** During catch-up: the last cursor written (or skipped). Live subscribers are at the log's head. */
+  cursor: number;
+  live: boolean;
+  closed: boolean;
+}
+
+export interface StreamHub {
+  open(req: IncomingMessage, res: ServerResponse, filter: EventFilter, cursor: number, label: string): void;
+  count(): number;
+  closeAll(): void;
+}
+
+export function frame(change: Change): string {
+  return `id: ${change.cursor}\ndata: ${JSON.stringify(change)}\n\n`;
+}
+
+/** Tells an idle subscriber how far it is: a filtered stream resumes from here, not from its last matching change. */
+export function cursorFrame(cursor: number): string {
+  return `id: ${cursor}\nevent: cursor\ndata: {"cursor":${cursor}}\n\n`;
+}
+
+export function createStreamHub(options: {
+  log: ChangeLog;
+  readPage(after: number, upto: number, limit: number): Promise<Change[]>;
+  metrics: HarpoonMetrics;
+  heartbeatMs: number;
+  maxBufferedBytes: number;
+  onError(err: unknown): void;
+}): StreamHub {
+  const { log, metrics } = options;
+  const all = new Set<Subscriber>();
+  /** Live subscribers by region slug; '*' holds those without a region filter. */
+  const byRegion = new Map<string, Set<Subscriber>>();
+
+  function index(sub: Subscriber): void {
+    const keys = sub.filter.regions.size > 0 ? [...sub.filter.regions] : ['*'];
+    for (const k of keys) {
+      let set = byRegion.get(k);
+      if (!set) byRegion.set(k, (set = new Set()));
+      set.add(sub);
+    }
+  }
+
+  function unindex(sub: Subscriber): void {
+    const keys = sub.filter.regions.size > 0 ? [...sub.filter.regions] : ['*'];
+    for (const k of keys) byRegion.get(k)?.delete(sub);
+  }
+
+  function drop(sub: Subscriber): void {
+    if (sub.closed) return;
+    sub.closed = true;
+    all.delete(sub);
+    unindex(sub);
+  }
+
+  /** False when the subscriber is gone or was cut off for not reading. */
+  function write(sub: Subscriber, text: string): boolean {
+    const res = sub.res;
+    if (sub.closed || res.writableEnded || res.destroyed) {
+      drop(sub);
+      return false;
+    }
+    if (res.writableLength > options.maxBufferedBytes) {
+      metrics.slowCutoffs.inc();
+      drop(sub);
+      res.destroy();
+      return false;
+    }
+    res.write(text);
+    return true;
+  }
+
+  log.onAppend((entries) => {
+    let frames = 0;
+    for (const change of entries) {
+      const text = frame(change);
+      for (const key of [change.event.region, '*']) {
+        const set = byRegion.get(key);
+        if (!set) continue;
+        for (const sub of set) {
+          if (!matches(sub.filter, change.event)) continue;
+          if (write(sub, text)) frames++;
+        }
+      }
+    }
+    if (frames > 0) metrics.framesWritten.inc(frames);
+    const done = Date.now();
+    for (const change of entries) {
+      const committed = Date.parse(change.committed_at);
+      if (Number.isFinite(committed)) metrics.deliveryLag.observe(Math.max(0, done - committed) / 1000);
+    }
+  });
+
+  function writeCatchUp(sub: Subscriber, entries: Change[]): boolean {
+    for (const change of entries) {
+      if (change.cursor <= sub.cursor) continue;
+      if (matches(sub.filter, change.event) && !write(sub, frame(change))) return false;
+      sub.cursor = change.cursor;
+    }
+    return true;
+  }
+
+  async function catchUp(sub: Subscriber): Promise<void> {
+    for (;;) {
+      if (sub.closed) return;
+      const memory = log.fromMemory(sub.cursor);
+      if (memory) {
+        // Synchronous from here to `live`: no append can run in between.
+        if (!writeCatchUp(sub, memory)) return;
+        sub.live = true;
+        index(sub);
+        return;
+      }
+      const upto = log.head();
+      const page = await options.readPage(sub.cursor, upto, PAGE);
+      if (!writeCatchUp(sub, page)) return;
+      if (page.length < PAGE) sub.cursor = Math.max(sub.cursor, upto);
+      if (sub.res.writableLength > options.maxBufferedBytes / 2) {
+        await new Promise<void>((resolve) => {
+          sub.res.once('drain', resolve);
+          sub.res.once('close', resolve);
+        });
+      }
+    }
+  }
+
+  const heartbeat = setInterval(() => {
+    const text = cursorFrame(log.head());
+    for (const sub of all) if (sub.live) write(sub, text);
+  }, options.heartbeatMs);
+  heartbeat.unref();
+
+  return {
+    open(req, res, filter, cursor, label) {
+      res.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-cache, no-transform',
+        connection: 'keep-alive',
+        'x-accel-buffering': 'no',
+      });
+      res.on('error', () => {});
+      req.socket.setNoDelay(true);
+      res.write(`retry: ${STREAM_RETRY_MS}\n: harpoon ${label}, from cursor ${cursor}\n\n`);
+      const sub: Subscriber = { res, filter, cursor, live: false, closed: false };
+      all.add(sub);
+      res.on('close', () => drop(sub));
+      catchUp(sub).catch((err: unknown) => {
+        options.onError(err);
+        drop(sub);
+        res.destroy();
+      });
+    },
+    count: () => all.size,
+    closeAll() {
+      clearInterval(heartbeat);
+      for (const sub of [...all]) {
+        drop(sub);
+        sub.res.end();
+      }
+    },
+  };
+}
