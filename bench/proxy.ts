@@ -1,38 +1,57 @@
 /**
  * `npm run bench:proxy`: the proxy against a bare Node `http` pass-through,
- * measured in one run on the same upstream, and http-proxy-3 against the
- * original http-proxy while the latter is installed (a devDependency kept
- * for this comparison only).
+ * measured in one run on the same upstream; the proxy on its default (pipe)
+ * engine, on http-proxy-3, and on the original http-proxy while the latter
+ * is installed (a devDependency kept for this comparison only).
  *
  * Every server runs in its own process (upstream, bare pass-through, one
- * proxy per library); autocannon drives them from this process with 50
- * keep-alive connections, in alternating rounds of a fixed duration, and
- * latencies are taken from autocannon's per-response timings (sub-ms, not
- * its 1 ms histogram). Each round runs every candidate twice: saturated
- * (requests/s, the ratio proxy/bare, goal >= 0.9) and paced at a fixed
- * rate with the same 50 connections (p50/p99 without queueing: the added
- * p99, goal < 1 ms). Saturated latency is mostly queueing, so its added
- * p99 is reported too but not judged. Prints ONE JSON object of medians.
+ * proxy per engine), and so does the load generator: wrk when it is
+ * installed (C, one thread: it leaves the 2 cores to the servers), else
+ * autocannon in this process. 50 keep-alive connections, in rounds of a
+ * fixed duration; each round runs every candidate in turn, the order
+ * reversed every other round, the proxy right next to the bare pass-through
+ * so each pair shares the machine's conditions. Each round runs every
+ * candidate twice: saturated (requests/s; the ratio to the bare pass-through
+ * in the same round, goal >= 0.9, reported as the median over rounds) and
+ * paced at a fixed rate with the same 50 connections (p50/p99 without
+ * queueing: the added p99, goal < 1 ms). Saturated latency is mostly
+ * queueing, so its added p99 is reported too but not judged. CPU time per
+ * request of each server process (and of the upstream) is read from
+ * /proc during the saturated phase: on a shared machine it moves less than
+ * requests/s do. Prints ONE JSON object of medians.
  *
- *   npm run bench:proxy                       # 3 rounds x 10 s per candidate
+ *   npm run bench:proxy                       # 5 rounds x 5 s per candidate and phase
  *   npm run bench:proxy -- --duration 5 --rounds 1 --connections 50 --rate 1000
+ *   npm run bench:proxy -- --generator autocannon   # even where wrk is installed
+ *   npm run bench:proxy -- --workers 2        # adds the proxy as a node:cluster of 2 workers
  *
  * The proxy is measured doing real work, with its default options: route
  * matching, a canary at 50% sticky by the path's :id (10,000 distinct ids),
  * metrics, X-Request-Id, a response timer per request.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 
-type Role = 'upstream' | 'bare' | 'http-proxy-3' | 'http-proxy';
+type Role = 'upstream' | 'bare' | 'pipe' | 'http-proxy-3' | 'http-proxy' | 'cluster';
 const SELF = fileURLToPath(import.meta.url);
 /** Distinct sticky keys the load cycles through (an active customer base, or a region's hypervisors). */
 const KEYS = 10_000;
+const STATES = { 'droplet-api': { mode: 'canary' as const, percent: 50 } };
+const routesFor = (upstream: string) => ({
+  'droplet-api': { legacy: [upstream], new: [upstream], routes: [{ method: 'GET', path: '/v2/droplets/:id', stickyBy: { param: 'id' } }] },
+});
 const BODY = JSON.stringify({ droplet: { id: 3164444, name: 'example.com', memory: 1024, vcpus: 1, disk: 25, status: 'active', region: { slug: 'nyc1' } } });
+
+function textArg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i === -1 ? undefined : process.argv[i + 1];
+}
 
 function arg(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -78,26 +97,28 @@ async function serve(role: Role, upstream: string): Promise<void> {
         req.pipe(up);
       }),
     );
+  } else if (role === 'cluster') {
+    const { createProxyCluster } = await import('../proxy/cluster.ts');
+    const cluster = createProxyCluster({
+      workers: Number(textArg('workers') ?? 2),
+      routes: routesFor(upstream),
+      stateFactory: { module: new URL('../proxy/static-state.ts', import.meta.url).href, export: 'createStaticState', options: STATES },
+    });
+    ({ port } = await cluster.start());
   } else {
     const { createProxy } = await import('../proxy/create-proxy.ts');
     const { createStaticState } = await import('../proxy/static-state.ts');
-    let engine;
-    if (role === 'http-proxy') {
-      const httpProxy = (await import('http-proxy')).default;
-      engine = ((o: { xfwd: boolean; toProxy: boolean }) => httpProxy.createProxyServer({ xfwd: o.xfwd, toProxy: o.toProxy })) as never;
-    }
-    const proxy = createProxy({
-      routes: { 'droplet-api': { legacy: [upstream], new: [upstream], routes: [{ method: 'GET', path: '/v2/droplets/:id', stickyBy: { param: 'id' } }] } },
-      state: createStaticState({ 'droplet-api': { mode: 'canary', percent: 50 } }),
-      ...(engine ? { engine } : {}),
-    });
+    const { httpProxy3Engine, httpProxyApi } = await import('../proxy/engine.ts');
+    // 'pipe' is the proxy's default engine: no option.
+    const engine = role === 'http-proxy-3' ? httpProxy3Engine : role === 'http-proxy' ? httpProxyApi((await import('http-proxy')).default.createProxyServer) : undefined;
+    const proxy = createProxy({ routes: routesFor(upstream), state: createStaticState(STATES), ...(engine ? { engine } : {}) });
     ({ port } = await proxy.start());
   }
   process.send!({ port });
 }
 
-function start(role: Role, upstream = ''): Promise<{ child: ChildProcess; url: string }> {
-  const child = fork(SELF, ['--role', role, '--upstream', upstream], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+function start(role: Role, upstream = '', extra: string[] = []): Promise<{ child: ChildProcess; url: string }> {
+  const child = fork(SELF, ['--role', role, '--upstream', upstream, ...extra], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
   return new Promise((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`${role} exited with ${code} before listening`)));
     child.once('message', (m: { port: number }) => resolve({ child, url: `http://127.0.0.1:${m.port}` }));
@@ -110,6 +131,44 @@ interface Round {
   p99_ms: number;
   errors: number;
   non2xx: number;
+  /** CPU time (user + system) of the server's processes per request, in µs; the upstream's separately. */
+  cpu_us_per_req?: number;
+  upstream_cpu_us_per_req?: number;
+  /** This round's rps over the bare pass-through's in the same round. */
+  ratio_vs_bare?: number;
+}
+
+const TICK_US = (() => {
+  try {
+    return 1e6 / Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+  } catch {
+    return 1e4;
+  }
+})();
+
+/** A process and its descendants (a cluster's workers), from /proc. */
+function tree(pid: number): number[] {
+  try {
+    const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    return [pid, ...kids.flatMap(tree)];
+  } catch {
+    return [pid];
+  }
+}
+
+/** CPU time used so far by these processes, in µs (undefined where /proc is not there). */
+function cpuUs(pids: number[]): number | undefined {
+  let ticks = 0;
+  try {
+    for (const pid of pids) {
+      // Fields after the command name (which may hold spaces): utime is the 12th, stime the 13th.
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    }
+  } catch {
+    return undefined;
+  }
+  return ticks * TICK_US;
 }
 
 function percentile(sorted: Float64Array, p: number): number {
@@ -213,6 +272,50 @@ async function load(url: string, connections: number, seconds: number): Promise<
   };
 }
 
+/** wrk's Lua side: the same cycling ids as autocannon's, and one JSON line of figures at the end. */
+const WRK_SCRIPT = `
+local i = 0
+request = function()
+  i = (i + 1) % ${KEYS}
+  return wrk.format("GET", "/v2/droplets/" .. i)
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('\\nWRK_JSON {"requests":%d,"duration_us":%d,"errors":%d,"non2xx":%d,"p50_us":%d,"p99_us":%d}\\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status, latency:percentile(50), latency:percentile(99)))
+end
+`;
+
+function hasWrk(): boolean {
+  try {
+    execFileSync('wrk', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch (err) {
+    // wrk --version exits 1 after printing its version; only a missing binary is ENOENT.
+    return (err as NodeJS.ErrnoException).code !== 'ENOENT';
+  }
+}
+
+async function wrkLoad(script: string, url: string, connections: number, seconds: number): Promise<Round> {
+  const child = spawn('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--timeout', '5s', '-s', script, url], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', resolve);
+  });
+  const line = /WRK_JSON (\{.*\})/.exec(out);
+  if (code !== 0 || !line) throw new Error(`wrk exited with ${code}: ${out.slice(-500)}`);
+  const r = JSON.parse(line[1]!) as { requests: number; duration_us: number; errors: number; non2xx: number; p50_us: number; p99_us: number };
+  return {
+    rps: Math.round(r.requests / (r.duration_us / 1e6)),
+    p50_ms: r.p50_us / 1000,
+    p99_ms: r.p99_us / 1000,
+    errors: r.errors,
+    non2xx: r.non2xx,
+  };
+}
+
 function median(values: number[]): number {
   const s = [...values].sort((a, b) => a - b);
   const m = Math.floor(s.length / 2);
@@ -221,9 +324,20 @@ function median(values: number[]): number {
 
 async function main(): Promise<void> {
   const connections = arg('connections', 50);
-  const seconds = arg('duration', 10);
-  const rounds = arg('rounds', 3);
+  const seconds = arg('duration', 5);
+  const rounds = arg('rounds', 5);
   const rate = arg('rate', 1000);
+  const workers = textArg('workers') === undefined ? 0 : arg('workers', 2);
+  const generatorArg = textArg('generator');
+  if (generatorArg !== undefined && generatorArg !== 'wrk' && generatorArg !== 'autocannon') {
+    console.error('--generator must be wrk or autocannon');
+    process.exit(2);
+  }
+  const generator = generatorArg ?? (hasWrk() ? 'wrk' : 'autocannon');
+  if (generator === 'wrk' && !hasWrk()) {
+    console.error('--generator wrk: wrk is not installed (apt-get install wrk), or leave the option out to use autocannon');
+    process.exit(2);
+  }
   const loadAtStart = Math.round(os.loadavg()[0]! * 100) / 100;
   let haveHttpProxy = true;
   try {
@@ -231,26 +345,49 @@ async function main(): Promise<void> {
   } catch {
     haveHttpProxy = false;
   }
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'bench-proxy-'));
+  const script = path.join(dir, 'load.lua');
+  writeFileSync(script, WRK_SCRIPT);
+  const saturate = (url: string, s: number) => (generator === 'wrk' ? wrkLoad(script, url, connections, s) : load(url, connections, s));
+
   const up = await start('upstream');
+  // The default proxy runs right after the bare pass-through (and right before it in reversed rounds).
+  const roles: Role[] = ['bare', 'pipe', 'http-proxy-3', ...(haveHttpProxy ? (['http-proxy'] as const) : []), ...(workers ? (['cluster'] as const) : [])];
   const candidates: Array<{ name: Role; url: string; child: ChildProcess }> = [];
-  for (const role of ['bare', 'http-proxy-3', ...(haveHttpProxy ? (['http-proxy'] as const) : [])] as Role[]) {
-    candidates.push({ name: role, ...(await start(role, up.url)) });
-  }
+  for (const role of roles) candidates.push({ name: role, ...(await start(role, up.url, role === 'cluster' ? ['--workers', String(workers)] : [])) });
   const results = new Map<Role, Round[]>(candidates.map((c) => [c.name, []]));
   const paced = new Map<Role, Round[]>(candidates.map((c) => [c.name, []]));
   try {
-    // Warm-up: JIT, keep-alive pools, agent sockets.
-    for (const c of candidates) await load(c.url, connections, Math.min(2, seconds));
+    // Warm-up: JIT, keep-alive pools, agent sockets, the sticky-decision cache (every id once).
+    for (const c of candidates) await saturate(c.url, Math.min(3, seconds));
     for (let r = 0; r < rounds; r++) {
       // Alternate the order each round so no candidate always runs first (or hottest).
       const order = r % 2 === 0 ? candidates : [...candidates].reverse();
-      for (const c of order) results.get(c.name)!.push(await load(c.url, connections, seconds));
+      for (const c of order) {
+        const pids = tree(c.child.pid!);
+        const before = [cpuUs(pids), cpuUs([up.child.pid!])];
+        const round = await saturate(c.url, seconds);
+        const after = [cpuUs(pids), cpuUs([up.child.pid!])];
+        const requests = round.rps * seconds;
+        if (before[0] !== undefined && after[0] !== undefined && requests > 0) {
+          round.cpu_us_per_req = Math.round((after[0] - before[0]) / requests);
+          round.upstream_cpu_us_per_req = Math.round((after[1]! - before[1]!) / requests);
+        }
+        results.get(c.name)!.push(round);
+      }
+      const bareRps = results.get('bare')![r]!.rps;
+      for (const c of candidates) results.get(c.name)![r]!.ratio_vs_bare = Math.round((results.get(c.name)![r]!.rps / bareRps) * 1000) / 1000;
       // The same connections at a fixed total rate well below saturation: latency without queueing.
       for (const c of order) paced.get(c.name)!.push(await pacedLoad(c.url, connections, seconds, rate));
     }
   } finally {
     for (const c of [...candidates, up]) c.child.kill('SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
   }
+  const cpu = (rs: Round[], key: 'cpu_us_per_req' | 'upstream_cpu_us_per_req') => {
+    const v = rs.map((r) => r[key]).filter((x): x is number => x !== undefined);
+    return v.length ? median(v) : null;
+  };
   const summary = (name: Role) => {
     const rs = results.get(name)!;
     const ps = paced.get(name)!;
@@ -258,6 +395,8 @@ async function main(): Promise<void> {
       rps: median(rs.map((r) => r.rps)),
       p50_ms: median(rs.map((r) => r.p50_ms)),
       p99_ms: median(rs.map((r) => r.p99_ms)),
+      cpu_us_per_req: cpu(rs, 'cpu_us_per_req'),
+      upstream_cpu_us_per_req: cpu(rs, 'upstream_cpu_us_per_req'),
       at_fixed_rate: { rate, rps: median(ps.map((r) => r.rps)), p50_ms: median(ps.map((r) => r.p50_ms)), p99_ms: median(ps.map((r) => r.p99_ms)) },
       errors: [...rs, ...ps].reduce((n, r) => n + r.errors + r.non2xx, 0),
       rounds: rs,
@@ -265,15 +404,16 @@ async function main(): Promise<void> {
     };
   };
   const bare = summary('bare');
-  const vsBare = (name: Role) => {
+  const vsBare = (name: Role, engine: string) => {
     const s = summary(name);
-    const ratio = Math.round((s.rps / bare.rps) * 1000) / 1000;
+    const ratio = median(results.get(name)!.map((r) => r.ratio_vs_bare!));
     const addedP99 = Math.round((s.at_fixed_rate.p99_ms - bare.at_fixed_rate.p99_ms) * 1000) / 1000;
     const addedP99Saturated = Math.round((s.p99_ms - bare.p99_ms) * 1000) / 1000;
     return {
-      library: name,
+      engine,
       ...s,
       ratio_vs_bare: ratio,
+      cpu_ratio_vs_bare: s.cpu_us_per_req && bare.cpu_us_per_req ? Math.round((s.cpu_us_per_req / bare.cpu_us_per_req) * 100) / 100 : null,
       added_p99_ms: addedP99,
       added_p99_ms_saturated: addedP99Saturated,
       meets_goals: ratio >= 0.9 && addedP99 < 1,
@@ -286,22 +426,28 @@ async function main(): Promise<void> {
       duration_s: seconds,
       rounds,
       pipelining: 1,
-      warmup_s: Math.min(2, seconds),
+      warmup_s: Math.min(3, seconds),
       fixed_rate_rps: rate,
       phases: 'per round and candidate: saturated (as fast as 50 connections go) for rps and ratio, then paced at fixed_rate_rps for added p99 (latency without queueing)',
-      load_generator: 'saturated: autocannon (this process), latencies from its per-response timer; paced: a loop of http.request over 50 keep-alive connections, each timed',
+      load_generator:
+        generator === 'wrk'
+          ? 'saturated: wrk -t1 (its own process), latencies from its µs histogram; paced: a loop of http.request over 50 keep-alive connections, each timed'
+          : 'saturated: autocannon (this process), latencies from its per-response timer; paced: a loop of http.request over 50 keep-alive connections, each timed',
+      generator,
       upstream: `separate process, ${Buffer.byteLength(BODY)}-byte JSON, keep-alive`,
       proxy_work: `route match, canary 50% sticky by :id (${KEYS} distinct ids, cycling), request and upstream metrics, x-request-id, response timer`,
       node: process.version,
       cpus: os.cpus().length,
-      statistic: 'median of rounds',
+      statistic: 'ratio_vs_bare: median over rounds of (rps / the bare rps of the same round); other figures: median of rounds; cpu_us_per_req from /proc (user + system) during the saturated phase',
     },
     goals: { ratio_vs_bare_min: 0.9, added_p99_ms_max: 1 },
     // This machine may be shared: the 1-minute load average before and after the run says how much.
     machine_load_avg_1m: { start: loadAtStart, end: Math.round(os.loadavg()[0]! * 100) / 100 },
     bare,
-    proxy: vsBare('http-proxy-3'),
-    ...(haveHttpProxy ? { http_proxy_original: vsBare('http-proxy') } : {}),
+    proxy: vsBare('pipe', 'pipe (default: http.request over keep-alive agents, proxy/pipe-engine.ts)'),
+    proxy_on_http_proxy_3: vsBare('http-proxy-3', 'http-proxy-3'),
+    ...(haveHttpProxy ? { proxy_on_http_proxy: vsBare('http-proxy', 'http-proxy (original)') } : {}),
+    ...(workers ? { proxy_cluster: { workers, ...vsBare('cluster', `pipe, node:cluster of ${workers} workers (not like for like: more than one process)`) } } : {}),
   };
   process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
 }

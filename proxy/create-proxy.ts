@@ -2,7 +2,6 @@ import { createHash, randomUUID } from 'node:crypto';
 import { createServer, type ClientRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { Readable } from 'node:stream';
 import { Registry } from 'prom-client';
 import { goesNew } from '../lib/cutover/decide.ts';
 import type { FeatureStateSource, Routing } from '../lib/cutover/types.ts';
@@ -11,7 +10,7 @@ import { sendError, sendJson } from '../lib/http/respond.ts';
 import { createRouter } from '../lib/http/router.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
 import type { CompareRules } from './compare.ts';
-import { httpProxy3Engine, type EngineFactory, type EngineTarget, type ProxyEngine } from './engine.ts';
+import { defaultEngine, type EngineFactory, type EngineTarget, type ProxyEngine } from './engine.ts';
 import { proxyStatus, type ProxyErrorCode } from './errors.ts';
 import { createProxyMetrics, RouteMetrics, type Side } from './metrics.ts';
 import { compileRouteTable, type CompiledRoute, type RouteTable } from './route-table.ts';
@@ -59,7 +58,11 @@ export interface ProxyOptions {
    * 10% of a bare pass-through's CPU per request (bench/proxy.ts).
    */
   xForwarded?: boolean;
-  /** The http-proxy implementation (http-proxy-3 by default); bench/proxy.ts swaps in the original to compare. */
+  /**
+   * What forwards each attempt: the pipe engine by default (see engine.ts for
+   * why); `httpProxy3Engine`, or `httpProxyApi(...)` over another http-proxy
+   * library, plug in instead (bench/proxy.ts measures all three).
+   */
   engine?: EngineFactory;
 }
 
@@ -98,6 +101,8 @@ const DECISION_CACHE_SIZE = 100_000;
 const CTX = Symbol('strangler.proxy.ctx');
 
 interface Ctx {
+  readonly req: ProxiedRequest;
+  readonly res: ServerResponse;
   readonly requestId: string;
   readonly started: number;
   readonly method: string;
@@ -123,6 +128,8 @@ interface Ctx {
 }
 
 type ProxiedRequest = IncomingMessage & { [CTX]?: Ctx };
+/** An upstream answer, tagged with its exchange for the shared 'close' listener. */
+type ProxiedResponse = IncomingMessage & { [CTX]?: Ctx };
 
 function positiveInt(name: string, value: unknown, fallback: number, min: number, max: number): number {
   const v = value ?? fallback;
@@ -215,7 +222,7 @@ export function createProxy(options: ProxyOptions): Proxy {
   if (options.onShadowSample !== undefined && typeof options.onShadowSample !== 'function') throw invalidOption('onShadowSample', typeof options.onShadowSample, 'a function');
   const xForwarded = options.xForwarded ?? false;
   if (typeof xForwarded !== 'boolean') throw invalidOption('xForwarded', options.xForwarded, 'true or false');
-  const makeEngine = options.engine ?? httpProxy3Engine;
+  const makeEngine = options.engine ?? defaultEngine;
   if (typeof makeEngine !== 'function') throw invalidOption('engine', typeof options.engine, 'a function returning an http-proxy server');
   const registry = options.registry ?? new Registry();
   if (typeof registry?.metrics !== 'function' || typeof registry.registerMetric !== 'function') {
@@ -353,10 +360,10 @@ export function createProxy(options: ProxyOptions): Proxy {
   function onRequest(req: ProxiedRequest, res: ServerResponse): void {
     const incoming = req.headers['x-request-id'];
     const requestId = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
-    const ctx: Ctx = { requestId, started: performance.now(), method: req.method ?? 'GET', metrics: unmatched, attempts: 0, upstreamAnswered: false, finished: false, stream: false };
+    const ctx: Ctx = { req, res, requestId, started: performance.now(), method: req.method ?? 'GET', metrics: unmatched, attempts: 0, upstreamAnswered: false, finished: false, stream: false };
     req[CTX] = ctx;
     inFlight++;
-    res.on('close', () => onDone(req, res, ctx));
+    res.once('close', onClientClose);
     res.setHeader('x-request-id', requestId);
     if (identity !== undefined) res.setHeader('x-proxy-worker', identity);
     req.headers['x-request-id'] = requestId;
@@ -509,14 +516,8 @@ export function createProxy(options: ProxyOptions): Proxy {
     const timeout = ctx.route!.responseTimeoutMs ?? responseTimeoutMs;
     if (timeout > 0) ctx.responseTimer = setTimeout(onResponseTimeout, timeout, req, res, ctx, timeout);
     const target = targets.get(instance)!;
-    if (ctx.body !== undefined) {
-      engine.web(req, res, { target, agent: instance.agent, buffer: Readable.from([ctx.body], { objectMode: false }) }, onProxyError);
-    } else if (ctx.attempts > 1) {
-      // A retry: the request stream was consumed by the first attempt.
-      engine.web(req, res, { target, agent: instance.agent, buffer: Readable.from([], { objectMode: false }) }, onProxyError);
-    } else {
-      engine.web(req, res, { target, agent: instance.agent }, onProxyError);
-    }
+    if (ctx.body === undefined) engine.web(req, res, { target, agent: instance.agent }, onProxyError);
+    else engine.web(req, res, { target, agent: instance.agent, body: ctx.body }, onProxyError);
   }
 
   function onResponseTimeout(req: ProxiedRequest, res: ServerResponse, ctx: Ctx, ms: number): void {
@@ -535,20 +536,44 @@ export function createProxy(options: ProxyOptions): Proxy {
       return;
     }
     ctx.proxyReq = proxyReq;
-    const watch = (socket: Socket) => {
-      if (!socket.connecting || ctx.proxyReq !== proxyReq) return;
-      const timer = setTimeout(() => {
-        const err: NodeJS.ErrnoException = new Error(`no connection within ${connectTimeoutMs} ms`);
-        err.code = 'PROXY_CONNECT_TIMEOUT';
-        proxyReq.destroy(err);
-      }, connectTimeoutMs);
-      ctx.connectTimer = timer;
-      const clear = () => clearTimeout(timer);
-      socket.once('connect', clear);
-      socket.once('close', clear);
-    };
-    if (proxyReq.socket) watch(proxyReq.socket);
-    else proxyReq.once('socket', watch);
+    // A reused keep-alive socket (the common case) is connected already: nothing to watch.
+    if (proxyReq.socket) {
+      if (proxyReq.socket.connecting) watchConnect(proxyReq, proxyReq.socket, ctx);
+    } else {
+      proxyReq.once('socket', (socket: Socket) => {
+        if (socket.connecting) watchConnect(proxyReq, socket, ctx);
+      });
+    }
+  }
+
+  function watchConnect(proxyReq: ClientRequest, socket: Socket, ctx: Ctx): void {
+    if (ctx.proxyReq !== proxyReq) return;
+    const timer = setTimeout(() => {
+      const err: NodeJS.ErrnoException = new Error(`no connection within ${connectTimeoutMs} ms`);
+      err.code = 'PROXY_CONNECT_TIMEOUT';
+      proxyReq.destroy(err);
+    }, connectTimeoutMs);
+    ctx.connectTimer = timer;
+    const clear = () => clearTimeout(timer);
+    socket.once('connect', clear);
+    socket.once('close', clear);
+  }
+
+  // Shared listeners (`this` is the emitter, the exchange hangs off it): closures per request cost.
+  function onClientClose(this: ServerResponse): void {
+    const req = this.req as ProxiedRequest;
+    const ctx = req[CTX];
+    if (ctx) onDone(req, this, ctx);
+  }
+
+  // An upstream that dies mid-answer: cut the client off too (pipe() would leave it waiting forever).
+  function onUpstreamClose(this: ProxiedResponse): void {
+    const ctx = this[CTX]!;
+    const res = ctx.res;
+    if (this.complete || res.writableEnded || res.destroyed) return;
+    metrics.upstreamErrors.inc({ feature: ctx.route!.feature, target: ctx.side!, code: 'PROXY_ERR_UPSTREAM_UNAVAILABLE' });
+    log.warn({ requestId: ctx.requestId, instance: ctx.instance?.label }, 'upstream broke off its answer');
+    res.destroy();
   }
 
   function onProxyRes(proxyRes: IncomingMessage, req: ProxiedRequest, res: ServerResponse): void {
@@ -556,13 +581,8 @@ export function createProxy(options: ProxyOptions): Proxy {
     if (!ctx || ctx.finished || ctx.upstreamAnswered) return;
     ctx.upstreamAnswered = true;
     clearTimers(ctx);
-    // An upstream that dies mid-answer: cut the client off too (pipe() would leave it waiting forever).
-    proxyRes.on('close', () => {
-      if (proxyRes.complete || res.writableEnded || res.destroyed) return;
-      metrics.upstreamErrors.inc({ feature: ctx.route!.feature, target: ctx.side!, code: 'PROXY_ERR_UPSTREAM_UNAVAILABLE' });
-      log.warn({ requestId: ctx.requestId, instance: ctx.instance?.label }, 'upstream broke off its answer');
-      res.destroy();
-    });
+    (proxyRes as ProxiedResponse)[CTX] = ctx;
+    proxyRes.once('close', onUpstreamClose);
     const type = proxyRes.headers['content-type'];
     if (typeof type === 'string' && type.startsWith('text/event-stream')) {
       ctx.stream = true;

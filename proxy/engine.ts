@@ -1,27 +1,9 @@
 import type { Agent, ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
-import type { Readable } from 'node:stream';
-// http-proxy-3, not the original http-proxy. Both were measured in the same
-// runs of bench/proxy.ts (`npm run bench:proxy`: same upstream, 50
-// connections, 3 alternating rounds of 10 s, this 2-core machine shared with
-// other work at load average 4-9). The original is FASTER here: saturated
-// throughput vs a bare pass-through 0.99 vs 0.75 in the quietest run (4,411
-// and 3,305 vs 4,436 req/s), 0.79 vs 0.58, 0.76 vs 0.64 and 0.68 vs 0.54 in
-// the others, and ~30 µs less CPU per request (134-165 vs 181-199 µs at
-// 2,500 req/s; bare 93-101 µs).
-// It is kept anyway, because on the path this proxy exists for it is the
-// correct one and the original is not: with the original alone, 20 agents
-// that dropped their SSE streams left all 20 upstream streams open (it only
-// aborts on req 'aborted', which Node no longer emits once a GET is
-// complete), which at 15,000 reconnecting agents blows the socket budget;
-// http-proxy-3 closes them (it listens to res 'close'). The original is also
-// unmaintained since 2020 and built on APIs Node deprecates (util._extend,
-// a runtime warning from Node 22; url.parse; req 'aborted'; req.abort()),
-// while http-proxy-3 is a maintained rewrite of the same API, with types.
-// create-proxy.ts now also tears the upstream down on client close itself,
-// so the original is a safe one-line swap (the `engine` option, as
-// bench/proxy.ts does) where raw req/s matters more than maintenance.
-// http-proxy-3 2.x needs Node 22; this repo targets Node 20, hence 1.x.
+import { Readable } from 'node:stream';
 import { createProxyServer } from 'http-proxy-3';
+import { pipeEngine } from './pipe-engine.ts';
+
+// THE_DECISION
 
 /**
  * Where one attempt goes: a plain object both libraries read. A base path is
@@ -40,17 +22,18 @@ export interface EngineTarget {
 export interface EngineWebOptions {
   target: EngineTarget;
   agent: Agent;
-  /** The request body, already read (so a failed attempt can be retried); absent for bodiless requests. */
-  buffer?: Readable;
+  /** The request body, already read (so a failed attempt can be retried); absent for a request without one. */
+  body?: Buffer;
 }
 
 export type EngineErrorCallback = (err: NodeJS.ErrnoException, req: IncomingMessage, res: ServerResponse | unknown) => void;
 
 /**
- * The part of the http-proxy API the proxy uses; http-proxy and http-proxy-3
- * both provide it. `proxyReq` fires once per attempt with the outgoing
- * request (http-proxy emits it at once, http-proxy-3 once a socket is
- * assigned); `proxyRes` before the answer's headers are copied.
+ * The part of the http-proxy API the proxy uses: the pipe engine, and
+ * http-proxy and http-proxy-3 through `httpProxyApi`. `proxyReq` fires once
+ * per attempt with the outgoing request (http-proxy emits it at once, the
+ * others once a socket is assigned); `proxyRes` before the answer's headers
+ * are copied. The caller destroys an attempt whose client went away.
  */
 export interface ProxyEngine {
   web(req: IncomingMessage, res: ServerResponse, options: EngineWebOptions, callback: EngineErrorCallback): void;
@@ -75,4 +58,39 @@ export interface EngineOptions {
 
 export type EngineFactory = (options: EngineOptions) => ProxyEngine;
 
-export const httpProxy3Engine: EngineFactory = (options) => createProxyServer({ xfwd: options.xfwd, toProxy: options.toProxy }) as unknown as ProxyEngine;
+/** What createProxyServer returns, in both http-proxy libraries (the part used here). */
+interface HttpProxyServer {
+  web(req: IncomingMessage, res: ServerResponse, options: { target: EngineTarget; agent: Agent; buffer?: Readable }, callback: EngineErrorCallback): void;
+  on(event: string, listener: (...args: never[]) => void): unknown;
+}
+
+/**
+ * An engine from an http-proxy library's createProxyServer (http-proxy-3,
+ * or the original http-proxy, which bench/proxy.ts passes in while it is
+ * installed as a devDependency).
+ *
+ * @example
+ *   createProxy({ routes, state, engine: httpProxyApi((await import('http-proxy')).default.createProxyServer) });
+ */
+export function httpProxyApi(create: (options: { xfwd: boolean; toProxy: boolean }) => unknown): EngineFactory {
+  return (options) => {
+    const server = create({ xfwd: options.xfwd, toProxy: options.toProxy }) as HttpProxyServer;
+    const engine: ProxyEngine = {
+      web(req, res, { target, agent, body }, callback) {
+        // A request stream nobody has read yet is piped as it is; a retry (the stream is spent) or a read body is replayed.
+        const buffer = body !== undefined ? Readable.from([body], { objectMode: false }) : req.readableFlowing === null ? undefined : Readable.from([], { objectMode: false });
+        server.web(req, res, buffer === undefined ? { target, agent } : { target, agent, buffer }, callback);
+      },
+      on(event: string, listener: (...args: never[]) => void) {
+        server.on(event, listener);
+        return engine;
+      },
+    };
+    return engine;
+  };
+}
+
+export const httpProxy3Engine: EngineFactory = httpProxyApi(createProxyServer as (options: { xfwd: boolean; toProxy: boolean }) => unknown);
+
+/** The engine createProxy uses by default (see the measurements at the top of this file). */
+export const defaultEngine: EngineFactory = pipeEngine;
