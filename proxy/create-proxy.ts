@@ -303,7 +303,12 @@ export function createProxy(options: ProxyOptions): Proxy {
     }
     const status = proxyStatus(code);
     if (status >= 500) log.warn({ requestId: ctx.requestId, code, route: ctx.route?.pattern, why: message }, 'proxy answered with an error');
-    sendError(res, status, code, message, headers);
+    sendError(res, status, code, message, { ...ownHeaders(ctx), ...headers });
+  }
+
+  /** Headers on every answer: the request id, and the worker that answered (in a cluster). */
+  function ownHeaders(ctx: Ctx): Record<string, string> {
+    return identity === undefined ? { 'x-request-id': ctx.requestId } : { 'x-request-id': ctx.requestId, 'x-proxy-worker': identity };
   }
 
   function clearTimers(ctx: Ctx): void {
@@ -364,8 +369,8 @@ export function createProxy(options: ProxyOptions): Proxy {
     req[CTX] = ctx;
     inFlight++;
     res.once('close', onClientClose);
-    res.setHeader('x-request-id', requestId);
-    if (identity !== undefined) res.setHeader('x-proxy-worker', identity);
+    // The answer's own headers are added where it is written (fail, answerInternal, onProxyRes), not
+    // with setHeader here: headers set ahead turn every writeHead into a header-by-header copy.
     req.headers['x-request-id'] = requestId;
     try {
       route(req, res, ctx);
@@ -385,7 +390,7 @@ export function createProxy(options: ProxyOptions): Proxy {
     }
     if (ctx.method === 'GET' && (pathname === '/healthz' || pathname === '/readyz' || pathname === '/metrics')) {
       ctx.metrics = internal;
-      answerInternal(pathname, res);
+      answerInternal(pathname, res, ctx);
       return;
     }
     let match;
@@ -581,6 +586,10 @@ export function createProxy(options: ProxyOptions): Proxy {
     if (!ctx || ctx.finished || ctx.upstreamAnswered) return;
     ctx.upstreamAnswered = true;
     clearTimers(ctx);
+    // Copied to the answer with the upstream's own headers (the request id wins over an upstream's).
+    const headers = proxyRes.headers;
+    headers['x-request-id'] = ctx.requestId;
+    if (identity !== undefined) headers['x-proxy-worker'] = identity;
     (proxyRes as ProxiedResponse)[CTX] = ctx;
     proxyRes.once('close', onUpstreamClose);
     const type = proxyRes.headers['content-type'];
@@ -685,18 +694,18 @@ export function createProxy(options: ProxyOptions): Proxy {
     if (inFlight === 0) drained?.();
   }
 
-  function answerInternal(pathname: string, res: ServerResponse): void {
-    if (pathname === '/healthz') sendJson(res, 200, { status: 'ok', service: 'proxy' });
-    else if (pathname === '/readyz') sendJson(res, listening && !closing ? 200 : 503, { status: listening && !closing ? 'ready' : 'not ready', service: 'proxy' });
+  function answerInternal(pathname: string, res: ServerResponse, ctx: Ctx): void {
+    if (pathname === '/healthz') sendJson(res, 200, { status: 'ok', service: 'proxy' }, ownHeaders(ctx));
+    else if (pathname === '/readyz') sendJson(res, listening && !closing ? 200 : 503, { status: listening && !closing ? 'ready' : 'not ready', service: 'proxy' }, ownHeaders(ctx));
     else {
       registry.metrics().then(
         (body) => {
-          res.writeHead(200, { 'content-type': registry.contentType });
+          res.writeHead(200, { 'content-type': registry.contentType, ...ownHeaders(ctx) });
           res.end(body);
         },
         (err: Error) => {
           log.error({ err }, 'metrics collection failed');
-          sendError(res, 500, 'PROXY_ERR_INTERNAL', 'metrics collection failed; see the proxy log');
+          sendError(res, 500, 'PROXY_ERR_INTERNAL', 'metrics collection failed; see the proxy log', ownHeaders(ctx));
         },
       );
     }
