@@ -93,6 +93,8 @@ const SAFE = new Set(['GET', 'HEAD', 'OPTIONS']);
 const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'PROXY_CONNECT_TIMEOUT']);
 /** Errors before any answer after which an idempotent request is retried elsewhere (a stale keep-alive socket resets). */
 const RETRYABLE = new Set([...CONNECT_FAILURES, 'ECONNRESET', 'EPIPE']);
+/** Resends over another connection after a reused keep-alive socket reset (each stale socket is gone after one). */
+const STALE_SOCKET_RETRIES = 3;
 
 const MAX_BODY_LIMIT = 64 * 1024 * 1024;
 /** Remembered routing answers per feature (a hypervisor fleet or an active customer base fits). */
@@ -119,6 +121,8 @@ interface Ctx {
   responseTimer?: NodeJS.Timeout;
   /** Attempts made (failover adds one per instance tried). */
   attempts: number;
+  /** Resends after a reused keep-alive socket reset before the request was sent. */
+  staleRetries?: number;
   /** The upstream's answer has begun (its headers arrived). */
   upstreamAnswered: boolean;
   /** The proxy answered by itself (an error), or the exchange is over: later upstream events are ignored. */
@@ -628,6 +632,17 @@ export function createProxy(options: ProxyOptions): Proxy {
     const code = err.code ?? '';
     if (!ctx || !ctx.route || ctx.finished || code === 'PROXY_ABANDONED') return;
     clearTimers(ctx);
+    // A keep-alive socket the upstream closed while idle resets when reused, before the request
+    // reached the upstream's application (Node's documented race: `reusedSocket` and ECONNRESET;
+    // an event loop that lags behind the Keep-Alive hint hits it under load). The body is buffered,
+    // so the same request goes again over another connection, whatever its method: it is not a
+    // failure of the upstream, and an agent's ack must not turn into a 502.
+    if (code === 'ECONNRESET' && ctx.proxyReq?.reusedSocket && !ctx.upstreamAnswered && (ctx.staleRetries ?? 0) < STALE_SOCKET_RETRIES && !req.socket.destroyed) {
+      ctx.staleRetries = (ctx.staleRetries ?? 0) + 1;
+      log.debug({ requestId: ctx.requestId, instance: ctx.instance?.label }, 'stale keep-alive socket; sending again');
+      forward(req as ProxiedRequest, response, ctx);
+      return;
+    }
     const timeout = code === 'PROXY_CONNECT_TIMEOUT' || code === 'PROXY_RESPONSE_TIMEOUT';
     const proxyCode: ProxyErrorCode = timeout ? 'PROXY_ERR_UPSTREAM_TIMEOUT' : 'PROXY_ERR_UPSTREAM_UNAVAILABLE';
     metrics.upstreamErrors.inc({ feature: ctx.route.feature, target: ctx.side!, code: proxyCode });
