@@ -1,0 +1,199 @@
+import type { Knex } from 'knex';
+import { Registry } from 'prom-client';
+import { createMonitor, type Monitor } from '../../lib/metrics/create-monitor.ts';
+import type { SeedData } from '../../legacy/seed/generate.ts';
+import { createProxyAdmin, type ProxyAdmin } from '../../proxy/admin.ts';
+import { createCutoverAdmin, type CutoverAdmin } from '../../proxy/cutover/admin.ts';
+import { createProxy, type Proxy } from '../../proxy/create-proxy.ts';
+import { createStaticState } from '../../proxy/static-state.ts';
+import { createEventRouter, type EventRouter } from '../../router/event-router.ts';
+import { createSchedulerV2, type SchedulerV2 } from '../../scheduler/create-scheduler-v2.ts';
+import { startTestCloud, type TestCloud } from './cloud.ts';
+import { TEST_DB_SECRET, createTestDatabase, type TestDatabase } from './database.ts';
+import { metricsFromDatabase, startHostMetricsServer, type HostMetricsServer } from './host-metrics.ts';
+import { hvToken, setEventDelivery } from './router.ts';
+import { seedWorld } from './seeded.ts';
+
+/** Every HTTP surface the system exposes today, by name. */
+export const SERVICES = ['cloud', 'router', 'proxy', 'proxyAdmin', 'cutover', 'scheduler', 'monitor'] as const;
+export type ServiceName = (typeof SERVICES)[number];
+
+export const ADMIN_TOKEN = 'proxy-admin-token-0123456789';
+export const CUTOVER_TOKEN = 'cutover-token-alice-0123456789';
+
+export interface Host {
+  id: number;
+  region: string;
+}
+
+export interface AdversarialStack {
+  t: TestDatabase;
+  seed: SeedData;
+  ports: Record<ServiceName, number>;
+  /** Registries of the services that serve `http_requests_total` from the shared shell. */
+  registries: Partial<Record<ServiceName, Registry>>;
+  /** A seeded customer's API token. */
+  customerToken: string;
+  /** The router's region and two of its hosts; a host of the other region. */
+  region: string;
+  otherRegion: string;
+  hostA: Host;
+  hostB: Host;
+  foreign: Host;
+  hv(host: Host, secret?: string): string;
+  router: EventRouter;
+  close(): Promise<void>;
+}
+
+/**
+ * Every service of the system on one seeded database, in this process, each
+ * on its own port: Cloud; an Event Router for the first region (the
+ * `event-delivery` row says full); the proxy's data port routing that
+ * region's hypervisor paths to the router and Cloud's droplet paths to
+ * Cloud; the proxy admin port; the cutover admin API (no soak watcher:
+ * nothing changes state by itself); a Scheduler V2 replica with its HTTP
+ * (scheduling only the second region, which has no creates); the monitor.
+ * Between requests nothing writes except Scheduler V2's heartbeat row.
+ */
+export async function startAdversarialStack(prefix: string): Promise<AdversarialStack> {
+  const t = await createTestDatabase(prefix);
+  const closers: Array<() => Promise<unknown>> = [];
+  try {
+    const seed = await seedWorld(t.db, { hypervisors: 8, regions: 2 });
+    await t.db('events').del();
+    await setEventDelivery(t.db, { mode: 'full' });
+    const [r0, r1] = seed.regions;
+    const inRegion = (id: number) => seed.servers.filter((s) => s.region_id === id);
+    const hostA = { id: inRegion(r0!.id)[0]!.id, region: r0!.slug };
+    const hostB = { id: inRegion(r0!.id)[1]!.id, region: r0!.slug };
+    const foreign = { id: inRegion(r1!.id)[0]!.id, region: r1!.slug };
+
+    const cloud: TestCloud = await startTestCloud(t);
+    closers.push(() => cloud.cloud.close());
+
+    const routerRegistry = new Registry();
+    const router = createEventRouter({
+      db: t.service('event_router'),
+      region: r0!.slug,
+      secret: TEST_DB_SECRET,
+      pollIntervalMs: 100,
+      redeliverAfterMs: 60_000,
+      registry: routerRegistry,
+    });
+    const routerUrl = (await router.start()).url;
+    closers.push(() => router.close());
+
+    const proxy: Proxy = createProxy({
+      routes: {
+        'event-delivery': {
+          legacy: { byRegion: { [r0!.slug]: [routerUrl] } },
+          new: { byRegion: { [r0!.slug]: [routerUrl] } },
+          routes: [
+            { method: 'GET', path: '/v1/regions/:region/hypervisors/:id/events', region: { param: 'region' }, stickyBy: { param: 'id' } },
+            { method: 'POST', path: '/v1/regions/:region/hypervisors/:id/acks', region: { param: 'region' }, stickyBy: { param: 'id' } },
+            { method: 'GET', path: '/v1/regions/:region/hypervisors/:id/mode', region: { param: 'region' }, stickyBy: { param: 'id' } },
+          ],
+        },
+        'droplet-api': {
+          legacy: [cloud.url],
+          new: [cloud.url],
+          routes: [
+            { method: 'GET', path: '/v2/droplets', stickyBy: 'bearer' },
+            { method: 'POST', path: '/v2/droplets', stickyBy: 'bearer' },
+            { method: 'GET', path: '/v2/droplets/:id', stickyBy: 'bearer' },
+          ],
+        },
+      },
+      state: createStaticState({ 'event-delivery': { mode: 'full' } }),
+      healthCheck: { path: '/readyz', intervalMs: 500 },
+    });
+    const proxyUrl = (await proxy.start()).url;
+    closers.push(() => proxy.close());
+
+    const proxyAdmin: ProxyAdmin = createProxyAdmin({ token: ADMIN_TOKEN, proxy, registry: proxy.registry });
+    const proxyAdminUrl = (await proxyAdmin.start()).url;
+    closers.push(() => proxyAdmin.close());
+
+    const cutoverRegistry = new Registry();
+    const cutover: CutoverAdmin = createCutoverAdmin({
+      db: t.service('proxy'),
+      tokens: { alice: CUTOVER_TOKEN },
+      services: { proxy: proxyAdminUrl, router: routerUrl },
+      registry: cutoverRegistry,
+      watch: false,
+    });
+    const cutoverUrl = (await cutover.start()).url;
+    closers.push(() => cutover.close());
+
+    const byRegion = await metricsFromDatabase(t.db);
+    const metrics: HostMetricsServer = await startHostMetricsServer(byRegion.get(r1!.slug) ?? []);
+    closers.push(() => metrics.close());
+    const schedulerRegistry = new Registry();
+    const scheduler: SchedulerV2 = createSchedulerV2({
+      db: t.service('scheduler_v2'),
+      metricsEndpoints: [{ name: r1!.slug, url: metrics.url }],
+      regions: [r1!.slug],
+      replicaId: 'adversarial-1',
+      registry: schedulerRegistry,
+      port: 0,
+    });
+    const schedulerUrl = (await scheduler.start()).url!;
+    closers.push(() => scheduler.close());
+
+    const monitorRegistry = new Registry();
+    const monitor: Monitor = createMonitor({ db: t.service('strangler_monitor'), database: t.name, registry: monitorRegistry });
+    const monitorUrl = (await monitor.start()).url;
+    closers.push(() => monitor.close());
+
+    const port = (url: string) => Number(new URL(url).port);
+    return {
+      t,
+      seed,
+      ports: {
+        cloud: port(cloud.url),
+        router: port(routerUrl),
+        proxy: port(proxyUrl),
+        proxyAdmin: port(proxyAdminUrl),
+        cutover: port(cutoverUrl),
+        scheduler: port(schedulerUrl),
+        monitor: port(monitorUrl),
+      },
+      registries: { cloud: cloud.registry, router: routerRegistry, cutover: cutoverRegistry, scheduler: schedulerRegistry, monitor: monitorRegistry, proxyAdmin: proxy.registry },
+      customerToken: seed.tokens.get(seed.customers[0]!.id)!,
+      region: r0!.slug,
+      otherRegion: r1!.slug,
+      hostA,
+      hostB,
+      foreign,
+      hv: (host, secret) => hvToken(host.id, host.region, secret),
+      router,
+      async close() {
+        for (const close of closers.reverse()) await close().catch(() => undefined);
+        await t.drop();
+      },
+    };
+  } catch (err) {
+    for (const close of closers.reverse()) await close().catch(() => undefined);
+    await t.drop();
+    throw err;
+  }
+}
+
+/** Tables some service writes on its own between requests (Scheduler V2's heartbeat); left out of snapshots. */
+const BACKGROUND_TABLES = new Set(['scheduler_replicas', 'knex_migrations', 'knex_migrations_lock']);
+
+/** Row count and CHECKSUM TABLE of every table of the database, as the server computes them. */
+export async function tableSnapshot(db: Knex, database: string): Promise<Record<string, { rows: number; checksum: string }>> {
+  const [tables] = (await db.raw("SELECT table_name AS name FROM information_schema.tables WHERE table_schema = ? AND table_type = 'BASE TABLE' ORDER BY table_name", [
+    database,
+  ])) as [Array<{ name: string }>];
+  const names = tables.map((t) => t.name).filter((n) => !BACKGROUND_TABLES.has(n));
+  const [sums] = (await db.raw(`CHECKSUM TABLE ${names.map((n) => `\`${n}\``).join(', ')}`)) as [Array<{ Table: string; Checksum: number | string }>];
+  const out: Record<string, { rows: number; checksum: string }> = {};
+  for (const name of names) {
+    const [[count]] = (await db.raw(`SELECT COUNT(*) AS n FROM \`${name}\``)) as [[{ n: number }]];
+    const sum = sums.find((s) => s.Table.endsWith(`.${name}`));
+    out[name] = { rows: Number(count.n), checksum: String(sum?.Checksum) };
+  }
+  return out;
+}
