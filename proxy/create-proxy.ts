@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { createServer, type ClientRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { ClientRequest, IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { Registry } from 'prom-client';
@@ -7,6 +7,7 @@ import { goesNew } from '../lib/cutover/decide.ts';
 import type { FeatureStateSource, Routing } from '../lib/cutover/types.ts';
 import { invalidOption } from '../lib/errors.ts';
 import { sendError, sendJson } from '../lib/http/respond.ts';
+import { createNodeServer } from '../lib/http/node-server.ts';
 import { createRouter } from '../lib/http/router.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
 import type { CompareRules } from './compare.ts';
@@ -277,12 +278,8 @@ export function createProxy(options: ProxyOptions): Proxy {
   let drained: (() => void) | undefined;
   let listening = false;
 
-  const server = createServer({ headersTimeout: 10_000, requestTimeout: 30_000, keepAliveTimeout: 5_000 }, onRequest);
+  const server = createNodeServer(onRequest, log);
   server.maxConnections = maxClientConnections;
-  server.on('clientError', (err, socket: Socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-    log.debug({ err: err.message }, 'client error');
-  });
 
   function stateOf(feature: string): Routing | undefined {
     try {

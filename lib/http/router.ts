@@ -9,6 +9,8 @@ export interface RequestContext {
   requestId: string;
 }
 
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
 export type Handler = (ctx: RequestContext) => Promise<void> | void;
 
 interface Route {
@@ -61,11 +63,18 @@ export function createRouter() {
         }
         const params: Record<string, string> = {};
         for (const [i, k] of route.keys.entries()) {
+          const raw = m[i + 1]!;
+          let value: string;
           try {
-            params[k] = decodeURIComponent(m[i + 1]!);
+            value = decodeURIComponent(raw);
           } catch (cause) {
-            throw new StranglerError('HTTP_ERR_BAD_PATH', `path segment "${m[i + 1]}" is not valid percent-encoding`, { status: 400, cause });
+            throw new StranglerError('HTTP_ERR_BAD_PATH', `path segment ${JSON.stringify(raw.slice(0, 100))} is not valid percent-encoding`, { status: 400, cause });
           }
+          // `%00`, `%0a` and friends name nothing, and would reach queries and log lines as they are.
+          if (CONTROL.test(value)) {
+            throw new StranglerError('HTTP_ERR_BAD_PATH', `path segment ${JSON.stringify(raw.slice(0, 100))} encodes a control character`, { status: 400 });
+          }
+          params[k] = value;
         }
         return { handler: route.handler, params, pattern: route.pattern };
       }

@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import { StranglerError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import { createNodeServer } from './node-server.ts';
 import { sendError, sendJson } from './respond.ts';
 import type { Router } from './router.ts';
 
@@ -58,38 +59,44 @@ export function createHttpService(options: HttpServiceOptions): HttpService {
     const incoming = req.headers['x-request-id'];
     const requestId = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
     res.setHeader('x-request-id', requestId);
-    const url = new URL(req.url ?? '/', 'http://localhost');
+    // The path exactly as sent, as the proxy routes it: WHATWG URL parsing would resolve `/x/../metrics`
+    // and `%2e%2e` segments, so a service could serve another route than the one the proxy chose.
+    const target = req.url ?? '/';
+    const q = target.indexOf('?');
+    const pathname = q === -1 ? target : target.slice(0, q);
+    const query = new URLSearchParams(q === -1 ? '' : target.slice(q + 1));
     const method = req.method ?? 'GET';
     let route = 'unmatched';
     try {
-      if (url.pathname === '/metrics' && method === 'GET') {
+      if (pathname === '/metrics' && method === 'GET') {
         route = '/metrics';
         const body = await registry.metrics();
         res.writeHead(200, { 'content-type': registry.contentType });
         res.end(body);
-      } else if (url.pathname === '/healthz' && method === 'GET') {
+      } else if (pathname === '/healthz' && method === 'GET') {
         route = '/healthz';
         sendJson(res, 200, { status: 'ok', service: options.name });
-      } else if (url.pathname === '/readyz' && method === 'GET') {
+      } else if (pathname === '/readyz' && method === 'GET') {
         route = '/readyz';
         const ready = options.ready ? await options.ready() : true;
         sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not ready', service: options.name });
       } else {
-        const match = router.match(method, url.pathname); // throws a 400 on malformed percent-encoding
+        const match = router.match(method, pathname); // throws a 400 on malformed percent-encoding
         if (!match) {
-          sendError(res, 404, 'HTTP_ERR_NOT_FOUND', `no route for ${method} ${url.pathname}`);
+          sendError(res, 404, 'HTTP_ERR_NOT_FOUND', `no route for ${method.slice(0, 16)} ${JSON.stringify(pathname.slice(0, 200))}`);
         } else if ('allowed' in match) {
           sendError(res, 405, 'HTTP_ERR_METHOD_NOT_ALLOWED', `${method} is not allowed here; use ${match.allowed.join(', ')}`, {
             allow: match.allowed.join(', '),
           });
         } else {
           route = match.pattern;
-          await match.handler({ req, res, params: match.params, query: url.searchParams, requestId });
+          await match.handler({ req, res, params: match.params, query, requestId });
         }
       }
     } catch (err) {
       const known = err instanceof StranglerError && err.status < 500;
       if (!known) logger.error({ err, requestId, method, route }, 'request failed');
+      if (!req.complete && !res.headersSent) res.setHeader('connection', 'close');
       if (!res.headersSent) {
         if (err instanceof StranglerError) {
           sendError(res, err.status, err.code, err.status >= 500 ? `internal error; see the service log for request ${requestId}` : err.message);
@@ -99,22 +106,29 @@ export function createHttpService(options: HttpServiceOptions): HttpService {
       } else {
         res.destroy();
       }
-      // A body we stopped reading must not be parsed as the next request.
-      if (err instanceof StranglerError && err.status === 413) req.socket.destroySoon?.();
     } finally {
+      // A body we stopped reading (over the limit) or never read (refused before it was needed) must
+      // not be parsed as the next request, nor drained for as long as the client cares to send it.
+      // The socket is already gone (null) when the client hung up.
+      if (!req.complete) {
+        const socket = req.socket as typeof req.socket | null;
+        if (res.writableFinished) socket?.destroySoon();
+        else res.once('finish', () => socket?.destroySoon());
+      }
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       requests.inc({ service: options.name, route, method, status: String(res.statusCode) });
       duration.observe({ service: options.name, route, method }, seconds);
     }
   }
 
-  const server = createServer({ headersTimeout: 10_000, requestTimeout: 30_000, keepAliveTimeout: 5_000 }, (req, res) => {
-    void handle(req, res);
-  });
-  server.on('clientError', (err, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-    logger.debug({ err: (err as Error).message }, 'client error');
-  });
+  const server = createNodeServer((req, res) => {
+    // handle() answers every error itself; anything escaping it is a bug here, and must cost one
+    // connection, never the process (an unhandled rejection ends a Node process).
+    handle(req, res).catch((err: unknown) => {
+      logger.error({ err }, 'request handling failed');
+      res.destroy();
+    });
+  }, logger);
 
   let closing: Promise<void> | undefined;
   return {

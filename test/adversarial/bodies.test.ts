@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, CUTOVER_TOKEN, startAdversarialStack, tableSnapshot, type AdversarialStack } from '../helpers/adversarial-stack.ts';
+import { CUTOVER_TOKEN, startAdversarialStack, tableSnapshot, type AdversarialStack, type ServiceName } from '../helpers/adversarial-stack.ts';
 import { caseRequest, expectRefusal, genericBodyCases, serverErrors, type BadCase, type BodyEndpoint } from '../helpers/bad-input.ts';
 import { call, requestBytes, wire } from '../helpers/raw-http.ts';
 
@@ -17,8 +17,6 @@ const SQL_OR = "nyc1' OR '1'='1";
 
 let s: AdversarialStack;
 let rows: BodyEndpoint[];
-/** A good request per service, answered 200 (reads only: they write nothing). */
-let good: Record<string, { port: number; spec: Parameters<typeof call>[1] }>;
 
 beforeAll(async () => {
   s = await startAdversarialStack('adv_bodies');
@@ -166,15 +164,6 @@ beforeAll(async () => {
       }),
     ),
   ];
-  good = {
-    cloud: { port: s.ports.cloud, spec: { method: 'GET', path: '/v2/droplets?per_page=1', headers: customer() } },
-    router: { port: s.ports.router, spec: { method: 'GET', path: `/v1/regions/${s.region}/hypervisors/${s.hostA.id}/mode`, headers: hv() } },
-    proxy: { port: s.ports.proxy, spec: { method: 'GET', path: `/v1/regions/${s.region}/hypervisors/${s.hostA.id}/mode`, headers: hv() } },
-    scheduler: { port: s.ports.scheduler, spec: { method: 'POST', path: '/explain', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ region: s.otherRegion, size: '2gb' }) } },
-    cutover: { port: s.ports.cutover, spec: { method: 'GET', path: '/cutover/status', headers: admin() } },
-    proxyAdmin: { port: s.ports.proxyAdmin, spec: { method: 'GET', path: '/admin/upstreams', headers: { authorization: `Bearer ${ADMIN_TOKEN}` } } },
-    monitor: { port: s.ports.monitor, spec: { method: 'GET', path: '/metrics' } },
-  };
 });
 
 afterAll(async () => {
@@ -218,8 +207,8 @@ describe('every JSON endpoint refuses bad bodies with a documented 4xx, writes n
     }
     expect(await tableSnapshot(s.t.db, s.t.name)).toEqual(before);
     expect(await serverErrors(s.registries[e.service as keyof typeof s.registries])).toBe(errorsBefore);
-    const g = good[e.service]!;
-    const after = await call(g.port, g.spec);
+    const service = e.service as ServiceName;
+    const after = await call(s.ports[service], s.good[service]);
     expect(after.status, after.text).toBe(200);
   });
 });

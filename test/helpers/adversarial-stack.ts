@@ -9,6 +9,7 @@ import { createStaticState } from '../../proxy/static-state.ts';
 import { createEventRouter, type EventRouter } from '../../router/event-router.ts';
 import { createSchedulerV2, type SchedulerV2 } from '../../scheduler/create-scheduler-v2.ts';
 import { startTestCloud, type TestCloud } from './cloud.ts';
+import type { RequestSpec } from './raw-http.ts';
 import { TEST_DB_SECRET, createTestDatabase, type TestDatabase } from './database.ts';
 import { metricsFromDatabase, startHostMetricsServer, type HostMetricsServer } from './host-metrics.ts';
 import { hvToken, setEventDelivery } from './router.ts';
@@ -42,6 +43,8 @@ export interface AdversarialStack {
   foreign: Host;
   hv(host: Host, secret?: string): string;
   router: EventRouter;
+  /** A request each service answers 200 to, writing nothing: proof it still serves. */
+  good: Record<ServiceName, RequestSpec>;
   close(): Promise<void>;
 }
 
@@ -146,7 +149,19 @@ export async function startAdversarialStack(prefix: string): Promise<Adversarial
     closers.push(() => monitor.close());
 
     const port = (url: string) => Number(new URL(url).port);
+    const customerToken = seed.tokens.get(seed.customers[0]!.id)!;
+    const mode = { method: 'GET', path: `/v1/regions/${hostA.region}/hypervisors/${hostA.id}/mode`, headers: { authorization: `Bearer ${hvToken(hostA.id, hostA.region)}` } };
+    const good: Record<ServiceName, RequestSpec> = {
+      cloud: { method: 'GET', path: '/v2/droplets?per_page=1', headers: { authorization: `Bearer ${customerToken}` } },
+      router: mode,
+      proxy: mode,
+      proxyAdmin: { method: 'GET', path: '/admin/upstreams', headers: { authorization: `Bearer ${ADMIN_TOKEN}` } },
+      cutover: { method: 'GET', path: '/cutover/status', headers: { authorization: `Bearer ${CUTOVER_TOKEN}` } },
+      scheduler: { method: 'POST', path: '/explain', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ region: r1!.slug, size: '2gb' }) },
+      monitor: { method: 'GET', path: '/metrics' },
+    };
     return {
+      good,
       t,
       seed,
       ports: {
@@ -159,7 +174,7 @@ export async function startAdversarialStack(prefix: string): Promise<Adversarial
         monitor: port(monitorUrl),
       },
       registries: { cloud: cloud.registry, router: routerRegistry, cutover: cutoverRegistry, scheduler: schedulerRegistry, monitor: monitorRegistry, proxyAdmin: proxy.registry },
-      customerToken: seed.tokens.get(seed.customers[0]!.id)!,
+      customerToken,
       region: r0!.slug,
       otherRegion: r1!.slug,
       hostA,
