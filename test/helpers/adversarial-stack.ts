@@ -8,6 +8,7 @@ import { createProxy, type Proxy } from '../../proxy/create-proxy.ts';
 import { createStaticState } from '../../proxy/static-state.ts';
 import { createEventRouter, type EventRouter } from '../../router/event-router.ts';
 import { createSchedulerV2, type SchedulerV2 } from '../../scheduler/create-scheduler-v2.ts';
+import { DROPLET_API_ROUTES } from './routes.ts';
 import { startTestCloud, type TestCloud } from './cloud.ts';
 import type { RequestSpec } from './raw-http.ts';
 import { TEST_DB_SECRET, createTestDatabase, type TestDatabase } from './database.ts';
@@ -100,11 +101,7 @@ export async function startAdversarialStack(prefix: string): Promise<Adversarial
         'droplet-api': {
           legacy: [cloud.url],
           new: [cloud.url],
-          routes: [
-            { method: 'GET', path: '/v2/droplets', stickyBy: 'bearer' },
-            { method: 'POST', path: '/v2/droplets', stickyBy: 'bearer' },
-            { method: 'GET', path: '/v2/droplets/:id', stickyBy: 'bearer' },
-          ],
+          routes: DROPLET_API_ROUTES,
         },
       },
       state: createStaticState({ 'event-delivery': { mode: 'full' } }),

@@ -13,6 +13,7 @@ import { createCutoverAdmin } from '../../proxy/cutover/admin.ts';
 import { createStaticState } from '../../proxy/static-state.ts';
 import { createEventRouter } from '../../router/event-router.ts';
 import { createSchedulerV2 } from '../../scheduler/create-scheduler-v2.ts';
+import { DROPLET_API_ROUTES } from './routes.ts';
 import { startTestCloud } from './cloud.ts';
 import { TEST_DB_SECRET, type TestDatabase } from './database.ts';
 import { metricsFromDatabase, startHostMetricsServer } from './host-metrics.ts';
@@ -79,11 +80,7 @@ export async function startMetricsServices(t: TestDatabase, options: { hyperviso
         'droplet-api': {
           legacy: [cloud.url],
           new: [cloud.url],
-          routes: [
-            { method: 'GET', path: '/v2/droplets', stickyBy: 'bearer' },
-            { method: 'POST', path: '/v2/droplets', stickyBy: 'bearer' },
-            { method: 'GET', path: '/v2/droplets/:id', stickyBy: 'bearer' },
-          ],
+          routes: DROPLET_API_ROUTES,
           
         },
         'event-delivery': {
