@@ -4,10 +4,11 @@ import { command as cutover } from './commands/cutover.ts';
 import { command as db } from './commands/db.ts';
 import { command as demo } from './commands/demo.ts';
 import { command as fleet } from './commands/fleet.ts';
+import { command as replay } from './commands/replay.ts';
 import { command as scheduler } from './commands/scheduler.ts';
 import { command as up } from './commands/up.ts';
 
-export const COMMANDS: Command[] = [up, demo, db, fleet, scheduler, cutover];
+export const COMMANDS: Command[] = [up, demo, db, fleet, scheduler, cutover, replay];
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

@@ -16,6 +16,7 @@ import { proxyStatus, type ProxyErrorCode } from './errors.ts';
 import { createProxyMetrics, RouteMetrics, type Side } from './metrics.ts';
 import { compileRouteTable, type CompiledRoute, type RouteTable } from './route-table.ts';
 import { Shadower, type ShadowSample, type ShadowSettings } from './shadow.ts';
+import type { ProxyExchange } from './capture/recorder.ts';
 import { UpstreamSet, type AgentOptions, type HealthCheckOptions, type Pool, type Upstream } from './upstreams.ts';
 
 export interface ProxyOptions {
@@ -65,6 +66,8 @@ export interface ProxyOptions {
    * library, plug in instead (bench/proxy.ts measures all three).
    */
   engine?: EngineFactory;
+  /** Told about every finished request except /metrics, /healthz, /readyz: the traffic recorder (proxy/capture/recorder.ts). Unset: no cost. */
+  onExchange?: (exchange: ProxyExchange) => void;
 }
 
 export interface UpstreamStatus {
@@ -236,6 +239,8 @@ export function createProxy(options: ProxyOptions): Proxy {
   const log = (options.logger ?? silentLogger()).child({ component: 'proxy' });
   const state = options.state;
   const identity = options.identity;
+  const onExchange = options.onExchange;
+  if (onExchange !== undefined && typeof onExchange !== 'function') throw invalidOption('onExchange', typeof onExchange, 'a function');
 
   const metrics = createProxyMetrics(registry);
   const upstreams = new UpstreamSet(agentOptions, health, metrics.healthy, log);
@@ -676,6 +681,13 @@ export function createProxy(options: ProxyOptions): Proxy {
     req[CTX] = undefined;
     // 499: the client went away before any answer (nginx's convention).
     ctx.metrics.count(res.headersSent ? res.statusCode : 499);
+    if (onExchange !== undefined && ctx.metrics !== internal) {
+      try {
+        onExchange({ method: ctx.method, url: req.url ?? '/', headers: req.headers, body: ctx.body, status: res.headersSent ? res.statusCode : 499, startedAt: ctx.started, durationMs: performance.now() - ctx.started, feature: ctx.route?.feature, route: ctx.route?.pattern, target: ctx.side });
+      } catch (err) {
+        log.warn({ err }, 'onExchange hook failed');
+      }
+    }
     if (ctx.stream) {
       streams.delete(res);
       metrics.openStreams.dec();
