@@ -24,7 +24,8 @@ describe('the strangler command', () => {
       expect(help.stdout).toMatch(/^Usage: strangler /);
       expect(help.stdout).toContain('--json');
     }
-  });
+    // One process per verb, each loading the CLI (about 4 s on a busy 2-core machine).
+  }, 180_000);
 
   it('exits 2 with a pointer to --help on bad usage', async () => {
     const unknown = await runCli(['frobnicate']);
