@@ -426,7 +426,11 @@ export function createHarpoon(options: HarpoonOptions): Harpoon {
         hub.closeAll();
         peers.close();
         await writer.drain();
+        // Requests answered during the drain leave keep-alive sockets behind; past a grace period nothing is in flight.
+        const force = setTimeout(() => http.server.closeAllConnections(), 2000);
+        http.server.closeIdleConnections();
         await httpClosed;
+        clearTimeout(force);
         await pool.end().catch(() => {});
       })();
       return closing;

@@ -57,6 +57,8 @@ export function createPeers(options: {
     if (closed) return;
     const req = request(`${url}${PEER_PATH}`, {
       headers: { accept: 'text/event-stream', authorization: `Bearer ${options.token}`, 'x-harpoon-replica': options.replica },
+      // A socket of its own: a pooled keep-alive socket would let a reconnect keep a closing peer's server open.
+      agent: false,
     });
     upstream.set(url, req);
     let opened = false;
@@ -129,7 +131,10 @@ export function createPeers(options: {
       clearInterval(heartbeat);
       for (const req of upstream.values()) req.destroy();
       upstream.clear();
-      for (const res of downstream) res.end();
+      for (const res of downstream) {
+        res.end();
+        res.socket?.end();
+      }
       downstream.clear();
     },
     connected: () => live.size,

@@ -164,7 +164,8 @@ export function createStreamHub(options: {
       });
       res.on('error', () => {});
       req.socket.setNoDelay(true);
-      res.write(`retry: ${STREAM_RETRY_MS}\n: harpoon ${label}, from cursor ${cursor}\n\n`);
+      // The starting cursor first: a client that connected "from now" knows where to resume from.
+      res.write(`retry: ${STREAM_RETRY_MS}\n: harpoon ${label}\n\n${cursorFrame(cursor)}`);
       const sub: Subscriber = { res, filter, cursor, live: false, closed: false };
       all.add(sub);
       res.on('close', () => drop(sub));
@@ -180,6 +181,8 @@ export function createStreamHub(options: {
       for (const sub of [...all]) {
         drop(sub);
         sub.res.end();
+        // Not back to keep-alive: the client must reconnect (to a sibling), not reuse a socket of a closing server.
+        sub.res.socket?.end();
       }
     },
   };
