@@ -1,0 +1,398 @@
+/**
+ * `npm run bench:harpoon`: two questions in one run, on one throwaway
+ * database.
+ *
+ * 1. Ingest: events per second written as single-row INSERTs (autocommit)
+ *    over C connections, against events per second written through Harpoon
+ *    holding the same C connections (its pool). Harpoon is measured twice:
+ *    clients sending one event per request (group commit aggregates them),
+ *    and clients sending batches of B events per request (what an outbox
+ *    drains with). Statements per event are read from the server
+ *    (information_schema.USER_STATISTICS), rows from the table.
+ * 2. Delivery: S stream subscribers spread over two Harpoon replica
+ *    processes and R regions (each subscribes to one region), held by
+ *    subscriber processes; events are written through both replicas at a
+ *    steady rate; latency is from just before the POST to the subscriber
+ *    reading the frame (same machine clock), for every delivery.
+ *
+ * Every server runs in its own process: MariaDB, two Harpoon replicas, the
+ * subscriber processes, and this one (writers and orchestration). Prints
+ * ONE JSON object.
+ *
+ *   npm run bench:harpoon
+ *   npm run bench:harpoon -- --subscribers 15000 --connections 4 --seconds 10 --rate 20 --batch 100
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { Agent, request } from 'node:http';
+import { fileURLToPath } from 'node:url';
+import mysql from 'mysql2/promise';
+import { formatMysqlUrl, type DbConfig } from '../lib/db/config.ts';
+import { dropDatabase, prepareDatabase, uniqueDatabaseName } from '../lib/db/database.ts';
+import { createKnex } from '../lib/db/knex.ts';
+import { provisionServer } from '../lib/db/provision.ts';
+import { DEFAULT_DB_SECRET, serviceDbConfig } from '../lib/db/service-users.ts';
+import { createLogger } from '../lib/logger.ts';
+import { generateSeed } from '../legacy/seed/generate.ts';
+import { insertSeed } from '../legacy/seed/insert.ts';
+
+const SELF = fileURLToPath(import.meta.url);
+const TOKEN = 'bench-harpoon-service-token-000001';
+const secret = process.env.STRANGLER_DB_SECRET ?? DEFAULT_DB_SECRET;
+
+function arg(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i === -1) return fallback;
+  const v = Number(process.argv[i + 1]);
+  if (!Number.isFinite(v) || v <= 0) {
+    console.error(`--${name} must be a positive number`);
+    process.exit(2);
+  }
+  return v;
+}
+
+const progress = (msg: string) => process.stderr.write(`bench:harpoon ${msg}\n`);
+
+function quantile(sorted: number[], q: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+}
+const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
+
+// ---- child: subscribers ------------------------------------------------------------------------
+
+/**
+ * Holds `count` SSE connections, subscriber i to urls[i % urls.length] for
+ * regions[i % regions.length]; reports, on request, every delivery latency
+ * (now − the writer's t0 carried in the event's args) and a count of frames.
+ */
+async function subscriberChild(): Promise<void> {
+  const { urls, regions, count, start } = JSON.parse(process.env.BENCH_SUBSCRIBERS!) as { urls: string[]; regions: string[]; count: number; start: number };
+  const latencies: number[] = [];
+  let connected = 0;
+  let failed = 0;
+  const T0 = /"t0":(\d+)/g;
+  function open(i: number): void {
+    const url = `${urls[i % urls.length]}/v1/stream?region=${regions[i % regions.length]}`;
+    const req = request(url, { agent: false, headers: { authorization: `Bearer ${TOKEN}`, accept: 'text/event-stream' } });
+    req.on('error', () => {
+      failed++;
+    });
+    req.on('response', (res) => {
+      if (res.statusCode !== 200) {
+        failed++;
+        res.resume();
+        return;
+      }
+      connected++;
+      res.setEncoding('utf8');
+      let tail = '';
+      res.on('data', (chunk: string) => {
+        const now = Date.now();
+        const text = tail + chunk;
+        const cut = text.lastIndexOf('\n\n');
+        if (cut === -1) {
+          tail = text;
+          return;
+        }
+        tail = text.slice(cut + 2);
+        const complete = text.slice(0, cut);
+        T0.lastIndex = 0;
+        for (let m = T0.exec(complete); m; m = T0.exec(complete)) latencies.push(now - Number(m[1]));
+      });
+      res.on('close', () => connected--);
+    });
+    req.end();
+  }
+  // Opened in slices so the servers' accept queues never overflow.
+  for (let i = 0; i < count; i++) {
+    open(start + i);
+    if (i % 500 === 499) await new Promise((r) => setTimeout(r, 50));
+  }
+  process.on('message', (msg: { cmd: string }) => {
+    if (msg.cmd === 'status') process.send!({ connected, failed });
+    if (msg.cmd === 'reset') latencies.length = 0;
+    if (msg.cmd === 'report') process.send!({ latencies });
+  });
+  process.send!({ ready: true });
+}
+
+// ---- child: a Harpoon replica ------------------------------------------------------------------
+
+function startReplica(db: DbConfig, port: number, peer: number): Promise<ChildProcess> {
+  const child = fork(fileURLToPath(new URL('../harpoon/main.ts', import.meta.url)), [], {
+    execArgv: ['--import', 'tsx'],
+    env: {
+      ...process.env,
+      HARPOON_MYSQL_URL: formatMysqlUrl(db),
+      HARPOON_TOKENS: `bench=${TOKEN}`,
+      HARPOON_PEERS: `http://127.0.0.1:${peer}`,
+      PORT: String(port),
+      LOG_LEVEL: 'warn',
+    },
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
+  return new Promise((resolve, reject) => {
+    const deadline = Date.now() + 30_000;
+    const check = async () => {
+      const ok = await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.status === 200, () => false);
+      if (ok) return resolve(child);
+      if (Date.now() > deadline || child.exitCode !== null) return reject(new Error(`harpoon on ${port} did not start`));
+      setTimeout(check, 100);
+    };
+    void check();
+  });
+}
+
+async function freePorts(n: number): Promise<number[]> {
+  const { createServer } = await import('node:net');
+  const ports: number[] = [];
+  for (let i = 0; i < n; i++) {
+    ports.push(
+      await new Promise<number>((resolve) => {
+        const s = createServer().listen(0, '127.0.0.1', () => {
+          const p = (s.address() as { port: number }).port;
+          s.close(() => resolve(p));
+        });
+      }),
+    );
+  }
+  return ports;
+}
+
+// ---- ingest ------------------------------------------------------------------------------------
+
+async function userWrites(admin: mysql.Connection, user: string): Promise<number> {
+  const [rows] = await admin.query('SELECT UPDATE_COMMANDS AS u FROM information_schema.USER_STATISTICS WHERE USER = ?', [user]);
+  return Number((rows as Array<{ u: number }>)[0]?.u ?? 0);
+}
+
+async function countEvents(admin: mysql.Connection): Promise<number> {
+  const [rows] = await admin.query('SELECT COUNT(*) AS n FROM events');
+  return Number((rows as Array<{ n: number }>)[0]!.n);
+}
+
+/** Single-row INSERTs, autocommit, `connections` connections in parallel for `seconds`. */
+async function singleRowInserts(db: DbConfig, connections: number, seconds: number, regionIds: number[]): Promise<number> {
+  const conns = await Promise.all(Array.from({ length: connections }, () => mysql.createConnection({ ...db, timezone: 'Z' })));
+  const end = Date.now() + seconds * 1000;
+  let n = 0;
+  await Promise.all(
+    conns.map(async (c, k) => {
+      while (Date.now() < end) {
+        await c.query("INSERT INTO events (type, status, region_id, created_at) VALUES ('create', 'pending', ?, CURRENT_TIMESTAMP(3))", [regionIds[(n + k) % regionIds.length]]);
+        n++;
+      }
+    }),
+  );
+  await Promise.all(conns.map((c) => c.end()));
+  return n;
+}
+
+/** HTTP clients posting to Harpoon, `inflight` requests at a time, each of `batch` events. */
+async function throughHarpoon(urls: string[], inflight: number, batch: number, seconds: number, regions: string[]): Promise<{ events: number; refused: number }> {
+  const agent = new Agent({ keepAlive: true, maxSockets: inflight });
+  const end = Date.now() + seconds * 1000;
+  let events = 0;
+  let refused = 0;
+  let seq = 0;
+  const post = (url: string, body: string) =>
+    new Promise<number>((resolve, reject) => {
+      const req = request(`${url}/v1/events`, {
+        method: 'POST',
+        agent,
+        headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+      });
+      req.on('error', reject);
+      req.on('response', (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.end(body);
+    });
+  await Promise.all(
+    Array.from({ length: inflight }, async (_, k) => {
+      while (Date.now() < end) {
+        const items = Array.from({ length: batch }, () => ({ type: 'create', region: regions[seq++ % regions.length] }));
+        const status = await post(urls[k % urls.length]!, JSON.stringify(batch === 1 ? items[0] : { events: items }));
+        if (status === 201) events += batch;
+        else if (status === 429) {
+          refused++;
+          await new Promise((r) => setTimeout(r, 100));
+        } else throw new Error(`harpoon answered ${status}`);
+      }
+    }),
+  );
+  agent.destroy();
+  return { events, refused };
+}
+
+// ---- main --------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const settings = {
+    connections: arg('connections', 4),
+    seconds: arg('seconds', 10),
+    inflight: arg('inflight', 128),
+    batch: arg('batch', 100),
+    subscribers: arg('subscribers', 15_000),
+    subscriber_processes: arg('subscriber-processes', 2),
+    regions: arg('regions', 10),
+    rate: arg('rate', 20),
+    delivery_seconds: arg('delivery-seconds', 10),
+  };
+  const logger = createLogger({ level: 'warn' });
+  const server = await provisionServer({ logger, needConnections: 200 });
+  const database = uniqueDatabaseName('bench_harpoon');
+  const children: ChildProcess[] = [];
+  try {
+    const adminCfg = await prepareDatabase(server.admin, database, secret);
+    const knex = createKnex(adminCfg, { poolMax: 2 });
+    const seed = generateSeed({ hypervisors: 100, regions: settings.regions, seed: 1 });
+    await insertSeed(knex, seed);
+    await knex.destroy();
+    const admin = await mysql.createConnection({ ...adminCfg });
+    const [[facts]] = (await admin.query('SELECT @@innodb_flush_log_at_trx_commit AS flush, @@version AS version, @@userstat AS userstat')) as unknown as [
+      Array<{ flush: number; version: string; userstat: number }>,
+    ];
+    if (!Number(facts!.userstat)) await admin.query('SET GLOBAL userstat = 1');
+    const harpoonDb = serviceDbConfig(server.admin, database, 'harpoon', secret);
+    const cloudDb = serviceDbConfig(server.admin, database, 'cloud', secret);
+    const regionSlugs = seed.regions.map((r) => r.slug);
+    const regionIds = seed.regions.map((r) => r.id);
+
+    // 1. ingest ---------------------------------------------------------------------------------
+    progress(`single-row INSERTs over ${settings.connections} connections for ${settings.seconds} s…`);
+    let before = await countEvents(admin);
+    const cloudBefore = await userWrites(admin, 'cloud');
+    await singleRowInserts(cloudDb, settings.connections, settings.seconds, regionIds);
+    const singleRows = (await countEvents(admin)) - before;
+    const singleStatements = (await userWrites(admin, 'cloud')) - cloudBefore;
+
+    const [pa, pb] = await freePorts(2);
+    const urls = [`http://127.0.0.1:${pa}`, `http://127.0.0.1:${pb}`];
+    children.push(await startReplica({ ...harpoonDb }, pa!, pb!));
+    children.push(await startReplica({ ...harpoonDb }, pb!, pa!));
+
+    const ingest = async (batch: number) => {
+      progress(`through Harpoon (one replica, pool ${settings.connections}), ${settings.inflight} requests in flight of ${batch} event(s), ${settings.seconds} s…`);
+      const rows0 = await countEvents(admin);
+      const writes0 = await userWrites(admin, 'harpoon');
+      const t0 = Date.now();
+      // Batches: few requests in flight, so the items queued stay under Harpoon's queue bound (5000).
+      const inflight = batch === 1 ? settings.inflight : Math.max(1, Math.min(settings.inflight, Math.floor(2500 / batch)));
+      const r = await throughHarpoon([urls[0]!], inflight, batch, settings.seconds, regionSlugs);
+      const secs = (Date.now() - t0) / 1000;
+      const rows = (await countEvents(admin)) - rows0;
+      const writes = (await userWrites(admin, 'harpoon')) - writes0;
+      return { requests_in_flight: inflight, events_per_s: round(rows / secs), events: rows, acknowledged: r.events, refused_429: r.refused, server_write_statements: writes, statements_per_event: round(writes / rows, 4) };
+    };
+    const harpoonSingle = await ingest(1);
+    const harpoonBatch = await ingest(settings.batch);
+    const singleRate = singleRows / settings.seconds;
+
+    // 2. delivery -------------------------------------------------------------------------------
+    progress(`opening ${settings.subscribers} stream subscribers over ${settings.subscriber_processes} processes…`);
+    const per = Math.ceil(settings.subscribers / settings.subscriber_processes);
+    const subs: ChildProcess[] = [];
+    for (let k = 0; k < settings.subscriber_processes; k++) {
+      const count = Math.min(per, settings.subscribers - k * per);
+      const child = fork(SELF, ['--subscriber-child'], {
+        execArgv: ['--import', 'tsx'],
+        env: { ...process.env, BENCH_SUBSCRIBERS: JSON.stringify({ urls, regions: regionSlugs, count, start: k * per }) },
+        stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+      });
+      children.push(child);
+      subs.push(child);
+      await new Promise<void>((r) => child.once('message', () => r()));
+    }
+    const ask = <T>(child: ChildProcess, cmd: string) =>
+      new Promise<T>((resolve) => {
+        child.once('message', (m) => resolve(m as T));
+        child.send({ cmd });
+      });
+    const startWait = Date.now();
+    let connected = 0;
+    for (;;) {
+      const st = await Promise.all(subs.map((c) => ask<{ connected: number; failed: number }>(c, 'status')));
+      connected = st.reduce((s, x) => s + x.connected, 0);
+      const failed = st.reduce((s, x) => s + x.failed, 0);
+      if (connected + failed >= settings.subscribers || Date.now() - startWait > 120_000) break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    const connectSeconds = (Date.now() - startWait) / 1000;
+    progress(`${connected} subscribers connected in ${round(connectSeconds)} s; writing ${settings.rate} events/s for ${settings.delivery_seconds} s through both replicas…`);
+    await new Promise((r) => setTimeout(r, 1000));
+    const writer = new Agent({ keepAlive: true, maxSockets: 16 });
+    const total = settings.rate * settings.delivery_seconds;
+    const pending: Array<Promise<void>> = [];
+    const t0 = Date.now();
+    for (let i = 0; i < total; i++) {
+      const due = t0 + (i * 1000) / settings.rate;
+      const wait = due - Date.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      const body = JSON.stringify({ type: 'reboot', region: regionSlugs[i % regionSlugs.length], server_id: seed.servers.find((s) => s.region_id === regionIds[i % regionIds.length])!.id, args: { t0: Date.now() } });
+      pending.push(
+        new Promise<void>((resolve, reject) => {
+          const req = request(`${urls[i % 2]}/v1/events`, {
+            method: 'POST',
+            agent: writer,
+            headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+          });
+          req.on('error', reject);
+          req.on('response', (res) => {
+            res.resume();
+            res.on('end', () => (res.statusCode === 201 ? resolve() : reject(new Error(`write answered ${res.statusCode}`))));
+          });
+          req.end(body);
+        }),
+      );
+    }
+    await Promise.all(pending);
+    await new Promise((r) => setTimeout(r, 2000));
+    const reports = await Promise.all(subs.map((c) => ask<{ latencies: number[] }>(c, 'report')));
+    const latencies = reports.flatMap((r) => r.latencies).sort((a, b) => a - b);
+    writer.destroy();
+    const expected = total * (connected / settings.regions);
+    const lagText = await (await fetch(`${urls[0]}/metrics`)).text();
+
+    const out = {
+      bench: 'harpoon',
+      settings,
+      database: { source: server.source, host: server.admin.host, port: server.admin.port, server_version: facts!.version, innodb_flush_log_at_trx_commit: Number(facts!.flush) },
+      ingest: {
+        single_row_inserts: {
+          connections: settings.connections,
+          events_per_s: round(singleRate),
+          events: singleRows,
+          server_write_statements: singleStatements,
+          statements_per_event: round(singleStatements / singleRows, 4),
+        },
+        harpoon_one_event_per_request: harpoonSingle,
+        harpoon_batch_requests: { events_per_request: settings.batch, ...harpoonBatch },
+        ratio_one_event_per_request: round(harpoonSingle.events_per_s / singleRate, 2),
+        ratio_batch_requests: round(harpoonBatch.events_per_s / singleRate, 2),
+        goal_ratio: 5,
+      },
+      delivery: {
+        replicas: 2,
+        subscribers_connected: connected,
+        connect_seconds: round(connectSeconds),
+        events_written: total,
+        deliveries: latencies.length,
+        deliveries_expected: Math.round(expected),
+        latency_ms: { p50: quantile(latencies, 0.5), p90: quantile(latencies, 0.9), p99: quantile(latencies, 0.99), max: latencies.at(-1) ?? null },
+        goal_p99_ms: 50,
+        server_delivery_lag_count_replica_a: Number(/^harpoon_delivery_lag_seconds_count (\d+)/m.exec(lagText)?.[1] ?? 0),
+      },
+    };
+    process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+    await admin.end();
+  } finally {
+    for (const c of children) c.kill('SIGKILL');
+    await dropDatabase(server.admin, database).catch(() => {});
+    await server.release();
+  }
+}
+
+if (process.argv.includes('--subscriber-child')) await subscriberChild();
+else await main();
