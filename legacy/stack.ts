@@ -14,6 +14,8 @@ import { createRouterSupervisor, type RouterSupervisor } from '../router/supervi
 import { createProxyCluster, workersForStreams, type ProxyCluster } from '../proxy/cluster.ts';
 import type { RouteTable } from '../proxy/route-table.ts';
 import { createCutoverAdmin } from '../proxy/cutover/admin.ts';
+import { createDashboardCollector, type DashboardCollector } from '../proxy/dashboard/collector.ts';
+import { addDashboardRoutes } from '../proxy/dashboard/routes.ts';
 import type { CutoverController } from '../proxy/cutover/controller.ts';
 import type { CutoverPlan } from '../proxy/cutover/plan.ts';
 
@@ -55,6 +57,8 @@ export interface LegacyStackOptions {
     pollIntervalMs?: number;
     /** Agents' god-query polls between reads of the cutover row (default 3). */
     modeCheckEvery?: number;
+    /** Serve the live dashboard at <admin>/dashboard, scraping every service every intervalMs (default 2000). Off by default. */
+    dashboard?: { intervalMs?: number };
   };
 }
 
@@ -68,6 +72,8 @@ export interface EventRouterStack {
   /** The cutover admin API (`…/cutover/*`, token-protected); its /metrics has the proxy cluster's series too. */
   adminUrl: string;
   controller: CutoverController;
+  /** The live dashboard (`<adminUrl>/dashboard`), when started with `dashboard`. */
+  dashboardUrl?: string;
 }
 
 export interface LegacyStack {
@@ -110,6 +116,7 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
     const schedulerAddress = await scheduler.start();
     started.push(scheduler);
     let eventRouter: EventRouterStack | undefined;
+    let dashboard: DashboardCollector | undefined;
     if (options.eventRouter) {
       const er = options.eventRouter;
       const supervisor = createRouterSupervisor({ regions: er.regions, db: as('event_router'), secret: options.secret, pollIntervalMs: er.pollIntervalMs ?? 1000, logger });
@@ -140,7 +147,7 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
       started.push(proxy);
       const proxyAddress = await proxy.start();
       // The admin serves the cluster's aggregated proxy_* series on its /metrics: the gates read the proxy there.
-      const adminPort = options.ports?.admin ?? (await freePort());
+      const adminPort = options.ports?.admin || (await freePort());
       const adminUrl = `http://127.0.0.1:${adminPort}`;
       const admin = createCutoverAdmin({
         db: as('proxy'),
@@ -157,6 +164,12 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
       await admin.start();
       started.push(admin);
       eventRouter = { routers: supervisor, proxy, proxyUrl: proxyAddress.url, adminUrl, controller: admin.controller };
+      if (er.dashboard) {
+        dashboard = createDashboardCollector({ intervalMs: er.dashboard.intervalMs, logger, sources: [{ job: 'monitor', url: monitorAddress.url }, { job: 'proxy-admin', url: adminUrl }, { job: 'cloud', url: cloudAddress.url }, ...routers.map((r) => ({ job: 'event-router', url: r.url }))] });
+        addDashboardRoutes(admin.router, { collector: dashboard, history: (limit) => admin.controller.history({ limit }) });
+        started.push(dashboard);
+        eventRouter.dashboardUrl = `${adminUrl}/dashboard`;
+      }
     }
     const fleet = createFleet({
       db: as('dobe'),
@@ -179,6 +192,11 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
     const fleetHttp = createHttpService({ name: 'dobe-fleet', router: fleetRouter, registry: fleet.registry, logger, port: options.ports?.fleet ?? 0 });
     const fleetAddress = await fleetHttp.start();
     started.push(fleetHttp);
+    if (dashboard) {
+      dashboard.addSource({ job: 'fleet', url: fleetAddress.url });
+      if (schedulerAddress.url) dashboard.addSource({ job: 'scheduler-v1', url: schedulerAddress.url });
+      dashboard.start();
+    }
     let closing: Promise<void> | undefined;
     return {
       urls: { cloud: cloudAddress.url, scheduler: schedulerAddress.url ?? '', monitor: monitorAddress.url, fleet: fleetAddress.url },

@@ -1,3 +1,6 @@
+import { randomBytes } from 'node:crypto';
+import { eventRouterPlan } from '../../demo/event-router-stage.ts';
+import { writeScrapeTargets } from '../../lib/metrics/scrape-targets.ts';
 import { prepareDatabase, uniqueDatabaseName } from '../../lib/db/database.ts';
 import { createKnex } from '../../lib/db/knex.ts';
 import { provisionServer } from '../../lib/db/provision.ts';
@@ -13,16 +16,22 @@ const HELP = `Usage: strangler up [options]
 
 Starts the whole stack in its legacy state on this machine and keeps it
 running until Ctrl-C: a database (found or throwaway), a migrated and seeded
-schema, Cloud, Scheduler V1, the monitor (MySQL metrics) and one DOBE agent
-per hypervisor. Prints the URLs to use.
+schema, Cloud, Scheduler V1, the monitor (MySQL metrics), one DOBE agent per
+hypervisor, one Event Router per region, the strangler proxy, and the
+proxy's admin port with the cutover API (what \`strangler cutover\` talks to
+by default) and the live dashboard. Every feature starts at step 0 (legacy).
+Prints the URLs to use, and writes Prometheus file_sd targets for
+dashboards/prometheus.yml.
 
 Options:
   --hypervisors N    Simulated hypervisors (default 200)
   --regions R        Regions (default 3)
   --seed K           Seed number (default 1)
   --database NAME    Database name (default: a fresh strangler_up_<random>)
-  --port P           Monitor/dashboard port (default 9400; 0 = any)
+  --port P           Admin port: cutover API and /dashboard (default 9400; 0 = any)
+  --monitor-port P   MySQL monitor /metrics (default 9104, mysqld_exporter's; 0 = any)
   --cloud-port P     Cloud API port (default 9401; 0 = any)
+  --targets-dir DIR  Prometheus file_sd targets (default out/prometheus-targets)
   --seconds S        Stop after S seconds (default: until Ctrl-C)
   --json             Print the URLs and settings as one JSON object
   -h, --help         This text
@@ -42,7 +51,9 @@ export const command: Command = {
       seed: { type: 'string' },
       database: { type: 'string' },
       port: { type: 'string' },
+      'monitor-port': { type: 'string' },
       'cloud-port': { type: 'string' },
+      'targets-dir': { type: 'string' },
       seconds: { type: 'string' },
     });
     if (values.help) {
@@ -57,6 +68,9 @@ export const command: Command = {
     const logger = cliLogger(io.env);
     const progress = createProgress(io.stderr as NodeJS.WritableStream & { isTTY?: boolean }, { quiet: values.json });
     const secret = io.env.STRANGLER_DB_SECRET ?? DEFAULT_DB_SECRET;
+    // The cutover admin token: yours (STRANGLER_ADMIN_TOKEN), or one made for this run and shown once here, never on the dashboard.
+    const adminToken = io.env.STRANGLER_ADMIN_TOKEN ?? randomBytes(18).toString('base64url');
+    const tokenHint = io.env.STRANGLER_ADMIN_TOKEN ? '' : `STRANGLER_ADMIN_TOKEN=${adminToken} `;
     const server = await provisionServer({ env: io.env, logger, needConnections: hypervisors + 150 });
     progress.log(`database: ${server.source} server ${server.admin.host}:${server.admin.port} (${server.serverVersion})`);
     try {
@@ -80,12 +94,31 @@ export const command: Command = {
         secret,
         serverIds,
         logger,
-        ports: { monitor: intOption('port', values.port, 9400, 0), cloud: intOption('cloud-port', values['cloud-port'], 9401, 0) },
+        ports: {
+          admin: intOption('port', values.port, 9400, 0, 65535),
+          monitor: intOption('monitor-port', values['monitor-port'], 9104, 0, 65535),
+          cloud: intOption('cloud-port', values['cloud-port'], 9401, 0, 65535),
+        },
+        eventRouter: { regions: seed.regions.map((r) => r.slug), plan: eventRouterPlan(seed.regions.map((r) => r.slug), 10), adminToken, dashboard: {} },
         onFleetProgress: (connected, total) => progress.update(`fleet: ${connected}/${total} agents connected`),
       });
       try {
+        const er = stack.eventRouter!;
+        const targetsDir = values['targets-dir'] ?? 'out/prometheus-targets';
+        await writeScrapeTargets(targetsDir, [
+          { job: 'monitor', url: stack.urls.monitor },
+          { job: 'cloud', url: stack.urls.cloud },
+          { job: 'fleet', url: stack.urls.fleet },
+          ...(stack.urls.scheduler ? [{ job: 'scheduler-v1' as const, url: stack.urls.scheduler }] : []),
+          { job: 'proxy-admin', url: er.adminUrl },
+          ...er.routers.routers().map((r) => ({ job: 'event-router' as const, url: r.url, labels: { region: r.region } })),
+        ]);
         const info = {
-          dashboard: `${stack.urls.monitor}/metrics`,
+          dashboard: er.dashboardUrl,
+          admin: er.adminUrl,
+          proxy: er.proxyUrl,
+          monitor_metrics: `${stack.urls.monitor}/metrics`,
+          prometheus_targets: targetsDir,
           fleet_metrics: `${stack.urls.fleet}/metrics`,
           cloud: stack.urls.cloud,
           scheduler_v1: stack.urls.scheduler,
@@ -99,7 +132,11 @@ export const command: Command = {
           io.stdout.write(
             [
               `Legacy stack is up (${hypervisors} hypervisors, ${regions} regions).`,
-              `  dashboard (metrics): ${info.dashboard}`,
+              `  dashboard:           ${info.dashboard}`,
+              `  cutover admin:       ${info.admin}   e.g. ${tokenHint}strangler cutover status`,
+              `  proxy:               ${info.proxy}`,
+              `  monitor (MySQL):     ${info.monitor_metrics}`,
+              `  prometheus targets:  ${targetsDir}/*.json (prometheus --config.file=dashboards/prometheus.yml)`,
               `  cloud API:           ${info.cloud}   e.g. curl -H "Authorization: Bearer ${info.example_token}" ${info.cloud}/v2/droplets`,
               `  scheduler v1:        ${info.scheduler_v1}/metrics`,
               `  fleet (agents):      ${info.fleet_metrics}`,
