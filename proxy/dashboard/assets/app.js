@@ -29,14 +29,17 @@
             ctx.setLineDash([4, 4]);
             ctx.lineWidth = 1;
             ctx.font = 11 * devicePixelRatio + 'px system-ui';
+            var shown = 0;
             markers.forEach(function (m) {
               if (m.t < min || m.t > max) return;
+              // Labels of nearby changes stagger down so they do not overlap.
+              var row = shown++ % 3;
               var x = Math.round(u.valToPos(m.t, 'x', true));
               ctx.beginPath();
               ctx.moveTo(x, u.bbox.top);
               ctx.lineTo(x, u.bbox.top + u.bbox.height);
               ctx.stroke();
-              ctx.fillText(m.feature + ' → ' + m.to_step, x + 3, u.bbox.top + 12 * devicePixelRatio);
+              ctx.fillText(m.feature + ' → ' + m.to_step, x + 3, u.bbox.top + (12 + 13 * row) * devicePixelRatio);
             });
             ctx.restore();
           },
