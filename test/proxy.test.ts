@@ -3,6 +3,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { stickyBucket } from '../lib/cutover/decide.ts';
 import { StranglerError } from '../lib/errors.ts';
 import { createProxy, type Proxy, type ProxyOptions } from '../proxy/create-proxy.ts';
+import { httpProxy3Engine } from '../proxy/engine.ts';
 import type { RouteTable } from '../proxy/route-table.ts';
 import { createStaticState, type StaticStateSource } from '../proxy/static-state.ts';
 import { metricValue, send, startBlackhole, startUpstream, waitFor, type TestUpstream } from './helpers/upstream.ts';
@@ -529,4 +530,35 @@ describe('options and lifecycle', () => {
     await closed;
     await expect(send(`${url}/slow`)).rejects.toThrow();
   });
+});
+
+describe('engines', () => {
+  // The pipe engine is the default; http-proxy-3 stays one option away (see proxy/engine.ts), so it must keep working.
+  for (const [name, engine] of [
+    ['pipe (default)', undefined],
+    ['http-proxy-3', httpProxy3Engine],
+  ] as const) {
+    it(`${name}: forwards method, path, body and headers, answers with the upstream's status and headers, and fails over a refused instance`, async () => {
+      const dead = await upstream('dead');
+      const u = await upstream('legacy', (req, res, body) => {
+        res.writeHead(201, 'Made', { 'content-type': 'application/json', 'x-upstream': 'yes' });
+        res.end(JSON.stringify({ path: req.url, body, host: req.headers.host, request_id: req.headers['x-request-id'], custom: req.headers['x-custom'] }));
+      });
+      const { url } = await proxyFor({
+        routes: { f: { legacy: [dead.url, `${u.url}/base`], new: [u.url], routes: [{ method: ['GET', 'PUT'], path: '/v2/things/:id' }] } },
+        state: createStaticState(),
+        healthCheck: { intervalMs: 60_000 },
+        ...(engine ? { engine } : {}),
+      });
+      await dead.kill();
+      for (const method of ['PUT', 'GET']) {
+        const body = method === 'PUT' ? '{"size":"s-1vcpu-1gb"}' : undefined;
+        const res = await send(`${url}/v2/things/7?x=1`, { method, headers: { 'x-custom': 'kept', 'x-request-id': `id-${method}` }, ...(body ? { body } : {}) });
+        expect(res.status).toBe(201);
+        expect(res.headers['x-upstream']).toBe('yes');
+        expect(res.headers['x-request-id']).toBe(`id-${method}`);
+        expect(res.body).toEqual({ path: '/base/v2/things/7?x=1', body: body ?? '', host: new URL(url).host, request_id: `id-${method}`, custom: 'kept' });
+      }
+    });
+  }
 });
