@@ -1,9 +1,9 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { ClientRequest, IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { Registry } from 'prom-client';
-import { goesNew } from '../lib/cutover/decide.ts';
+import { goesNew, sha256 } from '../lib/cutover/decide.ts';
 import type { FeatureStateSource, Routing } from '../lib/cutover/types.ts';
 import { invalidOption } from '../lib/errors.ts';
 import { sendError, sendJson } from '../lib/http/respond.ts';
@@ -252,9 +252,8 @@ export function createProxy(options: ProxyOptions): Proxy {
     options.onShadowSample,
   );
 
-  // Matching reuses lib/http/router.ts; its handler slot is unused, the route is looked up by method + pattern.
-  const router = createRouter();
-  const byKey = new Map<string, { route: CompiledRoute; metrics: Record<Side | 'none', RouteMetrics> }>();
+  // Matching reuses lib/http/router.ts; its handler slot holds the compiled route and its metrics.
+  const router = createRouter<{ route: CompiledRoute; metrics: Record<Side | 'none', RouteMetrics> }>();
   const targets = new Map<Upstream, EngineTarget>();
   for (const route of routes) {
     const m = {
@@ -262,10 +261,7 @@ export function createProxy(options: ProxyOptions): Proxy {
       new: new RouteMetrics(metrics, route.feature, route.pattern, 'new'),
       none: new RouteMetrics(metrics, route.feature, route.pattern, 'none'),
     };
-    for (const method of route.methods) {
-      router.add(method, route.pattern, () => undefined);
-      byKey.set(`${method} ${route.pattern}`, { route, metrics: m });
-    }
+    for (const method of route.methods) router.add(method, route.pattern, { route, metrics: m });
   }
   for (const u of upstreams.all()) targets.set(u, engineTarget(u));
   const unmatched = new RouteMetrics(metrics, 'none', 'unmatched', 'none');
@@ -361,7 +357,7 @@ export function createProxy(options: ProxyOptions): Proxy {
     if (by === undefined) return requestId;
     if (by === 'bearer') {
       const m = BEARER.exec(req.headers.authorization ?? '');
-      return m ? createHash('sha256').update(m[1]!).digest('hex') : undefined;
+      return m ? sha256(m[1]!).toString('hex') : undefined;
     }
     if ('param' in by) return params[by.param];
     const v = req.headers[by.header];
@@ -415,7 +411,7 @@ export function createProxy(options: ProxyOptions): Proxy {
       fail(ctx, res, 'PROXY_ERR_METHOD_NOT_ALLOWED', `${ctx.method} is not routed here; use ${allow}`, { allow });
       return;
     }
-    const entry = byKey.get(`${ctx.method} ${match.pattern}`)!;
+    const entry = match.handler;
     const r = entry.route;
     ctx.route = r;
     ctx.metrics = entry.metrics.none;

@@ -15,11 +15,16 @@ export type Side = 'legacy' | 'new';
  * Requests refused before a target was chosen carry target="none".
  */
 export function createProxyMetrics(registry: Registry) {
+  /** Request counts kept by each route and added to the counter when it is read (see RouteMetrics). */
+  const pending = new Set<RouteMetrics>();
   const requests = new Counter({
     name: 'proxy_requests_total',
     help: 'Requests answered by the proxy, by feature, route pattern, target side (legacy|new|none) and status code.',
     labelNames: ['feature', 'route', 'target', 'status'] as const,
     registers: [registry],
+    collect() {
+      for (const route of pending) route.flush();
+    },
   });
   const duration = new Histogram({
     name: 'proxy_request_duration_seconds',
@@ -59,17 +64,21 @@ export function createProxyMetrics(registry: Registry) {
     labelNames: ['feature', 'route', 'reason'] as const,
     registers: [registry],
   });
-  return { requests, duration, upstreamErrors, healthy, openStreams, shadowComparisons, shadowSkipped };
+  return { requests, duration, upstreamErrors, healthy, openStreams, shadowComparisons, shadowSkipped, pending };
 }
 
 export type ProxyMetrics = ReturnType<typeof createProxyMetrics>;
 
 /**
- * Label children cached per route and side: prom-client hashes label sets on
- * every call, and this path runs once per proxied request.
+ * One route and side's metrics, on the path every proxied request takes.
+ * prom-client hashes the label set on every call, even on a child from
+ * `.labels()`, so requests are counted here in a plain number per status and
+ * handed to proxy_requests_total when the registry is read (its `collect`):
+ * a scrape, or a cluster primary asking its workers, always sees every
+ * request answered so far.
  */
 export class RouteMetrics {
-  private readonly byStatus = new Map<number, { inc(): void }>();
+  private readonly byStatus = new Map<number, { child: { inc(n: number): void }; n: number }>();
   readonly duration: { observe(v: number): void };
 
   constructor(
@@ -79,14 +88,26 @@ export class RouteMetrics {
     readonly target: Side | 'none',
   ) {
     this.duration = metrics.duration.labels({ feature, target });
+    metrics.pending.add(this);
   }
 
   count(status: number): void {
-    let child = this.byStatus.get(status);
-    if (!child) {
-      child = this.metrics.requests.labels({ feature: this.feature, route: this.route, target: this.target, status: String(status) });
-      this.byStatus.set(status, child);
+    let entry = this.byStatus.get(status);
+    if (!entry) {
+      const child = this.metrics.requests.labels({ feature: this.feature, route: this.route, target: this.target, status: String(status) });
+      // Created at zero now, so the series exists from the first answer on.
+      child.inc(0);
+      entry = { child, n: 0 };
+      this.byStatus.set(status, entry);
     }
-    child.inc();
+    entry.n++;
+  }
+
+  flush(): void {
+    for (const entry of this.byStatus.values()) {
+      if (entry.n === 0) continue;
+      entry.child.inc(entry.n);
+      entry.n = 0;
+    }
   }
 }

@@ -1,5 +1,13 @@
-import { createHash } from 'node:crypto';
+import crypto from 'node:crypto';
 import type { Routing } from './types.ts';
+
+/**
+ * SHA-256 in one call: `crypto.hash` (Node >= 20.12) skips the Hash object
+ * and is about twice as fast on keys this short; older Nodes get the same
+ * digest from createHash. The proxy buckets every canary request with it.
+ */
+export const sha256: (data: string) => Buffer =
+  typeof crypto.hash === 'function' ? (data) => crypto.hash('sha256', data, 'buffer') : (data) => crypto.createHash('sha256').update(data).digest();
 
 /**
  * A key's sticky bucket in [0, 100): the same key always lands in the same
@@ -7,7 +15,7 @@ import type { Routing } from './types.ts';
  * and never moves one back. Different features bucket independently.
  */
 export function stickyBucket(feature: string, key: string): number {
-  const digest = createHash('sha256').update(`${feature}\u0000${key}`).digest();
+  const digest = sha256(`${feature}\u0000${key}`);
   return (digest.readUInt32BE(0) % 10_000) / 100;
 }
 

@@ -13,16 +13,16 @@ const CONTROL = /[\u0000-\u001f\u007f]/;
 
 export type Handler = (ctx: RequestContext) => Promise<void> | void;
 
-interface Route {
+interface Route<H> {
   method: string;
   pattern: string;
   regex: RegExp;
   keys: string[];
-  handler: Handler;
+  handler: H;
 }
 
-export interface Match {
-  handler: Handler;
+export interface Match<H = Handler> {
+  handler: H;
   params: Record<string, string>;
   /** The route's pattern (`/v2/droplets/:id`): a bounded label for metrics. */
   pattern: string;
@@ -31,15 +31,16 @@ export interface Match {
 /**
  * A small method + path router. Patterns use `:name` segments; a path that
  * exists under another method yields `allowed` so the caller can answer 405.
+ * The handler slot holds any value (the proxy keeps its compiled routes in it).
  *
  * @example
  *   const router = createRouter().add('GET', '/v2/droplets/:id', getDroplet);
  *   const m = router.match('GET', '/v2/droplets/7'); // m.params.id === '7'
  */
-export function createRouter() {
-  const routes: Route[] = [];
+export function createRouter<H = Handler>() {
+  const routes: Route<H>[] = [];
   const api = {
-    add(method: string, pattern: string, handler: Handler) {
+    add(method: string, pattern: string, handler: H) {
       const keys: string[] = [];
       const source = pattern
         .split('/')
@@ -52,36 +53,42 @@ export function createRouter() {
       routes.push({ method, pattern, regex: new RegExp(`^${source}/?$`), keys, handler });
       return api;
     },
-    match(method: string, path: string): Match | { allowed: string[] } | undefined {
-      const allowed: string[] = [];
-      for (const route of routes) {
+    match(method: string, path: string): Match<H> | { allowed: string[] } | undefined {
+      // Plain loops and no array unless a 405 needs one: the proxy matches every request it forwards.
+      let allowed: string[] | undefined;
+      for (let r = 0; r < routes.length; r++) {
+        const route = routes[r]!;
         const m = route.regex.exec(path);
         if (!m) continue;
         if (route.method !== method) {
-          allowed.push(route.method);
+          (allowed ??= []).push(route.method);
           continue;
         }
         const params: Record<string, string> = {};
-        for (const [i, k] of route.keys.entries()) {
+        const keys = route.keys;
+        for (let i = 0; i < keys.length; i++) {
           const raw = m[i + 1]!;
-          let value: string;
-          try {
-            value = decodeURIComponent(raw);
-          } catch (cause) {
-            throw new StranglerError('HTTP_ERR_BAD_PATH', `path segment ${JSON.stringify(raw.slice(0, 100))} is not valid percent-encoding`, { status: 400, cause });
+          let value = raw;
+          // Most segments (ids, slugs) have nothing to decode.
+          if (raw.includes('%')) {
+            try {
+              value = decodeURIComponent(raw);
+            } catch (cause) {
+              throw new StranglerError('HTTP_ERR_BAD_PATH', `path segment ${JSON.stringify(raw.slice(0, 100))} is not valid percent-encoding`, { status: 400, cause });
+            }
           }
           // `%00`, `%0a` and friends name nothing, and would reach queries and log lines as they are.
           if (CONTROL.test(value)) {
             throw new StranglerError('HTTP_ERR_BAD_PATH', `path segment ${JSON.stringify(raw.slice(0, 100))} encodes a control character`, { status: 400 });
           }
-          params[k] = value;
+          params[keys[i]!] = value;
         }
         return { handler: route.handler, params, pattern: route.pattern };
       }
-      return allowed.length ? { allowed } : undefined;
+      return allowed ? { allowed } : undefined;
     },
   };
   return api;
 }
 
-export type Router = ReturnType<typeof createRouter>;
+export type Router<H = Handler> = ReturnType<typeof createRouter<H>>;
