@@ -4,6 +4,7 @@ import type { ChangeResult, FeatureStatus } from '../../proxy/cutover/controller
 import type { GateReading } from '../../proxy/cutover/gates.ts';
 import { gateName, loadPlanFile, type CutoverPlan, type Gate, type PlanStep } from '../../proxy/cutover/plan.ts';
 import type { HistoryEntry } from '../../proxy/cutover/state-store.ts';
+import type { ShadowSummary } from '../../proxy/cutover/shadow-summary.ts';
 import { EXIT, UsageError, intOption, parseCommandArgs, writeJson, type Command, type CommandIO } from '../command.ts';
 
 const DEFAULT_URL = 'http://127.0.0.1:9400';
@@ -24,7 +25,8 @@ from the services' /metrics) must pass before "advance" leaves it; a gate
 that fails during the soak rolls the feature back by itself.
 
 Verbs:
-  status                 Every feature: step, mode, canary, paused, soak left, last change
+  status                 Every feature: step, mode, canary, paused, soak left, last change;
+                         Scheduler V2's shadow agreement with V1, by category of difference
   plan                   The plan the API runs (or check a local file with --file)
   advance <feature>      Check the current step's gates, then move to the next step
   rollback <feature>     Back to legacy at once (--to previous: one step back); never gated
@@ -240,6 +242,19 @@ function statusTable(features: FeatureStatus[]): string {
   return table(rows) + warnings.join('');
 }
 
+/** One line per feature whose new side judges the legacy side in shadow (Scheduler V2): agreement and its categories. */
+function shadowLines(shadow: Record<string, ShadowSummary>): string {
+  return Object.entries(shadow)
+    .map(([feature, s]) => {
+      const who = `${s.service}, ${s.instances} instance${s.instances === 1 ? '' : 's'}`;
+      if (s.error) return `${feature} shadow (${s.service}): unavailable: ${s.error}\n`;
+      if (s.agreement_ratio === null) return `${feature} shadow (${who}): no decisions judged yet\n`;
+      const diffs = Object.entries(s.by_category).map(([c, n]) => `${c} ${n}`).join(', ');
+      return `${feature} shadow (${who}): ${(s.agreement_ratio * 100).toFixed(1)}% agree (${s.agree}/${s.judged})${diffs ? `; differences: ${diffs}` : ''}\n`;
+    })
+    .join('');
+}
+
 function readingsTable(readings: GateReading[]): string {
   if (readings.length === 0) return '  (no gates)\n';
   return table([
@@ -375,9 +390,9 @@ export const command: Command = {
     try {
       switch (verb) {
         case 'status': {
-          const res = (await callApi(io, base, token, 'GET', path('status'))) as { features: FeatureStatus[] };
+          const res = (await callApi(io, base, token, 'GET', path('status'))) as { features: FeatureStatus[]; shadow?: Record<string, ShadowSummary> };
           if (json) writeJson(io, res);
-          else io.stdout.write(statusTable(res.features));
+          else io.stdout.write(statusTable(res.features) + shadowLines(res.shadow ?? {}));
           return EXIT.ok;
         }
         case 'plan': {

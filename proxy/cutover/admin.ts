@@ -214,7 +214,8 @@ export function addCutoverRoutes(router: Router, options: CutoverRoutesOptions):
       at('/cutover/status'),
       guarded(async (ctx) => {
         checkQuery(ctx.query, []);
-        sendJson(ctx.res, 200, { features: await controller.status(), now: new Date().toISOString() });
+        const [features, shadow] = await Promise.all([controller.status(), controller.shadow()]);
+        sendJson(ctx.res, 200, { features, shadow, now: new Date().toISOString() });
       }),
     )
     .add(

@@ -6,6 +6,7 @@ import { silentLogger, type Logger } from '../../lib/logger.ts';
 import { cutoverError } from './errors.ts';
 import { captureBaseline, createScraper, evaluateStep, type Baseline, type FetchLike, type GateReading, type Scraper, type ServiceMap } from './gates.ts';
 import { isFeatureName, planServices, stepRouting, type CutoverPlan, type PlanFeature, type PlanStep } from './plan.ts';
+import { readShadowSummaries, type ShadowSummary } from './shadow-summary.ts';
 import type { CutoverStateStore, FeatureRecord, HistoryAction, HistoryEntry } from './state-store.ts';
 
 /**
@@ -89,6 +90,8 @@ export interface CutoverController {
   stopWatcher(): Promise<void>;
   /** Services the plan's gates read that the services map lacks. */
   missingServices(): string[];
+  /** Shadow agreement reported by the new side of features that judge it themselves (`scheduling`: Scheduler V2). */
+  shadow(): Promise<Partial<Record<string, ShadowSummary>>>;
 }
 
 export function createCutoverController(options: CutoverControllerOptions): CutoverController {
@@ -394,6 +397,7 @@ export function createCutoverController(options: CutoverControllerOptions): Cuto
     missingServices() {
       return planServices(plan).filter((s) => !scraper.configured(s));
     },
+    shadow: () => readShadowSummaries(scraper),
   };
 }
 
