@@ -1,8 +1,8 @@
 import type { Knex } from 'knex';
-import { StranglerError } from '../lib/errors.ts';
 import { readMysqlSnapshot } from '../lib/metrics/mysql-snapshot.ts';
 import type { CutoverController } from '../proxy/cutover/controller.ts';
 import { loadDefaultPlan, regionRolloutSteps, validatePlan, type CutoverPlan, type Gate } from '../proxy/cutover/plan.ts';
+import { advanceStep } from './advance-step.ts';
 import type { Progress } from './progress.ts';
 
 /**
@@ -67,28 +67,7 @@ export async function advanceEventDelivery(options: AdvanceOptions): Promise<Adv
     const status = await controller.statusOf('event-delivery');
     if (status.step >= status.steps) break;
     const began = Date.now();
-    const refusedDeadline = Date.now() + (options.refusedTimeoutMs ?? 180_000);
-    let advanced = false;
-    while (!advanced) {
-      try {
-        await controller.advance('event-delivery', 'demo', 'npm run demo: event-router stage', { expectedVersion: status.version });
-        advanced = true;
-      } catch (err) {
-        const code = err instanceof StranglerError ? err.code : '';
-        if (code === 'CUTOVER_ERR_SOAKING') {
-          const remaining = Number((err as { details?: { remaining_seconds?: number } }).details?.remaining_seconds ?? 1);
-          progress.update(`event-router: step ${status.step} (${status.step_name}) soaking, ${remaining}s left`);
-          await sleep(Math.max(200, remaining * 1000 - 500));
-          continue;
-        }
-        if (code === 'CUTOVER_ERR_GATE_FAILED' && Date.now() < refusedDeadline) {
-          progress.update(`event-router: advance refused (${(err as Error).message}); retrying`);
-          await sleep(1000);
-          continue;
-        }
-        throw err;
-      }
-    }
+    await advanceStep({ controller, feature: 'event-delivery', status, progress, label: 'event-router', ...(options.refusedTimeoutMs !== undefined ? { refusedTimeoutMs: options.refusedTimeoutMs } : {}) });
     const after = await controller.statusOf('event-delivery');
     const step = spec.steps[after.step - 1]!;
     const routed =

@@ -12,7 +12,8 @@ import { HOST_RESERVED } from '../legacy/seed/catalog.ts';
 import { generateSeed } from '../legacy/seed/generate.ts';
 import { insertSeed } from '../legacy/seed/insert.ts';
 import { startLegacyStack } from '../legacy/stack.ts';
-import { advanceEventDelivery, eventRouterPlan } from './event-router-stage.ts';
+import { advanceEventDelivery } from './event-router-stage.ts';
+import { demoPlan, runSchedulerV2Stage } from './scheduler-v2-stage.ts';
 import type { Progress } from './progress.ts';
 import { renderReportHtml } from './report-html.ts';
 import type { DemoReport, StageName, StageReport } from './report-types.ts';
@@ -50,7 +51,8 @@ const POLLING_USERS = ['dobe', 'scheduler_v1', 'event_router'];
 /**
  * Runs the migration end to end on this machine and writes
  * `out/report.json` and `out/report.html`. Stages: `legacy`, then `event-router`
- * (event delivery moved to the regional Event Routers through the proxy's cutover controller, region by region).
+ * (event delivery moved to the regional Event Routers through the proxy's cutover controller, region by region),
+ * then `scheduler-v2` (scheduling moved to three Scheduler V2 replicas: shadow, one region, all).
  *
  * @example
  *   const report = await runDemo({ hypervisors: 200, regions: 3, out: 'out/demo', stageSeconds: 20, … });
@@ -91,6 +93,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       const regionSlugs = seed.regions.map((r) => r.slug);
       const soakSeconds = options.soakSeconds ?? 2;
       const withRouter = (options.stages ?? ['legacy', 'event-router']).includes('event-router');
+      // Scheduler V2 moves through the same cutover admin, so it needs the event-router stage's stack.
+      const withSchedulerV2 = withRouter && (options.stages ?? ['scheduler-v2']).includes('scheduler-v2');
       stack = await startLegacyStack({
         server: server.admin,
         database,
@@ -103,11 +107,12 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
         eventRouter: withRouter
           ? {
               regions: regionSlugs,
-              plan: eventRouterPlan(regionSlugs, soakSeconds),
+              plan: demoPlan(regionSlugs, soakSeconds),
               adminToken: randomBytes(24).toString('base64url'),
               pollIntervalMs: options.routerPollMs ?? 1000,
             }
           : undefined,
+        schedulerV2: withSchedulerV2 ? { replicas: 3 } : undefined,
       });
       progress.log(`legacy stack up: cloud ${stack.urls.cloud}, metrics ${stack.urls.monitor}/metrics`);
       const er = stack.eventRouter;
@@ -175,6 +180,13 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
           proxy_worker_restarts: er.proxy.restarts(),
         };
         stages.push(routerStage);
+      }
+      // scheduler-v2: scheduling moves to three V2 replicas (shadow, one region, all) under traffic, then measured.
+      if (er && stack.schedulerV2) {
+        stage = 'scheduler-v2';
+        stages.push(
+          await runSchedulerV2Stage({ controller: er.controller, replicas: stack.schedulerV2.replicas, db, progress, startTraffic: traffic, measure: () => runStage('scheduler-v2', stageContext) }),
+        );
       }
       const processes = [
         { role: 'demo', pid: process.pid, peak_rss_bytes: process.resourceUsage().maxRSS * 1024 },

@@ -6,7 +6,8 @@ import { createRouter } from '../lib/http/router.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
 import { createCloud } from './cloud/create-cloud.ts';
 import { createFleet, type Fleet } from './dobe/fleet.ts';
-import { addHostMetricsRoutes } from './dobe/host-metrics.ts';
+import { addHostMetricsRoutes, hostMetricsUrl } from './dobe/host-metrics.ts';
+import { createSchedulerV2, type SchedulerV2 } from '../scheduler/create-scheduler-v2.ts';
 import { createSchedulerV1, type SchedulerV1 } from './scheduler-v1/create-scheduler-v1.ts';
 import { formatMysqlUrl } from '../lib/db/config.ts';
 import { freePort } from '../lib/net/free-port.ts';
@@ -60,6 +61,20 @@ export interface LegacyStackOptions {
     /** Serve the live dashboard at <admin>/dashboard, scraping every service every intervalMs (default 2000). Off by default. */
     dashboard?: { intervalMs?: number };
   };
+  /**
+   * Also starts Scheduler V2 replicas (in this process, each its own
+   * `scheduler_v2` pool) that follow the `scheduling` cutover state and
+   * scrape the fleet's per-region host metrics, and gives the cutover admin
+   * (started with `eventRouter`) their /metrics as the `scheduler` gate
+   * service. They stay idle until `scheduling` advances; V1 keeps placing
+   * until its regions move.
+   */
+  schedulerV2?: {
+    /** Active-active replicas (default 3). Each scrapes one endpoint per region: R sockets, whatever N. */
+    replicas?: number;
+    /** Pause between batches when idle (default 200 ms). */
+    pollIntervalMs?: number;
+  };
 }
 
 export interface EventRouterStack {
@@ -83,6 +98,8 @@ export interface LegacyStack {
   monitor: Monitor;
   /** Present when started with `eventRouter`. */
   eventRouter?: EventRouterStack;
+  /** Present when started with `schedulerV2`: the replicas and their service URLs. */
+  schedulerV2?: { replicas: SchedulerV2[]; urls: string[] };
   close(): Promise<void>;
 }
 
@@ -117,6 +134,8 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
     started.push(scheduler);
     let eventRouter: EventRouterStack | undefined;
     let dashboard: DashboardCollector | undefined;
+    // Filled once the V2 replicas are up (they need the fleet's host metrics); the gate scraper reads the list at each scrape.
+    const schedulerUrls: string[] = [];
     if (options.eventRouter) {
       const er = options.eventRouter;
       const supervisor = createRouterSupervisor({ regions: er.regions, db: as('event_router'), secret: options.secret, pollIntervalMs: er.pollIntervalMs ?? 1000, logger });
@@ -152,7 +171,7 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
       const admin = createCutoverAdmin({
         db: as('proxy'),
         tokens: { demo: er.adminToken },
-        services: { proxy: adminUrl, router: routers.map((r) => r.url), monitor: monitorAddress.url },
+        services: { proxy: adminUrl, router: routers.map((r) => r.url), monitor: monitorAddress.url, ...(options.schedulerV2 ? { scheduler: schedulerUrls } : {}) },
         plan: er.plan,
         registry: proxy.registry,
         logger,
@@ -197,6 +216,27 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
       if (schedulerAddress.url) dashboard.addSource({ job: 'scheduler-v1', url: schedulerAddress.url });
       dashboard.start();
     }
+    let schedulerV2: LegacyStack['schedulerV2'];
+    if (options.schedulerV2) {
+      const replicas: SchedulerV2[] = [];
+      const metricsEndpoints = fleet.hostMetrics.regions().map((region) => ({ name: region, url: hostMetricsUrl(fleetAddress.url, region) }));
+      for (let i = 0; i < (options.schedulerV2.replicas ?? 3); i++) {
+        const replica = createSchedulerV2({
+          db: as('scheduler_v2'),
+          metricsEndpoints,
+          followCutover: true,
+          replicaId: `v2-${process.pid}-${i + 1}`,
+          logger,
+          port: 0,
+          ...(options.schedulerV2.pollIntervalMs !== undefined ? { pollIntervalMs: options.schedulerV2.pollIntervalMs } : {}),
+        });
+        started.push(replica);
+        const { url } = await replica.start();
+        replicas.push(replica);
+        schedulerUrls.push(url!);
+      }
+      schedulerV2 = { replicas, urls: schedulerUrls };
+    }
     let closing: Promise<void> | undefined;
     return {
       urls: { cloud: cloudAddress.url, scheduler: schedulerAddress.url ?? '', monitor: monitorAddress.url, fleet: fleetAddress.url },
@@ -204,6 +244,7 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
       scheduler,
       monitor,
       ...(eventRouter ? { eventRouter } : {}),
+      ...(schedulerV2 ? { schedulerV2 } : {}),
       close() {
         // Reverse order: agents stop polling before the services they report to go away.
         closing ??= (async () => {

@@ -556,6 +556,7 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
       await s.refreshInflight();
       return s;
     },
+    reread: (hostIds) => store!.reread(hostIds),
   });
 
   async function explain(input: ExplainInput): Promise<ExplainResult> {

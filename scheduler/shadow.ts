@@ -50,6 +50,13 @@ export function createShadow(deps: {
   db: Knex;
   metrics: SchedulerMetrics;
   prepare(): Promise<HostStore>;
+  /**
+   * Re-reads the ledger (and busy lists) of these hosts: the ones V1 just
+   * placed on. The inventory's ledger is reloaded only every 30 s, while
+   * metrics lag an agent's execution by a scrape or two; without this, a
+   * host V1 filled a second ago looks emptier to V2 than it did to V1.
+   */
+  reread(hostIds: number[]): Promise<void>;
   rank(regionId: number, request: RankRequest, inflightBefore: number, userDroplets: ReadonlyMap<number, number> | undefined): RankResult;
 }) {
   let cursor: number | undefined;
@@ -149,6 +156,7 @@ export function createShadow(deps: {
         for (const id of ids.slice(i, i + PAGE)) if (!seen.has(id)) pending.delete(id);
       }
       toJudge.sort((a, b) => Number(a.id) - Number(b.id));
+      await deps.reread([...new Set(toJudge.map((r) => r.server_id).filter((id): id is number => id !== null))]);
       await judge(toJudge);
       return snapshot();
     },

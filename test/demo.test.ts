@@ -8,7 +8,7 @@ import { runDemo } from '../demo/run-demo.ts';
 import type { DemoReport } from '../demo/report-types.ts';
 
 describe('npm run demo (small)', () => {
-  it('runs the legacy and event-router stages under traffic and writes report.json and report.html with the server-measured numbers', async () => {
+  it('runs the legacy, event-router and scheduler-v2 stages under traffic and writes report.json and report.html with the server-measured numbers', async () => {
     const out = await mkdtemp(join(tmpdir(), 'strangler-demo-'));
     const hypervisors = 40;
     const report = await runDemo({
@@ -41,7 +41,7 @@ describe('npm run demo (small)', () => {
     expect(legacy!.event_latency_ms.p99).toBeGreaterThan(0);
     expect(legacy!.event_latency_ms.p99).toBeLessThan(5000);
     // event-router: event delivery moved region by region; the agents hold no MySQL connection.
-    expect(report.stages.map((s) => s.name)).toEqual(['legacy', 'event-router']);
+    expect(report.stages.map((s) => s.name)).toEqual(['legacy', 'event-router', 'scheduler-v2']);
     const router = report.stages[1]!;
     expect(router.mysql_connections.by_user.dobe ?? 0).toBe(0);
     expect(router.mysql_connections.by_user.event_router).toBeGreaterThanOrEqual(1);
@@ -56,6 +56,16 @@ describe('npm run demo (small)', () => {
     expect(router.event_latency_ms.p99).toBeGreaterThan(0);
     expect(router.event_latency_ms.p99).toBeLessThan(5000);
     expect(report.timeline.some((s) => s.stage === 'event-router')).toBe(true);
+    // scheduler-v2: scheduling moved to three V2 replicas (shadow, nyc1, all); in the stage V2 placed every create.
+    const v2 = report.stages[2]!;
+    expect(v2.details).toMatchObject({ cutover_steps: 'shadow → nyc1 → all-regions', v2_replicas: 3, placements_by_v1: 0, overcommitted_hosts: 0 });
+    expect(Number(v2.details?.placements_by_v2)).toBeGreaterThan(5);
+    expect(Number(v2.details?.shadow_judged)).toBeGreaterThanOrEqual(20);
+    // The demo's parity gate lets at most 25% differ over the shadow window (demo/scheduler-v2-stage.ts).
+    expect(Number(v2.details?.shadow_agreement_pct)).toBeGreaterThanOrEqual(75);
+    expect(v2.mysql_connections.by_user.scheduler_v2).toBeGreaterThanOrEqual(1);
+    expect(v2.events_done).toBe(v2.events_created - Number(v2.details?.events_error ?? 0));
+    expect(v2.event_latency_ms.p99).toBeLessThan(5000);
     expect(report.timeline.length).toBeGreaterThanOrEqual(3);
     const html = await readFile(join(out, 'report.html'), 'utf8');
     expect(html).toContain('<svg');

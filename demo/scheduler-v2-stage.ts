@@ -1,0 +1,163 @@
+import type { Knex } from 'knex';
+import { HOST_RESERVED } from '../legacy/seed/catalog.ts';
+import { checkInvariants } from '../lib/invariants.ts';
+import type { CutoverController } from '../proxy/cutover/controller.ts';
+import { loadDefaultPlan, stepRouting, validatePlan, type CutoverPlan, type Gate, type PlanStep } from '../proxy/cutover/plan.ts';
+import type { SchedulerV2 } from '../scheduler/create-scheduler-v2.ts';
+import type { ShadowStats } from '../scheduler/shadow.ts';
+import { advanceStep } from './advance-step.ts';
+import { eventRouterPlan } from './event-router-stage.ts';
+import type { Progress } from './progress.ts';
+import type { StageReport } from './report-types.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * The default plan's scheduling gates with the sample sizes a short demo
+ * run reaches (a few creates a second; every replica counts each shadow
+ * judgement, so the parity total grows with the number of replicas). The
+ * parity limit is looser than the default plan's 10%: a two-second soak
+ * judges a few dozen decisions, where one tie or one destroy the metrics
+ * have not caught up with yet moves the ratio by several percent (measured
+ * runs agree about 90%, every difference `ranked-lower`).
+ */
+function demoGates(gates: readonly Gate[]): Gate[] {
+  return gates.map((g) => (g.kind === 'shadow_mismatch_rate' ? { ...g, max: 0.25, min_samples: 20 } : g.kind === 'latency' ? { ...g, min_samples: 5 } : g));
+}
+
+/**
+ * `scheduling` for the demo: shadow, then the first region, then every
+ * region (the default plan's shape and gates, short soaks).
+ */
+export function schedulingPlan(regions: readonly string[], soakSeconds: number): PlanStep[] {
+  const defaults = loadDefaultPlan().features.scheduling?.steps ?? [];
+  const gatesOf = (mode: PlanStep['mode']) => demoGates(defaults.find((s) => s.mode === mode)?.gates ?? []);
+  return [
+    { name: 'shadow', mode: 'shadow', soak_seconds: soakSeconds, gates: gatesOf('shadow') },
+    ...(regions.length > 1 ? [{ name: regions[0]!, mode: 'canary' as const, percent: 100, regions: [regions[0]!], soak_seconds: soakSeconds, gates: gatesOf('canary') }] : []),
+    { name: 'all-regions', mode: 'full', soak_seconds: soakSeconds, gates: gatesOf('full') },
+  ];
+}
+
+/**
+ * The demo's cutover plan: `event-delivery` region by region (eventRouterPlan),
+ * then `scheduling` (schedulingPlan).
+ */
+export function demoPlan(regions: readonly string[], soakSeconds: number): CutoverPlan {
+  const router = eventRouterPlan(regions, soakSeconds);
+  return validatePlan({
+    version: 1,
+    description: 'The demo: event delivery moves to the Event Routers region by region, then scheduling to Scheduler V2 (shadow, one region, all).',
+    features: { ...router.features, scheduling: { steps: schedulingPlan(regions, soakSeconds) } },
+  });
+}
+
+export interface SchedulingStep {
+  step: number;
+  name: string;
+  /** From the advance request to every replica applying the new state. */
+  seconds: number;
+}
+
+/** V2's shadow counts summed over the replicas (each judges every V1 decision). */
+export function shadowTotals(replicas: readonly SchedulerV2[]): ShadowStats {
+  const total: ShadowStats = { judged: 0, agree: 0, differ: 0, by_category: {}, agreement_ratio: null };
+  for (const r of replicas) {
+    const s = r.shadowStats();
+    total.judged += s.judged;
+    total.agree += s.agree;
+    total.differ += s.differ;
+    for (const [c, n] of Object.entries(s.by_category)) total.by_category[c] = (total.by_category[c] ?? 0) + n;
+  }
+  total.agreement_ratio = total.judged > 0 ? total.agree / total.judged : null;
+  return total;
+}
+
+/**
+ * Advances `scheduling` through every step of the controller's plan under
+ * whatever traffic runs, as an operator would (soaks, gate refusals
+ * retried), and after each advance waits until every V2 replica follows
+ * the new state.
+ */
+export async function advanceScheduling(options: {
+  controller: CutoverController;
+  replicas: readonly SchedulerV2[];
+  progress: Progress;
+  refusedTimeoutMs?: number;
+}): Promise<SchedulingStep[]> {
+  const { controller, progress } = options;
+  const spec = controller.plan.features.scheduling;
+  if (!spec) throw new Error('the cutover plan has no scheduling feature');
+  const done: SchedulingStep[] = [];
+  for (;;) {
+    const status = await controller.statusOf('scheduling');
+    if (status.step >= status.steps) break;
+    const began = Date.now();
+    await advanceStep({ controller, feature: 'scheduling', status, progress, label: 'scheduler-v2', ...(options.refusedTimeoutMs !== undefined ? { refusedTimeoutMs: options.refusedTimeoutMs } : {}) });
+    const after = await controller.statusOf('scheduling');
+    const want = JSON.stringify(stepRouting(spec.steps[after.step - 1]!));
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline && !options.replicas.every((r) => JSON.stringify(r.cutoverRouting()) === want)) await sleep(100);
+    const seconds = Math.round((Date.now() - began) / 100) / 10;
+    const shadow = shadowTotals(options.replicas);
+    progress.log(
+      `scheduler-v2: advanced scheduling to step ${after.step}/${after.steps} ${after.step_name} (${seconds}s)${shadow.agreement_ratio === null ? '' : `; shadow agreement so far ${(shadow.agreement_ratio * 100).toFixed(1)}% of ${shadow.judged} judgements`}`,
+    );
+    done.push({ step: after.step, name: after.step_name, seconds });
+  }
+  return done;
+}
+
+/**
+ * The scheduler-v2 stage: `scheduling` advanced under traffic, then the
+ * stage measured (`measure`: run-demo's runStage), with who placed the
+ * stage's creates, V2's shadow parity and the over-committed hosts.
+ */
+export async function runSchedulerV2Stage(options: {
+  controller: CutoverController;
+  replicas: readonly SchedulerV2[];
+  db: Knex;
+  progress: Progress;
+  /** Starts customer traffic for the transition; stopped when it is done. */
+  startTraffic: () => { stop(): Promise<{ sent: number; failed: number }> };
+  /** The stage's measurement (traffic, drain, numbers). */
+  measure: () => Promise<StageReport>;
+  refusedTimeoutMs?: number;
+}): Promise<StageReport> {
+  const { progress, db } = options;
+  const began = Date.now();
+  const transition = options.startTraffic();
+  let steps: SchedulingStep[];
+  try {
+    steps = await advanceScheduling(options);
+  } finally {
+    const t = await transition.stop();
+    progress.log(`scheduler-v2: cutover done under traffic (${t.sent} requests, ${t.failed} failed) in ${Math.round((Date.now() - began) / 1000)}s`);
+  }
+  const shadow = shadowTotals(options.replicas);
+  const [[first]] = (await db.raw('SELECT COALESCE(MAX(id), 0) AS id FROM events')) as [[{ id: number | string }]];
+  const stage = await options.measure();
+  const [[placed]] = (await db.raw(
+    `SELECT SUM(d.event_id IS NOT NULL) AS v2, SUM(d.event_id IS NULL) AS v1
+       FROM events e LEFT JOIN (SELECT DISTINCT event_id FROM placement_decisions WHERE outcome = 'placed') d ON d.event_id = e.id
+      WHERE e.id > ? AND e.type = 'create' AND e.server_id IS NOT NULL`,
+    [Number(first.id)],
+  )) as [[{ v2: number | string | null; v1: number | string | null }]];
+  const invariants = await checkInvariants(db, { hostReserved: HOST_RESERVED });
+  stage.details = {
+    ...stage.details,
+    cutover_steps: steps.map((s) => s.name).join(' → '),
+    cutover_seconds: Math.round(steps.reduce((n, s) => n + s.seconds, 0) * 10) / 10,
+    v2_replicas: options.replicas.length,
+    placements_by_v2: Number(placed.v2 ?? 0),
+    placements_by_v1: Number(placed.v1 ?? 0),
+    shadow_judged: shadow.judged,
+    shadow_agreement_pct: shadow.agreement_ratio === null ? 'n/a' : Math.round(shadow.agreement_ratio * 1000) / 10,
+    shadow_differences: Object.entries(shadow.by_category).sort((a, b) => b[1] - a[1]).map(([c, n]) => `${c} ${n}`).join(', ') || 'none',
+    overcommitted_hosts: invariants.overcommitted_hosts,
+  };
+  progress.log(
+    `scheduler-v2: ${stage.details.placements_by_v2} placements by V2, ${stage.details.placements_by_v1} by V1; shadow agreement ${stage.details.shadow_agreement_pct}% (${shadow.judged}); ${invariants.overcommitted_hosts} over-committed hosts`,
+  );
+  return stage;
+}
