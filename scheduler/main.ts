@@ -3,7 +3,8 @@
  *   SCHEDULER_V2_MYSQL_URL     mysql://scheduler_v2:<password>@host:port/<database> (required)
  *   SCHEDULER_V2_METRICS_URLS  comma-separated host-metrics endpoints, each `url` or `name=url` (required)
  *   SCHEDULER_V2_REPLICA_ID    unique per replica (default: host-pid-random)
- *   SCHEDULER_V2_MODE          active | shadow (default active)
+ *   SCHEDULER_V2_MODE          active | shadow | follow-cutover (default active; follow-cutover: the
+ *                              `scheduling` cutover row decides, see followCutover)
  *   SCHEDULER_V2_POLICY        v1-compatible | spread | bin-pack (default v1-compatible)
  *   SCHEDULER_V2_REGIONS       comma-separated region slugs this replica schedules (default all)
  *   SCHEDULER_V2_BATCH_SIZE, SCHEDULER_V2_POLL_MS, SCHEDULER_V2_LEASE_MS, SCHEDULER_V2_WAIT_RETRY_MS,
@@ -55,7 +56,9 @@ async function main(): Promise<void> {
   const options: SchedulerV2Options = {
     db: parseMysqlUrl(url),
     metricsEndpoints: endpoints(env.SCHEDULER_V2_METRICS_URLS),
-    mode: (env.SCHEDULER_V2_MODE as SchedulerV2Options['mode']) ?? 'active',
+    ...(env.SCHEDULER_V2_MODE === 'follow-cutover'
+      ? { followCutover: true }
+      : { mode: (env.SCHEDULER_V2_MODE as SchedulerV2Options['mode']) ?? 'active' }),
     policy: (env.SCHEDULER_V2_POLICY as PolicyId | undefined) ?? 'v1-compatible',
     ...(env.SCHEDULER_V2_REPLICA_ID ? { replicaId: env.SCHEDULER_V2_REPLICA_ID } : {}),
     ...(env.SCHEDULER_V2_REGIONS ? { regions: env.SCHEDULER_V2_REGIONS.split(',').map((r) => r.trim()).filter(Boolean) } : {}),

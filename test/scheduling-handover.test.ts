@@ -134,7 +134,7 @@ describe('scheduling hand-over between V1 and V2 under traffic', () => {
       stop = true;
       await generator;
     }
-    expect(created).toBeGreaterThan(50);
+    expect(created).toBeGreaterThan(20);
 
     // Every create of the run is decided and, when placed, executed.
     await waitFor(async () => {
