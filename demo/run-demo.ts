@@ -46,7 +46,7 @@ export interface DemoOptions {
 }
 
 /** MySQL users whose SELECTs are polling (the queue pattern the migration removes). */
-const POLLING_USERS = ['dobe', 'scheduler_v1', 'event_router'];
+const POLLING_USERS = ['dobe', 'scheduler_v1', 'event_router', 'scheduler_v2'];
 
 /**
  * Runs the migration end to end on this machine and writes
@@ -185,7 +185,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       if (er && stack.schedulerV2) {
         stage = 'scheduler-v2';
         stages.push(
-          await runSchedulerV2Stage({ controller: er.controller, replicas: stack.schedulerV2.replicas, db, progress, startTraffic: traffic, measure: () => runStage('scheduler-v2', stageContext) }),
+          await runSchedulerV2Stage({ controller: er.controller, startReplicas: stack.schedulerV2.start, db, progress, startTraffic: traffic, measure: () => runStage('scheduler-v2', stageContext) }),
         );
       }
       const processes = [

@@ -16,13 +16,21 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * The default plan's scheduling gates with the sample sizes a short demo
  * run reaches (a few creates a second; every replica counts each shadow
  * judgement, so the parity total grows with the number of replicas). The
- * parity limit is looser than the default plan's 10%: a two-second soak
+ * parity and latency limits are looser than the default plan's (10%, 0.5 s): a two-second soak
  * judges a few dozen decisions, where one tie or one destroy the metrics
  * have not caught up with yet moves the ratio by several percent (measured
  * runs agree about 90%, every difference `ranked-lower`).
  */
 function demoGates(gates: readonly Gate[]): Gate[] {
-  return gates.map((g) => (g.kind === 'shadow_mismatch_rate' ? { ...g, max: 0.25, min_samples: 20 } : g.kind === 'latency' ? { ...g, min_samples: 5 } : g));
+  return gates.map((g) =>
+    g.kind === 'shadow_mismatch_rate'
+      ? { ...g, max: 0.25, min_samples: 20 }
+      : // The demo shares two cores with the fleet, the routers, the proxy and MariaDB: a claim-to-commit
+        // p99 of 2.3 s was measured there under load, against a few ms on an idle machine.
+        g.kind === 'latency'
+        ? { ...g, max_seconds: 5, min_samples: 5 }
+        : g,
+  );
 }
 
 /**
@@ -115,7 +123,8 @@ export async function advanceScheduling(options: {
  */
 export async function runSchedulerV2Stage(options: {
   controller: CutoverController;
-  replicas: readonly SchedulerV2[];
+  /** Starts the V2 replicas (legacy/stack.ts `schedulerV2.start`): they join at this stage, not before. */
+  startReplicas: () => Promise<{ replicas: readonly SchedulerV2[]; urls: readonly string[] }>;
   db: Knex;
   progress: Progress;
   /** Starts customer traffic for the transition; stopped when it is done. */
@@ -125,16 +134,18 @@ export async function runSchedulerV2Stage(options: {
   refusedTimeoutMs?: number;
 }): Promise<StageReport> {
   const { progress, db } = options;
+  const { replicas, urls } = await options.startReplicas();
+  progress.log(`scheduler-v2: ${replicas.length} Scheduler V2 replicas up (${urls.join(', ')}), following the scheduling cutover; V1 places until its regions move`);
   const began = Date.now();
   const transition = options.startTraffic();
   let steps: SchedulingStep[];
   try {
-    steps = await advanceScheduling(options);
+    steps = await advanceScheduling({ ...options, replicas });
   } finally {
     const t = await transition.stop();
     progress.log(`scheduler-v2: cutover done under traffic (${t.sent} requests, ${t.failed} failed) in ${Math.round((Date.now() - began) / 1000)}s`);
   }
-  const shadow = shadowTotals(options.replicas);
+  const shadow = shadowTotals(replicas);
   const [[first]] = (await db.raw('SELECT COALESCE(MAX(id), 0) AS id FROM events')) as [[{ id: number | string }]];
   const stage = await options.measure();
   const [[placed]] = (await db.raw(
@@ -148,7 +159,7 @@ export async function runSchedulerV2Stage(options: {
     ...stage.details,
     cutover_steps: steps.map((s) => s.name).join(' → '),
     cutover_seconds: Math.round(steps.reduce((n, s) => n + s.seconds, 0) * 10) / 10,
-    v2_replicas: options.replicas.length,
+    v2_replicas: replicas.length,
     placements_by_v2: Number(placed.v2 ?? 0),
     placements_by_v1: Number(placed.v1 ?? 0),
     shadow_judged: shadow.judged,

@@ -62,12 +62,13 @@ export interface LegacyStackOptions {
     dashboard?: { intervalMs?: number };
   };
   /**
-   * Also starts Scheduler V2 replicas (in this process, each its own
-   * `scheduler_v2` pool) that follow the `scheduling` cutover state and
-   * scrape the fleet's per-region host metrics, and gives the cutover admin
-   * (started with `eventRouter`) their /metrics as the `scheduler` gate
-   * service. They stay idle until `scheduling` advances; V1 keeps placing
-   * until its regions move.
+   * Makes Scheduler V2 replicas available (`schedulerV2.start()`, so the
+   * stages before theirs run without them): in this process, each with its
+   * own `scheduler_v2` pool, following the `scheduling` cutover state and
+   * scraping the fleet's per-region host metrics. The cutover admin (started
+   * with `eventRouter`) reads their /metrics as the `scheduler` gate service.
+   * They stay idle until `scheduling` advances; V1 keeps placing until its
+   * regions move.
    */
   schedulerV2?: {
     /** Active-active replicas (default 3). Each scrapes one endpoint per region: R sockets, whatever N. */
@@ -98,8 +99,8 @@ export interface LegacyStack {
   monitor: Monitor;
   /** Present when started with `eventRouter`. */
   eventRouter?: EventRouterStack;
-  /** Present when started with `schedulerV2`: the replicas and their service URLs. */
-  schedulerV2?: { replicas: SchedulerV2[]; urls: string[] };
+  /** Present when started with `schedulerV2`: start() starts the replicas (once) and gives them and their service URLs. */
+  schedulerV2?: { start(): Promise<{ replicas: SchedulerV2[]; urls: string[] }> };
   close(): Promise<void>;
 }
 
@@ -218,24 +219,32 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
     }
     let schedulerV2: LegacyStack['schedulerV2'];
     if (options.schedulerV2) {
-      const replicas: SchedulerV2[] = [];
+      const v2 = options.schedulerV2;
       const metricsEndpoints = fleet.hostMetrics.regions().map((region) => ({ name: region, url: hostMetricsUrl(fleetAddress.url, region) }));
-      for (let i = 0; i < (options.schedulerV2.replicas ?? 3); i++) {
-        const replica = createSchedulerV2({
-          db: as('scheduler_v2'),
-          metricsEndpoints,
-          followCutover: true,
-          replicaId: `v2-${process.pid}-${i + 1}`,
-          logger,
-          port: 0,
-          ...(options.schedulerV2.pollIntervalMs !== undefined ? { pollIntervalMs: options.schedulerV2.pollIntervalMs } : {}),
-        });
-        started.push(replica);
-        const { url } = await replica.start();
-        replicas.push(replica);
-        schedulerUrls.push(url!);
-      }
-      schedulerV2 = { replicas, urls: schedulerUrls };
+      let starting: Promise<{ replicas: SchedulerV2[]; urls: string[] }> | undefined;
+      schedulerV2 = {
+        start: () =>
+          (starting ??= (async () => {
+            const replicas: SchedulerV2[] = [];
+            for (let i = 0; i < (v2.replicas ?? 3); i++) {
+              const replica = createSchedulerV2({
+                db: as('scheduler_v2'),
+                metricsEndpoints,
+                followCutover: true,
+                replicaId: `v2-${process.pid}-${i + 1}`,
+                logger,
+                port: 0,
+                ...(v2.pollIntervalMs !== undefined ? { pollIntervalMs: v2.pollIntervalMs } : {}),
+              });
+              // Closed before the fleet whose metrics it scrapes (started closes in reverse).
+              started.push(replica);
+              const { url } = await replica.start();
+              replicas.push(replica);
+              schedulerUrls.push(url!);
+            }
+            return { replicas, urls: schedulerUrls };
+          })()),
+      };
     }
     let closing: Promise<void> | undefined;
     return {
