@@ -47,8 +47,9 @@ export async function readShadowSummaries(scraper: Scraper): Promise<Partial<Rec
         const instances = new Set<string>();
         const categories: Record<string, number> = {};
         for (const s of scrape.samples) {
-          if (s.name !== src.metric || !Number.isFinite(s.value)) continue;
+          // Every instance that answered counts, also one that has judged nothing yet (no series of the counter).
           instances.add(s.labels.instance ?? '');
+          if (s.name !== src.metric || !Number.isFinite(s.value)) continue;
           if (s.labels.result === 'agree') summary.agree += s.value;
           else if (s.labels.result === 'differ') {
             summary.differ += s.value;
