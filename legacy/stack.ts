@@ -241,6 +241,7 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
               const { url } = await replica.start();
               replicas.push(replica);
               schedulerUrls.push(url!);
+              dashboard?.addSource({ job: 'scheduler-v2', url: url! });
             }
             return { replicas, urls: schedulerUrls };
           })()),
