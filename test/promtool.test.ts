@@ -41,7 +41,7 @@ describe.skipIf(!PROMTOOL)('every /metrics endpoint passes promtool check metric
 
   it('lints clean, service by service', async () => {
     const kinds = new Set(services.endpoints.map((e) => e.service));
-    expect([...kinds].sort()).toEqual(['cloud', 'cutover-admin', 'event-router', 'fleet', 'monitor', 'proxy', 'proxy-admin', 'scheduler-v1', 'scheduler-v2']);
+    expect([...kinds].sort()).toEqual(['cloud', 'cutover-admin', 'event-router', 'fleet', 'harpoon', 'monitor', 'proxy', 'proxy-admin', 'scheduler-v1', 'scheduler-v2']);
     const problems: string[] = [];
     for (const { service: job, url } of services.endpoints) {
       const res = await fetch(url);

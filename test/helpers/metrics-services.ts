@@ -11,6 +11,7 @@ import { createProxyAdmin } from '../../proxy/admin.ts';
 import { createProxy } from '../../proxy/create-proxy.ts';
 import { createCutoverAdmin } from '../../proxy/cutover/admin.ts';
 import { createStaticState } from '../../proxy/static-state.ts';
+import { createHarpoon } from '../../harpoon/create-harpoon.ts';
 import { createEventRouter } from '../../router/event-router.ts';
 import { createSchedulerV2 } from '../../scheduler/create-scheduler-v2.ts';
 import { DROPLET_API_ROUTES } from './routes.ts';
@@ -43,7 +44,7 @@ const ADMIN_TOKEN = 'metrics-test-admin-token-0123456789';
  * (behind the proxy, whose `droplet-api` feature is in shadow mode so the
  * comparison counters move), Scheduler V1, the DOBE fleet, the proxy and its
  * admin port, the cutover admin, one Event Router per region and Scheduler
- * V2 (shadow mode, reading host metrics from a stand-in exporter).
+ * V2 (shadow mode, reading host metrics from a stand-in exporter) and Harpoon.
  */
 export async function startMetricsServices(t: TestDatabase, options: { hypervisors?: number; regions?: number } = {}): Promise<MetricsServices> {
   const hypervisors = options.hypervisors ?? 6;
@@ -113,6 +114,10 @@ export async function startMetricsServices(t: TestDatabase, options: { hyperviso
     const v2 = createSchedulerV2({ db: t.service('scheduler_v2'), metricsEndpoints: [{ name: 'fleet', url: hostMetrics.url }], mode: 'shadow', port: 0, scrapeIntervalMs: 200 });
     started.push(v2);
     add('scheduler-v2', (await v2.start()).url!);
+
+    const harpoon = createHarpoon({ db: t.service('harpoon'), tokens: { test: ADMIN_TOKEN }, port: 0 });
+    started.push(harpoon);
+    add('harpoon', (await harpoon.start()).url);
 
     const fleet = createFleet({
       db: t.service('dobe'),
