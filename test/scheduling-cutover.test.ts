@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Knex } from 'knex';
 import { HOST_RESERVED } from '../legacy/seed/catalog.ts';
 import { createSchedulerV1, type SchedulerV1 } from '../legacy/scheduler-v1/create-scheduler-v1.ts';
@@ -119,6 +119,22 @@ describe('scheduling cutover: V1 and V2 follow the feature state', () => {
     expect((await event(later)).server_id).toBeNull();
     expect(await scheduler2.placeOnce()).toMatchObject([{ event_id: later, outcome: 'placed' }]);
   });
+
+  it('V1 re-reads its region list inside the placement transaction when the cached one expires (V1 has one connection)', async () => {
+    await setScheduling(t.db, NYC1_ONLY);
+    const scheduler1 = v1();
+    const id = await create(2);
+    // Every clock read is a minute later than the last: the region cache is stale at each use.
+    const real = Date.now.bind(Date);
+    let jumps = 0;
+    const spy = vi.spyOn(Date, 'now').mockImplementation(() => real() + 61_000 * ++jumps);
+    try {
+      expect(await scheduler1.runOnce()).toMatchObject([{ event_id: id, decision: { action: 'place' } }]);
+    } finally {
+      spy.mockRestore();
+    }
+    expect((await event(id)).server_id).toBeGreaterThanOrEqual(20);
+  }, 20_000);
 
   it('a switch that commits while V1 is between its poll and its placement: V1 hands the event over and V2 places it once', async () => {
     await setScheduling(t.db, LEGACY);

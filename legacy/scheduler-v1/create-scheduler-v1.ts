@@ -91,10 +91,14 @@ export function createSchedulerV1(options: SchedulerV1Options): SchedulerV1 {
   });
   const follow = options.followCutover ?? true;
   let regionSlugs: { byId: Map<number, string>; at: number } | undefined;
-  /** Region ids → slugs, re-read every minute (regions change with a deploy). */
-  async function slugs(): Promise<Map<number, string>> {
+  /**
+   * Region ids → slugs, re-read every minute (regions change with a deploy).
+   * Inside a placement's transaction pass it: V1 has one connection, and the
+   * transaction holds it.
+   */
+  async function slugs(q: Knex | Knex.Transaction = db): Promise<Map<number, string>> {
     if (!regionSlugs || Date.now() - regionSlugs.at > 60_000) {
-      const rows = (await db('regions').select('id', 'slug')) as Array<{ id: number; slug: string }>;
+      const rows = (await q('regions').select('id', 'slug')) as Array<{ id: number; slug: string }>;
       regionSlugs = { byId: new Map(rows.map((r) => [r.id, r.slug])), at: Date.now() };
     }
     return regionSlugs.byId;
@@ -103,7 +107,7 @@ export function createSchedulerV1(options: SchedulerV1Options): SchedulerV1 {
   async function stillMine(trx: Knex.Transaction, regionId: number): Promise<boolean> {
     if (!follow) return true;
     const { routing } = await readScheduling(trx, { lock: true });
-    if (!schedulingMoved(routing, (await slugs()).get(regionId) ?? '')) return true;
+    if (!schedulingMoved(routing, (await slugs(trx)).get(regionId) ?? '')) return true;
     handedOver.inc();
     return false;
   }
