@@ -14,7 +14,7 @@ import type { RequestSpec } from './raw-http.ts';
 import { TEST_DB_SECRET, createTestDatabase, type TestDatabase } from './database.ts';
 import { metricsFromDatabase, startHostMetricsServer, type HostMetricsServer } from './host-metrics.ts';
 import { hvToken, setEventDelivery } from './router.ts';
-import { seedWorld } from './seeded.ts';
+import { seedWorld, waitFor } from './seeded.ts';
 
 /** Every HTTP surface the system exposes today, by name. */
 export const SERVICES = ['cloud', 'router', 'proxy', 'proxyAdmin', 'cutover', 'scheduler', 'monitor'] as const;
@@ -105,10 +105,13 @@ export async function startAdversarialStack(prefix: string): Promise<Adversarial
         },
       },
       state: createStaticState({ 'event-delivery': { mode: 'full' } }),
-      healthCheck: { path: '/readyz', intervalMs: 500 },
+      // Tolerant: the machine is shared, and a single router marked down would turn every case into a 503.
+      healthCheck: { path: '/readyz', intervalMs: 1000, timeoutMs: 5000, unhealthyThreshold: 5 },
     });
     const proxyUrl = (await proxy.start()).url;
     closers.push(() => proxy.close());
+    // The router is ready after its first poll; until the proxy's health check has seen it, the proxy answers 503.
+    await waitFor(async () => proxy.upstreams().every((u) => u.healthy), 30_000, 50);
 
     const proxyAdmin: ProxyAdmin = createProxyAdmin({ token: ADMIN_TOKEN, proxy, registry: proxy.registry });
     const proxyAdminUrl = (await proxyAdmin.start()).url;
