@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CUTOVER_TOKEN, startAdversarialStack, tableSnapshot, type AdversarialStack, type ServiceName } from '../helpers/adversarial-stack.ts';
+import { CUTOVER_TOKEN, HARPOON_TOKEN, startAdversarialStack, tableSnapshot, type AdversarialStack, type ServiceName } from '../helpers/adversarial-stack.ts';
 import { caseRequest, expectRefusal, genericBodyCases, serverErrors, type BadCase, type BodyEndpoint } from '../helpers/bad-input.ts';
 import { call, requestBytes, wire } from '../helpers/raw-http.ts';
 
@@ -138,6 +138,37 @@ beforeAll(async () => {
         { name: 'an unknown policy', status: 422, body: JSON.stringify({ region: s.otherRegion, size: '2gb', policy: SQL }) },
       ],
     },
+    ...[
+      { path: '/v1/events', sample: { type: 'reboot', region: s.region } },
+      { path: '/v1/events/1/status', sample: { status: 'done' } },
+      { path: '/v1/events/status', sample: { changes: [{ id: 1, status: 'done' }] } },
+    ].map(
+      ({ path, sample }): BodyEndpoint => ({
+        name: `Harpoon POST ${path}`,
+        service: 'harpoon',
+        method: 'POST',
+        path,
+        auth: () => ({ authorization: `Bearer ${HARPOON_TOKEN}` }),
+        sample,
+        limit: 512 * 1024,
+        cases:
+          path === '/v1/events'
+            ? [
+                { name: 'an unknown region', status: 422, code: 'HARPOON_ERR_UNKNOWN_REGION', body: JSON.stringify({ type: 'reboot', region: 'ams9' }) },
+                { name: 'a SQL-looking region', status: 422, code: 'HARPOON_ERR_VALIDATION', body: JSON.stringify({ type: 'reboot', region: SQL_OR }) },
+                { name: 'an unknown size', status: 422, code: 'HARPOON_ERR_UNKNOWN_SIZE', body: JSON.stringify({ type: 'create', region: s.region, args: { size: '3tb' } }) },
+                { name: 'a SQL-looking type', status: 422, code: 'HARPOON_ERR_VALIDATION', body: JSON.stringify({ type: SQL, region: s.region }) },
+                { name: 'a server id past INT UNSIGNED', status: 422, code: 'HARPOON_ERR_VALIDATION', body: JSON.stringify({ type: 'reboot', region: s.region, server_id: 2 ** 32 }) },
+                { name: 'a 501-event batch', status: 422, code: 'HARPOON_ERR_VALIDATION', body: JSON.stringify({ events: Array.from({ length: 501 }, () => ({ type: 'reboot', region: s.region })) }) },
+                {
+                  name: 'a batch with one bad region among good ones',
+                  status: 422,
+                  body: JSON.stringify({ events: [{ type: 'reboot', region: s.region }, { type: 'reboot', region: 'ams9' }] }),
+                },
+              ]
+            : [{ name: 'a SQL-looking status', status: 422, code: 'HARPOON_ERR_VALIDATION', body: path.endsWith('/1/status') ? JSON.stringify({ status: "done' --" }) : JSON.stringify({ changes: [{ id: 1, status: "done' --" }] }) }],
+      }),
+    ),
     ...(['advance', 'rollback', 'pause', 'resume'] as const).map(
       (verb): BodyEndpoint => ({
         name: `cutover POST /cutover/:feature/${verb}`,
@@ -188,6 +219,7 @@ describe('every JSON endpoint refuses bad bodies with a documented 4xx, writes n
     'proxy → Event Router POST acks',
     'proxy → Cloud POST /v2/droplets',
     'Scheduler V2 POST /explain',
+    ...['/v1/events', '/v1/events/1/status', '/v1/events/status'].map((p) => `Harpoon POST ${p}`),
     ...['advance', 'rollback', 'pause', 'resume'].map((v) => `cutover POST /cutover/:feature/${v}`),
   ];
   it.each(names)('%s', async (name) => {

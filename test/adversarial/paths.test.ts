@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CUTOVER_TOKEN, ADMIN_TOKEN, SERVICES, startAdversarialStack, tableSnapshot, type AdversarialStack, type ServiceName } from '../helpers/adversarial-stack.ts';
+import { CUTOVER_TOKEN, ADMIN_TOKEN, HARPOON_TOKEN, SERVICES, startAdversarialStack, tableSnapshot, type AdversarialStack, type ServiceName } from '../helpers/adversarial-stack.ts';
 import { expectRefusal, serverErrors } from '../helpers/bad-input.ts';
 import { call, wire } from '../helpers/raw-http.ts';
 
@@ -150,6 +150,19 @@ function serviceCases(service: ServiceName): PathCase[] {
       ];
     case 'monitor':
       return [{ name: 'a route the monitor does not have', head: get('/v2/droplets'), status: 404, code: 'HTTP_ERR_NOT_FOUND' }];
+    case 'harpoon': {
+      const svc = `authorization: Bearer ${HARPOON_TOKEN}`;
+      return [
+        { name: 'an event id that is %2e%2e', head: get('/v1/events/%2e%2e', svc), status: 404, code: 'HARPOON_ERR_NOT_FOUND' },
+        { name: 'an event id with %00', head: get('/v1/events/1%00', svc), status: 400, code: 'HTTP_ERR_BAD_PATH' },
+        { name: 'a SQL-looking event id', head: get('/v1/events/1%20OR%201=1', svc), status: 404, code: 'HARPOON_ERR_NOT_FOUND' },
+        { name: 'a SQL-looking region filter', head: get("/v1/events?region=nyc1'%20OR%20'1'='1", svc), status: 400, code: 'HARPOON_ERR_INVALID_QUERY' },
+        { name: 'an unknown query parameter', head: get('/v1/events?drop=1', svc), status: 400, code: 'HARPOON_ERR_INVALID_QUERY' },
+        { name: 'a limit too large', head: get('/v1/events?limit=100000', svc), status: 400, code: 'HARPOON_ERR_INVALID_QUERY' },
+        { name: 'a stream cursor that is not a number', head: get('/v1/stream?cursor=abc', svc), status: 400 },
+        { name: 'an action id of 30 digits', head: get(`/v2/actions/${'9'.repeat(30)}`, customer), status: 404, code: 'HARPOON_ERR_NOT_FOUND' },
+      ];
+    }
   }
 }
 

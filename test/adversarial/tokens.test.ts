@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mintHypervisorToken } from '../../lib/auth/hypervisor-token.ts';
-import { ADMIN_TOKEN, CUTOVER_TOKEN, startAdversarialStack, tableSnapshot, type AdversarialStack, type ServiceName } from '../helpers/adversarial-stack.ts';
+import { ADMIN_TOKEN, CUTOVER_TOKEN, HARPOON_TOKEN, startAdversarialStack, tableSnapshot, type AdversarialStack, type ServiceName } from '../helpers/adversarial-stack.ts';
 import { expectRefusal, serverErrors } from '../helpers/bad-input.ts';
 import { call, type RequestSpec } from '../helpers/raw-http.ts';
 import { openStream } from '../helpers/router.ts';
@@ -87,6 +87,23 @@ beforeAll(async () => {
         others: () => [CUTOVER_TOKEN, customer(), hvA()],
       }),
     ),
+    ...[
+      ['POST', '/v1/events', JSON.stringify({ type: 'reboot', region: 'nyc1' })],
+      ['GET', '/v1/events'],
+      ['GET', '/v1/events/1'],
+      ['POST', '/v1/events/1/status', '{"status":"done"}'],
+      ['POST', '/v1/events/status', '{"changes":[{"id":1,"status":"done"}]}'],
+      ['GET', '/v1/stream'],
+    ].map(
+      ([method, path, body]): Protected => ({
+        name: `Harpoon ${method} ${path}`,
+        service: 'harpoon',
+        spec: { method: method!, path: path!, ...(body ? { headers: json, body } : {}) },
+        token: () => HARPOON_TOKEN,
+        code: 'HARPOON_ERR_UNAUTHORIZED',
+        others: () => [ADMIN_TOKEN, CUTOVER_TOKEN, hvA()],
+      }),
+    ),
     cutover('GET', '/cutover/status'),
     cutover('GET', '/cutover/plan'),
     cutover('GET', '/cutover/history'),
@@ -144,7 +161,7 @@ describe('forged, missing, malformed and revoked credentials', () => {
     expect(refused).toBeGreaterThan(rows.length * 15);
     expect(await tableSnapshot(s.t.db, s.t.name)).toEqual(before);
     expect(await Promise.all(rows.map((r) => serverErrors(s.registries[r.service])))).toEqual(errorsBefore);
-    for (const service of ['cloud', 'router', 'proxy', 'proxyAdmin', 'cutover'] as const) {
+    for (const service of ['cloud', 'router', 'proxy', 'proxyAdmin', 'cutover', 'harpoon'] as const) {
       const after = await call(s.ports[service], s.good[service]);
       expect(after.status, `${service}: ${after.text}`).toBe(200);
     }

@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { Registry } from 'prom-client';
+import { createHarpoon, type Harpoon } from '../../harpoon/create-harpoon.ts';
 import { createMonitor, type Monitor } from '../../lib/metrics/create-monitor.ts';
 import type { SeedData } from '../../legacy/seed/generate.ts';
 import { createProxyAdmin, type ProxyAdmin } from '../../proxy/admin.ts';
@@ -17,11 +18,12 @@ import { hvToken, setEventDelivery } from './router.ts';
 import { seedWorld, waitFor } from './seeded.ts';
 
 /** Every HTTP surface the system exposes today, by name. */
-export const SERVICES = ['cloud', 'router', 'proxy', 'proxyAdmin', 'cutover', 'scheduler', 'monitor'] as const;
+export const SERVICES = ['cloud', 'router', 'proxy', 'proxyAdmin', 'cutover', 'scheduler', 'monitor', 'harpoon'] as const;
 export type ServiceName = (typeof SERVICES)[number];
 
 export const ADMIN_TOKEN = 'proxy-admin-token-0123456789';
 export const CUTOVER_TOKEN = 'cutover-token-alice-0123456789';
+export const HARPOON_TOKEN = 'harpoon-token-cloud-0123456789';
 
 export interface Host {
   id: number;
@@ -56,7 +58,8 @@ export interface AdversarialStack {
  * region's hypervisor paths to the router and Cloud's droplet paths to
  * Cloud; the proxy admin port; the cutover admin API (no soak watcher:
  * nothing changes state by itself); a Scheduler V2 replica with its HTTP
- * (scheduling only the second region, which has no creates); the monitor.
+ * (scheduling only the second region, which has no creates); the monitor;
+ * Harpoon (no peers).
  * Between requests nothing writes except Scheduler V2's heartbeat row.
  */
 export async function startAdversarialStack(prefix: string): Promise<AdversarialStack> {
@@ -148,6 +151,10 @@ export async function startAdversarialStack(prefix: string): Promise<Adversarial
     const monitorUrl = (await monitor.start()).url;
     closers.push(() => monitor.close());
 
+    const harpoon: Harpoon = createHarpoon({ db: t.service('harpoon'), tokens: { cloud: HARPOON_TOKEN } });
+    const harpoonUrl = (await harpoon.start()).url;
+    closers.push(() => harpoon.close());
+
     const port = (url: string) => Number(new URL(url).port);
     const customerToken = seed.tokens.get(seed.customers[0]!.id)!;
     const mode = { method: 'GET', path: `/v1/regions/${hostA.region}/hypervisors/${hostA.id}/mode`, headers: { authorization: `Bearer ${hvToken(hostA.id, hostA.region)}` } };
@@ -159,6 +166,7 @@ export async function startAdversarialStack(prefix: string): Promise<Adversarial
       cutover: { method: 'GET', path: '/cutover/status', headers: { authorization: `Bearer ${CUTOVER_TOKEN}` } },
       scheduler: { method: 'POST', path: '/explain', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ region: r1!.slug, size: '2gb' }) },
       monitor: { method: 'GET', path: '/metrics' },
+      harpoon: { method: 'GET', path: `/v1/events?region=${r0!.slug}&limit=1`, headers: { authorization: `Bearer ${HARPOON_TOKEN}` } },
     };
     return {
       good,
@@ -172,8 +180,9 @@ export async function startAdversarialStack(prefix: string): Promise<Adversarial
         cutover: port(cutoverUrl),
         scheduler: port(schedulerUrl),
         monitor: port(monitorUrl),
+        harpoon: port(harpoonUrl),
       },
-      registries: { cloud: cloud.registry, router: routerRegistry, cutover: cutoverRegistry, scheduler: schedulerRegistry, monitor: monitorRegistry, proxyAdmin: proxy.registry },
+      registries: { cloud: cloud.registry, router: routerRegistry, cutover: cutoverRegistry, scheduler: schedulerRegistry, monitor: monitorRegistry, proxyAdmin: proxy.registry, harpoon: harpoon.registry },
       customerToken,
       region: r0!.slug,
       otherRegion: r1!.slug,
