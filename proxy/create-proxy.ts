@@ -305,6 +305,11 @@ export function createProxy(options: ProxyOptions): Proxy {
     }
     const status = proxyStatus(code);
     if (status >= 500) log.warn({ requestId: ctx.requestId, code, route: ctx.route?.pattern, why: message }, 'proxy answered with an error');
+    // Refused before its body was read: close, rather than drain the body for as long as the client sends.
+    if (!res.req.complete) {
+      headers = { ...headers, connection: 'close' };
+      res.once('finish', () => (res.req.socket as Socket | null)?.destroySoon());
+    }
     sendError(res, status, code, message, { ...ownHeaders(ctx), ...headers });
   }
 

@@ -120,6 +120,9 @@ describe('slow clients', () => {
     ['cloud', () => ({ method: 'POST', path: '/v2/droplets', headers: { authorization: 'Bearer forged-token-000' } }), 401],
     ['router', () => ({ method: 'POST', path: `/v1/regions/${s.region}/hypervisors/${s.hostA.id}/acks`, headers: { authorization: 'Bearer hv.1.forged' } }), 401],
     ['cutover', () => ({ method: 'POST', path: '/cutover/event-delivery/advance', headers: { authorization: 'Bearer forged-token-000000' } }), 401],
+    ['proxy', () => ({ method: 'POST', path: '/v1/regions/ams9/hypervisors/1/acks', headers: {} }), 404],
+    ['proxy', () => ({ method: 'POST', path: '/no/such/route', headers: {} }), 404],
+    ['harpoon', () => ({ method: 'POST', path: '/v1/events', headers: { authorization: 'Bearer forged-token-000000' } }), 401],
   ] as const)(
     '%s: a refused request streaming a body is answered and cut off, not drained',
     async (service, spec, status) => {
