@@ -22,7 +22,7 @@ const PLAN = validatePlan({
           mode: 'canary',
           regions: ['nyc1'],
           // Long enough that a second CLI process (slow to start on a busy machine) still finds it soaking.
-          soak_seconds: 5,
+          soak_seconds: 20, // long enough that the next CLI process starts inside it on a loaded machine
           gates: [
             {
               name: 'stream-errors',
@@ -119,12 +119,12 @@ describe('strangler cutover (the real binary)', () => {
 
     const plan = await cli(['plan']);
     expect(plan.code).toBe(0);
-    expect(plan.stdout).toContain('1. nyc1: canary 100% of nyc1, soak 5s');
+    expect(plan.stdout).toContain('1. nyc1: canary 100% of nyc1, soak 20s');
     expect(plan.stdout).toContain('gate stream-errors: error rate <= 1%');
 
     const advance = await cli(['advance', 'event-delivery', '--reason', 'start the canary']);
     expect(advance.code, advance.stderr).toBe(0);
-    expect(advance.stdout).toContain('event-delivery: advanced to step 1/2 nyc1 (canary, 100%, regions nyc1); soak 5s');
+    expect(advance.stdout).toContain('event-delivery: advanced to step 1/2 nyc1 (canary, 100%, regions nyc1); soak 20s');
     const advancedAt = Date.now();
 
     const soaking = await cli(['advance', 'event-delivery']);
@@ -133,7 +133,7 @@ describe('strangler cutover (the real binary)', () => {
 
     requests.inc({ feature: 'event-delivery', status: '200' }, 80);
     requests.inc({ feature: 'event-delivery', status: '502' }, 20);
-    await new Promise((r) => setTimeout(r, Math.max(0, advancedAt + 5_100 - Date.now())));
+    await new Promise((r) => setTimeout(r, Math.max(0, advancedAt + 20_100 - Date.now())));
     const before = await row();
     const refused = await cli(['advance', 'event-delivery', '--reason', 'ship it']);
     expect(refused.code).toBe(3);
@@ -167,7 +167,7 @@ describe('strangler cutover (the real binary)', () => {
     expect(history.stdout).toMatch(/readings:\n\s+stream-errors fail: 20\.00%/);
     const historyJson = JSON.parse((await cli(['history', '--feature', 'event-delivery', '--limit', '2', '--json'])).stdout);
     expect(historyJson.entries.map((e: { action: string }) => e.action)).toEqual(['rollback', 'resume']);
-  });
+  }, 180_000);
 
   it('checks a plan file locally, naming the bad fields', async () => {
     const ok = await runCli(['cutover', 'plan', '--file', new URL(DEFAULT_PLAN_URL).pathname]);

@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import { Registry } from 'prom-client';
 import { describeDb, type DbConfig } from '../../lib/db/config.ts';
-import { createKnex } from '../../lib/db/knex.ts';
+import { createKnex, warmPool } from '../../lib/db/knex.ts';
 import { invalidOption } from '../../lib/errors.ts';
 import { DEFAULT_BODY_LIMIT } from '../../lib/http/json-body.ts';
 import { createRouter } from '../../lib/http/router.ts';
@@ -106,7 +106,9 @@ export function createCloud(options: CloudOptions): Cloud {
   if (options.db === undefined || options.db === null) throw invalidOption('db', options.db, 'a knex instance or a DbConfig');
   const ownsPool = !isKnex(options.db);
   const config = ownsPool ? checkDbConfig(options.db) : undefined;
-  const db = config ? createKnex(config, { poolMax }) : (options.db as Knex);
+  // A warm pool, as production pools are (HikariCP's default): under the legacy saturation Cloud's
+  // queries wait in line like everyone's, but it never has to log in to the saturated server.
+  const db = config ? createKnex(config, { poolMin: poolMax, poolMax }) : (options.db as Knex);
 
   const deps: CloudDeps = { db, logger, metrics: createCloudMetrics(registry), bodyLimit };
   const router = createRouter();
@@ -138,6 +140,7 @@ export function createCloud(options: CloudOptions): Cloud {
       // Fail at start-up, not on the first customer's request, when the grants or password are wrong.
       try {
         await db('regions').first('id');
+        if (ownsPool) await warmPool(db, poolMax);
       } catch (cause) {
         const where = config ? describeDb(config) : 'the given knex';
         throw cloudError(

@@ -3,7 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Knex } from 'knex';
 import { Registry } from 'prom-client';
 import type { DbConfig } from '../../lib/db/config.ts';
-import { createKnex } from '../../lib/db/knex.ts';
+import { createKnex, warmPool } from '../../lib/db/knex.ts';
 import { invalidOption, StranglerError } from '../../lib/errors.ts';
 import { readJsonBody } from '../../lib/http/json-body.ts';
 import { sendJson } from '../../lib/http/respond.ts';
@@ -313,7 +313,9 @@ export function createCutoverAdmin(options: CutoverAdminOptions): CutoverAdmin {
   const logger = options.logger ?? silentLogger();
   const plan = options.plan ?? loadDefaultPlan();
   const ownsDb = !isKnex(options.db);
-  const db = isKnex(options.db) ? options.db : createKnex(options.db, { poolMax: 4 });
+  // The control plane must work while the system it migrates saturates MySQL: its pool is opened at
+  // start and kept (a login to a saturated server can wait longer than any timeout), see warmPool.
+  const db = isKnex(options.db) ? options.db : createKnex(options.db, { poolMin: 4, poolMax: 4, connectTimeoutMs: 60_000 });
   const registry = options.registry ?? new Registry();
   const store = createCutoverStateStore({ db });
   const controller = createCutoverController({
@@ -344,6 +346,7 @@ export function createCutoverAdmin(options: CutoverAdminOptions): CutoverAdmin {
     store,
     router,
     async start() {
+      if (ownsDb) await warmPool(db, 4);
       await store.ensureRows();
       const missing = controller.missingServices();
       if (missing.length > 0) logger.warn({ missing }, 'the plan reads services that have no /metrics URL; their gates will read "error"');
