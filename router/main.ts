@@ -46,6 +46,8 @@ async function main(): Promise<void> {
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
+  // Started by a supervisor (router/process.ts) with an IPC channel: when it is gone, so is this router.
+  if (process.send) process.once('disconnect', stop);
   await router.start();
 }
 

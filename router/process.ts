@@ -58,7 +58,9 @@ export async function spawnRouterProcess(options: RouterProcessOptions): Promise
       STRANGLER_DB_SECRET: options.secret,
       LOG_LEVEL: options.logLevel ?? process.env.LOG_LEVEL ?? 'warn',
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    // The IPC channel is only a lifeline: router/main.ts exits when it closes, so a supervisor killed
+    // with SIGKILL leaves no router behind holding its port and its MySQL connections.
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
   });
   let out = '';
   const keep = (chunk: Buffer) => {

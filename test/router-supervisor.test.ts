@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SeedData } from '../legacy/seed/generate.ts';
+import { freePort } from '../lib/net/free-port.ts';
+import { spawnRouterProcess } from '../router/process.ts';
 import { createRouterSupervisor, type RouterSupervisor } from '../router/supervisor.ts';
 import { TEST_DB_SECRET, createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { seedWorld, waitFor } from './helpers/seeded.ts';
@@ -58,13 +60,23 @@ describe('router supervisor: one Event Router process per region', () => {
     await routers.close();
     for (const pid of pids) expect(alive(pid)).toBe(false);
     expect(routers.kill(victim.region)).toBe(false);
-  }, 60_000);
+  }, 120_000);
+
+  it('a router process exits by itself when its supervisor is gone (its IPC channel closes)', async () => {
+    const port = await freePort();
+    const router = await spawnRouterProcess({ db: t.service('event_router'), region: seed.regions[0]!.slug, port, secret: TEST_DB_SECRET });
+    expect((await fetch(`${router.url}/readyz`)).status).toBe(200);
+    // What a SIGKILLed parent looks like from the child's side.
+    router.child.disconnect();
+    expect(await router.exited).toBe(0);
+    expect(alive(router.pid)).toBe(false);
+  }, 90_000);
 
   it('fails start() with ROUTER_ERR_START and the process output when a region does not exist', async () => {
     const bad = createRouterSupervisor({ regions: ['zz9'], db: t.service('event_router'), secret: TEST_DB_SECRET });
     await expect(bad.start()).rejects.toMatchObject({ code: 'ROUTER_ERR_START', message: expect.stringContaining('ROUTER_ERR_UNKNOWN_REGION') });
     await bad.close();
-  }, 30_000);
+  }, 90_000);
 
   it('validates its options', () => {
     expect(() => createRouterSupervisor({ regions: [], db: t.service('event_router'), secret: TEST_DB_SECRET })).toThrow(/regions/);
