@@ -226,6 +226,17 @@ async function throughHarpoon(urls: string[], inflight: number, batch: number, s
   return { events, refused };
 }
 
+/** Group-commit counters from a replica's /metrics. */
+async function batchStats(url: string): Promise<{ count: number; rows: number; seconds: number }> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const num = (re: RegExp) => Number(re.exec(text)?.[1] ?? 0);
+  return {
+    count: num(/^harpoon_batch_rows_count (\S+)/m),
+    rows: num(/^harpoon_batch_rows_sum (\S+)/m),
+    seconds: num(/^harpoon_batch_duration_seconds_sum (\S+)/m),
+  };
+}
+
 // ---- main --------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
@@ -240,7 +251,7 @@ async function main(): Promise<void> {
     rate: arg('rate', 20),
     delivery_seconds: arg('delivery-seconds', 10),
   };
-  const logger = createLogger({ level: 'warn' });
+  const logger = createLogger({ level: 'warn', destination: process.stderr });
   const server = await provisionServer({ logger, needConnections: 200 });
   const database = uniqueDatabaseName('bench_harpoon');
   const children: ChildProcess[] = [];
@@ -261,34 +272,68 @@ async function main(): Promise<void> {
     const regionIds = seed.regions.map((r) => r.id);
 
     // 1. ingest ---------------------------------------------------------------------------------
-    progress(`single-row INSERTs over ${settings.connections} connections for ${settings.seconds} s…`);
-    let before = await countEvents(admin);
-    const cloudBefore = await userWrites(admin, 'cloud');
-    await singleRowInserts(cloudDb, settings.connections, settings.seconds, regionIds);
-    const singleRows = (await countEvents(admin)) - before;
-    const singleStatements = (await userWrites(admin, 'cloud')) - cloudBefore;
-
     const [pa, pb] = await freePorts(2);
     const urls = [`http://127.0.0.1:${pa}`, `http://127.0.0.1:${pb}`];
     children.push(await startReplica({ ...harpoonDb }, pa!, pb!));
     children.push(await startReplica({ ...harpoonDb }, pb!, pa!));
 
     const ingest = async (batch: number) => {
-      progress(`through Harpoon (one replica, pool ${settings.connections}), ${settings.inflight} requests in flight of ${batch} event(s), ${settings.seconds} s…`);
-      const rows0 = await countEvents(admin);
-      const writes0 = await userWrites(admin, 'harpoon');
-      const t0 = Date.now();
       // Batches: few requests in flight, so the items queued stay under Harpoon's queue bound (5000).
       const inflight = batch === 1 ? settings.inflight : Math.max(1, Math.min(settings.inflight, Math.floor(2500 / batch)));
+      progress(`  through Harpoon (one replica, pool ${settings.connections}), ${inflight} requests in flight of ${batch} event(s), ${settings.seconds} s…`);
+      const rows0 = await countEvents(admin);
+      const writes0 = await userWrites(admin, 'harpoon');
+      const m0 = await batchStats(urls[0]!);
+      const t0 = Date.now();
       const r = await throughHarpoon([urls[0]!], inflight, batch, settings.seconds, regionSlugs);
       const secs = (Date.now() - t0) / 1000;
       const rows = (await countEvents(admin)) - rows0;
       const writes = (await userWrites(admin, 'harpoon')) - writes0;
-      return { requests_in_flight: inflight, events_per_s: round(rows / secs), events: rows, acknowledged: r.events, refused_429: r.refused, server_write_statements: writes, statements_per_event: round(writes / rows, 4) };
+      const m1 = await batchStats(urls[0]!);
+      const batches = m1.count - m0.count;
+      return {
+        requests_in_flight: inflight,
+        events_per_s: round(rows / secs),
+        events: rows,
+        acknowledged: r.events,
+        refused_429: r.refused,
+        batches,
+        mean_batch_rows: round((m1.rows - m0.rows) / batches),
+        mean_batch_ms: round(((m1.seconds - m0.seconds) / batches) * 1000, 2),
+        server_write_statements: writes,
+        statements_per_event: round(writes / rows, 4),
+      };
     };
-    const harpoonSingle = await ingest(1);
-    const harpoonBatch = await ingest(settings.batch);
-    const singleRate = singleRows / settings.seconds;
+    // Durable commits (flush at every COMMIT, as production runs) and the throwaway server's relaxed
+    // setting; a server we merely found is measured as it is.
+    const modes = server.source === 'throwaway' ? [1, 2] : [Number(facts!.flush)];
+    const ingestResults: Record<string, unknown> = {};
+    for (const flush of modes) {
+      if (server.source === 'throwaway') await admin.query('SET GLOBAL innodb_flush_log_at_trx_commit = ?', [flush]);
+      progress(`innodb_flush_log_at_trx_commit=${flush}: single-row INSERTs over ${settings.connections} connections for ${settings.seconds} s…`);
+      const before = await countEvents(admin);
+      const cloudBefore = await userWrites(admin, 'cloud');
+      await singleRowInserts(cloudDb, settings.connections, settings.seconds, regionIds);
+      const singleRows = (await countEvents(admin)) - before;
+      const singleStatements = (await userWrites(admin, 'cloud')) - cloudBefore;
+      const singleRate = singleRows / settings.seconds;
+      const harpoonSingle = await ingest(1);
+      const harpoonBatch = await ingest(settings.batch);
+      ingestResults[`innodb_flush_log_at_trx_commit_${flush}`] = {
+        single_row_inserts: {
+          connections: settings.connections,
+          events_per_s: round(singleRate),
+          events: singleRows,
+          server_write_statements: singleStatements,
+          statements_per_event: round(singleStatements / singleRows, 4),
+        },
+        harpoon_one_event_per_request: harpoonSingle,
+        harpoon_batch_requests: { events_per_request: settings.batch, ...harpoonBatch },
+        ratio_one_event_per_request: round(harpoonSingle.events_per_s / singleRate, 2),
+        ratio_batch_requests: round(harpoonBatch.events_per_s / singleRate, 2),
+      };
+    }
+    if (server.source === 'throwaway') await admin.query('SET GLOBAL innodb_flush_log_at_trx_commit = ?', [Number(facts!.flush)]);
 
     // 2. delivery -------------------------------------------------------------------------------
     progress(`opening ${settings.subscribers} stream subscribers over ${settings.subscriber_processes} processes…`);
@@ -359,20 +404,7 @@ async function main(): Promise<void> {
       bench: 'harpoon',
       settings,
       database: { source: server.source, host: server.admin.host, port: server.admin.port, server_version: facts!.version, innodb_flush_log_at_trx_commit: Number(facts!.flush) },
-      ingest: {
-        single_row_inserts: {
-          connections: settings.connections,
-          events_per_s: round(singleRate),
-          events: singleRows,
-          server_write_statements: singleStatements,
-          statements_per_event: round(singleStatements / singleRows, 4),
-        },
-        harpoon_one_event_per_request: harpoonSingle,
-        harpoon_batch_requests: { events_per_request: settings.batch, ...harpoonBatch },
-        ratio_one_event_per_request: round(harpoonSingle.events_per_s / singleRate, 2),
-        ratio_batch_requests: round(harpoonBatch.events_per_s / singleRate, 2),
-        goal_ratio: 5,
-      },
+      ingest: { connections: settings.connections, goal_ratio: 5, ...ingestResults },
       delivery: {
         replicas: 2,
         subscribers_connected: connected,

@@ -24,7 +24,7 @@ import { harpoonError } from './errors.ts';
 import { ClosedError, QueueFullError, createGroupCommit } from './group-commit.ts';
 import { createHarpoonMetrics } from './metrics.ts';
 import { PEER_PATH, createPeers } from './peers.ts';
-import { autoincLockMode, customerByTokenDigest, isForeignKeyError, listActions, listEvents, readEvents, readLog, toEvent, writeBatch, type EventRow, type OpOutcome, type WriteOp } from './store.ts';
+import { autoincLockMode, customerByTokenDigest, isForeignKeyError, isRetryable, listActions, listEvents, readEvents, readLog, toEvent, writeBatch, type EventRow, type OpOutcome, type WriteOp } from './store.ts';
 import { createStreamHub } from './stream.ts';
 import { intParam, parseCreateBody, parseFilter, parsePathId, parseStatusBatch, parseStatusBody, queryParams, type EventFilter } from './validate.ts';
 
@@ -39,7 +39,7 @@ export interface HarpoonOptions {
   peerToken?: string;
   /** A name for logs and the stream's first comment (default: a random id). */
   replica?: string;
-  /** MySQL connections (default 4): writes use one at a time, reads the others. */
+  /** MySQL connections (default 4): up to two for concurrent batches, reads all but one. */
   poolSize?: number;
   /** Group commit: the longest an item waits for companions (default 2 ms). */
   maxDelayMs?: number;
@@ -116,8 +116,10 @@ export function createHarpoon(options: HarpoonOptions): Harpoon {
   const changeLog = createChangeLog(pool, { ringSize, onQuery: (name) => metrics.statements.inc({ purpose: name }) });
   const catalog = createCatalog(pool, { onQuery: () => metrics.statements.inc({ purpose: 'catalog' }, 2) });
 
-  // Reads may use all connections but one, so a burst of reads never keeps a batch from committing.
-  let readSlots = poolSize - 1;
+  // Two batches in flight: one forms and writes its events rows while the other holds the log lock and commits.
+  const writers = Math.max(1, Math.min(2, poolSize - 2));
+  // Reads use the connections writers do not, so a burst of reads never keeps a batch from committing.
+  let readSlots = poolSize - writers;
   const readWaiters: Array<() => void> = [];
   async function withReadSlot<T>(fn: () => Promise<T>): Promise<T> {
     if (readSlots > 0) readSlots--;
@@ -139,6 +141,7 @@ export function createHarpoon(options: HarpoonOptions): Harpoon {
     maxDelayMs,
     maxRows: maxBatchRows,
     maxQueue,
+    concurrency: writers,
     onBatch(rows, requests) {
       metrics.batchRows.observe(rows);
       metrics.batchRequests.observe(requests);
@@ -147,7 +150,12 @@ export function createHarpoon(options: HarpoonOptions): Harpoon {
       const end = metrics.batchSeconds.startTimer();
       const conn = await db().getConnection();
       try {
-        const result = await writeBatch(conn, ops, catalog, now(), consecutiveIds);
+        // A concurrent batch that created the same key, or a deadlock victim: rolled back whole, written once more.
+        const result = await writeBatch(conn, ops, catalog, now(), consecutiveIds).catch((err: unknown) => {
+          if (!isRetryable(err)) throw err;
+          metrics.statements.inc({ purpose: 'batch_retry' });
+          return writeBatch(conn, ops, catalog, now(), consecutiveIds);
+        });
         metrics.statements.inc({ purpose: 'write' }, result.statements);
         for (const c of result.changes) metrics.written.inc({ kind: c.kind });
         peers.publish(result.changes);

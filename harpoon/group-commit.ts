@@ -1,10 +1,10 @@
 /**
  * Group commit: requests that arrive while a batch is being written, or
  * within `maxDelayMs` of the first one, are written together in one
- * transaction of at most `maxRows` items. One batch is in flight at a time
- * (the writer holds one connection), so the next batch forms while the
- * current one commits: under load batches grow by themselves, and an idle
- * system pays at most `maxDelayMs` of latency.
+ * transaction of at most `maxRows` items. At most `concurrency` batches
+ * are in flight, so the next batch forms while one commits: under load
+ * batches grow by themselves, and an idle system pays at most
+ * `maxDelayMs` of latency.
  *
  * Admission is bounded: a request that would take the queue past
  * `maxQueue` items is refused at once (`QueueFullError`) and nothing of it
@@ -28,6 +28,12 @@ export interface GroupCommitOptions<I, O> {
    */
   isolateFailures?: boolean;
   onBatch?(rows: number, requests: number): void;
+  /**
+   * Batches written at the same time at most (default 1). With more than
+   * one, the next batch forms and starts while another commits; `write`
+   * must then be safe to run concurrently.
+   */
+  concurrency?: number;
 }
 
 export interface GroupCommit<I, O> {
@@ -53,24 +59,25 @@ interface Job<I, O> {
 }
 
 export function createGroupCommit<I, O>(options: GroupCommitOptions<I, O>): GroupCommit<I, O> {
+  const concurrency = options.concurrency ?? 1;
   const queue: Array<Job<I, O>> = [];
   let queued = 0;
   let inflight = 0;
+  let running = 0;
   let timer: NodeJS.Timeout | undefined;
-  let running: Promise<void> | undefined;
   let closed = false;
   const drained: Array<() => void> = [];
 
   function schedule(): void {
-    if (running || queue.length === 0) return;
-    if (queued >= options.maxRows) {
+    if (queue.length === 0 || running >= concurrency) return;
+    if (queued >= options.maxRows || (running > 0 && closed)) {
       clearTimeout(timer);
       timer = undefined;
-      void flush();
+      flush();
     } else {
       timer ??= setTimeout(() => {
         timer = undefined;
-        void flush();
+        flush();
       }, options.maxDelayMs);
     }
   }
@@ -86,8 +93,8 @@ export function createGroupCommit<I, O>(options: GroupCommitOptions<I, O>): Grou
     }
   }
 
-  function flush(): Promise<void> {
-    if (running) return running;
+  function flush(): void {
+    if (running >= concurrency || queue.length === 0) return;
     const jobs: Array<Job<I, O>> = [];
     let rows = 0;
     // Whole requests only: a request's items always commit together.
@@ -97,8 +104,9 @@ export function createGroupCommit<I, O>(options: GroupCommitOptions<I, O>): Grou
       jobs.push(job);
     }
     queued -= rows;
-    inflight = rows;
-    running = (async () => {
+    inflight += rows;
+    running++;
+    void (async () => {
       try {
         await writeJobs(jobs);
       } catch (err) {
@@ -108,19 +116,18 @@ export function createGroupCommit<I, O>(options: GroupCommitOptions<I, O>): Grou
           for (const job of jobs) job.reject(err);
         }
       } finally {
-        inflight = 0;
-        running = undefined;
+        inflight -= rows;
+        running--;
         if (queue.length > 0) {
           // What queued during this batch has already waited: write it at once.
           clearTimeout(timer);
           timer = undefined;
-          void flush();
-        } else {
+          flush();
+        } else if (running === 0) {
           for (const d of drained.splice(0)) d();
         }
       }
     })();
-    return running;
   }
 
   return {
@@ -136,12 +143,10 @@ export function createGroupCommit<I, O>(options: GroupCommitOptions<I, O>): Grou
     depth: () => queued + inflight,
     drain() {
       closed = true;
-      if (!running && queue.length === 0) return Promise.resolve();
-      if (!running) {
-        clearTimeout(timer);
-        timer = undefined;
-        void flush();
-      }
+      if (running === 0 && queue.length === 0) return Promise.resolve();
+      clearTimeout(timer);
+      timer = undefined;
+      flush();
       return new Promise<void>((r) => drained.push(r));
     },
   };

@@ -126,9 +126,12 @@ function sameRequest(row: EventRow, input: CreateEventInput, regionId: number): 
 }
 
 /**
- * One group-commit transaction: the log lock, the keyed creates' lookup,
- * one multi-row INSERT of the new events, one locking read and one UPDATE
- * for every status change, one multi-row INSERT into event_log, COMMIT.
+ * One group-commit transaction: the keyed creates' lookup, one multi-row
+ * INSERT of the new events, one locking read and one UPDATE for every
+ * status change, the log lock, one multi-row INSERT into event_log, COMMIT.
+ * Two batches creating the same key at once: the second one's INSERT fails
+ * on the unique index, and its requests are written again one by one,
+ * which finds the first one's event.
  * A rule violation (illegal transition, key conflict) fails only its own op;
  * an SQL error rolls the whole batch back and is thrown.
  */
@@ -144,8 +147,6 @@ export async function writeBatch(conn: PoolConnection, ops: WriteOp[], catalog: 
   };
   await run('BEGIN');
   try {
-    // Every replica's writer takes this row first: log ids are then allocated and committed in one order.
-    await run('SELECT id FROM harpoon_lock WHERE id = 1 FOR UPDATE');
 
     const creates = ops.flatMap((op, i) => (op.kind === 'create' ? [{ op, i }] : []));
     const keys = creates.map((c) => c.op.input.key).filter((k): k is string => typeof k === 'string');
@@ -256,6 +257,10 @@ export async function writeBatch(conn: PoolConnection, ops: WriteOp[], catalog: 
 
     const entries: Change[] = [];
     if (logRows.length > 0) {
+      // Taken last, held to COMMIT, by every writer of every replica: log ids are allocated and committed in
+      // one order. Everything before it (the events rows) runs concurrently with other batches; a batch
+      // holding this lock never waits for another's row locks, since every batch takes it last.
+      await run('SELECT id FROM harpoon_lock WHERE id = 1 FOR UPDATE');
       const snapshots = logRows.map(({ row, kind }) => ({ kind, event: toEvent(row, catalog) }));
       const result = await run<ResultSetHeader>('INSERT INTO event_log (event_id, kind, region_id, type, status, server_id, payload, committed_at) VALUES ?', [
         logRows.map(({ row, kind }, k) => [row.id, kind, row.region_id, row.type, row.status, row.server_id, JSON.stringify(snapshots[k]!.event), now]),
@@ -275,6 +280,12 @@ export async function writeBatch(conn: PoolConnection, ops: WriteOp[], catalog: 
 export function isForeignKeyError(err: unknown): boolean {
   const errno = (err as { errno?: unknown }).errno;
   return errno === 1452 || errno === 1216;
+}
+
+/** A duplicate key (another batch created the same key first), a deadlock or a lock wait timeout. */
+export function isRetryable(err: unknown): boolean {
+  const errno = (err as { errno?: unknown }).errno;
+  return errno === 1062 || errno === 1213 || errno === 1205;
 }
 
 // ---- reads -----------------------------------------------------------------------------------
