@@ -226,6 +226,22 @@ async function throughHarpoon(urls: string[], inflight: number, batch: number, s
   return { events, refused };
 }
 
+/** harpoon_delivery_lag_seconds buckets (le → cumulative count) of a replica. */
+async function lagBuckets(url: string): Promise<Map<string, number>> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const out = new Map<string, number>();
+  for (const m of text.matchAll(/^harpoon_delivery_lag_seconds_bucket\{le="([^"]+)"\} (\S+)/gm)) out.set(m[1]!, Number(m[2]));
+  return out;
+}
+
+/** The bucket bound (ms) under which quantile q of the observations between two readings fell. */
+function bucketQuantile(before: Map<string, number>, after: Map<string, number>, q: number): number | null {
+  const total = (after.get('+Inf') ?? 0) - (before.get('+Inf') ?? 0);
+  if (total <= 0) return null;
+  for (const [le, n] of after) if (n - (before.get(le) ?? 0) >= q * total) return le === '+Inf' ? Infinity : Number(le) * 1000;
+  return null;
+}
+
 /** Group-commit counters from a replica's /metrics. */
 async function batchStats(url: string): Promise<{ count: number; rows: number; seconds: number }> {
   const text = await (await fetch(`${url}/metrics`)).text();
@@ -367,6 +383,7 @@ async function main(): Promise<void> {
     const connectSeconds = (Date.now() - startWait) / 1000;
     progress(`${connected} subscribers connected in ${round(connectSeconds)} s; writing ${settings.rate} events/s for ${settings.delivery_seconds} s through both replicas…`);
     await new Promise((r) => setTimeout(r, 1000));
+    const lag0 = await Promise.all(urls.map(lagBuckets));
     const writer = new Agent({ keepAlive: true, maxSockets: 16 });
     const total = settings.rate * settings.delivery_seconds;
     const pending: Array<Promise<void>> = [];
@@ -398,7 +415,7 @@ async function main(): Promise<void> {
     const latencies = reports.flatMap((r) => r.latencies).sort((a, b) => a - b);
     writer.destroy();
     const expected = total * (connected / settings.regions);
-    const lagText = await (await fetch(`${urls[0]}/metrics`)).text();
+    const lag1 = await Promise.all(urls.map(lagBuckets));
 
     const out = {
       bench: 'harpoon',
@@ -414,7 +431,8 @@ async function main(): Promise<void> {
         deliveries_expected: Math.round(expected),
         latency_ms: { p50: quantile(latencies, 0.5), p90: quantile(latencies, 0.9), p99: quantile(latencies, 0.99), max: latencies.at(-1) ?? null },
         goal_p99_ms: 50,
-        server_delivery_lag_count_replica_a: Number(/^harpoon_delivery_lag_seconds_count (\d+)/m.exec(lagText)?.[1] ?? 0),
+        // Commit → frame written to every matching subscriber, per replica (histogram bucket bounds).
+        server_lag_ms_by_replica: urls.map((_, k) => ({ p50_at_most: bucketQuantile(lag0[k]!, lag1[k]!, 0.5), p99_at_most: bucketQuantile(lag0[k]!, lag1[k]!, 0.99) })),
       },
     };
     process.stdout.write(JSON.stringify(out, null, 2) + '\n');

@@ -10,8 +10,9 @@
  *   rollback, which never appears).
  * - `append(entries)` takes committed, consecutive entries (this replica's
  *   batch, or a peer's, pushed to us). If they start right after `head` they
- *   are applied as they are; if there is a gap, the gap is read from the
- *   log first (it is committed, since the entries after it are).
+ *   are applied as they are; if there is a gap, they wait up to `gapWaitMs`
+ *   (20 ms) for the entries before them to be pushed too, then the gap is
+ *   read from the log (it is committed, since the entries after it are).
  * - `catchUp()` reads everything after `head` under the log lock: used at
  *   start, and when a peer's push connection drops (it may have committed
  *   entries it could not push before it died).
@@ -36,7 +37,7 @@ export interface ChangeLog {
 
 const PAGE = 1000;
 
-export function createChangeLog(pool: Pool, options: { ringSize: number; onQuery?(name: string): void }): ChangeLog {
+export function createChangeLog(pool: Pool, options: { ringSize: number; gapWaitMs?: number; onQuery?(name: string): void }): ChangeLog {
   let head = 0;
   /** Entries in cursor order; the oldest are dropped past ringSize. */
   let ring: Change[] = [];
@@ -64,6 +65,38 @@ export function createChangeLog(pool: Pool, options: { ringSize: number; onQuery
       }
     }
     for (const l of listeners) l(fresh);
+  }
+
+  /** Entries that arrived after a gap, by their first cursor, until the gap is filled. */
+  const pending = new Map<number, Change[]>();
+  let gapTimer: NodeJS.Timeout | undefined;
+  const gapWaitMs = options.gapWaitMs ?? 20;
+
+  function drainPending(): void {
+    for (let moved = true; moved && pending.size > 0; ) {
+      moved = false;
+      for (const [first, entries] of pending) {
+        if (first > head + 1 && entries.at(-1)!.cursor > head) continue;
+        pending.delete(first);
+        push(entries);
+        moved = true;
+      }
+    }
+  }
+
+  function armGapTimer(): void {
+    if (gapTimer) return;
+    gapTimer = setTimeout(() => {
+      gapTimer = undefined;
+      void sequence(async () => {
+        if (pending.size === 0) return;
+        const first = Math.min(...pending.keys());
+        if (first > head + 1) await fill(first - 1);
+        drainPending();
+        if (pending.size > 0) armGapTimer();
+      }).catch(() => armGapTimer());
+    }, gapWaitMs);
+    gapTimer.unref();
   }
 
   /** Reads (head, upto] page by page; every entry in it is committed. */
@@ -94,9 +127,16 @@ export function createChangeLog(pool: Pool, options: { ringSize: number; onQuery
     append(entries) {
       if (entries.length === 0) return Promise.resolve();
       return sequence(async () => {
-        const first = entries[0]!.cursor;
-        if (first > head + 1) await fill(first - 1);
-        push(entries);
+        if (entries.at(-1)!.cursor <= head) return;
+        if (entries[0]!.cursor <= head + 1) {
+          push(entries);
+          drainPending();
+          return;
+        }
+        // A gap: usually another batch's entries are a moment behind (a peer's push, or our other batch's
+        // COMMIT answer). Wait for them briefly; past gapWaitMs, read the gap from the log.
+        pending.set(entries[0]!.cursor, entries);
+        armGapTimer();
       });
     },
     catchUp() {
@@ -105,6 +145,7 @@ export function createChangeLog(pool: Pool, options: { ringSize: number; onQuery
         const { changes, head: top } = await readLogLocked(pool, head, PAGE);
         push(changes);
         await fill(top);
+        drainPending();
       });
     },
     head: () => head,
