@@ -24,6 +24,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { Agent, request } from 'node:http';
+import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import mysql from 'mysql2/promise';
 import { formatMysqlUrl, type DbConfig } from '../lib/db/config.ts';
@@ -267,6 +268,7 @@ async function main(): Promise<void> {
     rate: arg('rate', 20),
     delivery_seconds: arg('delivery-seconds', 10),
   };
+  const loadStart = os.loadavg()[0]!;
   const logger = createLogger({ level: 'warn', destination: process.stderr });
   const server = await provisionServer({ logger, needConnections: 200 });
   const database = uniqueDatabaseName('bench_harpoon');
@@ -420,6 +422,8 @@ async function main(): Promise<void> {
     const out = {
       bench: 'harpoon',
       settings,
+      // The machine is shared: the 1-minute load average at the start and end of the run (2 cores).
+      load_average: { start: round(loadStart, 2), end: round(os.loadavg()[0]!, 2) },
       database: { source: server.source, host: server.admin.host, port: server.admin.port, server_version: facts!.version, innodb_flush_log_at_trx_commit: Number(facts!.flush) },
       ingest: { connections: settings.connections, goal_ratio: 5, ...ingestResults },
       delivery: {
