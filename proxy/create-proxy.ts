@@ -372,7 +372,31 @@ export function createProxy(options: ProxyOptions): Proxy {
   function onRequest(req: ProxiedRequest, res: ServerResponse): void {
     const incoming = req.headers['x-request-id'];
     const requestId = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
-    const ctx: Ctx = { req, res, requestId, started: performance.now(), method: req.method ?? 'GET', metrics: unmatched, attempts: 0, upstreamAnswered: false, finished: false, stream: false };
+    // Every field from the start: one object shape for every request, so V8 keeps the hot functions monomorphic.
+    const ctx: Ctx = {
+      req,
+      res,
+      requestId,
+      started: performance.now(),
+      method: req.method ?? 'GET',
+      metrics: unmatched,
+      route: undefined,
+      side: undefined,
+      pool: undefined,
+      body: undefined,
+      instance: undefined,
+      tried: undefined,
+      lastError: undefined,
+      proxyReq: undefined,
+      connectTimer: undefined,
+      responseTimer: undefined,
+      attempts: 0,
+      staleRetries: undefined,
+      upstreamAnswered: false,
+      finished: false,
+      stream: false,
+      shadow: undefined,
+    };
     req[CTX] = ctx;
     inFlight++;
     res.once('close', onClientClose);
