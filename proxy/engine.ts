@@ -4,17 +4,21 @@ import { createProxyServer } from 'http-proxy-3';
 import { pipeEngine } from './pipe-engine.ts';
 
 // Which engine forwards a request, measured (bench/proxy.ts, `npm run
-// bench:proxy`, wrk, 50 connections, this 2-core machine shared with other
-// work at load average 5-17, 2026-12-01):
+// bench:proxy`: wrk, 50 connections, 5 alternating rounds of 5 s; three
+// runs on 2026-12-01 on this 2-core machine shared with other work at load
+// average 27-40; medians of the runs, README "Proxy vs a bare Node
+// pass-through"):
 //
-//                      CPU per request vs bare    ratio of req/s vs bare
-//   pipe (default)     1.17                       0.83
-//   original http-proxy 1.07                      0.88
-//   http-proxy-3       1.59                       0.69
+//                        CPU per request vs bare    req/s vs bare
+//   pipe (default)       1.07 (1.01-1.18)           0.83
+//   original http-proxy  1.34 (1.17-1.37)           0.86
+//   http-proxy-3         1.58 (1.51-1.59)           0.77
 //
-// and with all four servers loaded at once, so that they share the same
-// contention (4 rounds): pipe 0.98-1.26x the bare pass-through's CPU per
-// request, the original 1.22-1.99x, http-proxy-3 1.60-2.19x.
+// At that load req/s moved 3x between rounds, so the ratio of req/s cannot
+// rank the engines; CPU per request can, and with all four servers loaded
+// at once (so that they share the same contention) it ranked them the same
+// way: pipe 0.98-1.26x the bare pass-through, the original 1.22-1.99x,
+// http-proxy-3 1.60-2.19x.
 // The pipe engine (pipe-engine.ts) is the default: one http.request per
 // attempt piped back, the same work as the bare pass-through. http-proxy-3
 // spends its extra CPU on per-request generality this proxy never uses:
