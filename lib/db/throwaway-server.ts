@@ -1,6 +1,6 @@
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -115,21 +115,27 @@ export async function reapStaleServers(logger: Logger): Promise<number> {
 async function initDataDir(serverBin: string, dataDir: string): Promise<void> {
   const installDb = which(['mariadb-install-db', 'mysql_install_db']);
   const runAsRoot = process.getuid?.() === 0 ? ['--user=root'] : [];
-  try {
-    if (installDb && serverBin.endsWith('mariadbd')) {
-      await execFileP(installDb, [
-        '--no-defaults',
-        `--datadir=${dataDir}`,
-        '--auth-root-authentication-method=normal',
-        '--skip-test-db',
-        ...runAsRoot,
-      ]);
-    } else {
-      // MySQL 5.7+/8: the server initialises its own data directory.
-      await execFileP(serverBin, ['--no-defaults', '--initialize-insecure', `--datadir=${dataDir}`, ...runAsRoot]);
+  // The installer's own temporary files go to a directory of this run: two runs initialising at the
+  // same moment collided in the shared /tmp once. One retry covers what is left of such a race.
+  const privateTmp = join(dataDir, '..', 'install-tmp');
+  await mkdir(privateTmp, { recursive: true });
+  const env = { ...process.env, TMPDIR: privateTmp };
+  for (let attempt = 1; ; attempt++) {
+    try {
+      if (installDb && serverBin.endsWith('mariadbd')) {
+        await execFileP(installDb, ['--no-defaults', `--datadir=${dataDir}`, '--auth-root-authentication-method=normal', '--skip-test-db', ...runAsRoot], { env });
+      } else {
+        // MySQL 5.7+/8: the server initialises its own data directory.
+        await execFileP(serverBin, ['--no-defaults', '--initialize-insecure', `--datadir=${dataDir}`, ...runAsRoot], { env });
+      }
+      return;
+    } catch (cause) {
+      if (attempt < 2) {
+        await rm(dataDir, { recursive: true, force: true });
+        continue;
+      }
+      throw new StranglerError('DB_ERR_THROWAWAY_INIT', `could not initialise a data directory in ${dataDir}`, { cause });
     }
-  } catch (cause) {
-    throw new StranglerError('DB_ERR_THROWAWAY_INIT', `could not initialise a data directory in ${dataDir}`, { cause });
   }
 }
 
