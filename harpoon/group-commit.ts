@@ -54,6 +54,8 @@ export class ClosedError extends Error {}
 
 interface Job<I, O> {
   items: I[];
+  /** When it was admitted (ms). */
+  at: number;
   resolve(out: O[]): void;
   reject(err: unknown): void;
 }
@@ -68,9 +70,11 @@ export function createGroupCommit<I, O>(options: GroupCommitOptions<I, O>): Grou
   let closed = false;
   const drained: Array<() => void> = [];
 
+  /** A batch starts when it is full, or when its oldest item has waited maxDelayMs (at once while draining). */
   function schedule(): void {
     if (queue.length === 0 || running >= concurrency) return;
-    if (queued >= options.maxRows || (running > 0 && closed)) {
+    const wait = closed ? 0 : options.maxDelayMs - (Date.now() - queue[0]!.at);
+    if (queued >= options.maxRows || wait <= 0) {
       clearTimeout(timer);
       timer = undefined;
       flush();
@@ -78,7 +82,8 @@ export function createGroupCommit<I, O>(options: GroupCommitOptions<I, O>): Grou
       timer ??= setTimeout(() => {
         timer = undefined;
         flush();
-      }, options.maxDelayMs);
+        schedule();
+      }, wait);
     }
   }
 
@@ -119,10 +124,8 @@ export function createGroupCommit<I, O>(options: GroupCommitOptions<I, O>): Grou
         inflight -= rows;
         running--;
         if (queue.length > 0) {
-          // What queued during this batch has already waited: write it at once.
-          clearTimeout(timer);
-          timer = undefined;
-          flush();
+          // What queued during this batch may already have waited long enough.
+          schedule();
         } else if (running === 0) {
           for (const d of drained.splice(0)) d();
         }
@@ -135,7 +138,7 @@ export function createGroupCommit<I, O>(options: GroupCommitOptions<I, O>): Grou
       if (closed) return Promise.reject(new ClosedError('the writer is closing'));
       if (queued + items.length > options.maxQueue) return Promise.reject(new QueueFullError(queued, options.maxQueue));
       return new Promise<O[]>((resolve, reject) => {
-        queue.push({ items, resolve, reject });
+        queue.push({ items, at: Date.now(), resolve, reject });
         queued += items.length;
         schedule();
       });
@@ -146,7 +149,7 @@ export function createGroupCommit<I, O>(options: GroupCommitOptions<I, O>): Grou
       if (running === 0 && queue.length === 0) return Promise.resolve();
       clearTimeout(timer);
       timer = undefined;
-      flush();
+      schedule();
       return new Promise<void>((r) => drained.push(r));
     },
   };

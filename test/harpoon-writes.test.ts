@@ -17,7 +17,8 @@ describe('Harpoon writes: group commit, idempotent status changes, bad input', (
     seed = await seedWorld(t.db, { hypervisors: 6, regions: 2 });
     await t.db('events').del();
     counted = await createCountedUser(t);
-    ({ harpoon, url } = await startHarpoon(counted.db, { maxDelayMs: 5 }));
+    // A 25 ms window: the requests of one burst from one test process arrive over a few hundred ms.
+    ({ harpoon, url } = await startHarpoon(counted.db, { maxDelayMs: 25 }));
   });
   afterAll(async () => {
     await harpoon?.close();
