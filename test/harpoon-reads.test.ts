@@ -93,11 +93,18 @@ describe('Harpoon reads: consolidation, the actions Cloud serves, and backpressu
   });
 
   it('answers 429 with Retry-After when the write queue is full, and loses nothing it accepted', async () => {
-    // A long group-commit delay and a small queue: a burst overflows it.
-    const url = await harpoonWith({ maxQueue: 20, maxDelayMs: 50, maxBatchRows: 10 });
+    // A small queue, and MySQL slow to commit: another session holds the log lock every batch needs.
+    const url = await harpoonWith({ maxQueue: 20, maxBatchRows: 10 });
     const slug = seed.regions[1]!.slug;
     const keys = Array.from({ length: 200 }, (_, i) => `bp-${i}`);
-    const first = await Promise.all(keys.map((key) => call(url, 'POST', '/v1/events', { type: 'create', region: slug, key })));
+    const holder = await mysql.createConnection({ ...t.admin });
+    await holder.query('BEGIN');
+    await holder.query('SELECT id FROM harpoon_lock WHERE id = 1 FOR UPDATE');
+    const burst = Promise.all(keys.map((key) => call(url, 'POST', '/v1/events', { type: 'create', region: slug, key })));
+    await new Promise((r) => setTimeout(r, 1000));
+    await holder.query('COMMIT');
+    await holder.end();
+    const first = await burst;
     const accepted = keys.filter((_, i) => first[i]!.status === 201);
     const refused = keys.filter((_, i) => first[i]!.status === 429);
     expect(accepted.length + refused.length).toBe(keys.length);
