@@ -4,15 +4,15 @@ import { createProxyServer } from 'http-proxy-3';
 import { pipeEngine } from './pipe-engine.ts';
 
 // Which engine forwards a request, measured (bench/proxy.ts, `npm run
-// bench:proxy`: wrk, 50 connections, 5 alternating rounds of 5 s; four
-// runs on 2026-12-01 on this 2-core machine shared with other work at load
-// average 27-40; medians of the runs, README "Proxy vs a bare Node
-// pass-through"):
+// bench:proxy`: wrk, 50 connections, 5 alternating rounds of 5 s; five
+// runs on 2026-12-01 on this 2-core machine shared with other work, four at
+// load average 27-40 and one at 7-4; medians of the runs, README "Proxy vs
+// a bare Node pass-through"):
 //
 //                        CPU per request vs bare    req/s vs bare
-//   pipe (default)       1.10 (1.01-1.18)           0.90
-//   original http-proxy  1.34 (1.17-1.37)           0.83
-//   http-proxy-3         1.59 (1.51-1.63)           0.69
+//   pipe (default)       1.07 (0.99-1.18)           0.96
+//   original http-proxy  1.34 (1.17-1.37)           0.81
+//   http-proxy-3         1.58 (1.42-1.63)           0.61
 //
 // At that load req/s moved 3x between rounds, so the ratio of req/s cannot
 // rank the engines; CPU per request can, and with all four servers loaded
