@@ -1,3 +1,4 @@
+import { hasUnreadBody } from '../lib/http/unread-body.ts';
 import { randomUUID } from 'node:crypto';
 import type { ClientRequest, IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -306,7 +307,7 @@ export function createProxy(options: ProxyOptions): Proxy {
     const status = proxyStatus(code);
     if (status >= 500) log.warn({ requestId: ctx.requestId, code, route: ctx.route?.pattern, why: message }, 'proxy answered with an error');
     // Refused before its body was read: close, rather than drain the body for as long as the client sends.
-    if (!res.req.complete) {
+    if (hasUnreadBody(res.req)) {
       headers = { ...headers, connection: 'close' };
       res.once('finish', () => (res.req.socket as Socket | null)?.destroySoon());
     }

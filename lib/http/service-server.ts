@@ -1,3 +1,4 @@
+import { hasUnreadBody } from './unread-body.ts';
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -96,7 +97,7 @@ export function createHttpService(options: HttpServiceOptions): HttpService {
     } catch (err) {
       const known = err instanceof StranglerError && err.status < 500;
       if (!known) logger.error({ err, requestId, method, route }, 'request failed');
-      if (!req.complete && !res.headersSent) res.setHeader('connection', 'close');
+      if (hasUnreadBody(req) && !res.headersSent) res.setHeader('connection', 'close');
       if (!res.headersSent) {
         if (err instanceof StranglerError) {
           sendError(res, err.status, err.code, err.status >= 500 ? `internal error; see the service log for request ${requestId}` : err.message);
@@ -110,7 +111,7 @@ export function createHttpService(options: HttpServiceOptions): HttpService {
       // A body we stopped reading (over the limit) or never read (refused before it was needed) must
       // not be parsed as the next request, nor drained for as long as the client cares to send it.
       // The socket is already gone (null) when the client hung up.
-      if (!req.complete) {
+      if (hasUnreadBody(req)) {
         const socket = req.socket as typeof req.socket | null;
         if (res.writableFinished) socket?.destroySoon();
         else res.once('finish', () => socket?.destroySoon());
