@@ -35,21 +35,11 @@ import { DEFAULT_DB_SECRET, serviceDbConfig } from '../lib/db/service-users.ts';
 import { createLogger } from '../lib/logger.ts';
 import { generateSeed } from '../legacy/seed/generate.ts';
 import { insertSeed } from '../legacy/seed/insert.ts';
+import { numberArg as arg } from './args.ts';
 
 const SELF = fileURLToPath(import.meta.url);
 const TOKEN = 'bench-harpoon-service-token-000001';
 const secret = process.env.STRANGLER_DB_SECRET ?? DEFAULT_DB_SECRET;
-
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i === -1) return fallback;
-  const v = Number(process.argv[i + 1]);
-  if (!Number.isFinite(v) || v <= 0) {
-    console.error(`--${name} must be a positive number`);
-    process.exit(2);
-  }
-  return v;
-}
 
 const progress = (msg: string) => process.stderr.write(`bench:harpoon ${msg}\n`);
 

@@ -37,6 +37,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
+import { numberArg as arg, textArg } from './args.ts';
 
 type Role = 'upstream' | 'bare' | 'pipe' | 'http-proxy-3' | 'http-proxy' | 'cluster';
 const SELF = fileURLToPath(import.meta.url);
@@ -47,22 +48,6 @@ const routesFor = (upstream: string) => ({
   'droplet-api': { legacy: [upstream], new: [upstream], routes: [{ method: 'GET', path: '/v2/droplets/:id', stickyBy: { param: 'id' } }] },
 });
 const BODY = JSON.stringify({ droplet: { id: 3164444, name: 'example.com', memory: 1024, vcpus: 1, disk: 25, status: 'active', region: { slug: 'nyc1' } } });
-
-function textArg(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i === -1 ? undefined : process.argv[i + 1];
-}
-
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i === -1) return fallback;
-  const v = Number(process.argv[i + 1]);
-  if (!Number.isFinite(v) || v <= 0) {
-    console.error(`--${name} must be a positive number`);
-    process.exit(2);
-  }
-  return v;
-}
 
 async function listen(server: ReturnType<typeof createServer>): Promise<number> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
