@@ -10,11 +10,12 @@ import { sendJson } from '../../lib/http/respond.ts';
 import { createRouter, type Handler, type RequestContext, type Router } from '../../lib/http/router.ts';
 import { createHttpService } from '../../lib/http/service-server.ts';
 import { silentLogger, type Logger } from '../../lib/logger.ts';
+import type { FeatureState } from '../../lib/cutover/types.ts';
 import { createCutoverController, type CutoverController } from './controller.ts';
 import { CutoverError, cutoverError, quote, type CutoverErrorCode } from './errors.ts';
 import type { FetchLike, ServiceMap } from './gates.ts';
 import { isFeatureName, loadDefaultPlan, planServices, type CutoverPlan } from './plan.ts';
-import { createCutoverStateStore, type CutoverStateStore } from './state-store.ts';
+import { createCutoverStateReader, createCutoverStateStore, type CutoverStateReader, type CutoverStateStore } from './state-store.ts';
 
 /**
  * The admin API behind `strangler cutover`. Every route needs
@@ -41,6 +42,11 @@ export interface CutoverRoutesOptions {
    * The CLI then needs the prefix in its URL: `--url http://127.0.0.1:9400/admin`. Default: none.
    */
   prefix?: string;
+  /**
+   * Where GET /cutover/state reads from: an in-memory reader (createCutoverAdmin passes its own,
+   * so followers asking every second cost MySQL nothing). Without it, each request reads the store.
+   */
+  state?: Pick<CutoverStateReader, 'all' | 'lastReadAt'>;
 }
 
 interface TokenDigest {
@@ -220,6 +226,30 @@ export function addCutoverRoutes(router: Router, options: CutoverRoutesOptions):
     )
     .add(
       'GET',
+      at('/cutover/state'),
+      guarded(async (ctx) => {
+        checkQuery(ctx.query, []);
+        // The followers' view (lib/cutover/http-state-source.ts): every feature's routing and version, nothing else.
+        if (options.state) {
+          sendJson(ctx.res, 200, { features: options.state.all(), read_at: options.state.lastReadAt?.toISOString() ?? null });
+          return;
+        }
+        const features: FeatureState[] = (await controller.status()).map((f) => ({
+          feature: f.feature,
+          step: f.step,
+          stepName: f.step_name,
+          mode: f.mode,
+          percent: f.percent,
+          regions: f.regions,
+          paused: f.paused,
+          version: f.version,
+          updatedAt: f.updated_at,
+        }));
+        sendJson(ctx.res, 200, { features, read_at: new Date().toISOString() });
+      }),
+    )
+    .add(
+      'GET',
       at('/cutover/plan'),
       guarded(async (ctx) => {
         checkQuery(ctx.query, []);
@@ -287,6 +317,8 @@ export interface CutoverAdminOptions {
   watcherActor?: string;
   rollbackAfterFailures?: number;
   fetch?: FetchLike;
+  /** How often the admin re-reads cutover_features for GET /cutover/state (default 500 ms). */
+  stateIntervalMs?: number;
 }
 
 export interface CutoverAdmin {
@@ -330,7 +362,10 @@ export function createCutoverAdmin(options: CutoverAdminOptions): CutoverAdmin {
     ...(options.rollbackAfterFailures !== undefined ? { rollbackAfterFailures: options.rollbackAfterFailures } : {}),
     ...(options.fetch ? { fetch: options.fetch } : {}),
   });
-  const router = createCutoverRouter({ controller, tokens: options.tokens, logger });
+  // Followers (routers, Scheduler V2) ask GET /cutover/state every second: one reader here answers
+  // them all from memory, so their number costs MySQL nothing (lib/cutover/http-state-source.ts).
+  const reader = createCutoverStateReader({ db, intervalMs: options.stateIntervalMs ?? 500, logger });
+  const router = createCutoverRouter({ controller, tokens: options.tokens, logger, state: reader });
   const http = createHttpService({
     name: 'cutover-admin',
     router,
@@ -348,6 +383,7 @@ export function createCutoverAdmin(options: CutoverAdminOptions): CutoverAdmin {
     async start() {
       if (ownsDb) await warmPool(db, 4);
       await store.ensureRows();
+      await reader.start();
       const missing = controller.missingServices();
       if (missing.length > 0) logger.warn({ missing }, 'the plan reads services that have no /metrics URL; their gates will read "error"');
       const address = await http.start();
@@ -358,6 +394,7 @@ export function createCutoverAdmin(options: CutoverAdminOptions): CutoverAdmin {
       closing ??= (async () => {
         await controller.stopWatcher();
         await http.close();
+        await reader.close();
         if (ownsDb) await db.destroy();
       })();
       return closing;
