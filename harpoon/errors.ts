@@ -20,6 +20,7 @@ export const HARPOON_ERROR_CODES = {
   HARPOON_ERR_SHUTTING_DOWN: [503, 'this replica is closing; retry on another replica (streams: reconnect with Last-Event-ID).'],
   HARPOON_ERR_CURSOR_AHEAD: [400, 'the stream cursor is beyond the newest change this replica knows; use a cursor you received from a stream.'],
   HARPOON_ERR_INTERNAL: [500, 'an unexpected failure; the service log has the stack under the request id (also: start-up of harpoon/main.ts failed).'],
+  HARPOON_ERR_START: [500, 'a Harpoon replica process (harpoon/replicas.ts) exited before it answered /readyz, or did not answer within the timeout; the message carries the end of its output.'],
   HARPOON_ERR_LOCKDOWN: [500, 'lockdown or its rollback could not change a grant; the message names the user and privilege. Nothing recorded was lost: run it again.'],
 } as const;
 

@@ -65,6 +65,8 @@ async function main(): Promise<void> {
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
+  // Started by a supervisor (harpoon/replicas.ts) with an IPC channel: when it is gone, so is this replica.
+  if (process.send) process.once('disconnect', stop);
   await harpoon.start();
 }
 
