@@ -26,7 +26,8 @@ that fails during the soak rolls the feature back by itself.
 
 Verbs:
   status                 Every feature: step, mode, canary, paused, soak left, last change;
-                         Scheduler V2's shadow agreement with V1, by category of difference
+                         Scheduler V2's shadow agreement with V1, by category of difference;
+                         who holds which grants on the events table (lockdown)
   plan                   The plan the API runs (or check a local file with --file)
   advance <feature>      Check the current step's gates, then move to the next step
   rollback <feature>     Back to legacy at once (--to previous: one step back); never gated
@@ -255,6 +256,18 @@ function shadowLines(shadow: Record<string, ShadowSummary>): string {
     .join('');
 }
 
+/** Lockdown's view of the server: every account holding a privilege on events, and whether Harpoon's access is sole. */
+function effectLines(effects: Record<string, unknown>): string {
+  const lockdown = effects.lockdown as
+    | { grants_on_events?: Record<string, string[]>; sole_access?: boolean; others_with_access?: string[]; error?: string }
+    | undefined;
+  if (!lockdown) return '';
+  if (lockdown.error) return `grants on events: unavailable: ${lockdown.error}\n`;
+  const lines = Object.entries(lockdown.grants_on_events ?? {}).map(([grantee, privileges]) => `  ${grantee}: ${privileges.join(', ')}\n`);
+  const verdict = lockdown.sole_access ? 'only Harpoon (and administrators) may touch events' : `also held by ${lockdown.others_with_access?.join(', ')}`;
+  return `grants on events (${verdict}):\n${lines.join('')}`;
+}
+
 function readingsTable(readings: GateReading[]): string {
   if (readings.length === 0) return '  (no gates)\n';
   return table([
@@ -390,9 +403,9 @@ export const command: Command = {
     try {
       switch (verb) {
         case 'status': {
-          const res = (await callApi(io, base, token, 'GET', path('status'))) as { features: FeatureStatus[]; shadow?: Record<string, ShadowSummary> };
+          const res = (await callApi(io, base, token, 'GET', path('status'))) as { features: FeatureStatus[]; shadow?: Record<string, ShadowSummary>; effects?: Record<string, unknown> };
           if (json) writeJson(io, res);
-          else io.stdout.write(statusTable(res.features) + shadowLines(res.shadow ?? {}));
+          else io.stdout.write(statusTable(res.features) + shadowLines(res.shadow ?? {}) + effectLines(res.effects ?? {}));
           return EXIT.ok;
         }
         case 'plan': {

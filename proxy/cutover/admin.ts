@@ -12,6 +12,7 @@ import { createHttpService } from '../../lib/http/service-server.ts';
 import { silentLogger, type Logger } from '../../lib/logger.ts';
 import type { FeatureState } from '../../lib/cutover/types.ts';
 import { createCutoverController, type CutoverController } from './controller.ts';
+import type { FeatureEffects } from './effects.ts';
 import { CutoverError, cutoverError, quote, type CutoverErrorCode } from './errors.ts';
 import type { FetchLike, ServiceMap } from './gates.ts';
 import { isFeatureName, loadDefaultPlan, planServices, type CutoverPlan } from './plan.ts';
@@ -220,8 +221,8 @@ export function addCutoverRoutes(router: Router, options: CutoverRoutesOptions):
       at('/cutover/status'),
       guarded(async (ctx) => {
         checkQuery(ctx.query, []);
-        const [features, shadow] = await Promise.all([controller.status(), controller.shadow()]);
-        sendJson(ctx.res, 200, { features, shadow, now: new Date().toISOString() });
+        const [features, shadow, effects] = await Promise.all([controller.status(), controller.shadow(), controller.effects()]);
+        sendJson(ctx.res, 200, { features, shadow, ...(Object.keys(effects).length > 0 ? { effects } : {}), now: new Date().toISOString() });
       }),
     )
     .add(
@@ -317,6 +318,8 @@ export interface CutoverAdminOptions {
   watcherActor?: string;
   rollbackAfterFailures?: number;
   fetch?: FetchLike;
+  /** Side effects of steps (lockdown's REVOKE): proxy/cutover/effects.ts. */
+  effects?: FeatureEffects;
   /** How often the admin re-reads cutover_features for GET /cutover/state (default 500 ms). */
   stateIntervalMs?: number;
 }
@@ -361,6 +364,7 @@ export function createCutoverAdmin(options: CutoverAdminOptions): CutoverAdmin {
     ...(options.watcherActor !== undefined ? { watcherActor: options.watcherActor } : {}),
     ...(options.rollbackAfterFailures !== undefined ? { rollbackAfterFailures: options.rollbackAfterFailures } : {}),
     ...(options.fetch ? { fetch: options.fetch } : {}),
+    ...(options.effects ? { effects: options.effects } : {}),
   });
   // Followers (routers, Scheduler V2) ask GET /cutover/state every second: one reader here answers
   // them all from memory, so their number costs MySQL nothing (lib/cutover/http-state-source.ts).

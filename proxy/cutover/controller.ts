@@ -5,7 +5,8 @@ import { invalidOption } from '../../lib/errors.ts';
 import { silentLogger, type Logger } from '../../lib/logger.ts';
 import { cutoverError } from './errors.ts';
 import { captureBaseline, createScraper, evaluateStep, type Baseline, type FetchLike, type GateReading, type Scraper, type ServiceMap } from './gates.ts';
-import { isFeatureName, planServices, stepRouting, type CutoverPlan, type PlanFeature, type PlanStep } from './plan.ts';
+import type { FeatureEffects, StepChange } from './effects.ts';
+import { isFeatureName, modeSatisfies, planServices, stepRouting, type CutoverPlan, type PlanFeature, type PlanStep } from './plan.ts';
 import { readShadowSummaries, type ShadowSummary } from './shadow-summary.ts';
 import type { CutoverStateStore, FeatureRecord, HistoryAction, HistoryEntry } from './state-store.ts';
 
@@ -69,6 +70,8 @@ export interface CutoverControllerOptions {
   watcherActor?: string;
   registry?: Registry;
   fetch?: FetchLike;
+  /** Side effects of features' steps (proxy/cutover/effects.ts): lockdown's REVOKE and its rollback's GRANT. */
+  effects?: FeatureEffects;
 }
 
 export interface CutoverController {
@@ -92,6 +95,8 @@ export interface CutoverController {
   missingServices(): string[];
   /** Shadow agreement reported by the new side of features that judge it themselves (`scheduling`: Scheduler V2). */
   shadow(): Promise<Partial<Record<string, ShadowSummary>>>;
+  /** What each feature's side effect holds now (lockdown: who holds which grants on events); errors are reported, not thrown. */
+  effects(): Promise<Record<string, unknown>>;
 }
 
 export function createCutoverController(options: CutoverControllerOptions): CutoverController {
@@ -194,6 +199,24 @@ export function createCutoverController(options: CutoverControllerOptions): Cuto
     // Past the plan's end (the plan shrank): one step back is the plan's last step.
     const to = opts.to === 'legacy' ? 0 : Math.min(record.step - 1, spec.steps.length);
     const target = stepTarget(spec, to);
+    // Features whose current step requires this one above where it is going go back to legacy first:
+    // lockdown's grants come back before any writer returns to the events table.
+    const { records } = await store.list();
+    for (const other of records) {
+      if (other.feature === name || other.step === 0) continue;
+      const otherStep = plan.features[other.feature]?.steps[other.step - 1];
+      const required = otherStep?.requires?.[name];
+      if (required && !modeSatisfies(target.routing.mode, required)) {
+        await rollbackTo(other.feature, {
+          to: 'legacy',
+          actor: opts.actor,
+          reason: `${name} is going back to ${target.stepName}, below the ${required} that ${other.feature}'s step ${otherStep!.name} requires`,
+          action: opts.action,
+          readings: null,
+        });
+      }
+    }
+    await applyEffect({ feature: name, fromStep: record.step, toStep: to, fromMode: record.mode, toMode: target.routing.mode, actor: opts.actor });
     const { record: next, historyId } = await store.change({
       feature: name,
       expectedVersion: record.version,
@@ -204,6 +227,22 @@ export function createCutoverController(options: CutoverControllerOptions): Cuto
     logger.warn({ feature: name, from: record.step, to, actor: opts.actor, action: opts.action, reason: opts.reason }, `cutover ${opts.action}`);
     backfillBaseline(name, spec, next);
     return result(name, true, opts.action, opts.readings ?? [], historyId);
+  }
+
+  async function applyEffect(change: StepChange): Promise<void> {
+    const effect = options.effects?.[change.feature];
+    if (!effect) return;
+    try {
+      await effect.apply(change);
+    } catch (err) {
+      logger.error({ err, ...change }, 'the step\'s side effect failed; the state is unchanged');
+      throw cutoverError(
+        'CUTOVER_ERR_EFFECT_FAILED',
+        `${change.feature} step ${change.fromStep} → ${change.toStep}: its side effect failed (${(err as Error).message}); the state is unchanged, fix the cause and run the same verb again`,
+        { feature: change.feature },
+        err,
+      );
+    }
   }
 
   async function setPaused(feature: string, paused: boolean, actor: string, reason: string | null): Promise<ChangeResult> {
@@ -344,6 +383,20 @@ export function createCutoverController(options: CutoverControllerOptions): Cuto
       }
       const target = stepTarget(spec, record.step + 1);
       const nextStep = spec.steps[record.step]!;
+      if (nextStep.requires) {
+        const { records } = await store.list();
+        const unmet = Object.entries(nextStep.requires).flatMap(([other, required]) => {
+          const mode = records.find((r) => r.feature === other)?.mode ?? 'legacy';
+          return modeSatisfies(mode, required) ? [] : [{ feature: other, mode, required }];
+        });
+        if (unmet.length > 0) {
+          const why = unmet.map((u) => `${u.feature} is ${u.mode}, needs ${u.required}`).join('; ');
+          await store.record(name, { action: 'advance-refused', actor, reason: `${reason ?? ''}${reason ? ' — ' : ''}requirement: ${why}`, readings, fromStep: record.step, toStep: record.step });
+          metrics?.changes.inc({ feature: name, action: 'advance-refused' });
+          throw cutoverError('CUTOVER_ERR_REQUIREMENT', `${name} cannot enter step ${target.step} (${target.stepName}): ${why}; advance those first`, { unmet, feature: name, step: record.step });
+        }
+      }
+      await applyEffect({ feature: name, fromStep: record.step, toStep: target.step, fromMode: record.mode, toMode: target.routing.mode, actor });
       // The next step's window starts now: its baseline is taken before the switch so the window covers all of it.
       const baseline = await captureBaseline(nextStep, scraper);
       const { historyId } = await store.change({
@@ -398,6 +451,14 @@ export function createCutoverController(options: CutoverControllerOptions): Cuto
       return planServices(plan).filter((s) => !scraper.configured(s));
     },
     shadow: () => readShadowSummaries(scraper),
+    async effects() {
+      const out: Record<string, unknown> = {};
+      for (const [feature, effect] of Object.entries(options.effects ?? {})) {
+        if (!effect?.describe) continue;
+        out[feature] = await effect.describe().catch((err: Error) => ({ error: err.message }));
+      }
+      return out;
+    },
   };
 }
 

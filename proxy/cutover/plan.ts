@@ -35,7 +35,20 @@ export interface PlanStep {
   /** How long the step must run (and its gates hold) before `advance` may leave it. */
   soak_seconds: number;
   gates: Gate[];
+  /**
+   * Other features that must already be at least at this mode (shadow < canary < full) before
+   * `advance` may enter the step. Rolling one of them back below it first rolls this feature
+   * back to legacy (`lockdown` requires every writer to be off `events` already).
+   */
+  requires?: Record<string, StepMode>;
   description?: string;
+}
+
+const MODE_RANK: Record<string, number> = { legacy: 0, shadow: 1, canary: 2, full: 3 };
+
+/** Whether a feature at `mode` satisfies a step's requirement of `required`. */
+export function modeSatisfies(mode: string, required: StepMode): boolean {
+  return (MODE_RANK[mode] ?? 0) >= MODE_RANK[required]!;
 }
 
 interface GateBase {
@@ -242,7 +255,16 @@ function checkGate(c: Checker, path: string, value: unknown): void {
 function checkStep(c: Checker, path: string, value: unknown, isLast: boolean): string | undefined {
   const step = c.object(path, value);
   if (!step) return undefined;
-  c.fields(path, step, ['name', 'mode', 'percent', 'regions', 'soak_seconds', 'gates', 'description']);
+  c.fields(path, step, ['name', 'mode', 'percent', 'regions', 'soak_seconds', 'gates', 'requires', 'description']);
+  if (step.requires !== undefined) {
+    const req = c.object(`${path}.requires`, step.requires);
+    if (req) {
+      for (const [feature, mode] of Object.entries(req)) {
+        if (!isFeatureName(feature)) c.add(`${path}.requires.${feature}`, `names no feature; features are ${FEATURES.join(', ')}`);
+        if (!['shadow', 'canary', 'full'].includes(mode as string)) c.add(`${path}.requires.${feature}`, `must be one of shadow, canary, full, got ${quote(mode)}`);
+      }
+    }
+  }
   const named = c.string(`${path}.name`, step.name, STEP_NAME, 'lower-case letters, digits and . _ + -, at most 64');
   if (named && step.name === 'legacy') c.add(`${path}.name`, '"legacy" is the implicit step 0; pick another name');
   c.optionalString(`${path}.description`, step.description);

@@ -1,0 +1,41 @@
+import type { Knex } from 'knex';
+import type { FeatureEffect } from '../proxy/cutover/effects.ts';
+import { lockdown, readEventGrants, rollbackLockdown } from './lockdown.ts';
+
+export interface LockdownEffectOptions {
+  /** An account that may GRANT and REVOKE on the database (root, or an admin made for it). */
+  admin: Knex;
+  database: string;
+  /** Accounts that keep their grants on events (default: harpoon). */
+  keep?: string[];
+}
+
+/**
+ * The `lockdown` feature's side effect for the cutover controller: entering
+ * its step revokes every grant on `events` but Harpoon's; leaving it (a
+ * rollback, by hand or by the soak watcher) grants back exactly what was
+ * revoked. `describe` is what `strangler cutover status` prints under
+ * "grants on events".
+ *
+ * @example
+ *   createCutoverAdmin({ db, tokens, services, effects: { lockdown: createLockdownEffect({ admin: rootKnex, database }) } });
+ */
+export function createLockdownEffect(options: LockdownEffectOptions): FeatureEffect {
+  const keep = options.keep ?? ['harpoon'];
+  return {
+    async apply(change) {
+      if (change.toMode === 'full') await lockdown(options.admin, options.database, { keep });
+      else if (change.toStep === 0) await rollbackLockdown(options.admin, options.database);
+    },
+    async describe() {
+      const grants = await readEventGrants(options.admin, options.database);
+      const holders: Record<string, string[]> = {};
+      for (const g of grants) {
+        const key = `${g.grantee}${g.level === 'table' ? '' : ` (${g.level})`}`;
+        (holders[key] ??= []).push(g.privilege);
+      }
+      const others = [...new Set(grants.filter((g) => g.level !== 'global' && !keep.includes(g.user)).map((g) => g.user))].sort();
+      return { grants_on_events: holders, sole_access: others.length === 0, others_with_access: others };
+    },
+  };
+}

@@ -1,0 +1,30 @@
+import type { FeatureName, RoutingMode } from '../../lib/cutover/types.ts';
+
+/** A feature's state about to move (advance or rollback). */
+export interface StepChange {
+  feature: FeatureName;
+  fromStep: number;
+  toStep: number;
+  fromMode: RoutingMode;
+  toMode: RoutingMode;
+  actor: string;
+}
+
+/**
+ * Something a step does besides routing traffic: `lockdown`'s REVOKE of
+ * every grant on `events` but Harpoon's, and the GRANTs its rollback puts
+ * back. The controller runs `apply` before the state row moves, so a
+ * failure refuses the change and leaves the state where it was; `apply`
+ * must be idempotent because a crash between it and the state change is
+ * retried by running both again.
+ *
+ * @example
+ *   createCutoverAdmin({ …, effects: { lockdown: createLockdownEffect({ admin, database }) } });
+ */
+export interface FeatureEffect {
+  apply(change: StepChange): Promise<void>;
+  /** What the effect holds now, for `strangler cutover status` (lockdown: who holds which grants on events). */
+  describe?(): Promise<unknown>;
+}
+
+export type FeatureEffects = Partial<Record<FeatureName, FeatureEffect>>;
