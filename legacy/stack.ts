@@ -9,6 +9,8 @@ import { createFleet, type Fleet } from './dobe/fleet.ts';
 import { addHostMetricsRoutes, hostMetricsUrl } from './dobe/host-metrics.ts';
 import { createSchedulerV2, type SchedulerV2 } from '../scheduler/create-scheduler-v2.ts';
 import { createSchedulerV1, type SchedulerV1 } from './scheduler-v1/create-scheduler-v1.ts';
+import { createSchedulerSupervisor } from '../scheduler/supervisor.ts';
+import type { ProcessSupervisor } from '../lib/process/supervisor.ts';
 import { formatMysqlUrl } from '../lib/db/config.ts';
 import { freePort } from '../lib/net/free-port.ts';
 import { createRouterSupervisor, type RouterSupervisor } from '../router/supervisor.ts';
@@ -75,7 +77,20 @@ export interface LegacyStackOptions {
     replicas?: number;
     /** Pause between batches when idle (default 200 ms). */
     pollIntervalMs?: number;
+    /**
+     * Run the replicas as processes (scheduler/supervisor.ts: restarted on their port if they die)
+     * instead of in this process; start() then gives no replica objects, only their URLs and the supervisor.
+     */
+    processes?: boolean;
   };
+}
+
+/** What `schedulerV2.start()` gives: replica objects (in-process) or their supervisor (processes). */
+export interface SchedulerV2Replicas {
+  replicas: SchedulerV2[];
+  urls: string[];
+  /** With `processes`: kill('replica-1'), list() of pids. */
+  supervisor?: ProcessSupervisor;
 }
 
 export interface EventRouterStack {
@@ -100,7 +115,7 @@ export interface LegacyStack {
   /** Present when started with `eventRouter`. */
   eventRouter?: EventRouterStack;
   /** Present when started with `schedulerV2`: start() starts the replicas (once) and gives them and their service URLs. */
-  schedulerV2?: { start(): Promise<{ replicas: SchedulerV2[]; urls: string[] }> };
+  schedulerV2?: { start(): Promise<SchedulerV2Replicas> };
   close(): Promise<void>;
 }
 
@@ -221,10 +236,25 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
     if (options.schedulerV2) {
       const v2 = options.schedulerV2;
       const metricsEndpoints = fleet.hostMetrics.regions().map((region) => ({ name: region, url: hostMetricsUrl(fleetAddress.url, region) }));
-      let starting: Promise<{ replicas: SchedulerV2[]; urls: string[] }> | undefined;
+      let starting: Promise<SchedulerV2Replicas> | undefined;
       schedulerV2 = {
         start: () =>
           (starting ??= (async () => {
+            if (v2.processes) {
+              const supervisor = createSchedulerSupervisor({
+                replicas: v2.replicas ?? 3,
+                db: as('scheduler_v2'),
+                metricsEndpoints,
+                logger,
+                ...(v2.pollIntervalMs !== undefined ? { pollIntervalMs: v2.pollIntervalMs } : {}),
+              });
+              started.push(supervisor);
+              for (const r of await supervisor.start()) {
+                schedulerUrls.push(r.url);
+                dashboard?.addSource({ job: 'scheduler-v2', url: r.url });
+              }
+              return { replicas: [], urls: schedulerUrls, supervisor };
+            }
             const replicas: SchedulerV2[] = [];
             for (let i = 0; i < (v2.replicas ?? 3); i++) {
               const replica = createSchedulerV2({

@@ -1,8 +1,8 @@
 import type { DbConfig } from '../lib/db/config.ts';
 import { invalidOption } from '../lib/errors.ts';
-import { silentLogger, type Logger } from '../lib/logger.ts';
-import { freePort } from '../lib/net/free-port.ts';
-import { spawnRouterProcess, type RouterProcess } from './process.ts';
+import type { Logger } from '../lib/logger.ts';
+import { createProcessSupervisor } from '../lib/process/supervisor.ts';
+import { spawnRouterProcess } from './process.ts';
 
 export interface RouterSupervisorOptions {
   /** Region slugs: one router process each. */
@@ -43,20 +43,13 @@ export interface RouterSupervisor {
   processes(): Array<{ region: string; pid: number }>;
 }
 
-interface Slot {
-  region: string;
-  port: number;
-  url: string;
-  current?: RouterProcess;
-  backoff: number;
-}
-
 /**
  * One Event Router process per region, each on a fixed port, restarted on
- * the same port when it dies: agents reconnect to the same URL and the new
- * process redelivers whatever the dead one had claimed (router/README.md).
- * Routers are processes, not objects in the caller, so that a kill -9 of
- * one takes nothing else down and no process holds every agent's socket.
+ * the same port when it dies (lib/process/supervisor.ts): agents reconnect
+ * to the same URL and the new process redelivers whatever the dead one had
+ * claimed (router/README.md). Routers are processes, not objects in the
+ * caller, so that a kill -9 of one takes nothing else down and no process
+ * holds every agent's socket.
  *
  * @example
  *   const routers = createRouterSupervisor({ regions: ['nyc1', 'sfo1'], db: routerDb, secret });
@@ -66,95 +59,35 @@ interface Slot {
 export function createRouterSupervisor(options: RouterSupervisorOptions): RouterSupervisor {
   if (!Array.isArray(options.regions) || options.regions.length === 0) throw invalidOption('regions', options.regions, 'a non-empty list of region slugs');
   if (new Set(options.regions).size !== options.regions.length) throw invalidOption('regions', options.regions, 'region slugs without repeats');
-  const restartDelayMs = options.restartDelayMs ?? 200;
-  if (!Number.isInteger(restartDelayMs) || restartDelayMs < 0) throw invalidOption('restartDelayMs', restartDelayMs, 'an integer of at least 0');
-  const stopTimeoutMs = options.stopTimeoutMs ?? 10_000;
   const host = options.host ?? '127.0.0.1';
-  const log = (options.logger ?? silentLogger()).child({ component: 'router-supervisor' });
-  const slots: Slot[] = [];
-  let restartCount = 0;
-  let closing: Promise<void> | undefined;
-
-  const spawnInto = async (slot: Slot): Promise<void> => {
-    const child = await spawnRouterProcess({
-      db: options.db,
-      region: slot.region,
-      port: slot.port,
-      host,
-      secret: options.secret,
-      ...(options.pollIntervalMs !== undefined ? { pollIntervalMs: options.pollIntervalMs } : {}),
-      ...(options.poolSize !== undefined ? { poolSize: options.poolSize } : {}),
-    });
-    if (closing) {
-      child.child.kill('SIGTERM');
-      return;
-    }
-    slot.current = child;
-    const startedAt = Date.now();
-    void child.exited.then((code) => {
-      if (slot.current === child) slot.current = undefined;
-      if (closing) return;
-      // Dying young again and again (a bad config, the port taken) backs off instead of spinning.
-      slot.backoff = Date.now() - startedAt < 5000 ? Math.min(Math.max(slot.backoff * 2, restartDelayMs, 50), 5000) : restartDelayMs;
-      log.warn({ region: slot.region, pid: child.pid, code, restartInMs: slot.backoff, output: child.output().slice(-500) }, 'event router process died; restarting it');
-      setTimeout(() => void restart(slot), slot.backoff).unref();
-    });
-  };
-
-  const restart = async (slot: Slot): Promise<void> => {
-    if (closing) return;
-    try {
-      await spawnInto(slot);
-      restartCount++;
-      log.info({ region: slot.region, pid: slot.current?.pid, url: slot.url }, 'event router process restarted');
-    } catch (err) {
-      slot.backoff = Math.min(Math.max(slot.backoff * 2, 50), 5000);
-      log.error({ region: slot.region, err: (err as Error).message, retryInMs: slot.backoff }, 'event router process failed to restart');
-      setTimeout(() => void restart(slot), slot.backoff).unref();
-    }
-  };
-
-  const stopAll = async (): Promise<void> => {
-    await Promise.all(
-      slots.map(async (slot) => {
-        const proc = slot.current;
-        if (!proc) return;
-        const timer = setTimeout(() => proc.child.kill('SIGKILL'), stopTimeoutMs);
-        proc.child.kill('SIGTERM');
-        await proc.exited;
-        clearTimeout(timer);
+  const supervisor = createProcessSupervisor({
+    component: 'event-router',
+    names: options.regions,
+    host,
+    ...(options.logger ? { logger: options.logger } : {}),
+    ...(options.restartDelayMs !== undefined ? { restartDelayMs: options.restartDelayMs } : {}),
+    ...(options.stopTimeoutMs !== undefined ? { stopTimeoutMs: options.stopTimeoutMs } : {}),
+    spawn: (name, port) =>
+      spawnRouterProcess({
+        db: options.db,
+        region: name,
+        port,
+        host,
+        secret: options.secret,
+        ...(options.pollIntervalMs !== undefined ? { pollIntervalMs: options.pollIntervalMs } : {}),
+        ...(options.poolSize !== undefined ? { poolSize: options.poolSize } : {}),
       }),
-    );
-  };
-
-  const list = (): SupervisedRouter[] => slots.map((s) => ({ region: s.region, url: s.url, pid: s.current?.pid ?? 0, up: s.current !== undefined }));
-
+  });
+  const routers = (): SupervisedRouter[] => supervisor.list().map((p) => ({ region: p.name, url: p.url, pid: p.pid, up: p.up }));
   return {
     async start() {
-      for (const region of options.regions) {
-        const port = await freePort(host);
-        slots.push({ region, port, url: `http://${host}:${port}`, backoff: restartDelayMs });
-      }
-      try {
-        await Promise.all(slots.map(spawnInto));
-      } catch (err) {
-        closing = stopAll();
-        await closing;
-        throw err;
-      }
-      log.info({ routers: list().map((r) => `${r.region} ${r.url}`) }, 'event routers running');
-      return list();
+      await supervisor.start();
+      return routers();
     },
-    close() {
-      closing ??= stopAll();
-      return closing;
-    },
-    routers: list,
-    restarts: () => restartCount,
-    kill(region, signal = 'SIGKILL') {
-      const proc = slots.find((s) => s.region === region)?.current;
-      return proc ? proc.child.kill(signal) : false;
-    },
-    processes: () => slots.filter((s) => s.current).map((s) => ({ region: s.region, pid: s.current!.pid })),
+    close: () => supervisor.close(),
+    routers,
+    restarts: () => supervisor.restarts(),
+    kill: (region, signal = 'SIGKILL') => supervisor.kill(region, signal),
+    processes: () => routers().filter((r) => r.up).map((r) => ({ region: r.region, pid: r.pid })),
   };
 }

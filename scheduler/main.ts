@@ -79,6 +79,8 @@ async function main(): Promise<void> {
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
+  // Started by a supervisor (scheduler/process.ts) with an IPC channel: when it is gone, so is this replica.
+  if (process.send) process.once('disconnect', stop);
   try {
     const { url: listening } = await scheduler.start();
     logger.info({ replica: scheduler.replicaId, listening: listening ?? null }, 'scheduler v2 ready');
@@ -92,4 +94,6 @@ main().catch((err: unknown) => {
   const code = err instanceof StranglerError ? err.code : 'SCHEDULER_ERR_INTERNAL';
   logger.fatal({ code, err: err instanceof Error ? err.message : String(err) }, 'scheduler v2 failed to start');
   process.exitCode = 1;
+  // The supervisor's IPC channel would keep this process alive: let go of it so the failure shows as an exit.
+  if (process.connected) process.disconnect();
 });

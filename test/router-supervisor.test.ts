@@ -74,7 +74,10 @@ describe('router supervisor: one Event Router process per region', () => {
 
   it('fails start() with ROUTER_ERR_START and the process output when a region does not exist', async () => {
     const bad = createRouterSupervisor({ regions: ['zz9'], db: t.service('event_router'), secret: TEST_DB_SECRET });
+    const began = Date.now();
     await expect(bad.start()).rejects.toMatchObject({ code: 'ROUTER_ERR_START', message: expect.stringContaining('ROUTER_ERR_UNKNOWN_REGION') });
+    // The failed process exits (it lets go of its IPC lifeline) instead of idling until the 60 s ready timeout.
+    expect(Date.now() - began).toBeLessThan(30_000);
     await bad.close();
   }, 90_000);
 
