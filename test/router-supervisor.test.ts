@@ -3,17 +3,10 @@ import type { SeedData } from '../legacy/seed/generate.ts';
 import { freePort } from '../lib/net/free-port.ts';
 import { spawnRouterProcess } from '../router/process.ts';
 import { createRouterSupervisor, type RouterSupervisor } from '../router/supervisor.ts';
+import { alive, waitForReplacement } from './helpers/process.ts';
 import { TEST_DB_SECRET, createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { seedWorld, waitFor } from './helpers/seeded.ts';
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 describe('router supervisor: one Event Router process per region', () => {
   let t: TestDatabase;
@@ -43,12 +36,7 @@ describe('router supervisor: one Event Router process per region', () => {
     expect(routers.kill(victim.region, 'SIGKILL')).toBe(true);
     await waitFor(async () => !alive(victim.pid));
     // Back on the same port with another pid; the other region's router never stopped.
-    const back = await waitFor(async () => {
-      const now = routers!.routers().find((r) => r.region === victim.region)!;
-      if (!now.up || now.pid === victim.pid) return undefined;
-      const res = await fetch(`${now.url}/readyz`).catch(() => undefined);
-      return res?.status === 200 ? now : undefined;
-    }, 20_000);
+    const back = await waitForReplacement(() => routers!.routers().find((r) => r.region === victim.region)!, victim.pid, 20_000);
     expect(back.url).toBe(victim.url);
     expect(routers.restarts()).toBe(1);
     expect(routers.routers().find((r) => r.region === list[1]!.region)!.pid).toBe(list[1]!.pid);

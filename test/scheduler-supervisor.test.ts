@@ -4,18 +4,11 @@ import { freePort } from '../lib/net/free-port.ts';
 import type { ProcessSupervisor } from '../lib/process/supervisor.ts';
 import { spawnSchedulerProcess } from '../scheduler/process.ts';
 import { createSchedulerSupervisor } from '../scheduler/supervisor.ts';
+import { alive, waitForReplacement } from './helpers/process.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { metricsFromDatabase, startHostMetricsServer, type HostMetricsServer } from './helpers/host-metrics.ts';
 import { insertEvent, seedWorld, waitFor } from './helpers/seeded.ts';
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 /**
  * Scheduler V2 replicas as processes (what `npm run chaos` kills): a
@@ -46,12 +39,7 @@ describe('Scheduler V2 supervisor: replicas as processes', () => {
     const victim = list[0]!;
     expect(v2.kill(victim.name)).toBe(true);
     await waitFor(async () => !alive(victim.pid));
-    const back = await waitFor(async () => {
-      const now = v2!.list().find((r) => r.name === victim.name)!;
-      if (!now.up || now.pid === victim.pid) return undefined;
-      const res = await fetch(`${now.url}/readyz`).catch(() => undefined);
-      return res?.status === 200 ? now : undefined;
-    }, 60_000);
+    const back = await waitForReplacement(() => v2!.list().find((r) => r.name === victim.name)!, victim.pid, 60_000);
     expect(back.url).toBe(victim.url);
     expect(v2.restarts()).toBe(1);
     expect(v2.list()[1]!.pid).toBe(list[1]!.pid);
