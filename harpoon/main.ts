@@ -74,4 +74,6 @@ main().catch((err: unknown) => {
   const code = err instanceof StranglerError ? err.code : 'HARPOON_ERR_INTERNAL';
   logger.fatal({ code, err: err instanceof Error ? err.message : String(err) }, 'harpoon failed to start');
   process.exitCode = 1;
+  // The supervisor's IPC channel would keep this process alive: let go of it so the failure shows as an exit.
+  if (process.connected) process.disconnect();
 });
