@@ -18,7 +18,7 @@
  */
 import { request, type ClientRequest } from 'node:http';
 import { createSseParser } from '../legacy/dobe/sse-parser.ts';
-import type { ActionJson } from '../legacy/cloud/serialize.ts';
+import type { ActionJson, ActionListJson } from '../legacy/cloud/serialize.ts';
 import type { Change, CreateEventInput, CreateResult, EventStatus, EventType, HarpoonEvent, StatusChangeInput, StatusResult } from './types.ts';
 
 export type { Change, CreateEventInput, CreateResult, HarpoonEvent, StatusResult } from './types.ts';
@@ -55,6 +55,13 @@ export interface EventQuery {
   status?: EventStatus[];
   unscheduled?: boolean;
   serverId?: number;
+}
+
+/** GET /v1/events only (the stream has no droplet filter). */
+export interface ListQuery extends EventQuery {
+  dropletId?: number;
+  after?: number;
+  limit?: number;
 }
 
 export interface SubscribeOptions extends EventQuery {
@@ -165,9 +172,18 @@ export function createHarpoonClient(options: HarpoonClientOptions) {
     async getAction(id: number): Promise<ActionJson> {
       return (await send<{ action: ActionJson }>('GET', `/v2/actions/${id}`, undefined, true)).json.action;
     },
+    /**
+     * GET /v2/actions or /v2/droplets/:id/actions (`path` with its page query). With a customer's
+     * API token as the client's token, only that customer's actions, exactly as Cloud lists them.
+     */
+    async listActions(path: string): Promise<ActionListJson> {
+      if (!/^\/v2\/(actions|droplets\/[0-9]+\/actions)(\?[A-Za-z0-9_=&]*)?$/.test(path)) throw new TypeError(`not an action list path: ${path}`);
+      return (await send<ActionListJson>('GET', path, undefined, true)).json;
+    },
     /** GET /v1/events: a page in id order, and the cursor to stream from afterwards. */
-    async listEvents(query: EventQuery & { after?: number; limit?: number } = {}): Promise<{ events: HarpoonEvent[]; next_after: number | null; cursor: number }> {
+    async listEvents(query: ListQuery = {}): Promise<{ events: HarpoonEvent[]; next_after: number | null; cursor: number }> {
       const p = filterQuery(query);
+      if (query.dropletId !== undefined) p.set('droplet_id', String(query.dropletId));
       if (query.after !== undefined) p.set('after', String(query.after));
       if (query.limit !== undefined) p.set('limit', String(query.limit));
       const qs = p.toString();

@@ -295,14 +295,14 @@ export function createHarpoon(options: HarpoonOptions): Harpoon {
 
   async function getEvents(ctx: RequestContext): Promise<void> {
     auth.service(ctx.req);
-    const params = queryParams(ctx.query, ['region', 'type', 'status', 'unscheduled', 'server_id', 'after', 'limit']);
+    const params = queryParams(ctx.query, ['region', 'type', 'status', 'unscheduled', 'server_id', 'droplet_id', 'after', 'limit']);
     const filter = parseFilter(params);
     const after = intParam(params, 'after', 0, Number.MAX_SAFE_INTEGER) ?? 0;
     const limit = intParam(params, 'limit', 1, 1000) ?? 100;
     const regionIds = await guarded(ctx, 'read', () => resolveRegions(filter));
     // The cursor is read before the rows: a stream started from it misses nothing (it may repeat what the list shows).
     const cursor = changeLog.head();
-    const key = JSON.stringify(['list', regionIds, [...filter.types], [...filter.statuses], filter.unscheduled, filter.serverId ?? null, after, limit]);
+    const key = JSON.stringify(['list', regionIds, [...filter.types], [...filter.statuses], filter.unscheduled, filter.serverId ?? null, filter.dropletId ?? null, after, limit]);
     const rows = await guarded(ctx, 'read', () =>
       consolidated(key, async () => {
         metrics.statements.inc({ purpose: 'list_events' });

@@ -317,6 +317,10 @@ export async function listEvents(pool: Pool, filter: EventFilter, regionIds: num
     where.push('server_id = ?');
     params.push(filter.serverId);
   }
+  if (filter.dropletId !== undefined) {
+    where.push('droplet_id = ?');
+    params.push(filter.dropletId);
+  }
   params.push(limit);
   const [rows] = await pool.query(`SELECT ${EVENT_COLUMNS} FROM events WHERE ${where.join(' AND ')} ORDER BY id LIMIT ?`, params);
   return rows as EventRow[];

@@ -175,6 +175,8 @@ export interface EventFilter {
   /** Only creates not placed yet (what Scheduler V2 needs). */
   unscheduled: boolean;
   serverId?: number;
+  /** One droplet's events (GET /v1/events only: Cloud's "is a destroy in flight?" check). */
+  dropletId?: number;
 }
 
 /** region=nyc1,sfo1 type=create,reboot status=pending unscheduled=true server_id=7 */
@@ -189,21 +191,24 @@ export function parseFilter(params: Map<string, string>): EventFilter {
   const raw = params.get('unscheduled');
   if (raw !== undefined && raw !== 'true' && raw !== 'false' && raw !== '1' && raw !== '0') throw badQuery('unscheduled must be true or false');
   const serverId = intParam(params, 'server_id', 1, MAX_UINT);
+  const dropletId = intParam(params, 'droplet_id', 1, MAX_UINT);
   return {
     regions: new Set(regions),
     types: new Set(types as EventType[]),
     statuses: new Set(statuses as EventStatus[]),
     unscheduled: raw === 'true' || raw === '1',
     ...(serverId === undefined ? {} : { serverId }),
+    ...(dropletId === undefined ? {} : { dropletId }),
   };
 }
 
 /** True when the event passes the filter. */
-export function matches(filter: EventFilter, e: { region: string; type: EventType; status: EventStatus; server_id: number | null }): boolean {
+export function matches(filter: EventFilter, e: { region: string; type: EventType; status: EventStatus; server_id: number | null; droplet_id?: number | null }): boolean {
   if (filter.regions.size > 0 && !filter.regions.has(e.region)) return false;
   if (filter.types.size > 0 && !filter.types.has(e.type)) return false;
   if (filter.statuses.size > 0 && !filter.statuses.has(e.status)) return false;
   if (filter.unscheduled && (e.type !== 'create' || e.server_id !== null)) return false;
   if (filter.serverId !== undefined && e.server_id !== filter.serverId) return false;
+  if (filter.dropletId !== undefined && e.droplet_id !== filter.dropletId) return false;
   return true;
 }

@@ -5,6 +5,7 @@ import * as cutoverBaseline from './003_cutover_baseline.ts';
 import * as router from './004_router.ts';
 import * as schedulerV2 from './005_scheduler_v2.ts';
 import * as harpoon from './006_harpoon.ts';
+import * as eventOutbox from './007_event_outbox.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -22,6 +23,7 @@ const MIGRATIONS: Array<[string, Migration]> = [
   ['004_router', router],
   ['005_scheduler_v2', schedulerV2],
   ['006_harpoon', harpoon],
+  ['007_event_outbox', eventOutbox],
 ];
 
 /**

@@ -12,6 +12,13 @@ export interface Customer {
 // Real tokens are ~50 characters; the bound stops a megabyte header from being hashed.
 const BEARER = /^Bearer +([\x21-\x7e]{1,512}) *$/i;
 
+/** The bearer token of a request that authenticate() accepted (Harpoon's customer-scoped reads take the same token). */
+export function bearerToken(req: IncomingMessage): string {
+  const match = BEARER.exec(req.headers.authorization ?? '');
+  if (!match) throw cloudError('CLOUD_ERR_UNAUTHORIZED', 'send your API token as "Authorization: Bearer <token>"');
+  return match[1]!;
+}
+
 /**
  * Resolves `Authorization: Bearer <token>` to its customer. Only the
  * token's SHA-256 is stored, so the lookup is by digest; the token itself

@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { Registry } from 'prom-client';
+import { createHarpoonClient, type HarpoonClient } from '../../harpoon/client.ts';
 import { describeDb, type DbConfig } from '../../lib/db/config.ts';
 import { createKnex, warmPool } from '../../lib/db/knex.ts';
 import { invalidOption } from '../../lib/errors.ts';
@@ -8,8 +9,9 @@ import { createRouter } from '../../lib/http/router.ts';
 import { createHttpService } from '../../lib/http/service-server.ts';
 import { silentLogger, type Logger } from '../../lib/logger.ts';
 import { cloudError } from './errors.ts';
-import type { CloudDeps } from './handler.ts';
+import type { CloudDeps, CloudEvents } from './handler.ts';
 import { createCloudMetrics } from './metrics.ts';
+import { createOutboxRelay } from './relay.ts';
 import { addActionRoutes } from './routes/actions.ts';
 import { addDropletRoutes } from './routes/droplets.ts';
 
@@ -25,8 +27,17 @@ export interface CloudOptions {
   host?: string;
   /** Largest accepted request body, in bytes. */
   bodyLimit?: number;
-  /** Cloud's notion of now; only paces the readiness probe (rows take the database's time). */
+  /** Cloud's notion of now; paces the readiness probe and dates an action answered before Harpoon numbered it (rows take the database's time). */
   clock?: () => Date;
+  /**
+   * Harpoon replicas and Cloud's service token there. Needed once `event-writes` leaves legacy: the
+   * outbox relay creates events through it, and at `full` Cloud reads events only through it.
+   */
+  harpoon?: { urls: string[]; token: string };
+  /** How long a write through the outbox waits for Harpoon before answering with what it knows (default 1000 ms). */
+  relayWaitMs?: number;
+  /** Deadline of one request to Harpoon (default 5000 ms), so a hung replica cannot hold a droplet's row lock. */
+  harpoonTimeoutMs?: number;
 }
 
 export interface Cloud {
@@ -63,6 +74,16 @@ function checkDbConfig(db: unknown): DbConfig {
     throw invalidOption('db', '[DbConfig or Knex]', 'a knex instance or { host, port, user, password, database } with a database named');
   }
   return c as DbConfig;
+}
+
+function checkHarpoon(value: unknown): { urls: string[]; token: string } {
+  const h = value as { urls?: unknown; token?: unknown } | null;
+  const urls = typeof h === 'object' && h !== null && Array.isArray(h.urls) ? h.urls : undefined;
+  if (!urls || urls.length === 0 || !urls.every((u) => typeof u === 'string' && /^https?:\/\/[^/\s]+\/?$/.test(u))) {
+    throw invalidOption('harpoon.urls', urls, 'a non-empty array of Harpoon base URLs such as http://127.0.0.1:8100');
+  }
+  if (typeof h!.token !== 'string' || h!.token.length < 16) throw invalidOption('harpoon.token', '[token]', "Cloud's Harpoon service token (at least 16 characters)");
+  return { urls: urls as string[], token: h!.token };
 }
 
 /**
@@ -110,7 +131,25 @@ export function createCloud(options: CloudOptions): Cloud {
   // queries wait in line like everyone's, but it never has to log in to the saturated server.
   const db = config ? createKnex(config, { poolMin: poolMax, poolMax }) : (options.db as Knex);
 
-  const deps: CloudDeps = { db, logger, metrics: createCloudMetrics(registry), bodyLimit };
+  const relayWaitMs = options.relayWaitMs ?? 1000;
+  if (!Number.isInteger(relayWaitMs) || relayWaitMs < 0 || relayWaitMs > 60_000) throw invalidOption('relayWaitMs', options.relayWaitMs, 'an integer number of ms from 0 to 60000');
+  const harpoonTimeoutMs = options.harpoonTimeoutMs ?? 5000;
+  if (!Number.isInteger(harpoonTimeoutMs) || harpoonTimeoutMs < 100 || harpoonTimeoutMs > 600_000) {
+    throw invalidOption('harpoonTimeoutMs', options.harpoonTimeoutMs, 'an integer number of ms from 100 to 600000');
+  }
+  const metrics = createCloudMetrics(registry);
+  const events: CloudEvents = { relayWaitMs, clock };
+  if (options.harpoon !== undefined) {
+    const { urls, token } = checkHarpoon(options.harpoon);
+    const timedFetch: typeof fetch = (input, init) => fetch(input, { ...init, signal: AbortSignal.timeout(harpoonTimeoutMs) });
+    const client = (as: string): HarpoonClient => createHarpoonClient({ urls, token: as, fetch: timedFetch });
+    events.harpoon = client(token);
+    events.asCustomer = client;
+    events.relay = createOutboxRelay({ db, harpoon: events.harpoon, logger, metrics });
+    const relay = events.relay;
+    metrics.outboxPending.source = () => relay.pending();
+  }
+  const deps: CloudDeps = { db, logger, metrics, bodyLimit, events };
   const router = createRouter();
   addDropletRoutes(router, deps);
   addActionRoutes(router, deps);
@@ -141,11 +180,13 @@ export function createCloud(options: CloudOptions): Cloud {
       try {
         await db('regions').first('id');
         if (ownsPool) await warmPool(db, poolMax);
+        // Recovery: rows a killed Cloud (or one stopped during a Harpoon outage) left are relayed now, once.
+        await events.relay?.start();
       } catch (cause) {
         const where = config ? describeDb(config) : 'the given knex';
         throw cloudError(
           'CLOUD_ERR_DATABASE_UNAVAILABLE',
-          `cannot read the regions table as ${where}: ${(cause as Error).message}; check the URL, the migrations and the cloud user's grants`,
+          `cannot read the regions table or the event outbox as ${where}: ${(cause as Error).message}; check the URL, the migrations and the cloud user's grants`,
           cause,
         );
       }
@@ -154,6 +195,8 @@ export function createCloud(options: CloudOptions): Cloud {
     close() {
       closing ??= (async () => {
         await http.close();
+        // After the last request: every row it committed is with the relay, or in MySQL for the next start.
+        await events.relay?.close();
         if (ownsPool) await db.destroy();
         logger.info('cloud closed');
       })();

@@ -24,6 +24,8 @@ export const CLOUD_ERROR_CODES = {
   CLOUD_ERR_DROPLET_NOT_READY: '422: the droplet has no hypervisor yet (its create event is still waiting for the scheduler); retry once it is active.',
   CLOUD_ERR_DROPLET_BUSY: '422: the droplet is being destroyed; no further actions are accepted.',
   CLOUD_ERR_CLIENT_CLOSED: '499: the client hung up before its request body arrived (usually its own timeout while Cloud was slow); nothing was written and nobody receives this answer.',
+  CLOUD_ERR_EVENTS_UNAVAILABLE:
+    "503: event-writes sends this request's events through Harpoon and Harpoon could not be read (or Cloud has no harpoon option); nothing was written. Creates never need it: they go to the outbox.",
   CLOUD_ERR_DATABASE_UNAVAILABLE: '503: MySQL could not be reached, the pool timed out, a lock wait timed out or a grant is missing; see the service log.',
   CLOUD_ERR_INTERNAL: '500: an unexpected failure; the service log has the stack under the request id.',
 } as const;
@@ -49,6 +51,7 @@ const STATUS: Record<CloudErrorCode, number> = {
   CLOUD_ERR_DROPLET_NOT_READY: 422,
   CLOUD_ERR_DROPLET_BUSY: 422,
   CLOUD_ERR_CLIENT_CLOSED: 499,
+  CLOUD_ERR_EVENTS_UNAVAILABLE: 503,
   CLOUD_ERR_DATABASE_UNAVAILABLE: 503,
   CLOUD_ERR_INTERNAL: 500,
 };

@@ -116,6 +116,34 @@ export function serializeAction(e: EventRecord): ActionJson {
   };
 }
 
+/** GET /v2/actions and GET /v2/droplets/:id/actions: DO's list shape, newest first (Cloud and Harpoon alike). */
+export interface ActionListJson {
+  actions: ActionJson[];
+  links: { pages?: Record<string, string> };
+  meta: { total: number };
+}
+
+/** Harpoon's ISO time (`2016-05-04T12:00:00.123Z`) as the pool's date string, so serializeAction reads both alike. */
+function fromIso(value: string): string {
+  return value.replace('T', ' ').replace(/Z$/, '');
+}
+
+/**
+ * An event as Harpoon serves it (GET /v1/events, a create's answer) as the
+ * same DO action Cloud serialises from an events row.
+ */
+export function serializeHarpoonAction(e: { id: number; type: string; status: string; droplet_id: number | null; region: string; created_at: string; finished_at: string | null }): ActionJson {
+  return serializeAction({
+    id: e.id,
+    type: e.type,
+    status: e.status,
+    droplet_id: e.droplet_id,
+    region_slug: e.region,
+    created_at: fromIso(e.created_at),
+    finished_at: e.finished_at === null ? null : fromIso(e.finished_at),
+  });
+}
+
 /** DO's `links.pages` for a list at `path`: present only when there is more than one page. */
 export function pageLinks(path: string, page: number, perPage: number, total: number): { pages?: Record<string, string> } {
   const last = Math.max(1, Math.ceil(total / perPage));

@@ -33,6 +33,8 @@ export const MAX_PER_PAGE = 200;
 export const DEFAULT_PER_PAGE = 20;
 // Deep pages cost MySQL a scan of every row before them; nobody has this many droplets.
 const MAX_PAGE = 100_000;
+/** Action lists take Harpoon's bound, so the two answer a deep page alike behind the proxy's shadow. */
+export const ACTION_MAX_PAGE = 1_000_000;
 /** `droplets.id` is INT UNSIGNED; `events.id` is BIGINT UNSIGNED, read as a JS number. */
 const MAX_ID = { droplet: 4_294_967_295, action: Number.MAX_SAFE_INTEGER } as const;
 
@@ -164,7 +166,7 @@ export interface Page {
  * refused rather than ignored: a filter this API does not implement
  * (`tag_name`, say) must not silently return everything.
  */
-export function parsePagination(query: URLSearchParams): Page {
+export function parsePagination(query: URLSearchParams, maxPage = MAX_PAGE): Page {
   const allowed = ['page', 'per_page'];
   for (const key of new Set(query.keys())) {
     if (!allowed.includes(key)) {
@@ -181,5 +183,5 @@ export function parsePagination(query: URLSearchParams): Page {
     }
     return n;
   };
-  return { page: read('page', 1, MAX_PAGE), perPage: read('per_page', DEFAULT_PER_PAGE, MAX_PER_PAGE) };
+  return { page: read('page', 1, maxPage), perPage: read('per_page', DEFAULT_PER_PAGE, MAX_PER_PAGE) };
 }

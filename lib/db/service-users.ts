@@ -43,6 +43,9 @@ export const SERVICE_GRANTS = {
     droplet_features: ['SELECT', 'INSERT'],
     ip_addresses: ['SELECT'],
     events: ['SELECT', 'INSERT'],
+    // event-writes: the outbox Cloud relays to Harpoon, and the feature row it reads (under a share lock) per write.
+    event_outbox: ['SELECT', 'INSERT', 'DELETE'],
+    cutover_features: ['SELECT'],
   },
   scheduler_v1: {
     events: ['SELECT', 'UPDATE'],

@@ -4,18 +4,34 @@ import { resolveOrder } from '../catalog.ts';
 import { countDroplets, getDroplet, listDroplets } from '../droplet-store.ts';
 import { cloudError } from '../errors.ts';
 import { customerRoute, readBody, type CloudDeps } from '../handler.ts';
+import type { OutboxRow } from '../outbox.ts';
 import { createDroplet, enqueueDropletEvent } from '../queue.ts';
-import { pageLinks, serializeAction, serializeDroplet } from '../serialize.ts';
+import { waitRelayed } from '../relay.ts';
+import { isoTime, pageLinks, serializeAction, serializeDroplet, serializeHarpoonAction } from '../serialize.ts';
 import { parseActionRequest, parseCreateDroplet, parseId, parsePagination } from '../validate.ts';
 
 /**
  * /v2/droplets and /v2/droplets/:id/actions, after DigitalOcean's v2 API.
  * Validation runs to the end before the first write, so a refused request
  * leaves no row behind.
+ *
+ * A write whose event went to the outbox (event-writes, README.md) waits up
+ * to relayWaitMs for Harpoon to hold it, then answers exactly as a direct
+ * write would. Past the bound it answers with what is known: the create's
+ * `links.actions` is empty, an action is `202` with `id: null`, a DELETE is
+ * `204` as always. The event is committed either way and relayed later.
  */
 export function addDropletRoutes(router: Router, deps: CloudDeps): void {
   const { db, metrics } = deps;
   const log = deps.logger;
+
+  async function relayed(row: OutboxRow, route: string) {
+    metrics.outboxWritten.inc({ type: row.event.type });
+    // decidePath refuses the outbox without a harpoon option, and createCloud makes the relay with it.
+    const event = await waitRelayed(deps.events.relay!, row, deps.events.relayWaitMs);
+    if (!event) metrics.answeredBeforeRelay.inc({ route });
+    return event;
+  }
 
   router.add(
     'POST',
@@ -23,10 +39,16 @@ export function addDropletRoutes(router: Router, deps: CloudDeps): void {
     customerRoute(deps, async (ctx, customer) => {
       const request = parseCreateDroplet(await readBody(deps, ctx));
       const order = await resolveOrder(db, customer.id, request);
-      const created = await createDroplet(db, { customer, name: request.name, order, features: request.features, requestId: ctx.requestId });
+      const created = await createDroplet(db, { customer, name: request.name, order, features: request.features, requestId: ctx.requestId }, deps.events);
       metrics.dropletsCreated.inc();
-      metrics.eventsWritten.inc({ type: 'create' });
-      log.debug({ requestId: ctx.requestId, customer_id: customer.id, droplet_id: created.dropletId, event_id: created.eventId }, 'droplet created');
+      let eventId: number | undefined;
+      if (created.event.kind === 'direct') {
+        metrics.eventsWritten.inc({ type: 'create' });
+        eventId = created.event.eventId;
+      } else {
+        eventId = (await relayed(created.event.row, '/v2/droplets'))?.id;
+      }
+      log.debug({ requestId: ctx.requestId, customer_id: customer.id, droplet_id: created.dropletId, event_id: eventId, path: created.event.kind }, 'droplet created');
       const droplet = serializeDroplet({
         id: created.dropletId,
         name: request.name,
@@ -50,7 +72,7 @@ export function addDropletRoutes(router: Router, deps: CloudDeps): void {
       });
       sendJson(ctx.res, 202, {
         droplet,
-        links: { actions: [{ id: created.eventId, rel: 'create', href: `/v2/actions/${created.eventId}` }] },
+        links: { actions: eventId === undefined ? [] : [{ id: eventId, rel: 'create', href: `/v2/actions/${eventId}` }] },
       });
     }),
   );
@@ -84,8 +106,11 @@ export function addDropletRoutes(router: Router, deps: CloudDeps): void {
     '/v2/droplets/:id',
     customerRoute(deps, async (ctx, customer) => {
       const id = parseId(ctx.params.id, 'droplet');
-      const result = await enqueueDropletEvent(db, { customerId: customer.id, dropletId: id, type: 'destroy', requestId: ctx.requestId });
-      if (result.kind === 'event') {
+      const result = await enqueueDropletEvent(db, { customerId: customer.id, dropletId: id, type: 'destroy', requestId: ctx.requestId }, deps.events);
+      if (result.kind === 'outbox') {
+        const event = await relayed(result.row, '/v2/droplets/:id');
+        log.debug({ requestId: ctx.requestId, customer_id: customer.id, droplet_id: id, event_id: event?.id, outbox_id: result.row.id }, 'destroy queued through the outbox');
+      } else if (result.kind === 'event') {
         metrics.eventsWritten.inc({ type: 'destroy' });
         log.debug({ requestId: ctx.requestId, customer_id: customer.id, droplet_id: id, event_id: result.event.id }, 'destroy queued');
       } else {
@@ -102,7 +127,19 @@ export function addDropletRoutes(router: Router, deps: CloudDeps): void {
     customerRoute(deps, async (ctx, customer) => {
       const id = parseId(ctx.params.id, 'droplet');
       const type = parseActionRequest(await readBody(deps, ctx));
-      const result = await enqueueDropletEvent(db, { customerId: customer.id, dropletId: id, type, requestId: ctx.requestId });
+      const result = await enqueueDropletEvent(db, { customerId: customer.id, dropletId: id, type, requestId: ctx.requestId }, deps.events);
+      if (result.kind === 'outbox') {
+        const event = await relayed(result.row, '/v2/droplets/:id/actions');
+        if (event) {
+          sendJson(ctx.res, 201, { action: serializeHarpoonAction(event) });
+          return;
+        }
+        // Accepted and committed, but Harpoon has not numbered it yet: the id is unknown, not absent.
+        const now = deps.events.clock().toISOString().replace('T', ' ').replace('Z', '');
+        const action = { id: null, status: 'in-progress', type, started_at: isoTime(now), completed_at: null, resource_id: id, resource_type: 'droplet', region_slug: result.regionSlug };
+        sendJson(ctx.res, 202, { action });
+        return;
+      }
       // Only a destroy can end without a new event; an action either writes one or throws.
       if (result.kind !== 'event') throw new Error(`action ${type} ended as ${result.kind}`);
       metrics.eventsWritten.inc({ type });
