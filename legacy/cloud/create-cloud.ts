@@ -90,7 +90,9 @@ function checkHarpoon(value: unknown): { urls: string[]; token: string } {
  * The legacy Cloud API: DigitalOcean's v2 droplet API over direct MySQL
  * access as the `cloud` user. Creating a droplet inserts the droplet and a
  * pending `create` event with no server in one transaction — the 2012
- * protocol the scheduler and the DOBE agents take from there.
+ * protocol the scheduler and the DOBE agents take from there. Under the
+ * `event-writes` cutover the event goes to an outbox row instead and is
+ * relayed to Harpoon (README.md in this folder).
  *
  * Options are checked here, so a bad one fails at start-up with
  * CONFIG_ERR_INVALID_OPTION naming it. `close()` stops accepting, lets
