@@ -1,14 +1,10 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import { formatMysqlUrl, type DbConfig } from '../../lib/db/config.ts';
 import { SERVICE_GRANTS } from '../../lib/db/service-users.ts';
 import { createHarpoon, type Harpoon, type HarpoonOptions } from '../../harpoon/create-harpoon.ts';
 import type { TestDatabase } from './database.ts';
 import { TEST_DB_SECRET } from './database.ts';
-import { waitFor } from './seeded.ts';
-
-const REPO = fileURLToPath(new URL('../../', import.meta.url));
+import { startServiceProcess, type ServiceProcess } from './service-process.ts';
 
 export const HARPOON_TOKEN = 'test-harpoon-service-token-0001';
 export const HARPOON_TOKENS = { tests: HARPOON_TOKEN };
@@ -74,46 +70,19 @@ export async function call(url: string, method: string, path: string, body?: unk
   return { status: res.status, headers: res.headers, json };
 }
 
-export interface HarpoonProcess {
-  child: ChildProcess;
-  url: string;
-  output(): string;
-  exited: Promise<number | null>;
-}
+export type HarpoonProcess = ServiceProcess;
 
 /** Runs `node --import tsx harpoon/main.ts` as a real child process and waits until it answers /readyz. */
-export async function startHarpoonProcess(options: { db: DbConfig; port: number; peers?: string[]; replica?: string; waitReady?: boolean }): Promise<HarpoonProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'harpoon/main.ts'], {
-    cwd: REPO,
-    env: {
-      ...process.env,
+export function startHarpoonProcess(options: { db: DbConfig; port: number; peers?: string[]; replica?: string; waitReady?: boolean }): Promise<HarpoonProcess> {
+  return startServiceProcess(
+    'harpoon/main.ts',
+    {
       HARPOON_MYSQL_URL: formatMysqlUrl(options.db),
       HARPOON_TOKENS: `tests=${HARPOON_TOKEN}`,
       HARPOON_PEERS: (options.peers ?? []).join(','),
       HARPOON_REPLICA: options.replica ?? `p${options.port}`,
-      PORT: String(options.port),
-      HOST: '127.0.0.1',
       STRANGLER_DB_SECRET: TEST_DB_SECRET,
-      LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
-  child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  const url = `http://127.0.0.1:${options.port}`;
-  let gone = false;
-  void exited.then(() => (gone = true));
-  try {
-    await waitFor(async () => {
-      if (gone) throw new Error(`harpoon process exited: ${out}`);
-      const res = await fetch(`${url}/readyz`).catch(() => undefined);
-      return res?.status === 200;
-    }, 20_000, 50);
-  } catch (err) {
-    child.kill('SIGKILL');
-    throw err;
-  }
-  return { child, url, output: () => out, exited };
+    options.port,
+  );
 }
