@@ -169,6 +169,33 @@ describe('Cloud event-writes: the outbox to Harpoon, the fence, and reads throug
     expect(text).toMatch(/^cloud_outbox_pending 0$/m);
   });
 
+  it('the fence: a write waits for an uncommitted switch of the event-writes row and decides from the committed state', async () => {
+    await setFeature(t.db, EVENT_WRITES, 'legacy');
+    const customer = seed.customers[13]!.id;
+    const trx = await t.db.transaction();
+    let answered = false;
+    try {
+      // The controller's switch to full, not yet committed: it holds the row's exclusive lock.
+      await trx.raw("UPDATE cutover_features SET mode = 'full', percent = 100, version = version + 1 WHERE feature = ?", [EVENT_WRITES]);
+      const pending = create(customer, 'fenced').then((res) => {
+        answered = true;
+        return res;
+      });
+      await new Promise((r) => setTimeout(r, 400));
+      // Blocked on its first statement (the share-locked read): no droplet row exists yet.
+      expect(answered).toBe(false);
+      expect(await t.db('droplets').where({ name: 'fenced' }).first('id')).toBeUndefined();
+      await trx.commit();
+      const res = await pending;
+      const key = (await t.db('events').where({ droplet_id: res.body.droplet.id }).pluck('harpoon_key')) as string[];
+      // Decided from the committed `full`: through the outbox, not a direct INSERT.
+      expect(key).toHaveLength(1);
+      expect(key[0]).toMatch(/^outbox-\d+$/);
+    } finally {
+      if (!trx.isCompleted()) await trx.rollback();
+    }
+  });
+
   it('legacy: no outbox row and no Harpoon call; the events row is written directly as before', async () => {
     await setFeature(t.db, EVENT_WRITES, 'legacy');
     const customer = seed.customers[12]!.id;
