@@ -135,6 +135,18 @@ describe('Cloud event-writes: the outbox to Harpoon, the fence, and reads throug
     expect(types.filter((x) => x === 'reboot')).toHaveLength(1);
   });
 
+  it('full: four concurrent DELETEs of each of four droplets give one destroy event per droplet', async () => {
+    await setFeature(t.db, EVENT_WRITES, 'full');
+    const customer = seed.customers[14]!.id;
+    const ids: number[] = [];
+    for (let i = 0; i < 4; i++) ids.push(await placed(customer, `race-${i}`));
+    const answers = await Promise.all(ids.flatMap((id) => [0, 1, 2, 3].map(() => api('DELETE', `/v2/droplets/${id}`, { token: tokenOf(customer) }))));
+    expect(answers.map((a) => a.status)).toEqual(Array(16).fill(204));
+    await waitFor(async () => (await eventsPerDroplet(t.db, ids)).outbox === 0 || undefined, 10_000, 50);
+    const destroys = (await t.db('events').whereIn('droplet_id', ids).where({ type: 'destroy' }).groupBy('droplet_id').select('droplet_id').count({ n: '*' })) as Array<{ n: number }>;
+    expect(destroys.map((d) => Number(d.n))).toEqual([1, 1, 1, 1]);
+  });
+
   it('Harpoon down: creates still answer, the outbox holds them; Harpoon back: every droplet has exactly one event', async () => {
     await setFeature(t.db, EVENT_WRITES, 'full');
     const customer = seed.customers[11]!.id;

@@ -164,12 +164,11 @@ export async function enqueueDropletEvent(
       .forUpdate()
       .first('id', 'server_id', 'region_id')) as { id: number; server_id: number | null; region_id: number } | undefined;
     if (!droplet) throw cloudError('CLOUD_ERR_NOT_FOUND', `droplet ${input.dropletId} not found`);
-    // Events committed but still in the outbox are in flight too; with the droplet row locked, every
-    // queued event of this droplet is in the outbox or already in events (the relay deletes only after Harpoon holds it).
-    const inFlight = [
-      ...(readHarpoon ? await harpoonInFlight(paths.harpoon!, droplet.id) : await mysqlInFlight(trx, droplet.id)),
-      ...(await outboxTypes(trx, droplet.id)),
-    ];
+    // Events committed but still in the outbox are in flight too. The outbox is read first: the relay
+    // deletes a row only after Harpoon committed its event, so a row gone at this read is an event
+    // the Harpoon read below sees (below full both reads share one snapshot, which sees one or the other).
+    const queued = await outboxTypes(trx, droplet.id);
+    const inFlight = [...queued, ...(readHarpoon ? await harpoonInFlight(paths.harpoon!, droplet.id) : await mysqlInFlight(trx, droplet.id))];
     if (inFlight.includes('destroy')) {
       if (input.type === 'destroy') return { kind: 'already-destroying' };
       throw cloudError('CLOUD_ERR_DROPLET_BUSY', `droplet ${droplet.id} is being destroyed; no further actions are accepted`);
