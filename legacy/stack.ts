@@ -21,6 +21,10 @@ import { createDashboardCollector, type DashboardCollector } from '../proxy/dash
 import { addDashboardRoutes } from '../proxy/dashboard/routes.ts';
 import type { CutoverController } from '../proxy/cutover/controller.ts';
 import type { CutoverPlan } from '../proxy/cutover/plan.ts';
+import { randomBytes } from 'node:crypto';
+import { createKnex } from '../lib/db/knex.ts';
+import { createHarpoonReplicas, type HarpoonReplicas } from '../harpoon/replicas.ts';
+import { createLockdownEffect } from '../harpoon/lockdown-effect.ts';
 
 const CUTOVER_READER = new URL('../proxy/cutover/reader.ts', import.meta.url).href;
 
@@ -83,6 +87,26 @@ export interface LegacyStackOptions {
      */
     processes?: boolean;
   };
+  /**
+   * Starts Harpoon's replica processes (as the `harpoon` user, peered, restarted if one dies) before
+   * everything else, so Cloud, the routers and Scheduler V2 can be given their URLs; they stay idle
+   * until `event-writes` advances. With `eventRouter`, the cutover admin gets the `lockdown` step's
+   * effect (REVOKE/GRANT as the server's admin account) and `harpoon` as a gate service.
+   */
+  harpoon?: {
+    /** Default 2. */
+    replicas?: number;
+    /** MySQL connections per replica (default 4). */
+    poolSize?: number;
+  };
+}
+
+/** Harpoon as the stack runs it: its replicas and the service tokens each client uses. */
+export interface HarpoonStack {
+  replicas: HarpoonReplicas;
+  urls: string[];
+  /** Service name → Harpoon token (cloud, router, scheduler). */
+  tokens: { cloud: string; router: string; scheduler: string };
 }
 
 /** What `schedulerV2.start()` gives: replica objects (in-process) or their supervisor (processes). */
@@ -105,6 +129,8 @@ export interface EventRouterStack {
   controller: CutoverController;
   /** The live dashboard (`<adminUrl>/dashboard`), when started with `dashboard`. */
   dashboardUrl?: string;
+  /** An admin token for followers that only read GET /cutover/state (lib/cutover/http-state-source.ts). */
+  followerToken: string;
 }
 
 export interface LegacyStack {
@@ -116,6 +142,8 @@ export interface LegacyStack {
   eventRouter?: EventRouterStack;
   /** Present when started with `schedulerV2`: start() starts the replicas (once) and gives them and their service URLs. */
   schedulerV2?: { start(): Promise<SchedulerV2Replicas> };
+  /** Present when started with `harpoon`. */
+  harpoon?: HarpoonStack;
   close(): Promise<void>;
 }
 
@@ -134,6 +162,21 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
   const as = (user: Parameters<typeof serviceDbConfig>[2]) => serviceDbConfig(options.server, options.database, user, options.secret);
   const started: Array<{ close(): Promise<void> }> = [];
   try {
+    let harpoon: HarpoonStack | undefined;
+    if (options.harpoon) {
+      const token = () => randomBytes(24).toString('base64url');
+      const tokens = { cloud: token(), router: token(), scheduler: token() };
+      const replicas = createHarpoonReplicas({
+        db: as('harpoon'),
+        tokens,
+        replicas: options.harpoon.replicas ?? 2,
+        ...(options.harpoon.poolSize !== undefined ? { poolSize: options.harpoon.poolSize } : {}),
+        logger,
+      });
+      started.push(replicas);
+      await replicas.start();
+      harpoon = { replicas, urls: replicas.urls(), tokens };
+    }
     const monitor = createMonitor({ db: as('strangler_monitor'), database: options.database, logger, port: options.ports?.monitor ?? 0 });
     const monitorAddress = await monitor.start();
     started.push(monitor);
@@ -184,10 +227,21 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
       // The admin serves the cluster's aggregated proxy_* series on its /metrics: the gates read the proxy there.
       const adminPort = options.ports?.admin || (await freePort());
       const adminUrl = `http://127.0.0.1:${adminPort}`;
+      const followerToken = randomBytes(24).toString('base64url');
+      // The lockdown step REVOKEs and GRANTs: only the server's admin account may, so it gets a pool of its own.
+      const grantor = harpoon ? createKnex({ ...options.server, database: options.database }, { poolMin: 0, poolMax: 1, connectTimeoutMs: 60_000 }) : undefined;
+      if (grantor) started.push({ close: () => grantor.destroy() });
       const admin = createCutoverAdmin({
         db: as('proxy'),
-        tokens: { demo: er.adminToken },
-        services: { proxy: adminUrl, router: routers.map((r) => r.url), monitor: monitorAddress.url, ...(options.schedulerV2 ? { scheduler: schedulerUrls } : {}) },
+        tokens: { demo: er.adminToken, followers: followerToken },
+        ...(grantor ? { effects: { lockdown: createLockdownEffect({ admin: grantor, database: options.database }) } } : {}),
+        services: {
+          proxy: adminUrl,
+          router: routers.map((r) => r.url),
+          monitor: monitorAddress.url,
+          ...(options.schedulerV2 ? { scheduler: schedulerUrls } : {}),
+          ...(harpoon ? { harpoon: harpoon.urls } : {}),
+        },
         plan: er.plan,
         registry: proxy.registry,
         logger,
@@ -198,9 +252,9 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
       });
       await admin.start();
       started.push(admin);
-      eventRouter = { routers: supervisor, proxy, proxyUrl: proxyAddress.url, adminUrl, controller: admin.controller };
+      eventRouter = { routers: supervisor, proxy, proxyUrl: proxyAddress.url, adminUrl, controller: admin.controller, followerToken };
       if (er.dashboard) {
-        dashboard = createDashboardCollector({ intervalMs: er.dashboard.intervalMs, logger, sources: [{ job: 'monitor', url: monitorAddress.url }, { job: 'proxy-admin', url: adminUrl }, { job: 'cloud', url: cloudAddress.url }, ...routers.map((r) => ({ job: 'event-router', url: r.url }))] });
+        dashboard = createDashboardCollector({ intervalMs: er.dashboard.intervalMs, logger, sources: [{ job: 'monitor', url: monitorAddress.url }, { job: 'proxy-admin', url: adminUrl }, { job: 'cloud', url: cloudAddress.url }, ...routers.map((r) => ({ job: 'event-router', url: r.url })), ...(harpoon?.urls ?? []).map((url) => ({ job: 'harpoon', url }))] });
         addDashboardRoutes(admin.router, { collector: dashboard, history: (limit) => admin.controller.history({ limit }) });
         started.push(dashboard);
         eventRouter.dashboardUrl = `${adminUrl}/dashboard`;
@@ -285,6 +339,7 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
       monitor,
       ...(eventRouter ? { eventRouter } : {}),
       ...(schedulerV2 ? { schedulerV2 } : {}),
+      ...(harpoon ? { harpoon } : {}),
       close() {
         // Reverse order: agents stop polling before the services they report to go away.
         closing ??= (async () => {
