@@ -46,3 +46,34 @@ export async function advanceStep(options: {
     }
   }
 }
+
+/**
+ * Advances a feature through every remaining step of the controller's plan
+ * (advanceStep for each), calling `after` once each step is in place (to
+ * wait for followers, say). Returns the steps taken with their durations.
+ *
+ * @example
+ *   const steps = await advanceThrough({ controller, feature: 'event-writes', progress, label: 'harpoon' });
+ */
+export async function advanceThrough(options: {
+  controller: CutoverController;
+  feature: string;
+  progress: Progress;
+  label: string;
+  refusedTimeoutMs?: number;
+  after?: (status: FeatureStatus) => Promise<void>;
+}): Promise<Array<{ step: number; name: string; seconds: number }>> {
+  const { controller, feature, progress, label } = options;
+  const done: Array<{ step: number; name: string; seconds: number }> = [];
+  for (;;) {
+    const status = await controller.statusOf(feature);
+    if (status.step >= status.steps) return done;
+    const began = Date.now();
+    await advanceStep({ controller, feature, status, progress, label, ...(options.refusedTimeoutMs !== undefined ? { refusedTimeoutMs: options.refusedTimeoutMs } : {}) });
+    const after = await controller.statusOf(feature);
+    await options.after?.(after);
+    const seconds = Math.round((Date.now() - began) / 100) / 10;
+    progress.log(`${label}: advanced ${feature} to step ${after.step}/${after.steps} ${after.step_name} (${seconds}s)`);
+    done.push({ step: after.step, name: after.step_name, seconds });
+  }
+}

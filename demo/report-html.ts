@@ -93,6 +93,7 @@ ${safety('Lost events', 'lost_events', report.lost_events)}
 ${safety('Duplicate executions', 'duplicate_executions', report.duplicate_executions)}
 ${safety('Over-committed hosts', 'overcommitted_hosts', report.overcommitted_hosts)}
 </div>
+${report.failed ? html`<p class="failed" role="alert">Stage <strong>${report.failed.stage}</strong> failed (${report.failed.code}): ${report.failed.message}. The stages before it are complete and measured; the run stopped there.</p>` : ''}
 </header>`;
 }
 
@@ -244,6 +245,7 @@ code { font: 12px var(--mono); }
 .stat-note { color: var(--faint); font-size: 12px; }
 .stat-db .stat-value { font: 600 15px/1.9 var(--mono); }
 .safety { display: flex; gap: 8px; }
+.failed { margin: 8px 0 0; padding: 8px 12px; border-left: 4px solid #c0392b; background: #fdecea; }
 .check { display: grid; grid-template-columns: auto auto; grid-template-rows: auto auto; column-gap: 10px; align-items: center; padding: 8px 12px; border-radius: 5px; border: 1px solid; min-width: 150px; }
 .check-value { grid-row: 1 / 3; font-size: 28px; font-weight: 700; font-variant-numeric: tabular-nums; }
 .check-label { font-size: 12px; color: var(--ink); }

@@ -42,6 +42,8 @@ export interface DemoReport {
   ended_at: string;
   settings: Record<string, number | string | boolean>;
   stages: StageReport[];
+  /** Set when a stage failed: the run stopped there and `stages` holds the ones done before it. */
+  failed?: { stage: StageName; code: string; message: string };
   lost_events: number;
   duplicate_executions: number;
   overcommitted_hosts: number;

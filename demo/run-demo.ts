@@ -14,6 +14,9 @@ import { insertSeed } from '../legacy/seed/insert.ts';
 import { startLegacyStack } from '../legacy/stack.ts';
 import { advanceEventDelivery } from './event-router-stage.ts';
 import { demoPlan, runSchedulerV2Stage } from './scheduler-v2-stage.ts';
+import { harpoonPlanFeatures, runHarpoonStage, runLockdownStage } from './harpoon-stage.ts';
+import { validatePlan } from '../proxy/cutover/plan.ts';
+import { StranglerError } from '../lib/errors.ts';
 import type { Progress } from './progress.ts';
 import { renderReportHtml } from './report-html.ts';
 import type { DemoReport, StageName, StageReport } from './report-types.ts';
@@ -36,7 +39,10 @@ export interface DemoOptions {
   keepDatabase: boolean;
   /** Soak of each event-delivery cutover step in the event-router stage (default 2 s). */
   soakSeconds?: number;
-  /** Stages to run, in order (default: every stage built so far). bench:legacy runs only 'legacy'. */
+  /**
+   * Stages to run, in order (default DEFAULT_STAGES). Each needs the ones before it:
+   * event-router ← scheduler-v2 ← harpoon ← lockdown. bench:legacy runs only 'legacy'.
+   */
   stages?: StageName[];
   /** Event Routers' poll interval (default 1000 ms). */
   routerPollMs?: number;
@@ -44,6 +50,9 @@ export interface DemoOptions {
   progress: Progress;
   env?: NodeJS.ProcessEnv;
 }
+
+/** The stages `npm run demo` runs when none are named. */
+export const DEFAULT_STAGES: StageName[] = ['legacy', 'event-router', 'scheduler-v2'];
 
 /** MySQL users whose SELECTs are polling (the queue pattern the migration removes). */
 const POLLING_USERS = ['dobe', 'scheduler_v1', 'event_router', 'scheduler_v2'];
@@ -96,9 +105,14 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       sampler = startSampler(db, { database, stage: () => stage });
       const regionSlugs = seed.regions.map((r) => r.slug);
       const soakSeconds = options.soakSeconds ?? 2;
-      const withRouter = (options.stages ?? ['legacy', 'event-router']).includes('event-router');
-      // Scheduler V2 moves through the same cutover admin, so it needs the event-router stage's stack.
-      const withSchedulerV2 = withRouter && (options.stages ?? ['scheduler-v2']).includes('scheduler-v2');
+      const wanted = options.stages ?? DEFAULT_STAGES;
+      const withRouter = wanted.includes('event-router');
+      // Each later stage moves through the same cutover admin and builds on the one before.
+      const withSchedulerV2 = withRouter && wanted.includes('scheduler-v2');
+      const withHarpoon = withSchedulerV2 && wanted.includes('harpoon');
+      const withLockdown = withHarpoon && wanted.includes('lockdown');
+      const basePlan = demoPlan(regionSlugs, soakSeconds);
+      const plan = withHarpoon ? validatePlan({ ...basePlan, features: { ...basePlan.features, ...harpoonPlanFeatures(soakSeconds) } }) : basePlan;
       stack = await startLegacyStack({
         server: server.admin,
         database,
@@ -111,12 +125,13 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
         eventRouter: withRouter
           ? {
               regions: regionSlugs,
-              plan: demoPlan(regionSlugs, soakSeconds),
+              plan,
               adminToken: randomBytes(24).toString('base64url'),
               pollIntervalMs: options.routerPollMs ?? 1000,
             }
           : undefined,
         schedulerV2: withSchedulerV2 ? { replicas: 3 } : undefined,
+        ...(withHarpoon ? { harpoon: { replicas: 2 } } : {}),
       });
       progress.log(`legacy stack up: cloud ${stack.urls.cloud}, metrics ${stack.urls.monitor}/metrics`);
       const er = stack.eventRouter;
@@ -125,17 +140,17 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
           `event routers up (${er.routers.routers().map((r) => `${r.region} ${r.url} pid ${r.pid}`).join(', ')}), proxy ${er.proxyUrl} (${er.proxy.workers().length} worker processes), cutover admin ${er.adminUrl}/cutover; agents on the god query until event-delivery advances`,
         );
       }
-      const traffic = () =>
-        startTraffic({
-          cloudUrl: stack!.urls.cloud,
-          customers: seed.customers.map((c) => ({ id: c.id, token: seed.tokens.get(c.id)! })),
-          droplets: seed.droplets.map((d) => ({ id: d.id, customer_id: d.customer_id })),
-          regions: seed.regions.map((r) => r.slug),
-          sizes: ['512mb', '1gb', '2gb', '4gb'],
-          images: seed.images.map((i) => i.slug),
-          rate: options.rate,
-          seed: options.seed,
-        });
+      const trafficOptions = () => ({
+        cloudUrl: stack!.urls.publicApi ?? stack!.urls.cloud,
+        customers: seed.customers.map((c) => ({ id: c.id, token: seed.tokens.get(c.id)! })),
+        droplets: seed.droplets.map((d) => ({ id: d.id, customer_id: d.customer_id })),
+        regions: seed.regions.map((r) => r.slug),
+        sizes: ['512mb', '1gb', '2gb', '4gb'],
+        images: seed.images.map((i) => i.slug),
+        rate: options.rate,
+        seed: options.seed,
+      });
+      const traffic = () => startTraffic(trafficOptions());
       const stageContext: StageContext = {
         seconds: options.stageSeconds,
         progress,
@@ -149,48 +164,88 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       };
 
       const stages: StageReport[] = [];
-      stages.push(await runStage('legacy', stageContext));
+      // A stage that fails (a gate that never opens, a service that will not start) ends the run, but
+      // the stages done so far are measured numbers: the report is written with them and the failure.
+      let failed: DemoReport['failed'];
+      const attempt = async (name: StageName, run: () => Promise<StageReport>): Promise<boolean> => {
+        if (failed) return false;
+        stage = name;
+        try {
+          stages.push(await run());
+          return true;
+        } catch (err) {
+          failed = { stage: name, code: err instanceof StranglerError ? err.code : 'DEMO_ERR_STAGE_FAILED', message: (err as Error).message };
+          progress.log(`${name}: stage failed (${failed.code}): ${failed.message}; writing the report with the stages done so far`);
+          logger.error({ err, stage: name }, 'demo stage failed');
+          return false;
+        }
+      };
+      const withMix = (mix: Parameters<typeof startTraffic>[0]['mix']) => () => startTraffic({ ...trafficOptions(), ...(mix ? { mix } : {}) });
+      // From the harpoon stage on, customers also read their actions: what event-reads moves and shadows.
+      const readingTraffic = withMix({ create: 0.5, action: 0.2, destroy: 0.05, read: 0.25 });
+
+      await attempt('legacy', () => runStage('legacy', stageContext));
 
       // event-router: move event delivery to the routers region by region, under traffic, then measure.
       if (er) {
-        stage = 'event-router';
-        const hostsByRegion = new Map<string, number>(seed.regions.map((r) => [r.slug, seed.servers.filter((s) => s.region_id === r.id).length]));
-        const cutoverStarted = Date.now();
-        const transition = traffic();
-        let steps: Awaited<ReturnType<typeof advanceEventDelivery>>;
-        try {
-          steps = await advanceEventDelivery({
-            controller: er.controller,
-            db,
-            database,
-            hostsByRegion,
-            progress,
-            fleetStats: () => stack!.fleet.stats(),
-          });
-        } finally {
-          const t = await transition.stop();
-          progress.log(`event-router: cutover done under traffic (${t.sent} requests, ${t.failed} failed) in ${Math.round((Date.now() - cutoverStarted) / 1000)}s`);
-        }
-        const routerStage = await runStage('event-router', stageContext);
-        const fleetNow = stack.fleet.stats();
-        routerStage.details = {
-          ...routerStage.details,
-          cutover_steps: steps.map((s) => s.name).join(' → '),
-          cutover_seconds: Math.round(steps.reduce((n, s) => n + s.seconds, 0) * 10) / 10,
-          agents_on_router: fleetNow.onRouter,
-          agents_on_god_query: fleetNow.onGodQuery,
-          router_events_delivered: await scrapeSum(er.routers.routers().map((r) => r.url), 'router_events_delivered_total'),
-          router_restarts: er.routers.restarts(),
-          proxy_worker_restarts: er.proxy.restarts(),
-        };
-        stages.push(routerStage);
+        await attempt('event-router', async () => {
+          const hostsByRegion = new Map<string, number>(seed.regions.map((r) => [r.slug, seed.servers.filter((s) => s.region_id === r.id).length]));
+          const cutoverStarted = Date.now();
+          const transition = traffic();
+          let steps: Awaited<ReturnType<typeof advanceEventDelivery>>;
+          try {
+            steps = await advanceEventDelivery({
+              controller: er.controller,
+              db,
+              database,
+              hostsByRegion,
+              progress,
+              fleetStats: () => stack!.fleet.stats(),
+            });
+          } finally {
+            const t = await transition.stop();
+            progress.log(`event-router: cutover done under traffic (${t.sent} requests, ${t.failed} failed) in ${Math.round((Date.now() - cutoverStarted) / 1000)}s`);
+          }
+          const routerStage = await runStage('event-router', stageContext);
+          const fleetNow = stack!.fleet.stats();
+          routerStage.details = {
+            ...routerStage.details,
+            cutover_steps: steps.map((s) => s.name).join(' → '),
+            cutover_seconds: Math.round(steps.reduce((n, s) => n + s.seconds, 0) * 10) / 10,
+            agents_on_router: fleetNow.onRouter,
+            agents_on_god_query: fleetNow.onGodQuery,
+            router_events_delivered: await scrapeSum(er.routers.routers().map((r) => r.url), 'router_events_delivered_total'),
+            router_restarts: er.routers.restarts(),
+            proxy_worker_restarts: er.proxy.restarts(),
+          };
+          return routerStage;
+        });
       }
       // scheduler-v2: scheduling moves to three V2 replicas (shadow, one region, all) under traffic, then measured.
       if (er && stack.schedulerV2) {
-        stage = 'scheduler-v2';
-        stages.push(
-          await runSchedulerV2Stage({ controller: er.controller, startReplicas: stack.schedulerV2.start, db, progress, startTraffic: traffic, measure: () => runStage('scheduler-v2', stageContext) }),
+        const v2 = stack.schedulerV2;
+        await attempt('scheduler-v2', () =>
+          runSchedulerV2Stage({ controller: er.controller, startReplicas: v2.start, db, progress, startTraffic: traffic, measure: () => runStage('scheduler-v2', stageContext) }),
         );
+      }
+      // harpoon: event writes and reads move to Harpoon; routers and V2 take its stream. lockdown: only Harpoon keeps events.
+      if (er && stack.harpoon) {
+        const harpoonUrls = stack.harpoon.urls;
+        const readingContext = { ...stageContext, startTraffic: readingTraffic };
+        await attempt('harpoon', () =>
+          runHarpoonStage({
+            controller: er.controller,
+            db,
+            progress,
+            startTraffic: readingTraffic,
+            measure: () => runStage('harpoon', readingContext),
+            harpoonUrls,
+            adminUrl: er.adminUrl,
+          }),
+        );
+        if (withLockdown) {
+          await attempt('lockdown', () => runLockdownStage({ controller: er.controller, progress, measure: () => runStage('lockdown', readingContext) }));
+        }
       }
       const processes = [
         { role: 'demo', pid: process.pid, peak_rss_bytes: process.resourceUsage().maxRSS * 1024 },
@@ -219,6 +274,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
           per_user_statistics: userStats,
         },
         stages,
+        ...(failed ? { failed } : {}),
         lost_events: invariants.lost_events,
         duplicate_executions: invariants.duplicate_executions,
         overcommitted_hosts: invariants.overcommitted_hosts,

@@ -11,8 +11,8 @@ export interface TrafficOptions {
   images: string[];
   /** Requests per second. */
   rate: number;
-  /** Share of creates, actions and deletes (they need not sum to 1). */
-  mix?: { create: number; action: number; destroy: number };
+  /** Share of creates, actions, deletes and action reads (they need not sum to 1; reads default to 0). */
+  mix?: { create: number; action: number; destroy: number; read?: number };
   maxInFlight?: number;
   requestTimeoutMs?: number;
   seed?: number;
@@ -39,7 +39,10 @@ export interface TrafficStats {
 export function startTraffic(options: TrafficOptions) {
   const rand = createRandom(options.seed ?? 1);
   const mix = options.mix ?? { create: 0.7, action: 0.25, destroy: 0.05 };
-  const totalWeight = mix.create + mix.action + mix.destroy;
+  const readWeight = mix.read ?? 0;
+  const totalWeight = mix.create + mix.action + mix.destroy + readWeight;
+  /** Recent actions this driver was answered with, and whose they are: what a customer polls afterwards. */
+  const recent: Array<{ id: number; token: string }> = [];
   const maxInFlight = options.maxInFlight ?? 64;
   const droplets = [...options.droplets];
   const tokenOf = new Map(options.customers.map((c) => [c.id, c.token]));
@@ -65,7 +68,13 @@ export function startTraffic(options: TrafficOptions) {
       if (kind === 'create' && res.status === 202) {
         const parsed = JSON.parse(text) as { links?: { actions?: Array<{ id: number }> } };
         const id = parsed.links?.actions?.[0]?.id;
-        if (id) stats.createdEventIds.push(id);
+        if (id) {
+          stats.createdEventIds.push(id);
+          remember(id, token);
+        }
+      } else if (kind === 'action' && (res.status === 201 || res.status === 200)) {
+        const id = (JSON.parse(text) as { action?: { id?: number } }).action?.id;
+        if (id) remember(id, token);
       }
     } catch (err) {
       stats.failed++;
@@ -74,9 +83,20 @@ export function startTraffic(options: TrafficOptions) {
     }
   }
 
+  function remember(id: number, token: string): void {
+    recent.push({ id, token });
+    if (recent.length > 500) recent.splice(0, recent.length - 500);
+  }
+
   function next(): Promise<void> {
     const r = rand.next() * totalWeight;
-    if (r < mix.create || droplets.length === 0) {
+    // A customer following up on an action it was given (GET /v2/actions/:id): the reads event-reads moves.
+    const reading = r >= mix.create + mix.action + mix.destroy;
+    if (reading && recent.length > 0) {
+      const a = rand.pick(recent);
+      return send('read', `/v2/actions/${a.id}`, a.token, 'GET');
+    }
+    if (reading || r < mix.create || droplets.length === 0) {
       const customer = rand.pick(options.customers);
       return send('create', '/v2/droplets', customer.token, 'POST', {
         name: `demo-${++nameSeq}.example.com`,

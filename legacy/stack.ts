@@ -134,7 +134,8 @@ export interface EventRouterStack {
 }
 
 export interface LegacyStack {
-  urls: { cloud: string; scheduler: string; monitor: string; fleet: string };
+  /** `publicApi`: where customers reach Cloud's API, the proxy when it fronts it (event-reads), else Cloud itself. */
+  urls: { cloud: string; scheduler: string; monitor: string; fleet: string; publicApi?: string };
   fleet: Fleet;
   scheduler: SchedulerV1;
   monitor: Monitor;

@@ -1,6 +1,8 @@
 import { createProgress } from '../../demo/progress.ts';
 import { runDemo } from '../../demo/run-demo.ts';
 import { cliLogger } from '../cli-logger.ts';
+import { STAGE_NAMES, type StageName } from '../../demo/report-types.ts';
+import { invalidOption } from '../../lib/errors.ts';
 import { EXIT, intOption, parseCommandArgs, writeJson, type Command } from '../command.ts';
 
 const HELP = `Usage: strangler demo [options]     (npm run demo -- [options])
@@ -22,6 +24,8 @@ Options:
   --work-ms MS       Simulated execution time per event (default 20)
   --soak-seconds S   Soak of each event-delivery cutover step (default 2)
   --router-poll-ms MS  Event Routers' poll interval (default 1000)
+  --stages LIST      Comma-separated stages to run, each needing the ones before it
+                     (default legacy,event-router,scheduler-v2; all: add harpoon,lockdown)
   --keep-database    Keep the demo database afterwards
   --json             Print report.json to stdout as well
   -h, --help         This text
@@ -29,6 +33,21 @@ Options:
 Example:
   npm run demo -- --hypervisors 15000 --regions 10 --out out/full
 `;
+
+/** `--stages a,b,c`: known names, in the migration's order, each after the ones it builds on. */
+function parseStages(raw: string | undefined): StageName[] | undefined {
+  if (raw === undefined) return undefined;
+  const names = raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  for (const n of names) {
+    if (!(STAGE_NAMES as readonly string[]).includes(n)) throw invalidOption('--stages', raw, `a comma-separated list of ${STAGE_NAMES.join(', ')}`);
+  }
+  const wanted = STAGE_NAMES.filter((n) => names.includes(n));
+  const missing = wanted.length === 0 ? [] : STAGE_NAMES.slice(0, STAGE_NAMES.indexOf(wanted.at(-1)!)).filter((n) => !wanted.includes(n));
+  if (wanted.length === 0 || missing.length > 0) {
+    throw invalidOption('--stages', raw, `stages from legacy on without gaps (each builds on the ones before it)${missing.length ? `; missing ${missing.join(', ')}` : ''}`);
+  }
+  return wanted;
+}
 
 export const command: Command = {
   name: 'demo',
@@ -47,6 +66,7 @@ export const command: Command = {
       'work-ms': { type: 'string' },
       'soak-seconds': { type: 'string' },
       'router-poll-ms': { type: 'string' },
+      stages: { type: 'string' },
       'keep-database': { type: 'boolean' },
     });
     if (values.help) {
@@ -54,6 +74,7 @@ export const command: Command = {
       return EXIT.ok;
     }
     const pollMin = intOption('poll-min', values['poll-min'], 1000, 1);
+    const stages = parseStages(values.stages);
     const report = await runDemo({
       hypervisors: intOption('hypervisors', values.hypervisors, 200, 1),
       regions: intOption('regions', values.regions, 3, 1),
@@ -65,6 +86,7 @@ export const command: Command = {
       workMs: intOption('work-ms', values['work-ms'], 20, 0),
       soakSeconds: intOption('soak-seconds', values['soak-seconds'], 2, 0),
       routerPollMs: intOption('router-poll-ms', values['router-poll-ms'], 1000, 10),
+      ...(stages ? { stages } : {}),
       keepDatabase: values['keep-database'] ?? false,
       logger: cliLogger(io.env),
       progress: createProgress(io.stderr as NodeJS.WritableStream & { isTTY?: boolean }),
@@ -79,7 +101,8 @@ export const command: Command = {
         );
       }
       io.stdout.write(`lost events ${report.lost_events} · duplicate executions ${report.duplicate_executions} · over-committed hosts ${report.overcommitted_hosts}\n`);
+      if (report.failed) io.stdout.write(`stage ${report.failed.stage} failed (${report.failed.code}): ${report.failed.message}\n`);
     }
-    return report.lost_events === 0 && report.duplicate_executions === 0 && report.overcommitted_hosts === 0 ? EXIT.ok : EXIT.failed;
+    return !report.failed && report.lost_events === 0 && report.duplicate_executions === 0 && report.overcommitted_hosts === 0 ? EXIT.ok : EXIT.failed;
   },
 };
