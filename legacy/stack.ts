@@ -25,6 +25,7 @@ import { randomBytes } from 'node:crypto';
 import { createKnex } from '../lib/db/knex.ts';
 import { createHarpoonReplicas, type HarpoonReplicas } from '../harpoon/replicas.ts';
 import { createLockdownEffect } from '../harpoon/lockdown-effect.ts';
+import { publicRoutes } from '../proxy/public-routes.ts';
 
 const CUTOVER_READER = new URL('../proxy/cutover/reader.ts', import.meta.url).href;
 
@@ -181,7 +182,8 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
     const monitor = createMonitor({ db: as('strangler_monitor'), database: options.database, logger, port: options.ports?.monitor ?? 0 });
     const monitorAddress = await monitor.start();
     started.push(monitor);
-    const cloud = createCloud({ db: as('cloud'), logger, port: options.ports?.cloud ?? 0 });
+    // With Harpoon, Cloud follows event-writes: its events go through an outbox relayed to Harpoon (legacy/cloud/README.md).
+    const cloud = createCloud({ db: as('cloud'), logger, port: options.ports?.cloud ?? 0, ...(harpoon ? { harpoon: { urls: harpoon.urls, token: harpoon.tokens.cloud } } : {}) });
     const cloudAddress = await cloud.start();
     started.push(cloud);
     const scheduler = createSchedulerV1({
@@ -203,6 +205,8 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
       const routers = await supervisor.start();
       const byRegion = Object.fromEntries(routers.map((r) => [r.region, [r.url]]));
       const routes: RouteTable = {
+        // With Harpoon, customers reach Cloud through the proxy too: event-reads moves their action reads.
+        ...(harpoon ? publicRoutes({ cloud: [cloudAddress.url], harpoon: harpoon.urls }) : {}),
         'event-delivery': {
           // Legacy points at the routers too: only an agent that has just switched reaches it (runbooks/event-router-stage.md).
           legacy: { byRegion },
@@ -334,7 +338,13 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
     }
     let closing: Promise<void> | undefined;
     return {
-      urls: { cloud: cloudAddress.url, scheduler: schedulerAddress.url ?? '', monitor: monitorAddress.url, fleet: fleetAddress.url },
+      urls: {
+        cloud: cloudAddress.url,
+        scheduler: schedulerAddress.url ?? '',
+        monitor: monitorAddress.url,
+        fleet: fleetAddress.url,
+        ...(harpoon && eventRouter ? { publicApi: eventRouter.proxyUrl } : {}),
+      },
       fleet,
       scheduler,
       monitor,
