@@ -123,7 +123,9 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
       let done: Array<{ row: OutboxRow; event: HarpoonEvent }>;
       try {
         done = await relay(chunk);
-        // Harpoon holds the events now; a failed delete only means the next relay gets `duplicate: true`.
+        // Harpoon holds the events: the writes waiting for them may answer before the rows are deleted.
+        for (const { row, event } of done) settle(row.id, event);
+        // A failed delete only means the next relay gets `duplicate: true` and deletes again.
         await deleteOutbox(db, done.map((d) => d.row.id));
       } catch (err) {
         retryLater(err, chunk.map((r) => r.id));
@@ -131,10 +133,7 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
       }
       backoff = 0;
       metrics.outboxRelayed.inc(done.length);
-      for (const { row, event } of done) {
-        rows.delete(row.id);
-        settle(row.id, event);
-      }
+      for (const { row } of done) rows.delete(row.id);
     }
   }
 
