@@ -27,8 +27,14 @@ import { sendJson } from '../lib/http/respond.ts';
 import { createRouter, type RequestContext } from '../lib/http/router.ts';
 import { createHttpService } from '../lib/http/service-server.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
-import { readEventDelivery, routedToRouter, type EventDeliveryState } from '../legacy/dobe/event-delivery.ts';
-import { recordCompletion } from '../legacy/dobe/execute.ts';
+import { EVENT_DELIVERY, routedToRouter, type EventDeliveryState } from '../legacy/dobe/event-delivery.ts';
+import { createHarpoonClient, HarpoonClientError, type HarpoonClient } from '../harpoon/client.ts';
+import type { HarpoonEvent } from '../harpoon/types.ts';
+import { parseFeatureRow, type FeatureRowState } from '../lib/cutover/feature-row.ts';
+import type { FeatureState, ObservableFeatureStateSource } from '../lib/cutover/types.ts';
+import { executedAmong, recordGuardedCompletion } from './completion.ts';
+import { createHarpoonFeed, type HarpoonFeed } from './harpoon-feed.ts';
+import { loadContextCaches, type ContextCaches } from './harpoon-context.ts';
 import type { GodQueryRow } from '../legacy/dobe/god-query.ts';
 import {
   ACK_BODY_LIMIT,
@@ -52,6 +58,7 @@ import {
   countPending,
   eventStatus,
   fetchContext,
+  fetchFeatureRows,
   fetchPendingIds,
   fetchRegionId,
   fetchRunning,
@@ -74,17 +81,42 @@ export interface EventRouterOptions {
   batchSize?: number;
   /** MySQL connections this router may hold (default 5): acks use all but one, which the poll loop keeps. */
   poolSize?: number;
+  /**
+   * Harpoon's replicas and the router's service token. With them the router follows `event-writes`:
+   * at `full` it takes its region's events from Harpoon's stream and writes claims and `done` through
+   * Harpoon, never touching `events`; below full it polls MySQL as before.
+   */
+  harpoon?: { urls: string[]; token: string };
+  /**
+   * Where the cutover state comes from (e.g. createHttpFeatureStateSource): the router starts and
+   * closes it. Absent: the router reads `cutover_features` over its MySQL pool on every poll.
+   */
+  stateSource?: RouterStateSource;
   registry?: Registry;
   logger?: Logger;
   port?: number;
   host?: string;
 }
 
+/** A cutover state source the router owns: CutoverStateReader's shape (proxy/cutover/state-store.ts). */
+export interface RouterStateSource extends ObservableFeatureStateSource {
+  start(): Promise<void>;
+  refresh(): Promise<void>;
+  close(): Promise<void>;
+  readonly lastReadAt: Date | undefined;
+}
+
+/** Where the router reads events and writes claims and acks: the switch rule of HARPOON-ERA.md. */
+export type EventSourceName = 'mysql' | 'harpoon';
+
+export const EVENT_WRITES = 'event-writes';
+
 export interface EventRouterStats {
   connected: number;
   inflight: number;
   delivered: number;
   acked: number;
+  source: EventSourceName;
 }
 
 export interface EventRouter {
@@ -111,6 +143,15 @@ type AckOutcome = 'acked' | 'duplicate' | 'not_claimed' | 'not_found';
 
 /** A stream whose agent stops reading is cut off past this much unsent data; its events are re-sent on reconnect. */
 const MAX_BUFFERED_BYTES = 1 << 20;
+
+/** A FeatureState (from a state source) in the shape the router decides on. */
+function rowState(state: FeatureState | undefined): FeatureRowState {
+  if (!state) return parseFeatureRow(undefined);
+  return parseFeatureRow({ mode: state.mode, percent: state.percent, regions: state.regions === null ? null : JSON.stringify(state.regions), version: state.version });
+}
+
+/** Harpoon's status changes per request at most. */
+const HARPOON_BATCH = 500;
 
 function parseUtc(value: string | null): number | undefined {
   if (!value) return undefined;
@@ -140,7 +181,16 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
 
   const log = (options.logger ?? silentLogger()).child({ component: 'event-router', region });
   const registry = options.registry ?? new Registry();
+  if (options.harpoon !== undefined) {
+    const h = options.harpoon;
+    if (!Array.isArray(h.urls) || h.urls.length === 0 || !h.urls.every((u) => typeof u === 'string' && /^https?:\/\//.test(u))) {
+      throw invalidOption('harpoon.urls', h.urls, 'a non-empty list of http(s) URLs of Harpoon replicas');
+    }
+    if (typeof h.token !== 'string' || h.token.length < 16) throw invalidOption('harpoon.token', '[redacted]', 'a Harpoon service token of at least 16 characters');
+  }
   const pool = createMysqlPool(options.db, poolSize);
+  const harpoon: HarpoonClient | undefined = options.harpoon ? createHarpoonClient({ urls: options.harpoon.urls, token: options.harpoon.token }) : undefined;
+  const stateSource = options.stateSource;
 
   /** One stream per hypervisor: the Map is the whole per-agent cost (no per-agent timers). */
   const streams = new Map<number, Stream>();
@@ -153,6 +203,22 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
   let serversLoading: Promise<void> | undefined;
   let regionId = 0;
   let state: EventDeliveryState | undefined;
+  /** The `event-writes` routing: at full (with Harpoon configured) the router's source is Harpoon. */
+  let writes: FeatureRowState = parseFeatureRow(undefined);
+  let source: EventSourceName = 'mysql';
+  let feed: HarpoonFeed | undefined;
+  let caches: ContextCaches | undefined;
+  /** Completions whose MySQL half committed and whose `done` has not reached Harpoon yet. */
+  const doneQueue = new Set<number>();
+  let flushingDones: Promise<void> | undefined;
+  /** Acks in progress per event: one at a time per event in this process. */
+  const completing = new Map<number, Promise<unknown>>();
+  let claimScheduled = false;
+  let harpoonClaiming = false;
+  let claimAgain = false;
+  let polling = false;
+  let wakeAgain = false;
+  let unsubscribeState: (() => void) | undefined;
   /** When the read that produced `state` started. */
   let stateSince = 0;
   let claiming = false;
@@ -227,7 +293,49 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
       help: 'Streams ended with `event: switch` because their hypervisor is no longer routed to the router.',
       registers: [registry],
     }),
+    source: new Gauge({
+      name: 'router_event_source',
+      help: 'Where the router reads events and writes claims and acks: 1 for the current source (mysql or harpoon).',
+      labelNames: ['source'],
+      registers: [registry],
+      collect() {
+        this.set({ source: 'mysql' }, source === 'mysql' ? 1 : 0);
+        this.set({ source: 'harpoon' }, source === 'harpoon' ? 1 : 0);
+      },
+    }),
+    sourceSwitches: new Counter({ name: 'router_source_switches_total', help: 'Switches of the event source, by the source switched to.', labelNames: ['to'], registers: [registry] }),
+    harpoonLag: new Histogram({
+      name: 'router_harpoon_stream_lag_seconds',
+      help: "Time from a change's commit in Harpoon to its arrival on this router's stream.",
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [registry],
+    }),
+    harpoonReconnects: new Counter({ name: 'router_harpoon_stream_reconnects_total', help: "Times this router's Harpoon stream dropped and resumed from its cursor.", registers: [registry] }),
+    harpoonConnected: new Gauge({
+      name: 'router_harpoon_stream_connected',
+      help: '1 while the Harpoon stream is open (Harpoon source only).',
+      registers: [registry],
+      collect() {
+        this.set(feed?.connected() ? 1 : 0);
+      },
+    }),
+    harpoonCursor: new Gauge({
+      name: 'router_harpoon_stream_cursor',
+      help: 'The last Harpoon stream cursor this router received.',
+      registers: [registry],
+      collect() {
+        this.set(feed?.cursor() ?? 0);
+      },
+    }),
+    harpoonRequests: new Counter({
+      name: 'router_harpoon_requests_total',
+      help: 'Requests this router sent to Harpoon, by purpose (catchup, claim, done, event).',
+      labelNames: ['op'],
+      registers: [registry],
+    }),
+    harpoonErrors: new Counter({ name: 'router_harpoon_errors_total', help: 'Harpoon requests that failed (retried).', labelNames: ['op'], registers: [registry] }),
   };
+  const hq = (op: string, n = 1) => metric.harpoonRequests.inc({ op }, n);
   const q = (query: string, n = 1) => metric.queries.inc({ query }, n);
 
   /**
@@ -271,13 +379,26 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
     return serverRegions.get(serverId);
   }
 
-  function refreshState(): Promise<void> {
+  /** With a state source: its current states (refreshed over HTTP when `fetch`); else one MySQL statement. */
+  async function readStates(fetchNow: boolean): Promise<{ delivery: FeatureRowState; writes: FeatureRowState }> {
+    if (stateSource) {
+      if (fetchNow) await stateSource.refresh();
+      return { delivery: rowState(stateSource.get(EVENT_DELIVERY)), writes: rowState(stateSource.get(EVENT_WRITES)) };
+    }
+    q('state');
+    const rows = await fetchFeatureRows(pool, [EVENT_DELIVERY, EVENT_WRITES]);
+    return { delivery: parseFeatureRow(rows.get(EVENT_DELIVERY)), writes: parseFeatureRow(rows.get(EVENT_WRITES)) };
+  }
+
+  function refreshState(fetchNow = true): Promise<void> {
     stateLoading ??= (async () => {
       try {
-        q('state');
         const started = Date.now();
-        state = await readEventDelivery(pool);
-        stateSince = started;
+        const read = await readStates(fetchNow);
+        state = read.delivery;
+        writes = read.writes;
+        // A state source's memory is as fresh as its last read, not as this call.
+        stateSince = stateSource && !fetchNow ? (stateSource.lastReadAt?.getTime() ?? 0) : started;
         applyRouting();
       } finally {
         stateLoading = undefined;
@@ -362,7 +483,13 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
   async function poll(): Promise<boolean> {
     const end = metric.pollSeconds.startTimer();
     try {
-      await refreshState();
+      // A state source is read from memory (it refreshes itself and wakes the loop on a change).
+      await refreshState(false);
+      await followSource();
+      if (source === 'harpoon') {
+        harpoonTick();
+        return false;
+      }
       if (fresh.size > 0) {
         const opened = [...fresh].filter((id) => streams.has(id));
         fresh.clear();
@@ -444,9 +571,225 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
     for (const [id, entry] of inflight) if (entry.at < cutoff && !streams.has(entry.row.server_id)) inflight.delete(id);
   }
 
+
+  // ---- Harpoon source ------------------------------------------------------------------------
+
+  function wantedSource(): EventSourceName {
+    return writes.routing.mode === 'full' && harpoon !== undefined ? 'harpoon' : 'mysql';
+  }
+
+  /**
+   * Switches between two polls. To Harpoon: catch-up read, then the stream
+   * from its cursor; claims already running that have an execution recorded
+   * (a completion whose `done` never reached Harpoon: a crash between the two
+   * writes) get their `done` instead of a redelivery. Back to MySQL: the
+   * stream closes and the next poll re-sends every connected host's
+   * `running` events from MySQL (minus what each stream already carried).
+   */
+  async function followSource(): Promise<void> {
+    const want = wantedSource();
+    if (want === source) return;
+    if (writes.routing.mode === 'full' && !harpoon) log.warn('event-writes is full but no Harpoon is configured: staying on MySQL');
+    if (want === 'harpoon') {
+      const next = createHarpoonFeed({
+        client: harpoon!,
+        region,
+        onEvent: onFeedEvent,
+        onChange(change) {
+          const at = Date.parse(change.committed_at);
+          if (Number.isFinite(at)) metric.harpoonLag.observe(Math.max(0, (Date.now() - at) / 1000));
+        },
+        onDisconnect: () => metric.harpoonReconnects.inc(),
+      });
+      hq('catchup');
+      let running: HarpoonEvent[];
+      try {
+        running = await next.start();
+      } catch (err) {
+        next.close();
+        metric.harpoonErrors.inc({ op: 'catchup' });
+        throw err;
+      }
+      try {
+        const unknown = running.filter((e) => !inflight.has(e.id)).map((e) => e.id);
+        for (const part of chunks(unknown)) {
+          q('executed');
+          for (const id of await executedAmong(pool, part)) {
+            next.forget(id);
+            doneQueue.add(id);
+          }
+        }
+      } catch (err) {
+        next.close();
+        throw err;
+      }
+      feed = next;
+      source = 'harpoon';
+      fresh.clear();
+      metric.sourceSwitches.inc({ to: 'harpoon' });
+      log.info({ running: running.length, pending: next.pendingCount(), cursor: next.cursor() }, 'event-writes is full: events now come from Harpoon');
+      void flushDones();
+      for (const stream of streams.values()) resendRunning(stream.serverId);
+      kickClaims();
+      return;
+    }
+    feed?.close();
+    feed = undefined;
+    source = 'mysql';
+    metric.sourceSwitches.inc({ to: 'mysql' });
+    for (const id of streams.keys()) fresh.add(id);
+    log.info('event-writes is below full: back to polling MySQL');
+  }
+
+  function onFeedEvent(event: HarpoonEvent): void {
+    caches?.learn(event);
+    if (event.status === 'done' || event.status === 'error') {
+      inflight.delete(event.id);
+      if (event.server_id !== null) streams.get(event.server_id)?.sent.delete(event.id);
+      doneQueue.delete(event.id);
+    } else if (event.status === 'pending' && event.server_id !== null && streams.has(event.server_id)) {
+      kickClaims();
+    }
+  }
+
+  function harpoonRow(event: HarpoonEvent): GodQueryRow {
+    return caches!.row(event);
+  }
+
+  /** A host's claimed, unacknowledged events, to its current stream (those it has not carried). */
+  function resendRunning(serverId: number): void {
+    if (!feed) return;
+    for (const e of feed.runningOf(serverId)) deliver(inflight.get(e.id)?.row ?? harpoonRow(e), false);
+  }
+
+  /** Memory only: the redelivery sweep, claims left to retry, dones left to retry. No statement, no request when idle. */
+  function harpoonTick(): void {
+    if (!feed) return;
+    metric.pending.set(feed.pendingCount());
+    if (doneQueue.size > 0) void flushDones();
+    if (feed.pendingCount() > 0) kickClaims();
+    if (Date.now() - lastSweep >= Math.max(pollIntervalMs, redeliverAfterMs / 2)) {
+      lastSweep = Date.now();
+      const cutoff = Date.now() - redeliverAfterMs;
+      for (const [id, entry] of inflight) {
+        if (entry.at < cutoff && streams.has(entry.row.server_id)) deliver(entry.row, false);
+        else if (entry.at < Date.now() - Math.max(10 * redeliverAfterMs, 5 * 60_000) && !streams.has(entry.row.server_id)) inflight.delete(id);
+      }
+    }
+  }
+
+  function kickClaims(): void {
+    if (claimScheduled || closed) return;
+    claimScheduled = true;
+    setImmediate(() => {
+      claimScheduled = false;
+      void claimHarpoon();
+    });
+  }
+
+  /**
+   * pending → running through Harpoon for the hosts whose stream is here,
+   * up to 500 per request. An answer of `running` (changed or not: a claim
+   * made earlier, by us or a dead process) is delivered; an illegal
+   * transition means the event is already finished.
+   */
+  async function claimHarpoon(): Promise<void> {
+    if (harpoonClaiming) {
+      claimAgain = true;
+      return;
+    }
+    harpoonClaiming = true;
+    claiming = true;
+    try {
+      for (;;) {
+        claimAgain = false;
+        const current = feed;
+        if (!current || source !== 'harpoon') break;
+        const ids: number[] = [];
+        for (const host of current.pendingHosts()) {
+          if (!streams.has(host)) continue;
+          for (const e of current.pendingOf(host)) {
+            ids.push(e.id);
+            if (ids.length >= Math.min(batchSize, HARPOON_BATCH)) break;
+          }
+          if (ids.length >= Math.min(batchSize, HARPOON_BATCH)) break;
+        }
+        if (ids.length === 0) break;
+        hq('claim');
+        let results: Awaited<ReturnType<HarpoonClient['setStatuses']>>;
+        try {
+          results = await harpoon!.setStatuses(ids.map((id) => ({ id, status: 'running' as const })));
+        } catch (err) {
+          metric.harpoonErrors.inc({ op: 'claim' });
+          log.warn({ err: (err as Error).message, events: ids.length }, 'claim through Harpoon failed; retrying next tick');
+          break;
+        }
+        let stuck = false;
+        for (const r of results) {
+          if ('event' in r) {
+            current.apply(r.event);
+            if (r.event.status === 'running' && r.event.server_id !== null) deliver(harpoonRow(r.event), r.changed);
+          } else if (r.error.code === 'HARPOON_ERR_ILLEGAL_TRANSITION') {
+            current.forget(r.id);
+          } else {
+            stuck = true;
+            log.warn({ event_id: r.id, code: r.error.code }, 'Harpoon refused a claim');
+          }
+        }
+        if (stuck && !claimAgain) break;
+      }
+    } finally {
+      harpoonClaiming = false;
+      claiming = false;
+      if (routingDeferred) {
+        routingDeferred = false;
+        applyRouting();
+      }
+    }
+  }
+
+  /** `done` through Harpoon for completions recorded in MySQL; idempotent, retried until it gets through. */
+  function flushDones(): Promise<void> {
+    flushingDones ??= (async () => {
+      try {
+        while (doneQueue.size > 0 && harpoon) {
+          const ids = [...doneQueue].slice(0, HARPOON_BATCH);
+          hq('done');
+          let results: Awaited<ReturnType<HarpoonClient['setStatuses']>>;
+          try {
+            results = await harpoon.setStatuses(ids.map((id) => ({ id, status: 'done' as const })));
+          } catch (err) {
+            metric.harpoonErrors.inc({ op: 'done' });
+            log.warn({ err: (err as Error).message, events: ids.length }, "an event's done did not reach Harpoon; retrying next tick");
+            return;
+          }
+          for (const r of results) {
+            // done, or an illegal transition (already finished): nothing left to do either way.
+            doneQueue.delete(r.id);
+            if ('event' in r) feed?.apply(r.event);
+          }
+        }
+      } finally {
+        flushingDones = undefined;
+      }
+    })();
+    return flushingDones;
+  }
+
+  function wake(): void {
+    if (closed) return;
+    if (polling) {
+      wakeAgain = true;
+      return;
+    }
+    clearTimeout(pollTimer);
+    loop();
+  }
+
   function loop(): void {
     if (closed) return;
     let full = false;
+    polling = true;
     currentPoll = poll()
       .then(
         (more) => {
@@ -460,7 +803,10 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
         },
       )
       .finally(() => {
-        if (!closed) pollTimer = setTimeout(loop, full ? 0 : pollIntervalMs);
+        polling = false;
+        const now = full || wakeAgain;
+        wakeAgain = false;
+        if (!closed) pollTimer = setTimeout(loop, now ? 0 : pollIntervalMs);
       });
   }
 
@@ -524,22 +870,48 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
     streams.set(serverId, stream);
     res.on('close', () => drop(stream));
     log.debug({ server_id: serverId, holding: stream.sent.size }, 'agent connected');
+    if (source === 'harpoon') {
+      // From memory: Harpoon's stream keeps the region's claims and placed events here.
+      resendRunning(serverId);
+      kickClaims();
+      return;
+    }
     // What this host has claimed and not acked (after our restart, or a reconnect from another router) is
     // re-sent by the next poll, in one statement for every stream opened since: a reconnect storm of
     // 15,000 agents costs 15 statements, not 15,000.
     fresh.add(serverId);
   }
 
-  async function complete(row: GodQueryRow, item: AckItem): Promise<AckOutcome> {
-    if (row.event_status === 'done') return 'duplicate';
-    return withAckSlot(() => completeOnConnection(row, item));
+  /** One ack at a time per event in this process; across processes the completion's row locks decide. */
+  async function complete(row: GodQueryRow, item: AckItem, via: EventSourceName): Promise<AckOutcome> {
+    const previous = completing.get(row.event_id);
+    const run = (async () => {
+      if (previous) await previous.catch(() => {});
+      if (row.event_status === 'done') return 'duplicate' as const;
+      if (via === 'harpoon' && row.event_status !== 'running') return 'not_claimed' as const;
+      return withAckSlot(() => completeOnConnection(row, item, via));
+    })();
+    completing.set(row.event_id, run);
+    try {
+      const outcome = await run;
+      // The MySQL half is committed; the event's done goes to Harpoon now (and is retried until it does).
+      if (via === 'harpoon' && (outcome === 'acked' || outcome === 'duplicate')) {
+        doneQueue.add(row.event_id);
+        await flushDones();
+      }
+      return outcome;
+    } finally {
+      if (completing.get(row.event_id) === run) completing.delete(row.event_id);
+    }
   }
 
-  async function completeOnConnection(row: GodQueryRow, item: AckItem): Promise<AckOutcome> {
+  async function completeOnConnection(row: GodQueryRow, item: AckItem, via: EventSourceName): Promise<AckOutcome> {
     const conn = await pool.getConnection();
     try {
       q('ack');
-      if (await recordCompletion(conn, row, item.receivedAt, 'router')) return 'acked';
+      const outcome = await recordGuardedCompletion(conn, row, item.receivedAt, via);
+      if (outcome === 'recorded') return 'acked';
+      if (outcome === 'already-recorded') return 'duplicate';
       q('event_status');
       const status = await eventStatus(conn, row.event_id);
       return status === 'done' ? 'duplicate' : status === undefined ? 'not_found' : 'not_claimed';
@@ -548,10 +920,33 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
     }
   }
 
+  /** Rows for acked events this process does not hold: from Harpoon (its source) or MySQL. */
+  async function readAckRows(ids: number[], via: EventSourceName): Promise<GodQueryRow[]> {
+    if (via === 'mysql') {
+      q('event');
+      return withAckSlot(() => fetchContext(pool, ids));
+    }
+    const rows: GodQueryRow[] = [];
+    for (const id of ids) {
+      hq('event');
+      try {
+        const event = await harpoon!.getEvent(id);
+        if (event.server_id !== null) rows.push(harpoonRow(event));
+      } catch (err) {
+        if (err instanceof HarpoonClientError && err.status === 404) continue;
+        metric.harpoonErrors.inc({ op: 'event' });
+        throw err;
+      }
+    }
+    return rows;
+  }
+
   async function acknowledge(ctx: RequestContext): Promise<void> {
     const serverId = await authorize(ctx);
     refuseWhileClosing();
     const { items, batch } = parseAckBody(await readJsonBody(ctx.req, { limit: ACK_BODY_LIMIT }));
+    // The source when the ack arrived: its completion goes where events are owned now.
+    const via = source;
     // Rows: from memory when this router delivered them, else one read for the rest.
     const rows = new Map<number, GodQueryRow>();
     const missing: number[] = [];
@@ -561,8 +956,7 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
       else missing.push(item.eventId);
     }
     if (missing.length > 0) {
-      q('event');
-      for (const row of await withAckSlot(() => fetchContext(pool, [...new Set(missing)]))) rows.set(row.event_id, row);
+      for (const row of await readAckRows([...new Set(missing)], via)) rows.set(row.event_id, row);
     }
     // Ownership of every item before anything is written.
     for (const item of items) {
@@ -574,7 +968,7 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
     const results: Array<{ event_id: number; outcome: AckOutcome }> = [];
     for (const item of items) {
       const row = rows.get(item.eventId);
-      const outcome = row ? await complete(row, item) : 'not_found';
+      const outcome = row ? await complete(row, item, via) : 'not_found';
       if (outcome === 'acked' || outcome === 'duplicate') {
         inflight.delete(item.eventId);
         streams.get(serverId)?.sent.delete(item.eventId);
@@ -637,7 +1031,7 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
 
   return {
     registry,
-    stats: () => ({ connected: streams.size, inflight: inflight.size, ...totals }),
+    stats: () => ({ connected: streams.size, inflight: inflight.size, ...totals, source }),
     async start() {
       try {
         q('region');
@@ -645,8 +1039,20 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
         if (id === undefined) throw new StranglerError(ROUTER_ERRORS.UNKNOWN_REGION, `region "${region}" does not exist in the regions table`);
         regionId = id;
         await loadServers();
-        await refreshState();
+        if (harpoon) {
+          q('caches', 4);
+          caches = await loadContextCaches(pool, regionId);
+        }
+        if (stateSource) {
+          await stateSource.start();
+          unsubscribeState = stateSource.onChange((change) => {
+            if (change.feature === EVENT_DELIVERY || change.feature === EVENT_WRITES) wake();
+          });
+        }
+        await refreshState(false);
       } catch (err) {
+        unsubscribeState?.();
+        await stateSource?.close().catch(() => {});
         await pool.end().catch(() => {});
         closed = true;
         throw err;
@@ -665,6 +1071,10 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
         clearTimeout(pollTimer);
         clearInterval(heartbeat);
         await currentPoll;
+        unsubscribeState?.();
+        feed?.close();
+        await Promise.allSettled([...completing.values()]);
+        if (doneQueue.size > 0) await flushDones().catch(() => {});
         // No switch event: the agents stay on the router path and reconnect (to a sibling, or to us restarted).
         for (const stream of [...streams.values()]) {
           drop(stream);
@@ -674,6 +1084,7 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
         const force = setTimeout(() => http.server.closeAllConnections(), 5000);
         await done;
         clearTimeout(force);
+        await stateSource?.close().catch(() => {});
         await pool.end().catch(() => {});
       })();
       return closing;

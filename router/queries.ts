@@ -150,3 +150,9 @@ export async function fetchServerRegions(db: Pool): Promise<Map<number, string>>
   const [rows] = await db.query<RowDataPacket[]>('SELECT s.id, r.slug FROM servers s JOIN regions r ON r.id = s.region_id');
   return new Map(rows.map((r) => [Number(r.id), String(r.slug)]));
 }
+
+/** The cutover rows the router follows (event-delivery, event-writes), in one primary-key statement. */
+export async function fetchFeatureRows(db: Pool, features: readonly string[]): Promise<Map<string, { mode: unknown; percent: unknown; regions: unknown; version: unknown }>> {
+  const [rows] = await db.query<RowDataPacket[]>('SELECT feature, mode, percent, regions, version FROM cutover_features WHERE feature IN (?)', [features]);
+  return new Map(rows.map((r) => [String(r.feature), { mode: r.mode, percent: r.percent, regions: r.regions, version: r.version }]));
+}

@@ -15,7 +15,8 @@ type Privilege = 'SELECT' | 'INSERT' | 'UPDATE' | 'DELETE';
  */
 const EVENT_EXECUTOR_GRANTS: Record<string, Privilege[]> = {
   events: ['SELECT', 'UPDATE'],
-  event_executions: ['INSERT'],
+  // SELECT: the Event Router's completion checks for an execution already recorded (router/completion.ts).
+  event_executions: ['SELECT', 'INSERT'],
   droplets: ['SELECT', 'UPDATE'],
   servers: ['SELECT', 'UPDATE'],
   regions: ['SELECT'],
