@@ -750,7 +750,9 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
 
   /** `done` through Harpoon for completions recorded in MySQL; idempotent, retried until it gets through. */
   function flushDones(): Promise<void> {
-    flushingDones ??= (async () => {
+    if (flushingDones) return flushingDones;
+    if (doneQueue.size === 0 || !harpoon) return Promise.resolve();
+    flushingDones = (async () => {
       try {
         while (doneQueue.size > 0 && harpoon) {
           const ids = [...doneQueue].slice(0, HARPOON_BATCH);

@@ -8,6 +8,9 @@
  *   ROUTER_POLL_MS       poll interval (default 1000)
  *   ROUTER_POOL_SIZE     MySQL connections (default 5: one kept for the poll, the rest for acks)
  *   LOG_LEVEL            pino level (default info)
+ *   ROUTER_OPTIONS       JSON (optional): {"harpoon":{"urls":[…],"token":"…"},"state":{"url":"…","token":"…","intervalMs":1000}}
+ *                        harpoon: follow `event-writes` (at full: events from Harpoon, no statement on `events`);
+ *                        state: read the cutover state from the cutover admin over HTTP instead of MySQL
  *
  *   ROUTER_MYSQL_URL=mysql://event_router:…@127.0.0.1:3306/strangler_demo ROUTER_REGION=nyc1 \
  *     node --import tsx router/main.ts
@@ -17,11 +20,27 @@ import { DEFAULT_DB_SECRET } from '../lib/db/service-users.ts';
 import { StranglerError, invalidOption } from '../lib/errors.ts';
 import { createLogger } from '../lib/logger.ts';
 import { createEventRouter } from './event-router.ts';
+import type { RouterJsonOptions } from './process.ts';
 
 const logger = createLogger({ name: 'event-router' });
 
+function parseJsonOptions(text: string | undefined): RouterJsonOptions {
+  if (!text) return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw invalidOption('ROUTER_OPTIONS', '[unparsable]', 'a JSON object');
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw invalidOption('ROUTER_OPTIONS', '[not an object]', 'a JSON object');
+  const o = parsed as Record<string, unknown>;
+  for (const key of Object.keys(o)) if (key !== 'harpoon' && key !== 'state') throw invalidOption('ROUTER_OPTIONS', key, 'only the keys "harpoon" and "state"');
+  return o as RouterJsonOptions;
+}
+
 async function main(): Promise<void> {
   const env = process.env;
+  const json = parseJsonOptions(env.ROUTER_OPTIONS);
   const url = env.ROUTER_MYSQL_URL;
   if (!url) throw invalidOption('ROUTER_MYSQL_URL', url, 'mysql://event_router:<password>@host:port/<database>');
   const region = env.ROUTER_REGION;
@@ -37,6 +56,7 @@ async function main(): Promise<void> {
     secret: env.STRANGLER_DB_SECRET ?? DEFAULT_DB_SECRET,
     pollIntervalMs,
     poolSize,
+    ...(json.harpoon ? { harpoon: json.harpoon } : {}),
     port,
     host: env.HOST ?? '127.0.0.1',
     logger,

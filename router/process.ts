@@ -17,8 +17,30 @@ export interface RouterProcessOptions {
   pollIntervalMs?: number;
   poolSize?: number;
   logLevel?: string;
+  /** Harpoon's replicas and the router's service token: the router follows `event-writes` (router/README.md). */
+  harpoon?: RouterHarpoonSettings;
+  /** The cutover admin's state endpoint: the router reads its cutover state over HTTP instead of MySQL. */
+  state?: RouterStateSettings;
   /** How long to wait for /readyz (default 60 s: ten routers compiling at once on a busy 2-core machine take a while). */
   readyTimeoutMs?: number;
+}
+
+export interface RouterHarpoonSettings {
+  urls: string[];
+  token: string;
+}
+
+export interface RouterStateSettings {
+  /** The cutover admin's base URL. */
+  url: string;
+  token: string;
+  intervalMs?: number;
+}
+
+/** What router/main.ts reads from ROUTER_OPTIONS (JSON): the settings that are not one string each. */
+export interface RouterJsonOptions {
+  harpoon?: RouterHarpoonSettings;
+  state?: RouterStateSettings;
 }
 
 export interface RouterProcess extends ServiceProcess {
@@ -52,6 +74,9 @@ export async function spawnRouterProcess(options: RouterProcessOptions): Promise
       ROUTER_POLL_MS: String(options.pollIntervalMs ?? 1000),
       ...(options.poolSize !== undefined ? { ROUTER_POOL_SIZE: String(options.poolSize) } : {}),
       STRANGLER_DB_SECRET: options.secret,
+      ...(options.harpoon || options.state
+        ? { ROUTER_OPTIONS: JSON.stringify({ harpoon: options.harpoon, state: options.state } satisfies RouterJsonOptions) }
+        : {}),
       LOG_LEVEL: options.logLevel ?? process.env.LOG_LEVEL ?? 'warn',
     },
   });

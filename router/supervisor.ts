@@ -2,7 +2,7 @@ import type { DbConfig } from '../lib/db/config.ts';
 import { invalidOption } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import { createProcessSupervisor } from '../lib/process/supervisor.ts';
-import { spawnRouterProcess } from './process.ts';
+import { spawnRouterProcess, type RouterHarpoonSettings, type RouterStateSettings } from './process.ts';
 
 export interface RouterSupervisorOptions {
   /** Region slugs: one router process each. */
@@ -13,6 +13,10 @@ export interface RouterSupervisorOptions {
   secret: string;
   pollIntervalMs?: number;
   poolSize?: number;
+  /** Every router follows `event-writes` through these Harpoon replicas. */
+  harpoon?: RouterHarpoonSettings;
+  /** Every router reads its cutover state from the cutover admin over HTTP. */
+  state?: RouterStateSettings;
   host?: string;
   logger?: Logger;
   /** Wait before restarting a router that died (default 200 ms; doubles, up to 5 s, while it keeps dying). */
@@ -76,6 +80,8 @@ export function createRouterSupervisor(options: RouterSupervisorOptions): Router
         secret: options.secret,
         ...(options.pollIntervalMs !== undefined ? { pollIntervalMs: options.pollIntervalMs } : {}),
         ...(options.poolSize !== undefined ? { poolSize: options.poolSize } : {}),
+        ...(options.harpoon ? { harpoon: options.harpoon } : {}),
+        ...(options.state ? { state: options.state } : {}),
       }),
   });
   const routers = (): SupervisedRouter[] => supervisor.list().map((p) => ({ region: p.name, url: p.url, pid: p.pid, up: p.up }));

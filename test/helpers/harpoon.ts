@@ -10,20 +10,23 @@ export const HARPOON_TOKEN = 'test-harpoon-service-token-0001';
 export const HARPOON_TOKENS = { tests: HARPOON_TOKEN };
 
 /**
- * A MySQL user of its own with exactly Harpoon's grants, so the statements
+ * A MySQL user of its own with exactly a service's grants (Harpoon's by default), so the statements
  * one test sends can be counted by the server (USER_STATISTICS is per user,
  * and other test files use `harpoon` at the same time).
  */
-export async function createCountedUser(t: TestDatabase): Promise<{ db: DbConfig; user: string; drop(): Promise<void> }> {
-  const user = `hp_${randomBytes(4).toString('hex')}`;
+export async function createCountedUser(
+  t: TestDatabase,
+  service: keyof typeof SERVICE_GRANTS = 'harpoon',
+): Promise<{ db: DbConfig; user: string; drop(): Promise<void> }> {
+  const user = `${service === 'harpoon' ? 'hp' : service.slice(0, 6)}_${randomBytes(4).toString('hex')}`;
   const password = randomBytes(12).toString('hex');
   await t.db.raw(`CREATE USER ?@'%' IDENTIFIED BY ?`, [user, password]);
-  for (const [table, privileges] of Object.entries(SERVICE_GRANTS.harpoon)) {
+  for (const [table, privileges] of Object.entries(SERVICE_GRANTS[service])) {
     await t.db.raw(`GRANT ${privileges.join(', ')} ON ??.?? TO ?@'%'`, [t.name, table, user]);
   }
   return {
     user,
-    db: { ...t.service('harpoon'), user, password },
+    db: { ...t.service(service), user, password },
     drop: async () => void (await t.db.raw(`DROP USER IF EXISTS ?@'%'`, [user])),
   };
 }

@@ -10,8 +10,13 @@ import { TEST_DB_SECRET } from './database.ts';
 
 /** Sets the `event-delivery` cutover row directly (the proxy's admin API owns it in production). */
 export async function setEventDelivery(db: Knex, routing: { mode: RoutingMode; percent?: number; regions?: string[] | null }): Promise<void> {
+  await setFeatureRouting(db, 'event-delivery', routing);
+}
+
+/** Sets any feature's cutover row directly (e.g. `event-writes`), bumping its version. */
+export async function setFeatureRouting(db: Knex, feature: string, routing: { mode: RoutingMode; percent?: number; regions?: string[] | null }): Promise<void> {
   const row = {
-    feature: 'event-delivery',
+    feature,
     mode: routing.mode,
     percent: routing.percent ?? (routing.mode === 'full' ? 100 : 0),
     regions: routing.regions ? JSON.stringify(routing.regions) : null,
@@ -33,8 +38,15 @@ export { freePort } from '../../lib/net/free-port.ts';
 export type { RouterProcess } from '../../router/process.ts';
 
 /** Runs `node --import tsx router/main.ts` as a real child process and waits until it answers /readyz. */
-export function startRouterProcess(options: { db: DbConfig; region: string; port: number; pollMs?: number }): Promise<RouterProcess> {
-  return spawnRouterProcess({ db: options.db, region: options.region, port: options.port, pollIntervalMs: options.pollMs ?? 100, secret: TEST_DB_SECRET });
+export function startRouterProcess(options: { db: DbConfig; region: string; port: number; pollMs?: number; harpoon?: { urls: string[]; token: string } }): Promise<RouterProcess> {
+  return spawnRouterProcess({
+    db: options.db,
+    region: options.region,
+    port: options.port,
+    pollIntervalMs: options.pollMs ?? 100,
+    secret: TEST_DB_SECRET,
+    ...(options.harpoon ? { harpoon: options.harpoon } : {}),
+  });
 }
 
 export interface TestStream {
