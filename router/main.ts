@@ -19,6 +19,7 @@ import { parseMysqlUrl } from '../lib/db/config.ts';
 import { DEFAULT_DB_SECRET } from '../lib/db/service-users.ts';
 import { StranglerError, invalidOption } from '../lib/errors.ts';
 import { createLogger } from '../lib/logger.ts';
+import { createHttpFeatureStateSource } from '../lib/cutover/http-state-source.ts';
 import { createEventRouter } from './event-router.ts';
 import type { RouterJsonOptions } from './process.ts';
 
@@ -57,6 +58,10 @@ async function main(): Promise<void> {
     pollIntervalMs,
     poolSize,
     ...(json.harpoon ? { harpoon: json.harpoon } : {}),
+    // Built here, owned by the router (it starts and closes it): the cutover state over HTTP, no MySQL read.
+    ...(json.state
+      ? { stateSource: createHttpFeatureStateSource({ url: json.state.url, token: json.state.token, logger, ...(json.state.intervalMs ? { intervalMs: json.state.intervalMs } : {}) }) }
+      : {}),
     port,
     host: env.HOST ?? '127.0.0.1',
     logger,

@@ -4,6 +4,8 @@ import { createAgentStats } from '../legacy/dobe/agent-stats.ts';
 import { createDobeAgent, type DobeAgent } from '../legacy/dobe/agent.ts';
 import { createHarpoonClient } from '../harpoon/client.ts';
 import type { Harpoon } from '../harpoon/create-harpoon.ts';
+import { createCutoverAdmin, type CutoverAdmin } from '../proxy/cutover/admin.ts';
+import { validatePlan } from '../proxy/cutover/plan.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { HARPOON_TOKEN, startHarpoon } from './helpers/harpoon.ts';
 import { duplicateExecutions, freePort, hvToken, setEventDelivery, setFeatureRouting, startRouterProcess, type RouterProcess } from './helpers/router.ts';
@@ -15,6 +17,9 @@ describe('an Event Router on Harpoon killed with SIGKILL while events are in fli
   let seed: SeedData;
   let harpoon: Harpoon;
   let url: string;
+  let admin: CutoverAdmin;
+  let adminUrl: string;
+  const ADMIN_TOKENS = { router: 'router-state-token-0123456789' };
   const routers: RouterProcess[] = [];
 
   beforeAll(async () => {
@@ -24,10 +29,15 @@ describe('an Event Router on Harpoon killed with SIGKILL while events are in fli
     await setEventDelivery(t.db, { mode: 'full' });
     await setFeatureRouting(t.db, 'event-writes', { mode: 'full' });
     ({ harpoon, url } = await startHarpoon(t.service('harpoon')));
+    // The routers read the cutover state from the admin over HTTP, as in the stack.
+    const plan = validatePlan({ version: 1, features: { 'event-writes': { steps: [{ name: 'full', mode: 'full', soak_seconds: 0, gates: [] }] } } });
+    admin = createCutoverAdmin({ db: t.service('proxy'), tokens: ADMIN_TOKENS, services: {}, plan, watch: false, stateIntervalMs: 50 });
+    adminUrl = (await admin.start()).url;
   });
   afterAll(async () => {
     for (const r of routers) r.child.kill('SIGKILL');
     await harpoon?.close();
+    await admin?.close();
     await t?.drop();
   });
 
@@ -36,7 +46,8 @@ describe('an Event Router on Harpoon killed with SIGKILL while events are in fli
     const hosts = seed.servers.filter((s) => s.region_id === region.id).map((s) => s.id);
     const port = await freePort();
     const settings = { urls: [url], token: HARPOON_TOKEN };
-    const first = await startRouterProcess({ db: t.service('event_router'), region: region.slug, port, harpoon: settings });
+    const state = { url: adminUrl, token: ADMIN_TOKENS.router, intervalMs: 100 };
+    const first = await startRouterProcess({ db: t.service('event_router'), region: region.slug, port, harpoon: settings, state });
     routers.push(first);
     const client = createHarpoonClient({ urls: [url], token: HARPOON_TOKEN });
     const stats = createAgentStats();
@@ -67,7 +78,7 @@ describe('an Event Router on Harpoon killed with SIGKILL while events are in fli
       // Work keeps arriving through Harpoon while no router is up.
       for (let i = 0; i < 10; i++) ids.push((await client.createEvent({ type: 'power_on', region: region.slug, server_id: hosts[i % hosts.length]!, key: `k2-${i}` })).event.id);
       await new Promise((r) => setTimeout(r, 300));
-      const second = await startRouterProcess({ db: t.service('event_router'), region: region.slug, port, harpoon: settings });
+      const second = await startRouterProcess({ db: t.service('event_router'), region: region.slug, port, harpoon: settings, state });
       routers.push(second);
 
       await waitFor(async () => (await count('done')) === ids.length, 30_000);
@@ -77,7 +88,7 @@ describe('an Event Router on Harpoon killed with SIGKILL while events are in fli
       expect(metrics).toMatch(/^router_event_source\{source="harpoon"\} 1$/m);
       expect(metrics).toMatch(/^router_events_acked_total [1-9]/m);
       // On Harpoon the restarted router never polled MySQL for events.
-      expect(metrics).not.toMatch(/^router_db_queries_total\{query="(pending|backlog|running|claim|context)"\}/m);
+      expect(metrics).not.toMatch(/^router_db_queries_total\{query="(pending|backlog|running|claim|context|state)"\}/m);
     } finally {
       await Promise.all(agents.map((a) => a.close()));
     }

@@ -38,7 +38,14 @@ export { freePort } from '../../lib/net/free-port.ts';
 export type { RouterProcess } from '../../router/process.ts';
 
 /** Runs `node --import tsx router/main.ts` as a real child process and waits until it answers /readyz. */
-export function startRouterProcess(options: { db: DbConfig; region: string; port: number; pollMs?: number; harpoon?: { urls: string[]; token: string } }): Promise<RouterProcess> {
+export function startRouterProcess(options: {
+  db: DbConfig;
+  region: string;
+  port: number;
+  pollMs?: number;
+  harpoon?: { urls: string[]; token: string };
+  state?: { url: string; token: string; intervalMs?: number };
+}): Promise<RouterProcess> {
   return spawnRouterProcess({
     db: options.db,
     region: options.region,
@@ -46,6 +53,7 @@ export function startRouterProcess(options: { db: DbConfig; region: string; port
     pollIntervalMs: options.pollMs ?? 100,
     secret: TEST_DB_SECRET,
     ...(options.harpoon ? { harpoon: options.harpoon } : {}),
+    ...(options.state ? { state: options.state } : {}),
   });
 }
 
