@@ -1,14 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SeedData } from '../legacy/seed/generate.ts';
-import { createAgentStats } from '../legacy/dobe/agent-stats.ts';
-import { createDobeAgent, type DobeAgent } from '../legacy/dobe/agent.ts';
 import { createHarpoonClient } from '../harpoon/client.ts';
 import type { Harpoon } from '../harpoon/create-harpoon.ts';
 import { createCutoverAdmin, type CutoverAdmin } from '../proxy/cutover/admin.ts';
 import { validatePlan } from '../proxy/cutover/plan.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { HARPOON_TOKEN, startHarpoon } from './helpers/harpoon.ts';
-import { duplicateExecutions, freePort, hvToken, setEventDelivery, setFeatureRouting, startRouterProcess, type RouterProcess } from './helpers/router.ts';
+import { duplicateExecutions, freePort, routedAgents, setEventDelivery, setFeatureRouting, startRouterProcess, type RouterProcess } from './helpers/router.ts';
 import { seedWorld, waitFor } from './helpers/seeded.ts';
 
 /** The brief's fault on the Harpoon path: kill -9 a router process whose events come from Harpoon. */
@@ -50,20 +48,9 @@ describe('an Event Router on Harpoon killed with SIGKILL while events are in fli
     const first = await startRouterProcess({ db: t.service('event_router'), region: region.slug, port, harpoon: settings, state });
     routers.push(first);
     const client = createHarpoonClient({ urls: [url], token: HARPOON_TOKEN });
-    const stats = createAgentStats();
-    const agents: DobeAgent[] = hosts.map((serverId) =>
-      createDobeAgent({
-        serverId,
-        db: t.service('dobe'),
-        region: region.slug,
-        routerUrl: first.url,
-        routerToken: hvToken(serverId, region.slug),
-        workMs: 150,
-        routerRetryMs: { min: 50, max: 400 },
-        stats,
-      }),
-    );
-    await Promise.all(agents.map((a) => a.start()));
+    const fleet = routedAgents({ dobe: t.service('dobe'), serverIds: hosts, region: region.slug, routerUrl: first.url, workMs: 150 });
+    const { stats } = fleet;
+    await fleet.start();
     const ids: number[] = [];
     const count = async (status: string) => Number((await t.db('events').whereIn('id', ids).where({ status }).count({ n: '*' }))[0]!.n);
     try {
@@ -90,7 +77,7 @@ describe('an Event Router on Harpoon killed with SIGKILL while events are in fli
       // On Harpoon the restarted router never polled MySQL for events.
       expect(metrics).not.toMatch(/^router_db_queries_total\{query="(pending|backlog|running|claim|context|state)"\}/m);
     } finally {
-      await Promise.all(agents.map((a) => a.close()));
+      await fleet.close();
     }
     const last = routers.at(-1)!;
     last.child.kill('SIGTERM');

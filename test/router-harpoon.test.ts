@@ -1,7 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SeedData } from '../legacy/seed/generate.ts';
-import { createAgentStats } from '../legacy/dobe/agent-stats.ts';
-import { createDobeAgent, type DobeAgent } from '../legacy/dobe/agent.ts';
 import { createHarpoonClient } from '../harpoon/client.ts';
 import type { Harpoon } from '../harpoon/create-harpoon.ts';
 import { lockdown } from '../harpoon/lockdown.ts';
@@ -10,7 +8,7 @@ import { createCutoverStateReader } from '../proxy/cutover/state-store.ts';
 import { createEventRouter, type EventRouter } from '../router/event-router.ts';
 import { TEST_DB_SECRET, createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { HARPOON_TOKEN, createCountedUser, startHarpoon, userStatements } from './helpers/harpoon.ts';
-import { duplicateExecutions, freePort, hvToken, openStream, postAck, setEventDelivery, setFeatureRouting } from './helpers/router.ts';
+import { duplicateExecutions, freePort, hvToken, openStream, postAck, routedAgents, setEventDelivery, setFeatureRouting } from './helpers/router.ts';
 import { insertEvent, seedWorld, waitFor } from './helpers/seeded.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -31,22 +29,8 @@ describe('the Event Router follows event-writes onto Harpoon and back', () => {
     return m ? Number(m[1]) : 0;
   };
 
-  function startAgents(serverIds: number[], url: string, workMs: number) {
-    const stats = createAgentStats();
-    const agents: DobeAgent[] = serverIds.map((serverId) =>
-      createDobeAgent({
-        serverId,
-        db: t.service('dobe'),
-        region: region.slug,
-        routerUrl: url,
-        routerToken: hvToken(serverId, region.slug),
-        workMs,
-        routerRetryMs: { min: 50, max: 400 },
-        stats,
-      }),
-    );
-    return { stats, agents, start: () => Promise.all(agents.map((a) => a.start())), close: () => Promise.all(agents.map((a) => a.close())) };
-  }
+  const startAgents = (serverIds: number[], url: string, workMs: number) =>
+    routedAgents({ dobe: t.service('dobe'), serverIds, region: region.slug, routerUrl: url, workMs });
 
   beforeAll(async () => {
     t = await createTestDatabase('router_harpoon');

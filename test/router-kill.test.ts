@@ -1,9 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SeedData } from '../legacy/seed/generate.ts';
-import { createAgentStats } from '../legacy/dobe/agent-stats.ts';
-import { createDobeAgent, type DobeAgent } from '../legacy/dobe/agent.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
-import { duplicateExecutions, freePort, hvToken, openStream, postAck, setEventDelivery, startRouterProcess, type RouterProcess } from './helpers/router.ts';
+import { duplicateExecutions, freePort, hvToken, openStream, postAck, routedAgents, setEventDelivery, startRouterProcess, type RouterProcess } from './helpers/router.ts';
 import { insertEvent, seedWorld, waitFor } from './helpers/seeded.ts';
 
 /** The brief's fault: kill -9 an Event Router mid-delivery; nothing lost, nothing executed twice. */
@@ -31,21 +29,10 @@ describe('an Event Router killed with SIGKILL while events are in flight', () =>
     const first = await startRouterProcess({ db: routerDb, region: region.slug, port });
     routers.push(first);
 
-    const stats = createAgentStats();
-    const agents: DobeAgent[] = hosts.map((serverId) =>
-      createDobeAgent({
-        serverId,
-        db: t.service('dobe'),
-        region: region.slug,
-        routerUrl: first.url,
-        routerToken: hvToken(serverId, region.slug),
-        // Slow work, so the kill lands while events are claimed and not acked.
-        workMs: 150,
-        routerRetryMs: { min: 50, max: 400 },
-        stats,
-      }),
-    );
-    await Promise.all(agents.map((a) => a.start()));
+    // Slow work, so the kill lands while events are claimed and not acked.
+    const fleet = routedAgents({ dobe: t.service('dobe'), serverIds: hosts, region: region.slug, routerUrl: first.url, workMs: 150 });
+    const { stats } = fleet;
+    await fleet.start();
     const ids: number[] = [];
     try {
       await waitFor(async () => stats.routerStreams === hosts.length);
@@ -73,7 +60,7 @@ describe('an Event Router killed with SIGKILL while events are in flight', () =>
       expect(metrics).toMatch(/^router_connected_agents [1-9]/m);
       expect(stats.connected).toBe(0);
     } finally {
-      await Promise.all(agents.map((a) => a.close()));
+      await fleet.close();
     }
     const last = routers.at(-1)!;
     last.child.kill('SIGTERM');

@@ -4,6 +4,8 @@ import { mintHypervisorToken } from '../../lib/auth/hypervisor-token.ts';
 import type { RoutingMode } from '../../lib/cutover/types.ts';
 import type { DbConfig } from '../../lib/db/config.ts';
 import { spawnRouterProcess, type RouterProcess } from '../../router/process.ts';
+import { createAgentStats, type AgentStats } from '../../legacy/dobe/agent-stats.ts';
+import { createDobeAgent, type DobeAgent } from '../../legacy/dobe/agent.ts';
 import { createSseParser, type SseMessage } from '../../legacy/dobe/sse-parser.ts';
 import { TEST_DB_SECRET } from './database.ts';
 
@@ -113,4 +115,34 @@ export async function duplicateExecutions(db: Knex, ids?: number[]): Promise<num
     Array<{ event_id: number }>,
   ];
   return rows.map((r) => Number(r.event_id));
+}
+
+export interface RoutedFleet {
+  stats: AgentStats;
+  agents: DobeAgent[];
+  start(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Real DOBE agents for these hypervisors, on their region's router (dual-mode, sharing one stats object). */
+export function routedAgents(options: { dobe: DbConfig; serverIds: number[]; region: string; routerUrl: string; workMs: number; retryMaxMs?: number }): RoutedFleet {
+  const stats = createAgentStats();
+  const agents = options.serverIds.map((serverId) =>
+    createDobeAgent({
+      serverId,
+      db: options.dobe,
+      region: options.region,
+      routerUrl: options.routerUrl,
+      routerToken: hvToken(serverId, options.region),
+      workMs: options.workMs,
+      routerRetryMs: { min: 50, max: options.retryMaxMs ?? 400 },
+      stats,
+    }),
+  );
+  return {
+    stats,
+    agents,
+    start: async () => void (await Promise.all(agents.map((a) => a.start()))),
+    close: async () => void (await Promise.all(agents.map((a) => a.close()))),
+  };
 }
