@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { StranglerError } from '../lib/errors.ts';
 import type { CutoverController } from '../proxy/cutover/controller.ts';
 import { loadDefaultPlan, type CutoverPlan, type Gate, type PlanStep } from '../proxy/cutover/plan.ts';
 import { advanceThrough } from './advance-step.ts';
@@ -139,4 +140,26 @@ export async function runLockdownStage(options: LockdownStageOptions): Promise<S
 
 function refused(options: { refusedTimeoutMs?: number }): { refusedTimeoutMs?: number } {
   return options.refusedTimeoutMs !== undefined ? { refusedTimeoutMs: options.refusedTimeoutMs } : {};
+}
+
+/**
+ * Waits until every Event Router and every Scheduler V2 replica reports
+ * Harpoon as its source (router_event_source{source="harpoon"},
+ * scheduler_v2_harpoon_mode): what event-writes at full means for them.
+ * Resolves with a summary, or rejects with DEMO_ERR_FOLLOWERS naming who
+ * did not follow within `timeoutMs`.
+ *
+ * @example
+ *   await waitForFollowers({ routerUrls, schedulerUrls, timeoutMs: 60_000 })   // '10/10 routers, 3/3 V2 replicas'
+ */
+export async function waitForFollowers(options: { routerUrls: readonly string[]; schedulerUrls: readonly string[]; timeoutMs?: number }): Promise<string> {
+  const deadline = Date.now() + (options.timeoutMs ?? 60_000);
+  for (;;) {
+    const routers = await scrapeSum(options.routerUrls, 'router_event_source', { source: 'harpoon' });
+    const replicas = await scrapeSum(options.schedulerUrls, 'scheduler_v2_harpoon_mode');
+    const summary = `${routers}/${options.routerUrls.length} routers, ${replicas}/${options.schedulerUrls.length} V2 replicas`;
+    if (routers >= options.routerUrls.length && replicas >= options.schedulerUrls.length) return summary;
+    if (Date.now() > deadline) throw new StranglerError('DEMO_ERR_FOLLOWERS', `event-writes is full but not every follower moved to Harpoon's stream: ${summary}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
 }

@@ -14,7 +14,7 @@ import { insertSeed } from '../legacy/seed/insert.ts';
 import { startLegacyStack } from '../legacy/stack.ts';
 import { advanceEventDelivery } from './event-router-stage.ts';
 import { demoPlan, runSchedulerV2Stage } from './scheduler-v2-stage.ts';
-import { harpoonPlanFeatures, runHarpoonStage, runLockdownStage } from './harpoon-stage.ts';
+import { harpoonPlanFeatures, runHarpoonStage, runLockdownStage, waitForFollowers } from './harpoon-stage.ts';
 import { validatePlan } from '../proxy/cutover/plan.ts';
 import { StranglerError } from '../lib/errors.ts';
 import type { Progress } from './progress.ts';
@@ -241,6 +241,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
             measure: () => runStage('harpoon', readingContext),
             harpoonUrls,
             adminUrl: er.adminUrl,
+            followersOnHarpoon: async () =>
+              waitForFollowers({ routerUrls: er.routers.routers().map((r) => r.url), schedulerUrls: (await stack!.schedulerV2?.start())?.urls ?? [] }),
           }),
         );
         if (withLockdown) {

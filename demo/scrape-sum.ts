@@ -7,15 +7,16 @@ import { parsePrometheusText } from '../proxy/cutover/prometheus.ts';
  *
  * @example
  *   await scrapeSum(routerUrls, 'router_events_delivered_total')
+ *   await scrapeSum(routerUrls, 'router_event_source', { source: 'harpoon' })   // routers on Harpoon's stream
  */
-export async function scrapeSum(urls: readonly string[], metric: string): Promise<number> {
+export async function scrapeSum(urls: readonly string[], metric: string, labels: Record<string, string> = {}): Promise<number> {
   const values = await Promise.all(
     urls.map(async (url) => {
       try {
         const res = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(5000) });
         if (!res.ok) return 0;
         return parsePrometheusText(await res.text())
-          .samples.filter((s) => s.name === metric)
+          .samples.filter((s) => s.name === metric && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
           .reduce((n, s) => n + s.value, 0);
       } catch {
         return 0;
