@@ -25,6 +25,7 @@ import { rankHosts, type RankOptions, type RankResult } from './rank.ts';
 import { createMembership } from './membership.ts';
 import { createHostScraper, type MetricsEndpoint } from './scraper.ts';
 import { isPolicy, POLICY_IDS, type PolicyId } from './scorers.ts';
+import type { HostRewind } from './rewind.ts';
 import { createShadow, type ShadowStats } from './shadow.ts';
 import { HostStore, type HostRecord, type HostReserved } from './state.ts';
 
@@ -289,9 +290,9 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
     return store;
   }
 
-  function candidatesFor(s: HostStore, regionId: number, now: number, inflightBefore?: number): HostCandidate[] {
+  function candidatesFor(s: HostStore, regionId: number, now: number, rewindOf?: (serverId: number) => HostRewind): HostCandidate[] {
     const hosts = scraper.hosts();
-    return s.hostsInRegion(regionId).map((h) => s.candidate(h, hosts.get(h.name), now, reserved, inflightBefore));
+    return s.hostsInRegion(regionId).map((h) => s.candidate(h, hosts.get(h.name), now, reserved, rewindOf?.(h.id)));
   }
 
   const waitedOnce = new Set<number>();
@@ -548,8 +549,8 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
   const shadow = createShadow({
     db,
     metrics,
-    rank: (regionId, request, before, userDroplets) =>
-      rankHosts(candidatesFor(store!, regionId, Date.now(), before), request, rankOptions({ verdicts: true, ...(userDroplets ? { userDroplets } : {}) })),
+    rank: (regionId, request, rewindOf, userDroplets) =>
+      rankHosts(candidatesFor(store!, regionId, Date.now(), rewindOf), request, rankOptions({ verdicts: true, ...(userDroplets ? { userDroplets } : {}) })),
     prepare: async () => {
       const s = await ensureLoaded();
       await scraper.ensureFresh(scrapeIntervalMs);

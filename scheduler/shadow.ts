@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import { loadUserDroplets } from './claims.ts';
 import type { SchedulerMetrics } from './metrics.ts';
 import type { RankRequest, RankResult } from './rank.ts';
+import { loadHostChanges, rewindTo, rewindUserDroplets, type HostChange, type HostRewind } from './rewind.ts';
 import type { HostStore } from './state.ts';
 
 export interface ShadowStats {
@@ -26,6 +27,8 @@ interface EventRow {
   memory: number | null;
   vcpus: number | null;
   disk: number | null;
+  /** When V1 placed it (available_at) or failed it (finished_at), ms on the database clock. */
+  decided_ms: number | string | null;
 }
 
 const PAGE = 1000;
@@ -33,9 +36,9 @@ const PAGE = 1000;
 /**
  * Shadow mode: for every create event Scheduler V1 decides, compute what V2
  * would have decided, write nothing, and count agreement. V2 judges with
- * its own view (metrics, ledger, busy list) as V1 saw it: busy events and
- * reservations from this event on are left out, since V1 placed them after
- * ranking this one.
+ * its own view (metrics, ledger, busy list) rewound to the moment V1
+ * decided (scheduler/rewind.ts): what was placed from that event on is left
+ * out — executed or not —, what finished since is put back.
  *
  * Categories of difference (label `category` of
  * scheduler_v2_shadow_decisions_total{result="differ"}):
@@ -52,12 +55,12 @@ export function createShadow(deps: {
   prepare(): Promise<HostStore>;
   /**
    * Re-reads the ledger (and busy lists) of these hosts: the ones V1 just
-   * placed on. The inventory's ledger is reloaded only every 30 s, while
-   * metrics lag an agent's execution by a scrape or two; without this, a
-   * host V1 filled a second ago looks emptier to V2 than it did to V1.
+   * placed on and every host a change since touched. The inventory's ledger
+   * is reloaded only every 30 s; the rewind undoes changes the ledger holds,
+   * so it must hold all of them.
    */
   reread(hostIds: number[]): Promise<void>;
-  rank(regionId: number, request: RankRequest, inflightBefore: number, userDroplets: ReadonlyMap<number, number> | undefined): RankResult;
+  rank(regionId: number, request: RankRequest, rewindOf: (serverId: number) => HostRewind, userDroplets: ReadonlyMap<number, number> | undefined): RankResult;
 }) {
   let cursor: number | undefined;
   const pending = new Set<number>();
@@ -69,7 +72,15 @@ export function createShadow(deps: {
       .leftJoin('droplets as d', 'd.id', 'e.droplet_id')
       .leftJoin('sizes as z', 'z.id', 'd.size_id')
       .where('e.type', 'create')
-      .select('e.id', 'e.server_id', 'e.status', 'e.region_id', 'e.droplet_id', 'e.claimed_by', 'd.customer_id', 'z.slug', 'z.memory', 'z.vcpus', 'z.disk');
+      .select('e.id', 'e.server_id', 'e.status', 'e.region_id', 'e.droplet_id', 'e.claimed_by', 'd.customer_id', 'z.slug', 'z.memory', 'z.vcpus', 'z.disk')
+      .select(deps.db.raw('ROUND(UNIX_TIMESTAMP(IF(e.server_id IS NULL, e.finished_at, e.available_at)) * 1000) AS decided_ms'));
+
+  /** Lowest id of an event that was still open when the last pass began: older ones cannot have changed since. */
+  let floor = 0;
+  const openFloor = async (): Promise<number | undefined> => {
+    const [row] = (await deps.db('events').whereIn('status', ['pending', 'running']).min('id as id')) as Array<{ id: number | string | null }>;
+    return row?.id === null || row?.id === undefined ? undefined : Number(row.id);
+  };
 
   const decided = (r: EventRow) => r.server_id !== null || r.status === 'error';
 
@@ -81,7 +92,7 @@ export function createShadow(deps: {
     deps.metrics.shadow.inc({ result, category });
   }
 
-  async function judge(rows: EventRow[]): Promise<void> {
+  async function judge(rows: EventRow[], changes: readonly HostChange[]): Promise<void> {
     if (rows.length === 0) return;
     const customers = [...new Set(rows.map((r) => r.customer_id).filter((c): c is number => c !== null))];
     const users = await loadUserDroplets(deps.db, customers);
@@ -89,16 +100,13 @@ export function createShadow(deps: {
       // Placed by a V2 replica (active mode somewhere), or not a droplet create: not V1's decision to judge.
       if (row.claimed_by !== null || row.slug === null) continue;
       const id = Number(row.id);
-      let userDroplets = row.customer_id === null ? undefined : users.get(row.customer_id);
-      if (userDroplets && row.server_id !== null && userDroplets.has(row.server_id)) {
-        // V1's own placement of this droplet is counted there now; V1 did not see it when ranking.
-        userDroplets = new Map(userDroplets);
-        userDroplets.set(row.server_id, userDroplets.get(row.server_id)! - 1);
-      }
+      // Unknown decision time (none recorded): judge as of now, leaving out only this event and later ones.
+      const moment = { event_id: id, at_ms: row.decided_ms === null ? Date.now() : Number(row.decided_ms) };
+      const userDroplets = rewindUserDroplets(row.customer_id === null ? undefined : users.get(row.customer_id), row.customer_id, changes, moment);
       const result = deps.rank(
         row.region_id,
         { event_id: id, customer_id: row.customer_id ?? undefined, region_id: row.region_id, size: { slug: row.slug, memory: Number(row.memory), vcpus: Number(row.vcpus), disk: Number(row.disk) } },
-        id,
+        rewindTo(changes, moment),
         userDroplets,
       );
       const v2Host = result.outcome === 'place' ? result.ranked[0]!.host.id : undefined;
@@ -126,10 +134,13 @@ export function createShadow(deps: {
         // Judge only what is decided from now on: the first pass records where the queue stands.
         const [row] = (await deps.db('events').max('id as max')) as Array<{ max: number | string | null }>;
         cursor = Number(row?.max ?? 0);
+        floor = Math.min((await openFloor()) ?? Infinity, cursor + 1);
         const waiting = (await deps.db('events').where({ type: 'create', status: 'pending' }).whereNull('server_id').select('id')) as Array<{ id: number | string }>;
         for (const w of waiting) pending.add(Number(w.id));
         return snapshot();
       }
+      const fromId = floor;
+      floor = Math.min((await openFloor()) ?? Infinity, cursor + 1);
       const toJudge: EventRow[] = [];
       for (;;) {
         const page = (await select().where('e.id', '>', cursor).orderBy('e.id').limit(PAGE)) as EventRow[];
@@ -156,8 +167,11 @@ export function createShadow(deps: {
         for (const id of ids.slice(i, i + PAGE)) if (!seen.has(id)) pending.delete(id);
       }
       toJudge.sort((a, b) => Number(a.id) - Number(b.id));
-      await deps.reread([...new Set(toJudge.map((r) => r.server_id).filter((id): id is number => id !== null))]);
-      await judge(toJudge);
+      const times = toJudge.map((r) => r.decided_ms).filter((t): t is number | string => t !== null).map(Number);
+      const changes = toJudge.length === 0 ? [] : await loadHostChanges(deps.db, times.length > 0 ? Math.min(...times) : Date.now(), fromId);
+      // After the changes are read: the ledger then holds every change the rewind undoes.
+      await deps.reread([...new Set([...toJudge.map((r) => r.server_id), ...changes.map((c) => c.server_id)].filter((id): id is number => id !== null))]);
+      await judge(toJudge, changes);
       return snapshot();
     },
   };

@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import { V1_BUSY_TYPES, type V1BusyType } from '../legacy/scheduler-v1/rank.ts';
 import type { HostCandidate } from './filters.ts';
 import type { HostMetrics } from './host-metrics.ts';
+import type { HostRewind } from './rewind.ts';
 
 /** An event of one of V1's busy types, pending or running on a host. */
 export interface InflightEvent {
@@ -158,31 +159,15 @@ export class HostStore {
    * The host as filters see it, right now. Memory/disk free is the lower of
    * what the agent last reported minus the creates it has not applied yet,
    * and what the ledger leaves of the allocatable capacity; vmcount counts
-   * those creates too.
+   * those creates too. With `rewind` (shadow mode), the host as it was at
+   * an earlier moment (scheduler/rewind.ts).
    */
-  candidate(
-    host: HostRecord,
-    metrics: HostMetrics | undefined,
-    nowMs: number,
-    reserved: HostReserved,
-    /** Ignore busy events with an id >= this (shadow mode judging what V1 saw). */
-    inflightBefore?: number,
-  ): HostCandidate {
+  candidate(host: HostRecord, metrics: HostMetrics | undefined, nowMs: number, reserved: HostReserved, rewind?: HostRewind): HostCandidate {
     let createMemory = 0;
     let createDisk = 0;
     let creates = 0;
-    // Creates left out (shadow mode) are still in the ledger: give their room back.
-    let excludedMemory = 0;
-    let excludedDisk = 0;
     const busy: Partial<Record<V1BusyType, number>> = {};
-    for (const e of host.inflight.values()) {
-      if (inflightBefore !== undefined && e.id >= inflightBefore) {
-        if (e.type === 'create') {
-          excludedMemory += e.memory;
-          excludedDisk += e.disk;
-        }
-        continue;
-      }
+    const count = (e: InflightEvent) => {
       if (e.type === 'create') {
         createMemory += e.memory;
         createDisk += e.disk;
@@ -190,11 +175,26 @@ export class HostStore {
       }
       const seen = busy[e.type];
       if (seen === undefined || e.id < seen) busy[e.type] = e.id;
+    };
+    const leftOut = (e: InflightEvent) => rewind !== undefined && (rewind.skip.has(e.id) || (e.id >= rewind.after_id && !rewind.placed_before.has(e.id)));
+    for (const e of host.inflight.values()) if (!leftOut(e)) count(e);
+    for (const e of rewind?.busy ?? []) if (!host.inflight.has(e.id)) count(e);
+    let memfree = metrics?.memfree_mb;
+    let diskfree = metrics?.diskfree_gb;
+    let vmcount = metrics?.vmcount ?? 0;
+    if (metrics && rewind) {
+      // Only what the agent had already reported is in its numbers.
+      for (const r of rewind.reported) {
+        if (r.at_ms > metrics.last_report_ms) continue;
+        memfree! += r.memory;
+        diskfree! += r.disk;
+        vmcount += r.vmcount;
+      }
     }
     const allocatableMemory = host.memory - reserved.memory;
     const allocatableDisk = host.disk - reserved.disk;
-    const ledgerMemory = allocatableMemory - host.used_memory + excludedMemory;
-    const ledgerDisk = allocatableDisk - host.used_disk + excludedDisk;
+    const ledgerMemory = allocatableMemory - host.used_memory + (rewind?.ledger_memory ?? 0);
+    const ledgerDisk = allocatableDisk - host.used_disk + (rewind?.ledger_disk ?? 0);
     return {
       id: host.id,
       name: host.name,
@@ -204,9 +204,9 @@ export class HostStore {
       allocatable_memory: allocatableMemory,
       allocatable_disk: allocatableDisk,
       cpus: metrics?.cpus ?? host.inventory_cpus,
-      vmcount: (metrics?.vmcount ?? 0) + creates,
-      memfree: metrics ? Math.min(metrics.memfree_mb - createMemory, ledgerMemory) : ledgerMemory,
-      diskfree_actual: metrics ? Math.min(metrics.diskfree_gb - createDisk, ledgerDisk) : ledgerDisk,
+      vmcount: Math.max(0, vmcount) + creates,
+      memfree: memfree !== undefined ? Math.min(memfree - createMemory, ledgerMemory) : ledgerMemory,
+      diskfree_actual: diskfree !== undefined ? Math.min(diskfree - createDisk, ledgerDisk) : ledgerDisk,
       error_count: metrics?.error_count ?? 0,
       state: metrics?.state ?? '',
       busy,
