@@ -94,18 +94,18 @@ export function rewindTo(changes: readonly HostChange[], moment: DecisionMoment)
   for (const c of changes) {
     const since = placedSince(c, moment);
     if (!since) placedBefore.add(c.id);
-    if (since) {
-      // Not the host's yet when V1 ranked: not busy, its room still free, its execution not yet on the host.
-      const r = of(c.server_id);
-      (r.skip as Set<number>).add(c.id);
+    else {
+      (of(c.server_id).skip as Set<number>).add(c.id);
       if (c.type === 'create') {
+        // Not the host's yet when V1 ranked: not busy, its room still free, its execution not yet on the host.
+        const r = of(c.server_id);
         if (inLedger(c)) {
           r.ledger_memory += c.memory;
           r.ledger_disk += c.disk;
         }
         if (c.finished_ms !== null) r.reported.push({ at_ms: c.finished_ms, memory: c.memory, disk: c.disk, vmcount: -1 });
+        continue;
       }
-      continue;
     }
     if (!finishedSince(c, moment)) continue;
     const r = of(c.server_id);
@@ -116,7 +116,7 @@ export function rewindTo(changes: readonly HostChange[], moment: DecisionMoment)
         r.ledger_disk -= c.disk;
       }
       r.reported.push({ at_ms: c.finished_ms!, memory: -c.memory, disk: -c.disk, vmcount: 1 });
-    } else if (BUSY.has(c.type)) {
+    } else if (!since && BUSY.has(c.type)) {
       // Busy when V1 ranked; a create's execution is undone in the metrics and counted as in flight again.
       r.busy.push({ id: c.id, type: c.type as V1BusyType, memory: c.type === 'create' ? c.memory : 0, disk: c.type === 'create' ? c.disk : 0 });
       if (c.type === 'create') r.reported.push({ at_ms: c.finished_ms!, memory: c.memory, disk: c.disk, vmcount: -1 });

@@ -110,4 +110,33 @@ describe('Scheduler V2 shadow parity on a 1,500-host region', () => {
     expect(stats.by_category).toEqual({});
     expect(stats).toMatchObject({ judged: 20, agree: 20, differ: 0 });
   });
+
+  it('puts back what a destroy finished after V1 decided: the emptied host was not free when V1 ranked', async () => {
+    await createRequest();
+    expect(names(await v1.runOnce())).toEqual(['nyc1-hv0021']);
+    await agentsExecute();
+    // Then the droplet on hv0005 is destroyed: hv0005 is as empty as hv0021 and has the lower id.
+    const droplet = (await t.db('droplets').where({ server_id: 5 }).first()) as { id: number };
+    await insertEvent(t.db, { type: 'destroy', region_id: 1, server_id: 5, droplet_id: droplet.id, status: 'running' });
+    await t.db.transaction(async (trx) => {
+      await trx('events').where({ type: 'destroy', droplet_id: droplet.id }).update({ status: 'done', finished_at: trx.raw('CURRENT_TIMESTAMP(3)') });
+      await trx('servers').where({ id: 5 }).update({ memfree: HOST.memfree, diskfree_actual: HOST.diskfree_actual, vmcount: 0 });
+      await trx('droplets').where({ id: droplet.id }).update({ status: 'archived' });
+    });
+    nyc1.set('nyc1-hv0005', { memfree_mb: HOST.memfree, diskfree_gb: HOST.diskfree_actual, vmcount: 0, last_report_ms: Date.now() + 1 });
+    const stats = await shadow.shadowOnce();
+    expect(stats.by_category).toEqual({});
+    expect(stats).toMatchObject({ judged: 21, agree: 21 });
+  });
+
+  it('still counts a real difference by category: the metrics say V1 host is erroring', async () => {
+    await createRequest();
+    // hv0005 is empty again: V1 takes it.
+    expect(names(await v1.runOnce())).toEqual(['nyc1-hv0005']);
+    await agentsExecute();
+    nyc1.set('nyc1-hv0005', { error_count: 5 });
+    const stats = await shadow.shadowOnce();
+    nyc1.set('nyc1-hv0005', { error_count: 0 });
+    expect(stats).toMatchObject({ judged: 22, agree: 21, differ: 1, by_category: { 'filtered-too-many-errors': 1 } });
+  });
 });
