@@ -191,6 +191,9 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
   const pool = createMysqlPool(options.db, poolSize);
   const harpoon: HarpoonClient | undefined = options.harpoon ? createHarpoonClient({ urls: options.harpoon.urls, token: options.harpoon.token }) : undefined;
   const stateSource = options.stateSource;
+  /** Until the state source has started (its server may come up after us), the state is read from MySQL. */
+  let stateStarted = false;
+  let stateRetryAt = 0;
 
   /** One stream per hypervisor: the Map is the whole per-agent cost (no per-agent timers). */
   const streams = new Map<number, Stream>();
@@ -217,6 +220,7 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
   let harpoonClaiming = false;
   let claimAgain = false;
   let polling = false;
+  let looping = false;
   let wakeAgain = false;
   let unsubscribeState: (() => void) | undefined;
   /** When the read that produced `state` started. */
@@ -381,7 +385,8 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
 
   /** With a state source: its current states (refreshed over HTTP when `fetch`); else one MySQL statement. */
   async function readStates(fetchNow: boolean): Promise<{ delivery: FeatureRowState; writes: FeatureRowState }> {
-    if (stateSource) {
+    if (stateSource && !stateStarted && Date.now() >= stateRetryAt) await startStateSource();
+    if (stateSource && stateStarted) {
       if (fetchNow) await stateSource.refresh();
       return { delivery: rowState(stateSource.get(EVENT_DELIVERY)), writes: rowState(stateSource.get(EVENT_WRITES)) };
     }
@@ -398,13 +403,25 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
         state = read.delivery;
         writes = read.writes;
         // A state source's memory is as fresh as its last read, not as this call.
-        stateSince = stateSource && !fetchNow ? (stateSource.lastReadAt?.getTime() ?? 0) : started;
+        stateSince = stateStarted && !fetchNow ? (stateSource?.lastReadAt?.getTime() ?? 0) : started;
         applyRouting();
       } finally {
         stateLoading = undefined;
       }
     })();
     return stateLoading;
+  }
+
+  /** A failed start is retried every 2 s from the poll; meanwhile the state comes from MySQL (same rows). */
+  async function startStateSource(): Promise<void> {
+    try {
+      await stateSource!.start();
+      stateStarted = true;
+      log.info('reading the cutover state from its state source');
+    } catch (err) {
+      if (stateRetryAt === 0) log.warn({ err: (err as Error).message }, 'the cutover state source is not reachable yet; reading the state from MySQL meanwhile');
+      stateRetryAt = Date.now() + 2000;
+    }
   }
 
   function routed(serverId: number): boolean {
@@ -779,7 +796,8 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
   }
 
   function wake(): void {
-    if (closed) return;
+    // Before start() runs the first poll there is nothing to wake (a source's first load emits changes too).
+    if (closed || !looping) return;
     if (polling) {
       wakeAgain = true;
       return;
@@ -789,7 +807,8 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
   }
 
   function loop(): void {
-    if (closed) return;
+    // One loop only: a second would switch sources concurrently with the first.
+    if (closed || polling) return;
     let full = false;
     polling = true;
     currentPoll = poll()
@@ -1046,10 +1065,10 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
           caches = await loadContextCaches(pool, regionId);
         }
         if (stateSource) {
-          await stateSource.start();
           unsubscribeState = stateSource.onChange((change) => {
             if (change.feature === EVENT_DELIVERY || change.feature === EVENT_WRITES) wake();
           });
+          await startStateSource();
         }
         await refreshState(false);
       } catch (err) {
@@ -1063,6 +1082,7 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
       heartbeat = setInterval(() => {
         for (const stream of streams.values()) write(stream, HEARTBEAT_FRAME);
       }, heartbeatMs);
+      looping = true;
       loop();
       log.info({ url: address.url, hypervisors: [...serverRegions.values()].filter((r) => r === region).length }, 'event router started');
       return address;

@@ -4,6 +4,9 @@ import { createHarpoonClient } from '../harpoon/client.ts';
 import type { Harpoon } from '../harpoon/create-harpoon.ts';
 import { lockdown } from '../harpoon/lockdown.ts';
 import { enableUserStatistics } from '../lib/metrics/user-statistics.ts';
+import { createHttpFeatureStateSource } from '../lib/cutover/http-state-source.ts';
+import { createCutoverAdmin } from '../proxy/cutover/admin.ts';
+import { validatePlan } from '../proxy/cutover/plan.ts';
 import { createCutoverStateReader } from '../proxy/cutover/state-store.ts';
 import { createEventRouter, type EventRouter } from '../router/event-router.ts';
 import { TEST_DB_SECRET, createTestDatabase, type TestDatabase } from './helpers/database.ts';
@@ -154,6 +157,39 @@ describe('the Event Router follows event-writes onto Harpoon and back', () => {
     } finally {
       stream.close();
       await router.close();
+    }
+  }, 60_000);
+
+  it('reads the state from MySQL until its HTTP state source answers, then only from it', async () => {
+    await setFeatureRouting(t.db, 'event-writes', { mode: 'full' });
+    const port = await freePort();
+    const token = 'router-follower-token-0123456789';
+    const router = createEventRouter({
+      db: t.service('event_router'),
+      region: region.slug,
+      secret: TEST_DB_SECRET,
+      pollIntervalMs: 50,
+      port: 0,
+      harpoon: { urls, token: HARPOON_TOKEN },
+      stateSource: createHttpFeatureStateSource({ url: `http://127.0.0.1:${port}`, token, intervalMs: 100 }),
+    });
+    await router.start();
+    const plan = validatePlan({ version: 1, features: { 'event-writes': { steps: [{ name: 'full', mode: 'full', soak_seconds: 0, gates: [] }] } } });
+    const admin = createCutoverAdmin({ db: t.service('proxy'), tokens: { router: token }, services: {}, plan, watch: false, stateIntervalMs: 50, port });
+    try {
+      await waitFor(async () => router.stats().source === 'harpoon');
+      expect(await metric(router, 'router_db_queries_total{query="state"}')).toBeGreaterThan(0);
+      await admin.start();
+      await sleep(2500);
+      const reads = await metric(router, 'router_db_queries_total{query="state"}');
+      await sleep(1000);
+      expect(await metric(router, 'router_db_queries_total{query="state"}')).toBe(reads);
+      // A rollback reaches it over HTTP.
+      await setFeatureRouting(t.db, 'event-writes', { mode: 'legacy' });
+      await waitFor(async () => router.stats().source === 'mysql');
+    } finally {
+      await router.close();
+      await admin.close();
     }
   }, 60_000);
 
