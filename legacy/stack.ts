@@ -200,10 +200,24 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
     const schedulerUrls: string[] = [];
     if (options.eventRouter) {
       const er = options.eventRouter;
-      const supervisor = createRouterSupervisor({ regions: er.regions, db: as('event_router'), secret: options.secret, pollIntervalMs: er.pollIntervalMs ?? 1000, logger });
-      started.push(supervisor);
-      const routers = await supervisor.start();
-      const byRegion = Object.fromEntries(routers.map((r) => [r.region, [r.url]]));
+      // The routers read their cutover state from the admin over HTTP (no MySQL poll), so the admin is up
+      // before them; their ports are chosen first so the proxy's routes and the admin's gates can name them.
+      const routerPorts: Record<string, number> = {};
+      for (const region of er.regions) routerPorts[region] = await freePort();
+      const routerUrls = er.regions.map((region) => `http://127.0.0.1:${routerPorts[region]}`);
+      const adminPort = options.ports?.admin || (await freePort());
+      const adminUrl = `http://127.0.0.1:${adminPort}`;
+      const followerToken = randomBytes(24).toString('base64url');
+      const supervisor = createRouterSupervisor({
+        regions: er.regions,
+        ports: routerPorts,
+        db: as('event_router'),
+        secret: options.secret,
+        pollIntervalMs: er.pollIntervalMs ?? 1000,
+        logger,
+        ...(harpoon ? { harpoon: { urls: harpoon.urls, token: harpoon.tokens.router }, state: { url: adminUrl, token: followerToken } } : {}),
+      });
+      const byRegion = Object.fromEntries(er.regions.map((region, i) => [region, [routerUrls[i]!]]));
       const routes: RouteTable = {
         // With Harpoon, customers reach Cloud through the proxy too: event-reads moves their action reads.
         ...(harpoon ? publicRoutes({ cloud: [cloudAddress.url], harpoon: harpoon.urls }) : {}),
@@ -230,9 +244,6 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
       started.push(proxy);
       const proxyAddress = await proxy.start();
       // The admin serves the cluster's aggregated proxy_* series on its /metrics: the gates read the proxy there.
-      const adminPort = options.ports?.admin || (await freePort());
-      const adminUrl = `http://127.0.0.1:${adminPort}`;
-      const followerToken = randomBytes(24).toString('base64url');
       // The lockdown step REVOKEs and GRANTs: only the server's admin account may, so it gets a pool of its own.
       const grantor = harpoon ? createKnex({ ...options.server, database: options.database }, { poolMin: 0, poolMax: 1, connectTimeoutMs: 60_000 }) : undefined;
       if (grantor) started.push({ close: () => grantor.destroy() });
@@ -242,7 +253,7 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
         ...(grantor ? { effects: { lockdown: createLockdownEffect({ admin: grantor, database: options.database }) } } : {}),
         services: {
           proxy: adminUrl,
-          router: routers.map((r) => r.url),
+          router: routerUrls,
           monitor: monitorAddress.url,
           ...(options.schedulerV2 ? { scheduler: schedulerUrls } : {}),
           ...(harpoon ? { harpoon: harpoon.urls } : {}),
@@ -257,6 +268,8 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
       });
       await admin.start();
       started.push(admin);
+      started.push(supervisor);
+      const routers = await supervisor.start();
       eventRouter = { routers: supervisor, proxy, proxyUrl: proxyAddress.url, adminUrl, controller: admin.controller, followerToken };
       if (er.dashboard) {
         dashboard = createDashboardCollector({ intervalMs: er.dashboard.intervalMs, logger, sources: [{ job: 'monitor', url: monitorAddress.url }, { job: 'proxy-admin', url: adminUrl }, { job: 'cloud', url: cloudAddress.url }, ...routers.map((r) => ({ job: 'event-router', url: r.url })), ...(harpoon?.urls ?? []).map((url) => ({ job: 'harpoon', url }))] });

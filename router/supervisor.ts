@@ -18,6 +18,8 @@ export interface RouterSupervisorOptions {
   /** Every router reads its cutover state from the cutover admin over HTTP. */
   state?: RouterStateSettings;
   host?: string;
+  /** Region → port, chosen by the caller (so the proxy's routes can name the routers before they start); others get free ports. */
+  ports?: Readonly<Record<string, number>>;
   logger?: Logger;
   /** Wait before restarting a router that died (default 200 ms; doubles, up to 5 s, while it keeps dying). */
   restartDelayMs?: number;
@@ -68,6 +70,7 @@ export function createRouterSupervisor(options: RouterSupervisorOptions): Router
     component: 'event-router',
     names: options.regions,
     host,
+    ...(options.ports ? { ports: options.ports } : {}),
     ...(options.logger ? { logger: options.logger } : {}),
     ...(options.restartDelayMs !== undefined ? { restartDelayMs: options.restartDelayMs } : {}),
     ...(options.stopTimeoutMs !== undefined ? { stopTimeoutMs: options.stopTimeoutMs } : {}),

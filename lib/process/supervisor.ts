@@ -18,6 +18,8 @@ export interface ProcessSupervisorOptions {
   /** Starts `name`'s process on `port`; `ports` maps every name to its port (peers find each other through it). */
   spawn(name: string, port: number, ports: ReadonlyMap<string, number>): Promise<ServiceProcess>;
   host?: string;
+  /** Ports chosen by the caller (name → port), e.g. so others can be told the URLs before start(); the rest get free ports. */
+  ports?: Readonly<Record<string, number>>;
   logger?: Logger;
   /** For log lines: "harpoon", "scheduler-v2". */
   component: string;
@@ -120,7 +122,7 @@ export function createProcessSupervisor(options: ProcessSupervisorOptions): Proc
   return {
     async start() {
       for (const name of options.names) {
-        const port = await freePort(host);
+        const port = options.ports?.[name] ?? (await freePort(host));
         ports.set(name, port);
         slots.push({ name, port, url: `http://${host}:${port}`, backoff: restartDelayMs });
       }
