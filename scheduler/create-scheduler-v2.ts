@@ -5,8 +5,8 @@ import type { Knex } from 'knex';
 import { Registry } from 'prom-client';
 import { HOST_RESERVED } from '../legacy/seed/catalog.ts';
 import { V1_DEFAULT_OVERCOMMIT } from '../legacy/scheduler-v1/rank.ts';
-import { readScheduling, schedulingMoved } from '../lib/cutover/scheduling.ts';
-import type { FeatureRowState } from '../lib/cutover/feature-row.ts';
+import { createHarpoonClient } from '../harpoon/client.ts';
+import { schedulingMoved } from '../lib/cutover/scheduling.ts';
 import type { Routing } from '../lib/cutover/types.ts';
 import type { DbConfig } from '../lib/db/config.ts';
 import { createKnex } from '../lib/db/knex.ts';
@@ -14,13 +14,16 @@ import { invalidOption, StranglerError } from '../lib/errors.ts';
 import { createHttpService, type HttpService } from '../lib/http/service-server.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
 import { loadCatalog, type Catalog } from './catalog.ts';
-import { claimEvents, loadClaimed, loadUserDroplets, releaseEvents, type ClaimedEvent } from './claims.ts';
+import { harpoonBackend, mysqlBackend, type BackendRound, type Failure, type PlacementBackend } from './backend.ts';
+import { loadUserDroplets, type ClaimedEvent } from './claims.ts';
+import { createCutoverFollower, readFollowed, type SchedulerStateSource } from './cutover-follow.ts';
+import { createHarpoonFeed, type HarpoonFeed } from './harpoon-feed.ts';
 import { schedulerError } from './errors.ts';
 import { summarize, type ConflictNote } from './explain.ts';
 import { selectFilters, type FilterPlugin, type HostCandidate, type SizeSpec } from './filters.ts';
 import { createSchedulerRouter, type ExplainInput, type ExplainResult } from './http.ts';
 import { createSchedulerMetrics, type DecisionOutcome } from './metrics.ts';
-import { commitRound, failEvents, recordDecisions, type CommitFence, type DecisionRow, type PlacementIntent } from './placement.ts';
+import type { CommitFence, DecisionRow, PlacementIntent } from './placement.ts';
 import { rankHosts, type RankOptions, type RankResult } from './rank.ts';
 import { createMembership } from './membership.ts';
 import { createHostScraper, type MetricsEndpoint } from './scraper.ts';
@@ -50,6 +53,18 @@ export interface SchedulerV2Options {
    * (default 500 ms); `true` for the defaults.
    */
   followCutover?: boolean | { intervalMs?: number };
+  /**
+   * Harpoon replicas and a service token. With it the replica follows `event-writes`: at full its
+   * queue is Harpoon's stream and it places by setStatus (no statement on `events`); below full it
+   * works over MySQL. Without it, at event-writes full a following replica places nothing.
+   */
+  harpoon?: { urls: string[]; token: string };
+  /**
+   * Where the followed cutover state (`scheduling`, `event-writes`) is read from instead of MySQL,
+   * e.g. createHttpFeatureStateSource (lib/cutover/http-state-source.ts). The replica starts and
+   * closes it. The commit fences still read the rows under a lock in their transaction.
+   */
+  stateSource?: SchedulerStateSource;
   /** Unique per replica; stored as events.claimed_by and in decisions. */
   replicaId?: string;
   /** Events claimed per batch. Default 100. */
@@ -110,6 +125,8 @@ export interface SchedulerV2 {
   placeOnce(): Promise<EventDecision[]>;
   /** With followCutover: the `scheduling` routing as last read (undefined before the first read). */
   cutoverRouting(): Routing | undefined;
+  /** Whether the replica takes its queue from and places through Harpoon (event-writes full). */
+  harpoonMode(): boolean;
   /** Shadow mode: judges the events V1 decided since the last call. */
   shadowOnce(): Promise<ShadowStats>;
   /** The filter/score breakdown for a hypothetical request; writes nothing. */
@@ -186,6 +203,16 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
   const follow = options.followCutover
     ? { intervalMs: positive('followCutover.intervalMs', typeof options.followCutover === 'object' ? options.followCutover.intervalMs : undefined, 500) }
     : undefined;
+  if (options.harpoon !== undefined) {
+    const { urls, token } = options.harpoon;
+    if (!Array.isArray(urls) || urls.length === 0 || !urls.every((u) => typeof u === 'string' && /^https?:\/\//.test(u))) {
+      throw invalidOption('harpoon.urls', '(redacted)', 'a non-empty list of http:// or https:// URLs');
+    }
+    if (typeof token !== 'string' || token.length < 16) throw invalidOption('harpoon.token', '(redacted)', 'a service token of at least 16 characters');
+  }
+  if (options.stateSource !== undefined && (typeof options.stateSource.get !== 'function' || typeof options.stateSource.start !== 'function')) {
+    throw invalidOption('stateSource', '(object)', 'a feature state source with start(), close() and get(feature)');
+  }
   const replicaId = options.replicaId ?? `v2-${hostname().slice(0, 30)}-${process.pid}-${randomBytes(3).toString('hex')}`;
   if (typeof replicaId !== 'string' || replicaId.length === 0 || replicaId.length > 64) {
     throw invalidOption('replicaId', replicaId, 'a string of 1 to 64 characters');
@@ -241,24 +268,100 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
   for (const outcome of ['placed', 'wait', 'fail', 'conflict-exhausted', 'claim-lost', 'handed-back'] as const) metrics.decisions.inc({ outcome }, 0);
   for (const kind of ['generation', 'capacity', 'lock'] as const) metrics.conflicts.inc({ kind }, 0);
 
-  let cutover: { state: FeatureRowState; at: number } | undefined;
-  /** The `scheduling` state, re-read at most every follow.intervalMs (the commit fence reads it fresh anyway). */
-  async function schedulingState(): Promise<FeatureRowState> {
-    if (!cutover || Date.now() - cutover.at >= follow!.intervalMs) cutover = { state: await readScheduling(db), at: Date.now() };
-    return cutover.state;
+  const harpoonClient = options.harpoon ? createHarpoonClient({ urls: options.harpoon.urls, token: options.harpoon.token }) : undefined;
+  // The loop follows `scheduling` (followCutover) and `event-writes` (a Harpoon is configured): from the
+  // state source when given, else from MySQL at most every intervalMs.
+  const following = Boolean(follow || harpoonClient);
+  const follower = createCutoverFollower(db, { intervalMs: follow?.intervalMs ?? 500, ...(options.stateSource ? { source: options.stateSource } : {}) });
+  async function schedulingState(): Promise<{ routing: Routing }> {
+    return { routing: (await follower.read()).scheduling };
   }
   /** The regions of `ids` that a routing hands to V2: none in legacy and shadow. */
   const movedOf = (routing: Routing, ids: number[]) => ids.filter((id) => schedulingMoved(routing, catalog!.regionById.get(id) ?? ''));
+  /** Why the last fence refused: the scheduling cutover took the region back, or event-writes went to full. */
+  let fenceReason: 'scheduling' | 'event-writes' | undefined;
   // Every commit re-reads the state under a shared lock: a placement commits either before a switch
-  // (and the other scheduler sees it) or after it (and only if its region is still V2's).
-  const fence: CommitFence | undefined = follow
-    ? async (trx) => {
-        const state = await readScheduling(trx, { lock: true });
-        cutover = { state, at: Date.now() };
-        const inScope = regionIds ? new Set(regionIds) : undefined;
-        return (id) => (!inScope || inScope.has(id)) && movedOf(state.routing, [id]).length === 1;
+  // (and the other side sees it) or after it (and only if it is still allowed). Direct placements
+  // (MySQL mode) also need event-writes below full: after the switch to full a follower reads through
+  // Harpoon and would never see a direct write. Harpoon-mode reservations check scheduling only.
+  const makeFence =
+    (direct: boolean): CommitFence =>
+    async (trx) => {
+      const state = await readFollowed(trx, { lock: true });
+      follower.remember(state);
+      fenceReason = undefined;
+      if (direct && state.eventWrites.mode === 'full') {
+        fenceReason = 'event-writes';
+        return () => false;
       }
-    : undefined;
+      if (!follow) return () => true;
+      const inScope = regionIds ? new Set(regionIds) : undefined;
+      return (id) => {
+        const ok = (!inScope || inScope.has(id)) && movedOf(state.scheduling, [id]).length === 1;
+        if (!ok) fenceReason = 'scheduling';
+        return ok;
+      };
+    };
+  const directFence = following ? makeFence(true) : undefined;
+  const harpoonFence = follow ? makeFence(false) : undefined;
+
+  let feed: HarpoonFeed | undefined;
+  let startInHarpoonMode = false;
+  let feedKey = '';
+  let warnedNoHarpoon = false;
+  let mysql: PlacementBackend | undefined;
+  let viaHarpoon: PlacementBackend | undefined;
+  function currentBackend(): PlacementBackend {
+    if (feed) {
+      viaHarpoon ??= harpoonBackend({ db, client: harpoonClient!, feed, replicaId, leaseMs, waitRetryMs, reserved, policy, ...(harpoonFence ? { fence: harpoonFence } : {}) });
+      return viaHarpoon;
+    }
+    mysql ??= mysqlBackend({ db, replicaId, leaseMs, reserved, store: () => store!, ...(directFence ? { fence: directFence } : {}) });
+    return mysql;
+  }
+  let wake: () => void = () => {};
+  const sizeOfArgs = (args: unknown) => {
+    const slug = args && typeof args === 'object' ? (args as { size?: unknown }).size : undefined;
+    return typeof slug === 'string' ? catalog?.sizeBySlug.get(slug) : undefined;
+  };
+  /**
+   * Harpoon mode on (event-writes full) or off. On: busy lists move to the stream, the queue is a
+   * catch-up read plus the stream from its cursor. The feed is rebuilt when the scheduling routing
+   * changes (regions V1 handed over may hold its direct placements, which Harpoon's log lacks).
+   */
+  async function setHarpoonMode(on: boolean, key: string): Promise<void> {
+    if (feed && (!on || key !== feedKey)) {
+      feed.close();
+      feed = undefined;
+      viaHarpoon = undefined;
+      store?.useInflightSource('events');
+      metrics.harpoonMode.set(0);
+      log.info({ on }, on ? 'scheduling routing changed: Harpoon feed rebuilt' : 'event-writes below full: placing over MySQL again');
+    }
+    if (!on || feed) return;
+    const s = await ensureLoaded();
+    const slugs = (regionIds ?? catalog!.regions.map((r) => r.id)).map((id) => catalog!.regionById.get(id)!);
+    s.useInflightSource('external');
+    const next = createHarpoonFeed({
+      client: harpoonClient!,
+      regions: slugs,
+      onBusy: (e) => s.applyBusy(e, sizeOfArgs(e.args)),
+      onReset: () => s.clearInflight(),
+      onQueued: () => wake(),
+      logger: log,
+    });
+    try {
+      await next.start();
+    } catch (err) {
+      next.close();
+      s.useInflightSource('events');
+      throw err;
+    }
+    feed = next;
+    feedKey = key;
+    metrics.harpoonMode.set(1);
+    log.info({ regions: slugs }, 'event-writes full: queue and placements through Harpoon');
+  }
 
   const rankOptions = (overrides: Partial<RankOptions> = {}): RankOptions => ({ filters, policy, overcommit, maxStalenessMs, ...overrides });
 
@@ -283,6 +386,8 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
     }
     if (!store || Date.now() - inventoryLoadedAt > inventoryRefreshMs) {
       const next = store ?? new HostStore(db, regionIds);
+      // Started at event-writes full: the busy lists come from the feed, never from `events`.
+      if (!store && startInHarpoonMode) next.useInflightSource('external');
       await next.loadAll();
       store = next;
       inventoryLoadedAt = Date.now();
@@ -332,26 +437,25 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
       claimScope = scope = movedOf((await schedulingState()).routing, scope);
       if (scope.length === 0) return [];
     }
+    const backend = currentBackend();
+    // Harpoon mode reads the live replicas only when there is work (the heartbeat timer only writes).
+    if (feed) await membership.refresh();
     const preferred = membership.preferred(scope);
     const shared = preferred.length > 0 && preferred.length < scope.length;
-    let ids = await claimEvents(db, replicaId, { limit: batchSize, leaseMs, regionIds: shared ? preferred : claimScope });
-    if (ids.length === 0 && shared) ids = await claimEvents(db, replicaId, { limit: batchSize, leaseMs, regionIds: claimScope, olderThanMs: helpAfterMs });
+    const taken = await backend.take({ limit: batchSize, scope: claimScope, ...(shared ? { preferred } : {}), helpAfterMs });
+    const events = taken.events;
     phase('claim', mark);
-    if (ids.length === 0) return [];
+    if (events.length === 0 && taken.decided.length === 0) return [];
     const endBatch = metrics.rounds.startTimer();
-    metrics.claimed.inc(ids.length);
-    const claimedAt = performance.now();
-    log.debug({ events: ids.length }, 'claimed');
+    metrics.claimed.inc(events.length + taken.decided.length);
+    log.debug({ events: events.length, finished: taken.decided.length, backend: backend.kind }, 'claimed');
     if (options.faults?.pauseAfterClaimMs) await sleep(options.faults.pauseAfterClaimMs);
-    mark = performance.now();
-    const events = await loadClaimed(db, ids, claimedAt);
-    phase('load', mark);
     mark = performance.now();
     await scraper.ensureFresh(scrapeIntervalMs);
     phase('scrape', mark);
     mark = performance.now();
     const batchRegions = [...new Set(events.map((e) => e.region_id))];
-    await s.refreshInflight(batchRegions);
+    await backend.refreshBusy(batchRegions);
     phase('busy', mark);
     mark = performance.now();
     const customers = [...new Set(events.map((e) => e.customer_id).filter((c): c is number => c !== null))];
@@ -359,8 +463,9 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
     const userDroplets = await loadUserDroplets(db, customers, pairs);
     phase('users', mark);
 
-    const out: EventDecision[] = [];
-    const failures: Array<{ event_id: number; region_id: number; droplet_id: number | null; decision: DecisionRow }> = [];
+    const out: EventDecision[] = taken.decided.map((d) => ({ ...d, attempts: 1, conflicts: [] }));
+    for (const d of taken.decided) if (d.outcome === 'placed') metrics.placements.inc({ policy });
+    const failures: Failure[] = [];
     const waits: number[] = [];
     const waitRows: DecisionRow[] = [];
     let work: Work[] = [];
@@ -460,11 +565,11 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
       if (intents.length === 0) break;
 
       if (options.faults?.pauseBeforeCommitMs) await sleep(options.faults.pauseBeforeCommitMs);
-      let result: Awaited<ReturnType<typeof commitRound>>;
+      let result: BackendRound;
       let lockFailure = false;
       const commitStarted = performance.now();
       try {
-        result = await commitRound(db, replicaId, intents, reserved, fence);
+        result = await backend.commit(intents);
       } catch (err) {
         if (!isLockFailure(err)) {
           for (const i of intents) unbook(i);
@@ -485,16 +590,25 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
         if (Number.isFinite(i.work.event.created_ms)) metrics.queueSeconds.observe(Math.max(0, Date.now() - i.work.event.created_ms) / 1000);
         out.push({ event_id: i.event_id, outcome: 'placed', server_id: i.server_id, server_name: i.host.name, score: i.decision.score ?? undefined, attempts: i.work.attempts, conflicts: i.work.conflicts, summary: i.decision.summary });
       }
-      for (const id of committedHosts) s.byId.get(id)!.generation += 1;
+      for (const id of result.swappedHosts ?? committedHosts) s.byId.get(id)!.generation += 1;
+      for (const i of (result.unconfirmed ?? []) as typeof intents) {
+        // The reservation stands (the ledger counts it); the next batch that meets the event finishes it.
+        out.push({ event_id: i.event_id, outcome: 'wait', server_id: i.server_id, server_name: i.host.name, attempts: i.work.attempts, conflicts: i.work.conflicts, summary: `reserved on ${i.host.name}; Harpoon did not confirm the placement yet: retried.` });
+      }
       for (const i of result.lost as typeof intents) {
         unbook(i);
         out.push({ event_id: i.event_id, outcome: 'claim-lost', attempts: i.work.attempts, conflicts: i.work.conflicts, summary: 'lease lost: the event was claimed by another replica or changed before the commit.' });
       }
+      const byEventWrites = fenceReason === 'event-writes';
       for (const i of result.fenced as typeof intents) {
         unbook(i);
-        out.push({ event_id: i.event_id, outcome: 'handed-back', attempts: i.work.attempts, conflicts: i.work.conflicts, summary: 'handed back: the scheduling cutover gave this region back to Scheduler V1 before the commit.' });
+        const summary = byEventWrites
+          ? 'handed back: event-writes went to full before the commit; the event is placed through Harpoon.'
+          : 'handed back: the scheduling cutover gave this region back to Scheduler V1 before the commit.';
+        out.push({ event_id: i.event_id, outcome: 'handed-back', attempts: i.work.attempts, conflicts: i.work.conflicts, summary });
       }
-      await releaseEvents(db, replicaId, result.fenced.map((i) => i.event_id), 0);
+      // After event-writes went to full no direct write to events may follow: the leases just expire.
+      if (!byEventWrites) await backend.release(result.fenced.map((i) => i.event_id), 0);
       const conflicted = result.conflicted as typeof intents;
       if (conflicted.length === 0) break;
       const expected = new Map(conflicted.map((i) => [i.server_id, i.expected_generation]));
@@ -504,7 +618,7 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
       for (const i of conflicted) for (const id of i.work.lastRanked) reread.add(id);
       mark = performance.now();
       await s.reread([...reread]);
-      await s.refreshInflight(batchRegions);
+      await backend.refreshBusy(batchRegions);
       phase('reread', mark);
       for (const hostId of result.conflictedHosts) {
         const kind = lockFailure ? 'lock' : s.byId.get(hostId)!.generation !== expected.get(hostId) ? 'generation' : 'capacity';
@@ -521,13 +635,13 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
           work.push(i.work);
         }
       }
-      await releaseEvents(db, replicaId, handBack, 0);
+      await backend.release(handBack, 0);
     }
 
     mark = performance.now();
-    await releaseEvents(db, replicaId, waits, waitRetryMs);
-    await recordDecisions(db, waitRows);
-    const failed = new Set(await failEvents(db, replicaId, failures, fence));
+    await backend.release(waits, waitRetryMs);
+    await backend.recordWaits(waitRows);
+    const failed = new Set(await backend.fail(failures));
     phase('finish', mark);
     for (const f of failures) {
       if (!failed.has(f.event_id)) {
@@ -542,7 +656,7 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
     }
     endBatch();
     const example = out.find((d) => d.outcome !== 'placed');
-    log.debug({ claimed: ids.length, rounds, outcomes: tally, ms: phases, preferred, ...(example ? { example: example.summary } : {}) }, 'batch');
+    log.debug({ claimed: events.length + taken.decided.length, rounds, outcomes: tally, ms: phases, preferred, ...(example ? { example: example.summary } : {}) }, 'batch');
     return out;
   }
 
@@ -626,18 +740,42 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
   let stopped = false;
   let closing: Promise<void> | undefined;
 
+  let sleeping = false;
+
+  /** What the followed cutover state says to do now, then a batch; returns the number of decisions. */
+  async function followPass(): Promise<number> {
+    const state = await follower.read();
+    const toHarpoon = state.eventWrites.mode === 'full';
+    if (toHarpoon && !harpoonClient) {
+      // A direct placement now would be invisible to everyone reading through Harpoon.
+      if (!warnedNoHarpoon) log.warn('event-writes is full but this replica has no harpoon option: it places nothing');
+      warnedNoHarpoon = true;
+      return 0;
+    }
+    warnedNoHarpoon = false;
+    await setHarpoonMode(toHarpoon, follow ? JSON.stringify(state.scheduling) : '');
+    const routingMode = follow ? state.scheduling.mode : mode === 'shadow' ? 'shadow' : 'full';
+    if (routingMode === 'legacy') return 0;
+    if (routingMode === 'shadow') {
+      // Shadow passes read V1's decisions from `events`: none in Harpoon mode.
+      if (!feed) await shadow.once();
+      return 0;
+    }
+    if (feed) {
+      // Nothing due: no batch, so not a single statement.
+      const scope = new Set(follow ? movedOf(state.scheduling, regionIds ?? catalog!.regions.map((r) => r.id)) : (regionIds ?? catalog!.regions.map((r) => r.id)));
+      if (!feed.hasDue((q) => scope.has(q.event.region_id))) return 0;
+    }
+    return (await placeBatch()).length;
+  }
+
   function loop(): void {
     if (stopped) return;
+    sleeping = false;
     let next = pollIntervalMs;
-    const work: Promise<unknown> = follow
-      ? serial(async () => {
-          const { routing } = await schedulingState();
-          if (routing.mode === 'legacy') return;
-          if (routing.mode === 'shadow') {
-            await shadow.once();
-            return;
-          }
-          if ((await placeBatch()).length >= batchSize) next = 0;
+    const work: Promise<unknown> = following
+      ? serial(followPass).then((n) => {
+          if (n >= batchSize) next = 0;
         })
       : mode === 'shadow'
         ? serial(() => shadow.once())
@@ -655,9 +793,18 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
         },
       )
       .finally(() => {
-        if (!stopped) timer = setTimeout(loop, next);
+        if (stopped) return;
+        timer = setTimeout(loop, next);
+        sleeping = true;
       });
   }
+  // Harpoon mode: a new event wakes the loop at once (a few ms, so that a burst makes one batch).
+  wake = () => {
+    if (!sleeping || stopped) return;
+    sleeping = false;
+    clearTimeout(timer);
+    timer = setTimeout(loop, 2);
+  };
 
   return {
     replicaId,
@@ -665,14 +812,18 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
     placeOnce: () => serial(placeBatch),
     shadowOnce: () => serial(() => shadow.once()),
     shadowStats: () => shadow.stats(),
-    cutoverRouting: () => cutover?.state.routing,
+    cutoverRouting: () => follower.last()?.scheduling,
+    harpoonMode: () => feed !== undefined,
     explain,
     async start() {
+      if (options.stateSource) await options.stateSource.start();
+      if (harpoonClient) startInHarpoonMode = (await follower.read()).eventWrites.mode === 'full';
       await serial(ensureLoaded);
       await membership.beat(true);
       // On its own timer: a slow batch must not make this replica look dead to the others.
+      // In Harpoon mode it only writes: the live replicas are read when a batch needs them.
       heartbeatTimer = setInterval(() => {
-        membership.beat(true).catch((err: Error) => log.warn({ err: err.message }, 'heartbeat failed'));
+        membership.beat(true, !feed).catch((err: Error) => log.warn({ err: err.message }, 'heartbeat failed'));
       }, heartbeatMs);
       heartbeatTimer.unref();
       await scraper.scrapeNow();
@@ -690,6 +841,8 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
         clearInterval(heartbeatTimer);
         scraper.close();
         await pass;
+        feed?.close();
+        await options.stateSource?.close();
         await http?.close();
         if (heartbeatTimer) await membership.leave().catch((err: Error) => log.warn({ err: err.message }, 'could not remove the heartbeat row; it expires by itself'));
         if (ownsDb) await db.destroy();

@@ -25,6 +25,11 @@ export function createSchedulerMetrics(registry: Registry, sources: { endpoints:
     labelNames: ['outcome'],
     registers,
   });
+  const harpoonMode = new Gauge({
+    name: 'scheduler_v2_harpoon_mode',
+    help: '1 while the replica takes its queue from Harpoon and places through it (event-writes full), 0 while it works over MySQL.',
+    registers,
+  });
   const claimed = new Counter({
     name: 'scheduler_v2_claimed_events_total',
     help: 'Create events leased by this replica (an event that waits is claimed again later).',
@@ -82,7 +87,7 @@ export function createSchedulerMetrics(registry: Registry, sources: { endpoints:
     labelNames: ['result', 'category'],
     registers,
   });
-  return { placements, conflicts, decisions, claimed, latency, queueSeconds, rounds, scrapeSeconds, shadow };
+  return { placements, conflicts, decisions, claimed, harpoonMode, latency, queueSeconds, rounds, scrapeSeconds, shadow };
 }
 
 export type SchedulerMetrics = ReturnType<typeof createSchedulerMetrics>;

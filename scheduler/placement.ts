@@ -109,43 +109,11 @@ export async function commitRound(db: Knex, replica: string, all: PlacementInten
       const conflictedHosts: number[] = [];
       if (byHost.size > 0) {
         const hostIds = [...byHost.keys()].sort((a, b) => a - b);
-        const locked = (await trx.raw(
-          `SELECT s.id, s.generation, s.memory, s.disk,
-                  (SELECT COALESCE(SUM(z.memory), 0) FROM droplets d JOIN sizes z ON z.id = d.size_id
-                    WHERE d.server_id = s.id AND d.status NOT IN ('archived', 'error')) AS used_memory,
-                  (SELECT COALESCE(SUM(z.disk), 0) FROM droplets d JOIN sizes z ON z.id = d.size_id
-                    WHERE d.server_id = s.id AND d.status NOT IN ('archived', 'error')) AS used_disk
-             FROM servers s WHERE s.id IN (${hostIds.map(() => '?').join(',')}) ORDER BY s.id FOR UPDATE`,
-          hostIds,
-        )) as [Array<{ id: number; generation: number | string; memory: number; disk: number; used_memory: number | string; used_disk: number | string }>];
-        const rows = new Map(locked[0].map((r) => [r.id, r]));
-        const winners: Array<[number, number]> = [];
-        for (const serverId of hostIds) {
-          const group = byHost.get(serverId)!;
-          const row = rows.get(serverId);
-          const memory = group.reduce((sum, i) => sum + i.memory, 0);
-          const disk = group.reduce((sum, i) => sum + i.disk, 0);
-          const fits =
-            row !== undefined &&
-            Number(row.generation) === group[0]!.expected_generation &&
-            Number(row.used_memory) + memory <= row.memory - reserved.memory &&
-            Number(row.used_disk) + disk <= row.disk - reserved.disk;
-          if (fits) {
-            committed.push(...group);
-            winners.push([serverId, group[0]!.expected_generation]);
-          } else {
-            conflicted.push(...group);
-            conflictedHosts.push(serverId);
-          }
-        }
-        if (winners.length > 0) {
-          const swapped = await trx.raw(
-            `UPDATE servers SET generation = generation + 1 WHERE (id, generation) IN (${winners.map(() => '(?, ?)').join(', ')})`,
-            winners.flat(),
-          );
-          // The rows are locked by this transaction: nothing can have moved them since the read.
-          if (affectedRows(swapped) !== winners.length) throw new Error(`generation CAS moved ${affectedRows(swapped)} of ${winners.length} locked hosts`);
-        }
+        const rows = await lockHostsWithLedger(trx, hostIds);
+        const judged = await swapFitting(trx, byHost, rows, reserved);
+        committed.push(...judged.committed);
+        conflicted.push(...judged.conflicted);
+        conflictedHosts.push(...judged.conflictedHosts);
       }
       if (committed.length > 0) {
         const ids = committed.map((i) => i.event_id);
@@ -155,12 +123,7 @@ export async function commitRound(db: Knex, replica: string, all: PlacementInten
             WHERE id IN (${ids.map(() => '?').join(',')})`,
           [...committed.flatMap((i) => [i.event_id, i.server_id]), ...ids],
         );
-        const dropletCase = committed.map(() => 'WHEN ? THEN ?').join(' ');
-        await trx.raw(
-          `UPDATE droplets SET server_id = CASE id ${dropletCase} END, updated_at = CURRENT_TIMESTAMP(3)
-            WHERE id IN (${committed.map(() => '?').join(',')})`,
-          [...committed.flatMap((i) => [i.droplet_id, i.server_id]), ...committed.map((i) => i.droplet_id)],
-        );
+        await setDropletHosts(trx, committed);
         await trx('placement_decisions').insert(committed.map((i) => clampDecision(i.decision)));
       }
       return { committed, conflicted, conflictedHosts, lost, fenced };
@@ -202,11 +165,90 @@ export async function recordDecisions(db: Knex, rows: DecisionRow[]): Promise<vo
   if (rows.length > 0) await db('placement_decisions').insert(rows.map(clampDecision));
 }
 
-function clampDecision(d: DecisionRow): DecisionRow {
+export interface LockedHost {
+  id: number;
+  generation: number | string;
+  memory: number;
+  disk: number;
+  used_memory: number | string;
+  used_disk: number | string;
+}
+
+/**
+ * Locks hosts in ascending id order (one global lock order: replicas never
+ * deadlock each other) and reads, under that lock, each one's generation and
+ * ledger: the sizes of its non-archived, non-error droplets.
+ */
+export async function lockHostsWithLedger(trx: Knex.Transaction, hostIds: readonly number[]): Promise<Map<number, LockedHost>> {
+  const locked = (await trx.raw(
+    `SELECT s.id, s.generation, s.memory, s.disk,
+            (SELECT COALESCE(SUM(z.memory), 0) FROM droplets d JOIN sizes z ON z.id = d.size_id
+              WHERE d.server_id = s.id AND d.status NOT IN ('archived', 'error')) AS used_memory,
+            (SELECT COALESCE(SUM(z.disk), 0) FROM droplets d JOIN sizes z ON z.id = d.size_id
+              WHERE d.server_id = s.id AND d.status NOT IN ('archived', 'error')) AS used_disk
+       FROM servers s WHERE s.id IN (${hostIds.map(() => '?').join(',')}) ORDER BY s.id FOR UPDATE`,
+    [...hostIds],
+  )) as [LockedHost[]];
+  return new Map(locked[0].map((r) => [r.id, r]));
+}
+
+/**
+ * A host's group of placements wins if the host's generation is still the
+ * one the ranking saw and its ledger plus the group fits the allocatable
+ * capacity; the winners' generations move in one compare-and-swap. The
+ * hosts must be locked by `trx` (lockHostsWithLedger).
+ */
+export async function swapFitting(
+  trx: Knex.Transaction,
+  byHost: Map<number, PlacementIntent[]>,
+  rows: Map<number, LockedHost>,
+  reserved: HostReserved,
+): Promise<Pick<RoundResult, 'committed' | 'conflicted' | 'conflictedHosts'>> {
+  const committed: PlacementIntent[] = [];
+  const conflicted: PlacementIntent[] = [];
+  const conflictedHosts: number[] = [];
+  const winners: Array<[number, number]> = [];
+  for (const serverId of [...byHost.keys()].sort((a, b) => a - b)) {
+    const group = byHost.get(serverId)!;
+    const row = rows.get(serverId);
+    const memory = group.reduce((sum, i) => sum + i.memory, 0);
+    const disk = group.reduce((sum, i) => sum + i.disk, 0);
+    const fits =
+      row !== undefined &&
+      Number(row.generation) === group[0]!.expected_generation &&
+      Number(row.used_memory) + memory <= row.memory - reserved.memory &&
+      Number(row.used_disk) + disk <= row.disk - reserved.disk;
+    if (fits) {
+      committed.push(...group);
+      winners.push([serverId, group[0]!.expected_generation]);
+    } else {
+      conflicted.push(...group);
+      conflictedHosts.push(serverId);
+    }
+  }
+  if (winners.length > 0) {
+    const swapped = await trx.raw(`UPDATE servers SET generation = generation + 1 WHERE (id, generation) IN (${winners.map(() => '(?, ?)').join(', ')})`, winners.flat());
+    // The rows are locked by this transaction: nothing can have moved them since the read.
+    if (affectedRows(swapped) !== winners.length) throw new Error(`generation CAS moved ${affectedRows(swapped)} of ${winners.length} locked hosts`);
+  }
+  return { committed, conflicted, conflictedHosts };
+}
+
+/** droplets.server_id of each placement, in one statement. */
+export async function setDropletHosts(trx: Knex.Transaction, placements: ReadonlyArray<{ droplet_id: number; server_id: number }>): Promise<void> {
+  const cases = placements.map(() => 'WHEN ? THEN ?').join(' ');
+  await trx.raw(
+    `UPDATE droplets SET server_id = CASE id ${cases} END, updated_at = CURRENT_TIMESTAMP(3)
+      WHERE id IN (${placements.map(() => '?').join(',')})`,
+    [...placements.flatMap((i) => [i.droplet_id, i.server_id]), ...placements.map((i) => i.droplet_id)],
+  );
+}
+
+export function clampDecision(d: DecisionRow): DecisionRow {
   return d.summary.length <= MAX_SUMMARY ? d : { ...d, summary: d.summary.slice(0, MAX_SUMMARY - 1) + '…' };
 }
 
-function affectedRows(result: unknown): number {
+export function affectedRows(result: unknown): number {
   // mysql2 through knex.raw: [ResultSetHeader, fields]
   const header = Array.isArray(result) ? result[0] : result;
   return Number((header as { affectedRows?: number }).affectedRows ?? 0);

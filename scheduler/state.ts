@@ -70,6 +70,14 @@ export class HostStore {
   readonly byId = new Map<number, HostRecord>();
   readonly byName = new Map<string, HostRecord>();
   private readonly byRegion = new Map<number, HostRecord[]>();
+  /**
+   * Where busy lists come from: `events` (read from MySQL, as V1 did) or
+   * `external` (pushed by applyBusy from Harpoon's stream: no statement on
+   * `events`, which Harpoon mode must not issue).
+   */
+  private inflightSource: 'events' | 'external' = 'events';
+  /** external source: which host each busy event is on. */
+  private readonly busyHost = new Map<number, number>();
 
   constructor(
     private readonly db: Knex,
@@ -92,11 +100,14 @@ export class HostStore {
    */
   async loadAll(): Promise<void> {
     const { hosts, inflight } = await this.read(undefined);
+    const kept = this.inflightSource === 'external' ? new Map([...this.byId].map(([id, h]) => [id, h.inflight])) : undefined;
     this.byId.clear();
     this.byName.clear();
     this.byRegion.clear();
     for (const row of hosts) {
       const record = toRecord(row);
+      const busy = kept?.get(record.id);
+      if (busy) record.inflight = busy;
       this.byId.set(record.id, record);
       this.byName.set(record.name, record);
       const list = this.byRegion.get(record.region_id) ?? [];
@@ -104,7 +115,43 @@ export class HostStore {
       this.byRegion.set(record.region_id, list);
     }
     for (const list of this.byRegion.values()) list.sort((a, b) => a.id - b.id);
-    this.setInflight(inflight, undefined);
+    if (this.inflightSource === 'events') this.setInflight(inflight, undefined);
+  }
+
+  /**
+   * Switches where busy lists come from. To `external`, every list is
+   * emptied (the feed's catch-up fills them); to `events`, the next
+   * refreshInflight() reads them again.
+   */
+  useInflightSource(source: 'events' | 'external'): void {
+    if (source === this.inflightSource) return;
+    this.inflightSource = source;
+    this.clearInflight();
+  }
+
+  clearInflight(): void {
+    for (const host of this.byId.values()) host.inflight.clear();
+    this.busyHost.clear();
+  }
+
+  /**
+   * external source: one event's new state. A busy-type event pending or
+   * running on a host is on that host's busy list; anything else is not.
+   */
+  applyBusy(event: { id: number; type: string; status: string; server_id: number | null }, size?: { memory: number; disk: number }): void {
+    const was = this.busyHost.get(event.id);
+    let known: InflightEvent | undefined;
+    if (was !== undefined) {
+      known = this.byId.get(was)?.inflight.get(event.id);
+      this.byId.get(was)?.inflight.delete(event.id);
+      this.busyHost.delete(event.id);
+    }
+    if (event.server_id === null || !BUSY.has(event.type) || (event.status !== 'pending' && event.status !== 'running')) return;
+    const host = this.byId.get(event.server_id);
+    if (!host) return;
+    // A create this replica placed keeps the size it booked; others' sizes come from the event's args.
+    host.inflight.set(event.id, { id: event.id, type: event.type as V1BusyType, memory: size?.memory ?? known?.memory ?? 0, disk: size?.disk ?? known?.disk ?? 0 });
+    this.busyHost.set(event.id, host.id);
   }
 
   /** Re-reads some hosts (after a CAS conflict): generation, ledger and busy list, from one snapshot. */
@@ -119,7 +166,7 @@ export class HostStore {
       known.used_memory = fresh.used_memory;
       known.used_disk = fresh.used_disk;
     }
-    this.setInflight(inflight, new Set(ids));
+    if (this.inflightSource === 'events') this.setInflight(inflight, new Set(ids));
   }
 
   /**
@@ -129,6 +176,7 @@ export class HostStore {
    * batch, as V1 re-read its busy list each pass.
    */
   async refreshInflight(regions?: readonly number[]): Promise<void> {
+    if (this.inflightSource === 'external') return;
     if (regions === undefined) {
       this.setInflight(await this.readInflight(this.db, undefined), undefined);
       return;
@@ -147,12 +195,14 @@ export class HostStore {
     host.used_memory += size.memory;
     host.used_disk += size.disk;
     host.inflight.set(eventId, { id: eventId, type: 'create', memory: size.memory, disk: size.disk });
+    if (this.inflightSource === 'external') this.busyHost.set(eventId, host.id);
   }
 
   unreserve(host: HostRecord, eventId: number, size: { memory: number; disk: number }): void {
     host.used_memory -= size.memory;
     host.used_disk -= size.disk;
     host.inflight.delete(eventId);
+    if (this.busyHost.get(eventId) === host.id) this.busyHost.delete(eventId);
   }
 
   /**
@@ -243,7 +293,7 @@ export class HostStore {
         if (ids) hostsQuery.whereIn('s.id', ids);
         else if (this.regionIds) hostsQuery.whereIn('s.region_id', this.regionIds);
         const hosts = (await hostsQuery) as HostRow[];
-        const inflight = await this.readInflight(trx, ids);
+        const inflight = this.inflightSource === 'events' ? await this.readInflight(trx, ids) : [];
         return { hosts, inflight };
       },
       { isolationLevel: 'repeatable read' },
