@@ -76,6 +76,8 @@ export function harpoonBackend(deps: {
   reserved: HostReserved;
   policy: string;
   fence?: CommitFence;
+  /** Fault injection: sleep between a reservation's commit and its placement (the crash window). */
+  pauseBeforePlaceMs?: number;
 }): PlacementBackend {
   const { db, client, feed } = deps;
   const finishedRow = (event_id: number, server_id: number): DecisionRow => ({
@@ -158,6 +160,7 @@ export function harpoonBackend(deps: {
     refreshBusy: async () => {},
     async commit(intents) {
       const round = await reserveRound(db, intents, deps.reserved, deps.fence);
+      if (deps.pauseBeforePlaceMs && round.committed.length > 0) await new Promise((r) => setTimeout(r, deps.pauseBeforePlaceMs));
       const outcomes = await placeReserved(db, client, round.committed);
       const placed: PlacementIntent[] = [];
       const released: PlacementIntent[] = [];

@@ -102,9 +102,11 @@ export interface SchedulerV2Options {
   /**
    * Fault injection for tests and drills: sleep after claiming (a replica
    * that stalls holding leases), or between ranking and committing (widens
-   * the window in which another replica can take the same host).
+   * the window in which another replica can take the same host), or in
+   * Harpoon mode between a reservation's commit and its placement (the
+   * window a crash leaves a reservation to be finished by another replica).
    */
-  faults?: { pauseAfterClaimMs?: number; pauseBeforeCommitMs?: number };
+  faults?: { pauseAfterClaimMs?: number; pauseBeforeCommitMs?: number; pauseBeforePlaceMs?: number };
 }
 
 export interface EventDecision {
@@ -313,7 +315,7 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
   let viaHarpoon: PlacementBackend | undefined;
   function currentBackend(): PlacementBackend {
     if (feed) {
-      viaHarpoon ??= harpoonBackend({ db, client: harpoonClient!, feed, replicaId, leaseMs, waitRetryMs, reserved, policy, ...(harpoonFence ? { fence: harpoonFence } : {}) });
+      viaHarpoon ??= harpoonBackend({ db, client: harpoonClient!, feed, replicaId, leaseMs, waitRetryMs, reserved, policy, ...(harpoonFence ? { fence: harpoonFence } : {}), pauseBeforePlaceMs: options.faults?.pauseBeforePlaceMs });
       return viaHarpoon;
     }
     mysql ??= mysqlBackend({ db, replicaId, leaseMs, reserved, store: () => store!, ...(directFence ? { fence: directFence } : {}) });

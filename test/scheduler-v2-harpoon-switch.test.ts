@@ -189,4 +189,73 @@ describe('Scheduler V2: event-writes switch under traffic', () => {
       await r.close();
     }
   }, 60_000);
+
+  it('a reservation left between reserve and place is finished by another replica; a 409 gives a reservation back', async () => {
+    await setFeature(t.db, 'event-writes', FULL);
+    const [r0, r1] = (await t.db('regions').orderBy('id').select('id', 'slug')) as Array<{ id: number; slug: string }>;
+    const size = (await t.db('sizes').where({ slug: '512mb' }).first('id')) as { id: number };
+    const create = async (region: { id: number; slug: string }, name: string) => {
+      const [dropletId] = await t.db('droplets').insert({ customer_id: 1, name, region_id: region.id, size_id: size.id, image_id: 1 });
+      const { event } = await client.createEvent({ type: 'create', region: region.slug, droplet_id: Number(dropletId), customer_id: 1, key: name });
+      return { id: event.id, droplet: Number(dropletId) };
+    };
+    const replica = (name: string, faults: { pauseBeforePlaceMs?: number } = {}) =>
+      createSchedulerV2({
+        db: t.service('scheduler_v2'),
+        metricsEndpoints: metrics.map((m, i) => ({ name: `r${i}`, url: m.url })),
+        followCutover: { intervalMs: 50 },
+        harpoon: { urls, token: HARPOON_TOKEN },
+        replicaId: name,
+        regions: [r0!.slug, r1!.slug],
+        pollIntervalMs: 50,
+        heartbeatMs: 200,
+        helpAfterMs: 500,
+        maxStalenessMs: 600_000,
+        faults,
+      });
+    const row = async (e: { id: number; droplet: number }) =>
+      (await t.db('events as e').join('droplets as d', 'd.id', 'e.droplet_id').where('e.id', e.id).first('e.server_id', 'd.server_id as ds')) as { server_id: number | null; ds: number | null };
+
+    // A stalls between its reservation and its placement (as if it died there): B finishes the reservation.
+    const stalled = replica('v2-stall', { pauseBeforePlaceMs: 4000 });
+    const helper = replica('v2-finisher');
+    try {
+      await stalled.start();
+      await waitFor(async () => stalled.harpoonMode(), 15_000, 50);
+      const e1 = await create(r0!, 'crash-window-1');
+      const reserved = await waitFor(async () => (await row(e1)).ds, 10_000, 50);
+      expect((await row(e1)).server_id).toBeNull();
+      await helper.start();
+      await waitFor(async () => (await row(e1)).server_id, 10_000, 50);
+      expect(await row(e1)).toEqual({ server_id: reserved, ds: reserved });
+      const decisions = (await t.db('placement_decisions').where({ event_id: e1.id, outcome: 'placed' }).select('replica', 'summary')) as Array<{ replica: string; summary: string }>;
+      expect(decisions).toHaveLength(1);
+      expect(decisions[0]!.replica).toBe('v2-finisher');
+      expect(decisions[0]!.summary).toMatch(/finished a reservation/);
+      await helper.close();
+
+      // Another scheduler places e2 elsewhere (directly, as V1 does) while A holds its reservation: A's
+      // placement is refused with 409 and the reservation follows the real host.
+      const e2 = await create(r1!, 'crash-window-2');
+      const mine = await waitFor(async () => (await row(e2)).ds, 10_000, 50);
+      // The host with the most room left by the ledger (the direct placement checks none, as V1's).
+      const [[{ id: other }]] = (await t.db.raw(
+        `SELECT s.id FROM servers s LEFT JOIN droplets d ON d.server_id = s.id AND d.status NOT IN ('archived', 'error') LEFT JOIN sizes z ON z.id = d.size_id
+          WHERE s.region_id = ? AND s.id <> ? GROUP BY s.id, s.memory ORDER BY s.memory - COALESCE(SUM(z.memory), 0) DESC LIMIT 1`,
+        [r1!.id, mine],
+      )) as [[{ id: number }]];
+      await t.db.transaction(async (trx) => {
+        await trx('events').where({ id: e2.id }).whereNull('server_id').update({ server_id: other, available_at: trx.raw('CURRENT_TIMESTAMP(3)') });
+        await trx('droplets').where({ id: e2.droplet }).update({ server_id: other });
+      });
+      await waitFor(async () => Number(/scheduler_v2_decisions_total\{outcome="claim-lost"\} (\d+)/.exec(await stalled.registry.metrics())?.[1] ?? 0) >= 1, 15_000, 100);
+      expect(await row(e2)).toEqual({ server_id: other, ds: other });
+      expect(await t.db('placement_decisions').where({ event_id: e2.id, outcome: 'placed' })).toEqual([]);
+    } finally {
+      await helper.close();
+      await stalled.close();
+    }
+    const inv = await checkInvariants(t.db, { sinceEventId: sinceEvent, hostReserved: HOST_RESERVED });
+    expect(inv.overcommitted_hosts).toBe(0);
+  }, 60_000);
 });
