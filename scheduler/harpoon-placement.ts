@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import { HarpoonClientError, type HarpoonClient, type HarpoonEvent } from '../harpoon/client.ts';
 import type { SizeSpec } from './filters.ts';
-import { clampDecision, lockHostsWithLedger, setDropletHosts, swapFitting, type CommitFence, type DecisionRow, type PlacementIntent, type RoundResult } from './placement.ts';
+import { clampDecision, groupByHost, splitByFence, lockHostsWithLedger, setDropletHosts, swapFitting, type CommitFence, type DecisionRow, type PlacementIntent, type RoundResult } from './placement.ts';
 import type { HostReserved } from './state.ts';
 
 /**
@@ -70,9 +70,7 @@ export async function reserveRound(db: Knex, all: PlacementIntent[], reserved: H
   if (all.length === 0) return { committed: [], conflictedHosts: [], conflicted: [], lost: [], fenced: [] };
   return db.transaction(
     async (trx) => {
-      const allowed = fence ? await fence(trx) : undefined;
-      const fenced = allowed ? all.filter((i) => !allowed(i.region_id)) : [];
-      const intents = fenced.length > 0 ? all.filter((i) => allowed!(i.region_id)) : all;
+      const { intents, fenced } = await splitByFence(trx, all, fence);
       if (intents.length === 0) return { committed: [], conflictedHosts: [], conflicted: [], lost: [], fenced };
       // Hosts first, then droplets: the lock order of the agents' completions and of commitRound.
       const hostIds = [...new Set(intents.map((i) => i.server_id))].sort((a, b) => a - b);
@@ -92,14 +90,7 @@ export async function reserveRound(db: Knex, all: PlacementIntent[], reserved: H
         ).map((r) => Number(r.id)),
       );
       const lost = intents.filter((i) => !free.has(i.droplet_id));
-      const byHost = new Map<number, PlacementIntent[]>();
-      for (const i of intents) {
-        if (!free.has(i.droplet_id)) continue;
-        const list = byHost.get(i.server_id) ?? [];
-        list.push(i);
-        byHost.set(i.server_id, list);
-      }
-      const { committed, conflicted, conflictedHosts } = await swapFitting(trx, byHost, rows, reserved);
+      const { committed, conflicted, conflictedHosts } = await swapFitting(trx, groupByHost(intents.filter((i) => free.has(i.droplet_id))), rows, reserved);
       if (committed.length > 0) {
         await setDropletHosts(trx, committed);
       }

@@ -78,9 +78,7 @@ export async function commitRound(db: Knex, replica: string, all: PlacementInten
   if (all.length === 0) return { committed: [], conflictedHosts: [], conflicted: [], lost: [], fenced: [] };
   return db.transaction(
     async (trx) => {
-      const allowed = fence ? await fence(trx) : undefined;
-      const fenced = allowed ? all.filter((i) => !allowed(i.region_id)) : [];
-      const intents = fenced.length > 0 ? all.filter((i) => allowed!(i.region_id)) : all;
+      const { intents, fenced } = await splitByFence(trx, all, fence);
       if (intents.length === 0) return { committed: [], conflictedHosts: [], conflicted: [], lost: [], fenced };
       const ours = new Set(
         (
@@ -97,13 +95,7 @@ export async function commitRound(db: Knex, replica: string, all: PlacementInten
         ).map((r) => Number(r.id)),
       );
       const lost = intents.filter((i) => !ours.has(i.event_id));
-      const byHost = new Map<number, PlacementIntent[]>();
-      for (const i of intents) {
-        if (!ours.has(i.event_id)) continue;
-        const list = byHost.get(i.server_id) ?? [];
-        list.push(i);
-        byHost.set(i.server_id, list);
-      }
+      const byHost = groupByHost(intents.filter((i) => ours.has(i.event_id)));
       const committed: PlacementIntent[] = [];
       const conflicted: PlacementIntent[] = [];
       const conflictedHosts: number[] = [];
@@ -190,6 +182,24 @@ export async function lockHostsWithLedger(trx: Knex.Transaction, hostIds: readon
     [...hostIds],
   )) as [LockedHost[]];
   return new Map(locked[0].map((r) => [r.id, r]));
+}
+
+/** Step 0 of a commit: the fence's verdict, read first in the transaction (none: everything is allowed). */
+export async function splitByFence(trx: Knex.Transaction, all: PlacementIntent[], fence: CommitFence | undefined): Promise<{ intents: PlacementIntent[]; fenced: PlacementIntent[] }> {
+  const allowed = fence ? await fence(trx) : undefined;
+  if (!allowed) return { intents: all, fenced: [] };
+  return { intents: all.filter((i) => allowed(i.region_id)), fenced: all.filter((i) => !allowed(i.region_id)) };
+}
+
+/** Placements by host. */
+export function groupByHost(intents: readonly PlacementIntent[]): Map<number, PlacementIntent[]> {
+  const byHost = new Map<number, PlacementIntent[]>();
+  for (const i of intents) {
+    const list = byHost.get(i.server_id) ?? [];
+    list.push(i);
+    byHost.set(i.server_id, list);
+  }
+  return byHost;
 }
 
 /**

@@ -8,10 +8,10 @@ import { createKnex } from '../lib/db/knex.ts';
 import { checkInvariants } from '../lib/invariants.ts';
 import { createSchedulerV2, type SchedulerV2 } from '../scheduler/create-scheduler-v2.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
-import { HARPOON_TOKEN, startHarpoon, userStatements } from './helpers/harpoon.ts';
+import { HARPOON_TOKEN, createCountedUser, startHarpoon, userStatements } from './helpers/harpoon.ts';
 import { metricsFromDatabase, startHostMetricsServer, type HostMetricsServer } from './helpers/host-metrics.ts';
 import { freePort } from './helpers/router.ts';
-import { FULL, createSchedulerV2User, memoryStateSource, recordingLogger, setFeature, startCompleter } from './helpers/scheduler-harpoon.ts';
+import { FULL, memoryStateSource, recordingLogger, setFeature, startCompleter } from './helpers/scheduler-harpoon.ts';
 import { insertEvent, seedWorld, waitFor } from './helpers/seeded.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -31,7 +31,7 @@ describe('Scheduler V2 through Harpoon after lockdown', () => {
   const metrics: HostMetricsServer[] = [];
   let client: HarpoonClient;
   let urls: string[];
-  let v2User: Awaited<ReturnType<typeof createSchedulerV2User>>;
+  let v2User: Awaited<ReturnType<typeof createCountedUser>>;
   let sinceEvent = 0;
   let regions: Array<{ id: number; slug: string }>;
 
@@ -50,7 +50,7 @@ describe('Scheduler V2 through Harpoon after lockdown', () => {
     urls = [`http://127.0.0.1:${pa}`, `http://127.0.0.1:${pb}`];
     await waitFor(async () => /^harpoon_peers_connected 1$/m.test(await (await fetch(`${urls[0]}/metrics`)).text()));
     client = createHarpoonClient({ urls, token: HARPOON_TOKEN });
-    v2User = await createSchedulerV2User(t);
+    v2User = await createCountedUser(t, 'scheduler_v2');
     await setFeature(t.db, 'scheduling', FULL);
     await setFeature(t.db, 'event-writes', FULL);
     await lockdown(t.db, t.name);

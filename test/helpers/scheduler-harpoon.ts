@@ -1,13 +1,9 @@
-import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import type { Knex } from 'knex';
 import type { HarpoonClient } from '../../harpoon/client.ts';
 import { LEGACY_ROUTING, type FeatureState, type FeatureStateChange, type Routing } from '../../lib/cutover/types.ts';
-import type { DbConfig } from '../../lib/db/config.ts';
-import { SERVICE_GRANTS } from '../../lib/db/service-users.ts';
 import { createLogger, type Logger } from '../../lib/logger.ts';
 import type { SchedulerStateSource } from '../../scheduler/cutover-follow.ts';
-import type { TestDatabase } from './database.ts';
 
 /** Writes a feature's cutover row as the cutover controller would (version bumped, row created if absent). */
 export async function setFeature(db: Knex | Knex.Transaction, feature: string, routing: Routing): Promise<void> {
@@ -42,20 +38,6 @@ export function memoryStateSource(initial: Record<string, Routing>): SchedulerSt
     start: async () => {},
     close: async () => {},
   };
-}
-
-/**
- * A MySQL user of its own with `scheduler_v2`'s grants on the test
- * database: the server counts its statements apart from every other test's.
- */
-export async function createSchedulerV2User(t: TestDatabase): Promise<{ db: DbConfig; user: string; drop(): Promise<void> }> {
-  const user = `sv2_${randomBytes(4).toString('hex')}`;
-  const password = randomBytes(12).toString('hex');
-  await t.db.raw(`CREATE USER ?@'%' IDENTIFIED BY ?`, [user, password]);
-  for (const [table, privileges] of Object.entries(SERVICE_GRANTS.scheduler_v2)) {
-    await t.db.raw(`GRANT ${privileges.join(', ')} ON ??.?? TO ?@'%'`, [t.name, table, user]);
-  }
-  return { user, db: { ...t.service('scheduler_v2'), user, password }, drop: async () => void (await t.db.raw(`DROP USER IF EXISTS ?@'%'`, [user])) };
 }
 
 /** A logger that keeps every line at warn or above, to assert a service ran without complaint. */
