@@ -10,6 +10,9 @@
  *   SCHEDULER_V2_BATCH_SIZE, SCHEDULER_V2_POLL_MS, SCHEDULER_V2_LEASE_MS, SCHEDULER_V2_WAIT_RETRY_MS,
  *   SCHEDULER_V2_MAX_STALENESS_MS, SCHEDULER_V2_SCRAPE_MS   numbers (see SchedulerV2Options)
  *   SCHEDULER_V2_FAULT_PAUSE_AFTER_CLAIM_MS  fault injection: sleep after each claim (drills and tests)
+ *   SCHEDULER_V2_HARPOON_URLS  comma-separated Harpoon replica URLs; with SCHEDULER_V2_HARPOON_TOKEN the replica
+ *                              follows `event-writes` (at full: queue and placements through Harpoon)
+ *   SCHEDULER_V2_HARPOON_TOKEN the Harpoon service token (its `scheduler` entry)
  *   PORT                       listen port for /metrics, /explain, … (default 0: any free port)
  *   HOST                       listen address (default 127.0.0.1)
  *   LOG_LEVEL                  pino level (default info)
@@ -48,6 +51,14 @@ function endpoints(raw: string | undefined): MetricsEndpoint[] {
     });
 }
 
+function harpoon(): Pick<SchedulerV2Options, 'harpoon'> {
+  const urls = (env.SCHEDULER_V2_HARPOON_URLS ?? '').split(',').map((u) => u.trim()).filter(Boolean);
+  if (urls.length === 0) return {};
+  const token = env.SCHEDULER_V2_HARPOON_TOKEN;
+  if (!token) throw invalidOption('SCHEDULER_V2_HARPOON_TOKEN', token, 'the Harpoon service token (required with SCHEDULER_V2_HARPOON_URLS)');
+  return { harpoon: { urls, token } };
+}
+
 async function main(): Promise<void> {
   const url = env.SCHEDULER_V2_MYSQL_URL;
   if (!url) throw invalidOption('SCHEDULER_V2_MYSQL_URL', url, 'mysql://scheduler_v2:<password>@host:port/<database>');
@@ -69,6 +80,7 @@ async function main(): Promise<void> {
     maxStalenessMs: num('SCHEDULER_V2_MAX_STALENESS_MS'),
     scrapeIntervalMs: num('SCHEDULER_V2_SCRAPE_MS'),
     faults: { pauseAfterClaimMs: num('SCHEDULER_V2_FAULT_PAUSE_AFTER_CLAIM_MS') },
+    ...harpoon(),
     port,
     host: env.HOST ?? '127.0.0.1',
     logger,
