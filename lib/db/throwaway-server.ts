@@ -17,9 +17,16 @@ const SEARCH_PATH = ['/usr/sbin', '/usr/local/sbin', '/usr/bin', '/usr/local/bin
 export interface ThrowawayServer {
   config: DbConfig;
   dataDir: string;
-  pid: number;
+  /** The running server's pid (a restart changes it). */
+  readonly pid: number;
   maxConnections: number;
   openFilesLimit: number;
+  /**
+   * kill -9 of the server, then the same binary started again on the same port and data
+   * directory (InnoDB recovers what was committed); resolves once it accepts connections.
+   * For chaos runs: every client sees its connections die and must reconnect.
+   */
+  crashAndRestart(options?: { downMs?: number }): Promise<{ killedPid: number; pid: number }>;
   stop(): Promise<void>;
 }
 
@@ -230,20 +237,48 @@ export async function startThrowawayServer(options: ThrowawayOptions): Promise<T
       await rm(dataRoot, { recursive: true, force: true });
       throw err;
     }
-    const killOnExit = () => child.kill('SIGKILL');
+    let current = child;
+    const killOnExit = () => current.kill('SIGKILL');
     process.once('exit', killOnExit);
     options.logger.info({ port, dataDir, maxConnections, binary: serverBin }, 'started a throwaway database server');
     let stopped: Promise<void> | undefined;
     return {
       config,
       dataDir,
-      pid: child.pid ?? 0,
+      get pid() {
+        return current.pid ?? 0;
+      },
       maxConnections,
       openFilesLimit,
+      async crashAndRestart(restartOptions = {}) {
+        if (stopped) throw new StranglerError('DB_ERR_THROWAWAY_START', 'the throwaway server was stopped; it cannot be restarted');
+        const killedPid = current.pid ?? 0;
+        if (current.exitCode === null && current.signalCode === null) {
+          const exited = new Promise<void>((r) => current.once('exit', () => r()));
+          current.kill('SIGKILL');
+          await exited;
+        }
+        if (restartOptions.downMs) await new Promise((r) => setTimeout(r, restartOptions.downMs));
+        // The same port may linger for a moment after a SIGKILL: a few tries, as at start-up.
+        for (let retry = 0; ; retry++) {
+          const next = spawn(serverBin, args, { stdio: 'ignore' });
+          await writeFile(join(dataRoot, 'owner.json'), JSON.stringify({ ownerPid: process.pid, serverPid: next.pid }));
+          current = next;
+          try {
+            await waitReady(config, next, errLog, options.startTimeoutMs ?? 60_000);
+            return { killedPid, pid: next.pid ?? 0 };
+          } catch (err) {
+            next.kill('SIGKILL');
+            if (retry >= 4) throw err;
+            await new Promise((r) => setTimeout(r, 500));
+          }
+        }
+      },
       stop() {
         stopped ??= (async () => {
           process.removeListener('exit', killOnExit);
-          if (child.exitCode === null) {
+          const child = current;
+          if (child.exitCode === null && child.signalCode === null) {
             const exited = new Promise<void>((r) => child.once('exit', () => r()));
             child.kill('SIGTERM');
             const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
