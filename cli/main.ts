@@ -12,6 +12,7 @@ const LOADERS: Record<string, () => Promise<Command>> = {
   scheduler: async () => (await import('./commands/scheduler.ts')).command,
   cutover: async () => (await import('./commands/cutover.ts')).command,
   replay: async () => (await import('./commands/replay.ts')).command,
+  chaos: async () => (await import('../chaos/cli.ts')).command,
 };
 
 export const COMMAND_NAMES = Object.keys(LOADERS);
