@@ -56,6 +56,9 @@ export const command: Command = {
       io.stdout.write(HELP);
       return EXIT.ok;
     }
+    // Faults make every component log warnings by design (child processes read LOG_LEVEL too); the progress lines say what happened.
+    io.env.LOG_LEVEL ??= 'error';
+    if (io.env === process.env) process.env.LOG_LEVEL = io.env.LOG_LEVEL;
     const report = await runChaos({
       hypervisors: intOption('hypervisors', values.hypervisors, 200, 1, 20_000),
       regions: intOption('regions', values.regions, 3, 1, 50),
@@ -63,8 +66,7 @@ export const command: Command = {
       seed: intOption('seed', values.seed, 1, 0),
       rate: intOption('rate', values.rate, 10, 0),
       schedulerReplicas: intOption('replicas', values.replicas, 2, 1, 16),
-      // Faults make every component log warnings by design; the progress lines say what happened.
-      logger: cliLogger({ LOG_LEVEL: 'error', ...io.env }),
+      logger: cliLogger(io.env),
       progress: createProgress(io.stderr as NodeJS.WritableStream & { isTTY?: boolean }),
       env: io.env,
     });
