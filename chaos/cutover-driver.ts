@@ -17,13 +17,15 @@ export interface CutoverChange {
  * Moves the cutover as an operator under pressure would: `advance` and
  * `rollback` (one step back) on demand, each reported with its outcome
  * instead of thrown, and `forward()`, which advances the first feature
- * that is not at its last step (event-delivery, then scheduling).
+ * that is not at its last step (event-delivery, scheduling, then Harpoon's
+ * event-writes and event-reads when the plan has them).
  *
  * @example
  *   const driver = createCutoverDriver(controller);
  *   await driver.change('scheduling', 'rollback');   // { outcome: 'rolled-back', step: 'shadow' }
  */
 export function createCutoverDriver(controller: CutoverController, actor = 'chaos') {
+  const features = CHAOS_FEATURES.filter((f) => controller.plan.features[f] !== undefined);
   async function stepName(feature: ChaosFeature): Promise<string | undefined> {
     return controller.statusOf(feature).then(
       (s) => `${s.step}/${s.steps} ${s.step_name}`,
@@ -52,10 +54,12 @@ export function createCutoverDriver(controller: CutoverController, actor = 'chao
   }
 
   return {
+    /** The chaos features the plan has, in forward order. */
+    features,
     change,
     /** Advances the first feature not at its last step; undefined when every feature is at the end. */
     async forward(): Promise<CutoverChange | undefined> {
-      for (const feature of CHAOS_FEATURES) {
+      for (const feature of features) {
         const s = await controller.statusOf(feature).catch(() => undefined);
         if (!s) return undefined;
         if (s.step < s.steps) return change(feature, 'advance', 'npm run chaos: moving the cutover forward');
@@ -65,7 +69,7 @@ export function createCutoverDriver(controller: CutoverController, actor = 'chao
     /** Every chaos feature's step, as "step/steps name". */
     async positions(): Promise<Record<string, string>> {
       const out: Record<string, string> = {};
-      for (const f of CHAOS_FEATURES) out[f] = (await stepName(f)) ?? 'unknown';
+      for (const f of features) out[f] = (await stepName(f)) ?? 'unknown';
       return out;
     },
   };

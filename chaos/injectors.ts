@@ -71,24 +71,6 @@ function pidInjector(kind: FaultKind, targets: () => PidTargets | undefined, mis
 }
 
 /**
- * Finds Harpoon replica processes on a stack, whatever shape the stack
- * gives them (`harpoon` or `harpoon.replicas`, anything with `list()` of
- * pids and URLs); undefined when it runs none.
- */
-export function findHarpoonTargets(stack: object): PidTargets | undefined {
-  const candidates: unknown[] = [];
-  const h = (stack as { harpoon?: unknown }).harpoon;
-  candidates.push(h, (h as { replicas?: unknown } | undefined)?.replicas, (h as { supervisor?: unknown } | undefined)?.supervisor);
-  for (const c of candidates) {
-    if (c && typeof (c as PidTargets).list === 'function') {
-      const list = (c as PidTargets).list();
-      if (Array.isArray(list) && list.every((p) => typeof p.pid === 'number' && typeof p.url === 'string')) return c as PidTargets;
-    }
-  }
-  return undefined;
-}
-
-/**
  * The chaos run's fault injectors, one per kind: kill -9 of an Event
  * Router, a proxy worker, a Scheduler V2 replica or a Harpoon replica, and
  * a MySQL crash-restart (kill -9 of mariadbd, then the same port and data
@@ -103,7 +85,7 @@ export function createInjectors(t: ChaosTargets): Record<FaultKind, Injector> {
   return {
     'event-router': pidInjector('event-router', () => t.routers, 'no Event Router processes'),
     'scheduler-v2': pidInjector('scheduler-v2', () => t.scheduler, 'no Scheduler V2 replica processes (the stack runs them in-process or not at all)'),
-    harpoon: pidInjector('harpoon', () => t.harpoon, 'the stack runs no Harpoon replicas yet'),
+    harpoon: pidInjector('harpoon', () => t.harpoon, 'the stack runs no Harpoon replicas (--without-harpoon)'),
     'proxy-worker': {
       kind: 'proxy-worker',
       unavailable: () => (t.proxy.workers().some((w) => w.listening) ? undefined : 'no proxy worker is listening'),

@@ -9,12 +9,14 @@ import { generateSeed } from '../legacy/seed/generate.ts';
 import { insertSeed } from '../legacy/seed/insert.ts';
 import { startLegacyStack } from '../legacy/stack.ts';
 import type { Progress } from '../demo/progress.ts';
+import { harpoonPlanFeatures } from '../demo/harpoon-stage.ts';
 import { demoPlan } from '../demo/scheduler-v2-stage.ts';
+import { validatePlan } from '../proxy/cutover/plan.ts';
 import { maxEventId } from '../demo/stage-metrics.ts';
 import { startTraffic } from '../demo/traffic.ts';
 import { finalCheck, type FinalCheck } from './checker.ts';
 import { createCutoverDriver, type CutoverChange } from './cutover-driver.ts';
-import { createInjectors, findHarpoonTargets } from './injectors.ts';
+import { createInjectors } from './injectors.ts';
 import { measureRecovery } from './prober.ts';
 import { planFaults, type FaultKind, type PlannedFault } from './schedule.ts';
 
@@ -26,6 +28,8 @@ export interface ChaosOptions {
   seed: number;
   /** Customer requests per second at Cloud. */
   rate: number;
+  /** Run Harpoon replicas and move event-writes and event-reads too (default true). */
+  harpoon?: boolean;
   /** Scheduler V2 replica processes (default 2). */
   schedulerReplicas?: number;
   /** Soak of each cutover step (default 2 s). */
@@ -114,6 +118,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const seed = generateSeed({ hypervisors: options.hypervisors, regions: options.regions, seed: options.seed });
     await insertSeed(db, seed, (table, rows) => progress.update(`seeding ${table}: ${rows} rows`));
     const regionSlugs = seed.regions.map((r) => r.slug);
+    const withHarpoon = options.harpoon ?? true;
+    const basePlan = demoPlan(regionSlugs, options.soakSeconds ?? 2);
+    // lockdown is left out: its REVOKE needs every follower on Harpoon, which the V2 replica processes are not yet.
+    const { lockdown: _lockdown, ...harpoonFeatures } = harpoonPlanFeatures(options.soakSeconds ?? 2);
+    const plan = withHarpoon ? validatePlan({ ...basePlan, features: { ...basePlan.features, ...harpoonFeatures } }) : basePlan;
     progress.log(`database ${database} on 127.0.0.1:${server.config.port} (${version.v}); seeded ${seed.servers.length} hypervisors in ${regionSlugs.length} regions`);
 
     stack = await startLegacyStack({
@@ -125,12 +134,13 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       workMs: 20,
       logger,
       onFleetProgress: (connected, total) => progress.update(`fleet: ${connected}/${total} agents connected`),
-      eventRouter: { regions: regionSlugs, plan: demoPlan(regionSlugs, options.soakSeconds ?? 2), adminToken: randomBytes(24).toString('base64url') },
+      eventRouter: { regions: regionSlugs, plan, adminToken: randomBytes(24).toString('base64url') },
       schedulerV2: { replicas: options.schedulerReplicas ?? 2, processes: true },
+      ...(withHarpoon ? { harpoon: { replicas: 2 } } : {}),
     });
     const er = stack.eventRouter!;
     const v2 = await stack.schedulerV2!.start();
-    const harpoon = findHarpoonTargets(stack);
+    const harpoon = stack.harpoon?.replicas;
     progress.log(
       `stack up: ${regionSlugs.length} event routers, ${er.proxy.workers().length} proxy workers, ${v2.urls.length} Scheduler V2 replica processes, ${harpoon ? `${harpoon.list().length} Harpoon replicas` : 'no Harpoon replicas'}; cutover admin ${er.adminUrl}`,
     );
@@ -147,7 +157,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const [[maxDroplet]] = (await db.raw('SELECT COALESCE(MAX(id), 0) AS id FROM droplets')) as [[{ id: number }]];
 
     const traffic = startTraffic({
-      cloudUrl: stack.urls.cloud,
+      // With Harpoon the proxy fronts Cloud's API (event-reads): customers go through it, as in production.
+      cloudUrl: stack.urls.publicApi ?? stack.urls.cloud,
       customers: seed.customers.map((c) => ({ id: c.id, token: seed.tokens.get(c.id)! })),
       droplets: seed.droplets.map((d) => ({ id: d.id, customer_id: d.customer_id })),
       regions: regionSlugs,
@@ -155,9 +166,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       images: seed.images.map((i) => i.slug),
       rate: options.rate,
       seed: options.seed,
+      // Customers also read their actions: what event-reads shadows and moves.
+      ...(withHarpoon ? { mix: { create: 0.5, action: 0.2, destroy: 0.05, read: 0.25 } } : {}),
     });
-    const plan = planFaults({ seed: options.seed, durationS: options.durationS });
-    progress.log(`traffic at ${options.rate}/s for ${options.durationS}s; ${plan.length} faults planned: ${plan.map((f) => `${f.at_s}s ${f.kind}+${f.cutover.action}`).join(', ')}`);
+    const faultPlan = planFaults({ seed: options.seed, durationS: options.durationS, features: driver.features });
+    progress.log(`traffic at ${options.rate}/s for ${options.durationS}s; ${faultPlan.length} faults planned: ${faultPlan.map((f) => `${f.at_s}s ${f.kind}+${f.cutover.action}`).join(', ')}`);
     const t0 = Date.now();
     const atS = () => Math.round((Date.now() - t0) / 100) / 10;
     const faults: FaultRecord[] = [];
@@ -169,8 +182,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     let lastForward = 0;
     const end = t0 + options.durationS * 1000;
     const recoveryTimeoutMs = options.recoveryTimeoutMs ?? 120_000;
-    while (Date.now() < end || next < plan.length) {
-      const planned = plan[next];
+    while (Date.now() < end || next < faultPlan.length) {
+      const planned = faultPlan[next];
       if (planned && Date.now() >= t0 + planned.at_s * 1000) {
         next++;
         const record: FaultRecord = { ...planned };
@@ -179,7 +192,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         const why = injector.unavailable();
         if (why) {
           record.skipped = why;
-          progress.log(`fault ${planned.index}/${plan.length} ${planned.kind}: skipped (${why})`);
+          progress.log(`fault ${planned.index}/${faultPlan.length} ${planned.kind}: skipped (${why})`);
           continue;
         }
         const firedAt = Date.now();
@@ -187,7 +200,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         if (hit.settled) settled.push(hit.settled);
         if (planned.kind === 'mysql') mysqlRestarts++;
         Object.assign(record, { fired_at_s: atS(), fired_at: new Date(firedAt).toISOString(), target: hit.target, pid: hit.pid });
-        progress.log(`fault ${planned.index}/${plan.length} at ${record.fired_at_s}s: kill -9 ${planned.kind} ${hit.target} (pid ${hit.pid}); ${planned.cutover.action} ${planned.cutover.feature} in ${planned.cutover_after_ms} ms`);
+        progress.log(`fault ${planned.index}/${faultPlan.length} at ${record.fired_at_s}s: kill -9 ${planned.kind} ${hit.target} (pid ${hit.pid}); ${planned.cutover.action} ${planned.cutover.feature} in ${planned.cutover_after_ms} ms`);
         const recovery = measureRecovery(hit.recovered, { since: firedAt, timeoutMs: recoveryTimeoutMs });
         await sleep(planned.cutover_after_ms);
         const changeAt = atS();
@@ -215,7 +228,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       }
       const s = traffic.stats();
       const fleet = stack.fleet.stats();
-      progress.update(`${atS()}s: ${s.sent} requests (${s.failed} failed), ${fleet.onRouter}/${options.hypervisors} agents on routers, fault ${next}/${plan.length}`);
+      progress.update(`${atS()}s: ${s.sent} requests (${s.failed} failed), ${fleet.onRouter}/${options.hypervisors} agents on routers, fault ${next}/${faultPlan.length}`);
       await sleep(250);
     }
     const requests = await traffic.stop();

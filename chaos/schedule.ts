@@ -4,8 +4,8 @@ import { createRandom } from '../legacy/seed/prng.ts';
 export const FAULT_KINDS = ['event-router', 'proxy-worker', 'scheduler-v2', 'harpoon', 'mysql'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
-/** The cutover features a chaos run moves. */
-export const CHAOS_FEATURES = ['event-delivery', 'scheduling'] as const;
+/** The cutover features a chaos run moves, in the order it moves them forward (Harpoon's two only when the stack runs Harpoon). */
+export const CHAOS_FEATURES = ['event-delivery', 'scheduling', 'event-writes', 'event-reads'] as const;
 export type ChaosFeature = (typeof CHAOS_FEATURES)[number];
 
 export interface PlannedFault {
@@ -32,7 +32,7 @@ export interface PlannedFault {
  * @example
  *   planFaults({ seed: 1, durationS: 300 })   // 10 faults: [{ index: 1, kind: 'mysql', at_s: 41.7, … }, …]
  */
-export function planFaults(options: { seed: number; durationS: number; kinds?: readonly FaultKind[] }): PlannedFault[] {
+export function planFaults(options: { seed: number; durationS: number; kinds?: readonly FaultKind[]; features?: readonly ChaosFeature[] }): PlannedFault[] {
   const rand = createRandom(options.seed * 7919 + 17);
   const kinds = options.kinds ?? FAULT_KINDS;
   const slots: Array<{ kind: FaultKind; action: 'advance' | 'rollback' }> = kinds.flatMap((kind) => [
@@ -53,7 +53,7 @@ export function planFaults(options: { seed: number; durationS: number; kinds?: r
     kind: slot.kind,
     at_s: Math.round((from + i * window + rand.next() * window * 0.6) * 10) / 10,
     pick: rand.int(0, 1000),
-    cutover: { action: slot.action, feature: rand.pick(CHAOS_FEATURES) },
+    cutover: { action: slot.action, feature: rand.pick(options.features ?? CHAOS_FEATURES) },
     cutover_after_ms: rand.int(50, 400),
   }));
 }
