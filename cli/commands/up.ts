@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { eventRouterPlan } from '../../demo/event-router-stage.ts';
+import { harpoonPlanFeatures } from '../../demo/harpoon-stage.ts';
+import { demoPlan } from '../../demo/scheduler-v2-stage.ts';
+import { validatePlan } from '../../proxy/cutover/plan.ts';
 import { writeScrapeTargets } from '../../lib/metrics/scrape-targets.ts';
 import { prepareDatabase, uniqueDatabaseName } from '../../lib/db/database.ts';
 import { createKnex } from '../../lib/db/knex.ts';
@@ -17,9 +19,12 @@ const HELP = `Usage: strangler up [options]
 Starts the whole stack in its legacy state on this machine and keeps it
 running until Ctrl-C: a database (found or throwaway), a migrated and seeded
 schema, Cloud, Scheduler V1, the monitor (MySQL metrics), one DOBE agent per
-hypervisor, one Event Router per region, the strangler proxy, and the
-proxy's admin port with the cutover API (what \`strangler cutover\` talks to
-by default) and the live dashboard. Every feature starts at step 0 (legacy).
+hypervisor, one Event Router per region, three Scheduler V2 replicas, two
+Harpoon replicas, the strangler proxy (in front of the agents' streams and
+the public API), and the proxy's admin port with the cutover API (what
+\`strangler cutover\` talks to by default) and the live dashboard. Every
+feature starts at step 0 (legacy); the plan moves event-delivery, scheduling,
+event-writes, event-reads and lockdown with 10 s soaks.
 Prints the URLs to use, and writes Prometheus file_sd targets for
 dashboards/prometheus.yml.
 
@@ -88,6 +93,8 @@ export const command: Command = {
       } finally {
         await db.destroy();
       }
+      const regionSlugs = seed.regions.map((r) => r.slug);
+      const basePlan = demoPlan(regionSlugs, 10);
       const stack = await startLegacyStack({
         server: server.admin,
         database,
@@ -99,11 +106,17 @@ export const command: Command = {
           monitor: intOption('monitor-port', values['monitor-port'], 9104, 0, 65535),
           cloud: intOption('cloud-port', values['cloud-port'], 9401, 0, 65535),
         },
-        eventRouter: { regions: seed.regions.map((r) => r.slug), plan: eventRouterPlan(seed.regions.map((r) => r.slug), 10), adminToken, dashboard: {} },
+        // Every feature of the migration, at 10 s soaks: the operator drives it with `strangler cutover`.
+        eventRouter: { regions: regionSlugs, plan: validatePlan({ ...basePlan, features: { ...basePlan.features, ...harpoonPlanFeatures(10) } }), adminToken, dashboard: {} },
+        schedulerV2: { replicas: 3 },
+        harpoon: { replicas: 2 },
         onFleetProgress: (connected, total) => progress.update(`fleet: ${connected}/${total} agents connected`),
       });
       try {
         const er = stack.eventRouter!;
+        // V2 replicas stay idle (following scheduling) until the operator advances it.
+        const v2 = await stack.schedulerV2!.start();
+        const harpoonUrls = stack.harpoon!.urls;
         const targetsDir = values['targets-dir'] ?? 'out/prometheus-targets';
         await writeScrapeTargets(targetsDir, [
           { job: 'monitor', url: stack.urls.monitor },
@@ -112,6 +125,8 @@ export const command: Command = {
           ...(stack.urls.scheduler ? [{ job: 'scheduler-v1' as const, url: stack.urls.scheduler }] : []),
           { job: 'proxy-admin', url: er.adminUrl },
           ...er.routers.routers().map((r) => ({ job: 'event-router' as const, url: r.url, labels: { region: r.region } })),
+          ...v2.urls.map((url) => ({ job: 'scheduler-v2' as const, url })),
+          ...harpoonUrls.map((url) => ({ job: 'harpoon' as const, url })),
         ]);
         const info = {
           dashboard: er.dashboardUrl,
@@ -122,6 +137,9 @@ export const command: Command = {
           fleet_metrics: `${stack.urls.fleet}/metrics`,
           cloud: stack.urls.cloud,
           scheduler_v1: stack.urls.scheduler,
+          scheduler_v2: v2.urls,
+          harpoon: harpoonUrls,
+          public_api: stack.urls.publicApi ?? stack.urls.cloud,
           database: { host: server.admin.host, port: server.admin.port, name: database, source: server.source },
           hypervisors,
           regions,
@@ -139,6 +157,9 @@ export const command: Command = {
               `  prometheus targets:  ${targetsDir}/*.json (prometheus --config.file=dashboards/prometheus.yml)`,
               `  cloud API:           ${info.cloud}   e.g. curl -H "Authorization: Bearer ${info.example_token}" ${info.cloud}/v2/droplets`,
               `  scheduler v1:        ${info.scheduler_v1}/metrics`,
+              `  scheduler v2:        ${info.scheduler_v2.join(', ')} (idle until scheduling advances)`,
+              `  harpoon:             ${info.harpoon.join(', ')} (idle until event-writes advances)`,
+              `  public API (proxy):  ${info.public_api}   (event-reads moves its action reads)`,
               `  fleet (agents):      ${info.fleet_metrics}`,
               `  database:            ${server.admin.host}:${server.admin.port}/${database} (${server.source})`,
               'Ctrl-C stops everything.',
