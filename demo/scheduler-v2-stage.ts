@@ -13,24 +13,19 @@ import type { StageReport } from './report-types.ts';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * The default plan's scheduling gates with the sample sizes a short demo
- * run reaches (a few creates a second; every replica counts each shadow
- * judgement, so the parity total grows with the number of replicas). The
- * parity and latency limits are looser than the default plan's (10%, 0.5 s): a two-second soak
- * judges a few dozen decisions, where one tie or one destroy the metrics
- * have not caught up with yet moves the ratio by several percent (measured
- * runs agree about 90%, every difference `ranked-lower`).
+ * The default plan's scheduling gates, with the latency gate loosened.
+ * Parity is the plan's (at most 10% differ, over at least 100 judgements;
+ * three replicas each judge every V1 decision, so that is ~35 decisions):
+ * since shadow mode rewinds its view to the moment V1 decided
+ * (scheduler/rewind.ts) a run at 3,000 hypervisors in 2 regions agreed on
+ * 97.2% of 316 judgements (90.5% before). Latency is not: the demo shares
+ * two cores with the fleet, the routers, the proxy and MariaDB, and the
+ * first placements after V2 takes a region over are slow (a claim-to-commit
+ * p99 of 1,375 ms over the first 75 at load average 8–9; the plan's 0.5 s
+ * passed only after 114 s of refusals, as the window grew).
  */
 function demoGates(gates: readonly Gate[]): Gate[] {
-  return gates.map((g) =>
-    g.kind === 'shadow_mismatch_rate'
-      ? { ...g, max: 0.25, min_samples: 20 }
-      : // The demo shares two cores with the fleet, the routers, the proxy and MariaDB: a claim-to-commit
-        // p99 of 2.3 s was measured there under load, against a few ms on an idle machine.
-        g.kind === 'latency'
-        ? { ...g, max_seconds: 5, min_samples: 5 }
-        : g,
-  );
+  return gates.map((g) => (g.kind === 'latency' ? { ...g, max_seconds: 5, min_samples: 5 } : g));
 }
 
 /**
