@@ -319,6 +319,7 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
                 metricsEndpoints,
                 logger,
                 ...(v2.pollIntervalMs !== undefined ? { pollIntervalMs: v2.pollIntervalMs } : {}),
+                ...(harpoon ? { harpoon: { urls: harpoon.urls, token: harpoon.tokens.scheduler } } : {}),
               });
               started.push(supervisor);
               for (const r of await supervisor.start()) {

@@ -19,6 +19,8 @@ export interface SchedulerProcessOptions {
   followCutover?: boolean;
   pollIntervalMs?: number;
   leaseMs?: number;
+  /** Follow `event-writes` to Harpoon (at full: queue and placements through it). */
+  harpoon?: { urls: readonly string[]; token: string };
   logLevel?: string;
   readyTimeoutMs?: number;
 }
@@ -47,6 +49,7 @@ export function spawnSchedulerProcess(options: SchedulerProcessOptions): Promise
       SCHEDULER_V2_MODE: options.followCutover === false ? 'active' : 'follow-cutover',
       ...(options.pollIntervalMs !== undefined ? { SCHEDULER_V2_POLL_MS: String(options.pollIntervalMs) } : {}),
       ...(options.leaseMs !== undefined ? { SCHEDULER_V2_LEASE_MS: String(options.leaseMs) } : {}),
+      ...(options.harpoon ? { SCHEDULER_V2_HARPOON_URLS: options.harpoon.urls.join(','), SCHEDULER_V2_HARPOON_TOKEN: options.harpoon.token } : {}),
       PORT: String(options.port),
       HOST: host,
       LOG_LEVEL: options.logLevel ?? process.env.LOG_LEVEL ?? 'warn',

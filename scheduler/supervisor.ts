@@ -15,6 +15,7 @@ export interface SchedulerSupervisorOptions {
   followCutover?: boolean;
   pollIntervalMs?: number;
   leaseMs?: number;
+  harpoon?: { urls: readonly string[]; token: string };
   host?: string;
   logger?: Logger;
   restartDelayMs?: number;
@@ -53,6 +54,7 @@ export function createSchedulerSupervisor(options: SchedulerSupervisorOptions): 
         ...(options.followCutover !== undefined ? { followCutover: options.followCutover } : {}),
         ...(options.pollIntervalMs !== undefined ? { pollIntervalMs: options.pollIntervalMs } : {}),
         ...(options.leaseMs !== undefined ? { leaseMs: options.leaseMs } : {}),
+        ...(options.harpoon ? { harpoon: options.harpoon } : {}),
       });
     },
   });
