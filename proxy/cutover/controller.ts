@@ -4,7 +4,7 @@ import { LEGACY_ROUTING, type Routing } from '../../lib/cutover/types.ts';
 import { invalidOption } from '../../lib/errors.ts';
 import { silentLogger, type Logger } from '../../lib/logger.ts';
 import { cutoverError } from './errors.ts';
-import { captureBaseline, createScraper, evaluateStep, type Baseline, type FetchLike, type GateReading, type Scraper, type ServiceMap } from './gates.ts';
+import { captureBaseline, createScraper, evaluateStep, windowedServices, type Baseline, type FetchLike, type GateReading, type Scraper, type ServiceMap } from './gates.ts';
 import type { FeatureEffects, StepChange } from './effects.ts';
 import { isFeatureName, modeSatisfies, planServices, stepRouting, type CutoverPlan, type PlanFeature, type PlanStep } from './plan.ts';
 import { readShadowSummaries, type ShadowSummary } from './shadow-summary.ts';
@@ -261,8 +261,45 @@ export function createCutoverController(options: CutoverControllerOptions): Cuto
     return result(name, true, action, [], historyId);
   }
 
+  /**
+   * Counter snapshots the watcher takes of a soaked step (by feature, for one version of its row),
+   * so that a late advance judges the last soak_seconds — the soak window — and not everything since
+   * the step began: an outage long past (a router killed and back) would otherwise block the step
+   * until someone rolled it back. Kept in memory: a replica without them judges from the step's start.
+   */
+  const recent = new Map<string, { version: number; snapshots: Baseline[] }>();
+
+  async function rememberWindow(name: string, step: PlanStep, record: FeatureRecord): Promise<void> {
+    if (!windowedServices(step).length) return;
+    const snapshot = await captureBaseline(step, scraper);
+    if (Object.keys(snapshot).length === 0) return;
+    const entry = recent.get(name);
+    const snapshots = entry?.version === record.version ? entry.snapshots : [];
+    snapshots.push(snapshot);
+    // Keep the newest snapshot that is already a soak old (the window's start) and every newer one.
+    // Snapshot times are this process's clock (scrape.at), so the cutoff is too.
+    const cutoff = Date.now() - step.soak_seconds * 1000;
+    const oldEnough = snapshots.filter((b) => Object.values(b).every((v) => Date.parse(v.at) <= cutoff)).length;
+    recent.set(name, { version: record.version, snapshots: snapshots.slice(Math.max(0, oldEnough - 1)) });
+  }
+
+  /** The step's baseline, moved up to the newest remembered snapshot that is at least a soak old. */
+  function windowStart(name: string, step: PlanStep, record: FeatureRecord): Baseline | null {
+    const entry = recent.get(name);
+    if (!record.baseline || entry?.version !== record.version) return record.baseline;
+    const cutoff = Date.now() - step.soak_seconds * 1000;
+    const out: Baseline = { ...record.baseline };
+    for (const snap of entry.snapshots) {
+      for (const [service, b] of Object.entries(snap)) {
+        const current = out[service];
+        if (current && Date.parse(b.at) <= cutoff && Date.parse(b.at) > Date.parse(current.at)) out[service] = b;
+      }
+    }
+    return out;
+  }
+
   async function evaluateCurrent(name: keyof CutoverPlan['features'], step: PlanStep, record: FeatureRecord): Promise<GateReading[]> {
-    const { readings, newBaselines } = await evaluateStep(step, record.baseline, scraper);
+    const { readings, newBaselines } = await evaluateStep(step, windowStart(name, step, record), scraper);
     if (Object.keys(newBaselines).length > 0) {
       await store.setBaseline(name, record.version, { ...(record.baseline ?? {}), ...newBaselines } satisfies Baseline);
     }
@@ -275,7 +312,8 @@ export function createCutoverController(options: CutoverControllerOptions): Cuto
     const step = currentStep(spec, record);
     if (!step || step.gates.length === 0 || mismatch(spec, record)) return;
     const elapsed = (now.getTime() - Date.parse(record.stepStartedAt)) / 1000;
-    if (elapsed >= step.soak_seconds) return; // soaked: the step stands until someone advances or rolls back
+    // Soaked: the step stands until someone advances or rolls back; its window slides from here on.
+    if (elapsed >= step.soak_seconds) return rememberWindow(name, step, record);
     const readings = await evaluateCurrent(name, step, record);
     const failed = readings.filter((r) => r.verdict === 'fail');
     if (failed.length === 0) {
