@@ -220,6 +220,11 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
   let harpoonClaiming = false;
   let claimAgain = false;
   let polling = false;
+  /** Set while the source switches: acks wait for it. */
+  let switching: Promise<void> | undefined;
+  /** Acks being processed on the current source, and who waits for them to drain. */
+  let acksOnSource = 0;
+  const ackDrained: Array<() => void> = [];
   let looping = false;
   let wakeAgain = false;
   let unsubscribeState: (() => void) | undefined;
@@ -507,6 +512,7 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
         harpoonTick();
         return false;
       }
+      if (doneQueue.size > 0) void flushDones();
       if (fresh.size > 0) {
         const opened = [...fresh].filter((id) => streams.has(id));
         fresh.clear();
@@ -607,6 +613,20 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
     const want = wantedSource();
     if (want === source) return;
     if (writes.routing.mode === 'full' && !harpoon) log.warn('event-writes is full but no Harpoon is configured: staying on MySQL');
+    let release!: () => void;
+    switching = new Promise<void>((r) => (release = r));
+    try {
+      // Acks already running finish on the old source first (a direct MySQL `done` after the switch would be a
+      // write Harpoon's stream never carries); acks arriving meanwhile wait for the switch, then use the new one.
+      while (acksOnSource > 0) await new Promise<void>((r) => ackDrained.push(r));
+      await switchSource(want);
+    } finally {
+      switching = undefined;
+      release();
+    }
+  }
+
+  async function switchSource(want: EventSourceName): Promise<void> {
     if (want === 'harpoon') {
       const next = createHarpoonFeed({
         client: harpoon!,
@@ -650,6 +670,8 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
       kickClaims();
       return;
     }
+    // Dones still owed to Harpoon go first (best effort; the MySQL poll keeps flushing what is left).
+    await flushDones().catch(() => {});
     feed?.close();
     feed = undefined;
     source = 'mysql';
@@ -966,8 +988,18 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
     const serverId = await authorize(ctx);
     refuseWhileClosing();
     const { items, batch } = parseAckBody(await readJsonBody(ctx.req, { limit: ACK_BODY_LIMIT }));
-    // The source when the ack arrived: its completion goes where events are owned now.
+    // The source when the ack arrived (after a switch in progress): its completion goes where events are owned now.
+    while (switching) await switching;
     const via = source;
+    acksOnSource++;
+    try {
+      await acknowledgeOn(ctx, serverId, items, batch, via);
+    } finally {
+      if (--acksOnSource === 0) for (const r of ackDrained.splice(0)) r();
+    }
+  }
+
+  async function acknowledgeOn(ctx: RequestContext, serverId: number, items: AckItem[], batch: boolean, via: EventSourceName): Promise<void> {
     // Rows: from memory when this router delivered them, else one read for the rest.
     const rows = new Map<number, GodQueryRow>();
     const missing: number[] = [];
