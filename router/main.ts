@@ -19,29 +19,14 @@ import { parseMysqlUrl } from '../lib/db/config.ts';
 import { DEFAULT_DB_SECRET } from '../lib/db/service-users.ts';
 import { StranglerError, invalidOption } from '../lib/errors.ts';
 import { createLogger } from '../lib/logger.ts';
-import { createHttpFeatureStateSource } from '../lib/cutover/http-state-source.ts';
+import { parseFollowerOptions, stateSourceFor } from '../lib/cutover/follower-options.ts';
 import { createEventRouter } from './event-router.ts';
-import type { RouterJsonOptions } from './process.ts';
 
 const logger = createLogger({ name: 'event-router' });
 
-function parseJsonOptions(text: string | undefined): RouterJsonOptions {
-  if (!text) return {};
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    throw invalidOption('ROUTER_OPTIONS', '[unparsable]', 'a JSON object');
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw invalidOption('ROUTER_OPTIONS', '[not an object]', 'a JSON object');
-  const o = parsed as Record<string, unknown>;
-  for (const key of Object.keys(o)) if (key !== 'harpoon' && key !== 'state') throw invalidOption('ROUTER_OPTIONS', key, 'only the keys "harpoon" and "state"');
-  return o as RouterJsonOptions;
-}
-
 async function main(): Promise<void> {
   const env = process.env;
-  const json = parseJsonOptions(env.ROUTER_OPTIONS);
+  const json = parseFollowerOptions('ROUTER_OPTIONS', env.ROUTER_OPTIONS);
   const url = env.ROUTER_MYSQL_URL;
   if (!url) throw invalidOption('ROUTER_MYSQL_URL', url, 'mysql://event_router:<password>@host:port/<database>');
   const region = env.ROUTER_REGION;
@@ -59,9 +44,7 @@ async function main(): Promise<void> {
     poolSize,
     ...(json.harpoon ? { harpoon: json.harpoon } : {}),
     // Built here, owned by the router (it starts and closes it): the cutover state over HTTP, no MySQL read.
-    ...(json.state
-      ? { stateSource: createHttpFeatureStateSource({ url: json.state.url, token: json.state.token, logger, ...(json.state.intervalMs ? { intervalMs: json.state.intervalMs } : {}) }) }
-      : {}),
+    ...(json.state ? { stateSource: stateSourceFor(json.state, logger)! } : {}),
     port,
     host: env.HOST ?? '127.0.0.1',
     logger,

@@ -10,9 +10,10 @@
  *   SCHEDULER_V2_BATCH_SIZE, SCHEDULER_V2_POLL_MS, SCHEDULER_V2_LEASE_MS, SCHEDULER_V2_WAIT_RETRY_MS,
  *   SCHEDULER_V2_MAX_STALENESS_MS, SCHEDULER_V2_SCRAPE_MS   numbers (see SchedulerV2Options)
  *   SCHEDULER_V2_FAULT_PAUSE_AFTER_CLAIM_MS  fault injection: sleep after each claim (drills and tests)
- *   SCHEDULER_V2_HARPOON_URLS  comma-separated Harpoon replica URLs; with SCHEDULER_V2_HARPOON_TOKEN the replica
- *                              follows `event-writes` (at full: queue and placements through Harpoon)
- *   SCHEDULER_V2_HARPOON_TOKEN the Harpoon service token (its `scheduler` entry)
+ *   SCHEDULER_V2_OPTIONS       JSON (optional): {"harpoon":{"urls":[…],"token":"…"},"state":{"url":"…","token":"…","intervalMs":1000}}
+ *                              harpoon: follow `event-writes` (at full: queue and placements through Harpoon, no
+ *                              statement on `events`); state: read the cutover state from the cutover admin over
+ *                              HTTP instead of MySQL
  *   PORT                       listen port for /metrics, /explain, … (default 0: any free port)
  *   HOST                       listen address (default 127.0.0.1)
  *   LOG_LEVEL                  pino level (default info)
@@ -20,6 +21,7 @@
  *   SCHEDULER_V2_MYSQL_URL=mysql://scheduler_v2:…@127.0.0.1:3306/strangler_demo \
  *   SCHEDULER_V2_METRICS_URLS=nyc1=http://127.0.0.1:9101/metrics node --import tsx scheduler/main.ts
  */
+import { parseFollowerOptions, stateSourceFor } from '../lib/cutover/follower-options.ts';
 import { parseMysqlUrl } from '../lib/db/config.ts';
 import { StranglerError, invalidOption } from '../lib/errors.ts';
 import { createLogger } from '../lib/logger.ts';
@@ -51,15 +53,8 @@ function endpoints(raw: string | undefined): MetricsEndpoint[] {
     });
 }
 
-function harpoon(): Pick<SchedulerV2Options, 'harpoon'> {
-  const urls = (env.SCHEDULER_V2_HARPOON_URLS ?? '').split(',').map((u) => u.trim()).filter(Boolean);
-  if (urls.length === 0) return {};
-  const token = env.SCHEDULER_V2_HARPOON_TOKEN;
-  if (!token) throw invalidOption('SCHEDULER_V2_HARPOON_TOKEN', token, 'the Harpoon service token (required with SCHEDULER_V2_HARPOON_URLS)');
-  return { harpoon: { urls, token } };
-}
-
 async function main(): Promise<void> {
+  const json = parseFollowerOptions('SCHEDULER_V2_OPTIONS', env.SCHEDULER_V2_OPTIONS);
   const url = env.SCHEDULER_V2_MYSQL_URL;
   if (!url) throw invalidOption('SCHEDULER_V2_MYSQL_URL', url, 'mysql://scheduler_v2:<password>@host:port/<database>');
   const port = Number(env.PORT ?? 0);
@@ -80,7 +75,9 @@ async function main(): Promise<void> {
     maxStalenessMs: num('SCHEDULER_V2_MAX_STALENESS_MS'),
     scrapeIntervalMs: num('SCHEDULER_V2_SCRAPE_MS'),
     faults: { pauseAfterClaimMs: num('SCHEDULER_V2_FAULT_PAUSE_AFTER_CLAIM_MS') },
-    ...harpoon(),
+    ...(json.harpoon ? { harpoon: json.harpoon } : {}),
+    // Built here, owned by the replica (it starts and closes it): the cutover state over HTTP, no MySQL read.
+    ...(json.state ? { stateSource: stateSourceFor(json.state, logger)! } : {}),
     port,
     host: env.HOST ?? '127.0.0.1',
     logger,

@@ -1,4 +1,5 @@
 import { fileURLToPath } from 'node:url';
+import type { FollowerHarpoonSettings, FollowerJsonOptions, FollowerStateSettings } from '../lib/cutover/follower-options.ts';
 import { formatMysqlUrl, type DbConfig } from '../lib/db/config.ts';
 import { spawnServiceProcess, type ServiceProcess } from '../lib/process/service-process.ts';
 import type { MetricsEndpoint } from './scraper.ts';
@@ -19,8 +20,10 @@ export interface SchedulerProcessOptions {
   followCutover?: boolean;
   pollIntervalMs?: number;
   leaseMs?: number;
-  /** Follow `event-writes` to Harpoon (at full: queue and placements through it). */
-  harpoon?: { urls: readonly string[]; token: string };
+  /** Harpoon's replicas and the scheduler's service token: the replica follows `event-writes` (scheduler/README.md). */
+  harpoon?: FollowerHarpoonSettings;
+  /** The cutover admin's state endpoint: the replica reads its cutover state over HTTP instead of MySQL. */
+  state?: FollowerStateSettings;
   logLevel?: string;
   readyTimeoutMs?: number;
 }
@@ -49,7 +52,9 @@ export function spawnSchedulerProcess(options: SchedulerProcessOptions): Promise
       SCHEDULER_V2_MODE: options.followCutover === false ? 'active' : 'follow-cutover',
       ...(options.pollIntervalMs !== undefined ? { SCHEDULER_V2_POLL_MS: String(options.pollIntervalMs) } : {}),
       ...(options.leaseMs !== undefined ? { SCHEDULER_V2_LEASE_MS: String(options.leaseMs) } : {}),
-      ...(options.harpoon ? { SCHEDULER_V2_HARPOON_URLS: options.harpoon.urls.join(','), SCHEDULER_V2_HARPOON_TOKEN: options.harpoon.token } : {}),
+      ...(options.harpoon || options.state
+        ? { SCHEDULER_V2_OPTIONS: JSON.stringify({ harpoon: options.harpoon, state: options.state } satisfies FollowerJsonOptions) }
+        : {}),
       PORT: String(options.port),
       HOST: host,
       LOG_LEVEL: options.logLevel ?? process.env.LOG_LEVEL ?? 'warn',

@@ -1,3 +1,4 @@
+import type { FollowerHarpoonSettings, FollowerStateSettings } from '../lib/cutover/follower-options.ts';
 import type { DbConfig } from '../lib/db/config.ts';
 import { invalidOption } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
@@ -15,7 +16,10 @@ export interface SchedulerSupervisorOptions {
   followCutover?: boolean;
   pollIntervalMs?: number;
   leaseMs?: number;
-  harpoon?: { urls: readonly string[]; token: string };
+  /** Passed to every replica: follow `event-writes` through these Harpoon replicas. */
+  harpoon?: FollowerHarpoonSettings;
+  /** Passed to every replica: the cutover state over HTTP from the cutover admin. */
+  state?: FollowerStateSettings;
   host?: string;
   logger?: Logger;
   restartDelayMs?: number;
@@ -55,6 +59,7 @@ export function createSchedulerSupervisor(options: SchedulerSupervisorOptions): 
         ...(options.pollIntervalMs !== undefined ? { pollIntervalMs: options.pollIntervalMs } : {}),
         ...(options.leaseMs !== undefined ? { leaseMs: options.leaseMs } : {}),
         ...(options.harpoon ? { harpoon: options.harpoon } : {}),
+        ...(options.state ? { state: options.state } : {}),
       });
     },
   });
