@@ -743,6 +743,18 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
   let closing: Promise<void> | undefined;
 
   let sleeping = false;
+  let sourceRetry: NodeJS.Timeout | undefined;
+  /** The state source's first load; while it cannot be reached the state comes from MySQL, retried every 2 s. */
+  async function startStateSource(): Promise<void> {
+    try {
+      await options.stateSource!.start();
+      follower.sourceStarted();
+      log.info('cutover state from the state source');
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'cutover state source not reachable; reading the state from MySQL meanwhile');
+      if (!stopped) sourceRetry = setTimeout(() => void startStateSource(), 2000);
+    }
+  }
 
   /** What the followed cutover state says to do now, then a batch; returns the number of decisions. */
   async function followPass(): Promise<number> {
@@ -818,7 +830,7 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
     harpoonMode: () => feed !== undefined,
     explain,
     async start() {
-      if (options.stateSource) await options.stateSource.start();
+      if (options.stateSource) await startStateSource();
       if (harpoonClient) startInHarpoonMode = (await follower.read()).eventWrites.mode === 'full';
       await serial(ensureLoaded);
       await membership.beat(true);
@@ -840,6 +852,7 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
       closing ??= (async () => {
         stopped = true;
         clearTimeout(timer);
+        clearTimeout(sourceRetry);
         clearInterval(heartbeatTimer);
         scraper.close();
         await pass;

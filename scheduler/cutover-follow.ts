@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
-import { parseFeatureRow } from '../lib/cutover/feature-row.ts';
+import { parseFeatureRow, routingOfState } from '../lib/cutover/feature-row.ts';
 import { SCHEDULING } from '../lib/cutover/scheduling.ts';
-import { LEGACY_ROUTING, type FeatureState, type ObservableFeatureStateSource, type Routing } from '../lib/cutover/types.ts';
+import type { ObservableFeatureStateSource, Routing } from '../lib/cutover/types.ts';
 
 /** The cutover feature that moves event writes (and so V2's queue and placements) to Harpoon. */
 export const EVENT_WRITES = 'event-writes';
@@ -31,11 +31,6 @@ function fromRows(rows: Array<Record<string, unknown>>): FollowedState {
   return { scheduling: parseFeatureRow(by.get(SCHEDULING)).routing, eventWrites: parseFeatureRow(by.get(EVENT_WRITES)).routing };
 }
 
-function fromSource(state: FeatureState | undefined): Routing {
-  if (!state) return LEGACY_ROUTING;
-  return parseFeatureRow({ mode: state.mode, percent: state.percent, regions: state.regions === null ? null : JSON.stringify(state.regions), version: state.version }).routing;
-}
-
 /**
  * Both followed rows in one primary-key statement, under a shared lock
  * when `lock` (inside a commit's transaction: the fence of HARPOON-ERA.md
@@ -58,10 +53,16 @@ export async function readFollowed(db: Knex | Knex.Transaction, options: { lock?
  */
 export function createCutoverFollower(db: Knex, options: { intervalMs: number; source?: SchedulerStateSource }) {
   let cached: { state: FollowedState; at: number } | undefined;
+  // Until the source has loaded once (its start() resolved), MySQL is the fallback.
+  let sourceUp = false;
   return {
+    /** The source has loaded: read from it from now on. */
+    sourceStarted(): void {
+      sourceUp = true;
+    },
     async read(): Promise<FollowedState> {
-      if (options.source) {
-        const state = { scheduling: fromSource(options.source.get(SCHEDULING)), eventWrites: fromSource(options.source.get(EVENT_WRITES)) };
+      if (options.source && sourceUp) {
+        const state = { scheduling: routingOfState(options.source.get(SCHEDULING)), eventWrites: routingOfState(options.source.get(EVENT_WRITES)) };
         cached = { state, at: Date.now() };
         return state;
       }
@@ -70,7 +71,7 @@ export function createCutoverFollower(db: Knex, options: { intervalMs: number; s
     },
     /** A reading taken under the fence lock is the freshest there is: keep it. */
     remember(state: FollowedState): void {
-      if (!options.source) cached = { state, at: Date.now() };
+      if (!(options.source && sourceUp)) cached = { state, at: Date.now() };
     },
     last: (): FollowedState | undefined => cached?.state,
   };

@@ -32,6 +32,7 @@ describe('Scheduler V2 through Harpoon after lockdown', () => {
   let client: HarpoonClient;
   let urls: string[];
   let v2User: Awaited<ReturnType<typeof createCountedUser>>;
+  let v1User: Awaited<ReturnType<typeof createCountedUser>>;
   let sinceEvent = 0;
   let regions: Array<{ id: number; slug: string }>;
 
@@ -51,6 +52,7 @@ describe('Scheduler V2 through Harpoon after lockdown', () => {
     await waitFor(async () => /^harpoon_peers_connected 1$/m.test(await (await fetch(`${urls[0]}/metrics`)).text()));
     client = createHarpoonClient({ urls, token: HARPOON_TOKEN });
     v2User = await createCountedUser(t, 'scheduler_v2');
+    v1User = await createCountedUser(t, 'scheduler_v1');
     await setFeature(t.db, 'scheduling', FULL);
     await setFeature(t.db, 'event-writes', FULL);
     await lockdown(t.db, t.name);
@@ -60,6 +62,7 @@ describe('Scheduler V2 through Harpoon after lockdown', () => {
     for (const h of harpoons) await h.close();
     for (const m of metrics) await m.close();
     await v2User?.drop();
+    await v1User?.drop();
     await t?.drop();
   });
 
@@ -151,18 +154,30 @@ describe('Scheduler V2 through Harpoon after lockdown', () => {
     }
   }, 90_000);
 
-  it('V1 at scheduling full keeps running after lockdown without an error, and picks its regions back up on a rollback', async () => {
+  it('V1 at scheduling full keeps running after lockdown without an error or a SELECT, and picks its regions back up on a rollback', async () => {
     const logs = recordingLogger();
-    const v1 = createSchedulerV1({ db: t.service('scheduler_v1'), pollIntervalMs: 50, logger: logs.logger });
+    // The default: the state from MySQL (one primary-key read a pass, no statement on events).
+    const fromMysql = createSchedulerV1({ db: t.service('scheduler_v1'), pollIntervalMs: 50, logger: logs.logger });
+    // With a state source: not a single statement while V2 owns every region.
+    const source = memoryStateSource({ scheduling: FULL });
+    const v1 = createSchedulerV1({ db: v1User.db, pollIntervalMs: 50, logger: logs.logger, stateSource: source });
     try {
+      await fromMysql.start();
       await v1.start();
+      await sleep(300);
+      const before = await userStatements(t, v1User.user);
       await sleep(1000);
       expect(await v1.runOnce()).toEqual([]);
+      expect(await fromMysql.runOnce()).toEqual([]);
+      const after = await userStatements(t, v1User.user);
+      expect(after.select - before.select).toBe(0);
       expect(logs.warnings()).toEqual([]);
+      await fromMysql.close();
       // Rollback: the grants come back, then scheduling goes back to legacy; V1 places a direct create.
       await rollbackLockdown(t.db, t.name);
       await setFeature(t.db, 'event-writes', { mode: 'legacy', percent: 0, regions: null });
       await setFeature(t.db, 'scheduling', { mode: 'legacy', percent: 0, regions: null });
+      source.set('scheduling', { mode: 'legacy', percent: 0, regions: null });
       const size = (await t.db('sizes').where({ slug: '512mb' }).first('id')) as { id: number };
       const [dropletId] = await t.db('droplets').insert({ customer_id: 1, name: 'v1-back', region_id: regions[0]!.id, size_id: size.id, image_id: 1 });
       const eventId = await insertEvent(t.db, { type: 'create', region_id: regions[0]!.id, droplet_id: Number(dropletId), customer_id: 1 });
@@ -170,6 +185,7 @@ describe('Scheduler V2 through Harpoon after lockdown', () => {
       expect(placed).toBeGreaterThan(0);
       expect(logs.warnings()).toEqual([]);
     } finally {
+      await fromMysql.close();
       await v1.close();
     }
   }, 60_000);

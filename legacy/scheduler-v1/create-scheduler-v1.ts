@@ -1,7 +1,8 @@
 import type { Knex } from 'knex';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { readScheduling, schedulingMoved } from '../../lib/cutover/scheduling.ts';
-import type { Routing } from '../../lib/cutover/types.ts';
+import { routingOfState } from '../../lib/cutover/feature-row.ts';
+import { readScheduling, SCHEDULING, schedulingMoved } from '../../lib/cutover/scheduling.ts';
+import type { ObservableFeatureStateSource, Routing } from '../../lib/cutover/types.ts';
 import type { DbConfig } from '../../lib/db/config.ts';
 import { createKnex } from '../../lib/db/knex.ts';
 import { invalidOption } from '../../lib/errors.ts';
@@ -27,6 +28,13 @@ export interface SchedulerV1Options {
    * scheduler exactly (benchmarks of V1 alone).
    */
   followCutover?: boolean;
+  /**
+   * Where each pass reads the `scheduling` state instead of MySQL (e.g.
+   * createHttpFeatureStateSource): with every region moved to V2 a pass then
+   * sends MySQL nothing at all. V1 starts and closes it. The placement
+   * fence still reads the row under a lock in its transaction.
+   */
+  stateSource?: ObservableFeatureStateSource & { start(): Promise<unknown>; close(): Promise<unknown> };
   logger?: Logger;
   registry?: Registry;
   /** Serve /metrics, /healthz, /readyz on this port (0 = any); omit for no HTTP. */
@@ -150,7 +158,7 @@ export function createSchedulerV1(options: SchedulerV1Options): SchedulerV1 {
     const end = passSeconds.startTimer();
     let exclude: number[] = [];
     if (follow) {
-      const routing: Routing = (await readScheduling(db)).routing;
+      const routing: Routing = options.stateSource ? routingOfState(options.stateSource.get(SCHEDULING)) : (await readScheduling(db)).routing;
       const byId = await slugs();
       exclude = [...byId].filter(([, slug]) => schedulingMoved(routing, slug)).map(([id]) => id);
       movedRegions.set(exclude.length);
@@ -230,6 +238,7 @@ export function createSchedulerV1(options: SchedulerV1Options): SchedulerV1 {
     registry,
     runOnce,
     async start() {
+      if (options.stateSource) await options.stateSource.start();
       const address = http ? await http.start() : undefined;
       loop();
       return { url: address?.url };
@@ -239,6 +248,7 @@ export function createSchedulerV1(options: SchedulerV1Options): SchedulerV1 {
         stopped = true;
         clearTimeout(timer);
         await pass;
+        await options.stateSource?.close();
         await http?.close();
         if (ownsDb) await db.destroy();
       })();

@@ -1,4 +1,4 @@
-import { LEGACY_ROUTING, type Routing, type RoutingMode } from './types.ts';
+import { LEGACY_ROUTING, type FeatureState, type Routing, type RoutingMode } from './types.ts';
 
 /** One feature's routing as a service reads it from its `cutover_features` row. */
 export interface FeatureRowState {
@@ -40,4 +40,13 @@ export function parseFeatureRow(row: { mode?: unknown; percent?: unknown; region
   }
   const routing: Routing = { mode, percent, regions };
   return { routing, version: Number(row.version) || 0, key: JSON.stringify(routing) };
+}
+
+/**
+ * A feature's routing as a state source (lib/cutover/http-state-source.ts)
+ * serves it, failing safe like parseFeatureRow: no state means legacy.
+ */
+export function routingOfState(state: FeatureState | undefined): Routing {
+  if (!state) return LEGACY_ROUTING;
+  return parseFeatureRow({ mode: state.mode, percent: state.percent, regions: state.regions === null ? null : JSON.stringify(state.regions), version: state.version }).routing;
 }
