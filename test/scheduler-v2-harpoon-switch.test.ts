@@ -184,7 +184,8 @@ describe('Scheduler V2: event-writes switch under traffic', () => {
         return Number(n[0]!.n) === 2;
       }, 20_000, 100);
       expect(r.harpoonMode()).toBe(true);
-      expect(Number((await t.db('placement_decisions').whereIn('event_id', ids).where({ outcome: 'placed' }).count({ n: '*' }))[0]!.n)).toBe(2);
+      // Recorded once Harpoon confirmed each placement: a moment after the log entry.
+      await waitFor(async () => Number((await t.db('placement_decisions').whereIn('event_id', ids).where({ outcome: 'placed' }).count({ n: '*' }))[0]!.n) === 2, 10_000, 50);
     } finally {
       await r.close();
     }
@@ -228,7 +229,10 @@ describe('Scheduler V2: event-writes switch under traffic', () => {
       await helper.start();
       await waitFor(async () => (await row(e1)).server_id, 10_000, 50);
       expect(await row(e1)).toEqual({ server_id: reserved, ds: reserved });
-      const decisions = (await t.db('placement_decisions').where({ event_id: e1.id, outcome: 'placed' }).select('replica', 'summary')) as Array<{ replica: string; summary: string }>;
+      const decisions = await waitFor(async () => {
+        const list = (await t.db('placement_decisions').where({ event_id: e1.id, outcome: 'placed' }).select('replica', 'summary')) as Array<{ replica: string; summary: string }>;
+        return list.length > 0 ? list : undefined;
+      }, 10_000, 50);
       expect(decisions).toHaveLength(1);
       expect(decisions[0]!.replica).toBe('v2-finisher');
       expect(decisions[0]!.summary).toMatch(/finished a reservation/);

@@ -114,7 +114,9 @@ describe('Scheduler V2 through Harpoon after lockdown', () => {
       expect(created).toHaveLength(60);
       await waitFor(async () => {
         const n = await t.db('events').whereIn('id', created).where({ status: 'done' }).count({ n: '*' });
-        return Number(n[0]!.n) === created.length;
+        // Decisions are recorded once Harpoon confirmed each placement: a moment after it.
+        const d = await t.db('placement_decisions').whereIn('event_id', created).where({ outcome: 'placed' }).count({ n: '*' });
+        return Number(n[0]!.n) === created.length && Number(d[0]!.n) >= created.length;
       }, 45_000, 200);
 
       const rows = (await t.db('events as e')
