@@ -18,6 +18,12 @@ const PLAN = validatePlan({
         { name: 'all-regions', mode: 'full', soak_seconds: 0, gates: [] },
       ],
     },
+    scheduling: {
+      steps: [
+        { name: 'shadow', mode: 'shadow', soak_seconds: 1, gates: [{ name: 'enough', kind: 'error_rate', service: 'proxy', errors: ERRORS, total: TOTAL, max: 0.5, min_samples: 300 }] },
+        { name: 'full', mode: 'full', soak_seconds: 0, gates: [] },
+      ],
+    },
   },
 });
 
@@ -38,8 +44,8 @@ describe('cutover gates judge the soak window, not the whole step', () => {
     requests.inc({ feature: 'event-delivery', target: 'new', status: '200' }, ok);
     if (failed) requests.inc({ feature: 'event-delivery', target: 'new', status: '503' }, failed);
   };
-  const advance = async () => {
-    const res = await fetch(`${url}/cutover/event-delivery/advance`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: '{}' });
+  const advance = async (feature = 'event-delivery') => {
+    const res = await fetch(`${url}/cutover/${feature}/advance`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: '{}' });
     return { status: res.status, body: (await res.json()) as { code?: string; message?: string; readings?: Array<{ samples?: number }> } };
   };
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -78,5 +84,16 @@ describe('cutover gates judge the soak window, not the whole step', () => {
     expect(ok.status, JSON.stringify(ok.body)).toBe(200);
     // It judged the recent window: the clean requests only, not the 100 of the outage.
     expect(ok.body.readings?.[0]?.samples).toBeLessThan(800);
+  }, 30_000);
+
+  it('still counts samples over the whole step: a min_samples gate fills up across several soaks', async () => {
+    expect((await advance('scheduling')).status).toBe(200);
+    await sleep(1300);
+    traffic(150);
+    expect((await advance('scheduling')).body.code).toBe('CUTOVER_ERR_GATE_FAILED'); // 150 of 300
+    await sleep(1500);
+    traffic(200);
+    const ok = await advance('scheduling');
+    expect(ok.status, JSON.stringify(ok.body)).toBe(200); // 350 since the step began, though fewer in the last soak
   }, 30_000);
 });

@@ -263,9 +263,10 @@ export function createCutoverController(options: CutoverControllerOptions): Cuto
 
   /**
    * Counter snapshots the watcher takes of a soaked step (by feature, for one version of its row),
-   * so that a late advance judges the last soak_seconds — the soak window — and not everything since
-   * the step began: an outage long past (a router killed and back) would otherwise block the step
-   * until someone rolled it back. Kept in memory: a replica without them judges from the step's start.
+   * so that a late advance may also be judged on the last soak_seconds alone: an outage long past
+   * (a router killed and back) would otherwise block the step until someone rolled it back, since
+   * the step's window keeps its failures for good. Kept in memory: a replica without them judges
+   * from the step's start only.
    */
   const recent = new Map<string, { version: number; snapshots: Baseline[] }>();
 
@@ -276,32 +277,44 @@ export function createCutoverController(options: CutoverControllerOptions): Cuto
     const entry = recent.get(name);
     const snapshots = entry?.version === record.version ? entry.snapshots : [];
     snapshots.push(snapshot);
-    // Keep the newest snapshot that is already a soak old (the window's start) and every newer one.
-    // Snapshot times are this process's clock (scrape.at), so the cutoff is too.
+    // Snapshot times are this process's clock (scrape.at), so the cutoff is too. Keep the newest
+    // snapshot that is already a soak old (the recent window's start) and every newer one.
     const cutoff = Date.now() - step.soak_seconds * 1000;
     const oldEnough = snapshots.filter((b) => Object.values(b).every((v) => Date.parse(v.at) <= cutoff)).length;
     recent.set(name, { version: record.version, snapshots: snapshots.slice(Math.max(0, oldEnough - 1)) });
   }
 
-  /** The step's baseline, moved up to the newest remembered snapshot that is at least a soak old. */
-  function windowStart(name: string, step: PlanStep, record: FeatureRecord): Baseline | null {
+  /** The start of the last soak: the step's baseline moved up to the newest snapshot at least a soak old, or undefined if none is. */
+  function recentWindow(name: string, step: PlanStep, record: FeatureRecord): Baseline | undefined {
     const entry = recent.get(name);
-    if (!record.baseline || entry?.version !== record.version) return record.baseline;
+    if (!record.baseline || entry?.version !== record.version) return undefined;
     const cutoff = Date.now() - step.soak_seconds * 1000;
     const out: Baseline = { ...record.baseline };
+    let moved = false;
     for (const snap of entry.snapshots) {
       for (const [service, b] of Object.entries(snap)) {
         const current = out[service];
-        if (current && Date.parse(b.at) <= cutoff && Date.parse(b.at) > Date.parse(current.at)) out[service] = b;
+        if (current && Date.parse(b.at) <= cutoff && Date.parse(b.at) > Date.parse(current.at)) {
+          out[service] = b;
+          moved = true;
+        }
       }
     }
-    return out;
+    return moved ? out : undefined;
   }
 
   async function evaluateCurrent(name: keyof CutoverPlan['features'], step: PlanStep, record: FeatureRecord): Promise<GateReading[]> {
-    const { readings, newBaselines } = await evaluateStep(step, windowStart(name, step, record), scraper);
-    if (Object.keys(newBaselines).length > 0) {
-      await store.setBaseline(name, record.version, { ...(record.baseline ?? {}), ...newBaselines } satisfies Baseline);
+    const full = await evaluateStep(step, record.baseline, scraper);
+    let readings = full.readings;
+    if (Object.keys(full.newBaselines).length > 0) {
+      await store.setBaseline(name, record.version, { ...(record.baseline ?? {}), ...full.newBaselines } satisfies Baseline);
+    }
+    // The whole step's window keeps counting samples (a parity gate's min_samples fills up); when it
+    // does not pass, the last soak alone may: every gate passing there lets a recovered step go on.
+    const recentStart = readings.some((r) => r.verdict !== 'pass') ? recentWindow(name, step, record) : undefined;
+    if (recentStart) {
+      const lastSoak = await evaluateStep(step, recentStart, scraper);
+      if (lastSoak.readings.every((r) => r.verdict === 'pass')) readings = lastSoak.readings;
     }
     for (const r of readings) metrics?.gateChecks.inc({ feature: name, verdict: r.verdict });
     return readings;
