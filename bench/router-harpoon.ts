@@ -1,0 +1,274 @@
+/**
+ * `npm run bench:router-harpoon`: delivery latency write → agent in the real
+ * design, where agents are behind their region's Event Router: a write
+ * through Harpoon, Harpoon's stream to the region's router, the router's
+ * claim through Harpoon, then the agent's SSE stream. Latency is from just
+ * before the POST to the agent reading the frame (same machine clock); each
+ * agent acknowledges what it gets, as a DOBE agent does.
+ *
+ * Every server runs in its own process: MariaDB, two Harpoon replicas, one
+ * router per region (event-writes and event-delivery at full), the agent
+ * processes, and this one (writer and orchestration). Prints ONE JSON object.
+ *
+ *   npm run bench:router-harpoon
+ *   npm run bench:router-harpoon -- --agents 15000 --regions 10 --rate 20 --seconds 10
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { Agent, request } from 'node:http';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { createHarpoonReplicas } from '../harpoon/replicas.ts';
+import { mintHypervisorToken } from '../lib/auth/hypervisor-token.ts';
+import { dropDatabase, prepareDatabase, uniqueDatabaseName } from '../lib/db/database.ts';
+import { createKnex } from '../lib/db/knex.ts';
+import { provisionServer } from '../lib/db/provision.ts';
+import { DEFAULT_DB_SECRET, serviceDbConfig } from '../lib/db/service-users.ts';
+import { createLogger } from '../lib/logger.ts';
+import { generateSeed } from '../legacy/seed/generate.ts';
+import { insertSeed } from '../legacy/seed/insert.ts';
+import { createRouterSupervisor } from '../router/supervisor.ts';
+import { numberArg as arg } from './args.ts';
+
+const SELF = fileURLToPath(import.meta.url);
+const TOKEN = 'bench-router-harpoon-token-000001';
+const secret = process.env.STRANGLER_DB_SECRET ?? DEFAULT_DB_SECRET;
+const progress = (msg: string) => process.stderr.write(`bench:router-harpoon ${msg}\n`);
+const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function quantile(sorted: number[], q: number): number | null {
+  return sorted.length === 0 ? null : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+}
+
+interface AgentSpec {
+  id: number;
+  region: string;
+  url: string;
+}
+
+// ---- child: agents -------------------------------------------------------------------------------
+
+/** Holds one router stream per agent, records latency (now − the writer's t0 in the event's args), acks each event. */
+async function agentChild(): Promise<void> {
+  const { agents } = JSON.parse(process.env.BENCH_AGENTS!) as { agents: AgentSpec[] };
+  const latencies: number[] = [];
+  const acker = new Agent({ keepAlive: true, maxSockets: 32 });
+  let connected = 0;
+  let failed = 0;
+  let acked = 0;
+  const T0 = /t0\\?":(\d+)/;
+  const ID = /^id: (\d+)$/m;
+  function ack(a: AgentSpec, token: string, eventId: number): void {
+    const body = JSON.stringify({ event_id: eventId, received_at: new Date().toISOString() });
+    const req = request(`${a.url}/v1/regions/${a.region}/hypervisors/${a.id}/acks`, {
+      method: 'POST',
+      agent: acker,
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+    });
+    req.on('error', () => {});
+    req.on('response', (res) => {
+      res.resume();
+      if (res.statusCode === 200) acked++;
+    });
+    req.end(body);
+  }
+  function open(a: AgentSpec): void {
+    const token = mintHypervisorToken(secret, a.id, a.region);
+    const req = request(`${a.url}/v1/regions/${a.region}/hypervisors/${a.id}/events`, { agent: false, headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream' } });
+    req.on('error', () => failed++);
+    req.on('response', (res) => {
+      if (res.statusCode !== 200) {
+        failed++;
+        res.resume();
+        return;
+      }
+      connected++;
+      res.setEncoding('utf8');
+      let tail = '';
+      res.on('data', (chunk: string) => {
+        const now = Date.now();
+        const text = tail + chunk;
+        const frames = text.split('\n\n');
+        tail = frames.pop()!;
+        for (const frame of frames) {
+          const t0 = T0.exec(frame);
+          const id = ID.exec(frame);
+          if (!t0 || !id) continue;
+          latencies.push(now - Number(t0[1]));
+          ack(a, token, Number(id[1]));
+        }
+      });
+      res.on('close', () => connected--);
+    });
+    req.end();
+  }
+  for (let i = 0; i < agents.length; i++) {
+    open(agents[i]!);
+    if (i % 250 === 249) await sleep(50);
+  }
+  process.on('message', (msg: { cmd: string }) => {
+    if (msg.cmd === 'status') process.send!({ connected, failed, acked });
+    if (msg.cmd === 'report') process.send!({ latencies, acked });
+  });
+  process.send!({ ready: true });
+}
+
+// ---- main ----------------------------------------------------------------------------------------
+
+async function scrape(url: string, name: string): Promise<number> {
+  const text = await fetch(`${url}/metrics`).then((r) => r.text(), () => '');
+  return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+}
+
+async function main(): Promise<void> {
+  const settings = {
+    agents: arg('agents', 15_000),
+    regions: arg('regions', 10),
+    agent_processes: arg('agent-processes', 3),
+    rate: arg('rate', 20),
+    seconds: arg('seconds', 10),
+    router_poll_ms: arg('router-poll-ms', 1000),
+  };
+  const loadStart = os.loadavg()[0]!;
+  const logger = createLogger({ level: 'warn', destination: process.stderr });
+  const server = await provisionServer({ logger, needConnections: 200 + settings.regions * 6 });
+  const database = uniqueDatabaseName('bench_router_harpoon');
+  const children: ChildProcess[] = [];
+  let harpoon: ReturnType<typeof createHarpoonReplicas> | undefined;
+  let routers: ReturnType<typeof createRouterSupervisor> | undefined;
+  try {
+    const adminCfg = await prepareDatabase(server.admin, database, secret);
+    const knex = createKnex(adminCfg, { poolMax: 2 });
+    progress(`seeding ${settings.agents} hypervisors in ${settings.regions} regions…`);
+    const seed = generateSeed({ hypervisors: settings.agents, regions: settings.regions, seed: 1 });
+    await insertSeed(knex, seed);
+    await knex('events').del();
+    for (const feature of ['event-delivery', 'event-writes']) {
+      await knex.raw(
+        "INSERT INTO cutover_features (feature, mode, percent, step_name) VALUES (?, 'full', 100, 'full') ON DUPLICATE KEY UPDATE mode = 'full', percent = 100, version = version + 1",
+        [feature],
+      );
+    }
+    await knex.destroy();
+    const regionSlug = new Map(seed.regions.map((r) => [r.id, r.slug]));
+
+    harpoon = createHarpoonReplicas({ db: serviceDbConfig(server.admin, database, 'harpoon', secret), tokens: { router: TOKEN }, replicas: 2, logger });
+    await harpoon.start();
+    const urls = harpoon.urls();
+    progress(`harpoon replicas ${urls.join(', ')}; starting ${settings.regions} routers…`);
+    routers = createRouterSupervisor({
+      regions: seed.regions.map((r) => r.slug),
+      db: serviceDbConfig(server.admin, database, 'event_router', secret),
+      secret,
+      pollIntervalMs: settings.router_poll_ms,
+      harpoon: { urls, token: TOKEN },
+      logger,
+    });
+    const list = await routers.start();
+    const routerUrl = new Map(list.map((r) => [r.region, r.url]));
+    for (const r of list) {
+      for (let i = 0; i < 600 && (await scrape(r.url, 'router_event_source{source="harpoon"}')) !== 1; i++) await sleep(100);
+    }
+
+    progress(`opening ${settings.agents} agent streams over ${settings.agent_processes} processes…`);
+    const specs: AgentSpec[] = seed.servers.map((s) => ({ id: s.id, region: regionSlug.get(s.region_id)!, url: routerUrl.get(regionSlug.get(s.region_id)!)! }));
+    const per = Math.ceil(specs.length / settings.agent_processes);
+    const agentProcs: ChildProcess[] = [];
+    for (let k = 0; k < settings.agent_processes; k++) {
+      const child = fork(SELF, ['--agent-child'], {
+        execArgv: ['--import', 'tsx'],
+        env: { ...process.env, BENCH_AGENTS: JSON.stringify({ agents: specs.slice(k * per, (k + 1) * per) }) },
+        stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+      });
+      children.push(child);
+      agentProcs.push(child);
+      await new Promise<void>((r) => child.once('message', () => r()));
+    }
+    const ask = <T>(child: ChildProcess, cmd: string) =>
+      new Promise<T>((resolve) => {
+        child.once('message', (m) => resolve(m as T));
+        child.send({ cmd });
+      });
+    const waitStart = Date.now();
+    let connected = 0;
+    for (;;) {
+      const st = await Promise.all(agentProcs.map((c) => ask<{ connected: number; failed: number }>(c, 'status')));
+      connected = st.reduce((s, x) => s + x.connected, 0);
+      const failed = st.reduce((s, x) => s + x.failed, 0);
+      if (connected + failed >= specs.length || Date.now() - waitStart > 180_000) break;
+      await sleep(500);
+    }
+    const connectSeconds = (Date.now() - waitStart) / 1000;
+    let routerStreams = 0;
+    for (const r of list) routerStreams += await scrape(r.url, 'router_connected_agents');
+    progress(`${connected} agents connected (${routerStreams} streams on routers) in ${round(connectSeconds)} s; writing ${settings.rate} events/s for ${settings.seconds} s…`);
+    await sleep(2000);
+
+    const writer = new Agent({ keepAlive: true, maxSockets: 16 });
+    const total = settings.rate * settings.seconds;
+    const pending: Array<Promise<void>> = [];
+    const t0 = Date.now();
+    for (let i = 0; i < total; i++) {
+      const due = t0 + (i * 1000) / settings.rate;
+      const wait = due - Date.now();
+      if (wait > 0) await sleep(wait);
+      const host = seed.servers[(i * 7919) % seed.servers.length]!;
+      const body = JSON.stringify({ type: 'reboot', region: regionSlug.get(host.region_id), server_id: host.id, args: { t0: Date.now() } });
+      pending.push(
+        new Promise<void>((resolve, reject) => {
+          const req = request(`${urls[i % urls.length]}/v1/events`, {
+            method: 'POST',
+            agent: writer,
+            headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+          });
+          req.on('error', reject);
+          req.on('response', (res) => {
+            res.resume();
+            res.on('end', () => (res.statusCode === 201 ? resolve() : reject(new Error(`write answered ${res.statusCode}`))));
+          });
+          req.end(body);
+        }),
+      );
+    }
+    await Promise.all(pending);
+    await sleep(3000);
+    const reports = await Promise.all(agentProcs.map((c) => ask<{ latencies: number[]; acked: number }>(c, 'report')));
+    const latencies = reports.flatMap((r) => r.latencies).sort((a, b) => a - b);
+    writer.destroy();
+    let lagSum = 0;
+    let lagCount = 0;
+    for (const r of list) {
+      lagSum += await scrape(r.url, 'router_harpoon_stream_lag_seconds_sum');
+      lagCount += await scrape(r.url, 'router_harpoon_stream_lag_seconds_count');
+    }
+    const out = {
+      bench: 'router-harpoon',
+      settings,
+      load_average: { start: round(loadStart, 2), end: round(os.loadavg()[0]!, 2) },
+      database: { source: server.source },
+      delivery: {
+        path: 'POST Harpoon → Harpoon stream → router (claim through Harpoon) → agent SSE',
+        harpoon_replicas: urls.length,
+        routers: list.length,
+        agents_connected: connected,
+        connect_seconds: round(connectSeconds),
+        events_written: total,
+        deliveries: latencies.length,
+        acked: reports.reduce((s, r) => s + r.acked, 0),
+        latency_ms: { p50: quantile(latencies, 0.5), p90: quantile(latencies, 0.9), p99: quantile(latencies, 0.99), max: latencies.at(-1) ?? null },
+        goal_p99_ms: 50,
+        router_stream_lag_mean_ms: lagCount > 0 ? round((lagSum / lagCount) * 1000, 2) : null,
+      },
+    };
+    process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+  } finally {
+    for (const c of children) c.kill('SIGKILL');
+    await routers?.close().catch(() => {});
+    await harpoon?.close().catch(() => {});
+    await dropDatabase(server.admin, database).catch(() => {});
+    await server.release();
+  }
+}
+
+if (process.argv.includes('--agent-child')) await agentChild();
+else await main();
