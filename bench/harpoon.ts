@@ -36,6 +36,7 @@ import { createLogger } from '../lib/logger.ts';
 import { generateSeed } from '../legacy/seed/generate.ts';
 import { insertSeed } from '../legacy/seed/insert.ts';
 import { numberArg as arg } from './args.ts';
+import { askChild, holdStream, quantile, waitForStreams, writeEventsPaced, type StreamCounts } from './stream-bench.ts';
 
 const SELF = fileURLToPath(import.meta.url);
 const TOKEN = 'bench-harpoon-service-token-000001';
@@ -43,10 +44,6 @@ const secret = process.env.STRANGLER_DB_SECRET ?? DEFAULT_DB_SECRET;
 
 const progress = (msg: string) => process.stderr.write(`bench:harpoon ${msg}\n`);
 
-function quantile(sorted: number[], q: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-}
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 
 // ---- child: subscribers ------------------------------------------------------------------------
@@ -59,40 +56,14 @@ const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 async function subscriberChild(): Promise<void> {
   const { urls, regions, count, start } = JSON.parse(process.env.BENCH_SUBSCRIBERS!) as { urls: string[]; regions: string[]; count: number; start: number };
   const latencies: number[] = [];
-  let connected = 0;
-  let failed = 0;
+  const counts: StreamCounts = { connected: 0, failed: 0 };
   const T0 = /"t0":(\d+)/g;
   function open(i: number): void {
     const url = `${urls[i % urls.length]}/v1/stream?region=${regions[i % regions.length]}`;
-    const req = request(url, { agent: false, headers: { authorization: `Bearer ${TOKEN}`, accept: 'text/event-stream' } });
-    req.on('error', () => {
-      failed++;
+    holdStream(url, { authorization: `Bearer ${TOKEN}` }, counts, (complete, now) => {
+      T0.lastIndex = 0;
+      for (let m = T0.exec(complete); m; m = T0.exec(complete)) latencies.push(now - Number(m[1]));
     });
-    req.on('response', (res) => {
-      if (res.statusCode !== 200) {
-        failed++;
-        res.resume();
-        return;
-      }
-      connected++;
-      res.setEncoding('utf8');
-      let tail = '';
-      res.on('data', (chunk: string) => {
-        const now = Date.now();
-        const text = tail + chunk;
-        const cut = text.lastIndexOf('\n\n');
-        if (cut === -1) {
-          tail = text;
-          return;
-        }
-        tail = text.slice(cut + 2);
-        const complete = text.slice(0, cut);
-        T0.lastIndex = 0;
-        for (let m = T0.exec(complete); m; m = T0.exec(complete)) latencies.push(now - Number(m[1]));
-      });
-      res.on('close', () => connected--);
-    });
-    req.end();
   }
   // Opened in slices so the servers' accept queues never overflow.
   for (let i = 0; i < count; i++) {
@@ -100,7 +71,7 @@ async function subscriberChild(): Promise<void> {
     if (i % 500 === 499) await new Promise((r) => setTimeout(r, 50));
   }
   process.on('message', (msg: { cmd: string }) => {
-    if (msg.cmd === 'status') process.send!({ connected, failed });
+    if (msg.cmd === 'status') process.send!(counts);
     if (msg.cmd === 'reset') latencies.length = 0;
     if (msg.cmd === 'report') process.send!({ latencies });
   });
@@ -358,54 +329,20 @@ async function main(): Promise<void> {
       subs.push(child);
       await new Promise<void>((r) => child.once('message', () => r()));
     }
-    const ask = <T>(child: ChildProcess, cmd: string) =>
-      new Promise<T>((resolve) => {
-        child.once('message', (m) => resolve(m as T));
-        child.send({ cmd });
-      });
-    const startWait = Date.now();
-    let connected = 0;
-    for (;;) {
-      const st = await Promise.all(subs.map((c) => ask<{ connected: number; failed: number }>(c, 'status')));
-      connected = st.reduce((s, x) => s + x.connected, 0);
-      const failed = st.reduce((s, x) => s + x.failed, 0);
-      if (connected + failed >= settings.subscribers || Date.now() - startWait > 120_000) break;
-      await new Promise((r) => setTimeout(r, 500));
-    }
-    const connectSeconds = (Date.now() - startWait) / 1000;
+    const { connected, seconds: connectSeconds } = await waitForStreams(subs, settings.subscribers, 120_000);
     progress(`${connected} subscribers connected in ${round(connectSeconds)} s; writing ${settings.rate} events/s for ${settings.delivery_seconds} s through both replicas…`);
     await new Promise((r) => setTimeout(r, 1000));
     const lag0 = await Promise.all(urls.map(lagBuckets));
-    const writer = new Agent({ keepAlive: true, maxSockets: 16 });
-    const total = settings.rate * settings.delivery_seconds;
-    const pending: Array<Promise<void>> = [];
-    const t0 = Date.now();
-    for (let i = 0; i < total; i++) {
-      const due = t0 + (i * 1000) / settings.rate;
-      const wait = due - Date.now();
-      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-      const body = JSON.stringify({ type: 'reboot', region: regionSlugs[i % regionSlugs.length], server_id: seed.servers.find((s) => s.region_id === regionIds[i % regionIds.length])!.id, args: { t0: Date.now() } });
-      pending.push(
-        new Promise<void>((resolve, reject) => {
-          const req = request(`${urls[i % 2]}/v1/events`, {
-            method: 'POST',
-            agent: writer,
-            headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
-          });
-          req.on('error', reject);
-          req.on('response', (res) => {
-            res.resume();
-            res.on('end', () => (res.statusCode === 201 ? resolve() : reject(new Error(`write answered ${res.statusCode}`))));
-          });
-          req.end(body);
-        }),
-      );
-    }
-    await Promise.all(pending);
+    const total = await writeEventsPaced({
+      urls,
+      token: TOKEN,
+      rate: settings.rate,
+      seconds: settings.delivery_seconds,
+      event: (i) => ({ type: 'reboot', region: regionSlugs[i % regionSlugs.length], server_id: seed.servers.find((s) => s.region_id === regionIds[i % regionIds.length])!.id }),
+    });
     await new Promise((r) => setTimeout(r, 2000));
-    const reports = await Promise.all(subs.map((c) => ask<{ latencies: number[] }>(c, 'report')));
+    const reports = await Promise.all(subs.map((c) => askChild<{ latencies: number[] }>(c, 'report')));
     const latencies = reports.flatMap((r) => r.latencies).sort((a, b) => a - b);
-    writer.destroy();
     const expected = total * (connected / settings.regions);
     const lag1 = await Promise.all(urls.map(lagBuckets));
 

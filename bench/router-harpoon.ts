@@ -28,6 +28,7 @@ import { generateSeed } from '../legacy/seed/generate.ts';
 import { insertSeed } from '../legacy/seed/insert.ts';
 import { createRouterSupervisor } from '../router/supervisor.ts';
 import { numberArg as arg } from './args.ts';
+import { askChild, holdStream, quantile, waitForStreams, writeEventsPaced, type StreamCounts } from './stream-bench.ts';
 
 const SELF = fileURLToPath(import.meta.url);
 const TOKEN = 'bench-router-harpoon-token-000001';
@@ -35,10 +36,6 @@ const secret = process.env.STRANGLER_DB_SECRET ?? DEFAULT_DB_SECRET;
 const progress = (msg: string) => process.stderr.write(`bench:router-harpoon ${msg}\n`);
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function quantile(sorted: number[], q: number): number | null {
-  return sorted.length === 0 ? null : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-}
 
 interface AgentSpec {
   id: number;
@@ -53,8 +50,7 @@ async function agentChild(): Promise<void> {
   const { agents } = JSON.parse(process.env.BENCH_AGENTS!) as { agents: AgentSpec[] };
   const latencies: number[] = [];
   const acker = new Agent({ keepAlive: true, maxSockets: 32 });
-  let connected = 0;
-  let failed = 0;
+  const counts: StreamCounts = { connected: 0, failed: 0 };
   let acked = 0;
   const T0 = /t0\\?":(\d+)/;
   const ID = /^id: (\d+)$/m;
@@ -74,40 +70,22 @@ async function agentChild(): Promise<void> {
   }
   function open(a: AgentSpec): void {
     const token = mintHypervisorToken(secret, a.id, a.region);
-    const req = request(`${a.url}/v1/regions/${a.region}/hypervisors/${a.id}/events`, { agent: false, headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream' } });
-    req.on('error', () => failed++);
-    req.on('response', (res) => {
-      if (res.statusCode !== 200) {
-        failed++;
-        res.resume();
-        return;
+    holdStream(`${a.url}/v1/regions/${a.region}/hypervisors/${a.id}/events`, { authorization: `Bearer ${token}` }, counts, (complete, now) => {
+      for (const frame of complete.split('\n\n')) {
+        const t0 = T0.exec(frame);
+        const id = ID.exec(frame);
+        if (!t0 || !id) continue;
+        latencies.push(now - Number(t0[1]));
+        ack(a, token, Number(id[1]));
       }
-      connected++;
-      res.setEncoding('utf8');
-      let tail = '';
-      res.on('data', (chunk: string) => {
-        const now = Date.now();
-        const text = tail + chunk;
-        const frames = text.split('\n\n');
-        tail = frames.pop()!;
-        for (const frame of frames) {
-          const t0 = T0.exec(frame);
-          const id = ID.exec(frame);
-          if (!t0 || !id) continue;
-          latencies.push(now - Number(t0[1]));
-          ack(a, token, Number(id[1]));
-        }
-      });
-      res.on('close', () => connected--);
     });
-    req.end();
   }
   for (let i = 0; i < agents.length; i++) {
     open(agents[i]!);
     if (i % 250 === 249) await sleep(50);
   }
   process.on('message', (msg: { cmd: string }) => {
-    if (msg.cmd === 'status') process.send!({ connected, failed, acked });
+    if (msg.cmd === 'status') process.send!({ ...counts, acked });
     if (msg.cmd === 'report') process.send!({ latencies, acked });
   });
   process.send!({ ready: true });
@@ -184,57 +162,25 @@ async function main(): Promise<void> {
       agentProcs.push(child);
       await new Promise<void>((r) => child.once('message', () => r()));
     }
-    const ask = <T>(child: ChildProcess, cmd: string) =>
-      new Promise<T>((resolve) => {
-        child.once('message', (m) => resolve(m as T));
-        child.send({ cmd });
-      });
-    const waitStart = Date.now();
-    let connected = 0;
-    for (;;) {
-      const st = await Promise.all(agentProcs.map((c) => ask<{ connected: number; failed: number }>(c, 'status')));
-      connected = st.reduce((s, x) => s + x.connected, 0);
-      const failed = st.reduce((s, x) => s + x.failed, 0);
-      if (connected + failed >= specs.length || Date.now() - waitStart > 180_000) break;
-      await sleep(500);
-    }
-    const connectSeconds = (Date.now() - waitStart) / 1000;
+    const { connected, seconds: connectSeconds } = await waitForStreams(agentProcs, specs.length, 180_000);
     let routerStreams = 0;
     for (const r of list) routerStreams += await scrape(r.url, 'router_connected_agents');
     progress(`${connected} agents connected (${routerStreams} streams on routers) in ${round(connectSeconds)} s; writing ${settings.rate} events/s for ${settings.seconds} s…`);
     await sleep(2000);
 
-    const writer = new Agent({ keepAlive: true, maxSockets: 16 });
-    const total = settings.rate * settings.seconds;
-    const pending: Array<Promise<void>> = [];
-    const t0 = Date.now();
-    for (let i = 0; i < total; i++) {
-      const due = t0 + (i * 1000) / settings.rate;
-      const wait = due - Date.now();
-      if (wait > 0) await sleep(wait);
-      const host = seed.servers[(i * 7919) % seed.servers.length]!;
-      const body = JSON.stringify({ type: 'reboot', region: regionSlug.get(host.region_id), server_id: host.id, args: { t0: Date.now() } });
-      pending.push(
-        new Promise<void>((resolve, reject) => {
-          const req = request(`${urls[i % urls.length]}/v1/events`, {
-            method: 'POST',
-            agent: writer,
-            headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
-          });
-          req.on('error', reject);
-          req.on('response', (res) => {
-            res.resume();
-            res.on('end', () => (res.statusCode === 201 ? resolve() : reject(new Error(`write answered ${res.statusCode}`))));
-          });
-          req.end(body);
-        }),
-      );
-    }
-    await Promise.all(pending);
+    const total = await writeEventsPaced({
+      urls,
+      token: TOKEN,
+      rate: settings.rate,
+      seconds: settings.seconds,
+      event: (i) => {
+        const host = seed.servers[(i * 7919) % seed.servers.length]!;
+        return { type: 'reboot', region: regionSlug.get(host.region_id), server_id: host.id };
+      },
+    });
     await sleep(3000);
-    const reports = await Promise.all(agentProcs.map((c) => ask<{ latencies: number[]; acked: number }>(c, 'report')));
+    const reports = await Promise.all(agentProcs.map((c) => askChild<{ latencies: number[]; acked: number }>(c, 'report')));
     const latencies = reports.flatMap((r) => r.latencies).sort((a, b) => a - b);
-    writer.destroy();
     let lagSum = 0;
     let lagCount = 0;
     for (const r of list) {
