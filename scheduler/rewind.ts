@@ -57,6 +57,8 @@ export interface HostRewind {
   /** Room to give back to the ledger (negative: to take back). */
   ledger_memory: number;
   ledger_disk: number;
+  /** Droplets to add to the ledger's count (negative: to take out). */
+  ledger_count: number;
   /** Changes the host's metrics show once its agent reported after them (`at_ms` ≤ last report): undo these amounts. */
   reported: Array<{ at_ms: number; memory: number; disk: number; vmcount: number }>;
 }
@@ -85,7 +87,7 @@ const finishedSince = (c: HostChange, m: DecisionMoment) => c.finished_ms !== nu
 export function rewindTo(changes: readonly HostChange[], moment: DecisionMoment): (serverId: number) => HostRewind {
   const out = new Map<number, HostRewind>();
   const placedBefore = new Set<number>();
-  const none: HostRewind = { skip: new Set(), after_id: moment.event_id, placed_before: placedBefore, busy: [], ledger_memory: 0, ledger_disk: 0, reported: [] };
+  const none: HostRewind = { skip: new Set(), after_id: moment.event_id, placed_before: placedBefore, busy: [], ledger_memory: 0, ledger_disk: 0, ledger_count: 0, reported: [] };
   const of = (serverId: number) => {
     let r = out.get(serverId);
     if (!r) out.set(serverId, (r = { ...none, skip: new Set<number>(), busy: [], reported: [] }));
@@ -102,6 +104,7 @@ export function rewindTo(changes: readonly HostChange[], moment: DecisionMoment)
         if (inLedger(c)) {
           r.ledger_memory += c.memory;
           r.ledger_disk += c.disk;
+          r.ledger_count -= 1;
         }
         if (c.finished_ms !== null) r.reported.push({ at_ms: c.finished_ms, memory: c.memory, disk: c.disk, vmcount: -1 });
         continue;
@@ -114,6 +117,7 @@ export function rewindTo(changes: readonly HostChange[], moment: DecisionMoment)
       if (!inLedger(c)) {
         r.ledger_memory -= c.memory;
         r.ledger_disk -= c.disk;
+        r.ledger_count += 1;
       }
       r.reported.push({ at_ms: c.finished_ms!, memory: -c.memory, disk: -c.disk, vmcount: 1 });
     } else if (!since && BUSY.has(c.type)) {

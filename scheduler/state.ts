@@ -31,6 +31,8 @@ export interface HostRecord {
   generation: number;
   used_memory: number;
   used_disk: number;
+  /** The ledger's droplet count: what vmcount will be once the agent has run every placed create. */
+  used_count: number;
   inflight: Map<number, InflightEvent>;
 }
 
@@ -49,6 +51,7 @@ interface HostRow {
   generation: number | string;
   used_memory: number | string | null;
   used_disk: number | string | null;
+  used_count: number | string | null;
 }
 
 interface InflightRow {
@@ -165,6 +168,7 @@ export class HostStore {
       known.generation = fresh.generation;
       known.used_memory = fresh.used_memory;
       known.used_disk = fresh.used_disk;
+      known.used_count = fresh.used_count;
     }
     if (this.inflightSource === 'events') this.setInflight(inflight, new Set(ids));
   }
@@ -194,6 +198,7 @@ export class HostStore {
   reserve(host: HostRecord, eventId: number, size: { memory: number; disk: number }): void {
     host.used_memory += size.memory;
     host.used_disk += size.disk;
+    host.used_count += 1;
     host.inflight.set(eventId, { id: eventId, type: 'create', memory: size.memory, disk: size.disk });
     if (this.inflightSource === 'external') this.busyHost.set(eventId, host.id);
   }
@@ -201,6 +206,7 @@ export class HostStore {
   unreserve(host: HostRecord, eventId: number, size: { memory: number; disk: number }): void {
     host.used_memory -= size.memory;
     host.used_disk -= size.disk;
+    host.used_count -= 1;
     host.inflight.delete(eventId);
     if (this.busyHost.get(eventId) === host.id) this.busyHost.delete(eventId);
   }
@@ -254,7 +260,8 @@ export class HostStore {
       allocatable_memory: allocatableMemory,
       allocatable_disk: allocatableDisk,
       cpus: metrics?.cpus ?? host.inventory_cpus,
-      vmcount: Math.max(0, vmcount) + creates,
+      // The higher of the two, as memfree takes the lower: a create the agent ran a moment ago is in the ledger before its report.
+      vmcount: Math.max(Math.max(0, vmcount) + creates, host.used_count + (rewind?.ledger_count ?? 0)),
       memfree: memfree !== undefined ? Math.min(memfree - createMemory, ledgerMemory) : ledgerMemory,
       diskfree_actual: diskfree !== undefined ? Math.min(diskfree - createDisk, ledgerDisk) : ledgerDisk,
       error_count: metrics?.error_count ?? 0,
@@ -284,12 +291,12 @@ export class HostStore {
           .whereNotNull('d.server_id')
           .whereNotIn('d.status', ['archived', 'error'])
           .groupBy('d.server_id')
-          .select('d.server_id', trx.raw('SUM(z.memory) AS used_memory'), trx.raw('SUM(z.disk) AS used_disk'));
+          .select('d.server_id', trx.raw('SUM(z.memory) AS used_memory'), trx.raw('SUM(z.disk) AS used_disk'), trx.raw('COUNT(*) AS used_count'));
         if (ids) ledger.whereIn('d.server_id', ids);
         else if (this.regionIds) ledger.whereIn('d.region_id', this.regionIds);
         const hostsQuery = trx('servers as s')
           .leftJoin(ledger.as('u'), 'u.server_id', 's.id')
-          .select('s.id', 's.name', 's.region_id', 's.memory', 's.disk', 's.cpus', 's.generation', 'u.used_memory', 'u.used_disk');
+          .select('s.id', 's.name', 's.region_id', 's.memory', 's.disk', 's.cpus', 's.generation', 'u.used_memory', 'u.used_disk', 'u.used_count');
         if (ids) hostsQuery.whereIn('s.id', ids);
         else if (this.regionIds) hostsQuery.whereIn('s.region_id', this.regionIds);
         const hosts = (await hostsQuery) as HostRow[];
@@ -326,6 +333,7 @@ function toRecord(row: HostRow): HostRecord {
     generation: Number(row.generation),
     used_memory: Number(row.used_memory ?? 0),
     used_disk: Number(row.used_disk ?? 0),
+    used_count: Number(row.used_count ?? 0),
     inflight: new Map(),
   };
 }

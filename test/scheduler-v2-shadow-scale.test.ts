@@ -22,14 +22,25 @@ describe('Scheduler V2 shadow parity on a 1,500-host region', () => {
   const SIZE = { id: 1, slug: '2gb', memory: 2048, vcpus: 2, disk: 40 };
   let t: TestDatabase;
   let nyc1: HostMetricsServer;
+  let ams2: HostMetricsServer;
+  /**
+   * ams2: two hosts with as much free memory each, hv0001 in 2 droplets (1 GB each, the second run a
+   * moment ago: its agent has not reported since), hv0002 in one of 2 GB. V1 reads 2 VMs on hv0001
+   * and takes hv0002; the metrics alone would still say 1.
+   */
+  const AMS2 = { region_id: 2, cpus: 48, memory: 393216, disk: 7680, memfree: 393216 - 2048 - 2048, error_count: 0, state: '' };
+  const AMS2_SERVERS: V1Server[] = [
+    { id: HOSTS + 1, name: 'ams2-hv0001', ...AMS2, vmcount: 2, diskfree_actual: 7680 - 50 - 60 },
+    { id: HOSTS + 2, name: 'ams2-hv0002', ...AMS2, vmcount: 1, diskfree_actual: 7680 - 50 - 40 },
+  ];
   let v1: SchedulerV1;
   let shadow: SchedulerV2;
   let customer = 0;
 
-  async function createRequest(): Promise<number> {
+  async function createRequest(regionId = 1): Promise<number> {
     const customerId = ++customer;
-    const [dropletId] = await t.db('droplets').insert({ customer_id: customerId, name: 'x', region_id: 1, size_id: SIZE.id, image_id: 1 });
-    return insertEvent(t.db, { type: 'create', region_id: 1, droplet_id: Number(dropletId), customer_id: customerId });
+    const [dropletId] = await t.db('droplets').insert({ customer_id: customerId, name: 'x', region_id: regionId, size_id: SIZE.id, image_id: 1 });
+    return insertEvent(t.db, { type: 'create', region_id: regionId, droplet_id: Number(dropletId), customer_id: customerId });
   }
 
   /** What the agents do with every placed create (legacy/dobe/execute.ts): event done, host row and droplet updated, metrics report the new host. */
@@ -59,14 +70,37 @@ describe('Scheduler V2 shadow parity on a 1,500-host region', () => {
 
   beforeAll(async () => {
     t = await createTestDatabase('scheduler_v2_shadow_scale');
-    await t.db('regions').insert({ id: 1, slug: 'nyc1', name: 'New York 1' });
-    await t.db('sizes').insert({ ...SIZE, price_monthly: 20 });
+    await t.db('regions').insert([
+      { id: 1, slug: 'nyc1', name: 'New York 1' },
+      { id: 2, slug: 'ams2', name: 'Amsterdam 2' },
+    ]);
+    await t.db('sizes').insert([
+      { ...SIZE, price_monthly: 20 },
+      { id: 2, slug: '1gb', memory: 1024, vcpus: 1, disk: 30, price_monthly: 10 },
+    ]);
     await t.db('images').insert({ id: 1, slug: 'debian-8-x64', name: 'Debian', distribution: 'Debian', min_disk_size: 20 });
     await t.db('customers').insert(Array.from({ length: 40 }, (_, i) => ({ id: i + 1, email: `c${i + 1}@example.com`, name: `C${i + 1}`, api_token_sha256: String(i).padStart(64, '0') })));
-    await t.db.batchInsert('servers', SERVERS, 500);
+    await t.db.batchInsert('servers', [...SERVERS, ...AMS2_SERVERS], 500);
+    const [p, q] = AMS2_SERVERS.map((s) => s.id);
+    await t.db('droplets').insert([
+      { customer_id: 40, name: 'p1', region_id: 2, size_id: 2, image_id: 1, server_id: p, status: 'active' },
+      { customer_id: 40, name: 'p2', region_id: 2, size_id: 2, image_id: 1, server_id: p, status: 'active' },
+      { customer_id: 40, name: 'q1', region_id: 2, size_id: 1, image_id: 1, server_id: q, status: 'active' },
+    ]);
     nyc1 = await startHostMetricsServer(SERVERS.map((s) => metricsForServer(s, 'nyc1')));
+    // ams2-hv0001's last report predates its second droplet.
+    ams2 = await startHostMetricsServer(AMS2_SERVERS.map((s) => (s.id === p ? { ...metricsForServer(s, 'ams2'), vmcount: 1, memfree_mb: s.memfree + 1024, diskfree_gb: s.diskfree_actual + 30 } : metricsForServer(s, 'ams2'))));
     v1 = createSchedulerV1({ db: t.service('scheduler_v1') });
-    shadow = createSchedulerV2({ db: t.service('scheduler_v2'), metricsEndpoints: [{ name: 'nyc1', url: nyc1.url }], mode: 'shadow', replicaId: 'shadow-scale', scrapeIntervalMs: 1 });
+    shadow = createSchedulerV2({
+      db: t.service('scheduler_v2'),
+      metricsEndpoints: [
+        { name: 'nyc1', url: nyc1.url },
+        { name: 'ams2', url: ams2.url },
+      ],
+      mode: 'shadow',
+      replicaId: 'shadow-scale',
+      scrapeIntervalMs: 1,
+    });
     await shadow.shadowOnce();
   });
 
@@ -74,6 +108,7 @@ describe('Scheduler V2 shadow parity on a 1,500-host region', () => {
     await v1?.close();
     await shadow?.close();
     await nyc1?.close();
+    await ams2?.close();
     await t?.drop();
   });
 
@@ -138,5 +173,13 @@ describe('Scheduler V2 shadow parity on a 1,500-host region', () => {
     const stats = await shadow.shadowOnce();
     nyc1.set('nyc1-hv0005', { error_count: 0 });
     expect(stats).toMatchObject({ judged: 22, agree: 21, differ: 1, by_category: { 'filtered-too-many-errors': 1 } });
+  });
+
+  it("breaks a tie on free memory by the ledger's VM count when the metrics have not caught up with a create", async () => {
+    await createRequest(2);
+    expect(names(await v1.runOnce())).toEqual(['ams2-hv0002']);
+    const stats = await shadow.shadowOnce();
+    expect(stats.by_category).toEqual({ 'filtered-too-many-errors': 1 });
+    expect(stats).toMatchObject({ judged: 23, agree: 22 });
   });
 });
