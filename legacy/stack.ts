@@ -26,6 +26,7 @@ import { createKnex } from '../lib/db/knex.ts';
 import { createHarpoonReplicas, type HarpoonReplicas } from '../harpoon/replicas.ts';
 import { createLockdownEffect } from '../harpoon/lockdown-effect.ts';
 import { publicRoutes } from '../proxy/public-routes.ts';
+import { createHttpFeatureStateSource } from '../lib/cutover/http-state-source.ts';
 
 const CUTOVER_READER = new URL('../proxy/cutover/reader.ts', import.meta.url).href;
 
@@ -309,6 +310,11 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
       const v2 = options.schedulerV2;
       const metricsEndpoints = fleet.hostMetrics.regions().map((region) => ({ name: region, url: hostMetricsUrl(fleetAddress.url, region) }));
       let starting: Promise<SchedulerV2Replicas> | undefined;
+      // With Harpoon, V2 follows event-writes through it and reads the cutover state from the admin (no MySQL poll).
+      const followHarpoon =
+        harpoon && eventRouter
+          ? { harpoon: { urls: harpoon.urls, token: harpoon.tokens.scheduler }, state: { url: eventRouter.adminUrl, token: eventRouter.followerToken } }
+          : undefined;
       schedulerV2 = {
         start: () =>
           (starting ??= (async () => {
@@ -336,6 +342,7 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
                 db: as('scheduler_v2'),
                 metricsEndpoints,
                 followCutover: true,
+                ...(followHarpoon ? { harpoon: followHarpoon.harpoon, stateSource: createHttpFeatureStateSource(followHarpoon.state) } : {}),
                 replicaId: `v2-${process.pid}-${i + 1}`,
                 logger,
                 port: 0,
