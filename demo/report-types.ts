@@ -14,7 +14,11 @@ export interface StageReport {
   ended_at: string;
   /** Peak during the stage's measurement window. */
   mysql_connections: ConnectionCount;
-  /** God/polling queries per second, from the server's Com_select delta over the window. */
+  /**
+   * Polling: SELECTs per second by the services that used to poll for events (dobe, scheduler_v1,
+   * event_router, scheduler_v2), from USER_STATISTICS over an idle window after the drain (no traffic,
+   * no queue): what they ask whether or not there is work. Under traffic: details.selects_per_s_under_traffic.
+   */
   polling_queries_per_s: number;
   /** Event committed (available to its host) → agent has it; from the database's own timestamps. */
   event_latency_ms: { p50: number; p99: number };

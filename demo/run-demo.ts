@@ -7,7 +7,7 @@ import { provisionServer } from '../lib/db/provision.ts';
 import { DEFAULT_DB_SECRET } from '../lib/db/service-users.ts';
 import { checkInvariants } from '../lib/invariants.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
-import { enableUserStatistics, readUserCommandCounts } from '../lib/metrics/user-statistics.ts';
+import { enableUserStatistics, readTableRowsRead, readUserCommandCounts } from '../lib/metrics/user-statistics.ts';
 import { HOST_RESERVED } from '../legacy/seed/catalog.ts';
 import { generateSeed } from '../legacy/seed/generate.ts';
 import { insertSeed } from '../legacy/seed/insert.ts';
@@ -161,6 +161,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
         drainMs: Math.max(60_000, options.pollIntervalMs.max * 3 + 30_000),
         sinceEventId: maxEvent,
         fleetStats: () => stack!.fleet.stats(),
+        database,
       };
 
       const stages: StageReport[] = [];
@@ -323,15 +324,20 @@ interface StageContext {
   drainMs: number;
   sinceEventId: number;
   fleetStats: () => { godQueries: number };
+  /** The run's database (TABLE_STATISTICS is per schema). */
+  database: string;
+  /** Seconds of no traffic after the drain in which polling is measured (default 5). */
+  idleSeconds?: number;
 }
 
-async function pollingSelects(ctx: StageContext): Promise<number> {
+/** SELECTs so far by each polling user (USER_STATISTICS), or the server's Com_select as `*` where per-user counts are off. */
+async function pollingSelects(ctx: StageContext): Promise<Record<string, number>> {
   if (ctx.userStats) {
     const counts = await readUserCommandCounts(ctx.db);
-    return POLLING_USERS.reduce((n, user) => n + (counts[user]?.select ?? 0), 0);
+    return Object.fromEntries(POLLING_USERS.map((user) => [user, counts[user]?.select ?? 0]));
   }
   const [[row]] = (await ctx.db.raw("SHOW GLOBAL STATUS LIKE 'Com_select'")) as [[{ Value: string }]];
-  return Number(row.Value);
+  return { '*': Number(row.Value) };
 }
 
 /** One stage: traffic for `seconds`, then a drain until every event is finished, then the stage's numbers. */
@@ -371,6 +377,22 @@ async function runStage(name: StageName, ctx: StageContext): Promise<StageReport
       lastProgress = Date.now();
     }
   }
+  // Polling is what a service asks whether or not there is work: measured over a window with no
+  // traffic and (after the drain) no queue, from the server's own per-user and per-table counters.
+  const idleSeconds = ctx.idleSeconds ?? 5;
+  ctx.progress.update(`${name}: measuring polling over ${idleSeconds}s without traffic…`);
+  const idleBefore = await pollingSelects(ctx);
+  const eventsReadBefore = await readTableRowsRead(ctx.db, ctx.database, 'events');
+  const idleStarted = Date.now();
+  await new Promise((r) => setTimeout(r, idleSeconds * 1000));
+  const idleAfter = await pollingSelects(ctx);
+  const eventsReadAfter = await readTableRowsRead(ctx.db, ctx.database, 'events');
+  const idleWindow = (Date.now() - idleStarted) / 1000;
+  const perSecond = (after: Record<string, number>, before: Record<string, number>, seconds: number) =>
+    Object.fromEntries(Object.keys(after).map((u) => [u, Math.round(((after[u]! - (before[u] ?? 0)) / seconds) * 10) / 10]));
+  const idleByUser = perSecond(idleAfter, idleBefore, idleWindow);
+  const trafficByUser = perSecond(selectsAfter, selectsBefore, window);
+  const sum = (byUser: Record<string, number>) => Math.round(Object.values(byUser).reduce((a, b) => a + b, 0) * 10) / 10;
   const endedAt = new Date();
   // Requests the driver gave up on may still commit later: the range is read after the drain.
   const range = { afterId: firstId, lastId: await maxEventId(ctx.db) };
@@ -382,7 +404,7 @@ async function runStage(name: StageName, ctx: StageContext): Promise<StageReport
     started_at: startedAt.toISOString(),
     ended_at: endedAt.toISOString(),
     mysql_connections: { total: peak?.connections_total ?? 0, by_user: peak?.by_user ?? {} },
-    polling_queries_per_s: Math.round(((selectsAfter - selectsBefore) / window) * 10) / 10,
+    polling_queries_per_s: sum(idleByUser),
     event_latency_ms: { p50: latency.p50, p99: latency.p99 },
     events_created: counts.created,
     events_done: counts.done,
@@ -392,6 +414,12 @@ async function runStage(name: StageName, ctx: StageContext): Promise<StageReport
       requests_sent: trafficStats.sent,
       requests_failed: trafficStats.failed,
       god_queries_per_s_client: Math.round(((godAfter - godBefore) / window) * 10) / 10,
+      idle_selects_per_s_by_user: Object.entries(idleByUser).map(([u, n]) => `${u} ${n}`).join(', '),
+      selects_per_s_under_traffic: sum(trafficByUser),
+      selects_per_s_under_traffic_by_user: Object.entries(trafficByUser).map(([u, n]) => `${u} ${n}`).join(', '),
+      ...(eventsReadBefore !== undefined && eventsReadAfter !== undefined
+        ? { events_rows_read_per_s_idle: Math.round(((eventsReadAfter - eventsReadBefore) / idleWindow) * 10) / 10 }
+        : {}),
       measured_window_s: Math.round(window * 10) / 10,
     },
   };

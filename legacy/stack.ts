@@ -187,14 +187,6 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
     const cloud = createCloud({ db: as('cloud'), logger, port: options.ports?.cloud ?? 0, ...(harpoon ? { harpoon: { urls: harpoon.urls, token: harpoon.tokens.cloud } } : {}) });
     const cloudAddress = await cloud.start();
     started.push(cloud);
-    const scheduler = createSchedulerV1({
-      db: as('scheduler_v1'),
-      logger,
-      port: options.ports?.scheduler ?? 0,
-      pollIntervalMs: options.schedulerPollMs ?? 1000,
-    });
-    const schedulerAddress = await scheduler.start();
-    started.push(scheduler);
     let eventRouter: EventRouterStack | undefined;
     let dashboard: DashboardCollector | undefined;
     // Filled once the V2 replicas are up (they need the fleet's host metrics); the gate scraper reads the list at each scrape.
@@ -279,6 +271,17 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
         eventRouter.dashboardUrl = `${adminUrl}/dashboard`;
       }
     }
+    // V1 after the admin: it may read the cutover state from it.
+    const scheduler = createSchedulerV1({
+      db: as('scheduler_v1'),
+      logger,
+      port: options.ports?.scheduler ?? 0,
+      pollIntervalMs: options.schedulerPollMs ?? 1000,
+      // With Harpoon (the stack that goes all the way), V1 follows scheduling over HTTP too: at full it sends MySQL nothing.
+      ...(harpoon && eventRouter ? { stateSource: createHttpFeatureStateSource({ url: eventRouter.adminUrl, token: eventRouter.followerToken, logger }) } : {}),
+    });
+    const schedulerAddress = await scheduler.start();
+    started.push(scheduler);
     const fleet = createFleet({
       db: as('dobe'),
       serverIds: options.serverIds,

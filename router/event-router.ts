@@ -188,7 +188,9 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
     }
     if (typeof h.token !== 'string' || h.token.length < 16) throw invalidOption('harpoon.token', '[redacted]', 'a Harpoon service token of at least 16 characters');
   }
-  const pool = createMysqlPool(options.db, poolSize);
+  // On Harpoon the router's MySQL work is only the acks' non-event writes, a trickle per region:
+  // connections a burst opened close again after a minute idle, down to one.
+  const pool = createMysqlPool(options.db, poolSize, { maxIdle: 1 });
   const harpoon: HarpoonClient | undefined = options.harpoon ? createHarpoonClient({ urls: options.harpoon.urls, token: options.harpoon.token }) : undefined;
   const stateSource = options.stateSource;
   /** Until the state source has started (its server may come up after us), the state is read from MySQL. */

@@ -10,9 +10,10 @@ import type { DbConfig } from './config.ts';
  *
  * @example
  *   const pool = createMysqlPool(config, 4);
+ *   const bursty = createMysqlPool(config, 5, { maxIdle: 1 });   // keeps one open when quiet
  *   const [rows] = await pool.query('SELECT 1');
  */
-export function createMysqlPool(config: DbConfig, size: number): Pool {
+export function createMysqlPool(config: DbConfig, size: number, options: { maxIdle?: number; idleTimeoutMs?: number } = {}): Pool {
   const pool = mysql.createPool({
     host: config.host,
     port: config.port,
@@ -20,7 +21,9 @@ export function createMysqlPool(config: DbConfig, size: number): Pool {
     password: config.password,
     ...(config.database ? { database: config.database } : {}),
     connectionLimit: size,
-    maxIdle: size,
+    // Connections idle beyond maxIdle close after idleTimeout: a service busy only in bursts gives them back.
+    maxIdle: options.maxIdle ?? size,
+    ...(options.idleTimeoutMs !== undefined ? { idleTimeout: options.idleTimeoutMs } : {}),
     timezone: 'Z',
     dateStrings: true,
     maxPreparedStatements: 8,

@@ -43,3 +43,24 @@ export async function readUserCommandCounts(db: Knex): Promise<Record<string, Us
     return {};
   }
 }
+
+/**
+ * Rows the server has read from one table so far, by anyone
+ * (`information_schema.TABLE_STATISTICS`, MariaDB's userstat); undefined
+ * where the server does not keep them. A delta of 0 over an idle window
+ * means nothing polls the table.
+ *
+ * @example
+ *   const before = await readTableRowsRead(db, 'strangler_demo', 'events'); … await sleep(5000);
+ *   (await readTableRowsRead(db, 'strangler_demo', 'events'))! - before!   // 0 once Harpoon owns events
+ */
+export async function readTableRowsRead(db: Knex, schema: string, table: string): Promise<number | undefined> {
+  try {
+    const [rows] = (await db.raw('SELECT ROWS_READ AS n FROM information_schema.TABLE_STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?', [schema, table])) as [
+      Array<{ n: number | string }>,
+    ];
+    return Number(rows[0]?.n ?? 0);
+  } catch {
+    return undefined;
+  }
+}
