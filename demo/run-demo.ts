@@ -52,7 +52,7 @@ export interface DemoOptions {
 }
 
 /** The stages `npm run demo` runs when none are named. */
-export const DEFAULT_STAGES: StageName[] = ['legacy', 'event-router', 'scheduler-v2'];
+export const DEFAULT_STAGES: StageName[] = ['legacy', 'event-router', 'scheduler-v2', 'harpoon', 'lockdown'];
 
 /** MySQL users whose SELECTs are polling (the queue pattern the migration removes). */
 const POLLING_USERS = ['dobe', 'scheduler_v1', 'event_router', 'scheduler_v2'];

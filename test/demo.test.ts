@@ -8,7 +8,7 @@ import { runDemo } from '../demo/run-demo.ts';
 import type { DemoReport } from '../demo/report-types.ts';
 
 describe('npm run demo (small)', () => {
-  it('runs the legacy, event-router and scheduler-v2 stages under traffic and writes report.json and report.html with the server-measured numbers', async () => {
+  it('runs every stage (legacy, event-router, scheduler-v2, harpoon, lockdown) under traffic and writes report.json and report.html with the server-measured numbers', async () => {
     const out = await mkdtemp(join(tmpdir(), 'strangler-demo-'));
     const hypervisors = 40;
     const report = await runDemo({
@@ -41,7 +41,8 @@ describe('npm run demo (small)', () => {
     expect(legacy!.event_latency_ms.p99).toBeGreaterThan(0);
     expect(legacy!.event_latency_ms.p99).toBeLessThan(5000);
     // event-router: event delivery moved region by region; the agents hold no MySQL connection.
-    expect(report.stages.map((s) => s.name)).toEqual(['legacy', 'event-router', 'scheduler-v2']);
+    expect(report.stages.map((s) => s.name)).toEqual(['legacy', 'event-router', 'scheduler-v2', 'harpoon', 'lockdown']);
+    expect(report.failed).toBeUndefined();
     const router = report.stages[1]!;
     expect(router.mysql_connections.by_user.dobe ?? 0).toBe(0);
     expect(router.mysql_connections.by_user.event_router).toBeGreaterThanOrEqual(1);
@@ -66,9 +67,24 @@ describe('npm run demo (small)', () => {
     expect(v2.mysql_connections.by_user.scheduler_v2).toBeGreaterThanOrEqual(1);
     expect(v2.events_done).toBe(v2.events_created - Number(v2.details?.events_error ?? 0));
     expect(v2.event_latency_ms.p99).toBeLessThan(5000);
+    // harpoon: event writes and reads on Harpoon; the routers and V2 take its stream and poll nothing.
+    const harpoon = report.stages[3]!;
+    expect(harpoon.details).toMatchObject({ followers_on_harpoon: '2/2 routers, 3/3 V2 replicas', outbox_rows_left: 0, events_error: 0 });
+    expect(String(harpoon.details?.cutover_steps)).toMatch(/event-writes full → event-reads shadow → .* → event-reads full$/);
+    expect(Number(harpoon.details?.harpoon_changes_committed)).toBeGreaterThan(10);
+    expect(Number(harpoon.details?.event_reads_shadow_comparisons)).toBeGreaterThanOrEqual(10);
+    expect(harpoon.events_done).toBe(harpoon.events_created);
+    expect(harpoon.mysql_connections.by_user.harpoon).toBeGreaterThanOrEqual(1);
+    // lockdown: only Harpoon holds grants on events; while idle nothing reads events at all.
+    const lockdown = report.stages[4]!;
+    expect(lockdown.details).toMatchObject({ sole_access: 'true', events_rows_read_per_s_idle: 0 });
+    expect(lockdown.polling_queries_per_s).toBeLessThanOrEqual(0.5);
+    expect(lockdown.events_created).toBeGreaterThan(10);
+    expect(lockdown.events_done).toBe(lockdown.events_created);
+    expect(lockdown.event_latency_ms.p99).toBeLessThan(legacy!.event_latency_ms.p99 * 2 + 500);
     expect(report.timeline.length).toBeGreaterThanOrEqual(3);
     const html = await readFile(join(out, 'report.html'), 'utf8');
     expect(html).toContain('<svg');
     expect(html).toContain(report.database.name);
-  }, 240_000);
+  }, 400_000);
 });

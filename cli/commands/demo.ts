@@ -25,7 +25,7 @@ Options:
   --soak-seconds S   Soak of each event-delivery cutover step (default 2)
   --router-poll-ms MS  Event Routers' poll interval (default 1000)
   --stages LIST      Comma-separated stages to run, each needing the ones before it
-                     (default legacy,event-router,scheduler-v2; all: add harpoon,lockdown)
+                     (default: all, legacy,event-router,scheduler-v2,harpoon,lockdown)
   --keep-database    Keep the demo database afterwards
   --json             Print report.json to stdout as well
   -h, --help         This text
