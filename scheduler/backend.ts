@@ -76,6 +76,9 @@ export function harpoonBackend(deps: {
   reserved: HostReserved;
   policy: string;
   fence?: CommitFence;
+  store: () => HostStore;
+  /** Busy entries older than this are re-read through Harpoon before a batch ranks. */
+  busyRecheckMs: number;
   /** Fault injection: sleep between a reservation's commit and its placement (the crash window). */
   pauseBeforePlaceMs?: number;
 }): PlacementBackend {
@@ -157,7 +160,15 @@ export function harpoonBackend(deps: {
       }
       return { events, decided };
     },
-    refreshBusy: async () => {},
+    // The stream keeps the busy lists; entries busy for long are re-read through Harpoon (a completion
+    // written straight to MySQL during a router's switch never reaches the stream).
+    async refreshBusy() {
+      const store = deps.store();
+      const stale = store.staleBusy(deps.busyRecheckMs, 100);
+      if (stale.length === 0) return;
+      const events = await Promise.all(stale.map((id) => client.getEvent(id).catch(() => undefined)));
+      for (const e of events) if (e) store.applyBusy(e);
+    },
     async commit(intents) {
       const round = await reserveRound(db, intents, deps.reserved, deps.fence);
       if (deps.pauseBeforePlaceMs && round.committed.length > 0) await new Promise((r) => setTimeout(r, deps.pauseBeforePlaceMs));

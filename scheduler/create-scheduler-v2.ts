@@ -88,6 +88,12 @@ export interface SchedulerV2Options {
    * or dead; a dead one also loses its share after 3 missed heartbeats). Default 3000 ms.
    */
   helpAfterMs?: number;
+  /**
+   * Harpoon mode: a host's busy entry (a create or reboot pending or running on it) older than this
+   * is re-read through Harpoon before a batch ranks, in case its completion never reached the stream.
+   * Default 10 s.
+   */
+  busyRecheckMs?: number;
   /** Inventory and ledger reload (new hosts, destroyed droplets). Default 30 s. */
   inventoryRefreshMs?: number;
   overcommit?: number;
@@ -199,6 +205,7 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
   const inventoryRefreshMs = positive('inventoryRefreshMs', options.inventoryRefreshMs, 30_000);
   const heartbeatMs = positive('heartbeatMs', options.heartbeatMs, 1000);
   const helpAfterMs = positive('helpAfterMs', options.helpAfterMs, 3000);
+  const busyRecheckMs = positive('busyRecheckMs', options.busyRecheckMs, 10_000);
   const overcommit = positive('overcommit', options.overcommit, V1_DEFAULT_OVERCOMMIT);
   const poolMax = positive('poolMax', options.poolMax, 3, true);
   const reserved: HostReserved = options.hostReserved ?? { ...HOST_RESERVED };
@@ -315,7 +322,7 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
   let viaHarpoon: PlacementBackend | undefined;
   function currentBackend(): PlacementBackend {
     if (feed) {
-      viaHarpoon ??= harpoonBackend({ db, client: harpoonClient!, feed, replicaId, leaseMs, waitRetryMs, reserved, policy, ...(harpoonFence ? { fence: harpoonFence } : {}), pauseBeforePlaceMs: options.faults?.pauseBeforePlaceMs });
+      viaHarpoon ??= harpoonBackend({ db, client: harpoonClient!, feed, replicaId, leaseMs, waitRetryMs, reserved, policy, ...(harpoonFence ? { fence: harpoonFence } : {}), pauseBeforePlaceMs: options.faults?.pauseBeforePlaceMs, store: () => store!, busyRecheckMs });
       return viaHarpoon;
     }
     mysql ??= mysqlBackend({ db, replicaId, leaseMs, reserved, store: () => store!, ...(directFence ? { fence: directFence } : {}) });

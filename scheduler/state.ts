@@ -79,8 +79,9 @@ export class HostStore {
    * `events`, which Harpoon mode must not issue).
    */
   private inflightSource: 'events' | 'external' = 'events';
-  /** external source: which host each busy event is on. */
+  /** external source: which host each busy event is on, and since when (Date.now()) it is known busy. */
   private readonly busyHost = new Map<number, number>();
+  private readonly busySince = new Map<number, number>();
 
   constructor(
     private readonly db: Knex,
@@ -135,6 +136,23 @@ export class HostStore {
   clearInflight(): void {
     for (const host of this.byId.values()) host.inflight.clear();
     this.busyHost.clear();
+    this.busySince.clear();
+  }
+
+  /**
+   * external source: busy events known busy for longer than `olderThanMs`
+   * (oldest first, at most `limit`). A completion written straight to MySQL
+   * (a router's last direct ack while it switches) never reaches the
+   * stream: the caller re-reads these through Harpoon.
+   */
+  staleBusy(olderThanMs: number, limit: number, now = Date.now()): number[] {
+    const out: number[] = [];
+    for (const [id, since] of this.busySince) {
+      if (now - since < olderThanMs) continue;
+      out.push(id);
+      if (out.length >= limit) break;
+    }
+    return out;
   }
 
   /**
@@ -148,6 +166,7 @@ export class HostStore {
       known = this.byId.get(was)?.inflight.get(event.id);
       this.byId.get(was)?.inflight.delete(event.id);
       this.busyHost.delete(event.id);
+      this.busySince.delete(event.id);
     }
     if (event.server_id === null || !BUSY.has(event.type) || (event.status !== 'pending' && event.status !== 'running')) return;
     const host = this.byId.get(event.server_id);
@@ -155,6 +174,7 @@ export class HostStore {
     // A create this replica placed keeps the size it booked; others' sizes come from the event's args.
     host.inflight.set(event.id, { id: event.id, type: event.type as V1BusyType, memory: size?.memory ?? known?.memory ?? 0, disk: size?.disk ?? known?.disk ?? 0 });
     this.busyHost.set(event.id, host.id);
+    this.busySince.set(event.id, Date.now());
   }
 
   /** Re-reads some hosts (after a CAS conflict): generation, ledger and busy list, from one snapshot. */
@@ -200,7 +220,10 @@ export class HostStore {
     host.used_disk += size.disk;
     host.used_count += 1;
     host.inflight.set(eventId, { id: eventId, type: 'create', memory: size.memory, disk: size.disk });
-    if (this.inflightSource === 'external') this.busyHost.set(eventId, host.id);
+    if (this.inflightSource === 'external') {
+      this.busyHost.set(eventId, host.id);
+      this.busySince.set(eventId, Date.now());
+    }
   }
 
   unreserve(host: HostRecord, eventId: number, size: { memory: number; disk: number }): void {
@@ -208,7 +231,10 @@ export class HostStore {
     host.used_disk -= size.disk;
     host.used_count -= 1;
     host.inflight.delete(eventId);
-    if (this.busyHost.get(eventId) === host.id) this.busyHost.delete(eventId);
+    if (this.busyHost.get(eventId) === host.id) {
+      this.busyHost.delete(eventId);
+      this.busySince.delete(eventId);
+    }
   }
 
   /**

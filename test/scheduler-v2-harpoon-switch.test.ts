@@ -44,6 +44,16 @@ describe('Scheduler V2: event-writes switch under traffic', () => {
     await setFeature(t.db, 'event-writes', LEGACY);
   }, 120_000);
 
+  /** The region's host with the most memory left by the ledger. */
+  async function roomiest(regionId: number, except = 0): Promise<number> {
+    const [[row]] = (await t.db.raw(
+      `SELECT s.id FROM servers s LEFT JOIN droplets d ON d.server_id = s.id AND d.status NOT IN ('archived', 'error') LEFT JOIN sizes z ON z.id = d.size_id
+        WHERE s.region_id = ? AND s.id <> ? GROUP BY s.id, s.memory ORDER BY s.memory - COALESCE(SUM(z.memory), 0) DESC LIMIT 1`,
+      [regionId, except],
+    )) as [[{ id: number }]];
+    return row.id;
+  }
+
   afterAll(async () => {
     for (const h of harpoons) await h.close();
     for (const m of metrics) await m.close();
@@ -243,11 +253,7 @@ describe('Scheduler V2: event-writes switch under traffic', () => {
       const e2 = await create(r1!, 'crash-window-2');
       const mine = await waitFor(async () => (await row(e2)).ds, 10_000, 50);
       // The host with the most room left by the ledger (the direct placement checks none, as V1's).
-      const [[{ id: other }]] = (await t.db.raw(
-        `SELECT s.id FROM servers s LEFT JOIN droplets d ON d.server_id = s.id AND d.status NOT IN ('archived', 'error') LEFT JOIN sizes z ON z.id = d.size_id
-          WHERE s.region_id = ? AND s.id <> ? GROUP BY s.id, s.memory ORDER BY s.memory - COALESCE(SUM(z.memory), 0) DESC LIMIT 1`,
-        [r1!.id, mine],
-      )) as [[{ id: number }]];
+      const other = await roomiest(r1!.id, mine);
       await t.db.transaction(async (trx) => {
         await trx('events').where({ id: e2.id }).whereNull('server_id').update({ server_id: other, available_at: trx.raw('CURRENT_TIMESTAMP(3)') });
         await trx('droplets').where({ id: e2.droplet }).update({ server_id: other });
@@ -261,5 +267,54 @@ describe('Scheduler V2: event-writes switch under traffic', () => {
     }
     const inv = await checkInvariants(t.db, { sinceEventId: sinceEvent, hostReserved: HOST_RESERVED });
     expect(inv.overcommitted_hosts).toBe(0);
+  }, 60_000);
+
+  it('a busy host whose completion never reached the stream is re-read through Harpoon and freed', async () => {
+    await setFeature(t.db, 'event-writes', FULL);
+    const region = (await t.db('regions').orderBy('id').first('id', 'slug')) as { id: number; slug: string };
+    const onlyId = await roomiest(region.id);
+    const all = (await t.db('servers').where({ region_id: region.id }).orderBy('id').select('id', 'name')) as Array<{ id: number; name: string }>;
+    const only = all.find((h) => h.id === onlyId)!;
+    const hosts = [only, ...all.filter((h) => h.id !== onlyId)];
+    // One host in service in the region: every create must go there, one at a time (busy-create).
+    const set = (state: string) => {
+      for (const h of hosts.slice(1)) for (const m of metrics) if (m.hosts.has(h.name)) m.set(h.name, { state });
+    };
+    set('maintenance');
+    const served = metrics.find((m) => m.hosts.has(only.name))!;
+    const before = { ...served.hosts.get(only.name)! };
+    served.set(only.name, { memfree_mb: 64_000, diskfree_gb: 1000, error_count: 0, state: '' });
+    const size = (await t.db('sizes').where({ slug: '512mb' }).first('id')) as { id: number };
+    const create = async (name: string) => {
+      const [dropletId] = await t.db('droplets').insert({ customer_id: 1, name, region_id: region.id, size_id: size.id, image_id: 1 });
+      return (await client.createEvent({ type: 'create', region: region.slug, droplet_id: Number(dropletId), customer_id: 1, args: { size: '512mb' }, key: name })).event.id;
+    };
+    const r = createSchedulerV2({
+      db: t.service('scheduler_v2'),
+      metricsEndpoints: metrics.map((m, i) => ({ name: `r${i}`, url: m.url })),
+      followCutover: { intervalMs: 50 },
+      harpoon: { urls, token: HARPOON_TOKEN },
+      replicaId: 'v2-recheck',
+      regions: [region.slug],
+      pollIntervalMs: 50,
+      scrapeIntervalMs: 50,
+      waitRetryMs: 100,
+      busyRecheckMs: 500,
+      maxStalenessMs: 600_000,
+    });
+    try {
+      await r.start();
+      await waitFor(async () => r.harpoonMode(), 15_000, 50);
+      const first = await create('recheck-1');
+      await waitFor(async () => ((await t.db('events').where({ id: first }).first('server_id')) as { server_id: number | null }).server_id === only.id, 10_000, 50);
+      // Finished straight in MySQL, as a router's last direct ack during its switch: Harpoon's log never hears of it.
+      await t.db('events').where({ id: first }).update({ status: 'done', started_at: t.db.raw('CURRENT_TIMESTAMP(3)'), finished_at: t.db.raw('CURRENT_TIMESTAMP(3)') });
+      const second = await create('recheck-2');
+      await waitFor(async () => ((await t.db('events').where({ id: second }).first('server_id')) as { server_id: number | null }).server_id === only.id, 15_000, 50);
+    } finally {
+      set('');
+      served.set(only.name, { memfree_mb: before.memfree_mb, diskfree_gb: before.diskfree_gb });
+      await r.close();
+    }
   }, 60_000);
 });
