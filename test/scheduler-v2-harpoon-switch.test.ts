@@ -270,6 +270,8 @@ describe('Scheduler V2: event-writes switch under traffic', () => {
   }, 60_000);
 
   it('a busy host whose completion never reached the stream is re-read through Harpoon and freed', async () => {
+    // What the earlier tests left pending would keep hosts busy: finished before this replica starts.
+    await t.db('events').whereIn('status', ['pending', 'running']).update({ status: 'done' });
     await setFeature(t.db, 'event-writes', FULL);
     const region = (await t.db('regions').orderBy('id').first('id', 'slug')) as { id: number; slug: string };
     const onlyId = await roomiest(region.id);
