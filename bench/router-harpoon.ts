@@ -47,7 +47,8 @@ interface AgentSpec {
 
 /** Holds one router stream per agent, records latency (now − the writer's t0 in the event's args), acks each event. */
 async function agentChild(): Promise<void> {
-  const { agents } = JSON.parse(process.env.BENCH_AGENTS!) as { agents: AgentSpec[] };
+  // Thousands of specs are too large for the environment: they come as the first IPC message.
+  const { agents } = await new Promise<{ agents: AgentSpec[] }>((resolve) => process.once('message', (m) => resolve(m as { agents: AgentSpec[] })));
   const latencies: number[] = [];
   const acker = new Agent({ keepAlive: true, maxSockets: 32 });
   const counts: StreamCounts = { connected: 0, failed: 0 };
@@ -155,9 +156,9 @@ async function main(): Promise<void> {
     for (let k = 0; k < settings.agent_processes; k++) {
       const child = fork(SELF, ['--agent-child'], {
         execArgv: ['--import', 'tsx'],
-        env: { ...process.env, BENCH_AGENTS: JSON.stringify({ agents: specs.slice(k * per, (k + 1) * per) }) },
         stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
       });
+      child.send({ agents: specs.slice(k * per, (k + 1) * per) });
       children.push(child);
       agentProcs.push(child);
       await new Promise<void>((r) => child.once('message', () => r()));
