@@ -36,7 +36,7 @@ import { createLogger } from '../lib/logger.ts';
 import { generateSeed } from '../legacy/seed/generate.ts';
 import { insertSeed } from '../legacy/seed/insert.ts';
 import { numberArg as arg } from './args.ts';
-import { askChild, holdStream, quantile, waitForStreams, writeEventsPaced, type StreamCounts } from './stream-bench.ts';
+import { askChild, bucketQuantile, histogramBuckets, holdStream, quantile, waitForStreams, writeEventsPaced, type StreamCounts } from './stream-bench.ts';
 
 const SELF = fileURLToPath(import.meta.url);
 const TOKEN = 'bench-harpoon-service-token-000001';
@@ -188,22 +188,6 @@ async function throughHarpoon(urls: string[], inflight: number, batch: number, s
   return { events, refused };
 }
 
-/** harpoon_delivery_lag_seconds buckets (le → cumulative count) of a replica. */
-async function lagBuckets(url: string): Promise<Map<string, number>> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  const out = new Map<string, number>();
-  for (const m of text.matchAll(/^harpoon_delivery_lag_seconds_bucket\{le="([^"]+)"\} (\S+)/gm)) out.set(m[1]!, Number(m[2]));
-  return out;
-}
-
-/** The bucket bound (ms) under which quantile q of the observations between two readings fell. */
-function bucketQuantile(before: Map<string, number>, after: Map<string, number>, q: number): number | null {
-  const total = (after.get('+Inf') ?? 0) - (before.get('+Inf') ?? 0);
-  if (total <= 0) return null;
-  for (const [le, n] of after) if (n - (before.get(le) ?? 0) >= q * total) return le === '+Inf' ? Infinity : Number(le) * 1000;
-  return null;
-}
-
 /** Group-commit counters from a replica's /metrics. */
 async function batchStats(url: string): Promise<{ count: number; rows: number; seconds: number }> {
   const text = await (await fetch(`${url}/metrics`)).text();
@@ -332,7 +316,7 @@ async function main(): Promise<void> {
     const { connected, seconds: connectSeconds } = await waitForStreams(subs, settings.subscribers, 120_000);
     progress(`${connected} subscribers connected in ${round(connectSeconds)} s; writing ${settings.rate} events/s for ${settings.delivery_seconds} s through both replicas…`);
     await new Promise((r) => setTimeout(r, 1000));
-    const lag0 = await Promise.all(urls.map(lagBuckets));
+    const lag0 = await Promise.all(urls.map((u) => histogramBuckets(u, 'harpoon_delivery_lag_seconds')));
     const total = await writeEventsPaced({
       urls,
       token: TOKEN,
@@ -344,7 +328,7 @@ async function main(): Promise<void> {
     const reports = await Promise.all(subs.map((c) => askChild<{ latencies: number[] }>(c, 'report')));
     const latencies = reports.flatMap((r) => r.latencies).sort((a, b) => a - b);
     const expected = total * (connected / settings.regions);
-    const lag1 = await Promise.all(urls.map(lagBuckets));
+    const lag1 = await Promise.all(urls.map((u) => histogramBuckets(u, 'harpoon_delivery_lag_seconds')));
 
     const out = {
       bench: 'harpoon',

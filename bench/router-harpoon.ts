@@ -28,7 +28,7 @@ import { generateSeed } from '../legacy/seed/generate.ts';
 import { insertSeed } from '../legacy/seed/insert.ts';
 import { createRouterSupervisor } from '../router/supervisor.ts';
 import { numberArg as arg } from './args.ts';
-import { askChild, holdStream, quantile, waitForStreams, writeEventsPaced, type StreamCounts } from './stream-bench.ts';
+import { askChild, bucketQuantile, histogramBuckets, holdStream, quantile, waitForStreams, writeEventsPaced, type StreamCounts } from './stream-bench.ts';
 
 const SELF = fileURLToPath(import.meta.url);
 const TOKEN = 'bench-router-harpoon-token-000001';
@@ -168,6 +168,9 @@ async function main(): Promise<void> {
     for (const r of list) routerStreams += await scrape(r.url, 'router_connected_agents');
     progress(`${connected} agents connected (${routerStreams} streams on routers) in ${round(connectSeconds)} s; writing ${settings.rate} events/s for ${settings.seconds} s…`);
     await sleep(2000);
+    const routerUrls = list.map((r) => r.url);
+    const histograms = ['router_harpoon_stream_lag_seconds', 'router_harpoon_claim_seconds', 'router_delivery_latency_seconds'];
+    const before = await Promise.all(histograms.map((h) => histogramBuckets(routerUrls, h)));
 
     const total = await writeEventsPaced({
       urls,
@@ -182,6 +185,11 @@ async function main(): Promise<void> {
     await sleep(3000);
     const reports = await Promise.all(agentProcs.map((c) => askChild<{ latencies: number[]; acked: number }>(c, 'report')));
     const latencies = reports.flatMap((r) => r.latencies).sort((a, b) => a - b);
+    const after = await Promise.all(histograms.map((h) => histogramBuckets(routerUrls, h)));
+    // Per hop, from the routers' histograms (bucket bounds): commit → router, the claim's round trip, commit → the agent's socket.
+    const hops = Object.fromEntries(
+      histograms.map((h, k) => [h.replace(/^router_|_seconds$/g, ''), { p50_at_most_ms: bucketQuantile(before[k]!, after[k]!, 0.5), p99_at_most_ms: bucketQuantile(before[k]!, after[k]!, 0.99) }]),
+    );
     let lagSum = 0;
     let lagCount = 0;
     for (const r of list) {
@@ -205,6 +213,7 @@ async function main(): Promise<void> {
         latency_ms: { p50: quantile(latencies, 0.5), p90: quantile(latencies, 0.9), p99: quantile(latencies, 0.99), max: latencies.at(-1) ?? null },
         goal_p99_ms: 50,
         router_stream_lag_mean_ms: lagCount > 0 ? round((lagSum / lagCount) * 1000, 2) : null,
+        router_hops: hops,
       },
     };
     process.stdout.write(JSON.stringify(out, null, 2) + '\n');

@@ -114,3 +114,21 @@ export async function writeEventsPaced(options: {
   }
   return total;
 }
+
+/** A histogram's buckets (le → cumulative count) from a service's /metrics, summed over several services. */
+export async function histogramBuckets(urls: string | string[], name: string): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const url of Array.isArray(urls) ? urls : [urls]) {
+    const text = await (await fetch(`${url}/metrics`)).text();
+    for (const m of text.matchAll(new RegExp(`^${name}_bucket\\{le="([^"]+)"\\} (\\S+)`, 'gm'))) out.set(m[1]!, (out.get(m[1]!) ?? 0) + Number(m[2]));
+  }
+  return out;
+}
+
+/** The bucket bound (ms) under which quantile q of the observations between two readings fell. */
+export function bucketQuantile(before: Map<string, number>, after: Map<string, number>, q: number): number | null {
+  const total = (after.get('+Inf') ?? 0) - (before.get('+Inf') ?? 0);
+  if (total <= 0) return null;
+  for (const [le, n] of after) if (n - (before.get(le) ?? 0) >= q * total) return le === '+Inf' ? Infinity : Number(le) * 1000;
+  return null;
+}

@@ -344,6 +344,12 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
       labelNames: ['op'],
       registers: [registry],
     }),
+    harpoonClaim: new Histogram({
+      name: 'router_harpoon_claim_seconds',
+      help: 'One claim request through Harpoon (pending → running for up to 500 events), sent to answered.',
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry],
+    }),
     harpoonErrors: new Counter({ name: 'router_harpoon_errors_total', help: 'Harpoon requests that failed (retried).', labelNames: ['op'], registers: [registry] }),
   };
   const hq = (op: string, n = 1) => metric.harpoonRequests.inc({ op }, n);
@@ -758,8 +764,10 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
         if (ids.length === 0) break;
         hq('claim');
         let results: Awaited<ReturnType<HarpoonClient['setStatuses']>>;
+        const timer = metric.harpoonClaim.startTimer();
         try {
           results = await harpoon!.setStatuses(ids.map((id) => ({ id, status: 'running' as const })));
+          timer();
         } catch (err) {
           metric.harpoonErrors.inc({ op: 'claim' });
           log.warn({ err: (err as Error).message, events: ids.length }, 'claim through Harpoon failed; retrying next tick');
