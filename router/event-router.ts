@@ -152,6 +152,8 @@ function rowState(state: FeatureState | undefined): FeatureRowState {
 
 /** Harpoon's status changes per request at most. */
 const HARPOON_BATCH = 500;
+/** Claim requests a router keeps on the wire to Harpoon at once. */
+const CLAIMS_IN_FLIGHT = 4;
 
 function parseUtc(value: string | null): number | undefined {
   if (!value) return undefined;
@@ -219,7 +221,10 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
   /** Acks in progress per event: one at a time per event in this process. */
   const completing = new Map<number, Promise<unknown>>();
   let claimScheduled = false;
-  let harpoonClaiming = false;
+  /** Claim requests to Harpoon on the wire, the events they carry, and events to leave alone for a moment. */
+  let harpoonClaims = 0;
+  const claimingIds = new Set<number>();
+  const claimBackoff = new Map<number, number>();
   let claimAgain = false;
   let polling = false;
   /** Set while the source switches: acks wait for it. */
@@ -449,7 +454,7 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
    */
   function applyRouting(): void {
     if (!state || state.key === appliedKey) return;
-    if (claiming) {
+    if (claiming || harpoonClaims > 0) {
       routingDeferred = true;
       return;
     }
@@ -694,6 +699,7 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
       inflight.delete(event.id);
       if (event.server_id !== null) streams.get(event.server_id)?.sent.delete(event.id);
       doneQueue.delete(event.id);
+      claimBackoff.delete(event.id);
     } else if (event.status === 'pending' && event.server_id !== null && streams.has(event.server_id)) {
       kickClaims();
     }
@@ -736,63 +742,71 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
 
   /**
    * pending → running through Harpoon for the hosts whose stream is here,
-   * up to 500 per request. An answer of `running` (changed or not: a claim
-   * made earlier, by us or a dead process) is delivered; an illegal
-   * transition means the event is already finished.
+   * up to 500 per request and up to CLAIMS_IN_FLIGHT requests at once (an
+   * event arriving while a claim is on the wire does not wait for it). An
+   * answer of `running` (changed or not: a claim made earlier, by us or a
+   * dead process) is delivered; an illegal transition means the event is
+   * already finished; any other refusal is retried after a second.
    */
   async function claimHarpoon(): Promise<void> {
-    if (harpoonClaiming) {
+    const current = feed;
+    if (!current || source !== 'harpoon' || closed) return;
+    if (harpoonClaims >= CLAIMS_IN_FLIGHT) {
       claimAgain = true;
       return;
     }
-    harpoonClaiming = true;
-    claiming = true;
+    const limit = Math.min(batchSize, HARPOON_BATCH);
+    const now = Date.now();
+    const ids: number[] = [];
+    for (const host of current.pendingHosts()) {
+      if (!streams.has(host)) continue;
+      for (const e of current.pendingOf(host)) {
+        if (claimingIds.has(e.id) || (claimBackoff.get(e.id) ?? 0) > now) continue;
+        ids.push(e.id);
+        if (ids.length >= limit) break;
+      }
+      if (ids.length >= limit) break;
+    }
+    if (ids.length === 0) return;
+    harpoonClaims++;
+    for (const id of ids) claimingIds.add(id);
+    let again = ids.length >= limit;
     try {
-      for (;;) {
-        claimAgain = false;
-        const current = feed;
-        if (!current || source !== 'harpoon') break;
-        const ids: number[] = [];
-        for (const host of current.pendingHosts()) {
-          if (!streams.has(host)) continue;
-          for (const e of current.pendingOf(host)) {
-            ids.push(e.id);
-            if (ids.length >= Math.min(batchSize, HARPOON_BATCH)) break;
-          }
-          if (ids.length >= Math.min(batchSize, HARPOON_BATCH)) break;
+      hq('claim');
+      const timer = metric.harpoonClaim.startTimer();
+      let results: Awaited<ReturnType<HarpoonClient['setStatuses']>>;
+      try {
+        results = await harpoon!.setStatuses(ids.map((id) => ({ id, status: 'running' as const })));
+        timer();
+      } catch (err) {
+        metric.harpoonErrors.inc({ op: 'claim' });
+        log.warn({ err: (err as Error).message, events: ids.length }, 'claim through Harpoon failed; retrying next tick');
+        again = false;
+        return;
+      }
+      for (const r of results) {
+        if ('event' in r) {
+          claimBackoff.delete(r.id);
+          current.apply(r.event);
+          if (r.event.status === 'running' && r.event.server_id !== null) deliver(harpoonRow(r.event), r.changed);
+        } else if (r.error.code === 'HARPOON_ERR_ILLEGAL_TRANSITION') {
+          claimBackoff.delete(r.id);
+          current.forget(r.id);
+        } else {
+          claimBackoff.set(r.id, Date.now() + 1000);
+          log.warn({ event_id: r.id, code: r.error.code }, 'Harpoon refused a claim; retrying in a second');
         }
-        if (ids.length === 0) break;
-        hq('claim');
-        let results: Awaited<ReturnType<HarpoonClient['setStatuses']>>;
-        const timer = metric.harpoonClaim.startTimer();
-        try {
-          results = await harpoon!.setStatuses(ids.map((id) => ({ id, status: 'running' as const })));
-          timer();
-        } catch (err) {
-          metric.harpoonErrors.inc({ op: 'claim' });
-          log.warn({ err: (err as Error).message, events: ids.length }, 'claim through Harpoon failed; retrying next tick');
-          break;
-        }
-        let stuck = false;
-        for (const r of results) {
-          if ('event' in r) {
-            current.apply(r.event);
-            if (r.event.status === 'running' && r.event.server_id !== null) deliver(harpoonRow(r.event), r.changed);
-          } else if (r.error.code === 'HARPOON_ERR_ILLEGAL_TRANSITION') {
-            current.forget(r.id);
-          } else {
-            stuck = true;
-            log.warn({ event_id: r.id, code: r.error.code }, 'Harpoon refused a claim');
-          }
-        }
-        if (stuck && !claimAgain) break;
       }
     } finally {
-      harpoonClaiming = false;
-      claiming = false;
-      if (routingDeferred) {
+      for (const id of ids) claimingIds.delete(id);
+      harpoonClaims--;
+      if (harpoonClaims === 0 && routingDeferred) {
         routingDeferred = false;
         applyRouting();
+      }
+      if (again || claimAgain) {
+        claimAgain = false;
+        kickClaims();
       }
     }
   }
