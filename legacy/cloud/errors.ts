@@ -80,6 +80,8 @@ const HTTP_TO_CLOUD: Record<string, CloudErrorCode> = {
 const DATABASE_CODES = new Set([
   'ECONNREFUSED',
   'ECONNRESET',
+  // A write to a connection the server has just dropped (a MySQL restart): "This socket has been ended by the other party".
+  'EPIPE',
   'ETIMEDOUT',
   'EHOSTUNREACH',
   'ENOTFOUND',
