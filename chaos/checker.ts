@@ -12,6 +12,8 @@ export interface FinalCheck extends Invariants {
   drain_seconds: number;
   /** Executions recorded by the agents for this run's events. */
   executions: number;
+  /** Up to 20 of the events left unfinished, as the database has them (for the diagnosis: placed or not, claimed by whom). */
+  unfinished_sample: Array<Record<string, unknown>>;
 }
 
 /**
@@ -45,6 +47,14 @@ export async function finalCheck(
   const counts = await eventCounts(db, { afterId: options.sinceEventId, lastId: await maxEventId(db) });
   const invariants = await checkInvariants(db, { sinceEventId: options.sinceEventId, sinceDropletId: options.sinceDropletId, hostReserved: HOST_RESERVED });
   const [[x]] = (await db.raw('SELECT COUNT(*) AS n FROM event_executions WHERE event_id > ?', [options.sinceEventId])) as [[{ n: number }]];
+  const [sample] = (await db.raw(
+    `SELECT e.id, e.type, e.status, e.region_id, e.server_id, e.droplet_id, e.claimed_by, e.claim_expires_at, e.created_at, e.available_at, e.started_at,
+            d.status AS droplet_status, d.server_id AS droplet_server_id,
+            (SELECT COUNT(*) FROM placement_decisions p WHERE p.event_id = e.id) AS v2_decisions
+       FROM events e LEFT JOIN droplets d ON d.id = e.droplet_id
+      WHERE e.id > ? AND e.status IN ('pending', 'running') ORDER BY e.id LIMIT 20`,
+    [options.sinceEventId],
+  )) as [Array<Record<string, unknown>>];
   return {
     events_created: counts.created,
     events_done: counts.done,
@@ -53,5 +63,6 @@ export async function finalCheck(
     unfinished_after_drain: left,
     drain_seconds: Math.round((Date.now() - began) / 100) / 10,
     executions: Number(x.n),
+    unfinished_sample: sample,
   };
 }

@@ -9,7 +9,7 @@ Runs the demo's stack (Cloud, Scheduler V1, the fleet, an Event Router process
 per region, the proxy cluster, the cutover admin, Scheduler V2 replica
 processes, two Harpoon replica processes) on a throwaway MariaDB of its own,
 under customer traffic, while the cutover moves forward (event-delivery,
-scheduling, event-writes, event-reads; not lockdown) and a fault
+scheduling, event-writes, event-reads, lockdown) and a fault
 schedule drawn from the seed kills, at random moments: one Event Router, one
 proxy worker, one Scheduler V2 replica, one Harpoon replica (kill -9), and
 MySQL itself (kill -9 of mariadbd, restarted on its port and data directory) —
@@ -30,8 +30,9 @@ Options:
   --seed K          Seed of the fault schedule and the data (default 1)
   --rate N          Customer API requests per second (default 10)
   --replicas N      Scheduler V2 replica processes (default 2)
-  --without-harpoon No Harpoon replicas (and no event-writes/event-reads moves); the
-                    harpoon faults are then skipped with a note
+  --without-harpoon No Harpoon replicas (and no event-writes/event-reads/lockdown moves);
+                    the harpoon faults are then skipped with a note
+  --without-lockdown Move event-writes and event-reads but not lockdown
   --json            Accepted for symmetry: the output is always JSON
   -h, --help        This text
 
@@ -55,6 +56,7 @@ export const command: Command = {
       rate: { type: 'string' },
       replicas: { type: 'string' },
       'without-harpoon': { type: 'boolean' },
+      'without-lockdown': { type: 'boolean' },
     });
     if (values.help) {
       io.stdout.write(HELP);
@@ -71,6 +73,7 @@ export const command: Command = {
       rate: intOption('rate', values.rate, 10, 0),
       schedulerReplicas: intOption('replicas', values.replicas, 2, 1, 16),
       harpoon: !values['without-harpoon'],
+      lockdown: !values['without-lockdown'],
       logger: cliLogger(io.env),
       progress: createProgress(io.stderr as NodeJS.WritableStream & { isTTY?: boolean }),
       env: io.env,

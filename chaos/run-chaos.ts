@@ -30,6 +30,8 @@ export interface ChaosOptions {
   rate: number;
   /** Run Harpoon replicas and move event-writes and event-reads too (default true). */
   harpoon?: boolean;
+  /** With Harpoon: move `lockdown` too (REVOKE of every grant on events but Harpoon's), last (default true). */
+  lockdown?: boolean;
   /** Scheduler V2 replica processes (default 2). */
   schedulerReplicas?: number;
   /** Soak of each cutover step (default 2 s). */
@@ -120,8 +122,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const regionSlugs = seed.regions.map((r) => r.slug);
     const withHarpoon = options.harpoon ?? true;
     const basePlan = demoPlan(regionSlugs, options.soakSeconds ?? 2);
-    // lockdown is left out: its REVOKE needs every follower on Harpoon, which the V2 replica processes are not yet.
-    const { lockdown: _lockdown, ...harpoonFeatures } = harpoonPlanFeatures(options.soakSeconds ?? 2);
+    const { lockdown, ...harpoonFeatures } = harpoonPlanFeatures(options.soakSeconds ?? 2);
+    if (options.lockdown ?? true) Object.assign(harpoonFeatures, { lockdown });
     const plan = withHarpoon ? validatePlan({ ...basePlan, features: { ...basePlan.features, ...harpoonFeatures } }) : basePlan;
     progress.log(`database ${database} on 127.0.0.1:${server.config.port} (${version.v}); seeded ${seed.servers.length} hypervisors in ${regionSlugs.length} regions`);
 

@@ -4,8 +4,8 @@ import { createRandom } from '../legacy/seed/prng.ts';
 export const FAULT_KINDS = ['event-router', 'proxy-worker', 'scheduler-v2', 'harpoon', 'mysql'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
-/** The cutover features a chaos run moves, in the order it moves them forward (Harpoon's two only when the stack runs Harpoon). */
-export const CHAOS_FEATURES = ['event-delivery', 'scheduling', 'event-writes', 'event-reads'] as const;
+/** The cutover features a chaos run moves, in the order it moves them forward (Harpoon's three only when the stack runs Harpoon, lockdown only with `lockdown`). */
+export const CHAOS_FEATURES = ['event-delivery', 'scheduling', 'event-writes', 'event-reads', 'lockdown'] as const;
 export type ChaosFeature = (typeof CHAOS_FEATURES)[number];
 
 export interface PlannedFault {
