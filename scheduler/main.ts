@@ -10,6 +10,7 @@
  *   SCHEDULER_V2_BATCH_SIZE, SCHEDULER_V2_POLL_MS, SCHEDULER_V2_LEASE_MS, SCHEDULER_V2_WAIT_RETRY_MS,
  *   SCHEDULER_V2_MAX_STALENESS_MS, SCHEDULER_V2_SCRAPE_MS   numbers (see SchedulerV2Options)
  *   SCHEDULER_V2_FAULT_PAUSE_AFTER_CLAIM_MS  fault injection: sleep after each claim (drills and tests)
+ *   SCHEDULER_V2_FAULT_PAUSE_BEFORE_PLACE_MS fault injection, Harpoon mode: sleep between a reservation and its placement
  *   SCHEDULER_V2_OPTIONS       JSON (optional): {"harpoon":{"urls":[…],"token":"…"},"state":{"url":"…","token":"…","intervalMs":1000}}
  *                              harpoon: follow `event-writes` (at full: queue and placements through Harpoon, no
  *                              statement on `events`); state: read the cutover state from the cutover admin over
@@ -74,7 +75,7 @@ async function main(): Promise<void> {
     waitRetryMs: num('SCHEDULER_V2_WAIT_RETRY_MS'),
     maxStalenessMs: num('SCHEDULER_V2_MAX_STALENESS_MS'),
     scrapeIntervalMs: num('SCHEDULER_V2_SCRAPE_MS'),
-    faults: { pauseAfterClaimMs: num('SCHEDULER_V2_FAULT_PAUSE_AFTER_CLAIM_MS') },
+    faults: { pauseAfterClaimMs: num('SCHEDULER_V2_FAULT_PAUSE_AFTER_CLAIM_MS'), pauseBeforePlaceMs: num('SCHEDULER_V2_FAULT_PAUSE_BEFORE_PLACE_MS') },
     ...(json.harpoon ? { harpoon: json.harpoon } : {}),
     // Built here, owned by the replica (it starts and closes it): the cutover state over HTTP, no MySQL read.
     ...(json.state ? { stateSource: stateSourceFor(json.state, logger)! } : {}),

@@ -24,6 +24,8 @@ export interface SchedulerProcessOptions {
   harpoon?: FollowerHarpoonSettings;
   /** The cutover admin's state endpoint: the replica reads its cutover state over HTTP instead of MySQL. */
   state?: FollowerStateSettings;
+  /** Fault injection (drills, kill -9 tests): Harpoon mode sleeps this long between a reservation and its placement. */
+  pauseBeforePlaceMs?: number;
   logLevel?: string;
   readyTimeoutMs?: number;
 }
@@ -55,6 +57,7 @@ export function spawnSchedulerProcess(options: SchedulerProcessOptions): Promise
       ...(options.harpoon || options.state
         ? { SCHEDULER_V2_OPTIONS: JSON.stringify({ harpoon: options.harpoon, state: options.state } satisfies FollowerJsonOptions) }
         : {}),
+      ...(options.pauseBeforePlaceMs !== undefined ? { SCHEDULER_V2_FAULT_PAUSE_BEFORE_PLACE_MS: String(options.pauseBeforePlaceMs) } : {}),
       PORT: String(options.port),
       HOST: host,
       LOG_LEVEL: options.logLevel ?? process.env.LOG_LEVEL ?? 'warn',

@@ -4,6 +4,7 @@ import type { Harpoon } from '../harpoon/create-harpoon.ts';
 import type { ServiceProcess } from '../lib/process/service-process.ts';
 import { createCutoverAdmin, type CutoverAdmin } from '../proxy/cutover/admin.ts';
 import { validatePlan } from '../proxy/cutover/plan.ts';
+import { createSchedulerV2, type SchedulerV2 } from '../scheduler/create-scheduler-v2.ts';
 import { spawnSchedulerProcess } from '../scheduler/process.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { HARPOON_TOKEN, startHarpoon } from './helpers/harpoon.ts';
@@ -88,6 +89,56 @@ describe('Scheduler V2 process on Harpoon and the HTTP cutover state', () => {
     } finally {
       proc?.child.kill('SIGTERM');
       await proc?.exited;
+      await completer.stop();
+    }
+  }, 90_000);
+
+  it('a replica killed with SIGKILL between a reservation and its placement: another replica finishes it, once', async () => {
+    const since = Number(((await t.db('events').max('id as m')) as Array<{ m: number | null }>)[0]!.m ?? 0);
+    const client = createHarpoonClient({ urls: harpoonUrl, token: HARPOON_TOKEN });
+    const completer = startCompleter(t.db, client, since);
+    let proc: ServiceProcess | undefined;
+    let finisher: SchedulerV2 | undefined;
+    try {
+      proc = await spawnSchedulerProcess({
+        db: t.service('scheduler_v2'),
+        metricsEndpoints: metrics.map((m, i) => ({ name: `r${i}`, url: m.url })),
+        replicaId: 'v2-killed',
+        port: await freePort(),
+        pollIntervalMs: 50,
+        harpoon: { urls: [harpoonUrl], token: HARPOON_TOKEN },
+        state: { url: adminUrl, token: TOKENS.follower, intervalMs: 100 },
+        pauseBeforePlaceMs: 60_000,
+      });
+      await waitFor(async () => /^scheduler_v2_harpoon_mode 1$/m.test(await (await fetch(`${proc!.url}/metrics`)).text()), 20_000, 100);
+      const region = (await t.db('regions').orderBy('id').first('id', 'slug')) as { id: number; slug: string };
+      const size = (await t.db('sizes').where({ slug: '512mb' }).first('id')) as { id: number };
+      const [dropletId] = await t.db('droplets').insert({ customer_id: 1, name: 'killed-1', region_id: region.id, size_id: size.id, image_id: 1 });
+      const { event } = await client.createEvent({ type: 'create', region: region.slug, droplet_id: Number(dropletId), customer_id: 1, args: { size: '512mb' }, key: 'killed-1' });
+      const reserved = await waitFor(async () => ((await t.db('droplets').where({ id: dropletId }).first('server_id')) as { server_id: number | null }).server_id, 20_000, 50);
+      proc.child.kill('SIGKILL');
+      await proc.exited;
+      expect(((await t.db('events').where({ id: event.id }).first('server_id')) as { server_id: number | null }).server_id).toBeNull();
+
+      finisher = createSchedulerV2({
+        db: t.service('scheduler_v2'),
+        metricsEndpoints: metrics.map((m, i) => ({ name: `r${i}`, url: m.url })),
+        followCutover: { intervalMs: 100 },
+        harpoon: { urls: [harpoonUrl], token: HARPOON_TOKEN },
+        replicaId: 'v2-finisher',
+        pollIntervalMs: 50,
+      });
+      await finisher.start();
+      await waitFor(async () => ((await t.db('events').where({ id: event.id }).first('server_id')) as { server_id: number | null }).server_id === reserved, 20_000, 50);
+      await waitFor(async () => (await t.db('placement_decisions').where({ event_id: event.id, outcome: 'placed' })).length === 1, 10_000, 50);
+      expect(await t.db('placement_decisions').where({ event_id: event.id, outcome: 'placed' }).pluck('replica')).toEqual(['v2-finisher']);
+      expect(Number((await t.db('event_log').where({ event_id: event.id, kind: 'placed' }).count({ n: '*' }))[0]!.n)).toBe(1);
+    } finally {
+      if (proc && proc.child.exitCode === null && proc.child.signalCode === null) {
+        proc.child.kill('SIGKILL');
+        await proc.exited;
+      }
+      await finisher?.close();
       await completer.stop();
     }
   }, 90_000);
