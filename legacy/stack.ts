@@ -328,9 +328,8 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
                 metricsEndpoints,
                 logger,
                 ...(v2.pollIntervalMs !== undefined ? { pollIntervalMs: v2.pollIntervalMs } : {}),
-                ...(harpoon ? { harpoon: { urls: harpoon.urls, token: harpoon.tokens.scheduler } } : {}),
                 // As the routers: the cutover state over HTTP from the admin, so Harpoon mode sends MySQL no SELECT.
-                ...(harpoon && eventRouter ? { state: { url: eventRouter.adminUrl, token: eventRouter.followerToken } } : {}),
+                ...(followHarpoon ?? (harpoon ? { harpoon: { urls: harpoon.urls, token: harpoon.tokens.scheduler } } : {})),
               });
               started.push(supervisor);
               for (const r of await supervisor.start()) {
