@@ -193,6 +193,41 @@ describe('the Event Router follows event-writes onto Harpoon and back', () => {
     }
   }, 60_000);
 
+  it('keeps delivering when the Harpoon replica it streams from goes away (resumes on the other from its cursor)', async () => {
+    await setFeatureRouting(t.db, 'event-writes', { mode: 'full' });
+    const [pa, pb] = [await freePort(), await freePort()];
+    const a = await startHarpoon(t.service('harpoon'), { port: pa, peers: [`http://127.0.0.1:${pb}`] });
+    const b = await startHarpoon(t.service('harpoon'), { port: pb, peers: [`http://127.0.0.1:${pa}`] });
+    const pair = [a.url, b.url];
+    const router = createEventRouter({ db: t.service('event_router'), region: region.slug, secret: TEST_DB_SECRET, pollIntervalMs: 50, port: 0, harpoon: { urls: pair, token: HARPOON_TOKEN } });
+    const { url } = await router.start();
+    const fleet = startAgents(hosts.slice(0, 3), url, 5);
+    await fleet.start();
+    const writer = createHarpoonClient({ urls: [b.url], token: HARPOON_TOKEN });
+    const write = async (k: number, tag: string) => {
+      const ids: number[] = [];
+      for (let i = 0; i < k; i++) ids.push((await writer.createEvent({ type: 'reboot', region: region.slug, server_id: hosts[i % 3]!, key: `${tag}-${i}` })).event.id);
+      return ids;
+    };
+    try {
+      await waitFor(async () => router.stats().connected === 3 && router.stats().source === 'harpoon');
+      const before = await write(5, 'failover-a');
+      await waitFor(async () => (await doneCount(before)) === before.length);
+      // The router streams from and claims through the first URL: take it away.
+      await a.harpoon.close();
+      const after = await write(8, 'failover-b');
+      await waitFor(async () => (await doneCount(after)) === after.length, 20_000);
+      expect(await metric(router, 'router_harpoon_stream_reconnects_total')).toBeGreaterThan(0);
+      expect(await duplicateExecutions(t.db, [...before, ...after])).toEqual([]);
+      expect(await t.db('event_executions').whereIn('event_id', [...before, ...after])).toHaveLength(before.length + after.length);
+    } finally {
+      await fleet.close();
+      await router.close();
+      await a.harpoon.close();
+      await b.harpoon.close();
+    }
+  }, 60_000);
+
   it('on Harpoon it sends no SELECT while idle, and after lockdown it still delivers and acks', async () => {
     await setFeatureRouting(t.db, 'event-writes', { mode: 'full' });
     const counted = await createCountedUser(t, 'event_router');
