@@ -16,13 +16,27 @@ type Attempt = ClientRequest & { [EXCHANGE]?: Exchange };
 /**
  * One attempt's outgoing request, as http-proxy-3 builds it for the options
  * this proxy uses (no changeOrigin, no rewrites, `toProxy`): the client's
- * headers as they are (Host included), the path appended to the target's
+ * headers as they are (Host included) but for the hop-by-hop ones, the path appended to the target's
  * base path, `x-forwarded-*` when asked, a DELETE/OPTIONS without a length
  * sent with `content-length: 0`, and no `trailer` header (there is no body
  * stream to carry trailers: bodies are read before forwarding).
  */
 function outgoingHeaders(req: IncomingMessage, xfwd: boolean): IncomingMessage['headers'] {
   const headers = req.headers;
+  // Hop-by-hop headers describe the client's connection to us, not ours to the upstream (RFC 9110
+  // 7.6.1): the upstream hop is the agent's keep-alive socket. Forwarding a client's
+  // `Connection: close` made the upstream close (or refuse, 400 "Data after Connection: close") a
+  // socket the agent then reused for the next request.
+  const connection = headers.connection;
+  if (connection !== undefined) {
+    for (const name of connection.split(',')) {
+      const token = name.trim().toLowerCase();
+      if (token !== '' && token !== 'connection') delete headers[token];
+    }
+    delete headers.connection;
+  }
+  if (headers['keep-alive'] !== undefined) delete headers['keep-alive'];
+  if (headers['proxy-connection'] !== undefined) delete headers['proxy-connection'];
   if ((req.method === 'DELETE' || req.method === 'OPTIONS') && !headers['content-length']) {
     headers['content-length'] = '0';
     delete headers['transfer-encoding'];

@@ -289,9 +289,24 @@ export function startRouterSession(o: RouterSessionOptions): RouterSession {
       req.on('response', (res) => {
         const status = res.statusCode ?? 0;
         if (status !== 200) {
-          res.resume();
-          finish({ outcome: 'refused', status });
-          req.destroy();
+          // The refusal's JSON says why (its code); read a little of it for the log, then drop the stream.
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => {
+            if (body.length < 2048) body += chunk;
+          });
+          res.once('end', () => {
+            let why: { code?: unknown; message?: unknown } = {};
+            try {
+              why = JSON.parse(body) as typeof why;
+            } catch {
+              // not JSON: the status alone
+            }
+            o.log.warn({ status, code: why.code, message: typeof why.message === 'string' ? why.message.slice(0, 200) : undefined }, 'the router refused the event stream');
+            finish({ outcome: 'refused', status });
+            req.destroy();
+          });
+          res.once('error', () => finish({ outcome: 'refused', status }));
           return;
         }
         lastStreamAt = Date.now();
@@ -329,7 +344,7 @@ export function startRouterSession(o: RouterSessionOptions): RouterSession {
       if (outcome === 'ended') failures = 0;
       else {
         failures++;
-        if (outcome === 'refused') o.log.warn({ status }, 'the router refused the event stream');
+        if (outcome === 'refused' && status === 0) o.log.warn({ status }, 'the router refused the event stream');
         o.stats.reconnects++;
       }
       const delay = Math.min(o.retryMs.max, o.retryMs.min * 2 ** Math.min(failures, 8)) * (0.5 + o.random() / 2);
