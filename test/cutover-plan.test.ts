@@ -52,6 +52,9 @@ describe('the cutover plan', () => {
     expect(delivery[0]).toMatchObject({ mode: 'canary', regions: ['nyc1'], percent: 10 });
     expect(delivery.at(-1)!.mode).toBe('full');
     expect(stepRouting(delivery[1]!)).toEqual({ mode: 'canary', percent: 100, regions: ['nyc1'] });
+    // The followers take Harpoon's stream at event-writes full: V1's direct placements would never be in it.
+    expect(plan.features['event-writes']!.steps.at(-1)!.requires).toEqual({ scheduling: 'full' });
+    expect(plan.features.lockdown!.steps[0]!.requires).toEqual({ 'event-delivery': 'full', scheduling: 'full', 'event-writes': 'full', 'event-reads': 'full' });
     expect(planServices(plan)).toEqual(['harpoon', 'monitor', 'proxy', 'router', 'scheduler']);
   });
 
