@@ -1,7 +1,7 @@
-import { EventEmitter } from 'node:events';
 import { invalidOption, StranglerError } from '../errors.ts';
 import { silentLogger, type Logger } from '../logger.ts';
-import { FEATURES, type FeatureState, type FeatureStateChange, type ObservableFeatureStateSource, type RoutingMode } from './types.ts';
+import { createPolledStateSource, type PolledStateSource } from './polled-source.ts';
+import type { FeatureState, RoutingMode } from './types.ts';
 
 /**
  * The cutover state as followers (Event Routers, Scheduler V2 replicas) read
@@ -15,16 +15,9 @@ import { FEATURES, type FeatureState, type FeatureStateChange, type ObservableFe
  * must not flap back to legacy because the control plane restarted) and
  * `lastReadAt` tells how old it is.
  */
-export interface HttpFeatureStateSource extends ObservableFeatureStateSource {
-  /** Reads the state once (throws CUTOVER_ERR_STATE_UNAVAILABLE if it cannot), then every `intervalMs`. */
-  start(): Promise<void>;
-  /** Reads now; resolves once states and change events are up to date. */
-  refresh(): Promise<void>;
-  /** Stops reading; idempotent. */
+export interface HttpFeatureStateSource extends PolledStateSource {
+  /** Stops reading; idempotent. (start() throws CUTOVER_ERR_STATE_UNAVAILABLE when the first read fails.) */
   close(): Promise<void>;
-  on(event: 'change', listener: (change: FeatureStateChange) => void): this;
-  on(event: 'poll-error', listener: (err: Error) => void): this;
-  readonly lastReadAt: Date | undefined;
 }
 
 export interface HttpFeatureStateSourceOptions {
@@ -42,9 +35,6 @@ export interface HttpFeatureStateSourceOptions {
 
 const MODES: readonly RoutingMode[] = ['legacy', 'shadow', 'canary', 'full'];
 
-function legacy(feature: string): FeatureState {
-  return { feature, step: 0, stepName: 'legacy', mode: 'legacy', percent: 0, regions: null, paused: false, version: 0, updatedAt: new Date(0).toISOString() };
-}
 
 /** One feature from the wire, failing safe as parseFeatureRow does: an unknown mode reads as legacy. */
 function parseState(raw: unknown): FeatureState | undefined {
@@ -90,16 +80,8 @@ export function createHttpFeatureStateSource(options: HttpFeatureStateSourceOpti
   const stateUrl = new URL(`${base.pathname.replace(/\/$/, '')}/cutover/state`, base).href;
   const doFetch = options.fetch ?? fetch;
   const logger = (options.logger ?? silentLogger()).child({ component: 'cutover-http-state' });
-  const emitter = new EventEmitter();
-  const states = new Map<string, FeatureState>();
-  let loaded = false;
-  let lastReadAt: Date | undefined;
-  let timer: NodeJS.Timeout | undefined;
-  let closed = false;
-  let inflight: Promise<void> | undefined;
-  let failures = 0;
 
-  async function load(): Promise<void> {
+  async function read(): Promise<FeatureState[]> {
     let res: Response;
     try {
       res = await doFetch(stateUrl, { headers: { authorization: `Bearer ${options.token}` }, signal: AbortSignal.timeout(timeoutMs) });
@@ -113,79 +95,16 @@ export function createHttpFeatureStateSource(options: HttpFeatureStateSourceOpti
         `the cutover admin answered ${res.status} ${body?.code ?? ''} ${body?.message ?? ''} for ${stateUrl}`.replace(/\s+/g, ' ').trim(),
       );
     }
-    const changes: FeatureStateChange[] = [];
-    for (const raw of body.features) {
-      const state = parseState(raw);
-      if (!state) continue;
-      const previous = states.get(state.feature);
-      if (previous && previous.version === state.version && previous.mode === state.mode) continue;
-      states.set(state.feature, state);
-      changes.push({ feature: state.feature, state, previous: loaded ? (previous ?? legacy(state.feature)) : undefined });
-    }
-    loaded = true;
-    lastReadAt = new Date();
-    if (failures > 0) logger.info({ failures }, 'cutover admin reachable again');
-    failures = 0;
-    for (const change of changes) {
-      try {
-        emitter.emit('change', change);
-      } catch (err) {
-        logger.error({ err, feature: change.feature }, 'a cutover change listener threw');
-      }
-    }
+    return body.features.flatMap((raw) => parseState(raw) ?? []);
   }
 
-  function refresh(): Promise<void> {
-    inflight ??= load().finally(() => {
-      inflight = undefined;
-    });
-    return inflight;
-  }
-
-  function schedule(): void {
-    if (closed) return;
-    timer = setTimeout(() => {
-      refresh().then(schedule, (err: Error) => {
-        failures++;
-        if (failures === 1 || failures % 60 === 0) logger.warn({ err: err.message, failures }, 'cannot read the cutover state; keeping the last one');
-        if (emitter.listenerCount('poll-error') > 0) emitter.emit('poll-error', err);
-        schedule();
-      });
-    }, intervalMs);
-    timer.unref();
-  }
-
-  const source: HttpFeatureStateSource = {
-    get(feature) {
-      return states.get(feature) ?? ((FEATURES as readonly string[]).includes(feature) ? legacy(feature) : undefined);
-    },
-    all() {
-      const known = FEATURES.map((f) => source.get(f)!);
-      return [...known, ...[...states.values()].filter((s) => !(FEATURES as readonly string[]).includes(s.feature))];
-    },
-    onChange(listener) {
-      emitter.on('change', listener);
-      return () => emitter.off('change', listener);
-    },
-    async start() {
-      if (closed) throw new Error('this cutover state source is closed');
-      await refresh();
-      if (!timer) schedule();
-    },
-    refresh,
-    async close() {
-      closed = true;
-      clearTimeout(timer);
-      timer = undefined;
-      await inflight?.catch(() => {});
-    },
-    on(event: string, listener: (...args: never[]) => void) {
-      emitter.on(event, listener as (...args: unknown[]) => void);
-      return source;
-    },
-    get lastReadAt() {
-      return lastReadAt;
-    },
-  };
+  const polled = createPolledStateSource({
+    read,
+    intervalMs,
+    logger,
+    unavailable: 'cannot read the cutover state; keeping the last one',
+    recovered: 'cutover admin reachable again',
+  });
+  const source: HttpFeatureStateSource = Object.assign(polled, { close: () => polled.stop() });
   return source;
 }

@@ -1,16 +1,14 @@
-import { EventEmitter } from 'node:events';
 import type { Knex } from 'knex';
 import {
   FEATURES,
-  LEGACY_ROUTING,
   type FeatureName,
   type FeatureState,
   type FeatureStateChange,
-  type ObservableFeatureStateSource,
   type Routing,
   type RoutingMode,
 } from '../../lib/cutover/types.ts';
 import type { DbConfig } from '../../lib/db/config.ts';
+import { createPolledStateSource, legacyFeatureState, type PolledStateSource } from '../../lib/cutover/polled-source.ts';
 import { createKnex } from '../../lib/db/knex.ts';
 import { silentLogger, type Logger } from '../../lib/logger.ts';
 import { cutoverError } from './errors.ts';
@@ -153,9 +151,7 @@ function toRecord(row: Row): FeatureRecord {
 }
 
 /** What a feature without a row (or before the first read) is: legacy, version 0. */
-export function legacyState(feature: string): FeatureState {
-  return { feature, step: 0, stepName: 'legacy', ...LEGACY_ROUTING, paused: false, version: 0, updatedAt: new Date(0).toISOString() };
-}
+export const legacyState = legacyFeatureState;
 
 function clip(text: string | null | undefined, max: number): string | null {
   if (text === null || text === undefined) return null;
@@ -323,19 +319,10 @@ class ConflictSignal extends Error {}
 // ---------------------------------------------------------------------------
 // The reader every proxy replica (and agent) runs
 
-export interface CutoverStateReader extends ObservableFeatureStateSource {
-  /** Loads the table once (throws if it cannot), then polls every `intervalMs`. */
-  start(): Promise<void>;
-  /** Reads the table now; resolves once the states (and change events) are up to date. */
-  refresh(): Promise<void>;
+/** The MySQL poller (lib/cutover/polled-source.ts) over `cutover_features`. */
+export interface CutoverStateReader extends PolledStateSource {
   /** Stops polling (and closes the pool when the reader made it from a DbConfig). Idempotent. */
   close(): Promise<void>;
-  on(event: 'change', listener: (change: FeatureStateChange) => void): this;
-  /** A poll failed; the reader keeps the last states it read and tries again next interval. */
-  on(event: 'poll-error', listener: (err: Error) => void): this;
-  off(event: 'change' | 'poll-error', listener: (...args: never[]) => void): this;
-  /** When the table was last read successfully, or undefined before the first read. */
-  readonly lastReadAt: Date | undefined;
 }
 
 /**
@@ -363,98 +350,22 @@ export function createCutoverStateReader(options: {
   const ownsDb = typeof options.db !== 'function';
   const db: Knex = typeof options.db === 'function' ? options.db : createKnex(options.db, { poolMax: 1 });
   let closing: Promise<void> | undefined;
-  const emitter = new EventEmitter();
-  const states = new Map<string, FeatureState>();
-  let loaded = false;
-  let lastReadAt: Date | undefined;
-  let timer: NodeJS.Timeout | undefined;
-  let closed = false;
-  let inflight: Promise<void> | undefined;
-  let failures = 0;
-  if (options.onChange) emitter.on('change', options.onChange);
-
-  async function load(): Promise<void> {
-    const rows = (await db('cutover_features').select(...READ_COLUMNS)) as Row[];
-    const changes: FeatureStateChange[] = [];
-    for (const row of rows) {
-      const state = toState(row);
-      const previous = states.get(state.feature);
-      if (previous && previous.version === state.version) continue;
-      states.set(state.feature, state);
-      changes.push({ feature: state.feature, state, previous: loaded ? (previous ?? legacyState(state.feature)) : undefined });
-    }
-    loaded = true;
-    lastReadAt = new Date();
-    if (failures > 0) logger.info({ failures }, 'cutover state readable again');
-    failures = 0;
-    for (const change of changes) {
-      try {
-        emitter.emit('change', change);
-      } catch (err) {
-        logger.error({ err, feature: change.feature }, 'a cutover change listener threw');
-      }
-    }
-  }
-
-  function refresh(): Promise<void> {
-    inflight ??= load().finally(() => {
-      inflight = undefined;
-    });
-    return inflight;
-  }
-
-  function schedule(): void {
-    if (closed) return;
-    timer = setTimeout(() => {
-      refresh().then(schedule, (err: Error) => {
-        failures++;
-        if (failures === 1 || failures % 60 === 0) logger.warn({ err: err.message, failures }, 'cannot read cutover state; keeping the last one');
-        if (emitter.listenerCount('poll-error') > 0) emitter.emit('poll-error', err);
-        schedule();
-      });
-    }, intervalMs);
-    timer.unref();
-  }
-
-  const reader: CutoverStateReader = {
-    get(feature) {
-      return states.get(feature) ?? ((FEATURES as readonly string[]).includes(feature) ? legacyState(feature) : undefined);
-    },
-    all() {
-      const known = FEATURES.map((f) => reader.get(f)!);
-      return [...known, ...[...states.values()].filter((s) => !(FEATURES as readonly string[]).includes(s.feature))];
-    },
-    onChange(listener) {
-      emitter.on('change', listener);
-      return () => emitter.off('change', listener);
-    },
-    async start() {
-      if (closing) throw new Error('this cutover state reader is closed');
-      await refresh();
-      if (!timer) schedule();
-    },
-    refresh,
+  const polled = createPolledStateSource({
+    read: async () => ((await db('cutover_features').select(...READ_COLUMNS)) as Row[]).map(toState),
+    intervalMs,
+    logger,
+    unavailable: 'cannot read cutover state; keeping the last one',
+    recovered: 'cutover state readable again',
+  });
+  if (options.onChange) polled.on('change', options.onChange);
+  const reader: CutoverStateReader = Object.assign(polled, {
     close() {
-      closed = true;
-      clearTimeout(timer);
-      timer = undefined;
       closing ??= (async () => {
-        await inflight?.catch(() => {});
+        await polled.stop();
         if (ownsDb) await db.destroy();
       })();
       return closing;
     },
-    on(event: string, listener: (...args: never[]) => void) {
-      emitter.on(event, listener as (...args: unknown[]) => void);
-      return reader;
-    },
-    off(event: string, listener: (...args: never[]) => void) {
-      emitter.off(event, listener as (...args: unknown[]) => void);
-      return reader;
-    },
-    get lastReadAt() {
-      return lastReadAt;
-    },
-  };
+  });
   return reader;
 }
