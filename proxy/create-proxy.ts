@@ -120,6 +120,8 @@ interface Ctx {
   body?: Buffer;
   instance?: Upstream;
   tried?: Set<Upstream>;
+  /** Every instance was failing its health checks when the request came: routed to them anyway. */
+  panic?: boolean;
   lastError?: { code: ProxyErrorCode; message: string };
   proxyReq?: ClientRequest;
   connectTimer?: NodeJS.Timeout;
@@ -541,9 +543,20 @@ export function createProxy(options: ProxyOptions): Proxy {
 
   function forward(req: ProxiedRequest, res: ServerResponse, ctx: Ctx): void {
     if (res.destroyed) return;
-    const instance = ctx.pool!.pick(ctx.tried);
+    let instance = ctx.pool!.pick(ctx.tried);
+    if (!instance && (ctx.attempts === 0 || ctx.panic)) {
+      // Every instance fails its health checks: try them anyway, one after the other (Envoy's panic
+      // threshold at 100%). A saturated database makes every Cloud "unready" at the same moment;
+      // refusing all requests then would turn a slow system into a down one.
+      instance = ctx.pool!.pickAny(ctx.tried);
+      if (instance && !ctx.panic) {
+        ctx.panic = true;
+        metrics.panicRouted.inc({ feature: ctx.route!.feature, target: ctx.side! });
+      }
+    }
     if (!instance) {
-      if (ctx.lastError) fail(ctx, res, ctx.lastError.code, ctx.lastError.message);
+      if (ctx.panic) fail(ctx, res, 'PROXY_ERR_NO_HEALTHY_UPSTREAM', `every ${ctx.side} instance for ${ctx.route!.feature} fails its health checks, and trying them anyway failed too (${ctx.lastError?.message ?? 'no instance'})`);
+      else if (ctx.lastError) fail(ctx, res, ctx.lastError.code, ctx.lastError.message);
       else fail(ctx, res, 'PROXY_ERR_NO_HEALTHY_UPSTREAM', `no healthy ${ctx.side} instance for ${ctx.route!.feature}`);
       return;
     }
@@ -692,7 +705,8 @@ export function createProxy(options: ProxyOptions): Proxy {
       forward(req, response, ctx);
       return;
     }
-    fail(ctx, response, proxyCode, message);
+    if (ctx.panic) fail(ctx, response, 'PROXY_ERR_NO_HEALTHY_UPSTREAM', `every ${ctx.side} instance for ${ctx.route.feature} fails its health checks, and trying one anyway failed too (${message})`);
+    else fail(ctx, response, proxyCode, message);
   }
 
   function onDone(req: ProxiedRequest, res: ServerResponse, ctx: Ctx): void {

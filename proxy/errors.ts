@@ -12,7 +12,7 @@ export const PROXY_ERROR_CODES = {
   PROXY_ERR_UNKNOWN_REGION: '404: the region taken from the path or header is not one the route table serves.',
   PROXY_ERR_NO_REGION: '400: the route is region-aware but the request names no region (missing header).',
   PROXY_ERR_BODY_TOO_LARGE: '413: the request body is over bodyLimit (by Content-Length, or counted while reading a chunked body).',
-  PROXY_ERR_NO_HEALTHY_UPSTREAM: '503: every instance of the chosen target pool is failing its health checks.',
+  PROXY_ERR_NO_HEALTHY_UPSTREAM: '503: every instance of the chosen target pool is failing its health checks, and the attempt to use them anyway (panic routing) failed too.',
   PROXY_ERR_UPSTREAM_UNAVAILABLE: '502: the upstream refused or reset the connection, or broke off its answer (after failover, for idempotent methods).',
   PROXY_ERR_UPSTREAM_TIMEOUT: '504: the upstream did not accept the connection within connectTimeoutMs or did not answer within responseTimeoutMs.',
   PROXY_ERR_SHUTTING_DOWN: '503: the proxy is closing; retry, another replica or worker will answer.',

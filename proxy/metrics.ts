@@ -39,6 +39,12 @@ export function createProxyMetrics(registry: Registry) {
     labelNames: ['feature', 'target', 'code'] as const,
     registers: [registry],
   });
+  const panicRouted = new Counter({
+    name: 'proxy_panic_routed_total',
+    help: 'Requests sent to an instance failing its health checks because every instance of the pool was failing them (panic routing), by feature and target side.',
+    labelNames: ['feature', 'target'] as const,
+    registers: [registry],
+  });
   const healthy = new Gauge({
     name: 'proxy_upstream_healthy',
     help: '1 when the upstream instance passes its health checks and is in the rotation, else 0.',
@@ -64,7 +70,7 @@ export function createProxyMetrics(registry: Registry) {
     labelNames: ['feature', 'route', 'reason'] as const,
     registers: [registry],
   });
-  return { requests, duration, upstreamErrors, healthy, openStreams, shadowComparisons, shadowSkipped, pending };
+  return { requests, duration, upstreamErrors, panicRouted, healthy, openStreams, shadowComparisons, shadowSkipped, pending };
 }
 
 export type ProxyMetrics = ReturnType<typeof createProxyMetrics>;

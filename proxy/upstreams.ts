@@ -150,6 +150,23 @@ export class Pool {
     }
     return undefined;
   }
+
+  /**
+   * Panic routing: the next instance not in `exclude`, healthy or not. For a pool whose every
+   * instance fails its checks at once — a correlated cause such as a saturated database behind
+   * all of them — where refusing every request would turn "slow" into "down".
+   */
+  pickAny(exclude?: ReadonlySet<Upstream>): Upstream | undefined {
+    const n = this.instances.length;
+    for (let i = 0; i < n; i++) {
+      const u = this.instances[(this.next + i) % n]!;
+      if (!exclude?.has(u)) {
+        this.next = (this.next + i + 1) % n;
+        return u;
+      }
+    }
+    return undefined;
+  }
 }
 
 /** Every upstream instance of a proxy, deduplicated by URL, and the timer that checks them. */
