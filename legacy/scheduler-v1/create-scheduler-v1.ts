@@ -159,6 +159,13 @@ export function createSchedulerV1(options: SchedulerV1Options): SchedulerV1 {
     let exclude: number[] = [];
     if (follow) {
       const routing: Routing = options.stateSource ? routingOfState(options.stateSource.get(SCHEDULING)) : (await readScheduling(db)).routing;
+      if (routing.mode === 'full') {
+        // Every region is V2's, whatever the regions are: not even the region list is read.
+        if (regionSlugs) movedRegions.set(regionSlugs.byId.size);
+        backlog.set(0);
+        end();
+        return [];
+      }
       const byId = await slugs();
       exclude = [...byId].filter(([, slug]) => schedulingMoved(routing, slug)).map(([id]) => id);
       movedRegions.set(exclude.length);
