@@ -90,8 +90,10 @@ export async function runHarpoonStage(options: HarpoonStageOptions): Promise<Sta
     progress.log(`harpoon: cutover done under traffic (${t.sent} requests, ${t.failed} failed) in ${Math.round((Date.now() - began) / 1000)}s`);
   }
   const committedBefore = await scrapeSum(options.harpoonUrls, 'harpoon_changes_committed_total');
+  const statementsBefore = await scrapeSum(options.harpoonUrls, 'harpoon_db_statements_total');
   const stage = await options.measure();
   const committedAfter = await scrapeSum(options.harpoonUrls, 'harpoon_changes_committed_total');
+  const statementsAfter = await scrapeSum(options.harpoonUrls, 'harpoon_db_statements_total');
   const [[outbox]] = (await options.db.raw('SELECT COUNT(*) AS n FROM event_outbox').catch(() => [[{ n: -1 }]])) as [[{ n: number | string }]];
   stage.details = {
     ...stage.details,
@@ -99,7 +101,8 @@ export async function runHarpoonStage(options: HarpoonStageOptions): Promise<Sta
     cutover_seconds: Math.round([...writes, ...reads].reduce((n, s) => n + s.seconds, 0) * 10) / 10,
     followers_on_harpoon: followers,
     harpoon_changes_committed: committedAfter - committedBefore,
-    harpoon_statements: await scrapeSum(options.harpoonUrls, 'harpoon_db_statements_total'),
+    // Over the measured window, as the commits: SQL statements Harpoon sent for those changes and reads.
+    harpoon_statements: statementsAfter - statementsBefore,
     event_reads_shadow_comparisons: await scrapeSum([options.adminUrl], 'proxy_shadow_comparisons_total'),
     outbox_rows_left: Number(outbox.n),
   };
