@@ -242,7 +242,7 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
       if (grantor) started.push({ close: () => grantor.destroy() });
       const admin = createCutoverAdmin({
         db: as('proxy'),
-        tokens: { demo: er.adminToken, followers: followerToken },
+        tokens: { demo: er.adminToken, followers: { token: followerToken, scopes: ['read'] } },
         ...(grantor ? { effects: { lockdown: createLockdownEffect({ admin: grantor, database: options.database }) } } : {}),
         services: {
           proxy: adminUrl,

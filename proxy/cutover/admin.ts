@@ -1,9 +1,9 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Knex } from 'knex';
 import { Registry } from 'prom-client';
 import type { DbConfig } from '../../lib/db/config.ts';
 import { createKnex, warmPool } from '../../lib/db/knex.ts';
+import { createAdminTokenVerifier, MIN_ADMIN_TOKEN_LENGTH, type AdminScope, type AdminTokenSpecs, type AdminTokenVerifier } from '../../lib/auth/admin-token.ts';
 import { invalidOption, StranglerError } from '../../lib/errors.ts';
 import { readJsonBody } from '../../lib/http/json-body.ts';
 import { sendJson } from '../../lib/http/respond.ts';
@@ -27,16 +27,16 @@ import { createCutoverStateReader, createCutoverStateStore, type CutoverStateRea
 
 /** Admin bodies are a reason and a target: 16 KiB is generous. */
 export const ADMIN_BODY_LIMIT = 16 * 1024;
-export const MIN_TOKEN_LENGTH = 16;
-const TOKEN_NAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/;
-// The bound stops a megabyte header from being hashed.
-const BEARER = /^Bearer +([\x21-\x7e]{1,512}) *$/i;
+export const MIN_TOKEN_LENGTH = MIN_ADMIN_TOKEN_LENGTH;
 const MAX_REASON = 500;
 
 export interface CutoverRoutesOptions {
   controller: CutoverController;
-  /** token name (the actor in the history) → token. At least one; each at least 16 characters. */
-  tokens: Record<string, string>;
+  /**
+   * token name (the actor in the history) → token. At least one; each at least 16 characters.
+   * A bare string holds every scope; followers get `{ token, scopes: ['read'] }` (lib/auth/admin-token.ts).
+   */
+  tokens: AdminTokenSpecs;
   logger?: Logger;
   /**
    * Mount point before `/cutover/…`, e.g. `/admin` to serve `/admin/cutover/status` on the proxy's admin port.
@@ -48,48 +48,25 @@ export interface CutoverRoutesOptions {
    * so followers asking every second cost MySQL nothing). Without it, each request reads the store.
    */
   state?: Pick<CutoverStateReader, 'all' | 'lastReadAt'>;
+  /** Features whose steps have side effects: moving them needs the `lockdown` scope too (default: lockdown). */
+  effectFeatures?: readonly string[];
 }
 
-interface TokenDigest {
-  name: string;
-  digest: Buffer;
-}
+const AUTH_MESSAGES = {
+  missing: 'send an admin token as "Authorization: Bearer <token>" (strangler cutover --token or STRANGLER_ADMIN_TOKEN)',
+  malformed: 'the Authorization header must be "Bearer <token>"',
+  invalid: 'the admin token is not valid',
+  expired: 'the admin token has expired (rotated out); use the current one',
+} as const;
 
-const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest();
-
-function digestTokens(tokens: Record<string, string>): TokenDigest[] {
-  if (typeof tokens !== 'object' || tokens === null || Object.keys(tokens).length === 0) {
-    throw invalidOption('tokens', '(not shown)', 'a map of at least one name → admin token');
+/** The actor the request's token names, or a 401; a 403 when its scopes do not cover `scope`. */
+function authorize(req: IncomingMessage, verifier: AdminTokenVerifier, scope: AdminScope): string {
+  const auth = verifier.authenticate(req.headers.authorization);
+  if (!auth.ok) throw cutoverError('CUTOVER_ERR_UNAUTHORIZED', AUTH_MESSAGES[auth.reason]);
+  if (!auth.scopes.has(scope)) {
+    throw cutoverError('CUTOVER_ERR_FORBIDDEN', `the token "${auth.actor}" lacks the "${scope}" scope (it holds ${[...auth.scopes].join(', ')}); nothing was changed`);
   }
-  return Object.entries(tokens).map(([name, token]) => {
-    if (!TOKEN_NAME.test(name)) throw invalidOption(`tokens.${name}`, name, 'a name of letters, digits and . _ @ - (at most 64)');
-    if (typeof token !== 'string' || token.length < MIN_TOKEN_LENGTH || !/^[\x21-\x7e]+$/.test(token)) {
-      // Never echo a token, even a bad one.
-      throw invalidOption(`tokens.${name}`, '(not shown)', `a token of at least ${MIN_TOKEN_LENGTH} printable characters without spaces`);
-    }
-    return { name, digest: sha256(token) };
-  });
-}
-
-/**
- * The name of the token the request carries, or a 401. Digests are equal
- * length, so timingSafeEqual compares each in constant time, and every
- * configured token is compared whatever matched, so timing reveals nothing.
- */
-function authenticate(req: IncomingMessage, tokens: TokenDigest[]): string {
-  const header = req.headers.authorization;
-  if (header === undefined || header === '') {
-    throw cutoverError('CUTOVER_ERR_UNAUTHORIZED', 'send an admin token as "Authorization: Bearer <token>" (strangler cutover --token or STRANGLER_ADMIN_TOKEN)');
-  }
-  const m = BEARER.exec(header);
-  if (!m) throw cutoverError('CUTOVER_ERR_UNAUTHORIZED', 'the Authorization header must be "Bearer <token>"');
-  const given = sha256(m[1]!);
-  let actor: string | undefined;
-  for (const t of tokens) {
-    if (timingSafeEqual(given, t.digest) && actor === undefined) actor = t.name;
-  }
-  if (actor === undefined) throw cutoverError('CUTOVER_ERR_UNAUTHORIZED', 'the admin token is not valid');
-  return actor;
+  return auth.actor;
 }
 
 /** mysql2 errors carry `sqlMessage`, or a socket code; knex pool timeouts say so by name. */
@@ -169,21 +146,22 @@ function intQuery(query: URLSearchParams, name: string, min: number, max: number
  */
 export function addCutoverRoutes(router: Router, options: CutoverRoutesOptions): Router {
   const { controller } = options;
-  const tokens = digestTokens(options.tokens);
+  const verifier = createAdminTokenVerifier(options.tokens);
+  const effectFeatures = new Set(options.effectFeatures ?? ['lockdown']);
   const prefix = options.prefix ?? '';
   if (typeof prefix !== 'string' || !/^(\/[A-Za-z0-9._-]+)*$/.test(prefix)) throw invalidOption('prefix', prefix, 'a path such as "/admin" (no trailing slash), or ""');
   const at = (path: string) => `${prefix}${path}`;
   const logger = (options.logger ?? silentLogger()).child({ component: 'cutover-admin' });
 
   /** Auth first (nothing is parsed or read for a caller without a token), then errors with details as JSON. */
-  const guarded = (handler: (ctx: RequestContext, actor: string) => Promise<void>): Handler => {
+  const guarded = (scope: AdminScope | ((ctx: RequestContext) => AdminScope), handler: (ctx: RequestContext, actor: string) => Promise<void>): Handler => {
     return async (ctx) => {
       try {
-        const actor = authenticate(ctx.req, tokens);
+        const actor = authorize(ctx.req, verifier, typeof scope === 'function' ? scope(ctx) : scope);
         await handler(ctx, actor);
       } catch (err) {
         if (err instanceof CutoverError && err.status < 500 && err.status !== 413 && !ctx.res.headersSent) {
-          if (err.code === 'CUTOVER_ERR_UNAUTHORIZED') logger.warn({ requestId: ctx.requestId, path: ctx.req.url }, 'cutover admin request without a valid token');
+          if (err.code === 'CUTOVER_ERR_UNAUTHORIZED' || err.code === 'CUTOVER_ERR_FORBIDDEN') logger.warn({ requestId: ctx.requestId, path: ctx.req.url }, 'cutover admin request without a valid token');
           sendJson(ctx.res, err.status, { code: err.code, message: err.message, ...err.details });
           return;
         }
@@ -204,7 +182,8 @@ export function addCutoverRoutes(router: Router, options: CutoverRoutesOptions):
   };
 
   const verb = (fn: (feature: string, actor: string, body: Record<string, unknown>) => Promise<unknown>, accepted: readonly string[]) =>
-    guarded(async (ctx, actor) => {
+    // A step with side effects (lockdown's GRANT/REVOKE) needs the lockdown scope; the rest, operate.
+    guarded((ctx) => (effectFeatures.has(ctx.params.feature ?? '') ? 'lockdown' : 'operate'), async (ctx, actor) => {
       // The feature is checked before the body is read: an unknown feature is 404 whatever the body.
       const feature = ctx.params.feature!;
       if (!isFeatureName(feature) || !controller.plan.features[feature]) {
@@ -219,7 +198,7 @@ export function addCutoverRoutes(router: Router, options: CutoverRoutesOptions):
     .add(
       'GET',
       at('/cutover/status'),
-      guarded(async (ctx) => {
+      guarded('read', async (ctx) => {
         checkQuery(ctx.query, []);
         const [features, shadow, effects] = await Promise.all([controller.status(), controller.shadow(), controller.effects()]);
         sendJson(ctx.res, 200, { features, shadow, ...(Object.keys(effects).length > 0 ? { effects } : {}), now: new Date().toISOString() });
@@ -228,7 +207,7 @@ export function addCutoverRoutes(router: Router, options: CutoverRoutesOptions):
     .add(
       'GET',
       at('/cutover/state'),
-      guarded(async (ctx) => {
+      guarded('read', async (ctx) => {
         checkQuery(ctx.query, []);
         // The followers' view (lib/cutover/http-state-source.ts): every feature's routing and version, nothing else.
         if (options.state) {
@@ -252,7 +231,7 @@ export function addCutoverRoutes(router: Router, options: CutoverRoutesOptions):
     .add(
       'GET',
       at('/cutover/plan'),
-      guarded(async (ctx) => {
+      guarded('read', async (ctx) => {
         checkQuery(ctx.query, []);
         sendJson(ctx.res, 200, { plan: controller.plan, services: planServices(controller.plan), missing_services: controller.missingServices() });
       }),
@@ -260,7 +239,7 @@ export function addCutoverRoutes(router: Router, options: CutoverRoutesOptions):
     .add(
       'GET',
       at('/cutover/history'),
-      guarded(async (ctx) => {
+      guarded('read', async (ctx) => {
         checkQuery(ctx.query, ['feature', 'limit', 'before']);
         const feature = ctx.query.get('feature') ?? undefined;
         const limit = intQuery(ctx.query, 'limit', 1, 1000) ?? 50;
@@ -303,7 +282,7 @@ export function createCutoverRouter(options: CutoverRoutesOptions): Router {
 export interface CutoverAdminOptions {
   /** The proxy's MySQL user on the stack's database (a Knex is used as is and not closed). */
   db: DbConfig | Knex;
-  tokens: Record<string, string>;
+  tokens: AdminTokenSpecs;
   services: ServiceMap;
   /** Default: proxy/cutover/default-plan.json. */
   plan?: CutoverPlan;
@@ -369,7 +348,13 @@ export function createCutoverAdmin(options: CutoverAdminOptions): CutoverAdmin {
   // Followers (routers, Scheduler V2) ask GET /cutover/state every second: one reader here answers
   // them all from memory, so their number costs MySQL nothing (lib/cutover/http-state-source.ts).
   const reader = createCutoverStateReader({ db, intervalMs: options.stateIntervalMs ?? 500, logger });
-  const router = createCutoverRouter({ controller, tokens: options.tokens, logger, state: reader });
+  const router = createCutoverRouter({
+    controller,
+    tokens: options.tokens,
+    logger,
+    state: reader,
+    effectFeatures: [...new Set(['lockdown', ...Object.keys(options.effects ?? {})])],
+  });
   const http = createHttpService({
     name: 'cutover-admin',
     router,

@@ -7,6 +7,7 @@ import { StranglerError } from '../../lib/errors.ts';
  */
 export const CUTOVER_ERROR_CODES = {
   CUTOVER_ERR_UNAUTHORIZED: '401: no `Authorization: Bearer <token>` header, or the token is not one of the configured admin tokens. Nothing was changed.',
+  CUTOVER_ERR_FORBIDDEN: '403: the token is valid but lacks the scope this route needs (read: state/status/plan/history; operate: advance/rollback/pause/resume; lockdown: moving a feature whose step has side effects). Nothing was changed.',
   CUTOVER_ERR_UNKNOWN_FEATURE: '404: the feature is not one of the plan\'s features (event-delivery, scheduling, event-writes, event-reads, lockdown).',
   CUTOVER_ERR_MALFORMED_JSON: '400: the body is truncated or otherwise not valid JSON.',
   CUTOVER_ERR_UNSUPPORTED_MEDIA_TYPE: '415: a body was sent without Content-Type: application/json.',
@@ -34,6 +35,7 @@ export type CutoverErrorCode = keyof typeof CUTOVER_ERROR_CODES;
 
 const STATUS: Record<CutoverErrorCode, number> = {
   CUTOVER_ERR_UNAUTHORIZED: 401,
+  CUTOVER_ERR_FORBIDDEN: 403,
   CUTOVER_ERR_UNKNOWN_FEATURE: 404,
   CUTOVER_ERR_MALFORMED_JSON: 400,
   CUTOVER_ERR_UNSUPPORTED_MEDIA_TYPE: 415,
