@@ -33,8 +33,8 @@ import { createKnex } from '../lib/db/knex.ts';
 import { provisionServer } from '../lib/db/provision.ts';
 import { DEFAULT_DB_SECRET, serviceDbConfig } from '../lib/db/service-users.ts';
 import { createLogger } from '../lib/logger.ts';
-import { generateSeed } from '../legacy/seed/generate.ts';
-import { insertSeed } from '../legacy/seed/insert.ts';
+import { generateSeed } from '../stack/seed/generate.ts';
+import { insertSeed } from '../stack/seed/insert.ts';
 import { numberArg as arg } from './args.ts';
 import { askChild, bucketQuantile, histogramBuckets, holdStream, quantile, waitForStreams, writeEventsPaced, type StreamCounts } from './stream-bench.ts';
 

@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { HOST_RESERVED } from '../legacy/seed/catalog.ts';
+import { HOST_RESERVED } from '../domain/catalog.ts';
 import { checkInvariants, type Invariants } from '../lib/invariants.ts';
 import { eventCounts, maxEventId, unfinishedEvents } from '../demo/stage-metrics.ts';
 

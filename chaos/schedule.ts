@@ -1,4 +1,4 @@
-import { createRandom } from '../legacy/seed/prng.ts';
+import { createRandom } from '../stack/seed/prng.ts';
 
 /** What a fault kills or restarts. */
 export const FAULT_KINDS = ['event-router', 'proxy-worker', 'scheduler-v2', 'harpoon', 'mysql'] as const;

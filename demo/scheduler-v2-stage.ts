@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { HOST_RESERVED } from '../legacy/seed/catalog.ts';
+import { HOST_RESERVED } from '../domain/catalog.ts';
 import { checkInvariants } from '../lib/invariants.ts';
 import type { CutoverController } from '../proxy/cutover/controller.ts';
 import { loadDefaultPlan, stepRouting, validatePlan, type CutoverPlan, type Gate, type PlanStep } from '../proxy/cutover/plan.ts';
@@ -118,7 +118,7 @@ export async function advanceScheduling(options: {
  */
 export async function runSchedulerV2Stage(options: {
   controller: CutoverController;
-  /** Starts the V2 replicas (legacy/stack.ts `schedulerV2.start`): they join at this stage, not before. */
+  /** Starts the V2 replicas (stack/stack.ts `schedulerV2.start`): they join at this stage, not before. */
   startReplicas: () => Promise<{ replicas: readonly SchedulerV2[]; urls: readonly string[] }>;
   db: Knex;
   progress: Progress;

@@ -1,4 +1,4 @@
-import { createRandom } from '../legacy/seed/prng.ts';
+import { createRandom } from '../stack/seed/prng.ts';
 
 export interface TrafficOptions {
   cloudUrl: string;

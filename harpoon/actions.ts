@@ -1,11 +1,11 @@
 /**
  * Events as DigitalOcean actions, exactly as Cloud serves them today
- * (legacy/cloud/serialize.ts is the one definition of the shape), so that
+ * (contracts/droplet-api.ts is the one definition of the shape), so that
  * `event-reads` can move GET /v2/actions/:id to Harpoon behind the proxy's
  * shadow comparison without a client noticing.
  */
-import { serializeAction, type ActionJson } from '../legacy/cloud/serialize.ts';
-export { pageLinks } from '../legacy/cloud/serialize.ts';
+import { serializeAction, type ActionJson } from '../contracts/droplet-api.ts';
+export { pageLinks } from '../contracts/droplet-api.ts';
 import type { Catalog } from './catalog.ts';
 import type { EventRow } from './store.ts';
 

@@ -17,8 +17,8 @@
  *   … sub.close();
  */
 import { request, type ClientRequest } from 'node:http';
-import { createSseParser } from '../legacy/dobe/sse-parser.ts';
-import type { ActionJson, ActionListJson } from '../legacy/cloud/serialize.ts';
+import { createSseParser } from '../lib/sse/parser.ts';
+import type { ActionJson, ActionListJson } from '../contracts/droplet-api.ts';
 import type { Change, CreateEventInput, CreateResult, EventStatus, EventType, HarpoonEvent, StatusChangeInput, StatusResult } from './types.ts';
 
 export type { Change, CreateEventInput, CreateResult, HarpoonEvent, StatusResult } from './types.ts';

@@ -13,7 +13,7 @@
  * peer going away, it never polls.
  */
 import { request, type ClientRequest, type ServerResponse } from 'node:http';
-import { createSseParser } from '../legacy/dobe/sse-parser.ts';
+import { createSseParser } from '../lib/sse/parser.ts';
 import type { Logger } from '../lib/logger.ts';
 import type { ChangeLog } from './change-log.ts';
 import type { HarpoonMetrics } from './metrics.ts';

@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import { EVENT_TYPES } from './001_legacy_schema.ts';
 
 /**
- * Cloud's transactional outbox (legacy/cloud/README.md, "event-writes"):
+ * Cloud's transactional outbox (cloud/README.md, "event-writes"):
  * while a customer's event writes go through Harpoon, Cloud commits the
  * droplet rows and one `event_outbox` row in ONE transaction and never
  * touches `events`; a relay then creates the event in Harpoon with the key

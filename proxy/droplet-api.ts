@@ -1,7 +1,7 @@
 import type { FeatureRoutes, Target } from './route-table.ts';
 
 /**
- * The `droplet-api` feature: Cloud's public routes (legacy/cloud/routes/),
+ * The `droplet-api` feature: Cloud's public routes (cloud/routes/),
  * sticky per customer (the bearer token's hash), creates and actions never
  * shadowed (they have side effects).
  *

@@ -6,7 +6,7 @@ export const EVENT_READS = 'event-reads';
 export const CLOUD_API = 'cloud-api';
 
 /**
- * The proxy's route table for Cloud's public API (legacy/cloud/routes/):
+ * The proxy's route table for Cloud's public API (cloud/routes/):
  *
  * - `event-reads`: GET /v2/actions/:id, GET /v2/actions, GET
  *   /v2/droplets/:id/actions — legacy → Cloud, new → Harpoon (which serves

@@ -13,8 +13,8 @@
  * Harpoon) before its `done` got through; it records nothing again.
  */
 import type { PoolConnection, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
-import { applyCompletion } from '../legacy/dobe/execute.ts';
-import type { GodQueryRow } from '../legacy/dobe/god-query.ts';
+import { applyCompletion } from '../dobe/execute.ts';
+import type { AgentEvent } from '../contracts/agent-event.ts';
 
 export type CompletionOutcome = 'recorded' | 'already-recorded' | 'not-running';
 
@@ -40,7 +40,7 @@ export async function executedAmong(conn: { query: PoolConnection['query'] }, ev
  *   const outcome = await recordGuardedCompletion(conn, row, receivedAt, 'harpoon');
  *   if (outcome !== 'not-running') await harpoon.setStatus(row.event_id, { status: 'done' });
  */
-export async function recordGuardedCompletion(conn: PoolConnection, row: GodQueryRow, receivedAt: Date, source: 'mysql' | 'harpoon'): Promise<CompletionOutcome> {
+export async function recordGuardedCompletion(conn: PoolConnection, row: AgentEvent, receivedAt: Date, source: 'mysql' | 'harpoon'): Promise<CompletionOutcome> {
   await conn.beginTransaction();
   try {
     if (source === 'mysql') {
@@ -74,7 +74,7 @@ export async function recordGuardedCompletion(conn: PoolConnection, row: GodQuer
  * and the start-up caches may not know a droplet created after them, and
  * the host's resources must change by the droplet's real size.
  */
-async function withDroplet(conn: PoolConnection, row: GodQueryRow): Promise<GodQueryRow> {
+async function withDroplet(conn: PoolConnection, row: AgentEvent): Promise<AgentEvent> {
   if (!row.droplet_id || (row.event_type !== 'create' && row.event_type !== 'destroy')) return row;
   const [rows] = await conn.query<RowDataPacket[]>(
     'SELECT d.status, sz.memory, sz.disk FROM droplets d LEFT JOIN sizes sz ON sz.id = d.size_id WHERE d.id = ?',

@@ -27,7 +27,7 @@ import { sendJson } from '../lib/http/respond.ts';
 import { createRouter, type RequestContext } from '../lib/http/router.ts';
 import { createHttpService } from '../lib/http/service-server.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
-import { EVENT_DELIVERY, routedToRouter, type EventDeliveryState } from '../legacy/dobe/event-delivery.ts';
+import { EVENT_DELIVERY, routedToRouter, type EventDeliveryState } from '../lib/cutover/event-delivery.ts';
 import { createHarpoonClient, HarpoonClientError, type HarpoonClient } from '../harpoon/client.ts';
 import type { HarpoonEvent } from '../harpoon/types.ts';
 import { parseFeatureRow, type FeatureRowState } from '../lib/cutover/feature-row.ts';
@@ -35,7 +35,7 @@ import type { FeatureState, ObservableFeatureStateSource } from '../lib/cutover/
 import { executedAmong, recordGuardedCompletion } from './completion.ts';
 import { createHarpoonFeed, type HarpoonFeed } from './harpoon-feed.ts';
 import { loadContextCaches, type ContextCaches } from './harpoon-context.ts';
-import type { GodQueryRow } from '../legacy/dobe/god-query.ts';
+import type { AgentEvent } from '../contracts/agent-event.ts';
 import {
   ACK_BODY_LIMIT,
   ACKS_PATH,
@@ -135,7 +135,7 @@ interface Stream {
 }
 
 interface Inflight {
-  row: GodQueryRow;
+  row: AgentEvent;
   at: number;
 }
 
@@ -492,7 +492,7 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
   }
 
   /** Writes a claimed event to its host's current stream, unless that connection already carried it. */
-  function deliver(row: GodQueryRow, first: boolean): void {
+  function deliver(row: AgentEvent, first: boolean): void {
     const entry = inflight.get(row.event_id);
     if (entry) entry.row = row;
     else inflight.set(row.event_id, { row, at: Date.now() });
@@ -705,7 +705,7 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
     }
   }
 
-  function harpoonRow(event: HarpoonEvent): GodQueryRow {
+  function harpoonRow(event: HarpoonEvent): AgentEvent {
     return caches!.row(event);
   }
 
@@ -950,7 +950,7 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
   }
 
   /** One ack at a time per event in this process; across processes the completion's row locks decide. */
-  async function complete(row: GodQueryRow, item: AckItem, via: EventSourceName): Promise<AckOutcome> {
+  async function complete(row: AgentEvent, item: AckItem, via: EventSourceName): Promise<AckOutcome> {
     const previous = completing.get(row.event_id);
     const run = (async () => {
       if (previous) await previous.catch(() => {});
@@ -972,7 +972,7 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
     }
   }
 
-  async function completeOnConnection(row: GodQueryRow, item: AckItem, via: EventSourceName): Promise<AckOutcome> {
+  async function completeOnConnection(row: AgentEvent, item: AckItem, via: EventSourceName): Promise<AckOutcome> {
     const conn = await pool.getConnection();
     try {
       q('ack');
@@ -988,12 +988,12 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
   }
 
   /** Rows for acked events this process does not hold: from Harpoon (its source) or MySQL. */
-  async function readAckRows(ids: number[], via: EventSourceName): Promise<GodQueryRow[]> {
+  async function readAckRows(ids: number[], via: EventSourceName): Promise<AgentEvent[]> {
     if (via === 'mysql') {
       q('event');
       return withAckSlot(() => fetchContext(pool, ids));
     }
-    const rows: GodQueryRow[] = [];
+    const rows: AgentEvent[] = [];
     for (const id of ids) {
       hq('event');
       try {
@@ -1025,7 +1025,7 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
 
   async function acknowledgeOn(ctx: RequestContext, serverId: number, items: AckItem[], batch: boolean, via: EventSourceName): Promise<void> {
     // Rows: from memory when this router delivered them, else one read for the rest.
-    const rows = new Map<number, GodQueryRow>();
+    const rows = new Map<number, AgentEvent>();
     const missing: number[] = [];
     for (const item of items) {
       const known = inflight.get(item.eventId)?.row;

@@ -1,17 +1,17 @@
 /**
- * What an agent needs to run an event (a GodQueryRow), built in Harpoon
+ * What an agent needs to run an event (a AgentEvent), built in Harpoon
  * mode without a statement on `events`: from the event as Harpoon pushes it
  * (a create's args carry size, image and region) and from caches read once
  * at start-up: sizes, images, the region's hypervisors and its droplets.
  * Droplets created later are learned from their create events on the
  * stream; the completion re-reads a droplet's size anyway (completion.ts).
  *
- * The agent's own use of the row is resourceDelta (legacy/dobe/execute.ts):
+ * The agent's own use of the row is resourceDelta (dobe/execute.ts):
  * event_type, droplet_id, droplet_status, size_memory, size_disk.
  */
 import type { Pool, RowDataPacket } from 'mysql2/promise';
 import type { HarpoonEvent } from '../harpoon/types.ts';
-import type { GodQueryRow } from '../legacy/dobe/god-query.ts';
+import type { AgentEvent } from '../contracts/agent-event.ts';
 
 interface Size {
   id: number;
@@ -32,8 +32,8 @@ interface Droplet {
 const STATUS_AFTER: Record<string, string | undefined> = { create: 'active', destroy: 'archived', reboot: 'active', power_on: 'active', power_off: 'off' };
 
 export interface ContextCaches {
-  /** The GodQueryRow the agent is sent for this event (the event must have a server_id). */
-  row(event: HarpoonEvent): GodQueryRow;
+  /** The AgentEvent the agent is sent for this event (the event must have a server_id). */
+  row(event: HarpoonEvent): AgentEvent;
   /** Keeps the droplet cache current from the stream: a create teaches a droplet, a done moves its status. */
   learn(event: HarpoonEvent): void;
   readonly droplets: number;

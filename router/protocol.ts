@@ -1,13 +1,13 @@
 /**
  * The Event Router's wire protocol, shared by the router and its tests.
- * The DOBE agent's client side lives in legacy/dobe/router-client.ts.
+ * The DOBE agent's client side lives in dobe/router-client.ts.
  *
  *   GET  /v1/regions/:region/hypervisors/:id/events   text/event-stream
  *        request:  Authorization: Bearer hv.<id>.<mac>
  *                  Last-Event-ID: <event id>[,<event id>…]   (events the agent already holds, optional)
  *        stream:   retry: 2000
  *                  id: <event id>            one message per event, no `event:` line (type "message")
- *                  data: <GodQueryRow JSON>
+ *                  data: <AgentEvent JSON>
  *                  : hb                      heartbeat comment every ~15 s
  *                  event: switch             this hypervisor is no longer routed here: the stream ends
  *                  data: {"source":"god-query","version":n}
@@ -18,7 +18,7 @@
  *   GET  /v1/regions/:region/hypervisors/:id/mode       { "source": "router" | "god-query", … }
  */
 import { StranglerError } from '../lib/errors.ts';
-import type { GodQueryRow } from '../legacy/dobe/god-query.ts';
+import type { AgentEvent } from '../contracts/agent-event.ts';
 
 export const EVENTS_PATH = '/v1/regions/:region/hypervisors/:id/events';
 export const ACKS_PATH = '/v1/regions/:region/hypervisors/:id/acks';
@@ -118,7 +118,7 @@ export function parseLastEventId(header: string | string[] | undefined): number[
 }
 
 /** One event as an SSE message: `id:` is the event id, `data:` the row as one line of JSON. */
-export function eventFrame(row: GodQueryRow): string {
+export function eventFrame(row: AgentEvent): string {
   return `id: ${row.event_id}\ndata: ${JSON.stringify(row)}\n\n`;
 }
 

@@ -11,10 +11,11 @@
  *   context  the god query's columns for just the claimed ids
  */
 import type { Pool, PoolConnection, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
-import { EVENT_CONTEXT_SUBQUERIES, type GodQueryRow } from '../legacy/dobe/god-query.ts';
+import { EVENT_CONTEXT_SUBQUERIES } from '../domain/event-context-sql.ts';
+import type { AgentEvent } from '../contracts/agent-event.ts';
 
 /**
- * The columns a DOBE agent needs (GodQueryRow), joined for a set of events,
+ * The columns a DOBE agent needs (AgentEvent), joined for a set of events,
  * with the god query's own context subqueries (their index hints took 1,000
  * rows at 15,000 hosts from 4 s to 30 ms).
  */
@@ -53,9 +54,9 @@ export function chunks<T>(items: T[], size = IN_CHUNK): T[][] {
   return out;
 }
 
-function toRows(rows: RowDataPacket[]): GodQueryRow[] {
+function toRows(rows: RowDataPacket[]): AgentEvent[] {
   return rows.map((r) => ({
-    ...(r as unknown as GodQueryRow),
+    ...(r as unknown as AgentEvent),
     event_id: Number(r.event_id),
     server_id: Number(r.server_id),
     server_running_events: Number(r.server_running_events),
@@ -64,7 +65,7 @@ function toRows(rows: RowDataPacket[]): GodQueryRow[] {
 }
 
 /** The full rows of the given events (any status). */
-export async function fetchContext(db: Pool | PoolConnection, eventIds: number[]): Promise<GodQueryRow[]> {
+export async function fetchContext(db: Pool | PoolConnection, eventIds: number[]): Promise<AgentEvent[]> {
   if (eventIds.length === 0) return [];
   const [rows] = await db.query<RowDataPacket[]>(`${CONTEXT_SELECT}\nWHERE e.id IN (?)\nORDER BY e.id`, [eventIds]);
   return toRows(rows);
@@ -74,7 +75,7 @@ export async function fetchContext(db: Pool | PoolConnection, eventIds: number[]
  * Events claimed for these hosts and not yet done, oldest first. With
  * `olderThanMs`, only claims at least that old (the redelivery sweep).
  */
-export async function fetchRunning(db: Pool, serverIds: number[], olderThanMs?: number, limit = 10_000): Promise<GodQueryRow[]> {
+export async function fetchRunning(db: Pool, serverIds: number[], olderThanMs?: number, limit = 10_000): Promise<AgentEvent[]> {
   if (serverIds.length === 0) return [];
   const age =
     olderThanMs === undefined ? '' : 'AND (e.started_at IS NULL OR e.started_at < CURRENT_TIMESTAMP(3) - INTERVAL (? * 1000) MICROSECOND)';

@@ -1,5 +1,6 @@
-import type { V1BusyType, V1SkipRule } from '../legacy/scheduler-v1/rank.ts';
-import { perlNum } from '../legacy/scheduler-v1/skip-line.ts';
+import type { V1BusyType } from '../domain/busy-types.ts';
+import type { V1SkipRule } from '../domain/skip-rules.ts';
+import { perlNum } from '../domain/skip-line.ts';
 
 /**
  * A host as the filters and scorers see it: inventory from the `servers`

@@ -1,5 +1,5 @@
 import type { HarpoonClient, HarpoonEvent, Subscription } from '../harpoon/client.ts';
-import { V1_BUSY_TYPES } from '../legacy/scheduler-v1/rank.ts';
+import { V1_BUSY_TYPES } from '../domain/busy-types.ts';
 import type { Logger } from '../lib/logger.ts';
 
 /** An unscheduled create V2 has heard of, and when it may be tried again. */

@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { V1_BUSY_TYPES, type V1BusyType } from '../legacy/scheduler-v1/rank.ts';
+import { V1_BUSY_TYPES, type V1BusyType } from '../domain/busy-types.ts';
 import type { InflightEvent } from './state.ts';
 
 /**

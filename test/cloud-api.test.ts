@@ -1,9 +1,9 @@
 import { connect } from 'node:net';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createCloud } from '../legacy/cloud/create-cloud.ts';
-import { generateSeed, sha256, type SeedData } from '../legacy/seed/generate.ts';
-import { insertSeed } from '../legacy/seed/insert.ts';
+import { createCloud } from '../cloud/create-cloud.ts';
+import { generateSeed, sha256, type SeedData } from '../stack/seed/generate.ts';
+import { insertSeed } from '../stack/seed/insert.ts';
 import { cloudClient, startTestCloud, type ApiRequest, type TestCloud } from './helpers/cloud.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { waitFor } from './helpers/seeded.ts';

@@ -1,7 +1,7 @@
 import { createConnection, createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { toCloudError } from '../legacy/cloud/errors.ts';
+import { toCloudError } from '../cloud/errors.ts';
 
 /** The error a write gets on a socket whose server went away, made by a real server that hangs up. */
 async function writeToHungUpSocket(): Promise<Error> {

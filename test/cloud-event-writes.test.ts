@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SeedData } from '../legacy/seed/generate.ts';
+import type { SeedData } from '../stack/seed/generate.ts';
 import { createHarpoon, type Harpoon } from '../harpoon/create-harpoon.ts';
 import { lockdown, rollbackLockdown } from '../harpoon/lockdown.ts';
-import { EVENT_WRITES, writesViaHarpoon } from '../legacy/cloud/event-writes.ts';
+import { EVENT_WRITES, writesViaHarpoon } from '../cloud/event-writes.ts';
 import { cloudClient, startTestCloud, type TestCloud } from './helpers/cloud.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { createBody, eventsPerDroplet, setFeature } from './helpers/event-writes.ts';

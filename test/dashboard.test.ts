@@ -4,8 +4,8 @@ import { fileURLToPath } from 'node:url';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventRouterPlan } from '../demo/event-router-stage.ts';
-import { startLegacyStack, type LegacyStack } from '../legacy/stack.ts';
-import type { SeedData } from '../legacy/seed/generate.ts';
+import { startLegacyStack, type LegacyStack } from '../stack/stack.ts';
+import type { SeedData } from '../stack/seed/generate.ts';
 import { TEST_DB_SECRET, createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { seedWorld, waitFor } from './helpers/seeded.ts';
 

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDobeAgent } from '../legacy/dobe/agent.ts';
-import { createAgentStats } from '../legacy/dobe/agent-stats.ts';
-import type { GodQueryRow } from '../legacy/dobe/god-query.ts';
+import { createDobeAgent } from '../dobe/agent.ts';
+import { createAgentStats } from '../dobe/agent-stats.ts';
+import type { AgentEvent } from '../contracts/agent-event.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { insertEvent, seedWorld, waitFor } from './helpers/seeded.ts';
 
@@ -84,9 +84,9 @@ describe('a legacy DOBE agent', () => {
 
   it('records one execution when two completions of the same claimed event race', async () => {
     const { openConnection } = await import('../lib/db/connection.ts');
-    const { completeEvent } = await import('../legacy/dobe/execute.ts');
+    const { completeEvent } = await import('../dobe/execute.ts');
     const id = await insertEvent(t.db, { type: 'pdu_reboot', region_id: 1, server_id: 6, status: 'running' });
-    const row: GodQueryRow = {
+    const row: AgentEvent = {
       event_id: id, event_type: 'pdu_reboot', event_status: 'running', event_args: null, event_created_at: '', event_available_at: null,
       droplet_id: null, droplet_name: null, droplet_status: null, customer_id: null, size_slug: null, size_memory: null, size_vcpus: null,
       size_disk: null, image_slug: null, server_id: 6, server_name: 'x', ssh_fingerprints: null, features: null, ip_addresses: null,

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { SeedData } from '../legacy/seed/generate.ts';
-import { createAgentStats } from '../legacy/dobe/agent-stats.ts';
-import { createDobeAgent } from '../legacy/dobe/agent.ts';
+import type { SeedData } from '../stack/seed/generate.ts';
+import { createAgentStats } from '../dobe/agent-stats.ts';
+import { createDobeAgent } from '../dobe/agent.ts';
 import { createEventRouter } from '../router/event-router.ts';
 import { TEST_DB_SECRET, createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { duplicateExecutions, freePort, hvToken, setEventDelivery } from './helpers/router.ts';

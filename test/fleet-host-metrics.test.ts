@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createFleet, type Fleet } from '../legacy/dobe/fleet.ts';
-import { addHostMetricsRoutes, hostMetricsUrl } from '../legacy/dobe/host-metrics.ts';
+import { createFleet, type Fleet } from '../dobe/fleet.ts';
+import { addHostMetricsRoutes, hostMetricsUrl } from '../dobe/host-metrics.ts';
 import { createHttpService, type HttpService } from '../lib/http/service-server.ts';
 import { createRouter } from '../lib/http/router.ts';
 import { silentLogger } from '../lib/logger.ts';

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SeedData } from '../legacy/seed/generate.ts';
-import { parseEventDeliveryRow, routedToRouter } from '../legacy/dobe/event-delivery.ts';
-import { createFleet } from '../legacy/dobe/fleet.ts';
+import type { SeedData } from '../stack/seed/generate.ts';
+import { parseEventDeliveryRow, routedToRouter } from '../lib/cutover/event-delivery.ts';
+import { createFleet } from '../dobe/fleet.ts';
 import { readMysqlSnapshot } from '../lib/metrics/mysql-snapshot.ts';
 import { createEventRouter, type EventRouter } from '../router/event-router.ts';
 import { TEST_DB_SECRET, createTestDatabase, type TestDatabase } from './helpers/database.ts';

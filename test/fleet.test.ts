@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createFleet } from '../legacy/dobe/fleet.ts';
+import { createFleet } from '../dobe/fleet.ts';
 import { readMysqlSnapshot } from '../lib/metrics/mysql-snapshot.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { insertEvent, seedWorld, waitFor } from './helpers/seeded.ts';

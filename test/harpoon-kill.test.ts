@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SeedData } from '../legacy/seed/generate.ts';
+import type { SeedData } from '../stack/seed/generate.ts';
 import { createHarpoonClient, type Change } from '../harpoon/client.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { HARPOON_TOKEN, startHarpoonProcess, type HarpoonProcess } from './helpers/harpoon.ts';

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Knex } from 'knex';
 import { createKnex } from '../lib/db/knex.ts';
-import type { SeedData } from '../legacy/seed/generate.ts';
+import type { SeedData } from '../stack/seed/generate.ts';
 import type { Harpoon } from '../harpoon/create-harpoon.ts';
 import { lockdown, readEventGrants, rollbackLockdown } from '../harpoon/lockdown.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';

@@ -1,6 +1,6 @@
 import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SeedData } from '../legacy/seed/generate.ts';
+import type { SeedData } from '../stack/seed/generate.ts';
 import type { Harpoon } from '../harpoon/create-harpoon.ts';
 import { cloudClient, startTestCloud, type TestCloud } from './helpers/cloud.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';

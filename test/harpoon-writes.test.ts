@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SeedData } from '../legacy/seed/generate.ts';
+import type { SeedData } from '../stack/seed/generate.ts';
 import type { Harpoon } from '../harpoon/create-harpoon.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { call, createCountedUser, startHarpoon, userStatements } from './helpers/harpoon.ts';

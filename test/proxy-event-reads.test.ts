@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SeedData } from '../legacy/seed/generate.ts';
+import type { SeedData } from '../stack/seed/generate.ts';
 import type { Harpoon } from '../harpoon/create-harpoon.ts';
-import { EVENT_WRITES } from '../legacy/cloud/event-writes.ts';
+import { EVENT_WRITES } from '../cloud/event-writes.ts';
 import { createProxy, type Proxy } from '../proxy/create-proxy.ts';
 import { EVENT_READS, publicRoutes } from '../proxy/public-routes.ts';
 import { createStaticState } from '../proxy/static-state.ts';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRandom } from '../legacy/seed/prng.ts';
+import { createRandom } from '../stack/seed/prng.ts';
 import { createProxy, type Proxy } from '../proxy/create-proxy.ts';
 import { dropletApiRoutes } from '../proxy/droplet-api.ts';
 import { createStaticState } from '../proxy/static-state.ts';

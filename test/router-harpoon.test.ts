@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SeedData } from '../legacy/seed/generate.ts';
+import type { SeedData } from '../stack/seed/generate.ts';
 import { createHarpoonClient } from '../harpoon/client.ts';
 import type { Harpoon } from '../harpoon/create-harpoon.ts';
 import { lockdown } from '../harpoon/lockdown.ts';

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SeedData } from '../legacy/seed/generate.ts';
+import type { SeedData } from '../stack/seed/generate.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { duplicateExecutions, freePort, hvToken, openStream, postAck, routedAgents, setEventDelivery, startRouterProcess, type RouterProcess } from './helpers/router.ts';
 import { insertEvent, seedWorld, waitFor } from './helpers/seeded.ts';

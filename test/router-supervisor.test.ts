@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SeedData } from '../legacy/seed/generate.ts';
+import type { SeedData } from '../stack/seed/generate.ts';
 import { freePort } from '../lib/net/free-port.ts';
 import { spawnRouterProcess } from '../router/process.ts';
 import { createRouterSupervisor, type RouterSupervisor } from '../router/supervisor.ts';

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SeedData } from '../legacy/seed/generate.ts';
-import { createAgentStats } from '../legacy/dobe/agent-stats.ts';
-import { createDobeAgent, type DobeAgent } from '../legacy/dobe/agent.ts';
+import type { SeedData } from '../stack/seed/generate.ts';
+import { createAgentStats } from '../dobe/agent-stats.ts';
+import { createDobeAgent, type DobeAgent } from '../dobe/agent.ts';
 import { createEventRouter, type EventRouter } from '../router/event-router.ts';
 import { readMysqlSnapshot } from '../lib/metrics/mysql-snapshot.ts';
 import { TEST_DB_SECRET, createTestDatabase, type TestDatabase } from './helpers/database.ts';

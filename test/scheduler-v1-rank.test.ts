@@ -11,7 +11,7 @@ import {
   type V1Size,
   type V1SkipRule,
 } from '../legacy/scheduler-v1/rank.ts';
-import { formatSkipPrefix, perlInt, perlNum } from '../legacy/scheduler-v1/skip-line.ts';
+import { formatSkipPrefix, perlInt, perlNum } from '../domain/skip-line.ts';
 
 // Expected lines below are typed out by hand, never built with formatSkipPrefix:
 // a bug in the formatter must not be able to agree with itself.

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createRandom } from '../legacy/seed/prng.ts';
+import { createRandom } from '../stack/seed/prng.ts';
 import { rankV1, V1_BUSY_TYPES, type V1BusyList, type V1Server, type V1SkipRule } from '../legacy/scheduler-v1/rank.ts';
 import { formatRejections, summarize } from '../scheduler/explain.ts';
 import { FILTER_IDS, FILTERS, selectFilters, type FilterId, type HostCandidate, type SizeSpec } from '../scheduler/filters.ts';

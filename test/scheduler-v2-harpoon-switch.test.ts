@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHarpoonClient, type HarpoonClient } from '../harpoon/client.ts';
 import type { Harpoon } from '../harpoon/create-harpoon.ts';
-import { HOST_RESERVED } from '../legacy/seed/catalog.ts';
+import { HOST_RESERVED } from '../domain/catalog.ts';
 import { FEATURE_ROW_SQL, parseFeatureRow } from '../lib/cutover/feature-row.ts';
 import { checkInvariants } from '../lib/invariants.ts';
 import { createSchedulerV2, type SchedulerV2 } from '../scheduler/create-scheduler-v2.ts';

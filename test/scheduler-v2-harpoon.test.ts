@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHarpoonClient, type HarpoonClient } from '../harpoon/client.ts';
 import type { Harpoon } from '../harpoon/create-harpoon.ts';
 import { lockdown, rollbackLockdown } from '../harpoon/lockdown.ts';
-import { HOST_RESERVED } from '../legacy/seed/catalog.ts';
+import { HOST_RESERVED } from '../domain/catalog.ts';
 import { createSchedulerV1 } from '../legacy/scheduler-v1/create-scheduler-v1.ts';
 import { createKnex } from '../lib/db/knex.ts';
 import { checkInvariants } from '../lib/invariants.ts';

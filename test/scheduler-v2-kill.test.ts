@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HOST_RESERVED } from '../legacy/seed/catalog.ts';
+import { HOST_RESERVED } from '../domain/catalog.ts';
 import { formatMysqlUrl } from '../lib/db/config.ts';
 import { checkInvariants } from '../lib/invariants.ts';
 import { createSchedulerV2, type SchedulerV2 } from '../scheduler/create-scheduler-v2.ts';

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { HOST_RESERVED } from '../legacy/seed/catalog.ts';
+import { HOST_RESERVED } from '../domain/catalog.ts';
 import { checkInvariants } from '../lib/invariants.ts';
 import { createSchedulerV2, type SchedulerV2, type SchedulerV2Options } from '../scheduler/create-scheduler-v2.ts';
 import { FILTER_IDS } from '../scheduler/filters.ts';

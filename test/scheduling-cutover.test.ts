@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Knex } from 'knex';
-import { HOST_RESERVED } from '../legacy/seed/catalog.ts';
+import { HOST_RESERVED } from '../domain/catalog.ts';
 import { createSchedulerV1, type SchedulerV1 } from '../legacy/scheduler-v1/create-scheduler-v1.ts';
 import type { Routing } from '../lib/cutover/types.ts';
 import { checkInvariants } from '../lib/invariants.ts';

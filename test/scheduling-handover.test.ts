@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createFleet, type Fleet } from '../legacy/dobe/fleet.ts';
-import { addHostMetricsRoutes, hostMetricsUrl } from '../legacy/dobe/host-metrics.ts';
-import { HOST_RESERVED } from '../legacy/seed/catalog.ts';
+import { createFleet, type Fleet } from '../dobe/fleet.ts';
+import { addHostMetricsRoutes, hostMetricsUrl } from '../dobe/host-metrics.ts';
+import { HOST_RESERVED } from '../domain/catalog.ts';
 import { createSchedulerV1, type SchedulerV1 } from '../legacy/scheduler-v1/create-scheduler-v1.ts';
 import { checkInvariants } from '../lib/invariants.ts';
 import { createHttpService, type HttpService } from '../lib/http/service-server.ts';

@@ -1,8 +1,8 @@
 import { prepareDatabase } from '../../lib/db/database.ts';
 import { createKnex } from '../../lib/db/knex.ts';
 import { StranglerError } from '../../lib/errors.ts';
-import { generateSeed } from '../../legacy/seed/generate.ts';
-import { insertSeed } from '../../legacy/seed/insert.ts';
+import { generateSeed } from '../../stack/seed/generate.ts';
+import { insertSeed } from '../../stack/seed/insert.ts';
 import { createProgress } from '../../demo/progress.ts';
 import { cliLogger } from '../cli-logger.ts';
 import { EXIT, UsageError, databaseOption, intOption, parseCommandArgs, writeJson, type Command } from '../command.ts';

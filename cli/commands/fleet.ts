@@ -1,7 +1,7 @@
 import { createKnex } from '../../lib/db/knex.ts';
 import { serviceDbConfig } from '../../lib/db/service-users.ts';
 import { StranglerError } from '../../lib/errors.ts';
-import { createFleet, DEFAULT_AGENTS_PER_PROCESS } from '../../legacy/dobe/fleet.ts';
+import { createFleet, DEFAULT_AGENTS_PER_PROCESS } from '../../dobe/fleet.ts';
 import { createProgress } from '../../demo/progress.ts';
 import { cliLogger } from '../cli-logger.ts';
 import { EXIT, databaseOption, intOption, parseCommandArgs, waitForStop, writeJson, type Command } from '../command.ts';

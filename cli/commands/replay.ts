@@ -5,9 +5,9 @@ import { prepareDatabase, dropDatabase, uniqueDatabaseName } from '../../lib/db/
 import { createKnex } from '../../lib/db/knex.ts';
 import { provisionServer } from '../../lib/db/provision.ts';
 import { DEFAULT_DB_SECRET, serviceDbConfig } from '../../lib/db/service-users.ts';
-import { createCloud } from '../../legacy/cloud/create-cloud.ts';
-import { generateSeed } from '../../legacy/seed/generate.ts';
-import { insertSeed } from '../../legacy/seed/insert.ts';
+import { createCloud } from '../../cloud/create-cloud.ts';
+import { generateSeed } from '../../stack/seed/generate.ts';
+import { insertSeed } from '../../stack/seed/insert.ts';
 import { startTraffic } from '../../demo/traffic.ts';
 import { createProgress } from '../../demo/progress.ts';
 import { createProxy } from '../../proxy/create-proxy.ts';

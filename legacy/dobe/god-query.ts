@@ -10,31 +10,8 @@
  * same query can find the host's own claimed-but-unfinished ('running')
  * events after an agent restart.
  */
-/**
- * The per-event context both the god query and the Event Router's context
- * query select (aliases e = events, d = droplets, s = servers). The index
- * hints matter: left to itself the optimizer counts a host's running events
- * through (status, type, server_id), scanning every running event of every
- * host once per row.
- */
-export const EVENT_CONTEXT_SUBQUERIES = `  (SELECT GROUP_CONCAT(sk.fingerprint ORDER BY sk.id SEPARATOR ',')
-     FROM droplet_ssh_keys dsk
-     JOIN ssh_keys sk ON sk.id = dsk.ssh_key_id AND sk.customer_id = d.customer_id
-    WHERE dsk.droplet_id = d.id)                                         AS ssh_fingerprints,
-  (SELECT GROUP_CONCAT(df.feature ORDER BY df.feature SEPARATOR ',')
-     FROM droplet_features df
-    WHERE df.droplet_id = d.id)                                          AS features,
-  (SELECT GROUP_CONCAT(ip.address ORDER BY ip.id SEPARATOR ',')
-     FROM ip_addresses ip
-    WHERE ip.droplet_id = d.id)                                          AS ip_addresses,
-  (SELECT COUNT(*)
-     FROM events busy FORCE INDEX (events_server_id_status_index)
-    WHERE busy.server_id = s.id AND busy.status = 'running')             AS server_running_events,
-  (SELECT COUNT(*)
-     FROM droplets neighbours FORCE INDEX (droplets_customer_id_server_id_index)
-    WHERE neighbours.server_id = s.id
-      AND neighbours.customer_id = d.customer_id
-      AND neighbours.status <> 'archived')                               AS customer_droplets_on_server`;
+import { EVENT_CONTEXT_SUBQUERIES } from '../../domain/event-context-sql.ts';
+import type { AgentEvent } from '../../contracts/agent-event.ts';
 
 export const GOD_QUERY = `
 SELECT
@@ -84,31 +61,8 @@ WHERE e.server_id = ?
 ORDER BY e.id
 LIMIT 100`;
 
-/** One row of the god query: everything an agent needs to run an event. */
-export interface GodQueryRow {
-  event_id: number;
-  event_type: string;
-  event_status: string;
-  event_args: string | null;
-  event_created_at: string;
-  event_available_at: string | null;
-  droplet_id: number | null;
-  droplet_name: string | null;
-  droplet_status: string | null;
-  customer_id: number | null;
-  size_slug: string | null;
-  size_memory: number | null;
-  size_vcpus: number | null;
-  size_disk: number | null;
-  image_slug: string | null;
-  server_id: number;
-  server_name: string;
-  ssh_fingerprints: string | null;
-  features: string | null;
-  ip_addresses: string | null;
-  server_running_events: number;
-  customer_droplets_on_server: number;
-}
+/** One row of the god query: the event an agent executes (contracts/agent-event.ts). */
+export type GodQueryRow = AgentEvent;
 
 export function godQueryParams(serverId: number, status: 'pending' | 'running' = 'pending'): [number, string, number, number] {
   return [serverId, status, serverId, serverId];

@@ -8,7 +8,12 @@
  * what happens when none does) is this port's choice, marked CHOICE below
  * and explained in runbooks/scheduler-v1-ranking.md.
  */
-import { formatSkipPrefix, perlNum } from './skip-line.ts';
+import { V1_BUSY_TYPES, type V1BusyType } from '../../domain/busy-types.ts';
+import { V1_DEFAULT_OVERCOMMIT } from '../../domain/overcommit.ts';
+import type { V1SkipRule } from '../../domain/skip-rules.ts';
+import { formatSkipPrefix, perlNum } from '../../domain/skip-line.ts';
+
+export { V1_BUSY_TYPES, V1_DEFAULT_OVERCOMMIT, type V1BusyType, type V1SkipRule };
 
 /** A hypervisor row as the scheduler's SQL returned it. Memory in MB, disk in GB. */
 export interface V1Server {
@@ -40,8 +45,6 @@ export interface V1Request {
   size: V1Size;
 }
 
-export const V1_BUSY_TYPES = ['create', 'restore', 'pdu_reboot', 'ipmi_reboot', 'node_unresponsive'] as const;
-export type V1BusyType = (typeof V1_BUSY_TYPES)[number];
 
 /** The Perl `$busylist->{$server_name}->{$type}`: pending event id per busy type, by server name. */
 export type V1BusyList = Record<string, Partial<Record<V1BusyType, number>>>;
@@ -55,21 +58,6 @@ export interface V1RankInput {
   /** vCPU overcommit ratio; `$overage = cpus * overcommit`. Default 4. */
   overcommit?: number;
 }
-
-export type V1SkipRule =
-  | 'too-many-errors'
-  | 'state'
-  | 'overage'
-  | 'max-135-vms'
-  | 'cpus'
-  | 'disk'
-  | 'memory'
-  | 'memory-512'
-  | 'busy-create'
-  | 'busy-restore'
-  | 'busy-pdu-reboot'
-  | 'busy-ipmi-reboot'
-  | 'busy-node-unresponsive';
 
 export interface V1Skip {
   server_id: number;
@@ -96,10 +84,6 @@ export interface V1RankResult {
   candidates: number;
 }
 
-// CHOICE: the seed never shows how $overage is computed. cpus * 4 is a
-// common KVM vCPU overcommit ratio. With it, the 135-VM cap (rule 4) only
-// ever reports on hosts of 34+ cores: smaller hosts hit rule 3 first.
-export const V1_DEFAULT_OVERCOMMIT = 4;
 
 interface RuleContext {
   server: V1Server;

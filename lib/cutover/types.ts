@@ -1,6 +1,4 @@
-/** The features the cutover plan moves, in the order the brief gives. */
-export const FEATURES = ['event-delivery', 'scheduling', 'event-writes', 'event-reads', 'lockdown'] as const;
-export type FeatureName = (typeof FEATURES)[number];
+export { FEATURES, type FeatureName } from '../../domain/features.ts';
 
 /**
  * How a feature's traffic is split at one step:

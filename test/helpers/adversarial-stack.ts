@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import { Registry } from 'prom-client';
 import { createHarpoon, type Harpoon } from '../../harpoon/create-harpoon.ts';
 import { createMonitor, type Monitor } from '../../lib/metrics/create-monitor.ts';
-import type { SeedData } from '../../legacy/seed/generate.ts';
+import type { SeedData } from '../../stack/seed/generate.ts';
 import { createProxyAdmin, type ProxyAdmin } from '../../proxy/admin.ts';
 import { createCutoverAdmin, type CutoverAdmin } from '../../proxy/cutover/admin.ts';
 import { createProxy, type Proxy } from '../../proxy/create-proxy.ts';

@@ -1,5 +1,5 @@
 import { Registry } from 'prom-client';
-import { createCloud, type Cloud, type CloudOptions } from '../../legacy/cloud/create-cloud.ts';
+import { createCloud, type Cloud, type CloudOptions } from '../../cloud/create-cloud.ts';
 import type { TestDatabase } from './database.ts';
 
 export interface TestCloud {

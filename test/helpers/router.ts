@@ -4,9 +4,9 @@ import { mintHypervisorToken } from '../../lib/auth/hypervisor-token.ts';
 import type { RoutingMode } from '../../lib/cutover/types.ts';
 import type { DbConfig } from '../../lib/db/config.ts';
 import { spawnRouterProcess, type RouterProcess } from '../../router/process.ts';
-import { createAgentStats, type AgentStats } from '../../legacy/dobe/agent-stats.ts';
-import { createDobeAgent, type DobeAgent } from '../../legacy/dobe/agent.ts';
-import { createSseParser, type SseMessage } from '../../legacy/dobe/sse-parser.ts';
+import { createAgentStats, type AgentStats } from '../../dobe/agent-stats.ts';
+import { createDobeAgent, type DobeAgent } from '../../dobe/agent.ts';
+import { createSseParser, type SseMessage } from '../../lib/sse/parser.ts';
 import { TEST_DB_SECRET } from './database.ts';
 
 

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
-import { generateSeed, type SeedData } from '../../legacy/seed/generate.ts';
-import { insertSeed } from '../../legacy/seed/insert.ts';
+import { generateSeed, type SeedData } from '../../stack/seed/generate.ts';
+import { insertSeed } from '../../stack/seed/insert.ts';
 
 /** Seeds a small world and returns what was generated, for assertions. */
 export async function seedWorld(db: Knex, options: { hypervisors: number; regions: number; seed?: number }): Promise<SeedData> {

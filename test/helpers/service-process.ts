@@ -19,7 +19,7 @@ export interface ServiceProcess {
  * ready): lib/process/service-process.ts, as the stack spawns services.
  *
  * @example
- *   const p = await startServiceProcess('legacy/cloud/main.ts', { CLOUD_MYSQL_URL: url, PORT: '8080' }, 8080);
+ *   const p = await startServiceProcess('cloud/main.ts', { CLOUD_MYSQL_URL: url, PORT: '8080' }, 8080);
  */
 export async function startServiceProcess(entry: string, env: Record<string, string>, port: number): Promise<ServiceProcess> {
   const p = await spawnServiceProcess({

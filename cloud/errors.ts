@@ -1,0 +1,122 @@
+import { StranglerError } from '../lib/errors.ts';
+
+/**
+ * Every code the Cloud API answers with, and what it means to the person
+ * reading it. runbooks/errors.md is written from this table, so a new code
+ * goes here first.
+ */
+export const CLOUD_ERROR_CODES = {
+  CLOUD_ERR_UNAUTHORIZED: '401: no `Authorization: Bearer <token>` header, or the token belongs to no customer.',
+  CLOUD_ERR_ACCOUNT_INACTIVE: "403: the token is valid but the customer's status is not 'active'.",
+  CLOUD_ERR_NOT_FOUND: "404: no such droplet or action for this customer (other customers' resources also answer 404).",
+  CLOUD_ERR_UNSUPPORTED_MEDIA_TYPE: '415: the request body was not sent with Content-Type: application/json.',
+  CLOUD_ERR_BODY_TOO_LARGE: '413: the request body is over the configured limit (bodyLimit, 64 KiB by default).',
+  CLOUD_ERR_MALFORMED_JSON: '400: the body is empty, truncated or otherwise not valid JSON.',
+  CLOUD_ERR_INVALID_QUERY: '400: a query parameter is unknown, repeated or out of range (page >= 1, 1 <= per_page <= 200).',
+  CLOUD_ERR_VALIDATION: '422: the JSON is well formed but a field is unknown, missing, of the wrong type or out of range; the message names it.',
+  CLOUD_ERR_UNKNOWN_REGION: '422: the region slug names no region; the message lists the valid ones.',
+  CLOUD_ERR_REGION_UNAVAILABLE: '422: the region exists but is closed to new droplets.',
+  CLOUD_ERR_UNKNOWN_SIZE: '422: the size slug names no size; the message lists the valid ones.',
+  CLOUD_ERR_UNKNOWN_IMAGE: '422: the image slug names no image; the message lists the valid ones.',
+  CLOUD_ERR_SIZE_TOO_SMALL: "422: the size's disk is smaller than the image's minimum disk size.",
+  CLOUD_ERR_UNKNOWN_SSH_KEY: "422: an ssh_keys id does not exist in the customer's account.",
+  CLOUD_ERR_DROPLET_LIMIT: "422: creating one more droplet would exceed the customer's droplet_limit (archived droplets do not count).",
+  CLOUD_ERR_DROPLET_NOT_READY: '422: the droplet has no hypervisor yet (its create event is still waiting for the scheduler); retry once it is active.',
+  CLOUD_ERR_DROPLET_BUSY: '422: the droplet is being destroyed; no further actions are accepted.',
+  CLOUD_ERR_CLIENT_CLOSED: '499: the client hung up before its request body arrived (usually its own timeout while Cloud was slow); nothing was written and nobody receives this answer.',
+  CLOUD_ERR_EVENTS_UNAVAILABLE:
+    "503: event-writes sends this request's events through Harpoon and Harpoon could not be read (or Cloud has no harpoon option); nothing was written. Creates never need it: they go to the outbox.",
+  CLOUD_ERR_DATABASE_UNAVAILABLE: '503: MySQL could not be reached, the pool timed out, a lock wait timed out or a grant is missing; see the service log.',
+  CLOUD_ERR_INTERNAL: '500: an unexpected failure; the service log has the stack under the request id.',
+} as const;
+
+export type CloudErrorCode = keyof typeof CLOUD_ERROR_CODES;
+
+const STATUS: Record<CloudErrorCode, number> = {
+  CLOUD_ERR_UNAUTHORIZED: 401,
+  CLOUD_ERR_ACCOUNT_INACTIVE: 403,
+  CLOUD_ERR_NOT_FOUND: 404,
+  CLOUD_ERR_UNSUPPORTED_MEDIA_TYPE: 415,
+  CLOUD_ERR_BODY_TOO_LARGE: 413,
+  CLOUD_ERR_MALFORMED_JSON: 400,
+  CLOUD_ERR_INVALID_QUERY: 400,
+  CLOUD_ERR_VALIDATION: 422,
+  CLOUD_ERR_UNKNOWN_REGION: 422,
+  CLOUD_ERR_REGION_UNAVAILABLE: 422,
+  CLOUD_ERR_UNKNOWN_SIZE: 422,
+  CLOUD_ERR_UNKNOWN_IMAGE: 422,
+  CLOUD_ERR_SIZE_TOO_SMALL: 422,
+  CLOUD_ERR_UNKNOWN_SSH_KEY: 422,
+  CLOUD_ERR_DROPLET_LIMIT: 422,
+  CLOUD_ERR_DROPLET_NOT_READY: 422,
+  CLOUD_ERR_DROPLET_BUSY: 422,
+  CLOUD_ERR_CLIENT_CLOSED: 499,
+  CLOUD_ERR_EVENTS_UNAVAILABLE: 503,
+  CLOUD_ERR_DATABASE_UNAVAILABLE: 503,
+  CLOUD_ERR_INTERNAL: 500,
+};
+
+/** A StranglerError whose status comes from the code, so the two never disagree. */
+export function cloudError(code: CloudErrorCode, message: string, cause?: unknown): StranglerError {
+  return new StranglerError(code, message, { status: STATUS[code], ...(cause === undefined ? {} : { cause }) });
+}
+
+/** Quotes user input in a message without letting a long value flood it. */
+export function quote(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 80 ? text.slice(0, 77) + '…' : text;
+}
+
+const HTTP_TO_CLOUD: Record<string, CloudErrorCode> = {
+  HTTP_ERR_UNSUPPORTED_MEDIA_TYPE: 'CLOUD_ERR_UNSUPPORTED_MEDIA_TYPE',
+  HTTP_ERR_BODY_TOO_LARGE: 'CLOUD_ERR_BODY_TOO_LARGE',
+  HTTP_ERR_EMPTY_BODY: 'CLOUD_ERR_MALFORMED_JSON',
+  HTTP_ERR_MALFORMED_JSON: 'CLOUD_ERR_MALFORMED_JSON',
+  HTTP_ERR_CLIENT_CLOSED: 'CLOUD_ERR_CLIENT_CLOSED',
+};
+
+// Connection loss, pool exhaustion, lock waits and missing grants are the
+// database's state, not a bug in Cloud: the caller may retry, the operator must look at MySQL.
+const DATABASE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  // A write to a connection the server has just dropped (a MySQL restart): "This socket has been ended by the other party".
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENOTFOUND',
+  'PROTOCOL_CONNECTION_LOST',
+  'ER_CON_COUNT_ERROR',
+  'ER_TOO_MANY_USER_CONNECTIONS',
+  'ER_LOCK_WAIT_TIMEOUT',
+  'ER_LOCK_DEADLOCK',
+  'ER_ACCESS_DENIED_ERROR',
+  'ER_DBACCESS_DENIED_ERROR',
+  'ER_TABLEACCESS_DENIED_ERROR',
+  'ER_COLUMNACCESS_DENIED_ERROR',
+  'ER_SERVER_SHUTDOWN',
+]);
+
+/**
+ * Turns whatever a handler threw into a CLOUD_ERR_ error: the shared HTTP
+ * shell's body errors keep their status and message under Cloud's codes,
+ * database trouble becomes 503, anything else 500 (logged with its cause).
+ */
+export function toCloudError(err: unknown): StranglerError {
+  if (err instanceof StranglerError) {
+    if (err.code.startsWith('CLOUD_ERR_')) return err;
+    const mapped = HTTP_TO_CLOUD[err.code];
+    if (mapped) return cloudError(mapped, err.message, err);
+    return cloudError('CLOUD_ERR_INTERNAL', err.message, err);
+  }
+  const e = err as { code?: unknown; name?: unknown } | undefined;
+  if ((typeof e?.code === 'string' && DATABASE_CODES.has(e.code)) || e?.name === 'KnexTimeoutError') {
+    return cloudError('CLOUD_ERR_DATABASE_UNAVAILABLE', 'the database is unavailable', err);
+  }
+  return cloudError('CLOUD_ERR_INTERNAL', err instanceof Error ? err.message : String(err), err);
+}
+
+/** MySQL picked this transaction as a deadlock victim: it was rolled back whole and may simply be run again. */
+export function isDeadlock(err: unknown): boolean {
+  return (err as { code?: unknown } | undefined)?.code === 'ER_LOCK_DEADLOCK';
+}
