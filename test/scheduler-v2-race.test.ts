@@ -149,6 +149,45 @@ describe('Scheduler V2: concurrent replicas', () => {
     await watcher.leave();
   });
 
+  // Each resource alone: a host whose memory (or disk) another path filled while V2's view still shows room.
+  it.each([
+    { resource: 'memory', room: 4, fillSize: 1, left: 1 },
+    // 1920 GB - 50 reserved - 3 × 600 = 70 GB: room for one 40 GB disk, while memory has room for 20 droplets.
+    { resource: 'disk', room: 20, fillSize: 2, left: 1 },
+  ])('a stale view (scraped metrics and the cached ledger still showing room) cannot over-commit $resource: the commit re-checks the ledger in MySQL', async ({ room, fillSize, left }) => {
+    await hosts([{ id: 1, room }]);
+    await t.db('sizes').insert({ id: 2, slug: 'disk-hog', memory: 512, vcpus: 1, disk: 600, price_monthly: 10 }).onConflict('id').ignore();
+    // Without the busy rules every request may go to the same host in one round: only the commit's re-check stands in the way.
+    const filters = FILTER_IDS.filter((f) => f !== 'busy-create' && f !== 'busy-restore');
+    const r = replica({ replicaId: 'stale-view', filters, batchSize: 10 });
+    // Loads the inventory and ledger (nothing to claim yet): from here on the replica's view is what it cached.
+    expect(await r.placeOnce()).toEqual([]);
+
+    // Another path (V1, an import, an operator) fills the host behind V2's back: the rows in MySQL change, the
+    // generation does not (only V2 moves it), and the metrics endpoint keeps reporting the old free memory and disk.
+    await t.db('droplets').insert([1, 2, 3].map(() => ({ customer_id: 99, name: 'elsewhere', region_id: 1, image_id: 1, status: 'active', size_id: fillSize, server_id: 1 })));
+
+    // Three 2 GB requests: V2's stale view has room for all of them.
+    const events = await createRequests(3);
+    for (let pass = 0; pass < 4; pass++) await r.placeOnce();
+
+    const [host] = await t.db('servers as s')
+      .join('droplets as d', 'd.server_id', 's.id')
+      .join('sizes as z', 'z.id', 'd.size_id')
+      .where('s.id', 1)
+      .whereNotIn('d.status', ['archived', 'error'])
+      .groupBy('s.id', 's.memory', 's.disk')
+      .select('s.memory', 's.disk', t.db.raw('SUM(z.memory) AS used_memory'), t.db.raw('SUM(z.disk) AS used_disk'));
+    expect(Number(host.used_memory), 'memory committed on the host').toBeLessThanOrEqual(host.memory - HOST_RESERVED.memory);
+    expect(Number(host.used_disk), 'disk committed on the host').toBeLessThanOrEqual(host.disk - HOST_RESERVED.disk);
+    expect((await checkInvariants(t.db, { hostReserved: HOST_RESERVED })).overcommitted_hosts).toBe(0);
+    // Exactly the room MySQL had.
+    expect(Number((await t.db('events').whereIn('id', events).whereNotNull('server_id').count({ n: '*' }).first())!.n)).toBe(left);
+    // The refusal was the ledger's (capacity), not a generation that moved.
+    expect(await r.registry.metrics()).toMatch(/scheduler_v2_conflicts_total\{kind="capacity"\} [1-9]/);
+    expect(await r.registry.metrics()).toContain('scheduler_v2_conflicts_total{kind="generation"} 0');
+  });
+
   it('three replicas, many events, little room: never over-commits, places each event once, fails the rest', async () => {
     await hosts([
       { id: 1, room: 5 },
