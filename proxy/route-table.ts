@@ -1,3 +1,4 @@
+import { FEATURE_NAME } from '../lib/cutover/types.ts';
 import { invalidOption } from '../lib/errors.ts';
 import { compileRules, type CompareRules, type CompiledRules } from './compare.ts';
 import { Pool, type UpstreamSet } from './upstreams.ts';
@@ -89,7 +90,6 @@ export interface CompiledRoute {
 }
 
 const METHOD = /^[A-Z]+$/;
-const FEATURE = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
 const PATH = /^\/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$/;
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
@@ -162,7 +162,7 @@ export function compileRouteTable(table: unknown, upstreams: UpstreamSet, global
 
   for (const [feature, spec] of Object.entries(table)) {
     const fw = `routes[${JSON.stringify(feature)}]`;
-    if (!FEATURE.test(feature)) throw invalidOption('routes', feature, 'feature names of lower-case letters, digits, ., _ and - (as the cutover plan names them)');
+    if (!FEATURE_NAME.test(feature)) throw invalidOption('routes', feature, 'feature names of lower-case letters, digits, ., _ and - (as the cutover plan names them)');
     if (!isPlainObject(spec)) throw invalidOption(fw, spec, 'an object { legacy, new, routes, compare? }');
     checkKeys(spec, ['legacy', 'new', 'routes', 'compare'], fw);
     if (!Array.isArray(spec.routes) || spec.routes.length === 0) throw invalidOption(`${fw}.routes`, spec.routes, 'a non-empty array of routes');

@@ -88,9 +88,9 @@ describe('strangler cutover (the real binary)', () => {
       expect(help.stdout).toContain('--json');
       expect(help.stdout).toContain('--token');
     }
-    const bad = await runCli(['cutover', 'advance', 'teleport']);
+    const bad = await runCli(['cutover', 'advance', 'Tele Port']);
     expect(bad.code).toBe(2);
-    expect(bad.stderr).toContain('unknown feature "teleport"');
+    expect(bad.stderr).toContain('"Tele Port" is not a feature name');
     expect((await runCli(['cutover', 'rollback', 'scheduling', '--to', 'yesterday'])).code).toBe(2);
     expect((await runCli(['cutover', 'frobnicate'])).code).toBe(2);
   });

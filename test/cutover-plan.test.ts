@@ -69,7 +69,8 @@ describe('the cutover plan', () => {
     const cases: Array<[(p: Record<string, any>) => void, string]> = [
       [(p) => (p.version = 2), 'version: must be 1'],
       [(p) => (p.extra = true), 'plan.extra: unknown field'],
-      [(p) => (p.features.teleport = { steps: [] }), 'features.teleport: unknown feature'],
+      [(p) => (p.features['Tele Port'] = { steps: [] }), 'features.Tele Port: "Tele Port" is not a valid feature name'],
+      [(p) => (p.features['event-delivery'].steps[0].requires = { teleport: 'full' }), `${step0}.requires.teleport: names no feature of this plan`],
       [(p) => (p.features['event-delivery'].steps = []), 'features.event-delivery.steps: must be an array of 1 to 50 steps'],
       [(p) => (p.features['event-delivery'].steps[0].mode = 'blue-green'), `${step0}.mode: must be one of shadow, canary, full`],
       [(p) => (p.features['event-delivery'].steps[0].name = 'Has Spaces'), `${step0}.name: "Has Spaces" is not valid`],

@@ -1,4 +1,4 @@
-import { FEATURES } from '../../lib/cutover/types.ts';
+import { FEATURES, FEATURE_NAME } from '../../lib/cutover/types.ts';
 import { StranglerError } from '../../lib/errors.ts';
 import type { ChangeResult, FeatureStatus } from '../../proxy/cutover/controller.ts';
 import type { GateReading } from '../../proxy/cutover/gates.ts';
@@ -35,7 +35,8 @@ Verbs:
   resume <feature>       Undo pause
   history                The audit trail: who, when, what, why, gate readings
 
-Features: ${FEATURES.join(', ')}
+Features: the plan's ("strangler cutover plan" lists them); this system's are
+${FEATURES.join(', ')}
 
 ${COMMON}
 
@@ -131,7 +132,7 @@ function verbHelp(spec: VerbSpec): string {
     '',
     spec.about,
     '',
-    ...(spec.feature ? [`Features: ${FEATURES.join(', ')}`, ''] : []),
+    ...(spec.feature ? [`Features: the plan's (this system's: ${FEATURES.join(', ')})`, ''] : []),
     ...(spec.optionsHelp.length ? ['Options:', ...spec.optionsHelp, ''] : []),
     COMMON,
     '',
@@ -365,14 +366,15 @@ export const command: Command = {
 
     let feature: string | undefined;
     if (spec.feature) {
-      if (positionals.length !== 1) throw new UsageError(`${verb} takes exactly one feature (${FEATURES.join(', ')})`);
+      if (positionals.length !== 1) throw new UsageError(`${verb} takes exactly one feature, as the plan names it (this system's: ${FEATURES.join(', ')})`);
       feature = positionals[0]!;
     } else if (positionals.length > 0) {
       throw new UsageError(`${verb} takes no arguments, got "${positionals[0]}"`);
     }
     const featureOption = verb === 'history' ? opt('feature') : undefined;
     for (const f of [feature, featureOption]) {
-      if (f !== undefined && !(FEATURES as readonly string[]).includes(f)) throw new UsageError(`unknown feature "${f}"; the features are ${FEATURES.join(', ')}`);
+      // The admin API knows the plan's features and answers 404 for any other; a name no plan can hold is refused here.
+      if (f !== undefined && !FEATURE_NAME.test(f)) throw new UsageError(`"${f}" is not a feature name (lower-case letters, digits, . _ and -, at most 64)`);
     }
     const to = opt('to');
     if (to !== undefined && to !== 'legacy' && to !== 'previous') throw new UsageError(`--to must be legacy or previous, got "${to}"`);

@@ -1,6 +1,13 @@
 export { FEATURES, type FeatureName } from '../../domain/features.ts';
 
 /**
+ * What any feature may be called, in a plan or a proxy config (another
+ * system's migration names its own): lower-case letters, digits, `.`, `_`
+ * and `-`, at most 64 (the `cutover_features.feature` column).
+ */
+export const FEATURE_NAME = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
+
+/**
  * How a feature's traffic is split at one step:
  * - legacy: everything on the old path;
  * - shadow: answered by the old path, a copy sent to the new one and compared;

@@ -15,7 +15,7 @@ import { createCutoverController, type CutoverController } from './controller.ts
 import type { FeatureEffects } from './effects.ts';
 import { CutoverError, cutoverError, quote, type CutoverErrorCode } from './errors.ts';
 import type { FetchLike, ServiceMap } from './gates.ts';
-import { isFeatureName, loadDefaultPlan, planServices, type CutoverPlan } from './plan.ts';
+import { planFeature, loadDefaultPlan, planServices, type CutoverPlan } from './plan.ts';
 import { createCutoverStateReader, createCutoverStateStore, type CutoverStateReader, type CutoverStateStore } from './state-store.ts';
 
 /**
@@ -186,7 +186,7 @@ export function addCutoverRoutes(router: Router, options: CutoverRoutesOptions):
     guarded((ctx) => (effectFeatures.has(ctx.params.feature ?? '') ? 'lockdown' : 'operate'), async (ctx, actor) => {
       // The feature is checked before the body is read: an unknown feature is 404 whatever the body.
       const feature = ctx.params.feature!;
-      if (!isFeatureName(feature) || !controller.plan.features[feature]) {
+      if (!planFeature(controller.plan, feature)) {
         throw cutoverError('CUTOVER_ERR_UNKNOWN_FEATURE', `no feature ${quote(feature)} in the cutover plan; the plan's features are ${Object.keys(controller.plan.features).join(', ')}`);
       }
       checkQuery(ctx.query, []);
@@ -331,7 +331,7 @@ export function createCutoverAdmin(options: CutoverAdminOptions): CutoverAdmin {
   // start and kept (a login to a saturated server can wait longer than any timeout), see warmPool.
   const db = isKnex(options.db) ? options.db : createKnex(options.db, { poolMin: 4, poolMax: 4, connectTimeoutMs: 60_000 });
   const registry = options.registry ?? new Registry();
-  const store = createCutoverStateStore({ db });
+  const store = createCutoverStateStore({ db, features: Object.keys(plan.features) });
   const controller = createCutoverController({
     store,
     plan,

@@ -6,7 +6,7 @@ import { silentLogger, type Logger } from '../../lib/logger.ts';
 import { cutoverError } from './errors.ts';
 import { captureBaseline, createScraper, evaluateStep, windowedServices, type Baseline, type FetchLike, type GateReading, type Scraper, type ServiceMap } from './gates.ts';
 import type { FeatureEffects, StepChange } from './effects.ts';
-import { isFeatureName, modeSatisfies, planServices, stepRouting, type CutoverPlan, type PlanFeature, type PlanStep } from './plan.ts';
+import { planFeature, modeSatisfies, planServices, stepRouting, type CutoverPlan, type PlanFeature, type PlanStep } from './plan.ts';
 import { readShadowSummaries, type ShadowSummary } from './shadow-summary.ts';
 import type { CutoverStateStore, FeatureRecord, HistoryAction, HistoryEntry } from './state-store.ts';
 
@@ -113,8 +113,8 @@ export function createCutoverController(options: CutoverControllerOptions): Cuto
   const metrics = options.registry ? createMetrics(options.registry, store) : undefined;
 
   function featurePlan(feature: string): { name: keyof CutoverPlan['features']; spec: PlanFeature } {
-    const spec = isFeatureName(feature) ? plan.features[feature] : undefined;
-    if (!spec || !isFeatureName(feature)) {
+    const spec = planFeature(plan, feature);
+    if (!spec) {
       const known = Object.keys(plan.features).join(', ');
       throw cutoverError('CUTOVER_ERR_UNKNOWN_FEATURE', `no feature ${JSON.stringify(feature)} in the cutover plan; the plan's features are ${known}`);
     }

@@ -1,8 +1,8 @@
-import type { FeatureName, RoutingMode } from '../../lib/cutover/types.ts';
+import type { RoutingMode } from '../../lib/cutover/types.ts';
 
 /** A feature's state about to move (advance or rollback). */
 export interface StepChange {
-  feature: FeatureName;
+  feature: string;
   fromStep: number;
   toStep: number;
   fromMode: RoutingMode;
@@ -27,4 +27,5 @@ export interface FeatureEffect {
   describe?(): Promise<unknown>;
 }
 
-export type FeatureEffects = Partial<Record<FeatureName, FeatureEffect>>;
+/** Feature name → its effect (this system's: `lockdown`). */
+export type FeatureEffects = Partial<Record<string, FeatureEffect>>;

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { FEATURES, type FeatureName, type Routing } from '../../lib/cutover/types.ts';
+import { FEATURE_NAME, type Routing } from '../../lib/cutover/types.ts';
 import { cutoverError, quote } from './errors.ts';
 import { parseSelector } from './prometheus.ts';
 
@@ -14,7 +14,8 @@ import { parseSelector } from './prometheus.ts';
 export interface CutoverPlan {
   version: 1;
   description?: string;
-  features: Partial<Record<FeatureName, PlanFeature>>;
+  /** Feature name (FEATURE_NAME: this system's are FEATURES; another system's migration names its own) → its steps, in plan order. */
+  features: Partial<Record<string, PlanFeature>>;
 }
 
 export interface PlanFeature {
@@ -114,8 +115,9 @@ const REGION = /^[a-z0-9][a-z0-9-]{0,31}$/;
 const SERVICE = /^[a-z][a-z0-9_-]{0,31}$/;
 const GATE_NAME = /^[A-Za-z0-9][A-Za-z0-9._:+-]{0,63}$/;
 
-export function isFeatureName(value: unknown): value is FeatureName {
-  return typeof value === 'string' && (FEATURES as readonly string[]).includes(value);
+/** The plan's feature of that name, or undefined (an unknown name, or one inherited from Object.prototype). */
+export function planFeature(plan: CutoverPlan, feature: string): PlanFeature | undefined {
+  return Object.hasOwn(plan.features, feature) ? plan.features[feature] : undefined;
 }
 
 /** The routing a step applies; step 0 (legacy) is LEGACY_ROUTING. */
@@ -252,7 +254,7 @@ function checkGate(c: Checker, path: string, value: unknown): void {
   }
 }
 
-function checkStep(c: Checker, path: string, value: unknown, isLast: boolean): string | undefined {
+function checkStep(c: Checker, path: string, value: unknown, isLast: boolean, features: readonly string[]): string | undefined {
   const step = c.object(path, value);
   if (!step) return undefined;
   c.fields(path, step, ['name', 'mode', 'percent', 'regions', 'soak_seconds', 'gates', 'requires', 'description']);
@@ -260,7 +262,7 @@ function checkStep(c: Checker, path: string, value: unknown, isLast: boolean): s
     const req = c.object(`${path}.requires`, step.requires);
     if (req) {
       for (const [feature, mode] of Object.entries(req)) {
-        if (!isFeatureName(feature)) c.add(`${path}.requires.${feature}`, `names no feature; features are ${FEATURES.join(', ')}`);
+        if (!features.includes(feature)) c.add(`${path}.requires.${feature}`, `names no feature of this plan; its features are ${features.join(', ')}`);
         if (!['shadow', 'canary', 'full'].includes(mode as string)) c.add(`${path}.requires.${feature}`, `must be one of shadow, canary, full, got ${quote(mode)}`);
       }
     }
@@ -331,11 +333,12 @@ export function validatePlan(input: unknown): CutoverPlan {
     c.optionalString('description', plan.description, 2000);
     const features = c.object('features', plan.features);
     if (features) {
-      if (Object.keys(features).length === 0) c.add('features', `must name at least one of ${FEATURES.join(', ')}`);
+      const names = Object.keys(features);
+      if (names.length === 0) c.add('features', 'must name at least one feature, e.g. { "event-delivery": { "steps": [...] } }');
       for (const [name, value] of Object.entries(features)) {
         const path = `features.${name}`;
-        if (!isFeatureName(name)) {
-          c.add(path, `unknown feature; the features are ${FEATURES.join(', ')}`);
+        if (!FEATURE_NAME.test(name)) {
+          c.add(path, `${quote(name)} is not a valid feature name: lower-case letters, digits, . _ and -, at most 64 (as the proxy config names it)`);
           continue;
         }
         const feature = c.object(path, value);
@@ -348,7 +351,7 @@ export function validatePlan(input: unknown): CutoverPlan {
         }
         const seen = new Map<string, number>();
         feature.steps.forEach((s, i) => {
-          const stepName = checkStep(c, `${path}.steps[${i}]`, s, i === (feature.steps as unknown[]).length - 1);
+          const stepName = checkStep(c, `${path}.steps[${i}]`, s, i === (feature.steps as unknown[]).length - 1, names);
           if (stepName === undefined) return;
           if (seen.has(stepName)) c.add(`${path}.steps[${i}].name`, `${quote(stepName)} is also the name of steps[${seen.get(stepName)}]`);
           seen.set(stepName, i);

@@ -1,7 +1,6 @@
 import type { Knex } from 'knex';
 import {
   FEATURES,
-  type FeatureName,
   type FeatureState,
   type FeatureStateChange,
   type Routing,
@@ -27,7 +26,7 @@ export type HistoryAction = 'advance' | 'advance-refused' | 'rollback' | 'auto-r
 
 /** A feature's row: the state readers apply, plus what the controller needs to judge the soak. */
 export interface FeatureRecord extends FeatureState {
-  feature: FeatureName;
+  feature: string;
   /** ISO time the current step began (its soak window starts here). */
   stepStartedAt: string;
   baseline: Baseline | null;
@@ -56,7 +55,7 @@ export interface HistoryInput {
 }
 
 export interface StateChange {
-  feature: FeatureName;
+  feature: string;
   /** The version the caller decided on; the change fails with CUTOVER_ERR_CONFLICT if the row moved on. */
   expectedVersion: number;
   set: {
@@ -75,13 +74,13 @@ export interface CutoverStateStore {
   ensureRows(): Promise<void>;
   /** Every feature's record, with the database's clock (soak is measured on it, not on each replica's). */
   list(): Promise<{ now: Date; records: FeatureRecord[] }>;
-  get(feature: FeatureName): Promise<{ now: Date; record: FeatureRecord }>;
+  get(feature: string): Promise<{ now: Date; record: FeatureRecord }>;
   /** Applies one change and its history row in one transaction, or throws CUTOVER_ERR_CONFLICT. */
   change(change: StateChange): Promise<{ record: FeatureRecord; historyId: number }>;
   /** Stores a baseline for the step at `version` without bumping it; false when the row has moved on. */
-  setBaseline(feature: FeatureName, version: number, baseline: Baseline): Promise<boolean>;
+  setBaseline(feature: string, version: number, baseline: Baseline): Promise<boolean>;
   /** Appends a history row that changes no state (a refused advance). */
-  record(feature: FeatureName, entry: HistoryInput): Promise<number>;
+  record(feature: string, entry: HistoryInput): Promise<number>;
   history(query?: { feature?: string; limit?: number; beforeId?: number }): Promise<HistoryEntry[]>;
   /** The newest history row of each feature that changed its state (refusals left out). */
   lastChanges(): Promise<Map<string, HistoryEntry>>;
@@ -144,7 +143,7 @@ function toRecord(row: Row): FeatureRecord {
   }
   return {
     ...toState(row),
-    feature: row.feature as FeatureName,
+    feature: row.feature,
     stepStartedAt: dbTime(row.step_started_at ?? row.updated_at).toISOString(),
     baseline,
   };
@@ -187,13 +186,18 @@ function toHistory(row: Record<string, unknown>): HistoryEntry {
   };
 }
 
-export function createCutoverStateStore(options: { db: Knex }): CutoverStateStore {
+export function createCutoverStateStore(options: {
+  db: Knex;
+  /** The features it keeps rows for and lists, in this order: the plan's (default FEATURES, this system's). */
+  features?: readonly string[];
+}): CutoverStateStore {
   const { db } = options;
+  const features = options.features ?? FEATURES;
   let ensured: Promise<void> | undefined;
 
   const ensureRows = (): Promise<void> => {
     ensured ??= db('cutover_features')
-      .insert(FEATURES.map((feature) => ({ feature })))
+      .insert(features.map((feature) => ({ feature })))
       .onConflict('feature')
       .ignore()
       .then(
@@ -209,7 +213,7 @@ export function createCutoverStateStore(options: { db: Knex }): CutoverStateStor
   const selectRecord = (q: Knex | Knex.Transaction) =>
     q('cutover_features').select(...READ_COLUMNS, 'step_started_at', 'baseline', q.raw('CURRENT_TIMESTAMP(3) AS db_now'));
 
-  async function get(feature: FeatureName): Promise<{ now: Date; record: FeatureRecord }> {
+  async function get(feature: string): Promise<{ now: Date; record: FeatureRecord }> {
     let row = (await selectRecord(db).where({ feature }).first()) as (Row & { db_now: string }) | undefined;
     if (!row) {
       await ensureRows();
@@ -227,8 +231,8 @@ export function createCutoverStateStore(options: { db: Knex }): CutoverStateStor
       const rows = (await selectRecord(db).orderBy('feature')) as Array<Row & { db_now: string }>;
       const now = rows[0] ? dbTime(rows[0].db_now) : new Date();
       const byName = new Map(rows.map((r) => [r.feature, toRecord(r)]));
-      // Plan order, not alphabetical; rows of features this build does not know are left out.
-      const records = FEATURES.flatMap((f) => (byName.has(f) ? [byName.get(f)!] : []));
+      // Plan order, not alphabetical; rows of features this plan does not name are left out.
+      const records = features.flatMap((f) => (byName.has(f) ? [byName.get(f)!] : []));
       return { now, records };
     },
 
