@@ -24,7 +24,7 @@ import { harpoonError } from './errors.ts';
 import { ClosedError, QueueFullError, createGroupCommit } from './group-commit.ts';
 import { createHarpoonMetrics } from './metrics.ts';
 import { PEER_PATH, createPeers } from './peers.ts';
-import { autoincLockMode, customerByTokenDigest, isForeignKeyError, isRetryable, listActions, listEvents, readEvents, readLog, toEvent, writeBatch, type EventRow, type OpOutcome, type WriteOp } from './store.ts';
+import { customerByTokenDigest, isForeignKeyError, isRetryable, listActions, listEvents, readEvents, readLog, supportsInsertReturning, toEvent, writeBatch, type EventRow, type OpOutcome, type WriteOp } from './store.ts';
 import { createStreamHub } from './stream.ts';
 import { intParam, parseCreateBody, parseFilter, parsePathId, parseStatusBatch, parseStatusBody, queryParams, type EventFilter } from './validate.ts';
 
@@ -111,7 +111,7 @@ export function createHarpoon(options: HarpoonOptions): Harpoon {
 
   let closed = false;
   let ready = false;
-  let consecutiveIds = true;
+  let returning = true;
 
   const changeLog = createChangeLog(pool, { ringSize, onQuery: (name) => metrics.statements.inc({ purpose: name }) });
   const catalog = createCatalog(pool, { onQuery: () => metrics.statements.inc({ purpose: 'catalog' }, 2) });
@@ -151,10 +151,10 @@ export function createHarpoon(options: HarpoonOptions): Harpoon {
       const conn = await db().getConnection();
       try {
         // A concurrent batch that created the same key, or a deadlock victim: rolled back whole, written once more.
-        const result = await writeBatch(conn, ops, catalog, now(), consecutiveIds).catch((err: unknown) => {
+        const result = await writeBatch(conn, ops, catalog, now(), returning).catch((err: unknown) => {
           if (!isRetryable(err)) throw err;
           metrics.statements.inc({ purpose: 'batch_retry' });
-          return writeBatch(conn, ops, catalog, now(), consecutiveIds);
+          return writeBatch(conn, ops, catalog, now(), returning);
         });
         metrics.statements.inc({ purpose: 'write' }, result.statements);
         for (const c of result.changes) metrics.written.inc({ kind: c.kind });
@@ -411,8 +411,8 @@ export function createHarpoon(options: HarpoonOptions): Harpoon {
     head: () => changeLog.head(),
     async start() {
       try {
-        consecutiveIds = (await autoincLockMode(db())) !== 2;
-        if (!consecutiveIds) log.warn('innodb_autoinc_lock_mode = 2: creates in a batch are inserted one statement each');
+        returning = await supportsInsertReturning(db());
+        if (!returning) log.warn('the server has no INSERT … RETURNING (MySQL): the rows of a batch are inserted one statement each');
         await catalog.load();
         await changeLog.init();
       } catch (err) {

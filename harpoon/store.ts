@@ -73,7 +73,7 @@ export type OpOutcome =
 
 export interface BatchResult {
   outcomes: OpOutcome[];
-  /** The log entries this batch committed, in cursor order (consecutive cursors). */
+  /** The log entries this batch committed, in cursor order (increasing; not consecutive when auto_increment_increment > 1). */
   changes: Change[];
   statements: number;
 }
@@ -135,7 +135,7 @@ function sameRequest(row: EventRow, input: CreateEventInput, regionId: number): 
  * A rule violation (illegal transition, key conflict) fails only its own op;
  * an SQL error rolls the whole batch back and is thrown.
  */
-export async function writeBatch(conn: PoolConnection, ops: WriteOp[], catalog: Catalog, nowMs: number, consecutiveIds: boolean): Promise<BatchResult> {
+export async function writeBatch(conn: PoolConnection, ops: WriteOp[], catalog: Catalog, nowMs: number, returning: boolean): Promise<BatchResult> {
   const now = sqlTime(nowMs);
   const outcomes: Array<OpOutcome | undefined> = new Array(ops.length);
   const logRows: Array<{ row: EventRow; kind: ChangeKind }> = [];
@@ -195,13 +195,10 @@ export async function writeBatch(conn: PoolConnection, ops: WriteOp[], catalog: 
       const values = rows.map((r) => [r.type, r.status, r.region_id, r.server_id, r.droplet_id, r.customer_id, r.args, r.message, r.harpoon_key, r.created_at, r.available_at]);
       const insertSql =
         'INSERT INTO events (type, status, region_id, server_id, droplet_id, customer_id, args, message, harpoon_key, created_at, available_at) VALUES ?';
-      if (consecutiveIds) {
-        // innodb_autoinc_lock_mode 0 or 1: a multi-row INSERT gets consecutive ids from insertId.
-        const result = await run<ResultSetHeader>(insertSql, [values]);
-        rows.forEach((r, k) => (r.id = Number(result.insertId) + k));
-      } else {
-        for (const [k, r] of rows.entries()) r.id = Number((await run<ResultSetHeader>(insertSql, [[values[k]]])).insertId);
-      }
+      // Ids are read back, never computed from insertId: with auto_increment_increment > 1 (Galera) or
+      // innodb_autoinc_lock_mode 2 a multi-row INSERT's ids are neither consecutive nor predictable.
+      const ids = await insertReturningIds(run, insertSql, values, returning);
+      rows.forEach((r, k) => (r.id = ids[k]!));
       for (const [k, { i }] of fresh.entries()) {
         const row = rows[k]!;
         created.set(i, row);
@@ -262,11 +259,14 @@ export async function writeBatch(conn: PoolConnection, ops: WriteOp[], catalog: 
       // holding this lock never waits for another's row locks, since every batch takes it last.
       await run('SELECT id FROM harpoon_lock WHERE id = 1 FOR UPDATE');
       const snapshots = logRows.map(({ row, kind }) => ({ kind, event: toEvent(row, catalog) }));
-      const result = await run<ResultSetHeader>('INSERT INTO event_log (event_id, kind, region_id, type, status, server_id, payload, committed_at) VALUES ?', [
+      const logIds = await insertReturningIds(
+        run,
+        'INSERT INTO event_log (event_id, kind, region_id, type, status, server_id, payload, committed_at) VALUES ?',
         logRows.map(({ row, kind }, k) => [row.id, kind, row.region_id, row.type, row.status, row.server_id, JSON.stringify(snapshots[k]!.event), now]),
-      ]);
-      // Under harpoon_lock nobody else inserts into event_log, so the ids are consecutive.
-      snapshots.forEach((s, k) => entries.push({ cursor: Number(result.insertId) + k, kind: s.kind, event: s.event, committed_at: isoFromSql(now)! }));
+        returning,
+      );
+      const committedAt = isoFromSql(now)!;
+      snapshots.forEach((s, k) => entries.push({ cursor: logIds[k]!, kind: s.kind, event: s.event, committed_at: committedAt }));
     }
     await run('COMMIT');
     return { outcomes: outcomes as OpOutcome[], changes: entries, statements };
@@ -274,6 +274,28 @@ export async function writeBatch(conn: PoolConnection, ops: WriteOp[], catalog: 
     await conn.query('ROLLBACK').catch(() => {});
     throw err;
   }
+}
+
+/**
+ * Inserts `values` (one array per row) and answers each row's id, in order.
+ * With RETURNING (MariaDB 10.5+) one statement, the server naming each id;
+ * without it one single-row INSERT per row, whose insertId is that row's id
+ * whatever the server's auto_increment settings.
+ */
+async function insertReturningIds(
+  run: <T>(sql: string, params?: unknown[]) => Promise<T>,
+  insertSql: string,
+  values: unknown[][],
+  returning: boolean,
+): Promise<number[]> {
+  if (returning) {
+    const rows = await run<Array<{ id: number | string }>>(`${insertSql} RETURNING id`, [values]);
+    if (rows.length !== values.length) throw new Error(`INSERT … RETURNING answered ${rows.length} ids for ${values.length} rows`);
+    return rows.map((r) => Number(r.id));
+  }
+  const ids: number[] = [];
+  for (const row of values) ids.push(Number((await run<ResultSetHeader>(insertSql, [[row]])).insertId));
+  return ids;
 }
 
 /** MySQL's "a foreign key names no row": the caller's ids are wrong, not the server. */
@@ -399,7 +421,12 @@ export async function customerByTokenDigest(pool: Pool, digest: string): Promise
   return (rows as Array<{ id: number; status: string }>)[0];
 }
 
-export async function autoincLockMode(pool: Pool): Promise<number> {
-  const [rows] = await pool.query('SELECT @@innodb_autoinc_lock_mode AS mode');
-  return Number((rows as Array<{ mode: number }>)[0]!.mode);
+/** MariaDB 10.5+ answers INSERT … RETURNING; MySQL does not. */
+export async function supportsInsertReturning(pool: Pool): Promise<boolean> {
+  const [rows] = await pool.query('SELECT VERSION() AS v');
+  const version = String((rows as Array<{ v: string }>)[0]!.v);
+  const m = /^(\d+)\.(\d+)/.exec(version);
+  if (!m || !/mariadb/i.test(version)) return false;
+  const [major, minor] = [Number(m[1]), Number(m[2])];
+  return major > 10 || (major === 10 && minor >= 5);
 }

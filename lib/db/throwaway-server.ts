@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import mysql from 'mysql2/promise';
-import { StranglerError } from '../errors.ts';
+import { StranglerError, invalidOption } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { DbConfig } from './config.ts';
 
@@ -36,6 +36,11 @@ export interface ThrowawayOptions {
   logger: Logger;
   /** Milliseconds to wait for the server to accept connections. */
   startTimeoutMs?: number;
+  /**
+   * Further server settings as `--name=value` (for example `{ 'auto-increment-increment': 2 }`,
+   * what Galera sets), after the defaults so they win.
+   */
+  settings?: Record<string, string | number>;
 }
 
 function which(names: string[]): string | undefined {
@@ -168,6 +173,14 @@ async function waitReady(config: DbConfig, child: ChildProcess, errLog: string, 
   });
 }
 
+function settingArgs(settings: Record<string, string | number>): string[] {
+  return Object.entries(settings).map(([name, value]) => {
+    if (!/^[a-z0-9_-]+$/.test(name)) throw invalidOption('settings', name, 'server option names such as auto-increment-increment');
+    if (!/^[A-Za-z0-9_.,-]*$/.test(String(value))) throw invalidOption(`settings.${name}`, value, 'a plain value (letters, digits, . , _ -)');
+    return `--${name}=${value}`;
+  });
+}
+
 /**
  * Starts a private MariaDB (or MySQL) from the system binary in a temporary
  * data directory on a free port, with the connection and file limits the
@@ -223,6 +236,7 @@ export async function startThrowawayServer(options: ThrowawayOptions): Promise<T
       // userstat: per-user statement counts (information_schema.USER_STATISTICS) from the first statement on.
       ...(isMariaDb ? ['--thread-handling=pool-of-threads', '--thread-pool-max-threads=2000', '--userstat=1'] : []),
       ...(process.getuid?.() === 0 ? ['--user=root'] : []),
+      ...settingArgs(options.settings ?? {}),
     ];
     const child = spawn(serverBin, args, { stdio: 'ignore' });
     // Recorded before the server is ready, so an owner killed during start-up still leaves a reapable server.
