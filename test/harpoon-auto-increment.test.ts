@@ -7,7 +7,7 @@ import type { DbConfig } from '../lib/db/config.ts';
 import { createKnex } from '../lib/db/knex.ts';
 import { startThrowawayServer, throwawayAvailable, type ThrowawayServer } from '../lib/db/throwaway-server.ts';
 import { silentLogger } from '../lib/logger.ts';
-import type { SeedData } from '../legacy/seed/generate.ts';
+import type { SeedData } from '../stack/seed/generate.ts';
 import { TEST_DB_SECRET } from './helpers/database.ts';
 import { HARPOON_TOKEN, call, startHarpoon } from './helpers/harpoon.ts';
 import { seedWorld, waitFor } from './helpers/seeded.ts';
