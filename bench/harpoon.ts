@@ -37,6 +37,7 @@ import { generateSeed } from '../stack/seed/generate.ts';
 import { insertSeed } from '../stack/seed/insert.ts';
 import { numberArg as arg } from './args.ts';
 import { askChild, bucketQuantile, histogramBuckets, holdStream, quantile, waitForStreams, writeEventsPaced, type StreamCounts } from './stream-bench.ts';
+import { childEnv } from '../lib/process/child-env.ts';
 
 const SELF = fileURLToPath(import.meta.url);
 const TOKEN = 'bench-harpoon-service-token-000001';
@@ -83,14 +84,13 @@ async function subscriberChild(): Promise<void> {
 function startReplica(db: DbConfig, port: number, peer: number): Promise<ChildProcess> {
   const child = fork(fileURLToPath(new URL('../harpoon/main.ts', import.meta.url)), [], {
     execArgv: ['--import', 'tsx'],
-    env: {
-      ...process.env,
+    env: childEnv({
       HARPOON_MYSQL_URL: formatMysqlUrl(db),
       HARPOON_TOKENS: `bench=${TOKEN}`,
       HARPOON_PEERS: `http://127.0.0.1:${peer}`,
       PORT: String(port),
       LOG_LEVEL: 'warn',
-    },
+    }),
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
   });
   return new Promise((resolve, reject) => {
@@ -306,7 +306,7 @@ async function main(): Promise<void> {
       const count = Math.min(per, settings.subscribers - k * per);
       const child = fork(SELF, ['--subscriber-child'], {
         execArgv: ['--import', 'tsx'],
-        env: { ...process.env, BENCH_SUBSCRIBERS: JSON.stringify({ urls, regions: regionSlugs, count, start: k * per }) },
+        env: childEnv({ BENCH_SUBSCRIBERS: JSON.stringify({ urls, regions: regionSlugs, count, start: k * per }) }),
         stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
       });
       children.push(child);

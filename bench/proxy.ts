@@ -38,6 +38,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { numberArg as arg, textArg } from './args.ts';
+import { childEnv } from '../lib/process/child-env.ts';
 
 type Role = 'upstream' | 'bare' | 'pipe' | 'http-proxy-3' | 'http-proxy' | 'cluster';
 const SELF = fileURLToPath(import.meta.url);
@@ -103,7 +104,7 @@ async function serve(role: Role, upstream: string): Promise<void> {
 }
 
 function start(role: Role, upstream = '', extra: string[] = []): Promise<{ child: ChildProcess; url: string }> {
-  const child = fork(SELF, ['--role', role, '--upstream', upstream, ...extra], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  const child = fork(SELF, ['--role', role, '--upstream', upstream, ...extra], { execArgv: ['--import', 'tsx'], env: childEnv({}), stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
   return new Promise((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`${role} exited with ${code} before listening`)));
     child.once('message', (m: { port: number }) => resolve({ child, url: `http://127.0.0.1:${m.port}` }));

@@ -29,6 +29,7 @@ import { insertSeed } from '../stack/seed/insert.ts';
 import { createRouterSupervisor } from '../router/supervisor.ts';
 import { numberArg as arg } from './args.ts';
 import { askChild, bucketQuantile, histogramBuckets, holdStream, quantile, waitForStreams, writeEventsPaced, type StreamCounts } from './stream-bench.ts';
+import { childEnv } from '../lib/process/child-env.ts';
 
 const SELF = fileURLToPath(import.meta.url);
 const TOKEN = 'bench-router-harpoon-token-000001';
@@ -156,6 +157,7 @@ async function main(): Promise<void> {
     for (let k = 0; k < settings.agent_processes; k++) {
       const child = fork(SELF, ['--agent-child'], {
         execArgv: ['--import', 'tsx'],
+        env: childEnv({}),
         stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
       });
       child.send({ agents: specs.slice(k * per, (k + 1) * per) });

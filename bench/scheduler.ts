@@ -44,6 +44,7 @@ import { createLogger } from '../lib/logger.ts';
 import { createSchedulerV2, type SchedulerV2 } from '../scheduler/create-scheduler-v2.ts';
 import { formatHostMetrics, type HostMetrics } from '../scheduler/host-metrics.ts';
 import { parsePromText } from '../scheduler/prom-text.ts';
+import { childEnv } from '../lib/process/child-env.ts';
 
 const { values } = parseArgs({
   options: {
@@ -105,7 +106,7 @@ interface ReplicaProcess {
 async function startReplicaProcess(env: Record<string, string>): Promise<ReplicaProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'scheduler/main.ts'], {
     cwd: ROOT,
-    env: { ...process.env, ...env, PORT: '0', LOG_LEVEL: 'info' },
+    env: childEnv({ ...env, PORT: '0', LOG_LEVEL: 'info' }),
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

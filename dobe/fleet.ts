@@ -10,6 +10,7 @@ import { silentLogger, type Logger } from '../lib/logger.ts';
 import { createAgentStats, type AgentStats } from './agent-stats.ts';
 import type { FromWorker, ToWorker, WorkerRouterOptions } from './fleet-protocol.ts';
 import { createHostMetricsBoard, type HostMetricsBoard } from './host-metrics.ts';
+import { childEnv } from '../../lib/process/child-env.ts';
 
 /**
  * Agents per process. Each holds one MySQL socket; 4,000 keeps a worker far
@@ -197,7 +198,8 @@ export function createFleet(options: FleetOptions): Fleet {
     const child = fork(WORKER_PATH, [], {
       execArgv: ['--import', 'tsx'],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      env: { ...process.env },
+      // Credentials come over IPC: the environment carries nothing of the operator's.
+      env: childEnv({}),
     });
     const worker: WorkerState = { child, serverIds, connected: 0, stats: createAgentStats(), rssBytes: 0, peakRssBytes: 0 };
     workers.push(worker);

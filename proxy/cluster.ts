@@ -7,6 +7,7 @@ import { silentLogger, type Logger } from '../lib/logger.ts';
 import type { FromWorker, StateFactoryRef, ToWorker, WorkerProxyOptions } from './cluster-protocol.ts';
 import { createProxy } from './create-proxy.ts';
 import { SampleRing, type ShadowSample } from './shadow.ts';
+import { childEnv } from '../lib/process/child-env.ts';
 
 export type { StateFactoryRef } from './cluster-protocol.ts';
 
@@ -139,7 +140,8 @@ export function createProxyCluster(options: ProxyClusterOptions): ProxyCluster {
 
   function fork(): { worker: Worker; listening: Promise<void> } {
     cluster.setupPrimary({ exec: WORKER_PATH, execArgv: ['--import', 'tsx'], args: [], silent: false });
-    const worker = cluster.fork({ ...process.env });
+    // Its settings come over IPC (proxy:config): the environment carries nothing of the operator's.
+    const worker = cluster.fork(childEnv({}));
     live.set(worker, { listening: false, startedAt: Date.now() });
     const listening = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new StranglerError('PROXY_ERR_INTERNAL', `proxy worker ${worker.process.pid} did not listen within ${startTimeoutMs} ms`)), startTimeoutMs);

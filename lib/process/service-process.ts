@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { StranglerError } from '../errors.ts';
+import { childEnv } from './child-env.ts';
 
 /** What is kept of a child's output for error messages: its last lines, not all of a long run. */
 const OUTPUT_TAIL = 16 * 1024;
@@ -9,7 +10,7 @@ export interface ServiceProcessOptions {
   name: string;
   /** The service's main.ts (absolute path), run with `node --import tsx`. */
   main: string;
-  /** Added to this process's environment. */
+  /** The child's whole environment beside a short allow-list (lib/process/child-env.ts): nothing else of ours crosses. */
   env: Record<string, string>;
   /** Where the service listens once up; readiness is its `/readyz` answering 200. */
   url: string;
@@ -42,7 +43,7 @@ export interface ServiceProcess {
  */
 export async function spawnServiceProcess(options: ServiceProcessOptions): Promise<ServiceProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', options.main], {
-    env: { ...process.env, ...options.env },
+    env: childEnv(options.env),
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
   });
   let out = '';
