@@ -10,7 +10,7 @@ import { silentLogger, type Logger } from '../lib/logger.ts';
 import { createAgentStats, type AgentStats } from './agent-stats.ts';
 import type { FromWorker, ToWorker, WorkerRouterOptions } from './fleet-protocol.ts';
 import { createHostMetricsBoard, type HostMetricsBoard } from './host-metrics.ts';
-import { childEnv } from '../../lib/process/child-env.ts';
+import { childEnv } from '../lib/process/child-env.ts';
 
 /**
  * Agents per process. Each holds one MySQL socket; 4,000 keeps a worker far
