@@ -43,7 +43,7 @@ import { checkInvariants } from '../lib/invariants.ts';
 import { createLogger } from '../lib/logger.ts';
 import { createSchedulerV2, type SchedulerV2 } from '../scheduler/create-scheduler-v2.ts';
 import { formatHostMetrics, type HostMetrics } from '../scheduler/host-metrics.ts';
-import { parsePromText } from '../scheduler/prom-text.ts';
+import { parsePromText } from '../lib/metrics/prom-text.ts';
 import { childEnv } from '../lib/process/child-env.ts';
 
 const { values } = parseArgs({
@@ -309,7 +309,7 @@ async function runOne(name: RunName, adminServer: { host: string; port: number; 
         const byKind: Record<string, number> = {};
         for (const c of children) {
           const text = await (await fetch(`${c.url}/metrics`)).text();
-          for (const sample of parsePromText(text)) {
+          for (const sample of parsePromText(text).samples) {
             if (sample.name === 'scheduler_v2_conflicts_total') byKind[sample.labels.kind!] = (byKind[sample.labels.kind!] ?? 0) + sample.value;
           }
         }

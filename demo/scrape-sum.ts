@@ -1,4 +1,4 @@
-import { parsePrometheusText } from '../proxy/cutover/prometheus.ts';
+import { parsePromText, sumSamples } from '../lib/metrics/prom-text.ts';
 
 /**
  * The sum of one metric's samples over several services' /metrics, as a
@@ -15,9 +15,7 @@ export async function scrapeSum(urls: readonly string[], metric: string, labels:
       try {
         const res = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(5000) });
         if (!res.ok) return 0;
-        return parsePrometheusText(await res.text())
-          .samples.filter((s) => s.name === metric && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
-          .reduce((n, s) => n + s.value, 0);
+        return sumSamples(parsePromText(await res.text()).samples, metric, labels) ?? 0;
       } catch {
         return 0;
       }

@@ -13,7 +13,6 @@ export const SCHEDULER_ERROR_CODES = {
   SCHEDULER_ERR_UNKNOWN_SIZE: [422, 'the size slug names no size; the message lists the valid ones.'],
   SCHEDULER_ERR_NOT_FOUND: [404, 'no stored decision for that event id.'],
   SCHEDULER_ERR_NOT_READY: [503, 'the replica has not loaded its host inventory yet (database unreachable at start-up); retry.'],
-  SCHEDULER_ERR_METRICS_PARSE: [502, 'a host-metrics endpoint answered with text that is not the Prometheus text format; the message names the line.'],
   SCHEDULER_ERR_INTERNAL: [500, 'an unexpected failure (start-up of scheduler/main.ts); the log line carries the message.'],
   SCHEDULER_ERR_START: [500, 'a replica process (scheduler/process.ts) exited or did not answer /readyz in time at start-up; the message has the end of its output.'],
   SCHEDULER_ERR_SCRAPE_FAILED: [502, 'a host-metrics endpoint did not answer 200 within the scrape timeout; its hosts age until they count as "metrics stale".'],

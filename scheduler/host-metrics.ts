@@ -1,4 +1,4 @@
-import { escapeLabelValue, type PromSample } from './prom-text.ts';
+import { escapeLabelValue, type Sample } from '../lib/metrics/prom-text.ts';
 
 /**
  * What Scheduler V2 knows of one hypervisor, from its metrics (the format is
@@ -92,7 +92,7 @@ interface CollectedHost {
  * the format can share an endpoint with anything else. A host missing one
  * of the required series is reported in `incomplete`, never half-filled.
  */
-export function hostMetricsFromSamples(samples: PromSample[]): HostMetricsSnapshot {
+export function hostMetricsFromSamples(samples: readonly Sample[]): HostMetricsSnapshot {
   const byName = new Map<string, keyof typeof HOST_METRIC>(
     (Object.entries(HOST_METRIC) as Array<[keyof typeof HOST_METRIC, string]>).map(([field, name]) => [name, field]),
   );

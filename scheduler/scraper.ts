@@ -1,7 +1,7 @@
 import type { Logger } from '../lib/logger.ts';
 import { schedulerError } from './errors.ts';
 import { hostMetricsFromSamples, type HostMetrics } from './host-metrics.ts';
-import { parsePromText } from './prom-text.ts';
+import { parsePromText } from '../lib/metrics/prom-text.ts';
 
 /** A host-metrics endpoint (normally one per region). `name` labels metrics and logs; the URL never does. */
 export interface MetricsEndpoint {
@@ -60,7 +60,7 @@ export function createHostScraper(options: {
       const res = await fetch(endpoint.url, { signal: AbortSignal.timeout(options.timeoutMs), headers: { accept: 'text/plain' } });
       const text = await res.text();
       if (res.status !== 200) throw schedulerError('SCHEDULER_ERR_SCRAPE_FAILED', `endpoint ${endpoint.name} answered ${res.status}`);
-      const { hosts, incomplete } = hostMetricsFromSamples(parsePromText(text));
+      const { hosts, incomplete } = hostMetricsFromSamples(parsePromText(text).samples);
       entry.snapshot = hosts;
       entry.status = { name: endpoint.name, last_success_ms: Date.now(), hosts: hosts.size, incomplete: incomplete.length };
       options.observer?.scraped(endpoint.name, (performance.now() - started) / 1000, true);

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDashboardCollector, quantileFromBuckets } from '../proxy/dashboard/collector.ts';
+import { createDashboardCollector } from '../proxy/dashboard/collector.ts';
 
 /** A /metrics endpoint whose counters the test moves between scrapes. */
 let n = 0;
@@ -35,13 +35,6 @@ describe('the dashboard collector', () => {
     url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });
   afterAll(() => new Promise<void>((r) => server.close(() => r())));
-
-  it('quantiles interpolate within a bucket, as histogram_quantile does', () => {
-    const b = [{ le: 0.01, count: 5 }, { le: 0.1, count: 10 }, { le: Infinity, count: 10 }];
-    expect(quantileFromBuckets(b, 0.5)).toBeCloseTo(0.01);
-    expect(quantileFromBuckets(b, 0.75)).toBeCloseTo(0.055);
-    expect(quantileFromBuckets([{ le: Infinity, count: 0 }], 0.5)).toBeNull();
-  });
 
   it('derives every panel from real scrapes: gauges, rates, ratios, quantiles, steps', async () => {
     const c = createDashboardCollector({ sources: [{ job: 'all', url }, { job: 'down', url: 'http://127.0.0.1:1' }], intervalMs: 100, windowTicks: 2 });

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SCRAPE_JOBS, writeScrapeTargets } from '../lib/metrics/scrape-targets.ts';
-import { parsePrometheusText } from '../proxy/cutover/prometheus.ts';
+import { parsePromText } from '../lib/metrics/prom-text.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { startMetricsServices, type MetricsServices } from './helpers/metrics-services.ts';
 
@@ -74,7 +74,7 @@ describe('the Grafana dashboard and the Prometheus scrape configuration', () => 
     services = await startMetricsServices(t);
     for (const { job, url } of services.endpoints) {
       const text = await (await fetch(url)).text();
-      const { samples, types } = parsePrometheusText(text);
+      const { samples, types } = parsePromText(text);
       const names = new Set([...samples.map((s) => s.name), ...types.keys()]);
       for (const name of names) (exposed.get(name) ?? exposed.set(name, new Set()).get(name)!).add(job);
     }

@@ -6,7 +6,7 @@ import { createRouter } from '../lib/http/router.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { createSchedulerV2, type SchedulerV2 } from '../scheduler/create-scheduler-v2.ts';
 import { hostMetricsFromSamples } from '../scheduler/host-metrics.ts';
-import { parsePromText } from '../scheduler/prom-text.ts';
+import { parsePromText } from '../lib/metrics/prom-text.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { insertEvent, seedWorld, waitFor } from './helpers/seeded.ts';
 
@@ -60,7 +60,7 @@ describe('fleet host metrics', () => {
     const res = await fetch(hostMetricsUrl(base, region));
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toContain('text/plain; version=0.0.4');
-    return hostMetricsFromSamples(parsePromText(await res.text()));
+    return hostMetricsFromSamples(parsePromText(await res.text()).samples);
   }
 
   it('serves one endpoint per region with every hypervisor of it, as its agent measured itself', async () => {

@@ -7,6 +7,7 @@ import { createEventRouter, type EventRouter } from '../router/event-router.ts';
 import { TEST_DB_SECRET, createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { duplicateExecutions, setEventDelivery } from './helpers/router.ts';
 import { insertEvent, seedWorld, waitFor } from './helpers/seeded.ts';
+import { metricValue } from './helpers/upstream.ts';
 
 const AGENTS = 24;
 
@@ -53,7 +54,7 @@ describe('a dual-mode fleet switching live between the god query and the Event R
     const dobeConnections = async () => (await readMysqlSnapshot(t.db, { database: t.name })).byUser.dobe ?? 0;
     const bySource = async () => {
       const text = await fleet.registry.metrics();
-      const read = (source: string) => Number(new RegExp(`^dobe_agents_by_source\\{source="${source}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? NaN);
+      const read = (source: string) => metricValue(text, 'dobe_agents_by_source', { source }) ?? NaN;
       return { godQuery: read('god-query'), router: read('router') };
     };
     const routed = () => routers.reduce((n, r) => n + r.stats().connected, 0);

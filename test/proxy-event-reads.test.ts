@@ -10,15 +10,11 @@ import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { createBody, setFeature } from './helpers/event-writes.ts';
 import { HARPOON_TOKEN, startHarpoon } from './helpers/harpoon.ts';
 import { seedWorld, waitFor } from './helpers/seeded.ts';
+import { metricValue } from './helpers/upstream.ts';
 
 /** Sum of proxy_shadow_comparisons_total{feature="event-reads",result} over its routes. */
 async function comparisons(url: string, result: 'match' | 'mismatch' | 'error'): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    if (line.startsWith('proxy_shadow_comparisons_total{') && line.includes(`feature="${EVENT_READS}"`) && line.includes(`result="${result}"`)) sum += Number(line.split(' ').at(-1));
-  }
-  return sum;
+  return metricValue(await (await fetch(`${url}/metrics`)).text(), 'proxy_shadow_comparisons_total', { feature: EVENT_READS, result }) ?? 0;
 }
 
 describe('event-reads in shadow: the real proxy in front of a real Cloud and a real Harpoon on one database', () => {

@@ -13,6 +13,7 @@ import { TEST_DB_SECRET, createTestDatabase, type TestDatabase } from './helpers
 import { HARPOON_TOKEN, createCountedUser, startHarpoon, userStatements } from './helpers/harpoon.ts';
 import { duplicateExecutions, freePort, hvToken, openStream, postAck, routedAgents, setEventDelivery, setFeatureRouting } from './helpers/router.ts';
 import { insertEvent, seedWorld, waitFor } from './helpers/seeded.ts';
+import { metricValue } from './helpers/upstream.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -26,10 +27,10 @@ describe('the Event Router follows event-writes onto Harpoon and back', () => {
   let hosts: number[];
   const client = () => createHarpoonClient({ urls, token: HARPOON_TOKEN });
   const doneCount = async (ids: number[]) => Number((await t.db('events').whereIn('id', ids).where({ status: 'done' }).count({ n: '*' }))[0]!.n);
-  const metric = async (router: EventRouter, name: string) => {
-    const text = await router.registry.metrics();
-    const m = new RegExp(`^${name.replace(/[{}"=]/g, (c) => `\\${c}`)} (\\S+)$`, 'm').exec(text);
-    return m ? Number(m[1]) : 0;
+  /** One series, written `name` or `name{label="value"}`; 0 when the router does not export it. */
+  const metric = async (router: EventRouter, series: string) => {
+    const [, name, label, value] = /^(\w+)(?:\{(\w+)="([^"]*)"\})?$/.exec(series)!;
+    return metricValue(await router.registry.metrics(), name!, label ? { [label]: value! } : {}) ?? 0;
   };
 
   const startAgents = (serverIds: number[], url: string, workMs: number) =>

@@ -5,7 +5,7 @@ import { formatRejections, summarize } from '../scheduler/explain.ts';
 import { FILTER_IDS, FILTERS, selectFilters, type FilterId, type HostCandidate, type SizeSpec } from '../scheduler/filters.ts';
 import { formatHostMetrics, hostMetricsFromSamples, type HostMetrics } from '../scheduler/host-metrics.ts';
 import { parseExplainInput } from '../scheduler/http.ts';
-import { parsePromText } from '../scheduler/prom-text.ts';
+import { parsePromText } from '../lib/metrics/prom-text.ts';
 import { rankHosts, type RankOptions } from '../scheduler/rank.ts';
 
 const SIZE: SizeSpec = { slug: '2gb', memory: 2048, vcpus: 2, disk: 40 };
@@ -226,41 +226,7 @@ describe('explanation text', () => {
   });
 });
 
-describe('Prometheus text and the host-metrics format', () => {
-  it('parses labels with escapes, special values and timestamps', () => {
-    const samples = parsePromText(
-      [
-        '# HELP x something',
-        '# TYPE x gauge',
-        'x{a="q\\"uote",b="back\\\\slash",c="new\\nline"} 1.5e3',
-        'y NaN',
-        'y{ a = "1" ,} +Inf 1700000000000',
-        'z -Inf',
-        '',
-      ].join('\n'),
-    );
-    expect(samples[0]).toEqual({ name: 'x', labels: { a: 'q"uote', b: 'back\\slash', c: 'new\nline' }, value: 1500 });
-    expect(samples[1]!.value).toBeNaN();
-    expect(samples[2]).toEqual({ name: 'y', labels: { a: '1' }, value: Infinity, timestampMs: 1700000000000 });
-    expect(samples[3]!.value).toBe(-Infinity);
-  });
-
-  it.each([
-    ['x{a="1"', /unterminated|expected/],
-    ['x{a=1} 2', /expected "/],
-    ['x 0x10', /bad value/],
-    ['x', /expected a value/],
-    ['x{a="1",a="2"} 1', /given twice/],
-    ['{a="1"} 1', /no metric name/],
-  ])('refuses %j', (line, message) => {
-    expect(() => parsePromText(line)).toThrow(message);
-    try {
-      parsePromText(line);
-    } catch (err) {
-      expect((err as { code: string }).code).toBe('SCHEDULER_ERR_METRICS_PARSE');
-    }
-  });
-
+describe('the host-metrics format', () => {
   it('round-trips hosts and reports incomplete ones', () => {
     const h: HostMetrics = {
       hypervisor: 'nyc1-hv0001',
@@ -279,13 +245,13 @@ describe('Prometheus text and the host-metrics format', () => {
     expect(text).toContain('dobe_host_memfree_mb{hypervisor="nyc1-hv0001",region="nyc1"} 65536');
     expect(text).toContain('dobe_host_state_info{hypervisor="nyc1-hv\\"2",region="nyc1",state="maintenance"} 1');
     expect(text).toContain('dobe_host_last_report_timestamp_seconds{hypervisor="nyc1-hv0001",region="nyc1"} 1700000000.5');
-    const { hosts, incomplete } = hostMetricsFromSamples(parsePromText(text));
+    const { hosts, incomplete } = hostMetricsFromSamples(parsePromText(text).samples);
     expect(hosts.get('nyc1-hv0001')).toEqual(h);
     expect(hosts.get('nyc1-hv"2')!.state).toBe('maintenance');
     expect(incomplete).toEqual([]);
 
     const partial = hostMetricsFromSamples(
-      parsePromText('dobe_host_memfree_mb{hypervisor="a"} 1\ndobe_host_cpus{hypervisor="b"} NaN\nother_metric{hypervisor="c"} 1\n'),
+      parsePromText('dobe_host_memfree_mb{hypervisor="a"} 1\ndobe_host_cpus{hypervisor="b"} NaN\nother_metric{hypervisor="c"} 1\n').samples,
     );
     expect(partial.hosts.size).toBe(0);
     expect(partial.incomplete.sort()).toEqual(['a', 'b']);
@@ -293,9 +259,9 @@ describe('Prometheus text and the host-metrics format', () => {
 
   it('takes the state whose value is 1, and an out-of-service one when two are', () => {
     const base = 'dobe_host_memfree_mb{hypervisor="a"} 1\ndobe_host_diskfree_gb{hypervisor="a"} 1\ndobe_host_vmcount{hypervisor="a"} 1\ndobe_host_cpus{hypervisor="a"} 1\ndobe_host_error_count{hypervisor="a"} 0\ndobe_host_last_report_timestamp_seconds{hypervisor="a"} 1\n';
-    const one = hostMetricsFromSamples(parsePromText(base + 'dobe_host_state_info{hypervisor="a",state=""} 0\ndobe_host_state_info{hypervisor="a",state="draining"} 1\n'));
+    const one = hostMetricsFromSamples(parsePromText(base + 'dobe_host_state_info{hypervisor="a",state=""} 0\ndobe_host_state_info{hypervisor="a",state="draining"} 1\n').samples);
     expect(one.hosts.get('a')!.state).toBe('draining');
-    const two = hostMetricsFromSamples(parsePromText(base + 'dobe_host_state_info{hypervisor="a",state=""} 1\ndobe_host_state_info{hypervisor="a",state="maintenance"} 1\n'));
+    const two = hostMetricsFromSamples(parsePromText(base + 'dobe_host_state_info{hypervisor="a",state=""} 1\ndobe_host_state_info{hypervisor="a",state="maintenance"} 1\n').samples);
     expect(two.hosts.get('a')!.state).toBe('maintenance');
   });
 });

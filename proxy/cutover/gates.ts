@@ -1,15 +1,8 @@
 import { cutoverError } from './errors.ts';
 import { gateName, type Gate, type PlanStep } from './plan.ts';
-import {
-  counterIncrease,
-  histogramQuantile,
-  parsePrometheusText,
-  parseSelector,
-  select,
-  seriesKey,
-  type Sample,
-  type Selector,
-} from './prometheus.ts';
+import { histogramQuantile } from '../../lib/metrics/histogram-quantile.ts';
+import { parsePromText, type Sample } from '../../lib/metrics/prom-text.ts';
+import { counterIncrease, parseSelector, select, seriesKey, type Selector } from './selectors.ts';
 
 /**
  * Gate evaluation. Windowed gates (error rate, shadow mismatch rate,
@@ -100,7 +93,7 @@ export function createScraper(services: ServiceMap, options: { timeoutMs?: numbe
       throw cutoverError('CUTOVER_ERR_SCRAPE', `service ${service}: GET ${instance}/metrics failed: ${why}`, {}, cause);
     }
     if (text.length > MAX_METRICS_BYTES) throw cutoverError('CUTOVER_ERR_SCRAPE', `service ${service}: ${instance}/metrics is over ${MAX_METRICS_BYTES} bytes`);
-    const parsed = parsePrometheusText(text);
+    const parsed = parsePromText(text);
     return parsed.samples.map((s) => ({ ...s, labels: { ...s.labels, instance } }));
   }
   return {

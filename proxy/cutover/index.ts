@@ -17,6 +17,8 @@ export {
   type PlanFeature,
   type PlanStep,
 } from './plan.ts';
-export { parsePrometheusText, parseSelector, histogramQuantile } from './prometheus.ts';
+export { parseSelector } from './selectors.ts';
+export { parsePromText } from '../../lib/metrics/prom-text.ts';
+export { histogramQuantile } from '../../lib/metrics/histogram-quantile.ts';
 export { createReader } from './reader.ts';
 export { createCutoverStateReader, createCutoverStateStore, type CutoverStateReader, type CutoverStateStore, type HistoryEntry } from './state-store.ts';

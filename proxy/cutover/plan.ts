@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { FEATURE_NAME, type Routing } from '../../lib/cutover/types.ts';
 import { cutoverError, quote } from './errors.ts';
-import { parseSelector } from './prometheus.ts';
+import { parseSelector } from './selectors.ts';
 
 /**
  * The declarative cutover plan: for each feature, the ordered steps that

@@ -1,6 +1,7 @@
 import { invalidOption } from '../../lib/errors.ts';
 import { silentLogger, type Logger } from '../../lib/logger.ts';
-import { parsePrometheusText, type Sample } from '../cutover/prometheus.ts';
+import { histogramQuantile } from '../../lib/metrics/histogram-quantile.ts';
+import { parsePromText, type Sample } from '../../lib/metrics/prom-text.ts';
 
 /** A service whose /metrics the dashboard scrapes. */
 export interface DashboardSource {
@@ -65,24 +66,10 @@ function sumBy(samples: Sample[], name: string, key: (s: Sample) => string | und
   }
 }
 
-/** histogram_quantile over bucket deltas (linear within a bucket, as Prometheus does). */
-export function quantileFromBuckets(deltas: Array<{ le: number; count: number }>, q: number): number | null {
-  const sorted = [...deltas].sort((a, b) => a.le - b.le);
-  const total = sorted.at(-1)?.count ?? 0;
-  if (!(total > 0)) return null;
-  const rank = q * total;
-  let prevLe = 0;
-  let prevCount = 0;
-  for (const b of sorted) {
-    if (b.count >= rank) {
-      if (b.le === Infinity) return prevLe;
-      const inBucket = b.count - prevCount;
-      return inBucket > 0 ? prevLe + ((b.le - prevLe) * (rank - prevCount)) / inBucket : b.le;
-    }
-    prevLe = b.le;
-    prevCount = b.count;
-  }
-  return prevLe;
+/** histogram_quantile over bucket deltas (lib/metrics/histogram-quantile.ts, as the gates read it); null without data. */
+function quantileFromBuckets(deltas: Array<{ le: number; count: number }>, q: number): number | null {
+  const value = histogramQuantile(q, deltas);
+  return Number.isNaN(value) ? null : value;
 }
 
 /**
@@ -122,7 +109,7 @@ export function createDashboardCollector(options: DashboardCollectorOptions = {}
     try {
       const res = await doFetch(source.url, { signal: AbortSignal.timeout(timeoutMs) });
       if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
-      const { samples } = parsePrometheusText(await res.text());
+      const { samples } = parsePromText(await res.text());
       source.up = true;
       delete source.error;
       return samples;

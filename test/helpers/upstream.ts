@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { connect, type Socket as NetSocket } from 'node:net';
 import { createServer, request, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { parsePromText, sumSamples } from '../../lib/metrics/prom-text.ts';
 
 export interface ReceivedRequest {
   method: string;
@@ -164,15 +165,10 @@ export async function waitFor(check: () => boolean | Promise<boolean>, ms = 5000
   }
 }
 
-/** Reads one metric sample's value from Prometheus text, or undefined. */
+/**
+ * The value of a metric in Prometheus text (the sum over the series that carry `labels`), or undefined
+ * when no series matches. Read with the tree's one parser, lib/metrics/prom-text.ts.
+ */
 export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name)) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (.+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const have: Record<string, string> = {};
-    for (const part of (m[3] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) have[part[1]!] = part[2]!;
-    if (Object.entries(labels).every(([k, v]) => have[k] === v)) return Number(m[4]);
-  }
-  return undefined;
+  return sumSamples(parsePromText(text).samples, name, labels);
 }
