@@ -1,18 +1,18 @@
 /**
  * The router's side of an acknowledgement, exactly once in both sources.
  *
- * MySQL source: `running → done` on `events` first (the row lock serialises
- * completions of one event, as recordCompletion does), then the guard.
- * Harpoon source: no statement on `events`; the host's `servers` row is
- * locked instead (every completion of an event locks the same host row, so
- * two routers cannot both pass the guard), then the guard, then the event's
- * `done` is set through Harpoon by the caller, after COMMIT.
+ * A guard's lock first: on the MySQL source (legacy/router/mysql-source.ts)
+ * `running → done` on `events` (the row lock serialises completions of one
+ * event, as recordCompletion does); on Harpoon no statement on `events`, the
+ * host's `servers` row is locked instead (every completion of an event
+ * locks the same host row, so two routers cannot both pass the guard), and
+ * the event's `done` is set through Harpoon by the caller, after COMMIT.
  *
  * The guard is event_executions itself: an execution already recorded
  * means an earlier completion committed its MySQL half and died (or lost
  * Harpoon) before its `done` got through; it records nothing again.
  */
-import type { PoolConnection, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
+import type { PoolConnection, RowDataPacket } from 'mysql2/promise';
 import { applyCompletion } from '../dobe/execute.ts';
 import type { AgentEvent } from '../contracts/agent-event.ts';
 
@@ -30,37 +30,48 @@ export async function executedAmong(conn: { query: PoolConnection['query'] }, ev
   return new Set(rows.map((r) => Number(r.event_id)));
 }
 
+/** How a completion takes the lock that serialises completions of one event. */
+export interface CompletionGuard {
+  /** Locks (in the open transaction); false: the event is not running, nothing is recorded. */
+  lock(conn: PoolConnection, row: AgentEvent): Promise<boolean>;
+  /** Re-read the droplet's size and status in the transaction (rows built from caches may be stale). */
+  freshDroplet: boolean;
+}
+
 /**
- * Records one completion. `source` says which side owns `events` now: with
- * 'harpoon' nothing here touches `events` and the caller sets `done`
- * through Harpoon afterwards (idempotent, so after a crash it is simply set
- * again when the event is found running and already executed).
+ * The Harpoon source's guard: no statement on `events`; the host's `servers`
+ * row is locked (every completion of an event locks the same row), and the
+ * caller sets `done` through Harpoon after COMMIT (idempotent, so after a
+ * crash it is simply set again when the event is found running and already executed).
+ */
+export const HOST_ROW_GUARD: CompletionGuard = {
+  async lock(conn, row) {
+    await conn.query('SELECT id FROM servers WHERE id = ? FOR UPDATE', [row.server_id]);
+    return true;
+  },
+  freshDroplet: true,
+};
+
+/**
+ * Records one completion under `guard`, unless an execution of the event is already recorded.
  *
  * @example
- *   const outcome = await recordGuardedCompletion(conn, row, receivedAt, 'harpoon');
+ *   const outcome = await recordGuardedCompletion(conn, row, receivedAt, HOST_ROW_GUARD);
  *   if (outcome !== 'not-running') await harpoon.setStatus(row.event_id, { status: 'done' });
  */
-export async function recordGuardedCompletion(conn: PoolConnection, row: AgentEvent, receivedAt: Date, source: 'mysql' | 'harpoon'): Promise<CompletionOutcome> {
+export async function recordGuardedCompletion(conn: PoolConnection, row: AgentEvent, receivedAt: Date, guard: CompletionGuard): Promise<CompletionOutcome> {
   await conn.beginTransaction();
   try {
-    if (source === 'mysql') {
-      const [done] = await conn.query<ResultSetHeader>(
-        "UPDATE events SET status = 'done', finished_at = CURRENT_TIMESTAMP(3) WHERE id = ? AND status = 'running'",
-        [row.event_id],
-      );
-      if (done.affectedRows !== 1) {
-        await conn.rollback();
-        return 'not-running';
-      }
-    } else {
-      await conn.query('SELECT id FROM servers WHERE id = ? FOR UPDATE', [row.server_id]);
+    if (!(await guard.lock(conn, row))) {
+      await conn.rollback();
+      return 'not-running';
     }
     if (await executed(conn, row.event_id)) {
-      // MySQL: keep the `done` (the execution happened); Harpoon: nothing was written.
+      // A `done` the guard wrote stays (the execution happened); otherwise nothing was written.
       await conn.commit();
       return 'already-recorded';
     }
-    await applyCompletion(conn, source === 'harpoon' ? await withDroplet(conn, row) : row, receivedAt, 'router');
+    await applyCompletion(conn, guard.freshDroplet ? await withDroplet(conn, row) : row, receivedAt, 'router');
     await conn.commit();
     return 'recorded';
   } catch (err) {

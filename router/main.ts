@@ -8,6 +8,9 @@
  *   ROUTER_POLL_MS       poll interval (default 1000)
  *   ROUTER_POOL_SIZE     MySQL connections (default 5: one kept for the poll, the rest for acks)
  *   LOG_LEVEL            pino level (default info)
+ *   ROUTER_LEGACY_SOURCE URL of a module whose default export is the legacy event source (an EventSourceFactory),
+ *                        set by the wiring of the legacy stages (legacy/router/mysql-source.ts's MYSQL_SOURCE_MODULE);
+ *                        without it the router reads Harpoon only, and ROUTER_OPTIONS.harpoon is required
  *   ROUTER_OPTIONS       JSON (optional): {"harpoon":{"urls":[…],"token":"…"},"state":{"url":"…","token":"…","intervalMs":1000}}
  *                        harpoon: follow `event-writes` (at full: events from Harpoon, no statement on `events`);
  *                        state: read the cutover state from the cutover admin over HTTP instead of MySQL
@@ -21,8 +24,18 @@ import { StranglerError, invalidOption } from '../lib/errors.ts';
 import { createLogger } from '../lib/logger.ts';
 import { parseFollowerOptions, stateSourceFor } from '../lib/cutover/follower-options.ts';
 import { createEventRouter } from './event-router.ts';
+import type { EventSourceFactory } from './event-source.ts';
 
 const logger = createLogger({ name: 'event-router' });
+
+/** The legacy source by module URL: this process never names legacy code itself. */
+async function legacySourceFrom(url: string | undefined): Promise<EventSourceFactory | undefined> {
+  if (!url) return undefined;
+  if (!/^file:\/\//.test(url)) throw invalidOption('ROUTER_LEGACY_SOURCE', url, 'a file:// URL of a module');
+  const mod = (await import(url)) as { default?: unknown };
+  if (typeof mod.default !== 'function') throw invalidOption('ROUTER_LEGACY_SOURCE', url, 'a module whose default export creates an event source');
+  return mod.default as EventSourceFactory;
+}
 
 async function main(): Promise<void> {
   const env = process.env;
@@ -35,6 +48,7 @@ async function main(): Promise<void> {
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw invalidOption('PORT', env.PORT, 'an integer from 0 to 65535');
   const pollIntervalMs = Number(env.ROUTER_POLL_MS ?? 1000);
   const poolSize = Number(env.ROUTER_POOL_SIZE ?? 5);
+  const legacySource = await legacySourceFrom(env.ROUTER_LEGACY_SOURCE);
   if (!env.STRANGLER_DB_SECRET) logger.warn('STRANGLER_DB_SECRET is not set; using the local-development secret for hypervisor tokens');
   const router = createEventRouter({
     db: parseMysqlUrl(url),
@@ -43,6 +57,7 @@ async function main(): Promise<void> {
     pollIntervalMs,
     poolSize,
     ...(json.harpoon ? { harpoon: json.harpoon } : {}),
+    ...(legacySource ? { legacySource } : {}),
     // Built here, owned by the router (it starts and closes it): the cutover state over HTTP, no MySQL read.
     ...(json.state ? { stateSource: stateSourceFor(json.state, logger)! } : {}),
     port,

@@ -21,6 +21,11 @@ export interface RouterProcessOptions {
   harpoon?: RouterHarpoonSettings;
   /** The cutover admin's state endpoint: the router reads its cutover state over HTTP instead of MySQL. */
   state?: RouterStateSettings;
+  /**
+   * URL of the module whose default export is the legacy event source (legacy/router/mysql-source.ts's
+   * MYSQL_SOURCE_MODULE), filled by the wiring of the legacy stages; without it the router reads Harpoon only.
+   */
+  legacySource?: string;
   /** How long to wait for /readyz (default 60 s: ten routers compiling at once on a busy 2-core machine take a while). */
   readyTimeoutMs?: number;
 }
@@ -73,6 +78,7 @@ export async function spawnRouterProcess(options: RouterProcessOptions): Promise
       HOST: host,
       ROUTER_POLL_MS: String(options.pollIntervalMs ?? 1000),
       ...(options.poolSize !== undefined ? { ROUTER_POOL_SIZE: String(options.poolSize) } : {}),
+      ...(options.legacySource ? { ROUTER_LEGACY_SOURCE: options.legacySource } : {}),
       STRANGLER_DB_SECRET: options.secret,
       ...(options.harpoon || options.state
         ? { ROUTER_OPTIONS: JSON.stringify({ harpoon: options.harpoon, state: options.state } satisfies RouterJsonOptions) }

@@ -17,6 +17,8 @@ export interface RouterSupervisorOptions {
   harpoon?: RouterHarpoonSettings;
   /** Every router reads its cutover state from the cutover admin over HTTP. */
   state?: RouterStateSettings;
+  /** The legacy event source's module URL for every router (see RouterProcessOptions.legacySource). */
+  legacySource?: string;
   host?: string;
   /** Region → port, chosen by the caller (so the proxy's routes can name the routers before they start); others get free ports. */
   ports?: Readonly<Record<string, number>>;
@@ -85,6 +87,7 @@ export function createRouterSupervisor(options: RouterSupervisorOptions): Router
         ...(options.poolSize !== undefined ? { poolSize: options.poolSize } : {}),
         ...(options.harpoon ? { harpoon: options.harpoon } : {}),
         ...(options.state ? { state: options.state } : {}),
+        ...(options.legacySource ? { legacySource: options.legacySource } : {}),
       }),
   });
   const routers = (): SupervisedRouter[] => supervisor.list().map((p) => ({ region: p.name, url: p.url, pid: p.pid, up: p.up }));

@@ -14,6 +14,7 @@ import type { ProcessSupervisor } from '../lib/process/supervisor.ts';
 import { formatMysqlUrl } from '../lib/db/config.ts';
 import { freePort } from '../lib/net/free-port.ts';
 import { createRouterSupervisor, type RouterSupervisor } from '../router/supervisor.ts';
+import { MYSQL_SOURCE_MODULE } from '../legacy/router/mysql-source.ts';
 import { createProxyCluster, workersForStreams, type ProxyCluster } from '../proxy/cluster.ts';
 import type { RouteTable } from '../proxy/route-table.ts';
 import { createCutoverAdmin } from '../proxy/cutover/admin.ts';
@@ -207,6 +208,8 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
         db: as('event_router'),
         secret: options.secret,
         pollIntervalMs: er.pollIntervalMs ?? 1000,
+        // The legacy and transition stages poll MySQL until event-writes reaches full.
+        legacySource: MYSQL_SOURCE_MODULE,
         logger,
         ...(harpoon ? { harpoon: { urls: harpoon.urls, token: harpoon.tokens.router }, state: { url: adminUrl, token: followerToken } } : {}),
       });

@@ -4,6 +4,7 @@ import { parseEventDeliveryRow, routedToRouter } from '../lib/cutover/event-deli
 import { createFleet } from '../dobe/fleet.ts';
 import { readMysqlSnapshot } from '../lib/metrics/mysql-snapshot.ts';
 import { createEventRouter, type EventRouter } from '../router/event-router.ts';
+import { createMysqlEventSource } from '../legacy/router/mysql-source.ts';
 import { TEST_DB_SECRET, createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { duplicateExecutions, setEventDelivery } from './helpers/router.ts';
 import { insertEvent, seedWorld, waitFor } from './helpers/seeded.ts';
@@ -34,7 +35,7 @@ describe('a dual-mode fleet switching live between the god query and the Event R
   it('loses nothing, repeats nothing, and drops the switched agents\' MySQL connections while they are on the router', async () => {
     const urls: Record<string, string> = {};
     for (const region of seed.regions) {
-      const router = createEventRouter({ db: t.service('event_router'), region: region.slug, secret: TEST_DB_SECRET, pollIntervalMs: 100, port: 0 });
+      const router = createEventRouter({ legacySource: createMysqlEventSource, db: t.service('event_router'), region: region.slug, secret: TEST_DB_SECRET, pollIntervalMs: 100, port: 0 });
       routers.push(router);
       urls[region.slug] = (await router.start()).url;
     }

@@ -3,6 +3,7 @@ import type { SeedData } from '../stack/seed/generate.ts';
 import { createAgentStats } from '../dobe/agent-stats.ts';
 import { createDobeAgent, type DobeAgent } from '../dobe/agent.ts';
 import { createEventRouter, type EventRouter } from '../router/event-router.ts';
+import { createMysqlEventSource } from '../legacy/router/mysql-source.ts';
 import { readMysqlSnapshot } from '../lib/metrics/mysql-snapshot.ts';
 import { TEST_DB_SECRET, createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { duplicateExecutions, hvToken, openStream, postAck, setEventDelivery } from './helpers/router.ts';
@@ -31,7 +32,7 @@ describe('the Event Router', () => {
     hosts = seed.servers.filter((s) => s.region_id === region.id).map((s) => s.id);
     foreign = seed.servers.find((s) => s.region_id === other.id)!.id;
     await setEventDelivery(t.db, { mode: 'full' });
-    router = createEventRouter({ db: t.service('event_router'), region: region.slug, secret: TEST_DB_SECRET, pollIntervalMs: 50, port: 0, redeliverAfterMs: 1000 });
+    router = createEventRouter({ legacySource: createMysqlEventSource, db: t.service('event_router'), region: region.slug, secret: TEST_DB_SECRET, pollIntervalMs: 50, port: 0, redeliverAfterMs: 1000 });
     url = (await router.start()).url;
   });
   afterAll(async () => {
@@ -266,9 +267,9 @@ describe('the Event Router', () => {
   });
 
   it('refuses to start for a region that does not exist', async () => {
-    const r = createEventRouter({ db: t.service('event_router'), region: 'atlantis1', secret: TEST_DB_SECRET, port: 0 });
+    const r = createEventRouter({ legacySource: createMysqlEventSource, db: t.service('event_router'), region: 'atlantis1', secret: TEST_DB_SECRET, port: 0 });
     await expect(r.start()).rejects.toMatchObject({ code: 'ROUTER_ERR_UNKNOWN_REGION' });
     await r.close();
-    expect(() => createEventRouter({ db: t.service('event_router'), region: 'NYC 1', secret: TEST_DB_SECRET })).toThrow(/region/);
+    expect(() => createEventRouter({ legacySource: createMysqlEventSource, db: t.service('event_router'), region: 'NYC 1', secret: TEST_DB_SECRET })).toThrow(/region/);
   });
 });

@@ -8,6 +8,7 @@ import { createCutoverAdmin, type CutoverAdmin } from '../../proxy/cutover/admin
 import { createProxy, type Proxy } from '../../proxy/create-proxy.ts';
 import { createStaticState } from '../../proxy/static-state.ts';
 import { createEventRouter, type EventRouter } from '../../router/event-router.ts';
+import { createMysqlEventSource } from '../../legacy/router/mysql-source.ts';
 import { createSchedulerV2, type SchedulerV2 } from '../../scheduler/create-scheduler-v2.ts';
 import { DROPLET_API_ROUTES } from './routes.ts';
 import { startTestCloud, type TestCloud } from './cloud.ts';
@@ -80,6 +81,7 @@ export async function startAdversarialStack(prefix: string): Promise<Adversarial
 
     const routerRegistry = new Registry();
     const router = createEventRouter({
+      legacySource: createMysqlEventSource,
       db: t.service('event_router'),
       region: r0!.slug,
       secret: TEST_DB_SECRET,

@@ -13,6 +13,7 @@ import { createCutoverAdmin } from '../../proxy/cutover/admin.ts';
 import { createStaticState } from '../../proxy/static-state.ts';
 import { createHarpoon } from '../../harpoon/create-harpoon.ts';
 import { createEventRouter } from '../../router/event-router.ts';
+import { createMysqlEventSource } from '../../legacy/router/mysql-source.ts';
 import { createSchedulerV2 } from '../../scheduler/create-scheduler-v2.ts';
 import { DROPLET_API_ROUTES } from './routes.ts';
 import { startTestCloud } from './cloud.ts';
@@ -69,7 +70,7 @@ export async function startMetricsServices(t: TestDatabase, options: { hyperviso
 
     const routers: Record<string, string[]> = {};
     for (const region of seed.regions) {
-      const router = createEventRouter({ db: t.service('event_router'), region: region.slug, secret: TEST_DB_SECRET, pollIntervalMs: 200, port: 0 });
+      const router = createEventRouter({ legacySource: createMysqlEventSource, db: t.service('event_router'), region: region.slug, secret: TEST_DB_SECRET, pollIntervalMs: 200, port: 0 });
       started.push(router);
       const { url } = await router.start();
       routers[region.slug] = [url];

@@ -4,6 +4,7 @@ import { mintHypervisorToken } from '../../lib/auth/hypervisor-token.ts';
 import type { RoutingMode } from '../../lib/cutover/types.ts';
 import type { DbConfig } from '../../lib/db/config.ts';
 import { spawnRouterProcess, type RouterProcess } from '../../router/process.ts';
+import { MYSQL_SOURCE_MODULE } from '../../legacy/router/mysql-source.ts';
 import { createAgentStats, type AgentStats } from '../../dobe/agent-stats.ts';
 import { createDobeAgent, type DobeAgent } from '../../dobe/agent.ts';
 import { createSseParser, type SseMessage } from '../../lib/sse/parser.ts';
@@ -54,6 +55,7 @@ export function startRouterProcess(options: {
     port: options.port,
     pollIntervalMs: options.pollMs ?? 100,
     secret: TEST_DB_SECRET,
+    legacySource: MYSQL_SOURCE_MODULE,
     ...(options.harpoon ? { harpoon: options.harpoon } : {}),
     ...(options.state ? { state: options.state } : {}),
   });
