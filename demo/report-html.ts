@@ -20,6 +20,7 @@ import {
   parseTime,
 } from './report-format.ts';
 import type { DemoReport, StageReport } from './report-types.ts';
+import { formatPercentile } from '../lib/metrics/sample-percentiles.ts';
 
 /**
  * Renders the whole report as one HTML document.
@@ -167,12 +168,19 @@ function renderStageRow(stage: StageReport, origin: number | undefined, series: 
 <td class="num strong">${formatInteger(stage.mysql_connections.total)}</td>
 <td>${renderByUser(stage.mysql_connections.by_user, series)}</td>
 <td class="num">${formatMeasure(stage.polling_queries_per_s)}</td>
-<td class="num">${formatMeasure(stage.event_latency_ms.p50)}</td>
-<td class="num">${formatMeasure(stage.event_latency_ms.p99)}</td>
+<td class="num">${renderPercentile(stage.event_latency_ms.p50, stage.event_latency_ms.n)}</td>
+<td class="num">${renderPercentile(stage.event_latency_ms.p99, stage.event_latency_ms.n)}</td>
 <td class="num">${formatInteger(stage.events_created)}</td>
 <td class="num${pending ? ' warn' : ''}">${formatInteger(stage.events_done)}</td>
 <td>${renderDetails(stage.details)}</td>
 </tr>`;
+}
+
+/** A percentile always with its sample size; below the minimum sample, "n/a (n=…)", never a number. */
+function renderPercentile(value: number | null | undefined, n: number | undefined): SafeHtml {
+  const size = n ?? 0;
+  if (value === null || value === undefined) return html`<span class="dim">${formatPercentile(null, size)}</span>`;
+  return html`${formatMeasure(value)}<span class="dim n"> n=${formatInteger(size)}</span>`;
 }
 
 /** Largest first, each with its chart colour, so a row reads like the chart above it. */

@@ -20,8 +20,12 @@ export interface StageReport {
    * no queue): what they ask whether or not there is work. Under traffic: details.selects_per_s_under_traffic.
    */
   polling_queries_per_s: number;
-  /** Event committed (available to its host) → agent has it; from the database's own timestamps. */
-  event_latency_ms: { p50: number; p99: number };
+  /**
+   * Event committed (available to its host) → agent has it; from the database's own timestamps.
+   * `n` is the sample; a percentile is `null` where the sample is too small for it
+   * (lib/metrics/sample-percentiles.ts: 20 for p50, 100 for p99).
+   */
+  event_latency_ms: { p50: number | null; p99: number | null; n: number };
   events_created: number;
   events_done: number;
   /** Anything else the stage wants to show (queries per second overall, placements, …). */

@@ -17,12 +17,13 @@ import { demoPlan, runSchedulerV2Stage } from './scheduler-v2-stage.ts';
 import { harpoonPlanFeatures, runHarpoonStage, runLockdownStage, waitForFollowers } from './harpoon-stage.ts';
 import { validatePlan } from '../proxy/cutover/plan.ts';
 import { StranglerError } from '../lib/errors.ts';
+import { formatLatencySummary, minSamplesFor } from '../lib/metrics/sample-percentiles.ts';
 import type { Progress } from './progress.ts';
 import { renderReportHtml } from './report-html.ts';
 import type { DemoReport, StageName, StageReport } from './report-types.ts';
 import { startSampler } from './sampler.ts';
 import { scrapeSum } from './scrape-sum.ts';
-import { eventCounts, eventLatency, maxEventId, unfinishedEvents } from './stage-metrics.ts';
+import { eventCounts, eventLatency, executedEvents, maxEventId, unfinishedEvents } from './stage-metrics.ts';
 import { startTraffic } from './traffic.ts';
 
 export interface DemoOptions {
@@ -46,6 +47,8 @@ export interface DemoOptions {
   stages?: StageName[];
   /** Event Routers' poll interval (default 1000 ms). */
   routerPollMs?: number;
+  /** Longest the legacy stage's traffic runs while its latency sample is under a p99's minimum (default 3 × stageSeconds). */
+  legacyMaxSeconds?: number;
   logger?: Logger;
   progress: Progress;
   env?: NodeJS.ProcessEnv;
@@ -185,7 +188,11 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       // From the harpoon stage on, customers also read their actions: what event-reads moves and shadows.
       const readingTraffic = withMix({ create: 0.5, action: 0.2, destroy: 0.05, read: 0.25 });
 
-      await attempt('legacy', () => runStage('legacy', stageContext));
+      // The legacy stage is the "before" every later figure is compared with: it keeps its traffic on
+      // until its agents have received enough events for a p99 (or legacyMaxSeconds runs out).
+      await attempt('legacy', () =>
+        runStage('legacy', { ...stageContext, minSamples: minSamplesFor(0.99), maxSeconds: options.legacyMaxSeconds ?? options.stageSeconds * 3 }),
+      );
 
       // event-router: move event delivery to the routers region by region, under traffic, then measure.
       if (er) {
@@ -270,6 +277,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
         settings: {
           seed: options.seed,
           stage_seconds: options.stageSeconds,
+          legacy_max_seconds: options.legacyMaxSeconds ?? options.stageSeconds * 3,
+          latency_min_samples: `p50 ${minSamplesFor(0.5)}, p99 ${minSamplesFor(0.99)}`,
           rate_per_s: options.rate,
           poll_interval_ms: `${options.pollIntervalMs.min}-${options.pollIntervalMs.max}`,
           work_ms: options.workMs,
@@ -328,6 +337,10 @@ interface StageContext {
   database: string;
   /** Seconds of no traffic after the drain in which polling is measured (default 5). */
   idleSeconds?: number;
+  /** Events the stage's agents should receive before its traffic stops (a latency sample worth a p99). */
+  minSamples?: number;
+  /** Longest the traffic runs while waiting for `minSamples` (default `seconds`). */
+  maxSeconds?: number;
 }
 
 /** SELECTs so far by each polling user (USER_STATISTICS), or the server's Com_select as `*` where per-user counts are off. */
@@ -348,12 +361,25 @@ async function runStage(name: StageName, ctx: StageContext): Promise<StageReport
   const godBefore = ctx.fleetStats().godQueries;
   const traffic = ctx.startTraffic();
   const deadline = Date.now() + ctx.seconds * 1000;
-  while (Date.now() < deadline) {
+  // A stage that wants a sample worth a percentile keeps its traffic on past `seconds` until its
+  // agents have received that many events, or until `maxSeconds` (a saturated legacy server may
+  // never get there: the report then says n/a with the n it got).
+  const wanted = ctx.minSamples ?? 0;
+  const hardStop = Date.now() + Math.max(ctx.seconds, ctx.maxSeconds ?? ctx.seconds) * 1000;
+  let received = 0;
+  for (;;) {
+    const now = Date.now();
+    if (now >= hardStop) break;
+    if (now >= deadline) {
+      received = await executedEvents(ctx.db, firstId);
+      if (received >= wanted) break;
+    }
     await new Promise((r) => setTimeout(r, 1000));
     const last = ctx.sampler.samples.at(-1);
     const s = traffic.stats();
+    const left = Date.now() < deadline ? `${Math.ceil((deadline - Date.now()) / 1000)}s left` : `sampling: ${received}/${wanted} events received, at most ${Math.ceil((hardStop - Date.now()) / 1000)}s more`;
     ctx.progress.update(
-      `${name}: ${last?.connections_total ?? '?'} MySQL connections · ${last?.questions_per_s ?? '?'} queries/s · ${s.sent} requests (${s.failed} failed) · ${Math.ceil((deadline - Date.now()) / 1000)}s left`,
+      `${name}: ${last?.connections_total ?? '?'} MySQL connections · ${last?.questions_per_s ?? '?'} queries/s · ${s.sent} requests (${s.failed} failed) · ${left}`,
     );
   }
   const trafficStats = await traffic.stop();
@@ -405,7 +431,7 @@ async function runStage(name: StageName, ctx: StageContext): Promise<StageReport
     ended_at: endedAt.toISOString(),
     mysql_connections: { total: peak?.connections_total ?? 0, by_user: peak?.by_user ?? {} },
     polling_queries_per_s: sum(idleByUser),
-    event_latency_ms: { p50: latency.p50, p99: latency.p99 },
+    event_latency_ms: latency,
     events_created: counts.created,
     events_done: counts.done,
     details: {
@@ -424,7 +450,7 @@ async function runStage(name: StageName, ctx: StageContext): Promise<StageReport
     },
   };
   ctx.progress.log(
-    `${name}: peak ${report.mysql_connections.total} connections, ${report.polling_queries_per_s} polling queries/s, latency p50 ${latency.p50} ms p99 ${latency.p99} ms, ${counts.done}/${counts.created} events done`,
+    `${name}: peak ${report.mysql_connections.total} connections, ${report.polling_queries_per_s} polling queries/s, latency ${formatLatencySummary(latency)}, ${counts.done}/${counts.created} events done`,
   );
   return report;
 }

@@ -1,25 +1,24 @@
 import type { Knex } from 'knex';
-
-/** Nearest-rank percentile of an ascending list. */
-export function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return 0;
-  const rank = Math.ceil((p / 100) * sorted.length);
-  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1]!;
-}
+import { summarizeLatency, type LatencySummary } from '../lib/metrics/sample-percentiles.ts';
 
 /**
  * Delivery latency of a range of events: `available_at` (committed for
  * its host) → `received_at` (the agent had it), both in the database.
  */
-export async function eventLatency(db: Knex, range: EventRange): Promise<{ p50: number; p99: number; count: number }> {
+export async function eventLatency(db: Knex, range: EventRange): Promise<LatencySummary> {
   const [rows] = (await db.raw(
     `SELECT TIMESTAMPDIFF(MICROSECOND, e.available_at, x.received_at) / 1000 AS ms
        FROM events e JOIN event_executions x ON x.event_id = e.id
       WHERE e.id > ? AND e.id <= ?`,
     [range.afterId, range.lastId],
   )) as [Array<{ ms: number }>];
-  const values = rows.map((r) => Math.max(0, Number(r.ms))).sort((a, b) => a - b);
-  return { p50: round(percentile(values, 50)), p99: round(percentile(values, 99)), count: values.length };
+  return summarizeLatency(rows.map((r) => Math.max(0, Number(r.ms))));
+}
+
+/** Events of a range an agent has received so far (the latency sample's size while traffic runs). */
+export async function executedEvents(db: Knex, afterId: number): Promise<number> {
+  const [[row]] = (await db.raw('SELECT COUNT(DISTINCT x.event_id) AS n FROM event_executions x WHERE x.event_id > ?', [afterId])) as [[{ n: number }]];
+  return Number(row.n);
 }
 
 /** The events a stage wrote: ids after `afterId`, up to and including `lastId`. */
@@ -49,8 +48,4 @@ export async function unfinishedEvents(db: Knex, sinceEventId: number): Promise<
     [{ n: number }],
   ];
   return Number(row.n);
-}
-
-function round(n: number): number {
-  return Math.round(n * 10) / 10;
 }

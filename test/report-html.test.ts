@@ -45,7 +45,7 @@ function realisticReport(): DemoReport {
         ended_at: at(LEGACY_SECONDS),
         mysql_connections: { total: 15_012, by_user: { dobe: 15_000, cloud: 8, scheduler_v1: 1 } },
         polling_queries_per_s: 6_123.4,
-        event_latency_ms: { p50: 1_840, p99: 4_910 },
+        event_latency_ms: { p50: 1_840, p99: 4_910, n: 2_400 },
         events_created: 2_400,
         events_done: 2_400,
         details: { questions_per_s: 7_400, placements: 612 },
@@ -56,7 +56,7 @@ function realisticReport(): DemoReport {
         ended_at: at(LEGACY_SECONDS + ROUTER_SECONDS),
         mysql_connections: { total: 42, by_user: { event_router: 30, cloud: 8, scheduler_v1: 1 } },
         polling_queries_per_s: 11.8,
-        event_latency_ms: { p50: 38.2, p99: 212.7 },
+        event_latency_ms: { p50: 38.2, p99: 212.7, n: 1_600 },
         events_created: 1_600,
         events_done: 1_600,
         details: { routers: 12 },
@@ -143,6 +143,21 @@ describe('report.html', () => {
     const router = stageRow(page, 'event-router');
     expect(router).toContain('>event-router<');
     for (const text of ['>42<', '>30<', '>12<', '>38<', '>213<', '1,600', '1m20s', '+2m', 'routers']) expect(router).toContain(text);
+  });
+
+  it('prints every percentile with its n, and "n/a (n=…)" instead of a number below the minimum sample', () => {
+    const report = realisticReport();
+    // 1 sample (the 15,000 run that finished one event): no p50, no p99. 40 samples: a p50, no p99.
+    report.stages[0]!.event_latency_ms = { p50: null, p99: null, n: 1 };
+    report.stages[1]!.event_latency_ms = { p50: 38.2, p99: null, n: 40 };
+    const page = renderReportHtml(report);
+    const cells = (row: string) => [...row.matchAll(/<td class="num">([\s\S]*?)<\/td>/g)].map((m) => m[1]!.replace(/<[^>]+>/g, ''));
+    const legacy = cells(stageRow(page, 'legacy'));
+    expect(legacy.filter((c) => c === 'n/a (n=1)')).toHaveLength(2);
+    const router = cells(stageRow(page, 'event-router'));
+    expect(router).toContain('38 n=40');
+    expect(router).toContain('n/a (n=40)');
+    expect(stageRow(page, 'legacy')).not.toMatch(/>0(\.0)?</);
   });
 
   it('shows the headline, the settings and the processes', () => {

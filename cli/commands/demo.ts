@@ -3,6 +3,7 @@ import { runDemo } from '../../demo/run-demo.ts';
 import { cliLogger } from '../cli-logger.ts';
 import { STAGE_NAMES, type StageName } from '../../demo/report-types.ts';
 import { invalidOption } from '../../lib/errors.ts';
+import type { LatencySummary } from '../../lib/metrics/sample-percentiles.ts';
 import { EXIT, intOption, parseCommandArgs, writeJson, type Command } from '../command.ts';
 
 const HELP = `Usage: strangler demo [options]     (npm run demo -- [options])
@@ -94,10 +95,10 @@ export const command: Command = {
     });
     if (values.json) writeJson(io, report);
     else {
-      io.stdout.write(`\nstage            connections  polling q/s  latency p50/p99 ms  events done/created\n`);
+      io.stdout.write(`\nstage            connections  polling q/s  latency p50/p99 ms (n)  events done/created\n`);
       for (const s of report.stages) {
         io.stdout.write(
-          `${s.name.padEnd(16)} ${String(s.mysql_connections.total).padStart(11)}  ${String(s.polling_queries_per_s).padStart(11)}  ${`${s.event_latency_ms.p50}/${s.event_latency_ms.p99}`.padStart(18)}  ${`${s.events_done}/${s.events_created}`.padStart(19)}\n`,
+          `${s.name.padEnd(16)} ${String(s.mysql_connections.total).padStart(11)}  ${String(s.polling_queries_per_s).padStart(11)}  ${latencyCell(s.event_latency_ms).padStart(22)}  ${`${s.events_done}/${s.events_created}`.padStart(19)}\n`,
         );
       }
       io.stdout.write(`lost events ${report.lost_events} · duplicate executions ${report.duplicate_executions} · over-committed hosts ${report.overcommitted_hosts}\n`);
@@ -106,3 +107,8 @@ export const command: Command = {
     return !report.failed && report.lost_events === 0 && report.duplicate_executions === 0 && report.overcommitted_hosts === 0 ? EXIT.ok : EXIT.failed;
   },
 };
+
+/** `p50/p99 (n)` with "n/a" for a percentile the sample is too small for. */
+function latencyCell(s: LatencySummary): string {
+  return `${s.p50 ?? 'n/a'}/${s.p99 ?? 'n/a'} (${s.n})`;
+}
