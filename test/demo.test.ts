@@ -82,7 +82,7 @@ describe('npm run demo (small)', () => {
     expect(Number(v2.details?.shadow_agreement_pct)).toBeGreaterThanOrEqual(90);
     expect(v2.mysql_connections.by_user.scheduler_v2).toBeGreaterThanOrEqual(1);
     expect(v2.events_done).toBe(v2.events_created - Number(v2.details?.events_error ?? 0));
-    expect(v2.event_latency_ms.p99).toBeLessThan(5000);
+    expectLatency(v2, 5000);
     // harpoon: event writes and reads on Harpoon; the routers and V2 take its stream and poll nothing.
     const harpoon = report.stages[3]!;
     expect(harpoon.details).toMatchObject({ followers_on_harpoon: '2/2 routers, 3/3 V2 replicas', outbox_rows_left: 0, events_error: 0 });

@@ -3,7 +3,7 @@ import { StranglerError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { describeDb, parseMysqlUrl, type DbConfig } from './config.ts';
 import { dockerAvailable, startContainerServer } from './container-server.ts';
-import { startThrowawayServer, throwawayAvailable } from './throwaway-server.ts';
+import { startThrowawayServer, throwawayAvailable, type ThreadHandling } from './throwaway-server.ts';
 
 export type DbSource = 'url' | 'found' | 'throwaway' | 'container';
 
@@ -14,6 +14,8 @@ export interface ProvisionedServer {
   admin: DbConfig;
   serverVersion: string;
   maxConnections: number;
+  /** `@@thread_handling` as the server reports it ('one-thread-per-connection', 'pool-of-threads', …). */
+  threadHandling: string;
   /** The server's process id when this run started it (for memory readings). */
   pid?: number;
   /** Stops what this run started; a server it merely found is left alone. */
@@ -32,25 +34,33 @@ export interface ProvisionOptions {
    * Commands whose state must outlive them (db, fleet) pass false.
    */
   allowStart?: boolean;
+  /**
+   * How a server this run starts itself serves connections (default 'pool-of-threads').
+   * 'one-thread-per-connection' is what MySQL 5.6/5.7 Community ran in 2016 (the demo's faithful
+   * legacy); a server that is found or named by MYSQL_URL keeps its own, which `threadHandling` reports.
+   */
+  threadHandling?: ThreadHandling;
 }
 
 interface ServerFacts {
   version: string;
   maxConnections: number;
   openFilesLimit: number;
+  threadHandling: string;
 }
 
 async function inspect(config: DbConfig): Promise<ServerFacts> {
   const conn = await mysql.createConnection({ ...config, connectTimeout: 2000 });
   try {
     const [rows] = await conn.query<mysql.RowDataPacket[]>(
-      "SELECT VERSION() AS version, @@max_connections AS max_connections, @@open_files_limit AS open_files_limit",
+      "SELECT VERSION() AS version, @@max_connections AS max_connections, @@open_files_limit AS open_files_limit, @@thread_handling AS thread_handling",
     );
     const row = rows[0]!;
     return {
       version: String(row.version),
       maxConnections: Number(row.max_connections),
       openFilesLimit: Number(row.open_files_limit),
+      threadHandling: String(row.thread_handling),
     };
   } finally {
     await conn.end();
@@ -94,7 +104,7 @@ export async function provisionServer(options: ProvisionOptions): Promise<Provis
           'Raise these settings on that server, or unset MYSQL_URL to let the tool start a throwaway server.',
       );
     }
-    return { source: 'url', admin, serverVersion: facts.version, maxConnections: facts.maxConnections, release: async () => {} };
+    return { source: 'url', admin, serverVersion: facts.version, maxConnections: facts.maxConnections, threadHandling: facts.threadHandling, release: async () => {} };
   }
 
   const found = options.found ?? { host: '127.0.0.1', port: 3306, user: 'root', password: '' };
@@ -108,6 +118,7 @@ export async function provisionServer(options: ProvisionOptions): Promise<Provis
         admin: found,
         serverVersion: foundFacts.version,
         maxConnections: foundFacts.maxConnections,
+        threadHandling: foundFacts.threadHandling,
         release: async () => {},
       };
     }
@@ -132,7 +143,11 @@ export async function provisionServer(options: ProvisionOptions): Promise<Provis
   }
   if (throwawayAvailable()) {
     try {
-      const server = await startThrowawayServer({ maxConnections: need, logger: log });
+      const server = await startThrowawayServer({
+        maxConnections: need,
+        logger: log,
+        ...(options.threadHandling ? { threadHandling: options.threadHandling } : {}),
+      });
       const facts = await inspect(server.config);
       return {
         source: 'throwaway',
@@ -140,6 +155,7 @@ export async function provisionServer(options: ProvisionOptions): Promise<Provis
         pid: server.pid,
         serverVersion: facts.version,
         maxConnections: facts.maxConnections,
+        threadHandling: facts.threadHandling,
         release: () => server.stop(),
       };
     } catch (err) {
@@ -159,6 +175,7 @@ export async function provisionServer(options: ProvisionOptions): Promise<Provis
         admin: server.config,
         serverVersion: facts.version,
         maxConnections: facts.maxConnections,
+        threadHandling: facts.threadHandling,
         release: () => server.stop(),
       };
     } catch (err) {

@@ -30,9 +30,17 @@ export interface ThrowawayServer {
   stop(): Promise<void>;
 }
 
+/** How the server serves connections: a thread each (MySQL 5.6/5.7 Community, 2016), or MariaDB's pool. */
+export type ThreadHandling = 'one-thread-per-connection' | 'pool-of-threads';
+
 export interface ThrowawayOptions {
   /** Connections the run needs; the server gets this plus headroom. */
   maxConnections: number;
+  /**
+   * Default 'pool-of-threads' (MariaDB only): kinder to a machine holding thousands of clients.
+   * 'one-thread-per-connection' is the 2016 server: one OS thread per client connection.
+   */
+  threadHandling?: ThreadHandling;
   logger: Logger;
   /** Milliseconds to wait for the server to accept connections. */
   startTimeoutMs?: number;
@@ -182,6 +190,15 @@ function settingArgs(settings: Record<string, string | number>): string[] {
 }
 
 /**
+ * Server flags for a thread handling. One thread per connection keeps every idle client's thread
+ * cached (thread_cache_size) as MySQL 5.6/5.7 did; the pool caps threads at 2,000.
+ */
+function threadArgs(isMariaDb: boolean, handling: ThreadHandling, maxConnections: number): string[] {
+  if (handling === 'pool-of-threads') return isMariaDb ? ['--thread-handling=pool-of-threads', '--thread-pool-max-threads=2000'] : [];
+  return ['--thread-handling=one-thread-per-connection', `--thread-cache-size=${Math.min(16384, maxConnections)}`];
+}
+
+/**
  * Starts a private MariaDB (or MySQL) from the system binary in a temporary
  * data directory on a free port, with the connection and file limits the
  * run needs and the thread pool that lets one server hold 15,000 clients.
@@ -234,7 +251,8 @@ export async function startThrowawayServer(options: ThrowawayOptions): Promise<T
       '--innodb-flush-log-at-trx-commit=2',
       '--innodb-lock-wait-timeout=10',
       // userstat: per-user statement counts (information_schema.USER_STATISTICS) from the first statement on.
-      ...(isMariaDb ? ['--thread-handling=pool-of-threads', '--thread-pool-max-threads=2000', '--userstat=1'] : []),
+      ...(isMariaDb ? ['--userstat=1'] : []),
+      ...threadArgs(isMariaDb, options.threadHandling ?? 'pool-of-threads', maxConnections),
       ...(process.getuid?.() === 0 ? ['--user=root'] : []),
       ...settingArgs(options.settings ?? {}),
     ];
