@@ -1,4 +1,4 @@
-import type { EVENT_STATUSES, EVENT_TYPES } from '../migrations/001_legacy_schema.ts';
+import type { EVENT_STATUSES, EVENT_TYPES } from '../domain/events.ts';
 
 export type EventType = (typeof EVENT_TYPES)[number];
 export type EventStatus = (typeof EVENT_STATUSES)[number];

@@ -3,7 +3,7 @@
  * bad field. Everything is checked before anything is queued, so a refused
  * request writes nothing.
  */
-import { EVENT_STATUSES, EVENT_TYPES } from '../migrations/001_legacy_schema.ts';
+import { EVENT_STATUSES, EVENT_TYPES } from '../domain/events.ts';
 import { harpoonError } from './errors.ts';
 import type { CreateEventInput, EventStatus, EventType, StatusChangeInput } from './types.ts';
 

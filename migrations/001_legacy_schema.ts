@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { EVENT_STATUSES, EVENT_TYPES } from '../domain/events.ts';
 
 /**
  * The 2016 schema: one database that is both the system of record and the
@@ -6,22 +7,6 @@ import type { Knex } from 'knex';
  * (memfree, diskfree_actual, vmcount, error_count, state).
  * Units: memory in MB, disk in GB.
  */
-export const EVENT_TYPES = [
-  'create',
-  'destroy',
-  'reboot',
-  'power_off',
-  'power_on',
-  'restore',
-  'snapshot',
-  'resize',
-  'pdu_reboot',
-  'ipmi_reboot',
-  'node_unresponsive',
-] as const;
-
-export const EVENT_STATUSES = ['pending', 'running', 'done', 'error'] as const;
-
 export async function up(knex: Knex): Promise<void> {
   await knex.schema.createTable('regions', (t) => {
     t.increments('id');

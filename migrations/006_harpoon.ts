@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { EVENT_STATUSES, EVENT_TYPES } from './001_legacy_schema.ts';
+import { EVENT_STATUSES, EVENT_TYPES } from '../domain/events.ts';
 
 /**
  * Harpoon's tables (harpoon/README.md):
