@@ -3,14 +3,14 @@ import { HarpoonClientError, type HarpoonClient } from '../harpoon/client.ts';
 import { bearerToken, type Customer } from './auth.ts';
 import { cloudError } from './errors.ts';
 import { readEventWrites, readsViaHarpoon } from './event-writes.ts';
+import type { DirectEvents } from './direct-events.ts';
 import type { CloudDeps } from './handler.ts';
-import { listEvents, readEvent } from './queue.ts';
 import { pageLinks, serializeAction, type ActionJson, type ActionListJson } from '../contracts/droplet-api.ts';
 import type { Page } from './validate.ts';
 
 /**
  * Cloud's action reads. Below event-writes `full` they read `events` as
- * always; at `full` (and after `lockdown`, when the server refuses Cloud any
+ * always (the legacy direct path, injected); at `full` (and after `lockdown`, when the server refuses Cloud any
  * statement on `events`) they are Harpoon's /v2/actions answers, asked with
  * the customer's own token so Harpoon scopes them exactly as Cloud would.
  * Either way the JSON is the same (contracts/droplet-api.ts).
@@ -22,6 +22,11 @@ async function harpoonFor(deps: CloudDeps, req: IncomingMessage): Promise<Harpoo
   return deps.events.asCustomer(bearerToken(req));
 }
 
+function direct(deps: CloudDeps): DirectEvents {
+  if (!deps.events.direct) throw cloudError('CLOUD_ERR_EVENTS_UNAVAILABLE', 'event-writes is below full, so actions are read from MySQL, but this Cloud has no direct event path (directEvents)');
+  return deps.events.direct;
+}
+
 function harpoonFailure(cause: unknown, notFound: string): Error {
   if (cause instanceof HarpoonClientError && cause.status === 404) return cloudError('CLOUD_ERR_NOT_FOUND', notFound);
   return cloudError('CLOUD_ERR_EVENTS_UNAVAILABLE', `cannot read actions from Harpoon (${(cause as Error).message}); retry`, cause);
@@ -30,7 +35,7 @@ function harpoonFailure(cause: unknown, notFound: string): Error {
 export async function getAction(deps: CloudDeps, req: IncomingMessage, customer: Customer, id: number): Promise<ActionJson> {
   const harpoon = await harpoonFor(deps, req);
   if (harpoon) return harpoon.getAction(id).catch((err: unknown) => Promise.reject(harpoonFailure(err, `action ${id} not found`)));
-  const event = await readEvent(deps.db, customer.id, id);
+  const event = await direct(deps).read(deps.db, customer.id, id);
   if (!event) throw cloudError('CLOUD_ERR_NOT_FOUND', `action ${id} not found`);
   return serializeAction(event);
 }
@@ -43,6 +48,6 @@ export async function listActions(deps: CloudDeps, req: IncomingMessage, custome
     return harpoon.listActions(`${path}?${query}`).catch((err: unknown) => Promise.reject(harpoonFailure(err, `${path} not found`)));
   }
   const scope = { customerId: customer.id, ...(dropletId === undefined ? {} : { dropletId }) };
-  const { rows, total } = await listEvents(deps.db, scope, { limit: page.perPage, offset: (page.page - 1) * page.perPage });
+  const { rows, total } = await direct(deps).list(deps.db, scope, { limit: page.perPage, offset: (page.page - 1) * page.perPage });
   return { actions: rows.map(serializeAction), links: pageLinks(path, page.page, page.perPage, total), meta: { total } };
 }

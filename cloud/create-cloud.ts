@@ -9,6 +9,7 @@ import { createRouter } from '../lib/http/router.ts';
 import { createHttpService } from '../lib/http/service-server.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
 import { cloudError } from './errors.ts';
+import type { DirectEvents } from './direct-events.ts';
 import type { CloudDeps, CloudEvents } from './handler.ts';
 import { createCloudMetrics } from './metrics.ts';
 import { createOutboxRelay } from './relay.ts';
@@ -34,6 +35,12 @@ export interface CloudOptions {
    * outbox relay creates events through it, and at `full` Cloud reads events only through it.
    */
   harpoon?: { urls: string[]; token: string };
+  /**
+   * The legacy direct event path (legacy/cloud/direct-events.ts): events
+   * written to and read from `events` while `event-writes` is below full.
+   * Without it Cloud needs Harpoon and event-writes at full.
+   */
+  directEvents?: DirectEvents;
   /** How long a write through the outbox waits for Harpoon before answering with what it knows (default 1000 ms). */
   relayWaitMs?: number;
   /** Deadline of one request to Harpoon (default 5000 ms), so a hung replica cannot hold a droplet's row lock. */
@@ -87,12 +94,13 @@ function checkHarpoon(value: unknown): { urls: string[]; token: string } {
 }
 
 /**
- * The legacy Cloud API: DigitalOcean's v2 droplet API over direct MySQL
- * access as the `cloud` user. Creating a droplet inserts the droplet and a
- * pending `create` event with no server in one transaction — the 2012
- * protocol the scheduler and the DOBE agents take from there. Under the
- * `event-writes` cutover the event goes to an outbox row instead and is
- * relayed to Harpoon (README.md in this folder).
+ * The Cloud API: DigitalOcean's v2 droplet API over MySQL as the `cloud`
+ * user. Creating a droplet inserts the droplet and its pending `create`
+ * event (no server yet) in one transaction. With the legacy direct path
+ * (`directEvents`) the event is an `events` row — the 2012 protocol the
+ * scheduler and the DOBE agents take from there; under the `event-writes`
+ * cutover it is an outbox row in the same transaction, relayed to Harpoon
+ * (README.md in this folder).
  *
  * Options are checked here, so a bad one fails at start-up with
  * CONFIG_ERR_INVALID_OPTION naming it. `close()` stops accepting, lets
@@ -100,7 +108,7 @@ function checkHarpoon(value: unknown): { urls: string[]; token: string } {
  * it is idempotent.
  *
  * @example
- *   const cloud = createCloud({ db: parseMysqlUrl(process.env.CLOUD_MYSQL_URL!), port: 8080 });
+ *   const cloud = createCloud({ db: parseMysqlUrl(process.env.CLOUD_MYSQL_URL!), port: 8080, directEvents });
  *   const { url } = await cloud.start();
  *   // curl -X POST "$url/v2/droplets" -H 'Authorization: Bearer dop_v1_…' \
  *   //   -H 'Content-Type: application/json' \
@@ -140,7 +148,10 @@ export function createCloud(options: CloudOptions): Cloud {
     throw invalidOption('harpoonTimeoutMs', options.harpoonTimeoutMs, 'an integer number of ms from 100 to 600000');
   }
   const metrics = createCloudMetrics(registry);
-  const events: CloudEvents = { relayWaitMs, clock };
+  if (options.directEvents !== undefined && typeof options.directEvents?.insert !== 'function') {
+    throw invalidOption('directEvents', typeof options.directEvents, 'the direct event path (legacy/cloud/direct-events.ts)');
+  }
+  const events: CloudEvents = { relayWaitMs, clock, ...(options.directEvents ? { direct: options.directEvents } : {}) };
   if (options.harpoon !== undefined) {
     const { urls, token } = checkHarpoon(options.harpoon);
     const timedFetch: typeof fetch = (input, init) => fetch(input, { ...init, signal: AbortSignal.timeout(harpoonTimeoutMs) });

@@ -4,6 +4,7 @@ import { cloudError, isDeadlock } from './errors.ts';
 import { readEventWrites, readsViaHarpoon, writesViaHarpoon } from './event-writes.ts';
 import { insertOutbox, outboxTypes, type OutboxEvent, type OutboxRow } from './outbox.ts';
 import type { EventRecord } from '../contracts/droplet-api.ts';
+import type { DirectEvents } from './direct-events.ts';
 import type { ResolvedOrder } from './catalog.ts';
 import type { ActionType, DropletFeature } from './validate.ts';
 
@@ -13,25 +14,36 @@ import type { ActionType, DropletFeature } from './validate.ts';
  * for a droplet that does not exist, and a droplet never exists without the
  * event that builds it. Where the event goes is decided inside that
  * transaction from the `event-writes` row, read under a share lock (the
- * fence, event-writes.ts): the `events` table itself (legacy), or an
- * `event_outbox` row that the relay hands to Harpoon (relay.ts).
+ * fence, event-writes.ts): the `events` table itself (the legacy direct
+ * path, injected: direct-events.ts), or an `event_outbox` row that the
+ * relay hands to Harpoon (relay.ts).
  */
 
-/** How Cloud reaches Harpoon, when it is configured to. */
+/** Where Cloud's events can go: Harpoon when configured, the `events` table when the legacy direct path is injected. */
 export interface EventPaths {
   harpoon?: HarpoonClient;
+  direct?: DirectEvents;
 }
 
 /** Where a committed write's event is: written to events (its id known), or in the outbox for Harpoon. */
 export type WrittenEvent = { kind: 'direct'; eventId: number } | { kind: 'outbox'; row: OutboxRow };
 
-async function decidePath(trx: Knex.Transaction, paths: EventPaths, customerId: number): Promise<{ viaHarpoon: boolean; readHarpoon: boolean }> {
+async function decidePath(
+  trx: Knex.Transaction,
+  paths: EventPaths,
+  customerId: number,
+): Promise<{ viaHarpoon: boolean; readHarpoon: boolean; direct: DirectEvents | undefined }> {
   const routing = await readEventWrites(trx, { lock: true });
   const viaHarpoon = writesViaHarpoon(routing, customerId);
   if (viaHarpoon && !paths.harpoon) {
     throw cloudError('CLOUD_ERR_EVENTS_UNAVAILABLE', `event-writes is ${routing.mode} and sends this customer's events to Harpoon, but this Cloud has no harpoon option; nothing was written`);
   }
-  return { viaHarpoon, readHarpoon: readsViaHarpoon(routing) };
+  const readHarpoon = readsViaHarpoon(routing);
+  // Below full, events are read (and some written) in `events` directly: only a Cloud wired with the legacy path can.
+  if (!readHarpoon && !paths.direct) {
+    throw cloudError('CLOUD_ERR_EVENTS_UNAVAILABLE', `event-writes is ${routing.mode}, which reads events from MySQL, but this Cloud has no direct event path (directEvents); nothing was written`);
+  }
+  return { viaHarpoon, readHarpoon, direct: paths.direct };
 }
 
 const ATTEMPTS = 5;
@@ -74,7 +86,7 @@ export interface CreatedDroplet {
  */
 export async function createDroplet(db: Knex, d: NewDroplet, paths: EventPaths = {}): Promise<CreatedDroplet> {
   return transact(db, async (trx) => {
-    const { viaHarpoon } = await decidePath(trx, paths, d.customer.id);
+    const { viaHarpoon, direct } = await decidePath(trx, paths, d.customer.id);
     // A locking read over the customer's droplets: two concurrent creates
     // cannot both see room for one more. With no rows to lock the gap lock
     // can deadlock instead, which transact() retries.
@@ -112,16 +124,15 @@ export async function createDroplet(db: Knex, d: NewDroplet, paths: EventPaths =
       const outboxEvent: OutboxEvent = { type: 'create', region: d.order.region.slug, droplet_id: dropletId!, customer_id: d.customer.id, server_id: null, args };
       event = { kind: 'outbox', row: await insertOutbox(trx, outboxEvent) };
     } else {
-      const [eventId] = (await trx('events').insert({
+      const eventId = await direct!.insert(trx, {
         type: 'create',
-        status: 'pending',
         server_id: null,
         region_id: d.order.region.id,
         customer_id: d.customer.id,
-        droplet_id: dropletId,
+        droplet_id: dropletId!,
         args: JSON.stringify(args),
-      })) as number[];
-      event = { kind: 'direct', eventId: eventId! };
+      });
+      event = { kind: 'direct', eventId };
     }
     const row = (await trx('droplets').where('id', dropletId).first('created_at')) as { created_at: string };
     return { dropletId: dropletId!, event, createdAt: row.created_at };
@@ -155,7 +166,7 @@ export async function enqueueDropletEvent(
   paths: EventPaths = {},
 ): Promise<EnqueueResult> {
   return transact(db, async (trx) => {
-    const { viaHarpoon, readHarpoon } = await decidePath(trx, paths, input.customerId);
+    const { viaHarpoon, readHarpoon, direct } = await decidePath(trx, paths, input.customerId);
     // Locking the droplet row serialises Cloud's writers for one droplet: two
     // DELETEs cannot both decide that no destroy is in flight.
     const droplet = (await trx('droplets')
@@ -168,7 +179,7 @@ export async function enqueueDropletEvent(
     // deletes a row only after Harpoon committed its event, so a row gone at this read is an event
     // the Harpoon read below sees (below full both reads share one snapshot, which sees one or the other).
     const queued = await outboxTypes(trx, droplet.id);
-    const inFlight = [...queued, ...(readHarpoon ? await harpoonInFlight(paths.harpoon!, droplet.id) : await mysqlInFlight(trx, droplet.id))];
+    const inFlight = [...queued, ...(readHarpoon ? await harpoonInFlight(paths.harpoon!, droplet.id) : await direct!.inFlight(trx, droplet.id))];
     if (inFlight.includes('destroy')) {
       if (input.type === 'destroy') return { kind: 'already-destroying' };
       throw cloudError('CLOUD_ERR_DROPLET_BUSY', `droplet ${droplet.id} is being destroyed; no further actions are accepted`);
@@ -195,23 +206,18 @@ export async function enqueueDropletEvent(
       };
       return { kind: 'outbox', row: await insertOutbox(trx, outboxEvent), regionSlug: region.slug };
     }
-    const [eventId] = (await trx('events').insert({
+    const eventId = await direct!.insert(trx, {
       type: input.type,
-      status: 'pending',
       server_id: droplet.server_id,
       region_id: droplet.region_id,
       customer_id: input.customerId,
       droplet_id: droplet.id,
-      available_at: trx.raw('CURRENT_TIMESTAMP(3)'),
+      availableNow: true,
       args: JSON.stringify({ request_id: input.requestId }),
-    })) as number[];
-    const event = await readEvent(trx, input.customerId, eventId!);
+    });
+    const event = await direct!.read(trx, input.customerId, eventId);
     return { kind: 'event', event: event! };
   });
-}
-
-async function mysqlInFlight(trx: Knex.Transaction, dropletId: number): Promise<string[]> {
-  return (await trx('events').where('droplet_id', dropletId).whereIn('status', ['pending', 'running']).pluck('type')) as string[];
 }
 
 /** At event-writes full Cloud may not read `events`: Harpoon answers "what is in flight for this droplet". */
@@ -222,32 +228,4 @@ async function harpoonInFlight(harpoon: HarpoonClient, dropletId: number): Promi
   } catch (cause) {
     throw cloudError('CLOUD_ERR_EVENTS_UNAVAILABLE', `cannot read droplet ${dropletId}'s events from Harpoon (${(cause as Error).message}); nothing was written, retry`, cause);
   }
-}
-
-const EVENT_COLUMNS = ['e.id', 'e.type', 'e.status', 'e.droplet_id', 'r.slug as region_slug', 'e.created_at', 'e.finished_at'];
-
-function customerEvents(db: Knex, customerId: number) {
-  return db('events as e').join('regions as r', 'r.id', 'e.region_id').where('e.customer_id', customerId);
-}
-
-/** One of the customer's events with its region slug; others' events read as missing. */
-export async function readEvent(db: Knex, customerId: number, eventId: number): Promise<EventRecord | undefined> {
-  return (await customerEvents(db, customerId).where('e.id', eventId).first(EVENT_COLUMNS)) as EventRecord | undefined;
-}
-
-/** A page of the customer's events (of one droplet, when given), newest first, and how many there are: what Harpoon's action lists return. */
-export async function listEvents(
-  db: Knex,
-  scope: { customerId: number; dropletId?: number },
-  page: { limit: number; offset: number },
-): Promise<{ rows: EventRecord[]; total: number }> {
-  const scoped = () => {
-    const q = db('events as e').where('e.customer_id', scope.customerId);
-    return scope.dropletId === undefined ? q : q.andWhere('e.droplet_id', scope.dropletId);
-  };
-  const [rows, counted] = await Promise.all([
-    scoped().join('regions as r', 'r.id', 'e.region_id').orderBy('e.id', 'desc').limit(page.limit).offset(page.offset).select(EVENT_COLUMNS) as Promise<EventRecord[]>,
-    scoped().count({ n: '*' }) as Promise<Array<{ n: number | string }>>,
-  ]);
-  return { rows, total: Number(counted[0]?.n ?? 0) };
 }

@@ -6,28 +6,34 @@ import { silentLogger, type Logger } from '../lib/logger.ts';
 import type { AgentStats } from './agent-stats.ts';
 import { createAgentStats } from './agent-stats.ts';
 import { readEventDelivery, routedToRouter, type DeliverySource, type EventDeliveryState } from '../lib/cutover/event-delivery.ts';
-import { claimEvent, completeEvent, resourceDelta, type HostState } from './execute.ts';
-import { GOD_QUERY, godQueryParams } from '../legacy/dobe/god-query.ts';
-import type { AgentEvent } from '../contracts/agent-event.ts';
+import { resourceDelta, type HostState } from '../domain/completion.ts';
+import type { AgentCore, PollingMode, PollingModeFactory } from './polling-mode.ts';
 import { startRouterSession, type HeldEvent, type RouterSession } from './router-client.ts';
 import type { HostProfile } from './host-metrics.ts';
 
 export interface DobeAgentOptions {
   serverId: number;
-  /** The `dobe` MySQL user's settings: every agent opens its own connection, as in 2016. */
+  /** The `dobe` MySQL user's settings: the agent reads its host row at connect (and, polling, holds its own connection, as in 2016). */
   db: DbConfig;
-  /** Poll interval bounds; each wait is drawn uniformly between them (jitter). */
+  /**
+   * The legacy event source: polling MySQL (legacy/dobe/god-query-mode.ts
+   * `godQueryMode`). Without it the agent takes its events from its
+   * region's router only, and `routerUrl` is required.
+   */
+  polling?: PollingModeFactory;
+  /** Poll interval bounds (polling mode); each wait is drawn uniformly between them (jitter). */
   pollIntervalMs?: { min: number; max: number };
   /** Simulated time a hypervisor spends executing one event. */
   workMs?: number;
-  /** How often the agent writes its host state back to its `servers` row. */
+  /** How often the agent writes its host state back to its `servers` row (polling mode). */
   hostReportIntervalMs?: number;
   /** This hypervisor's region slug; read from its `servers` row at connect when absent. */
   region?: string;
   /**
-   * Makes the agent dual-mode: the base URL of its region's Event Router (or
-   * of the proxy in front of the routers), or a function of the region slug.
-   * Without it the agent is the 2016 one and never reads the cutover state.
+   * The base URL of its region's Event Router (or of the proxy in front of
+   * the routers), or a function of the region slug. With `polling` too the
+   * agent is dual-mode and follows the cutover; with `polling` alone it is
+   * the 2016 agent and never reads the cutover state.
    */
   routerUrl?: string | ((region: string) => string);
   /** This hypervisor's token (lib/auth/hypervisor-token.ts); required with routerUrl. */
@@ -57,7 +63,7 @@ export interface DobeAgent {
   start(): Promise<void>;
   /** Opens the connection and reads the host's state (and, dual-mode, the cutover state), without polling yet. */
   connect(): Promise<void>;
-  /** Starts the event loop (after connect()): the god query, or the router stream if the cutover says so. */
+  /** Starts the event loop (after connect()): the router stream, or the polling mode if the cutover says so. */
   run(): void;
   close(): Promise<void>;
   readonly serverId: number;
@@ -71,38 +77,40 @@ export interface DobeAgent {
 }
 
 /**
- * A DOBE agent. Legacy (no `routerUrl`): the infinite loop from the talk —
- * over its own MySQL connection it runs the god query for its hypervisor
- * every 1–5 s, claims and executes what it finds, marks it done, and
- * periodically writes its host state to `servers` (which Scheduler V1 reads).
+ * A DOBE agent: executes its hypervisor's events and reports them done.
  *
- * Dual-mode (`routerUrl` + `routerToken`): its event source follows the
- * `event-delivery` cutover state (goesNew, keyed by server id, by region).
- * On the god query it reads the state every few polls over the connection
- * it already holds; when routed, it finishes the poll in hand, closes its
- * MySQL connection and opens one SSE stream to its region's router. The
- * router ends that stream with `event: switch` when the host is routed
- * back; the agent finishes and acks what it holds, then reconnects to MySQL
- * and, first thing, finishes this host's `running` events (claims the
- * router made that never reached it). Completions are recorded exactly
- * once either way (recordCompletion's `done` transition).
+ * On its router (`routerUrl` + `routerToken`): it holds no MySQL connection
+ * and one SSE stream to its region's router; what it executes it acks to the
+ * router, which records it. This is the agent after the migration.
+ *
+ * With a polling mode (`polling`, the god query from legacy/): alone, it is
+ * the 2016 agent; with a router too it is dual-mode and its event source
+ * follows the `event-delivery` cutover state (goesNew, keyed by server id,
+ * by region). The polling mode hands the agent to its router when routed;
+ * the router ends that stream with `event: switch` when the host is routed
+ * back, and the agent finishes and acks what it holds, then polls again.
+ * After a long router outage it reads the cutover row itself, so a rollback
+ * does not depend on a router being up. Completions are recorded exactly
+ * once either way.
  *
  * @example
- *   const agent = createDobeAgent({ serverId: 7, db: dobeConfig });
+ *   const agent = createDobeAgent({ serverId: 7, db: dobeConfig, routerUrl, routerToken });
  *   await agent.start(); … await agent.close();
  */
 export function createDobeAgent(options: DobeAgentOptions): DobeAgent {
   const poll = options.pollIntervalMs ?? { min: 1000, max: 5000 };
   if (!Number.isInteger(options.serverId) || options.serverId < 1) throw invalidOption('serverId', options.serverId, 'a positive integer');
   if (!(poll.min > 0 && poll.max >= poll.min)) throw invalidOption('pollIntervalMs', poll, '{ min > 0, max >= min }');
-  const dual = options.routerUrl !== undefined;
-  if (dual && !options.routerToken) throw invalidOption('routerToken', options.routerToken, 'the hypervisor token (required with routerUrl)');
+  const hasRouter = options.routerUrl !== undefined;
+  if (!hasRouter && !options.polling) throw invalidOption('routerUrl', options.routerUrl, 'a router URL (or a polling mode in `polling`, for a legacy agent)');
+  // Dual mode: the agent follows the cutover between its polling mode and its router.
+  const dual = hasRouter && options.polling !== undefined;
+  if (hasRouter && !options.routerToken) throw invalidOption('routerToken', options.routerToken, 'the hypervisor token (required with routerUrl)');
   const modeCheckEvery = options.modeCheckEvery ?? 3;
   if (!Number.isInteger(modeCheckEvery) || modeCheckEvery < 1) throw invalidOption('modeCheckEvery', modeCheckEvery, 'a positive integer');
   const retryMs = options.routerRetryMs ?? { min: 250, max: 5000 };
   if (!(retryMs.min > 0 && retryMs.max >= retryMs.min)) throw invalidOption('routerRetryMs', retryMs, '{ min > 0, max >= min }');
   const workMs = options.workMs ?? 20;
-  const reportEvery = options.hostReportIntervalMs ?? 30_000;
   const stats = options.stats ?? createAgentStats();
   const log = (options.logger ?? silentLogger()).child({ component: 'dobe', server_id: options.serverId });
   const random = options.random ?? Math.random;
@@ -116,14 +124,8 @@ export function createDobeAgent(options: DobeAgentOptions): DobeAgent {
   let delivery: EventDeliveryState | undefined;
   let source: DeliverySource | undefined;
   let session: RouterSession | undefined;
-  let timer: NodeJS.Timeout | undefined;
-  let running: Promise<void> | undefined;
+  let entering: Promise<void> | undefined;
   let closed = false;
-  let lastReport = 0;
-  let failures = 0;
-  let polls = 0;
-  let toRouter = false;
-  let recheckRunningUntil = 0;
   let closing: Promise<void> | undefined;
   let uncountCurrent = () => {};
 
@@ -138,6 +140,7 @@ export function createDobeAgent(options: DobeAgentOptions): DobeAgent {
   }
 
   function routed(state: EventDeliveryState | undefined): boolean {
+    if (!options.polling) return true;
     return dual && state !== undefined && region !== undefined && routedToRouter(state, options.serverId, region);
   }
 
@@ -190,118 +193,14 @@ export function createDobeAgent(options: DobeAgentOptions): DobeAgent {
     await c.end().catch(() => c.destroy());
   }
 
-  /**
-   * Text protocol, as DBD::mysql sent it (its prepares were client-side):
-   * the server parses and plans the whole god query on every poll, which
-   * is the cost that made 15,000 pollers a problem.
-   */
-  async function runGodQuery(c: Connection, status: 'pending' | 'running' = 'pending'): Promise<AgentEvent[]> {
-    const [rows] = await c.query<RowDataPacket[]>(GOD_QUERY, godQueryParams(options.serverId, status));
-    return rows as AgentEvent[];
-  }
-
-  /**
-   * Events this host claimed but could not mark done (the connection died,
-   * a lock wait timed out, the router never got the ack). Only this host's
-   * agent ever executes them, so finishing them later is not a second
-   * execution: nothing was recorded.
-   */
-  let unfinished: Array<{ row: AgentEvent; receivedAt: Date }> = [];
-  let recovered = false;
-
-  function keep(row: AgentEvent, receivedAt: Date): void {
-    if (!unfinished.some((u) => u.row.event_id === row.event_id)) unfinished.push({ row, receivedAt });
-  }
-
-  async function finish(c: Connection, row: AgentEvent, receivedAt: Date): Promise<void> {
-    const after = await completeEvent(c, row, host!, receivedAt, 'god-query');
-    if (after) {
-      host = after;
-      stats.eventsExecuted++;
-    } else {
-      stats.claimsLost++;
-    }
-  }
-
-  async function iteration(): Promise<void> {
-    if (!conn) {
-      conn = await connect();
-      stats.reconnects += failures > 0 ? 1 : 0;
-    }
-    let checked = false;
-    if (dual && polls++ % modeCheckEvery === 0) {
-      delivery = await readEventDelivery(conn);
-      checked = true;
-      toRouter = routed(delivery);
-    }
-    if (!toRouter && (!recovered || (checked && Date.now() < recheckRunningUntil))) {
-      // After a restart (kill -9 of the fleet) or a switch back from the router, events claimed for this host are still 'running'.
-      const stuck = await runGodQuery(conn, 'running');
-      for (const row of stuck) keep(row, now());
-      recovered = true;
-    }
-    while (unfinished.length > 0 && !closed) {
-      const { row, receivedAt } = unfinished[0]!;
-      await finish(conn, row, receivedAt);
-      unfinished.shift();
-    }
-    // Routed: the poll in hand is done and nothing is half-finished; the router takes it from here.
-    if (toRouter) return;
-    const rows = await runGodQuery(conn);
-    stats.godQueries++;
-    const receivedAt = now();
-    for (const row of rows) {
-      if (closed) break;
-      if (!(await claimEvent(conn, row.event_id, options.serverId))) {
-        stats.claimsLost++;
-        continue;
-      }
-      unfinished.push({ row, receivedAt });
-      if (workMs > 0) await new Promise((r) => setTimeout(r, workMs));
-      await finish(conn, row, receivedAt);
-      unfinished = unfinished.filter((u) => u.row.event_id !== row.event_id);
-    }
-    if (Date.now() - lastReport >= reportEvery) {
-      lastReport = Date.now();
-      await conn.query('UPDATE servers SET memfree = ?, diskfree_actual = ?, vmcount = ?, updated_at = CURRENT_TIMESTAMP(3) WHERE id = ?', [
-        host!.memfree,
-        host!.diskfree_actual,
-        host!.vmcount,
-        options.serverId,
-      ]);
-    }
-  }
-
-  function schedule(delayMs: number): void {
-    if (closed) return;
-    timer = setTimeout(() => {
-      running = iteration()
-        .then(() => {
-          failures = 0;
-          if (toRouter) {
-            toRouter = false;
-            return enterRouter();
-          }
-          schedule(poll.min + random() * (poll.max - poll.min));
-          return undefined;
-        })
-        .catch(async (err: Error) => {
-          stats.errors++;
-          failures++;
-          log.warn({ err: err.message, failures }, 'poll failed; reconnecting');
-          await drop();
-          schedule(Math.min(10_000, 250 * 2 ** Math.min(failures, 6)));
-        });
-    }, delayMs);
-  }
-
   function eventsBase(): string {
     const base = typeof options.routerUrl === 'function' ? options.routerUrl(region!) : options.routerUrl!;
     return `${base.replace(/\/+$/, '')}/v1/regions/${encodeURIComponent(region!)}/hypervisors/${options.serverId}`;
   }
 
-  /** Is the cutover back on the god query? Asked only after a long router outage, over a connection held for milliseconds. */
+  /** Is the cutover back on the polling mode? Asked only after a long router outage, over a connection held for milliseconds. */
   async function fallBack(): Promise<boolean> {
+    if (!dual) return false;
     const c = await openConnection(options.db);
     try {
       return !routed(await readEventDelivery(c));
@@ -310,14 +209,11 @@ export function createDobeAgent(options: DobeAgentOptions): DobeAgent {
     }
   }
 
-  async function enterRouter(): Promise<void> {
+  async function enterRouter(carry: HeldEvent[] = []): Promise<void> {
     if (closed) return;
     setSource('router');
     await drop();
     log.info('event source: router');
-    // Anything claimed over MySQL and not recorded goes to the router as an ack (the work is done).
-    const carry: HeldEvent[] = unfinished.map((u) => ({ ...u, executed: true }));
-    unfinished = [];
     const base = eventsBase();
     const s = startRouterSession({
       serverId: options.serverId,
@@ -347,20 +243,55 @@ export function createDobeAgent(options: DobeAgentOptions): DobeAgent {
     session = s;
     void s.done.then(({ reason, leftover }) => {
       if (session === s) session = undefined;
-      if (reason === 'switch' && !closed) enterGodQuery(leftover);
+      if (reason !== 'switch' || closed) return;
+      if (polling) {
+        enterPolling(leftover);
+        return;
+      }
+      // No polling mode to go back to: a router that sends this host away is misconfigured; ask again later with what is held.
+      log.warn({ leftover: leftover.length }, 'router sent the host to a polling mode this agent does not have; reconnecting to the router');
+      setTimeout(() => {
+        entering = enterRouter(leftover);
+      }, retryMs.max).unref();
     });
   }
 
-  function enterGodQuery(leftover: HeldEvent[]): void {
+  function enterPolling(leftover: HeldEvent[]): void {
     setSource('god-query');
     log.info({ leftover: leftover.length }, 'event source: god query');
-    for (const h of leftover) keep(h.row, h.receivedAt);
-    recovered = false;
-    recheckRunningUntil = Date.now() + (options.runningRecheckMs ?? 60_000);
-    // The first poll re-reads the cutover row and this host's running events.
-    polls = 0;
-    schedule(0);
+    polling!.resume(leftover);
   }
+
+  const core: AgentCore = {
+    serverId: options.serverId,
+    stats,
+    log,
+    workMs,
+    pollIntervalMs: poll,
+    hostReportIntervalMs: options.hostReportIntervalMs ?? 30_000,
+    modeCheckEvery,
+    runningRecheckMs: options.runningRecheckMs ?? 60_000,
+    dual,
+    now,
+    random,
+    closed: () => closed,
+    host: () => host!,
+    setHost(next) {
+      host = next;
+    },
+    connected: () => conn !== undefined,
+    async connection() {
+      conn ??= await connect();
+      return conn;
+    },
+    dropConnection: drop,
+    async readRouted(c) {
+      delivery = await readEventDelivery(c);
+      return routed(delivery);
+    },
+    enterRouter,
+  };
+  const polling: PollingMode | undefined = options.polling?.(core);
 
   return {
     serverId: options.serverId,
@@ -373,16 +304,12 @@ export function createDobeAgent(options: DobeAgentOptions): DobeAgent {
     },
     run() {
       runningLoop = true;
-      lastReport = Date.now();
-      if (routed(delivery)) {
-        running = enterRouter();
+      if (!polling || routed(delivery)) {
+        entering = enterRouter();
         return;
       }
       setSource('god-query');
-      // connect() has just read the cutover row: the next read comes within modeCheckEvery polls.
-      polls = 1;
-      // Spread the first polls over one interval so a fleet does not stampede.
-      schedule(random() * poll.max);
+      polling.start();
     },
     async start() {
       await this.connect();
@@ -391,8 +318,8 @@ export function createDobeAgent(options: DobeAgentOptions): DobeAgent {
     close() {
       closing ??= (async () => {
         closed = true;
-        clearTimeout(timer);
-        await running?.catch(() => {});
+        await polling?.close();
+        await entering?.catch(() => {});
         await session?.close();
         await drop();
         setSource(undefined);

@@ -1,6 +1,7 @@
 import type { DbConfig } from '../lib/db/config.ts';
 import type { AgentStats } from './agent-stats.ts';
 import type { HostProfile } from './host-metrics.ts';
+import type { PollingModeRef } from './polling-mode.ts';
 
 /** What a worker needs to run its agents dual-mode: all per-server arrays align with `serverIds`. */
 export interface WorkerRouterOptions {
@@ -24,8 +25,10 @@ export type ToWorker =
       workMs: number;
       hostReportIntervalMs: number;
       connectConcurrency: number;
-      /** Dual mode (absent: legacy agents only). */
+      /** The agents' routers (absent: legacy agents only). */
       router?: WorkerRouterOptions;
+      /** The legacy polling mode the worker imports (absent: agents on their routers only). */
+      pollingMode?: PollingModeRef;
     }
   /** Every worker has connected its agents: start polling (a fleet-wide barrier, so connecting is not slowed by polling). */
   | { type: 'run' }

@@ -8,6 +8,7 @@ import { createDobeAgent, type DobeAgent } from './agent.ts';
 import { createAgentStats } from './agent-stats.ts';
 import type { FromWorker, ToWorker } from './fleet-protocol.ts';
 import { encodeHostTick, type HostProfile } from './host-metrics.ts';
+import { loadPollingMode } from './polling-mode.ts';
 
 const stats = createAgentStats();
 const agents: DobeAgent[] = [];
@@ -28,6 +29,7 @@ function reportStats(): void {
 
 async function start(msg: Extract<ToWorker, { type: 'start' }>): Promise<void> {
   const started = Date.now();
+  const polling = msg.pollingMode ? await loadPollingMode(msg.pollingMode) : undefined;
   let next = 0;
   let connected = 0;
   // Bounded concurrency: thousands of simultaneous handshakes overflow the server's backlog.
@@ -39,6 +41,7 @@ async function start(msg: Extract<ToWorker, { type: 'start' }>): Promise<void> {
       const agent = createDobeAgent({
         serverId,
         db: msg.db,
+        ...(polling ? { polling } : {}),
         pollIntervalMs: msg.pollIntervalMs,
         workMs: msg.workMs,
         hostReportIntervalMs: msg.hostReportIntervalMs,

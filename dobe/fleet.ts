@@ -9,6 +9,7 @@ import { StranglerError, invalidOption } from '../lib/errors.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
 import { createAgentStats, type AgentStats } from './agent-stats.ts';
 import type { FromWorker, ToWorker, WorkerRouterOptions } from './fleet-protocol.ts';
+import type { PollingModeRef } from './polling-mode.ts';
 import { createHostMetricsBoard, type HostMetricsBoard } from './host-metrics.ts';
 import { childEnv } from '../lib/process/child-env.ts';
 
@@ -34,9 +35,15 @@ export interface FleetOptions {
   /** Called as agents connect, for progress output. */
   onProgress?: (connected: number, total: number) => void;
   /**
-   * Makes every agent dual-mode (its event source follows the
-   * `event-delivery` cutover state): one base URL for all regions (the
-   * proxy) or one per region slug (each region's router).
+   * The legacy event source, by module path (GOD_QUERY_MODE from
+   * legacy/dobe/god-query-mode.ts): each worker imports it. Without it the
+   * agents take their events from their routers only (routerUrl required).
+   */
+  pollingMode?: PollingModeRef;
+  /**
+   * The agents' routers: one base URL for all regions (the proxy) or one per
+   * region slug (each region's router). With `pollingMode` too every agent is
+   * dual-mode (its event source follows the `event-delivery` cutover state).
    */
   routerUrl?: string | Record<string, string>;
   /** Secret the hypervisor tokens are minted with; required with routerUrl. */
@@ -138,6 +145,9 @@ export function createFleet(options: FleetOptions): Fleet {
     errors: new Counter({ name: 'dobe_poll_errors_total', help: 'Failed polls (the agent reconnects).', registers: [registry] }),
     switches: new Counter({ name: 'dobe_source_switches_total', help: 'Event-source switches between the god query and the router.', registers: [registry] }),
   };
+  if (options.routerUrl === undefined && !options.pollingMode) {
+    throw invalidOption('routerUrl', options.routerUrl, 'router URLs (or a polling mode in `pollingMode`, for a legacy fleet)');
+  }
   if (options.routerUrl !== undefined && !options.tokenSecret) throw invalidOption('tokenSecret', options.tokenSecret, 'the hypervisor token secret (required with routerUrl)');
 
   /** Region and token per server, read once here (one query) so workers need not ask. */
@@ -226,6 +236,7 @@ export function createFleet(options: FleetOptions): Fleet {
         hostReportIntervalMs: options.hostReportIntervalMs ?? 30_000,
         connectConcurrency: options.connectConcurrency ?? 64,
         ...(router ? { router } : {}),
+        ...(options.pollingMode ? { pollingMode: options.pollingMode } : {}),
       };
       child.send(start);
     });

@@ -13,7 +13,7 @@
  * Harpoon) before its `done` got through; it records nothing again.
  */
 import type { PoolConnection, RowDataPacket } from 'mysql2/promise';
-import { applyCompletion } from '../dobe/execute.ts';
+import { applyCompletion } from '../dobe/completion.ts';
 import type { AgentEvent } from '../contracts/agent-event.ts';
 
 export type CompletionOutcome = 'recorded' | 'already-recorded' | 'not-running';

@@ -6,7 +6,7 @@
  * Droplets created later are learned from their create events on the
  * stream; the completion re-reads a droplet's size anyway (completion.ts).
  *
- * The agent's own use of the row is resourceDelta (dobe/execute.ts):
+ * The agent's own use of the row is resourceDelta (domain/completion.ts):
  * event_type, droplet_id, droplet_status, size_memory, size_disk.
  */
 import type { Pool, RowDataPacket } from 'mysql2/promise';

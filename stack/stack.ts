@@ -28,6 +28,8 @@ import { createHarpoonReplicas, type HarpoonReplicas } from '../harpoon/replicas
 import { createLockdownEffect } from '../harpoon/lockdown-effect.ts';
 import { publicRoutes } from '../proxy/public-routes.ts';
 import { createHttpFeatureStateSource } from '../lib/cutover/http-state-source.ts';
+import { GOD_QUERY_MODE } from '../legacy/dobe/god-query-mode.ts';
+import { directEvents } from '../legacy/cloud/direct-events.ts';
 
 const CUTOVER_READER = new URL('../proxy/cutover/reader.ts', import.meta.url).href;
 
@@ -185,7 +187,7 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
     const monitorAddress = await monitor.start();
     started.push(monitor);
     // With Harpoon, Cloud follows event-writes: its events go through an outbox relayed to Harpoon (cloud/README.md).
-    const cloud = createCloud({ db: as('cloud'), logger, port: options.ports?.cloud ?? 0, ...(harpoon ? { harpoon: { urls: harpoon.urls, token: harpoon.tokens.cloud } } : {}) });
+    const cloud = createCloud({ db: as('cloud'), directEvents, logger, port: options.ports?.cloud ?? 0, ...(harpoon ? { harpoon: { urls: harpoon.urls, token: harpoon.tokens.cloud } } : {}) });
     const cloudAddress = await cloud.start();
     started.push(cloud);
     let eventRouter: EventRouterStack | undefined;
@@ -288,6 +290,7 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
     const fleet = createFleet({
       db: as('dobe'),
       serverIds: options.serverIds,
+      pollingMode: GOD_QUERY_MODE,
       pollIntervalMs: options.pollIntervalMs,
       workMs: options.workMs,
       agentsPerProcess: options.agentsPerProcess,

@@ -7,6 +7,7 @@ import { insertSeed } from '../stack/seed/insert.ts';
 import { cloudClient, startTestCloud, type ApiRequest, type TestCloud } from './helpers/cloud.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { waitFor } from './helpers/seeded.ts';
+import { directEvents } from '../legacy/cloud/direct-events.ts';
 
 let t: TestDatabase;
 let seed: SeedData;
@@ -497,7 +498,7 @@ describe('metrics and lifecycle', () => {
   });
 
   it('closes idempotently, and leaves a borrowed knex open', async () => {
-    const cloud = createCloud({ db: t.db, registry: new Registry() });
+    const cloud = createCloud({ db: t.db, registry: new Registry(), directEvents });
     const { url } = await cloud.start();
     expect((await fetch(url + '/healthz')).status).toBe(200);
     await Promise.all([cloud.close(), cloud.close()]);

@@ -4,6 +4,7 @@ import { createAgentStats } from '../dobe/agent-stats.ts';
 import type { AgentEvent } from '../contracts/agent-event.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { insertEvent, seedWorld, waitFor } from './helpers/seeded.ts';
+import { godQueryMode } from '../legacy/dobe/god-query-mode.ts';
 
 describe('a legacy DOBE agent', () => {
   let t: TestDatabase;
@@ -21,7 +22,7 @@ describe('a legacy DOBE agent', () => {
     const eventId = await insertEvent(t.db, { type: 'create', region_id: server.region_id, server_id: 2, droplet_id: Number(dropletId) });
 
     const stats = createAgentStats();
-    const agent = createDobeAgent({ serverId: 2, db: t.service('dobe'), pollIntervalMs: { min: 50, max: 100 }, workMs: 5, stats });
+    const agent = createDobeAgent({ polling: godQueryMode, serverId: 2, db: t.service('dobe'), pollIntervalMs: { min: 50, max: 100 }, workMs: 5, stats });
     await agent.start();
     try {
       await waitFor(async () => (await t.db('events').where({ id: eventId }).first()).status === 'done');
@@ -44,7 +45,7 @@ describe('a legacy DOBE agent', () => {
     const ids: number[] = [];
     for (let i = 0; i < 20; i++) ids.push(await insertEvent(t.db, { type: 'ipmi_reboot', region_id: 1, server_id: 3 }));
     const stats = createAgentStats();
-    const agents = [1, 2].map(() => createDobeAgent({ serverId: 3, db: t.service('dobe'), pollIntervalMs: { min: 10, max: 20 }, workMs: 1, stats, random: () => 0 }));
+    const agents = [1, 2].map(() => createDobeAgent({ polling: godQueryMode, serverId: 3, db: t.service('dobe'), pollIntervalMs: { min: 10, max: 20 }, workMs: 1, stats, random: () => 0 }));
     await Promise.all(agents.map((a) => a.start()));
     try {
       await waitFor(async () => Number((await t.db('events').whereIn('id', ids).where({ status: 'done' }).count({ n: '*' }))[0]!.n) === ids.length);
@@ -58,7 +59,7 @@ describe('a legacy DOBE agent', () => {
 
   it('writes its host state back to its servers row periodically', async () => {
     await t.db('servers').where({ id: 4 }).update({ memfree: 1 });
-    const agent = createDobeAgent({ serverId: 4, db: t.service('dobe'), pollIntervalMs: { min: 20, max: 40 }, hostReportIntervalMs: 50, workMs: 0 });
+    const agent = createDobeAgent({ polling: godQueryMode, serverId: 4, db: t.service('dobe'), pollIntervalMs: { min: 20, max: 40 }, hostReportIntervalMs: 50, workMs: 0 });
     // The agent reads its state at start (memfree 1), then reports it; prove the write by changing the row under it.
     await agent.start();
     await t.db('servers').where({ id: 4 }).update({ memfree: 999_999 });
@@ -72,7 +73,7 @@ describe('a legacy DOBE agent', () => {
   it('after a restart, finishes the events its previous incarnation had claimed, once', async () => {
     // What a kill -9 between claim and done leaves behind.
     const id = await insertEvent(t.db, { type: 'reboot', region_id: 1, server_id: 5, status: 'running' });
-    const agent = createDobeAgent({ serverId: 5, db: t.service('dobe'), pollIntervalMs: { min: 20, max: 40 }, workMs: 0 });
+    const agent = createDobeAgent({ polling: godQueryMode, serverId: 5, db: t.service('dobe'), pollIntervalMs: { min: 20, max: 40 }, workMs: 0 });
     await agent.start();
     try {
       await waitFor(async () => (await t.db('events').where({ id }).first()).status === 'done', 5000);
@@ -84,7 +85,7 @@ describe('a legacy DOBE agent', () => {
 
   it('records one execution when two completions of the same claimed event race', async () => {
     const { openConnection } = await import('../lib/db/connection.ts');
-    const { completeEvent } = await import('../dobe/execute.ts');
+    const { completeEvent } = await import('../legacy/dobe/execute.ts');
     const id = await insertEvent(t.db, { type: 'pdu_reboot', region_id: 1, server_id: 6, status: 'running' });
     const row: AgentEvent = {
       event_id: id, event_type: 'pdu_reboot', event_status: 'running', event_args: null, event_created_at: '', event_available_at: null,
@@ -104,7 +105,7 @@ describe('a legacy DOBE agent', () => {
   });
 
   it('rejects bad options with the option name', () => {
-    expect(() => createDobeAgent({ serverId: 0, db: t.service('dobe') })).toThrow(/serverId/);
-    expect(() => createDobeAgent({ serverId: 1, db: t.service('dobe'), pollIntervalMs: { min: 10, max: 5 } })).toThrow(/pollIntervalMs/);
+    expect(() => createDobeAgent({ polling: godQueryMode, serverId: 0, db: t.service('dobe') })).toThrow(/serverId/);
+    expect(() => createDobeAgent({ polling: godQueryMode, serverId: 1, db: t.service('dobe'), pollIntervalMs: { min: 10, max: 5 } })).toThrow(/pollIntervalMs/);
   });
 });

@@ -7,6 +7,7 @@ import { createMysqlEventSource } from '../legacy/router/mysql-source.ts';
 import { TEST_DB_SECRET, createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { duplicateExecutions, freePort, hvToken, setEventDelivery } from './helpers/router.ts';
 import { insertEvent, seedWorld, waitFor } from './helpers/seeded.ts';
+import { godQueryMode } from '../legacy/dobe/god-query-mode.ts';
 
 describe('a dual-mode DOBE agent', () => {
   let t: TestDatabase;
@@ -25,7 +26,7 @@ describe('a dual-mode DOBE agent', () => {
   afterAll(() => t.drop());
 
   const dual = (serverId: number, routerUrl: string, extra: Partial<Parameters<typeof createDobeAgent>[0]> = {}) =>
-    createDobeAgent({
+    createDobeAgent({ polling: godQueryMode,
       serverId,
       db: t.service('dobe'),
       routerUrl,
@@ -39,7 +40,7 @@ describe('a dual-mode DOBE agent', () => {
 
   it('without a router URL stays the 2016 agent whatever the cutover says', async () => {
     await setEventDelivery(t.db, { mode: 'full' });
-    const agent = createDobeAgent({ serverId: hosts[0]!, db: t.service('dobe'), pollIntervalMs: { min: 30, max: 60 }, workMs: 0 });
+    const agent = createDobeAgent({ polling: godQueryMode, serverId: hosts[0]!, db: t.service('dobe'), pollIntervalMs: { min: 30, max: 60 }, workMs: 0 });
     await agent.start();
     try {
       const id = await insertEvent(t.db, { type: 'reboot', region_id: region.id, server_id: hosts[0]! });

@@ -9,6 +9,7 @@ import { hostMetricsFromSamples } from '../scheduler/host-metrics.ts';
 import { parsePromText } from '../lib/metrics/prom-text.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { insertEvent, seedWorld, waitFor } from './helpers/seeded.ts';
+import { GOD_QUERY_MODE } from '../legacy/dobe/god-query-mode.ts';
 
 const HOSTS = 40;
 
@@ -41,7 +42,7 @@ describe('fleet host metrics', () => {
     t = await createTestDatabase('fleet_host_metrics');
     await seedWorld(t.db, { hypervisors: HOSTS, regions: 2 });
     rows = await t.db('servers as s').join('regions as r', 'r.id', 's.region_id').orderBy('s.id').select('s.*', 'r.slug');
-    fleet = createFleet({ db: t.service('dobe'), serverIds: rows.map((r) => r.id), agentsPerProcess: HOSTS / 2, pollIntervalMs: { min: 200, max: 400 }, workMs: 1 });
+    fleet = createFleet({ pollingMode: GOD_QUERY_MODE, db: t.service('dobe'), serverIds: rows.map((r) => r.id), agentsPerProcess: HOSTS / 2, pollIntervalMs: { min: 200, max: 400 }, workMs: 1 });
     await fleet.start();
     const router = createRouter();
     addHostMetricsRoutes(router, fleet.hostMetrics);

@@ -9,6 +9,7 @@ import { TEST_DB_SECRET, createTestDatabase, type TestDatabase } from './helpers
 import { duplicateExecutions, setEventDelivery } from './helpers/router.ts';
 import { insertEvent, seedWorld, waitFor } from './helpers/seeded.ts';
 import { metricValue } from './helpers/upstream.ts';
+import { GOD_QUERY_MODE } from '../legacy/dobe/god-query-mode.ts';
 
 const AGENTS = 24;
 
@@ -41,7 +42,7 @@ describe('a dual-mode fleet switching live between the god query and the Event R
     }
     const serverIds = seed.servers.map((s) => s.id);
     const regionOf = new Map(seed.servers.map((s) => [s.id, seed.regions.find((r) => r.id === s.region_id)!]));
-    const fleet = createFleet({
+    const fleet = createFleet({ pollingMode: GOD_QUERY_MODE,
       db: t.service('dobe'),
       serverIds,
       agentsPerProcess: 12,

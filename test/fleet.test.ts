@@ -3,6 +3,7 @@ import { createFleet } from '../dobe/fleet.ts';
 import { readMysqlSnapshot } from '../lib/metrics/mysql-snapshot.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { insertEvent, seedWorld, waitFor } from './helpers/seeded.ts';
+import { GOD_QUERY_MODE } from '../legacy/dobe/god-query-mode.ts';
 
 const AGENTS = 300;
 
@@ -15,7 +16,7 @@ describe('the legacy fleet', () => {
   afterAll(() => t.drop());
 
   it('holds one MySQL connection per hypervisor, across processes, as the server counts them', async () => {
-    const fleet = createFleet({
+    const fleet = createFleet({ pollingMode: GOD_QUERY_MODE,
       db: t.service('dobe'),
       serverIds: Array.from({ length: AGENTS }, (_, i) => i + 1),
       agentsPerProcess: 120,

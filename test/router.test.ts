@@ -8,6 +8,7 @@ import { readMysqlSnapshot } from '../lib/metrics/mysql-snapshot.ts';
 import { TEST_DB_SECRET, createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { duplicateExecutions, hvToken, openStream, postAck, setEventDelivery } from './helpers/router.ts';
 import { insertEvent, seedWorld, waitFor } from './helpers/seeded.ts';
+import { godQueryMode } from '../legacy/dobe/god-query-mode.ts';
 
 describe('the Event Router', () => {
   let t: TestDatabase;
@@ -44,7 +45,7 @@ describe('the Event Router', () => {
     const mine = hosts.slice(0, 4);
     const stats = createAgentStats();
     const agents: DobeAgent[] = mine.map((serverId) =>
-      createDobeAgent({
+      createDobeAgent({ polling: godQueryMode,
         serverId,
         db: t.service('dobe'),
         region: region.slug,

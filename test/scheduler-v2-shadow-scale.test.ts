@@ -43,7 +43,7 @@ describe('Scheduler V2 shadow parity on a 1,500-host region', () => {
     return insertEvent(t.db, { type: 'create', region_id: regionId, droplet_id: Number(dropletId), customer_id: customerId });
   }
 
-  /** What the agents do with every placed create (dobe/execute.ts): event done, host row and droplet updated, metrics report the new host. */
+  /** What the agents do with every placed create (dobe/completion.ts): event done, host row and droplet updated, metrics report the new host. */
   async function agentsExecute(): Promise<void> {
     const placed = (await t.db('events as e').join('servers as s', 's.id', 'e.server_id').where({ 'e.status': 'pending', 'e.type': 'create' }).select('e.id', 'e.droplet_id', 's.id as server_id', 's.name')) as Array<{
       id: number;

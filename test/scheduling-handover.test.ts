@@ -12,6 +12,7 @@ import { validatePlan } from '../proxy/cutover/plan.ts';
 import { createSchedulerV2, type SchedulerV2 } from '../scheduler/create-scheduler-v2.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { seedWorld, waitFor } from './helpers/seeded.ts';
+import { GOD_QUERY_MODE } from '../legacy/dobe/god-query-mode.ts';
 
 const HOSTS = 24;
 const TOKEN = 'handover-test-token-0123456789';
@@ -37,7 +38,7 @@ describe('scheduling hand-over between V1 and V2 under traffic', () => {
     t = await createTestDatabase('scheduling_handover');
     await seedWorld(t.db, { hypervisors: HOSTS, regions: 2 });
     const ids = ((await t.db('servers').select('id')) as Array<{ id: number }>).map((r) => r.id);
-    fleet = createFleet({ db: t.service('dobe'), serverIds: ids, pollIntervalMs: { min: 100, max: 200 }, workMs: 1 });
+    fleet = createFleet({ pollingMode: GOD_QUERY_MODE, db: t.service('dobe'), serverIds: ids, pollIntervalMs: { min: 100, max: 200 }, workMs: 1 });
     await fleet.start();
     const router = createRouter();
     addHostMetricsRoutes(router, fleet.hostMetrics);

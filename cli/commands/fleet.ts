@@ -6,6 +6,7 @@ import { createProgress } from '../../demo/progress.ts';
 import { cliLogger } from '../cli-logger.ts';
 import { EXIT, databaseOption, intOption, parseCommandArgs, waitForStop, writeJson, type Command } from '../command.ts';
 import { resolveDatabaseTarget } from '../database-target.ts';
+import { GOD_QUERY_MODE } from '../../legacy/dobe/god-query-mode.ts';
 
 const HELP = `Usage: strangler fleet [options]
 
@@ -71,6 +72,7 @@ export const command: Command = {
       const fleet = createFleet({
         db: serviceDbConfig(target.server, target.database, 'dobe', target.secret),
         serverIds: rows.map((r) => r.id),
+        pollingMode: GOD_QUERY_MODE,
         agentsPerProcess,
         pollIntervalMs: { min: pollMin, max: pollMax },
         workMs,

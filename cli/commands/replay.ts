@@ -20,6 +20,7 @@ import { secretAlias, type TokenSource } from '../../proxy/capture/redact.ts';
 import { replayCapture, type Pacing } from '../../proxy/capture/replay.ts';
 import { cliLogger } from '../cli-logger.ts';
 import { EXIT, UsageError, intOption, parseCommandArgs, waitForStop, writeJson, type Command, type CommandIO } from '../command.ts';
+import { directEvents } from '../../legacy/cloud/direct-events.ts';
 
 const HELP = `Usage: strangler replay <record|run|k6> [options]
 
@@ -244,7 +245,7 @@ async function recordDemo(
   } finally {
     await db.destroy();
   }
-  const cloud = createCloud({ db: serviceDbConfig(server.admin, database, 'cloud', secret), logger, port: 0 });
+  const cloud = createCloud({ db: serviceDbConfig(server.admin, database, 'cloud', secret), directEvents, logger, port: 0 });
   const cloudUrl = (await cloud.start()).url;
   started.push(() => cloud.close());
   const proxy = createProxy({ routes: { 'droplet-api': dropletApiRoutes([cloudUrl]) }, state: createStaticState(), logger, port: 0, onExchange });

@@ -3,10 +3,10 @@ import { startServiceProcess, type ServiceProcess } from './service-process.ts';
 
 export type CloudProcess = ServiceProcess;
 
-/** Runs `cloud/main.ts` as a real child process (for kill -9) and waits for /readyz. */
+/** Runs `legacy/cloud/main.ts` (Cloud with its direct event path) as a real child process (for kill -9) and waits for /readyz. */
 export function startCloudProcess(options: { db: DbConfig; port: number; harpoon?: { urls: string[]; token: string }; relayWaitMs?: number }): Promise<CloudProcess> {
   return startServiceProcess(
-    'cloud/main.ts',
+    'legacy/cloud/main.ts',
     {
       CLOUD_MYSQL_URL: formatMysqlUrl(options.db),
       ...(options.harpoon ? { CLOUD_HARPOON_URLS: options.harpoon.urls.join(','), CLOUD_HARPOON_TOKEN: options.harpoon.token } : {}),

@@ -20,6 +20,7 @@ import { startTestCloud } from './cloud.ts';
 import { TEST_DB_SECRET, type TestDatabase } from './database.ts';
 import { metricsFromDatabase, startHostMetricsServer } from './host-metrics.ts';
 import { seedWorld, waitFor } from './seeded.ts';
+import { GOD_QUERY_MODE } from '../../legacy/dobe/god-query-mode.ts';
 
 export interface MetricsEndpoint {
   /** The service, as the Prometheus scrape config (dashboards/prometheus.yml) names its job. */
@@ -120,7 +121,7 @@ export async function startMetricsServices(t: TestDatabase, options: { hyperviso
     started.push(harpoon);
     add('harpoon', (await harpoon.start()).url);
 
-    const fleet = createFleet({
+    const fleet = createFleet({ pollingMode: GOD_QUERY_MODE,
       db: t.service('dobe'),
       serverIds: seed.servers.map((s) => s.id),
       pollIntervalMs: { min: 200, max: 400 },

@@ -9,6 +9,7 @@ import { createAgentStats, type AgentStats } from '../../dobe/agent-stats.ts';
 import { createDobeAgent, type DobeAgent } from '../../dobe/agent.ts';
 import { createSseParser, type SseMessage } from '../../lib/sse/parser.ts';
 import { TEST_DB_SECRET } from './database.ts';
+import { godQueryMode } from '../../legacy/dobe/god-query-mode.ts';
 
 
 /** Sets the `event-delivery` cutover row directly (the proxy's admin API owns it in production). */
@@ -130,7 +131,7 @@ export interface RoutedFleet {
 export function routedAgents(options: { dobe: DbConfig; serverIds: number[]; region: string; routerUrl: string; workMs: number; retryMaxMs?: number }): RoutedFleet {
   const stats = createAgentStats();
   const agents = options.serverIds.map((serverId) =>
-    createDobeAgent({
+    createDobeAgent({ polling: godQueryMode,
       serverId,
       db: options.dobe,
       region: options.region,

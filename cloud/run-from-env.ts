@@ -1,0 +1,59 @@
+import { parseMysqlUrl } from '../lib/db/config.ts';
+import { StranglerError, invalidOption } from '../lib/errors.ts';
+import { createLogger } from '../lib/logger.ts';
+import { createCloud, type CloudOptions } from './create-cloud.ts';
+
+/**
+ * Runs a Cloud API from the environment until SIGINT/SIGTERM (cloud/main.ts,
+ * and legacy/cloud/main.ts with the direct event path):
+ *   CLOUD_MYSQL_URL  mysql://cloud:<password>@host:port/<database> (required)
+ *   PORT             listen port (default 8080; 0 picks a free one)
+ *   HOST             listen address (default 127.0.0.1)
+ *   LOG_LEVEL        pino level (default info)
+ *   CLOUD_HARPOON_URLS   Harpoon base URLs, comma-separated (event-writes; with CLOUD_HARPOON_TOKEN)
+ *   CLOUD_HARPOON_TOKEN  Cloud's Harpoon service token (the `cloud=` entry of HARPOON_TOKENS)
+ *   CLOUD_RELAY_WAIT_MS  how long a write waits for Harpoon before answering (default 1000)
+ *
+ * @example
+ *   runCloudFromEnv(process.env, { directEvents }); // the whole of legacy/cloud/main.ts
+ */
+export function runCloudFromEnv(env: NodeJS.ProcessEnv, wiring: Pick<CloudOptions, 'directEvents'> = {}): void {
+  const logger = createLogger({ name: 'cloud' });
+
+  async function main(): Promise<void> {
+    const url = env.CLOUD_MYSQL_URL;
+    if (!url) throw invalidOption('CLOUD_MYSQL_URL', url, 'mysql://cloud:<password>@host:port/<database>');
+    const port = Number(env.PORT ?? 8080);
+    if (!Number.isInteger(port)) throw invalidOption('PORT', env.PORT, 'an integer from 0 to 65535');
+    const harpoonUrls = (env.CLOUD_HARPOON_URLS ?? '').split(',').map((u) => u.trim()).filter((u) => u !== '');
+    const harpoonToken = env.CLOUD_HARPOON_TOKEN;
+    if (harpoonUrls.length > 0 && !harpoonToken) throw invalidOption('CLOUD_HARPOON_TOKEN', harpoonToken, "Cloud's Harpoon service token, required with CLOUD_HARPOON_URLS");
+    const relayWait = env.CLOUD_RELAY_WAIT_MS;
+    const cloud = createCloud({
+      db: parseMysqlUrl(url),
+      port,
+      host: env.HOST ?? '127.0.0.1',
+      logger,
+      ...wiring,
+      ...(harpoonUrls.length > 0 ? { harpoon: { urls: harpoonUrls, token: harpoonToken! } } : {}),
+      ...(relayWait === undefined ? {} : { relayWaitMs: Number(relayWait) }),
+    });
+    const stop = () => {
+      void cloud.close().then(() => process.exit(0));
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    try {
+      await cloud.start();
+    } catch (err) {
+      await cloud.close();
+      throw err;
+    }
+  }
+
+  main().catch((err: unknown) => {
+    const code = err instanceof StranglerError ? err.code : 'CLOUD_ERR_INTERNAL';
+    logger.fatal({ code, err: err instanceof Error ? err.message : String(err) }, 'cloud failed to start');
+    process.exitCode = 1;
+  });
+}
