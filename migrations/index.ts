@@ -6,6 +6,7 @@ import * as router from './004_router.ts';
 import * as schedulerV2 from './005_scheduler_v2.ts';
 import * as harpoon from './006_harpoon.ts';
 import * as eventOutbox from './007_event_outbox.ts';
+import * as cutoverAutopilot from './008_cutover_autopilot.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -24,6 +25,7 @@ const MIGRATIONS: Array<[string, Migration]> = [
   ['005_scheduler_v2', schedulerV2],
   ['006_harpoon', harpoon],
   ['007_event_outbox', eventOutbox],
+  ['008_cutover_autopilot', cutoverAutopilot],
 ];
 
 /**

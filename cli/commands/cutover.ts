@@ -2,7 +2,7 @@ import { FEATURES, FEATURE_NAME } from '../../lib/cutover/types.ts';
 import { StranglerError } from '../../lib/errors.ts';
 import type { ChangeResult, FeatureStatus } from '../../proxy/cutover/controller.ts';
 import type { GateReading } from '../../proxy/cutover/gates.ts';
-import { gateName, loadPlanFile, type CutoverPlan, type Gate, type PlanStep } from '../../proxy/cutover/plan.ts';
+import { gateName, gateService, loadPlanFile, type CutoverPlan, type Gate, type PlanStep } from '../../proxy/cutover/plan.ts';
 import type { HistoryEntry } from '../../proxy/cutover/state-store.ts';
 import type { ShadowSummary } from '../../proxy/cutover/shadow-summary.ts';
 import { EXIT, UsageError, intOption, parseCommandArgs, writeJson, type Command, type CommandIO } from '../command.ts';
@@ -287,8 +287,20 @@ function describeGate(g: Gate, i: number, all: readonly Gate[]): string {
     case 'latency':
       return `${name}: p${(g.quantile ?? 0.99) * 100} of ${g.histogram} <= ${g.max_seconds * 1000} ms`;
     case 'gauge':
-      return `${name}: ${g.aggregate ?? 'sum'} of ${g.metric}${g.min !== undefined ? ` >= ${g.min}` : ''}${g.max !== undefined ? ` <= ${g.max}` : ''}`;
+      return `${name}: ${g.aggregate ?? 'sum'} of ${g.metric}${bounds(g)}`;
+    case 'prometheus':
+      return `${name}: ${g.aggregate ?? 'max'} of PromQL ${g.query}${bounds(g)}`;
+    case 'web':
+      return `${name}: ${g.json_path} of GET ${g.path}${bounds(g)}`;
+    case 'invariant':
+      return `${name}: ${g.check} <= ${g.max ?? 0}`;
+    case 'budget':
+      return `${name}: ${[g.max_connections !== undefined ? `connections <= ${g.max_connections}` : '', g.max_polling_queries_per_s !== undefined ? `SELECTs/s <= ${g.max_polling_queries_per_s}` : ''].filter(Boolean).join(', ')}${g.users ? ` (users ${g.users.join(', ')})` : ''}`;
   }
+}
+
+function bounds(g: { min?: number; max?: number }): string {
+  return `${g.min !== undefined ? ` >= ${g.min}` : ''}${g.max !== undefined ? ` <= ${g.max}` : ''}`;
 }
 
 function describeStep(s: PlanStep): string {
@@ -303,7 +315,7 @@ function planText(plan: CutoverPlan, missing: string[] = []): string {
     out.push(`${feature} (${spec.steps.length} steps after legacy)`);
     spec.steps.forEach((s, i) => {
       out.push(`  ${i + 1}. ${s.name}: ${describeStep(s)}, soak ${s.soak_seconds}s`);
-      s.gates.forEach((g, j, all) => out.push(`       gate ${describeGate(g, j, all)} [${g.service}]`));
+      s.gates.forEach((g, j, all) => out.push(`       gate ${describeGate(g, j, all)} [${gateService(g)}]`));
     });
   }
   if (missing.length) out.push(`warning: no /metrics URL configured for: ${missing.join(', ')} (their gates read "error")`);

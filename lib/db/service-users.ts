@@ -62,6 +62,8 @@ export const SERVICE_GRANTS = {
   proxy: {
     cutover_features: ['SELECT', 'INSERT', 'UPDATE'],
     cutover_history: ['SELECT', 'INSERT'],
+    cutover_autopilot: ['SELECT', 'INSERT', 'UPDATE'],
+    cutover_analysis_runs: ['SELECT', 'INSERT', 'DELETE'],
   },
   // The Event Router polls on behalf of its region's hypervisors and records their acknowledgements.
   event_router: EVENT_EXECUTOR_GRANTS,

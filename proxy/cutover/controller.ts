@@ -4,9 +4,13 @@ import { LEGACY_ROUTING, type Routing } from '../../lib/cutover/types.ts';
 import { invalidOption } from '../../lib/errors.ts';
 import { silentLogger, type Logger } from '../../lib/logger.ts';
 import { cutoverError } from './errors.ts';
-import { captureBaseline, createScraper, evaluateStep, windowedServices, type Baseline, type FetchLike, type GateReading, type Scraper, type ServiceMap } from './gates.ts';
+import { captureBaseline, createScraper, evaluateStep, type Baseline, type FetchLike, type GateReading, type Scraper, type ServiceMap } from './gates.ts';
 import type { FeatureEffects, StepChange } from './effects.ts';
-import { planFeature, modeSatisfies, planServices, stepRouting, type CutoverPlan, type PlanFeature, type PlanStep } from './plan.ts';
+import { currentStep, planMismatch as mismatch, stepElapsedSeconds, toStatus, type FeatureStatus } from './feature-status.ts';
+import { planFeature, modeSatisfies, planServices, resolveAnalysis, stepRouting, type CutoverPlan, type PlanFeature, type PlanStep, type ResolvedAnalysis } from './plan.ts';
+import type { GateProviders } from './providers.ts';
+import { createRecentWindows } from './recent-window.ts';
+import type { Webhooks } from './webhooks.ts';
 import { readShadowSummaries, type ShadowSummary } from './shadow-summary.ts';
 import type { CutoverStateStore, FeatureRecord, HistoryAction, HistoryEntry } from './state-store.ts';
 
@@ -18,27 +22,7 @@ import type { CutoverStateStore, FeatureRecord, HistoryAction, HistoryEntry } fr
  * moves on), never a double change.
  */
 
-export interface FeatureStatus {
-  feature: string;
-  step: number;
-  /** Number of plan steps (the legacy step 0 not counted). */
-  steps: number;
-  step_name: string;
-  mode: Routing['mode'];
-  percent: number;
-  regions: string[] | null;
-  paused: boolean;
-  version: number;
-  step_started_at: string;
-  updated_at: string;
-  soak_seconds: number;
-  soak_elapsed_seconds: number;
-  soak_remaining_seconds: number;
-  next_step: string | null;
-  last_change: Pick<HistoryEntry, 'action' | 'actor' | 'at' | 'reason' | 'from_step' | 'to_step'> | null;
-  /** Set when the stored step does not match the plan (the plan file changed under a running cutover). */
-  plan_mismatch?: string;
-}
+export type { FeatureStatus } from './feature-status.ts';
 
 export interface ChangeResult {
   /** false when the verb had nothing to do (pause of a paused feature, rollback at legacy). */
@@ -72,6 +56,26 @@ export interface CutoverControllerOptions {
   fetch?: FetchLike;
   /** Side effects of features' steps (proxy/cutover/effects.ts): lockdown's REVOKE and its rollback's GRANT. */
   effects?: FeatureEffects;
+  /** Providers of the gates that are not scraped (prometheus, web, invariant, budget): proxy/cutover/providers.ts. */
+  providers?: GateProviders;
+  /** The plan's webhooks: confirm before a step is entered, notify after every change. */
+  webhooks?: Webhooks;
+}
+
+/** One analysis run of a feature's current step (CutoverController.check). */
+export interface CheckResult {
+  feature: keyof CutoverPlan['features'];
+  record: FeatureRecord;
+  step: PlanStep;
+  soaked: boolean;
+  readings: GateReading[];
+  /** fail: a gate failed; pass: every gate passed; no-data: none failed but some had no data or could not be read. */
+  outcome: 'pass' | 'fail' | 'no-data';
+  /** The failing streak after this run (0 after a pass; kept through no-data). */
+  failures: number;
+  /** What the run did: nothing, a rollback (`change`), or an alert (policy `after_soak: alert`). */
+  action: 'none' | 'rollback' | 'alert';
+  change?: ChangeResult;
 }
 
 export interface CutoverController {
@@ -87,7 +91,11 @@ export interface CutoverController {
   history(query?: { feature?: string; limit?: number; beforeId?: number }): Promise<HistoryEntry[]>;
   /** The current step's gate readings now (no state change; a missing baseline is taken). */
   evaluate(feature: string): Promise<GateReading[]>;
-  /** One pass of the soak watcher over every feature; resolves when done. */
+  /** One analysis run of the feature's current step (null at legacy, paused, or off the plan); acts on a failing streak. */
+  check(feature: string, options: { failuresBefore: number; autopilot: boolean; soakOnly?: boolean }): Promise<CheckResult | null>;
+  /** The analysis settings (interval, passes, threshold, on_failure, after_soak) of a step of the feature. */
+  analysisOf(feature: keyof CutoverPlan['features'], step: PlanStep | undefined): ResolvedAnalysis;
+  /** One pass of the soak watcher over every feature (check with this process's failing streaks); resolves when done. */
   watchOnce(): Promise<void>;
   startWatcher(): void;
   stopWatcher(): Promise<void>;
@@ -108,8 +116,6 @@ export function createCutoverController(options: CutoverControllerOptions): Cuto
   const rollbackAfterFailures = options.rollbackAfterFailures ?? 2;
   if (!Number.isInteger(rollbackAfterFailures) || rollbackAfterFailures < 1) throw invalidOption('rollbackAfterFailures', rollbackAfterFailures, 'an integer >= 1');
   if (!Number.isFinite(watchIntervalMs) || watchIntervalMs < 50) throw invalidOption('watchIntervalMs', watchIntervalMs, 'at least 50 (ms)');
-  /** feature → the version it failed at and how many checks in a row. */
-  const strikes = new Map<string, { version: number; count: number }>();
   const metrics = options.registry ? createMetrics(options.registry, store) : undefined;
 
   function featurePlan(feature: string): { name: keyof CutoverPlan['features']; spec: PlanFeature } {
@@ -119,46 +125,6 @@ export function createCutoverController(options: CutoverControllerOptions): Cuto
       throw cutoverError('CUTOVER_ERR_UNKNOWN_FEATURE', `no feature ${JSON.stringify(feature)} in the cutover plan; the plan's features are ${known}`);
     }
     return { name: feature, spec };
-  }
-
-  /** The plan step a record is on (undefined for legacy, or past the plan's end). */
-  function currentStep(spec: PlanFeature, record: FeatureRecord): PlanStep | undefined {
-    return record.step >= 1 ? spec.steps[record.step - 1] : undefined;
-  }
-
-  function mismatch(spec: PlanFeature, record: FeatureRecord): string | undefined {
-    if (record.step > spec.steps.length) return `stored step ${record.step} (${record.stepName}) is beyond the plan's ${spec.steps.length} steps`;
-    const step = currentStep(spec, record);
-    if (step && step.name !== record.stepName) return `stored step ${record.step} is "${record.stepName}" but the plan's step ${record.step} is "${step.name}"`;
-    return undefined;
-  }
-
-  function toStatus(spec: PlanFeature, record: FeatureRecord, now: Date, last: HistoryEntry | undefined): FeatureStatus {
-    const step = currentStep(spec, record);
-    const soak = step?.soak_seconds ?? 0;
-    const elapsed = Math.max(0, (now.getTime() - Date.parse(record.stepStartedAt)) / 1000);
-    const problem = mismatch(spec, record);
-    return {
-      feature: record.feature,
-      step: record.step,
-      steps: spec.steps.length,
-      step_name: record.stepName,
-      mode: record.mode,
-      percent: record.percent,
-      regions: record.regions,
-      paused: record.paused,
-      version: record.version,
-      step_started_at: record.stepStartedAt,
-      updated_at: record.updatedAt,
-      soak_seconds: soak,
-      soak_elapsed_seconds: Math.floor(elapsed),
-      soak_remaining_seconds: Math.max(0, Math.ceil(soak - elapsed)),
-      next_step: spec.steps[record.step]?.name ?? null,
-      last_change: last
-        ? { action: last.action, actor: last.actor, at: last.at, reason: last.reason, from_step: last.from_step, to_step: last.to_step }
-        : null,
-      ...(problem ? { plan_mismatch: problem } : {}),
-    };
   }
 
   async function statusOf(feature: string): Promise<FeatureStatus> {
@@ -225,6 +191,7 @@ export function createCutoverController(options: CutoverControllerOptions): Cuto
     });
     metrics?.changes.inc({ feature: name, action: opts.action });
     logger.warn({ feature: name, from: record.step, to, actor: opts.actor, action: opts.action, reason: opts.reason }, `cutover ${opts.action}`);
+    options.webhooks?.notify({ event: opts.action, feature: name, from_step: record.step, to_step: to, step_name: target.stepName, actor: opts.actor, reason: opts.reason, ...(opts.readings ? { readings: opts.readings } : {}) });
     backfillBaseline(name, spec, next);
     return result(name, true, opts.action, opts.readings ?? [], historyId);
   }
@@ -258,112 +225,102 @@ export function createCutoverController(options: CutoverControllerOptions): Cuto
     });
     metrics?.changes.inc({ feature: name, action });
     logger.info({ feature: name, actor, reason }, `cutover ${action}`);
+    options.webhooks?.notify({ event: action, feature: name, from_step: record.step, to_step: record.step, step_name: record.stepName, actor, reason });
     return result(name, true, action, [], historyId);
   }
 
-  /**
-   * Counter snapshots the watcher takes of a soaked step (by feature, for one version of its row),
-   * so that a late advance may also be judged on the last soak_seconds alone: an outage long past
-   * (a router killed and back) would otherwise block the step until someone rolled it back, since
-   * the step's window keeps its failures for good. Kept in memory: a replica without them judges
-   * from the step's start only.
-   */
-  const recent = new Map<string, { version: number; snapshots: Baseline[] }>();
-
-  async function rememberWindow(name: string, step: PlanStep, record: FeatureRecord): Promise<void> {
-    if (!windowedServices(step).length) return;
-    const snapshot = await captureBaseline(step, scraper);
-    if (Object.keys(snapshot).length === 0) return;
-    const entry = recent.get(name);
-    const snapshots = entry?.version === record.version ? entry.snapshots : [];
-    snapshots.push(snapshot);
-    // Snapshot times are this process's clock (scrape.at), so the cutoff is too. Keep the newest
-    // snapshot that is already a soak old (the recent window's start) and every newer one.
-    const cutoff = Date.now() - step.soak_seconds * 1000;
-    const oldEnough = snapshots.filter((b) => Object.values(b).every((v) => Date.parse(v.at) <= cutoff)).length;
-    recent.set(name, { version: record.version, snapshots: snapshots.slice(Math.max(0, oldEnough - 1)) });
-  }
-
-  /** The start of the last soak: the step's baseline moved up to the newest snapshot at least a soak old, or undefined if none is. */
-  function recentWindow(name: string, step: PlanStep, record: FeatureRecord): Baseline | undefined {
-    const entry = recent.get(name);
-    if (!record.baseline || entry?.version !== record.version) return undefined;
-    const cutoff = Date.now() - step.soak_seconds * 1000;
-    const out: Baseline = { ...record.baseline };
-    let moved = false;
-    for (const snap of entry.snapshots) {
-      for (const [service, b] of Object.entries(snap)) {
-        const current = out[service];
-        if (current && Date.parse(b.at) <= cutoff && Date.parse(b.at) > Date.parse(current.at)) {
-          out[service] = b;
-          moved = true;
-        }
-      }
-    }
-    return moved ? out : undefined;
-  }
+  const recent = createRecentWindows(scraper);
 
   async function evaluateCurrent(name: keyof CutoverPlan['features'], step: PlanStep, record: FeatureRecord): Promise<GateReading[]> {
-    const full = await evaluateStep(step, record.baseline, scraper);
+    const full = await evaluateStep(step, record.baseline, scraper, options.providers);
     let readings = full.readings;
     if (Object.keys(full.newBaselines).length > 0) {
       await store.setBaseline(name, record.version, { ...(record.baseline ?? {}), ...full.newBaselines } satisfies Baseline);
     }
     // The whole step's window keeps counting samples (a parity gate's min_samples fills up); when it
     // does not pass, the last soak alone may: every gate passing there lets a recovered step go on.
-    const recentStart = readings.some((r) => r.verdict !== 'pass') ? recentWindow(name, step, record) : undefined;
+    const recentStart = readings.some((r) => r.verdict !== 'pass') ? recent.start(name, step, record) : undefined;
     if (recentStart) {
-      const lastSoak = await evaluateStep(step, recentStart, scraper);
+      const lastSoak = await evaluateStep(step, recentStart, scraper, options.providers);
       if (lastSoak.readings.every((r) => r.verdict === 'pass')) readings = lastSoak.readings;
     }
     for (const r of readings) metrics?.gateChecks.inc({ feature: name, verdict: r.verdict });
     return readings;
   }
 
-  async function watchFeature(name: keyof CutoverPlan['features'], spec: PlanFeature, record: FeatureRecord, now: Date): Promise<void> {
-    if (record.paused || record.step === 0) return;
+  /** The analysis settings of a feature's current step; the admin's watcher period and rollbackAfterFailures are the defaults a plan may override. */
+  function analysisOf(name: keyof CutoverPlan['features'], step: PlanStep | undefined): ResolvedAnalysis {
+    const base = resolveAnalysis({ ...plan, analysis: { interval_seconds: watchIntervalMs / 1000, failure_threshold: rollbackAfterFailures, ...plan.analysis } }, name, step);
+    return base;
+  }
+
+  /**
+   * One analysis run of a feature's current step: judges its gates (the whole step, or its last
+   * soak once soaked), counts the failing streak, and acts when it reaches the threshold — during
+   * the soak (or under the autopilot) by rolling back as `on_failure` says, after it by `after_soak`
+   * (alert, or roll back). "No data" and "error" never act.
+   */
+  async function check(feature: string, opts: { failuresBefore: number; autopilot: boolean; soakOnly?: boolean }): Promise<CheckResult | null> {
+    const { name, spec } = featurePlan(feature);
+    const { now, record } = await store.get(name);
     const step = currentStep(spec, record);
-    if (!step || step.gates.length === 0 || mismatch(spec, record)) return;
-    const elapsed = (now.getTime() - Date.parse(record.stepStartedAt)) / 1000;
-    // Soaked: the step stands until someone advances or rolls back; its window slides from here on.
-    if (elapsed >= step.soak_seconds) return rememberWindow(name, step, record);
+    if (record.paused || !step || mismatch(spec, record)) return null;
+    const soaked = stepElapsedSeconds(record, now) >= step.soak_seconds;
+    if (soaked) await recent.remember(name, step, record);
+    // The soak watcher's pass: a soaked step stands; its window keeps sliding for a late advance.
+    if (soaked && opts.soakOnly) return null;
     const readings = await evaluateCurrent(name, step, record);
+    const outcome = readings.some((r) => r.verdict === 'fail') ? 'fail' : readings.every((r) => r.verdict === 'pass') ? 'pass' : 'no-data';
+    const failures = outcome === 'fail' ? opts.failuresBefore + 1 : outcome === 'pass' ? 0 : opts.failuresBefore;
+    const analysis = analysisOf(name, step);
+    const base: CheckResult = { feature: name, record, step, soaked, readings, outcome, failures, action: 'none' };
+    if (outcome !== 'fail') return base;
     const failed = readings.filter((r) => r.verdict === 'fail');
-    if (failed.length === 0) {
-      strikes.delete(name);
-      return;
+    const what = failed.map((r) => `${r.gate} failed: ${r.message}`).join('; ');
+    if (failures === 1) options.webhooks?.notify({ event: 'gate-failure', feature: name, from_step: record.step, to_step: record.step, step_name: record.stepName, actor: watcherActor, reason: what, readings });
+    if (failures < analysis.failure_threshold) {
+      logger.warn({ feature: name, step: record.stepName, failed: failed.map((r) => r.message), failures }, `gate failing (${failures} of ${analysis.failure_threshold} checks in a row before acting)`);
+      return base;
     }
-    const prior = strikes.get(name);
-    const count = prior?.version === record.version ? prior.count + 1 : 1;
-    strikes.set(name, { version: record.version, count });
-    if (count < rollbackAfterFailures) {
-      logger.warn({ feature: name, step: record.stepName, failed: failed.map((r) => r.message), count }, 'gate failing during soak; rolling back if it fails again');
-      return;
+    const when = soaked ? (opts.autopilot ? 'under the autopilot, after the soak' : 'after the soak') : 'during the soak';
+    const checks = analysis.failure_threshold > 1 ? `, ${analysis.failure_threshold} checks in a row` : '';
+    const reason = `gate ${what} (${when} of step ${record.step} ${record.stepName}${checks})`;
+    if (soaked && !opts.autopilot && analysis.after_soak === 'alert') {
+      // Once per failing streak: the next alert needs a pass in between.
+      if (failures > analysis.failure_threshold) return base;
+      await store.record(name, { action: 'alert', actor: watcherActor, reason, readings, fromStep: record.step, toStep: record.step });
+      metrics?.changes.inc({ feature: name, action: 'alert' });
+      logger.warn({ feature: name, step: record.stepName, reason }, 'cutover alert: a gate fails after the soak (policy alert)');
+      return { ...base, action: 'alert' };
     }
-    strikes.delete(name);
-    const checks = rollbackAfterFailures > 1 ? `, ${rollbackAfterFailures} checks in a row` : '';
-    const reason = `gate ${failed.map((r) => `${r.gate} failed: ${r.message}`).join('; ')} (during the soak of step ${record.step} ${record.stepName}${checks})`;
     try {
-      await rollbackTo(name, { to: 'previous', actor: watcherActor, reason, expectedVersion: record.version, action: 'auto-rollback', readings });
+      const change = await rollbackTo(name, { to: analysis.on_failure, actor: watcherActor, reason, expectedVersion: record.version, action: 'auto-rollback', readings });
+      return { ...base, failures: 0, action: 'rollback', change };
     } catch (err) {
-      // Another replica's watcher (or an operator) changed the feature first: nothing left to do.
-      if ((err as { code?: string }).code === 'CUTOVER_ERR_CONFLICT') return;
+      // Another replica (or an operator) changed the feature first: nothing left to do.
+      if ((err as { code?: string }).code === 'CUTOVER_ERR_CONFLICT') return base;
       throw err;
     }
   }
+
+  /** The soak watcher's in-memory failing streaks (feature → the version it failed at and how many in a row). */
+  const strikes = new Map<string, { version: number; count: number }>();
 
   let watchTimer: NodeJS.Timeout | undefined;
   let watching = false;
   let watchRun: Promise<void> | undefined;
 
   async function watchOnce(): Promise<void> {
-    const { now, records } = await store.list();
+    const { records } = await store.list();
     await Promise.all(
       records.map(async (record) => {
-        const spec = plan.features[record.feature];
-        if (!spec) return;
+        if (!plan.features[record.feature]) return;
         try {
-          await watchFeature(record.feature, spec, record, now);
+          if (record.paused || record.step === 0) return;
+          const prior = strikes.get(record.feature);
+          const result = await check(record.feature, { failuresBefore: prior?.version === record.version ? prior.count : 0, autopilot: false, soakOnly: true });
+          if (result && result.action !== 'rollback') strikes.set(record.feature, { version: record.version, count: result.failures });
+          else strikes.delete(record.feature);
         } catch (err) {
           logger.error({ err, feature: record.feature }, 'soak watcher failed for a feature');
         }
@@ -447,6 +404,15 @@ export function createCutoverController(options: CutoverControllerOptions): Cuto
           throw cutoverError('CUTOVER_ERR_REQUIREMENT', `${name} cannot enter step ${target.step} (${target.stepName}): ${why}; advance those first`, { unmet, feature: name, step: record.step });
         }
       }
+      if (options.webhooks) {
+        try {
+          await options.webhooks.confirm({ feature: name, from_step: record.step, to_step: target.step, step_name: target.stepName, actor, reason, readings });
+        } catch (err) {
+          await store.record(name, { action: 'advance-blocked', actor, reason: (err as Error).message, readings, fromStep: record.step, toStep: record.step });
+          metrics?.changes.inc({ feature: name, action: 'advance-blocked' });
+          throw err;
+        }
+      }
       await applyEffect({ feature: name, fromStep: record.step, toStep: target.step, fromMode: record.mode, toMode: target.routing.mode, actor });
       // The next step's window starts now: its baseline is taken before the switch so the window covers all of it.
       const baseline = await captureBaseline(nextStep, scraper);
@@ -458,6 +424,7 @@ export function createCutoverController(options: CutoverControllerOptions): Cuto
       });
       metrics?.changes.inc({ feature: name, action: 'advance' });
       logger.info({ feature: name, from: record.step, to: target.step, step: target.stepName, actor, reason }, 'cutover advance');
+      options.webhooks?.notify({ event: 'advance', feature: name, from_step: record.step, to_step: target.step, step_name: target.stepName, actor, reason, readings });
       return result(name, true, 'advance', readings, historyId);
     },
 
@@ -486,6 +453,8 @@ export function createCutoverController(options: CutoverControllerOptions): Cuto
       return step ? evaluateCurrent(name, step, record) : [];
     },
 
+    check,
+    analysisOf,
     watchOnce,
     startWatcher() {
       if (watching) return;
@@ -516,7 +485,7 @@ export function createCutoverController(options: CutoverControllerOptions): Cuto
 function createMetrics(registry: Registry, store: CutoverStateStore) {
   const changes = new Counter({
     name: 'cutover_changes_total',
-    help: 'Cutover changes made by this process, by feature and action (advance, advance-refused, rollback, auto-rollback, pause, resume).',
+    help: 'Cutover decisions made by this process, by feature and action (advance, advance-refused, advance-blocked, rollback, auto-rollback, pause, resume, alert).',
     labelNames: ['feature', 'action'],
     registers: [registry],
   });

@@ -26,6 +26,10 @@ export const CUTOVER_ERROR_CODES = {
   CUTOVER_ERR_INVALID_PLAN: 'start-up: the plan file is not valid; the message names every bad field (features.<f>.steps[i].gates[j].<field>).',
   CUTOVER_ERR_BAD_SELECTOR: 'start-up: a metric selector in the plan is not `name{label="value",…}` with =, !=, =~ or !~.',
   CUTOVER_ERR_SCRAPE: 'a service\'s /metrics could not be fetched (down, timeout, non-200, or no URL configured). Shows up as a gate reading with verdict error.',
+  CUTOVER_ERR_PROVIDER: 'a metric provider (Prometheus query, web JSON endpoint, database observer) could not answer: down, timeout, non-2xx, not JSON, a refused query, or no value that is a number. Shows up as a gate reading with verdict error (never rolls back).',
+  CUTOVER_ERR_CONFIRM_BLOCKED: '409: a confirm webhook of the plan answered non-2xx, or not within its timeout after its retries, so the step was not entered; the body names the webhook and its answer. The autopilot retries at its next analysis.',
+  CUTOVER_ERR_NOT_WAITING: '409: promote refused: the feature has no autopilot run waiting for manual judgement (start one with `strangler cutover run`, or check `strangler cutover status`).',
+  CUTOVER_ERR_NO_RUN: '409: stop refused: the feature has no autopilot run.',
   CUTOVER_ERR_UNREACHABLE: 'CLI: the admin API did not answer at --url (or STRANGLER_ADMIN_URL). Exit 1.',
   CUTOVER_ERR_BAD_RESPONSE: 'CLI: the admin API answered with something that is not the expected JSON. Exit 1.',
 } as const;
@@ -53,6 +57,10 @@ const STATUS: Record<CutoverErrorCode, number> = {
   CUTOVER_ERR_INVALID_PLAN: 500,
   CUTOVER_ERR_BAD_SELECTOR: 500,
   CUTOVER_ERR_SCRAPE: 502,
+  CUTOVER_ERR_PROVIDER: 502,
+  CUTOVER_ERR_CONFIRM_BLOCKED: 409,
+  CUTOVER_ERR_NOT_WAITING: 409,
+  CUTOVER_ERR_NO_RUN: 409,
   CUTOVER_ERR_UNREACHABLE: 503,
   CUTOVER_ERR_BAD_RESPONSE: 502,
 };

@@ -1,5 +1,6 @@
 import { cutoverError } from './errors.ts';
-import { gateName, type Gate, type PlanStep } from './plan.ts';
+import { gateName, gateService, isScrapeGate, type Gate, type PlanStep, type ScrapeGate } from './plan.ts';
+import type { GateProviders } from './providers.ts';
 import { histogramQuantile } from '../../lib/metrics/histogram-quantile.ts';
 import { parsePromText, type Sample } from '../../lib/metrics/prom-text.ts';
 import { counterIncrease, parseSelector, select, seriesKey, type Selector } from './selectors.ts';
@@ -25,6 +26,7 @@ export type GateVerdict = 'pass' | 'fail' | 'no-data' | 'error';
 export interface GateReading {
   gate: string;
   kind: Gate['kind'];
+  /** The service read (`database` for invariant and budget gates). */
   service: string;
   verdict: GateVerdict;
   /** The measured value (a ratio, seconds, or the gauge), null when there was nothing to measure. */
@@ -153,19 +155,19 @@ function compileStep(step: PlanStep): CompiledGate[] {
 
 /** The services whose series a step's windowed gates need a baseline of. */
 export function windowedServices(step: PlanStep): string[] {
-  return [...new Set(compileStep(step).filter((c) => c.windowed.length > 0).map((c) => c.gate.service))];
+  return [...new Set(compileStep(step).filter((c) => c.windowed.length > 0).map((c) => gateService(c.gate)))];
 }
 
-/** Every service a step's gates read. */
+/** Every service a step's scrape gates read (the /metrics to fetch). */
 export function stepServices(step: PlanStep): string[] {
-  return [...new Set(step.gates.map((g) => g.service))];
+  return [...new Set(step.gates.filter(isScrapeGate).map((g) => g.service))];
 }
 
 /** The baseline entry for one service: only the series the step's gates read, to keep the row small. */
 export function baselineFor(step: PlanStep, service: string, scrape: Scrape): Baseline[string] {
   const series: Record<string, number> = {};
   for (const c of compileStep(step)) {
-    if (c.gate.service !== service) continue;
+    if (gateService(c.gate) !== service) continue;
     for (const w of c.windowed) for (const s of select(scrape.samples, w.selector, w.suffix)) series[seriesKey(s)] = s.value;
   }
   return { at: scrape.at.toISOString(), series };
@@ -216,6 +218,9 @@ export function evaluateGate(
   baseline: Baseline[string] | undefined,
 ): GateReading {
   const { gate, name } = compiled;
+  if (!isScrapeGate(gate)) {
+    return { gate: name, kind: gate.kind, service: gateService(gate), threshold: thresholdOf(gate), verdict: 'error', value: null, message: `a ${gate.kind} gate is read by its provider, not from a scrape` };
+  }
   const windowed = windowedOf(gate);
   const base = { gate: name, kind: gate.kind, service: gate.service };
   const windowSeconds = baseline ? Math.max(0, (now.at.getTime() - Date.parse(baseline.at)) / 1000) : 0;
@@ -288,7 +293,7 @@ export interface StepEvaluation {
  * gate. A windowed gate whose service has no baseline yet gets one now and
  * answers no-data: its window has only just started.
  */
-export async function evaluateStep(step: PlanStep, baseline: Baseline | null, scraper: Scraper): Promise<StepEvaluation> {
+export async function evaluateStep(step: PlanStep, baseline: Baseline | null, scraper: Scraper, providers?: GateProviders): Promise<StepEvaluation> {
   const compiled = compileStep(step);
   const scrapes = new Map<string, Promise<Scrape>>();
   for (const service of stepServices(step)) {
@@ -298,23 +303,31 @@ export async function evaluateStep(step: PlanStep, baseline: Baseline | null, sc
   }
   const newBaselines: Baseline = {};
   const readings: GateReading[] = [];
+  // Provider gates (PromQL, web JSON, invariants, budget) run beside the scrapes; each answers its own reading.
+  const provided = new Map(compiled.flatMap((c) => (isScrapeGate(c.gate) ? [] : [[c, providerReading(c.gate, c.name, providers)] as const])));
   for (const c of compiled) {
     const threshold = thresholdOf(c.gate);
-    const base = { gate: c.name, kind: c.gate.kind, service: c.gate.service, threshold };
+    const base = { gate: c.name, kind: c.gate.kind, service: gateService(c.gate), threshold };
+    const pending = provided.get(c);
+    if (pending || !isScrapeGate(c.gate)) {
+      readings.push(await pending!);
+      continue;
+    }
+    const gate = c.gate;
     let scrape: Scrape;
     try {
-      scrape = await scrapes.get(c.gate.service)!;
+      scrape = await scrapes.get(gate.service)!;
     } catch (err) {
       readings.push({ ...base, verdict: 'error', value: null, message: (err as Error).message });
       continue;
     }
-    const known = baseline?.[c.gate.service];
+    const known = baseline?.[gate.service];
     if (c.windowed.length > 0 && !known) {
-      newBaselines[c.gate.service] ??= baselineFor(step, c.gate.service, scrape);
+      newBaselines[gate.service] ??= baselineFor(step, gate.service, scrape);
       readings.push({ ...base, verdict: 'no-data', value: null, samples: 0, window_seconds: 0, message: 'no baseline for this step yet; its window starts now' });
       continue;
     }
-    readings.push(evaluateGate(c, scrape, known));
+    readings.push(evaluateGate({ gate, name: c.name }, scrape, known));
   }
   return { readings, newBaselines };
 }
@@ -334,8 +347,25 @@ export async function captureBaseline(step: PlanStep, scraper: Scraper): Promise
   return out;
 }
 
-function thresholdOf(gate: Gate): GateReading['threshold'] {
+async function providerReading(gate: Exclude<Gate, ScrapeGate>, name: string, providers: GateProviders | undefined): Promise<GateReading> {
+  if (!providers) {
+    return { gate: name, kind: gate.kind, service: gateService(gate), threshold: thresholdOf(gate), verdict: 'error', value: null, message: `no ${gate.kind} provider is configured in this admin` };
+  }
+  return providers.evaluate(gate, name);
+}
+
+export function thresholdOf(gate: Gate): GateReading['threshold'] {
   switch (gate.kind) {
+    case 'prometheus':
+    case 'web':
+      return { ...(gate.max !== undefined ? { max: gate.max } : {}), ...(gate.min !== undefined ? { min: gate.min } : {}) };
+    case 'invariant':
+      return { max: gate.max ?? 0 };
+    case 'budget':
+      return {
+        ...(gate.max_connections !== undefined ? { max: gate.max_connections } : {}),
+        ...(gate.max_polling_queries_per_s !== undefined && gate.max_connections === undefined ? { max: gate.max_polling_queries_per_s } : {}),
+      };
     case 'error_rate':
     case 'shadow_mismatch_rate':
       return { max: gate.max };

@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { FEATURE_NAME, type Routing } from '../../lib/cutover/types.ts';
 import { cutoverError, quote } from './errors.ts';
-import { parseSelector } from './selectors.ts';
+import { Checker, typeName } from './plan-checker.ts';
+import { checkAnalysis, checkExternalGate, checkWebhooks } from './plan-checks.ts';
 
 /**
  * The declarative cutover plan: for each feature, the ordered steps that
@@ -14,13 +15,83 @@ import { parseSelector } from './selectors.ts';
 export interface CutoverPlan {
   version: 1;
   description?: string;
+  /** Analysis defaults for every feature and step (each may override them). */
+  analysis?: AnalysisSpec;
+  /** Confirm hooks (before a step) and notifications (after every change): proxy/cutover/webhooks.ts. */
+  webhooks?: WebhookSpec[];
   /** Feature name (FEATURE_NAME: this system's are FEATURES; another system's migration names its own) → its steps, in plan order. */
   features: Partial<Record<string, PlanFeature>>;
 }
 
 export interface PlanFeature {
   description?: string;
+  /** Overrides the plan's analysis defaults for this feature's steps. */
+  analysis?: AnalysisSpec;
   steps: PlanStep[];
+}
+
+/**
+ * How the analysis loop (proxy/cutover/analysis.ts) judges a step, and what
+ * the autopilot (`strangler cutover run`) does with its verdicts. Every field is optional; a
+ * step's value wins over its feature's, which wins over the plan's, which wins over ANALYSIS_DEFAULTS.
+ *
+ * @example
+ *   { "interval_seconds": 10, "passes": 3, "failure_threshold": 2, "on_failure": "legacy", "after_soak": "rollback" }
+ */
+export interface AnalysisSpec {
+  /** Seconds between two analysis runs of the current step's gates. */
+  interval_seconds?: number;
+  /** Passing runs in a row (counted after the soak) before the autopilot advances. */
+  passes?: number;
+  /** Failing runs in a row before the step is rolled back (during the soak, or under the autopilot) or alerted on. */
+  failure_threshold?: number;
+  /** Where a rollback goes: one step back, or straight to legacy. */
+  on_failure?: OnFailure;
+  /** After the soak, with no autopilot run on the feature, what a failure threshold does: alert only, or roll back. */
+  after_soak?: AfterSoakPolicy;
+}
+
+export type OnFailure = 'previous' | 'legacy';
+export type AfterSoakPolicy = 'alert' | 'rollback';
+
+/** The analysis settings with every field filled in. */
+export type ResolvedAnalysis = Required<AnalysisSpec>;
+
+export const ANALYSIS_DEFAULTS: ResolvedAnalysis = { interval_seconds: 10, passes: 3, failure_threshold: 2, on_failure: 'previous', after_soak: 'alert' };
+
+/** The analysis a step runs under: its own settings over its feature's over the plan's over the defaults. */
+export function resolveAnalysis(plan: CutoverPlan, feature: string, step: PlanStep | undefined): ResolvedAnalysis {
+  return { ...ANALYSIS_DEFAULTS, ...plan.analysis, ...planFeature(plan, feature)?.analysis, ...step?.analysis };
+}
+
+/** What a notify webhook is told about (a confirm webhook is asked before every step instead). */
+export const NOTIFY_EVENTS = ['advance', 'rollback', 'auto-rollback', 'pause', 'resume', 'promote', 'gate-failure', 'drift', 'run-started', 'run-waiting', 'run-finished', 'run-stopped'] as const;
+export type NotifyEvent = (typeof NOTIFY_EVENTS)[number];
+
+/**
+ * An HTTP endpoint the admin calls. `confirm`: POSTed before any step is entered (by `advance`
+ * or the autopilot); a non-2xx answer, or none within timeout_ms after its retries, blocks the step.
+ * `notify`: POSTed after every change it subscribes to; retried with backoff, never blocking.
+ * Bodies are signed: `X-Strangler-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`
+ * with the secret the admin was given under `secret` (never in the plan itself).
+ */
+export interface WebhookSpec {
+  /** Unique among the plan's webhooks; the label of its delivery metrics. */
+  name: string;
+  type: 'confirm' | 'notify';
+  url: string;
+  /** The name of the signing secret (the admin reads it from STRANGLER_WEBHOOK_SECRET_<NAME> or its config); none: unsigned. */
+  secret?: string;
+  /** `json` (default): the event as JSON; `slack`: `{"text": …}` for a Slack-compatible incoming webhook. */
+  format?: 'json' | 'slack';
+  /** notify only: the events it is sent; default all. */
+  events?: NotifyEvent[];
+  /** Only these features' changes; default all. */
+  features?: string[];
+  /** Per attempt. Default 5000. */
+  timeout_ms?: number;
+  /** Attempts after the first (backoff 0.5 s, 1 s, 2 s, …). Default 3 for notify, 1 for confirm. */
+  retries?: number;
 }
 
 export type StepMode = 'shadow' | 'canary' | 'full';
@@ -42,6 +113,10 @@ export interface PlanStep {
    * back to legacy (`lockdown` requires every writer to be off `events` already).
    */
   requires?: Record<string, StepMode>;
+  /** The autopilot stops once this step's analysis passes, until `strangler cutover promote <feature>`. */
+  manual_judgement?: boolean;
+  /** Overrides the feature's (and the plan's) analysis settings for this step. */
+  analysis?: AnalysisSpec;
   description?: string;
 }
 
@@ -101,9 +176,85 @@ export interface GaugeGate extends GateBase {
   min?: number;
 }
 
-export type Gate = ErrorRateGate | LatencyGate | ShadowMismatchGate | GaugeGate;
+/** Bounds on one number: at least one of them. */
+interface Bounds {
+  max?: number;
+  min?: number;
+}
+
+/**
+ * A PromQL instant query against a Prometheus server (`service` names its base URL, whose
+ * /api/v1/query is asked); the result's samples, combined by `aggregate`, must stay within min..max.
+ * An empty result is no-data.
+ */
+export interface PrometheusGate extends GateBase, Bounds {
+  kind: 'prometheus';
+  /** e.g. `sum(rate(proxy_requests_total{target="new",status=~"5.."}[1m])) / sum(rate(proxy_requests_total{target="new"}[1m]))` */
+  query: string;
+  /** How to combine a vector result's samples. Default max. */
+  aggregate?: 'sum' | 'max' | 'min' | 'avg';
+}
+
+/** Any endpoint answering JSON: GET `service`'s base URL + `path`, read the number at `json_path`. */
+export interface WebGate extends GateBase, Bounds {
+  kind: 'web';
+  /** Path (and query) under the service's base URL, starting with `/`. */
+  path: string;
+  /** Where the number is: `data.queue.depth`, `items[0].value`; `$.` optional. A missing value is no-data. */
+  json_path: string;
+}
+
+/** The database invariants, counted by the server while the step runs. */
+export const INVARIANT_CHECKS = ['lost_events', 'duplicate_executions', 'overcommitted_hosts', 'orphan_droplets'] as const;
+export type InvariantCheck = (typeof INVARIANT_CHECKS)[number];
+
+/**
+ * One database invariant (lib/invariants.ts), counted now through the admin's observer connection:
+ * lost events (pending/running longer than `stuck_after_seconds`, or done without an execution),
+ * double executions, over-committed hosts, droplets without a create event (older than
+ * `stuck_after_seconds`). The count must stay <= max (default 0).
+ */
+export interface InvariantGate {
+  kind: 'invariant';
+  name?: string;
+  /** Always `database` (the admin's observer connection); may be left out. */
+  service?: 'database';
+  description?: string;
+  check: InvariantCheck;
+  max?: number;
+  /** In flight is not lost: only what is older than this counts. Default 120. */
+  stuck_after_seconds?: number;
+}
+
+/**
+ * The step's share of the database, read from the server itself: connections in PROCESSLIST and
+ * SELECTs per second between two analysis runs (USER_STATISTICS per user where the server has it,
+ * Com_select otherwise), both optionally only for `users`.
+ */
+export interface BudgetGate {
+  kind: 'budget';
+  name?: string;
+  service?: 'database';
+  description?: string;
+  max_connections?: number;
+  max_polling_queries_per_s?: number;
+  /** MySQL users counted; default every user. */
+  users?: string[];
+}
+
+export type Gate = ErrorRateGate | LatencyGate | ShadowMismatchGate | GaugeGate | PrometheusGate | WebGate | InvariantGate | BudgetGate;
 export type GateKind = Gate['kind'];
-export const GATE_KINDS: readonly GateKind[] = ['error_rate', 'latency', 'shadow_mismatch_rate', 'gauge'];
+export const GATE_KINDS: readonly GateKind[] = ['error_rate', 'latency', 'shadow_mismatch_rate', 'gauge', 'prometheus', 'web', 'invariant', 'budget'];
+/** Gates read by scraping a service's /metrics (the built-in provider); the others ask their provider (proxy/cutover/providers.ts). */
+export type ScrapeGate = ErrorRateGate | LatencyGate | ShadowMismatchGate | GaugeGate;
+export function isScrapeGate(gate: Gate): gate is ScrapeGate {
+  return gate.kind === 'error_rate' || gate.kind === 'latency' || gate.kind === 'shadow_mismatch_rate' || gate.kind === 'gauge';
+}
+
+/** The service a gate reads: its `service`, or `database` for invariant and budget gates. */
+export function gateService(gate: Gate): string {
+  return gate.service ?? 'database';
+}
 
 /** Soak longer than a week is a typo, not a plan. */
 export const MAX_SOAK_SECONDS = 7 * 24 * 3600;
@@ -112,7 +263,7 @@ export const MAX_GATES = 20;
 
 const STEP_NAME = /^[a-z0-9][a-z0-9._+-]{0,63}$/;
 const REGION = /^[a-z0-9][a-z0-9-]{0,31}$/;
-const SERVICE = /^[a-z][a-z0-9_-]{0,31}$/;
+export const SERVICE = /^[a-z][a-z0-9_-]{0,31}$/;
 const GATE_NAME = /^[A-Za-z0-9][A-Za-z0-9._:+-]{0,63}$/;
 
 /** The plan's feature of that name, or undefined (an unknown name, or one inherited from Object.prototype). */
@@ -135,84 +286,21 @@ export function stepRouting(step: PlanStep): Routing {
 /** The display name of a gate: its own, or `<kind>:<service>`. */
 export function gateName(gate: Gate, index: number, all: readonly Gate[]): string {
   if (gate.name) return gate.name;
-  const base = `${gate.kind}:${gate.service}`;
-  return all.filter((g) => !g.name && `${g.kind}:${g.service}` === base).length > 1 ? `${base}#${index + 1}` : base;
+  const base = `${gate.kind}:${gate.kind === 'invariant' ? gate.check : gateService(gate)}`;
+  return all.filter((g) => !g.name && `${g.kind}:${g.kind === 'invariant' ? g.check : gateService(g)}` === base).length > 1 ? `${base}#${index + 1}` : base;
 }
 
 // ---------------------------------------------------------------------------
 // Validation
-
-function typeName(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'an array';
-  return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
-}
-
-class Checker {
-  readonly errors: string[] = [];
-  add(path: string, message: string): void {
-    this.errors.push(`${path}: ${message}`);
-  }
-  object(path: string, value: unknown): Record<string, unknown> | undefined {
-    if (typeof value === 'object' && value !== null && !Array.isArray(value)) return value as Record<string, unknown>;
-    this.add(path, `must be an object, got ${typeName(value)}`);
-    return undefined;
-  }
-  fields(path: string, obj: Record<string, unknown>, accepted: readonly string[]): void {
-    for (const key of Object.keys(obj)) {
-      if (!accepted.includes(key)) this.add(`${path}.${key}`, `unknown field; accepted fields are ${accepted.join(', ')}`);
-    }
-  }
-  string(path: string, value: unknown, pattern?: RegExp, hint?: string): value is string {
-    if (typeof value !== 'string') {
-      this.add(path, `must be a string${hint ? ` (${hint})` : ''}, got ${typeName(value)}`);
-      return false;
-    }
-    if (pattern && !pattern.test(value)) {
-      this.add(path, `${quote(value)} is not valid${hint ? `: ${hint}` : ''}`);
-      return false;
-    }
-    return true;
-  }
-  optionalString(path: string, value: unknown, max = 500): void {
-    if (value === undefined) return;
-    if (typeof value !== 'string') this.add(path, `must be a string, got ${typeName(value)}`);
-    else if (value.length > max) this.add(path, `must be at most ${max} characters`);
-  }
-  number(path: string, value: unknown, min: number, max: number, options: { integer?: boolean; exclusiveMin?: boolean } = {}): value is number {
-    const ok =
-      typeof value === 'number' &&
-      Number.isFinite(value) &&
-      (options.exclusiveMin ? value > min : value >= min) &&
-      value <= max &&
-      (!options.integer || Number.isInteger(value));
-    if (!ok) {
-      const kind = options.integer ? 'an integer' : 'a number';
-      this.add(path, `must be ${kind} ${options.exclusiveMin ? `above ${min}` : `from ${min}`} to ${max}, got ${quote(value)}`);
-    }
-    return ok;
-  }
-  selector(path: string, value: unknown, options: { histogram?: boolean } = {}): void {
-    if (!this.string(path, value, undefined, `a selector such as "metric_name{label='value'}"`)) return;
-    try {
-      const sel = parseSelector(value);
-      if (options.histogram) {
-        if (/_(bucket|count|sum)$/.test(sel.metric)) this.add(path, `name the histogram without _bucket/_count/_sum, got ${quote(sel.metric)}`);
-        if (sel.matchers.some((m) => m.label === 'le')) this.add(path, 'must not match on the le label; the gate reads every bucket');
-      }
-    } catch (err) {
-      this.add(path, (err as Error).message);
-    }
-  }
-}
 
 function checkGate(c: Checker, path: string, value: unknown): void {
   const gate = c.object(path, value);
   if (!gate) return;
   const common = ['kind', 'name', 'service', 'description'];
   if (gate.name !== undefined) c.string(`${path}.name`, gate.name, GATE_NAME, 'letters, digits and . _ : + -, at most 64');
-  c.string(`${path}.service`, gate.service, SERVICE, 'a service name such as "proxy" (lower-case, at most 32)');
   c.optionalString(`${path}.description`, gate.description);
+  if (checkExternalGate(c, path, gate)) return;
+  c.string(`${path}.service`, gate.service, SERVICE, 'a service name such as "proxy" (lower-case, at most 32)');
   const minSamples = () => {
     if (gate.min_samples !== undefined) c.number(`${path}.min_samples`, gate.min_samples, 0, 1e12, { integer: true });
   };
@@ -257,7 +345,9 @@ function checkGate(c: Checker, path: string, value: unknown): void {
 function checkStep(c: Checker, path: string, value: unknown, isLast: boolean, features: readonly string[]): string | undefined {
   const step = c.object(path, value);
   if (!step) return undefined;
-  c.fields(path, step, ['name', 'mode', 'percent', 'regions', 'soak_seconds', 'gates', 'requires', 'description']);
+  c.fields(path, step, ['name', 'mode', 'percent', 'regions', 'soak_seconds', 'gates', 'requires', 'manual_judgement', 'analysis', 'description']);
+  if (step.manual_judgement !== undefined && typeof step.manual_judgement !== 'boolean') c.add(`${path}.manual_judgement`, `must be true or false, got ${quote(step.manual_judgement)}`);
+  if (step.analysis !== undefined) checkAnalysis(c, `${path}.analysis`, step.analysis);
   if (step.requires !== undefined) {
     const req = c.object(`${path}.requires`, step.requires);
     if (req) {
@@ -328,7 +418,10 @@ export function validatePlan(input: unknown): CutoverPlan {
   const c = new Checker();
   const plan = c.object('plan', input);
   if (plan) {
-    c.fields('plan', plan, ['version', 'description', 'features']);
+    c.fields('plan', plan, ['version', 'description', 'analysis', 'webhooks', 'features']);
+    if (plan.analysis !== undefined) checkAnalysis(c, 'analysis', plan.analysis);
+    const featureNames = typeof plan.features === 'object' && plan.features !== null ? Object.keys(plan.features) : [];
+    if (plan.webhooks !== undefined) checkWebhooks(c, 'webhooks', plan.webhooks, featureNames);
     if (plan.version !== 1) c.add('version', `must be 1, got ${quote(plan.version)}`);
     c.optionalString('description', plan.description, 2000);
     const features = c.object('features', plan.features);
@@ -343,7 +436,8 @@ export function validatePlan(input: unknown): CutoverPlan {
         }
         const feature = c.object(path, value);
         if (!feature) continue;
-        c.fields(path, feature, ['description', 'steps']);
+        c.fields(path, feature, ['description', 'analysis', 'steps']);
+        if (feature.analysis !== undefined) checkAnalysis(c, `${path}.analysis`, feature.analysis);
         c.optionalString(`${path}.description`, feature.description, 2000);
         if (!Array.isArray(feature.steps) || feature.steps.length === 0 || feature.steps.length > MAX_STEPS) {
           c.add(`${path}.steps`, `must be an array of 1 to ${MAX_STEPS} steps, got ${typeName(feature.steps)}`);
@@ -389,7 +483,7 @@ export function loadDefaultPlan(): CutoverPlan {
 /** Every service name the plan's gates read. */
 export function planServices(plan: CutoverPlan): string[] {
   const names = new Set<string>();
-  for (const feature of Object.values(plan.features)) for (const step of feature?.steps ?? []) for (const g of step.gates) names.add(g.service);
+  for (const feature of Object.values(plan.features)) for (const step of feature?.steps ?? []) for (const g of step.gates) if (g.service !== undefined && g.kind !== 'invariant' && g.kind !== 'budget') names.add(g.service);
   return [...names].sort();
 }
 

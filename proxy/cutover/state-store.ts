@@ -22,7 +22,21 @@ import type { Baseline, GateReading } from './gates.ts';
  * and no change goes unaudited.
  */
 
-export type HistoryAction = 'advance' | 'advance-refused' | 'rollback' | 'auto-rollback' | 'pause' | 'resume';
+export type HistoryAction =
+  | 'advance'
+  | 'advance-refused'
+  | 'advance-blocked'
+  | 'rollback'
+  | 'auto-rollback'
+  | 'pause'
+  | 'resume'
+  | 'alert'
+  | 'promote'
+  | 'run-started'
+  | 'run-waiting'
+  | 'run-finished'
+  | 'run-stopped'
+  | 'drift';
 
 /** A feature's row: the state readers apply, plus what the controller needs to judge the soak. */
 export interface FeatureRecord extends FeatureState {
@@ -85,6 +99,9 @@ export interface CutoverStateStore {
   /** The newest history row of each feature that changed its state (refusals left out). */
   lastChanges(): Promise<Map<string, HistoryEntry>>;
 }
+
+/** History actions that moved a feature's state (the others record decisions that did not). */
+const STATE_CHANGES: HistoryAction[] = ['advance', 'rollback', 'auto-rollback', 'pause', 'resume'];
 
 const READ_COLUMNS = ['feature', 'step', 'step_name', 'mode', 'percent', 'regions', 'paused', 'version', 'updated_at'] as const;
 
@@ -186,17 +203,14 @@ function toHistory(row: Record<string, unknown>): HistoryEntry {
   };
 }
 
-export function createCutoverStateStore(options: {
-  db: Knex;
-  /** The features it keeps rows for and lists, in this order: the plan's (default FEATURES, this system's). */
-  features?: readonly string[];
-}): CutoverStateStore {
-  const { db } = options;
-  const features = options.features ?? FEATURES;
+/**
+ * Inserts a row per feature into `table` unless it has one (idempotent, safe from concurrent
+ * replicas), once per process; a failure is retried by the next call.
+ */
+export function featureRowsEnsurer(db: Knex, table: string, features: readonly string[]): () => Promise<void> {
   let ensured: Promise<void> | undefined;
-
-  const ensureRows = (): Promise<void> => {
-    ensured ??= db('cutover_features')
+  return () =>
+    (ensured ??= db(table)
       .insert(features.map((feature) => ({ feature })))
       .onConflict('feature')
       .ignore()
@@ -206,9 +220,17 @@ export function createCutoverStateStore(options: {
           ensured = undefined;
           throw err;
         },
-      );
-    return ensured;
-  };
+      ));
+}
+
+export function createCutoverStateStore(options: {
+  db: Knex;
+  /** The features it keeps rows for and lists, in this order: the plan's (default FEATURES, this system's). */
+  features?: readonly string[];
+}): CutoverStateStore {
+  const { db } = options;
+  const features = options.features ?? FEATURES;
+  const ensureRows = featureRowsEnsurer(db, 'cutover_features', features);
 
   const selectRecord = (q: Knex | Knex.Transaction) =>
     q('cutover_features').select(...READ_COLUMNS, 'step_started_at', 'baseline', q.raw('CURRENT_TIMESTAMP(3) AS db_now'));
@@ -310,8 +332,8 @@ export function createCutoverStateStore(options: {
 
     async lastChanges() {
       const rows = (await db('cutover_history as h')
-        // A refused advance changed nothing, so it is not the feature's last change.
-        .join(db('cutover_history').select('feature').max({ id: 'id' }).whereNot({ action: 'advance-refused' }).groupBy('feature').as('m'), 'h.id', 'm.id')
+        // A refusal, an alert or an autopilot note changed nothing, so it is not the feature's last change.
+        .join(db('cutover_history').select('feature').max({ id: 'id' }).whereIn('action', STATE_CHANGES).groupBy('feature').as('m'), 'h.id', 'm.id')
         .select('h.*')) as Array<Record<string, unknown>>;
       return new Map(rows.map((r) => [String(r.feature), toHistory(r)]));
     },
