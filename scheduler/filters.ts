@@ -73,7 +73,7 @@ const busyWith = (c: FilterContext, type: V1BusyType) => Object.hasOwn(c.host.bu
  * Every filter, in the order they run. The V2-only metrics filters come
  * first (nothing else can be judged without metrics); then V1's thirteen
  * SKIP rules from legacy/scheduler-v1/rank.ts, same order, same tests, same
- * messages (test/scheduler-v2-filters.test.ts checks them against rankV1).
+ * messages (test/scheduler/filters.test.ts checks them against rankV1).
  */
 export const FILTERS: readonly FilterPlugin[] = [
   {

@@ -1,0 +1,75 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Knex } from 'knex';
+import { createKnex } from '../../lib/db/knex.ts';
+import type { SeedData } from '../../stack/seed/generate.ts';
+import type { Harpoon } from '../../harpoon/create-harpoon.ts';
+import { lockdown, readEventGrants, rollbackLockdown } from '../../harpoon/lockdown.ts';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { call, startHarpoon } from '../helpers/harpoon.ts';
+import { seedWorld } from '../helpers/seeded.ts';
+
+describe('lockdown: only Harpoon\'s MySQL user can touch events, and rollback restores exactly what was there', () => {
+  let t: TestDatabase;
+  let seed: SeedData;
+  let cloudDb: Knex;
+  let monitorDb: Knex;
+  let harpoon: Harpoon;
+  let url: string;
+
+  beforeAll(async () => {
+    t = await createTestDatabase('harpoon_lockdown');
+    seed = await seedWorld(t.db, { hypervisors: 2, regions: 1 });
+    cloudDb = createKnex(t.service('cloud'), { poolMax: 1 });
+    monitorDb = createKnex(t.service('strangler_monitor'), { poolMax: 1 });
+    ({ harpoon, url } = await startHarpoon(t.service('harpoon')));
+  });
+  afterAll(async () => {
+    await harpoon?.close();
+    await cloudDb?.destroy();
+    await monitorDb?.destroy();
+    await t?.drop();
+  });
+
+  const cloudInsert = () => cloudDb('events').insert({ type: 'create', status: 'pending', region_id: seed.regions[0]!.id });
+  const holders = async () => [...new Set((await readEventGrants(t.db, t.name)).filter((g) => g.level !== 'global').map((g) => g.user))].sort();
+
+  it('revokes every grant on events but Harpoon\'s, and the server refuses the others', async () => {
+    const before = (await readEventGrants(t.db, t.name)).filter((g) => g.level !== 'global');
+    expect(await holders()).toEqual(expect.arrayContaining(['cloud', 'dobe', 'event_router', 'harpoon', 'scheduler_v1', 'scheduler_v2', 'strangler_monitor']));
+    expect(before).toContainEqual(expect.objectContaining({ user: 'cloud', level: 'table', privilege: 'INSERT' }));
+    expect(before).toContainEqual(expect.objectContaining({ user: 'strangler_monitor', level: 'schema', privilege: 'SELECT' }));
+    await cloudInsert();
+
+    const result = await lockdown(t.db, t.name);
+    expect(result.revoked).toContainEqual({ grantee: "'cloud'@'%'", level: 'table', privilege: 'INSERT' });
+    expect(await holders()).toEqual(['harpoon']);
+    // Table-level grants take effect on an open connection's next statement.
+    await expect(cloudInsert()).rejects.toMatchObject({ code: 'ER_TABLEACCESS_DENIED_ERROR' });
+    await expect(cloudDb('events').count({ n: '*' })).rejects.toMatchObject({ code: 'ER_TABLEACCESS_DENIED_ERROR' });
+    // The monitor keeps every other table (its schema grant became per-table grants), not events.
+    await expect(monitorDb('regions').count({ n: '*' })).resolves.toBeDefined();
+    await expect(monitorDb('events').count({ n: '*' })).rejects.toMatchObject({ code: 'ER_TABLEACCESS_DENIED_ERROR' });
+    // Cloud's other tables are untouched.
+    await expect(cloudDb('regions').count({ n: '*' })).resolves.toBeDefined();
+    // Harpoon still writes.
+    expect((await call(url, 'POST', '/v1/events', { type: 'create', region: seed.regions[0]!.slug })).status).toBe(201);
+    // A second lockdown finds nothing to do.
+    expect(await lockdown(t.db, t.name)).toEqual({ revoked: [], granted: [] });
+
+    await rollbackLockdown(t.db, t.name);
+    const after = (await readEventGrants(t.db, t.name)).filter((g) => g.level !== 'global');
+    expect(after).toEqual(before);
+    await cloudInsert();
+    // A restored schema-level grant reaches a session at its next USE or connection (MySQL's rule), not at once.
+    await monitorDb.destroy();
+    monitorDb = createKnex(t.service('strangler_monitor'), { poolMax: 1 });
+    await expect(monitorDb('events').count({ n: '*' })).resolves.toBeDefined();
+    expect(await t.db('harpoon_lockdown').count({ n: '*' })).toEqual([{ n: 0 }]);
+    // And the per-table grants the lockdown added are gone again.
+    const [monitorTables] = (await t.db.raw('SELECT COUNT(*) AS n FROM information_schema.TABLE_PRIVILEGES WHERE TABLE_SCHEMA = ? AND GRANTEE = ?', [
+      t.name,
+      "'strangler_monitor'@'%'",
+    ])) as [Array<{ n: number }>];
+    expect(Number(monitorTables[0]!.n)).toBe(0);
+  });
+});
