@@ -1,65 +1,38 @@
-import { StranglerError } from '../lib/errors.ts';
+import { defineErrors, StranglerError, type ErrorCode } from '../lib/errors.ts';
 
 /**
  * Every code the Cloud API answers with, and what it means to the person
  * reading it. runbooks/errors.md is written from this table, so a new code
  * goes here first.
  */
-export const CLOUD_ERROR_CODES = {
-  CLOUD_ERR_UNAUTHORIZED: '401: no `Authorization: Bearer <token>` header, or the token belongs to no customer.',
-  CLOUD_ERR_ACCOUNT_INACTIVE: "403: the token is valid but the customer's status is not 'active'.",
-  CLOUD_ERR_NOT_FOUND: "404: no such droplet or action for this customer (other customers' resources also answer 404).",
-  CLOUD_ERR_UNSUPPORTED_MEDIA_TYPE: '415: the request body was not sent with Content-Type: application/json.',
-  CLOUD_ERR_BODY_TOO_LARGE: '413: the request body is over the configured limit (bodyLimit, 64 KiB by default).',
-  CLOUD_ERR_MALFORMED_JSON: '400: the body is empty, truncated or otherwise not valid JSON.',
-  CLOUD_ERR_INVALID_QUERY: '400: a query parameter is unknown, repeated or out of range (page >= 1, 1 <= per_page <= 200).',
-  CLOUD_ERR_VALIDATION: '422: the JSON is well formed but a field is unknown, missing, of the wrong type or out of range; the message names it.',
-  CLOUD_ERR_UNKNOWN_REGION: '422: the region slug names no region; the message lists the valid ones.',
-  CLOUD_ERR_REGION_UNAVAILABLE: '422: the region exists but is closed to new droplets.',
-  CLOUD_ERR_UNKNOWN_SIZE: '422: the size slug names no size; the message lists the valid ones.',
-  CLOUD_ERR_UNKNOWN_IMAGE: '422: the image slug names no image; the message lists the valid ones.',
-  CLOUD_ERR_SIZE_TOO_SMALL: "422: the size's disk is smaller than the image's minimum disk size.",
-  CLOUD_ERR_UNKNOWN_SSH_KEY: "422: an ssh_keys id does not exist in the customer's account.",
-  CLOUD_ERR_DROPLET_LIMIT: "422: creating one more droplet would exceed the customer's droplet_limit (archived droplets do not count).",
-  CLOUD_ERR_DROPLET_NOT_READY: '422: the droplet has no hypervisor yet (its create event is still waiting for the scheduler); retry once it is active.',
-  CLOUD_ERR_DROPLET_BUSY: '422: the droplet is being destroyed; no further actions are accepted.',
-  CLOUD_ERR_CLIENT_CLOSED: '499: the client hung up before its request body arrived (usually its own timeout while Cloud was slow); nothing was written and nobody receives this answer.',
-  CLOUD_ERR_EVENTS_UNAVAILABLE:
-    "503: event-writes sends this request's events through Harpoon and Harpoon could not be read (or Cloud has no harpoon option); nothing was written. Creates never need it: they go to the outbox.",
-  CLOUD_ERR_DATABASE_UNAVAILABLE: '503: MySQL could not be reached, the pool timed out, a lock wait timed out or a grant is missing; see the service log.',
-  CLOUD_ERR_INTERNAL: '500: an unexpected failure; the service log has the stack under the request id.',
-} as const;
+export const CLOUD_ERRORS = defineErrors({
+  CLOUD_ERR_UNAUTHORIZED: { status: 401, message: 'no `Authorization: Bearer <token>` header, or the token belongs to no customer.' },
+  CLOUD_ERR_ACCOUNT_INACTIVE: { status: 403, message: "the token is valid but the customer's status is not 'active'." },
+  CLOUD_ERR_NOT_FOUND: { status: 404, message: "no such droplet or action for this customer (other customers' resources also answer 404)." },
+  CLOUD_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'the request body was not sent with Content-Type: application/json.' },
+  CLOUD_ERR_BODY_TOO_LARGE: { status: 413, message: 'the request body is over the configured limit (bodyLimit, 64 KiB by default).' },
+  CLOUD_ERR_MALFORMED_JSON: { status: 400, message: 'the body is empty, truncated or otherwise not valid JSON.' },
+  CLOUD_ERR_INVALID_QUERY: { status: 400, message: 'a query parameter is unknown, repeated or out of range (page >= 1, 1 <= per_page <= 200).' },
+  CLOUD_ERR_VALIDATION: { status: 422, message: 'the JSON is well formed but a field is unknown, missing, of the wrong type or out of range; the message names it.' },
+  CLOUD_ERR_UNKNOWN_REGION: { status: 422, message: 'the region slug names no region; the message lists the valid ones.' },
+  CLOUD_ERR_REGION_UNAVAILABLE: { status: 422, message: 'the region exists but is closed to new droplets.' },
+  CLOUD_ERR_UNKNOWN_SIZE: { status: 422, message: 'the size slug names no size; the message lists the valid ones.' },
+  CLOUD_ERR_UNKNOWN_IMAGE: { status: 422, message: 'the image slug names no image; the message lists the valid ones.' },
+  CLOUD_ERR_SIZE_TOO_SMALL: { status: 422, message: "the size's disk is smaller than the image's minimum disk size." },
+  CLOUD_ERR_UNKNOWN_SSH_KEY: { status: 422, message: "an ssh_keys id does not exist in the customer's account." },
+  CLOUD_ERR_DROPLET_LIMIT: { status: 422, message: "creating one more droplet would exceed the customer's droplet_limit (archived droplets do not count)." },
+  CLOUD_ERR_DROPLET_NOT_READY: { status: 422, message: 'the droplet has no hypervisor yet (its create event is still waiting for the scheduler); retry once it is active.' },
+  CLOUD_ERR_DROPLET_BUSY: { status: 422, message: 'the droplet is being destroyed; no further actions are accepted.' },
+  CLOUD_ERR_CLIENT_CLOSED: { status: 499, message: 'the client hung up before its request body arrived (usually its own timeout while Cloud was slow); nothing was written and nobody receives this answer.' },
+  CLOUD_ERR_EVENTS_UNAVAILABLE: { status: 503, message: "event-writes sends this request's events through Harpoon and Harpoon could not be read (or Cloud has no harpoon option); nothing was written. Creates never need it: they go to the outbox." },
+  CLOUD_ERR_DATABASE_UNAVAILABLE: { status: 503, message: 'MySQL could not be reached, the pool timed out, a lock wait timed out or a grant is missing; see the service log.' },
+  CLOUD_ERR_INTERNAL: { status: 500, message: 'an unexpected failure; the service log has the stack under the request id.' },
+});
 
-export type CloudErrorCode = keyof typeof CLOUD_ERROR_CODES;
+export type CloudErrorCode = ErrorCode<typeof CLOUD_ERRORS>;
 
-const STATUS: Record<CloudErrorCode, number> = {
-  CLOUD_ERR_UNAUTHORIZED: 401,
-  CLOUD_ERR_ACCOUNT_INACTIVE: 403,
-  CLOUD_ERR_NOT_FOUND: 404,
-  CLOUD_ERR_UNSUPPORTED_MEDIA_TYPE: 415,
-  CLOUD_ERR_BODY_TOO_LARGE: 413,
-  CLOUD_ERR_MALFORMED_JSON: 400,
-  CLOUD_ERR_INVALID_QUERY: 400,
-  CLOUD_ERR_VALIDATION: 422,
-  CLOUD_ERR_UNKNOWN_REGION: 422,
-  CLOUD_ERR_REGION_UNAVAILABLE: 422,
-  CLOUD_ERR_UNKNOWN_SIZE: 422,
-  CLOUD_ERR_UNKNOWN_IMAGE: 422,
-  CLOUD_ERR_SIZE_TOO_SMALL: 422,
-  CLOUD_ERR_UNKNOWN_SSH_KEY: 422,
-  CLOUD_ERR_DROPLET_LIMIT: 422,
-  CLOUD_ERR_DROPLET_NOT_READY: 422,
-  CLOUD_ERR_DROPLET_BUSY: 422,
-  CLOUD_ERR_CLIENT_CLOSED: 499,
-  CLOUD_ERR_EVENTS_UNAVAILABLE: 503,
-  CLOUD_ERR_DATABASE_UNAVAILABLE: 503,
-  CLOUD_ERR_INTERNAL: 500,
-};
-
-/** A StranglerError whose status comes from the code, so the two never disagree. */
-export function cloudError(code: CloudErrorCode, message: string, cause?: unknown): StranglerError {
-  return new StranglerError(code, message, { status: STATUS[code], ...(cause === undefined ? {} : { cause }) });
-}
+/** A StranglerError whose status comes from the table. */
+export const cloudError: (code: CloudErrorCode, message: string, cause?: unknown) => StranglerError = CLOUD_ERRORS.error;
 
 /** Quotes user input in a message without letting a long value flood it. */
 export function quote(value: unknown): string {

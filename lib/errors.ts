@@ -26,3 +26,43 @@ export function invalidOption(option: string, value: unknown, expected: string):
     `option "${option}" must be ${expected}, got ${JSON.stringify(value)}`,
   );
 }
+
+/** One row of a service's error table: the HTTP status it answers with, and what the code means to whoever reads it. */
+export interface ErrorSpec {
+  readonly status: number;
+  /** The meaning, for operators; runbooks/errors.md says the same (test/runbooks/errors.test.ts checks every code is there). */
+  readonly message: string;
+}
+
+export type ErrorSpecs = Readonly<Record<string, ErrorSpec>>;
+
+/** A service's table of codes, with the constructor whose status comes from it, so the two never disagree. */
+export interface ErrorTable<T extends ErrorSpecs> {
+  readonly codes: T;
+  status(code: keyof T & string): number;
+  error(code: keyof T & string, message: string, cause?: unknown): StranglerError;
+}
+
+/** The codes of a table made by defineErrors. */
+export type ErrorCode<T extends ErrorTable<ErrorSpecs>> = keyof T['codes'] & string;
+
+/**
+ * Defines a service's error codes in the one shape every service uses:
+ * code → { status, message }. Each service keeps its own table (harpoon/errors.ts,
+ * proxy/errors.ts, …); every code is listed in runbooks/errors.md.
+ *
+ * @example
+ *   export const WIDGET_ERRORS = defineErrors({
+ *     WIDGET_ERR_NOT_FOUND: { status: 404, message: 'no such widget.' },
+ *   });
+ *   throw WIDGET_ERRORS.error('WIDGET_ERR_NOT_FOUND', `widget ${id} does not exist`);
+ */
+export function defineErrors<const T extends ErrorSpecs>(codes: T): ErrorTable<T> {
+  return Object.freeze({
+    codes,
+    status: (code: keyof T & string) => codes[code]!.status,
+    error(code: keyof T & string, message: string, cause?: unknown): StranglerError {
+      return new StranglerError(code, message, { status: codes[code]!.status, ...(cause === undefined ? {} : { cause }) });
+    },
+  });
+}

@@ -12,4 +12,4 @@ export type { RouteTable, FeatureRoutes, RouteSpec, Target, StickyBy, ParamOrHea
 export { compareResponses, type CompareRules } from './compare.ts';
 export { publicRoutes, EVENT_READS, CLOUD_API } from './public-routes.ts';
 export type { ShadowSample, ShadowSettings } from './shadow.ts';
-export { PROXY_ERROR_CODES, type ProxyErrorCode } from './errors.ts';
+export { PROXY_ERRORS, type ProxyErrorCode } from './errors.ts';

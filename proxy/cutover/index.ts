@@ -4,7 +4,7 @@
  */
 export { addCutoverRoutes, createCutoverAdmin, createCutoverRouter, type CutoverAdmin, type CutoverAdminOptions } from './admin.ts';
 export { createCutoverController, type ChangeResult, type CutoverController, type FeatureStatus, type RollbackTarget } from './controller.ts';
-export { CUTOVER_ERROR_CODES, CutoverError, type CutoverErrorCode } from './errors.ts';
+export { CUTOVER_ERRORS, CutoverError, type CutoverErrorCode } from './errors.ts';
 export { evaluateStep, type Baseline, type GateReading, type GateVerdict, type ServiceMap } from './gates.ts';
 export {
   loadDefaultPlan,
