@@ -1,12 +1,13 @@
 import { createRandom } from '../stack/seed/prng.ts';
+import { FEATURES, type FeatureName } from '../domain/features.ts';
 
 /** What a fault kills or restarts. */
 export const FAULT_KINDS = ['event-router', 'proxy-worker', 'scheduler-v2', 'harpoon', 'mysql'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
 /** The cutover features a chaos run moves, in the order it moves them forward (Harpoon's three only when the stack runs Harpoon, lockdown only with `lockdown`). */
-export const CHAOS_FEATURES = ['event-delivery', 'scheduling', 'event-writes', 'event-reads', 'lockdown'] as const;
-export type ChaosFeature = (typeof CHAOS_FEATURES)[number];
+export const CHAOS_FEATURES = FEATURES;
+export type ChaosFeature = FeatureName;
 
 export interface PlannedFault {
   /** Order in the run, from 1. */

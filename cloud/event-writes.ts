@@ -2,9 +2,9 @@ import type { Knex } from 'knex';
 import { goesNew } from '../lib/cutover/decide.ts';
 import { FEATURE_ROW_SQL, parseFeatureRow } from '../lib/cutover/feature-row.ts';
 import type { Routing } from '../lib/cutover/types.ts';
+import { EVENT_WRITES } from '../domain/features.ts';
 
 /** The cutover feature that moves Cloud's event writes (and, at full, its event reads) to Harpoon. */
-export const EVENT_WRITES = 'event-writes';
 
 /**
  * Reads the `event-writes` row. Every Cloud write transaction reads it first

@@ -10,6 +10,7 @@ export { createProxyCluster, workersForStreams, SOCKET_BUDGET, type ProxyCluster
 export { createStaticState, type StaticStateSource, type StaticStates } from './static-state.ts';
 export type { RouteTable, FeatureRoutes, RouteSpec, Target, StickyBy, ParamOrHeader } from './route-table.ts';
 export { compareResponses, type CompareRules } from './compare.ts';
-export { publicRoutes, EVENT_READS, CLOUD_API } from './public-routes.ts';
+export { publicRoutes, CLOUD_API } from './public-routes.ts';
+export { EVENT_READS } from '../domain/features.ts';
 export type { ShadowSample, ShadowSettings } from './shadow.ts';
 export { PROXY_ERRORS, type ProxyErrorCode } from './errors.ts';

@@ -1,7 +1,7 @@
 import type { RouteTable, Target } from './route-table.ts';
+import { EVENT_READS } from '../domain/features.ts';
 
 /** The cutover feature that moves Cloud's action reads to Harpoon. */
-export const EVENT_READS = 'event-reads';
 /** Cloud's public API apart from the action reads: always Cloud (no cutover moves it). */
 export const CLOUD_API = 'cloud-api';
 

@@ -1,10 +1,9 @@
 import type { Knex } from 'knex';
 import { parseFeatureRow, routingOfState } from '../lib/cutover/feature-row.ts';
-import { SCHEDULING } from '../lib/cutover/scheduling.ts';
+import { EVENT_WRITES, SCHEDULING } from '../domain/features.ts';
 import type { ObservableFeatureStateSource, Routing } from '../lib/cutover/types.ts';
 
 /** The cutover feature that moves event writes (and so V2's queue and placements) to Harpoon. */
-export const EVENT_WRITES = 'event-writes';
 
 /**
  * Where V2 reads the cutover state from when it is not MySQL: the HTTP

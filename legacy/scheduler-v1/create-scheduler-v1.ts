@@ -1,7 +1,8 @@
 import type { Knex } from 'knex';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { routingOfState } from '../../lib/cutover/feature-row.ts';
-import { readScheduling, SCHEDULING, schedulingMoved } from '../../lib/cutover/scheduling.ts';
+import { readScheduling, schedulingMoved } from '../../lib/cutover/scheduling.ts';
+import { SCHEDULING } from '../../domain/features.ts';
 import type { ObservableFeatureStateSource, Routing } from '../../lib/cutover/types.ts';
 import type { DbConfig } from '../../lib/db/config.ts';
 import { createKnex } from '../../lib/db/knex.ts';

@@ -1,9 +1,9 @@
 import type { Knex } from 'knex';
 import { goesNew } from './decide.ts';
 import { FEATURE_ROW_SQL, parseFeatureRow, type FeatureRowState } from './feature-row.ts';
+import { SCHEDULING } from '../../domain/features.ts';
 
 /** The cutover feature that moves placement from Scheduler V1 to Scheduler V2. */
-export const SCHEDULING = 'scheduling';
 
 /**
  * Whether a region's placements belong to Scheduler V2. The unit of the

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SeedData } from '../../stack/seed/generate.ts';
 import { createHarpoon, type Harpoon } from '../../harpoon/create-harpoon.ts';
-import { EVENT_WRITES } from '../../cloud/event-writes.ts';
+import { EVENT_WRITES } from '../../domain/features.ts';
 import { freePort } from '../../lib/net/free-port.ts';
 import { cloudClient } from '../helpers/cloud.ts';
 import { startCloudProcess, type CloudProcess } from '../helpers/cloud-process.ts';

@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SeedData } from '../../stack/seed/generate.ts';
 import type { Harpoon } from '../../harpoon/create-harpoon.ts';
-import { EVENT_WRITES } from '../../cloud/event-writes.ts';
+import { EVENT_READS, EVENT_WRITES } from '../../domain/features.ts';
 import { createProxy, type Proxy } from '../../proxy/create-proxy.ts';
-import { EVENT_READS, publicRoutes } from '../../proxy/public-routes.ts';
+import { publicRoutes } from '../../proxy/public-routes.ts';
 import { createStaticState } from '../../proxy/static-state.ts';
 import { cloudClient, startTestCloud, type TestCloud } from '../helpers/cloud.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
