@@ -23,7 +23,6 @@
  *   npm run bench:harpoon -- --subscribers 15000 --connections 4 --seconds 10 --rate 20 --batch 100
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { Agent, request } from 'node:http';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import mysql from 'mysql2/promise';
@@ -35,7 +34,8 @@ import { DEFAULT_DB_SECRET, serviceDbConfig } from '../lib/db/service-users.ts';
 import { createLogger } from '../lib/logger.ts';
 import { generateSeed } from '../stack/seed/generate.ts';
 import { insertSeed } from '../stack/seed/insert.ts';
-import { numberArg as arg } from './args.ts';
+import { numberArg as arg, textArg } from './args.ts';
+import { measureIngest } from './harpoon-ingest.ts';
 import { askChild, bucketQuantile, histogramBuckets, holdStream, quantile, waitForStreams, writeEventsPaced, type StreamCounts } from './stream-bench.ts';
 import { childEnv } from '../lib/process/child-env.ts';
 
@@ -81,15 +81,17 @@ async function subscriberChild(): Promise<void> {
 
 // ---- child: a Harpoon replica ------------------------------------------------------------------
 
-function startReplica(db: DbConfig, port: number, peer: number): Promise<ChildProcess> {
+function startReplica(db: DbConfig, port: number, peer: number, cpuProfDir: string | undefined): Promise<ChildProcess> {
   const child = fork(fileURLToPath(new URL('../harpoon/main.ts', import.meta.url)), [], {
-    execArgv: ['--import', 'tsx'],
+    execArgv: ['--import', 'tsx', ...(cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : [])],
     env: childEnv({
       HARPOON_MYSQL_URL: formatMysqlUrl(db),
       HARPOON_TOKENS: `bench=${TOKEN}`,
       HARPOON_PEERS: `http://127.0.0.1:${peer}`,
       PORT: String(port),
       LOG_LEVEL: 'warn',
+      // Group-commit settings under test, when the run names them.
+      ...Object.fromEntries(['HARPOON_WRITERS', 'HARPOON_MAX_DELAY_MS', 'HARPOON_MAX_BATCH'].flatMap((k) => (process.env[k] ? [[k, process.env[k]!]] : []))),
     }),
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
   });
@@ -121,84 +123,6 @@ async function freePorts(n: number): Promise<number[]> {
   return ports;
 }
 
-// ---- ingest ------------------------------------------------------------------------------------
-
-async function userWrites(admin: mysql.Connection, user: string): Promise<number> {
-  const [rows] = await admin.query('SELECT UPDATE_COMMANDS AS u FROM information_schema.USER_STATISTICS WHERE USER = ?', [user]);
-  return Number((rows as Array<{ u: number }>)[0]?.u ?? 0);
-}
-
-async function countEvents(admin: mysql.Connection): Promise<number> {
-  const [rows] = await admin.query('SELECT COUNT(*) AS n FROM events');
-  return Number((rows as Array<{ n: number }>)[0]!.n);
-}
-
-/** Single-row INSERTs, autocommit, `connections` connections in parallel for `seconds`. */
-async function singleRowInserts(db: DbConfig, connections: number, seconds: number, regionIds: number[]): Promise<number> {
-  const conns = await Promise.all(Array.from({ length: connections }, () => mysql.createConnection({ ...db, timezone: 'Z' })));
-  const end = Date.now() + seconds * 1000;
-  let n = 0;
-  await Promise.all(
-    conns.map(async (c, k) => {
-      while (Date.now() < end) {
-        await c.query("INSERT INTO events (type, status, region_id, created_at) VALUES ('create', 'pending', ?, CURRENT_TIMESTAMP(3))", [regionIds[(n + k) % regionIds.length]]);
-        n++;
-      }
-    }),
-  );
-  await Promise.all(conns.map((c) => c.end()));
-  return n;
-}
-
-/** HTTP clients posting to Harpoon, `inflight` requests at a time, each of `batch` events. */
-async function throughHarpoon(urls: string[], inflight: number, batch: number, seconds: number, regions: string[]): Promise<{ events: number; refused: number }> {
-  const agent = new Agent({ keepAlive: true, maxSockets: inflight });
-  const end = Date.now() + seconds * 1000;
-  let events = 0;
-  let refused = 0;
-  let seq = 0;
-  const post = (url: string, body: string) =>
-    new Promise<number>((resolve, reject) => {
-      const req = request(`${url}/v1/events`, {
-        method: 'POST',
-        agent,
-        headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
-      });
-      req.on('error', reject);
-      req.on('response', (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode ?? 0));
-      });
-      req.end(body);
-    });
-  await Promise.all(
-    Array.from({ length: inflight }, async (_, k) => {
-      while (Date.now() < end) {
-        const items = Array.from({ length: batch }, () => ({ type: 'create', region: regions[seq++ % regions.length] }));
-        const status = await post(urls[k % urls.length]!, JSON.stringify(batch === 1 ? items[0] : { events: items }));
-        if (status === 201) events += batch;
-        else if (status === 429) {
-          refused++;
-          await new Promise((r) => setTimeout(r, 100));
-        } else throw new Error(`harpoon answered ${status}`);
-      }
-    }),
-  );
-  agent.destroy();
-  return { events, refused };
-}
-
-/** Group-commit counters from a replica's /metrics. */
-async function batchStats(url: string): Promise<{ count: number; rows: number; seconds: number }> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  const num = (re: RegExp) => Number(re.exec(text)?.[1] ?? 0);
-  return {
-    count: num(/^harpoon_batch_rows_count (\S+)/m),
-    rows: num(/^harpoon_batch_rows_sum (\S+)/m),
-    seconds: num(/^harpoon_batch_duration_seconds_sum (\S+)/m),
-  };
-}
-
 // ---- main --------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
@@ -212,12 +136,17 @@ async function main(): Promise<void> {
     regions: arg('regions', 10),
     rate: arg('rate', 20),
     delivery_seconds: arg('delivery-seconds', 10),
+    parts: textArg('parts') ?? 'ingest,delivery',
   };
+  const parts = new Set(settings.parts.split(','));
+  // --cpu-prof DIR: each Harpoon replica writes a V8 CPU profile there when the run ends.
+  const cpuProfDir = textArg('cpu-prof');
   const loadStart = os.loadavg()[0]!;
   const logger = createLogger({ level: 'warn', destination: process.stderr });
   const server = await provisionServer({ logger, needConnections: 200 });
   const database = uniqueDatabaseName('bench_harpoon');
   const children: ChildProcess[] = [];
+  const replicas: ChildProcess[] = [];
   try {
     const adminCfg = await prepareDatabase(server.admin, database, secret);
     const knex = createKnex(adminCfg, { poolMax: 2 });
@@ -237,107 +166,67 @@ async function main(): Promise<void> {
     // 1. ingest ---------------------------------------------------------------------------------
     const [pa, pb] = await freePorts(2);
     const urls = [`http://127.0.0.1:${pa}`, `http://127.0.0.1:${pb}`];
-    children.push(await startReplica({ ...harpoonDb }, pa!, pb!));
-    children.push(await startReplica({ ...harpoonDb }, pb!, pa!));
+    replicas.push(await startReplica({ ...harpoonDb }, pa!, pb!, cpuProfDir), await startReplica({ ...harpoonDb }, pb!, pa!, cpuProfDir));
+    children.push(...replicas);
 
-    const ingest = async (batch: number) => {
-      // Batches: few requests in flight, so the items queued stay under Harpoon's queue bound (5000).
-      const inflight = batch === 1 ? settings.inflight : Math.max(1, Math.min(settings.inflight, Math.floor(2500 / batch)));
-      progress(`  through Harpoon (one replica, pool ${settings.connections}), ${inflight} requests in flight of ${batch} event(s), ${settings.seconds} s…`);
-      const rows0 = await countEvents(admin);
-      const writes0 = await userWrites(admin, 'harpoon');
-      const m0 = await batchStats(urls[0]!);
-      const t0 = Date.now();
-      const r = await throughHarpoon([urls[0]!], inflight, batch, settings.seconds, regionSlugs);
-      const secs = (Date.now() - t0) / 1000;
-      const rows = (await countEvents(admin)) - rows0;
-      const writes = (await userWrites(admin, 'harpoon')) - writes0;
-      const m1 = await batchStats(urls[0]!);
-      const batches = m1.count - m0.count;
-      return {
-        requests_in_flight: inflight,
-        events_per_s: round(rows / secs),
-        events: rows,
-        acknowledged: r.events,
-        refused_429: r.refused,
-        batches,
-        mean_batch_rows: round((m1.rows - m0.rows) / batches),
-        mean_batch_ms: round(((m1.seconds - m0.seconds) / batches) * 1000, 2),
-        server_write_statements: writes,
-        statements_per_event: round(writes / rows, 4),
-      };
-    };
     // Durable commits (flush at every COMMIT, as production runs) and the throwaway server's relaxed
     // setting; a server we merely found is measured as it is.
     const modes = server.source === 'throwaway' ? [1, 2] : [Number(facts!.flush)];
     const ingestResults: Record<string, unknown> = {};
-    for (const flush of modes) {
+    for (const flush of parts.has('ingest') ? modes : []) {
       if (server.source === 'throwaway') await admin.query('SET GLOBAL innodb_flush_log_at_trx_commit = ?', [flush]);
-      progress(`innodb_flush_log_at_trx_commit=${flush}: single-row INSERTs over ${settings.connections} connections for ${settings.seconds} s…`);
-      const before = await countEvents(admin);
-      const cloudBefore = await userWrites(admin, 'cloud');
-      await singleRowInserts(cloudDb, settings.connections, settings.seconds, regionIds);
-      const singleRows = (await countEvents(admin)) - before;
-      const singleStatements = (await userWrites(admin, 'cloud')) - cloudBefore;
-      const singleRate = singleRows / settings.seconds;
-      const harpoonSingle = await ingest(1);
-      const harpoonBatch = await ingest(settings.batch);
-      ingestResults[`innodb_flush_log_at_trx_commit_${flush}`] = {
-        single_row_inserts: {
-          connections: settings.connections,
-          events_per_s: round(singleRate),
-          events: singleRows,
-          server_write_statements: singleStatements,
-          statements_per_event: round(singleStatements / singleRows, 4),
-        },
-        harpoon_one_event_per_request: harpoonSingle,
-        harpoon_batch_requests: { events_per_request: settings.batch, ...harpoonBatch },
-        ratio_one_event_per_request: round(harpoonSingle.events_per_s / singleRate, 2),
-        ratio_batch_requests: round(harpoonBatch.events_per_s / singleRate, 2),
-      };
+      progress(`innodb_flush_log_at_trx_commit=${flush}:`);
+      ingestResults[`innodb_flush_log_at_trx_commit_${flush}`] = await measureIngest({
+        admin,
+        plainDb: cloudDb,
+        plainUser: 'cloud',
+        harpoonUrl: urls[0]!,
+        harpoonUser: 'harpoon',
+        token: TOKEN,
+        connections: settings.connections,
+        seconds: settings.seconds,
+        inflight: settings.inflight,
+        batch: settings.batch,
+        regionSlugs,
+        regionIds,
+        progress,
+      });
     }
     if (server.source === 'throwaway') await admin.query('SET GLOBAL innodb_flush_log_at_trx_commit = ?', [Number(facts!.flush)]);
 
     // 2. delivery -------------------------------------------------------------------------------
-    progress(`opening ${settings.subscribers} stream subscribers over ${settings.subscriber_processes} processes…`);
-    const per = Math.ceil(settings.subscribers / settings.subscriber_processes);
-    const subs: ChildProcess[] = [];
-    for (let k = 0; k < settings.subscriber_processes; k++) {
-      const count = Math.min(per, settings.subscribers - k * per);
-      const child = fork(SELF, ['--subscriber-child'], {
-        execArgv: ['--import', 'tsx'],
-        env: childEnv({ BENCH_SUBSCRIBERS: JSON.stringify({ urls, regions: regionSlugs, count, start: k * per }) }),
-        stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+    const measureDelivery = async () => {
+      progress(`opening ${settings.subscribers} stream subscribers over ${settings.subscriber_processes} processes…`);
+      const per = Math.ceil(settings.subscribers / settings.subscriber_processes);
+      const subs: ChildProcess[] = [];
+      for (let k = 0; k < settings.subscriber_processes; k++) {
+        const count = Math.min(per, settings.subscribers - k * per);
+        const child = fork(SELF, ['--subscriber-child'], {
+          execArgv: ['--import', 'tsx'],
+          env: childEnv({ BENCH_SUBSCRIBERS: JSON.stringify({ urls, regions: regionSlugs, count, start: k * per }) }),
+          stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+        });
+        children.push(child);
+        subs.push(child);
+        await new Promise<void>((r) => child.once('message', () => r()));
+      }
+      const { connected, seconds: connectSeconds } = await waitForStreams(subs, settings.subscribers, 120_000);
+      progress(`${connected} subscribers connected in ${round(connectSeconds)} s; writing ${settings.rate} events/s for ${settings.delivery_seconds} s through both replicas…`);
+      await new Promise((r) => setTimeout(r, 1000));
+      const lag0 = await Promise.all(urls.map((u) => histogramBuckets(u, 'harpoon_delivery_lag_seconds')));
+      const total = await writeEventsPaced({
+        urls,
+        token: TOKEN,
+        rate: settings.rate,
+        seconds: settings.delivery_seconds,
+        event: (i) => ({ type: 'reboot', region: regionSlugs[i % regionSlugs.length], server_id: seed.servers.find((s) => s.region_id === regionIds[i % regionIds.length])!.id }),
       });
-      children.push(child);
-      subs.push(child);
-      await new Promise<void>((r) => child.once('message', () => r()));
-    }
-    const { connected, seconds: connectSeconds } = await waitForStreams(subs, settings.subscribers, 120_000);
-    progress(`${connected} subscribers connected in ${round(connectSeconds)} s; writing ${settings.rate} events/s for ${settings.delivery_seconds} s through both replicas…`);
-    await new Promise((r) => setTimeout(r, 1000));
-    const lag0 = await Promise.all(urls.map((u) => histogramBuckets(u, 'harpoon_delivery_lag_seconds')));
-    const total = await writeEventsPaced({
-      urls,
-      token: TOKEN,
-      rate: settings.rate,
-      seconds: settings.delivery_seconds,
-      event: (i) => ({ type: 'reboot', region: regionSlugs[i % regionSlugs.length], server_id: seed.servers.find((s) => s.region_id === regionIds[i % regionIds.length])!.id }),
-    });
-    await new Promise((r) => setTimeout(r, 2000));
-    const reports = await Promise.all(subs.map((c) => askChild<{ latencies: number[] }>(c, 'report')));
-    const latencies = reports.flatMap((r) => r.latencies).sort((a, b) => a - b);
-    const expected = total * (connected / settings.regions);
-    const lag1 = await Promise.all(urls.map((u) => histogramBuckets(u, 'harpoon_delivery_lag_seconds')));
-
-    const out = {
-      bench: 'harpoon',
-      settings,
-      // The machine is shared: the 1-minute load average at the start and end of the run (2 cores).
-      load_average: { start: round(loadStart, 2), end: round(os.loadavg()[0]!, 2) },
-      database: { source: server.source, host: server.admin.host, port: server.admin.port, server_version: facts!.version, innodb_flush_log_at_trx_commit: Number(facts!.flush) },
-      ingest: { connections: settings.connections, goal_ratio: 5, ...ingestResults },
-      delivery: {
+      await new Promise((r) => setTimeout(r, 2000));
+      const reports = await Promise.all(subs.map((c) => askChild<{ latencies: number[] }>(c, 'report')));
+      const latencies = reports.flatMap((r) => r.latencies).sort((a, b) => a - b);
+      const expected = total * (connected / settings.regions);
+      const lag1 = await Promise.all(urls.map((u) => histogramBuckets(u, 'harpoon_delivery_lag_seconds')));
+      return {
         replicas: 2,
         subscribers_connected: connected,
         connect_seconds: round(connectSeconds),
@@ -348,11 +237,24 @@ async function main(): Promise<void> {
         goal_p99_ms: 50,
         // Commit → frame written to every matching subscriber, per replica (histogram bucket bounds).
         server_lag_ms_by_replica: urls.map((_, k) => ({ p50_at_most: bucketQuantile(lag0[k]!, lag1[k]!, 0.5), p99_at_most: bucketQuantile(lag0[k]!, lag1[k]!, 0.99) })),
-      },
+      };
+    };
+    const delivery = parts.has('delivery') ? await measureDelivery() : undefined;
+
+    const out = {
+      bench: 'harpoon',
+      settings,
+      // The machine is shared: the 1-minute load average at the start and end of the run (2 cores).
+      load_average: { start: round(loadStart, 2), end: round(os.loadavg()[0]!, 2) },
+      database: { source: server.source, host: server.admin.host, port: server.admin.port, server_version: facts!.version, innodb_flush_log_at_trx_commit: Number(facts!.flush) },
+      ingest: { connections: settings.connections, goal_ratio: 8, goal_ratio_vs_raw_multi_row: 0.8, ...ingestResults },
+      delivery,
     };
     process.stdout.write(JSON.stringify(out, null, 2) + '\n');
     await admin.end();
   } finally {
+    // A profiled replica writes its profile on a clean exit (SIGTERM closes it).
+    if (cpuProfDir) await Promise.all(replicas.map((c) => new Promise<void>((r) => (c.once('exit', () => r()), c.kill('SIGTERM')))));
     for (const c of children) c.kill('SIGKILL');
     await dropDatabase(server.admin, database).catch(() => {});
     await server.release();

@@ -24,7 +24,8 @@ import { harpoonError } from './errors.ts';
 import { ClosedError, QueueFullError, createGroupCommit } from './group-commit.ts';
 import { createHarpoonMetrics } from './metrics.ts';
 import { PEER_PATH, createPeers } from './peers.ts';
-import { customerByTokenDigest, isForeignKeyError, isRetryable, listActions, listEvents, readEvents, readLog, supportsInsertReturning, toEvent, writeBatch, type EventRow, type OpOutcome, type WriteOp } from './store.ts';
+import { customerByTokenDigest, isForeignKeyError, isRetryable, listActions, listEvents, readEvents, readLog, supportsInsertReturning, toEvent, type EventRow } from './store.ts';
+import { writeBatch, type OpOutcome, type WriteOp } from './write-batch.ts';
 import { createStreamHub } from './stream.ts';
 import { intParam, parseCreateBody, parseFilter, parsePathId, parseStatusBatch, parseStatusBody, queryParams, type EventFilter } from './validate.ts';
 
@@ -39,8 +40,10 @@ export interface HarpoonOptions {
   peerToken?: string;
   /** A name for logs and the stream's first comment (default: a random id). */
   replica?: string;
-  /** MySQL connections (default 4): up to two for concurrent batches, reads all but one. */
+  /** MySQL connections (default 4): `writers` for concurrent batches, the rest for reads. */
   poolSize?: number;
+  /** Batches written at once, each on its own connection (default: poolSize − 1, at most 3). */
+  writers?: number;
   /** Group commit: the longest an item waits for companions (default 2 ms). */
   maxDelayMs?: number;
   /** Group commit: items per transaction at most (default 500). */
@@ -103,8 +106,14 @@ export function createHarpoon(options: HarpoonOptions): Harpoon {
 
   const log = (options.logger ?? silentLogger()).child({ component: 'harpoon', replica });
   const registry = options.registry ?? new Registry();
-  // mysql2 connects lazily: creating the pool opens nothing until the first query.
-  const pool = createMysqlPool(options.db, poolSize);
+  // Batches in flight at once: one forms and writes its events rows while another holds the log lock
+  // and commits (docs/benchmarks/harpoon.md measures the choice).
+  const writers = positiveInt('writers', options.writers ?? Math.min(3, poolSize - 1), 1, poolSize - 1);
+  // mysql2 connects lazily: creating a pool opens nothing until the first query. Writers have their own
+  // connections, sending each batch's statements in two round trips; reads use the rest, so a burst of
+  // reads never keeps a batch from committing.
+  const pool = createMysqlPool(options.db, poolSize - writers);
+  const writePool = createMysqlPool(options.db, writers, { multipleStatements: true });
   const db = (): Pool => pool;
   const auth = createAuthenticator(options.tokens, (digest) => consolidated(`customer:${digest}`, () => customerByTokenDigest(db(), digest)));
   const peerToken = options.peerToken ?? Object.values(options.tokens)[0]!;
@@ -116,9 +125,6 @@ export function createHarpoon(options: HarpoonOptions): Harpoon {
   const changeLog = createChangeLog(pool, { ringSize, onQuery: (name) => metrics.statements.inc({ purpose: name }) });
   const catalog = createCatalog(pool, { onQuery: () => metrics.statements.inc({ purpose: 'catalog' }, 2) });
 
-  // Two batches in flight: one forms and writes its events rows while the other holds the log lock and commits.
-  const writers = Math.max(1, Math.min(2, poolSize - 2));
-  // Reads use the connections writers do not, so a burst of reads never keeps a batch from committing.
   let readSlots = poolSize - writers;
   const readWaiters: Array<() => void> = [];
   async function withReadSlot<T>(fn: () => Promise<T>): Promise<T> {
@@ -148,7 +154,7 @@ export function createHarpoon(options: HarpoonOptions): Harpoon {
     },
     async write(ops) {
       const end = metrics.batchSeconds.startTimer();
-      const conn = await db().getConnection();
+      const conn = await writePool.getConnection();
       try {
         // A concurrent batch that created the same key, or a deadlock victim: rolled back whole, written once more.
         const result = await writeBatch(conn, ops, catalog, now(), returning).catch((err: unknown) => {
@@ -417,7 +423,7 @@ export function createHarpoon(options: HarpoonOptions): Harpoon {
         await changeLog.init();
       } catch (err) {
         closed = true;
-        await pool.end().catch(() => {});
+        await Promise.all([pool.end().catch(() => {}), writePool.end().catch(() => {})]);
         throw err;
       }
       const address = await http.start();
@@ -439,7 +445,7 @@ export function createHarpoon(options: HarpoonOptions): Harpoon {
         http.server.closeIdleConnections();
         await httpClosed;
         clearTimeout(force);
-        await pool.end().catch(() => {});
+        await Promise.all([pool.end().catch(() => {}), writePool.end().catch(() => {})]);
       })();
       return closing;
     },

@@ -7,6 +7,7 @@
  *   PORT                  listen port (default 8100; 0 picks a free one)
  *   HOST                  listen address (default 127.0.0.1)
  *   HARPOON_POOL_SIZE     MySQL connections (default 4)
+ *   HARPOON_WRITERS       batches written at once, of those connections (default: pool − 1, at most 3)
  *   HARPOON_MAX_QUEUE     write-queue bound before 429 (default 5000)
  *   HARPOON_MAX_DELAY_MS  group-commit delay (default 2)
  *   HARPOON_MAX_BATCH     items per transaction (default 500)
@@ -53,6 +54,7 @@ async function main(): Promise<void> {
     peers: (env.HARPOON_PEERS ?? '').split(',').map((s) => s.trim()).filter((s) => s !== ''),
     ...(env.HARPOON_REPLICA ? { replica: env.HARPOON_REPLICA } : {}),
     poolSize: intEnv('HARPOON_POOL_SIZE', 4),
+    ...(env.HARPOON_WRITERS ? { writers: intEnv('HARPOON_WRITERS', 3) } : {}),
     maxQueue: intEnv('HARPOON_MAX_QUEUE', 5000),
     maxDelayMs: intEnv('HARPOON_MAX_DELAY_MS', 2),
     maxBatchRows: intEnv('HARPOON_MAX_BATCH', 500),

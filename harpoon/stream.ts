@@ -109,13 +109,15 @@ export function createStreamHub(options: {
   log.onAppend((entries) => {
     let frames = 0;
     for (const change of entries) {
-      const text = frame(change);
+      // Framed only when someone wants it: with no subscriber of its region a change costs nothing here.
+      let text: string | undefined;
       let chunk: Buffer | undefined;
       for (const key of [change.event.region, '*']) {
         const set = byRegion.get(key);
         if (!set) continue;
         for (const sub of set) {
           if (!matches(sub.filter, change.event)) continue;
+          text ??= frame(change);
           chunk ??= chunked(text);
           if (write(sub, text, chunk)) frames++;
         }
