@@ -12,6 +12,8 @@ const LOADERS: Record<string, () => Promise<Command>> = {
   scheduler: async () => (await import('./commands/scheduler.ts')).command,
   cutover: async () => (await import('./commands/cutover.ts')).command,
   replay: async () => (await import('./commands/replay.ts')).command,
+  proxy: async () => (await import('./commands/proxy.ts')).command,
+  serve: async () => (await import('./commands/serve.ts')).command,
   chaos: async () => (await import('../chaos/cli.ts')).command,
 };
 

@@ -19,12 +19,20 @@ export class StranglerError extends Error {
   }
 }
 
+/** A CONFIG_ERR_INVALID_OPTION that also carries its parts, so a config file's checker can restate it as `<path>: …`. */
+export class InvalidOptionError extends StranglerError {
+  constructor(
+    readonly option: string,
+    readonly value: unknown,
+    readonly expected: string,
+  ) {
+    super('CONFIG_ERR_INVALID_OPTION', `option "${option}" must be ${expected}, got ${JSON.stringify(value)}`);
+  }
+}
+
 /** Names the option and the bad value, as every service's start-up validation must. */
-export function invalidOption(option: string, value: unknown, expected: string): StranglerError {
-  return new StranglerError(
-    'CONFIG_ERR_INVALID_OPTION',
-    `option "${option}" must be ${expected}, got ${JSON.stringify(value)}`,
-  );
+export function invalidOption(option: string, value: unknown, expected: string): InvalidOptionError {
+  return new InvalidOptionError(option, value, expected);
 }
 
 /** One row of a service's error table: the HTTP status it answers with, and what the code means to whoever reads it. */

@@ -18,7 +18,7 @@ import { createProxyMetrics, RouteMetrics, type Side } from './metrics.ts';
 import { compileRouteTable, type CompiledRoute, type RouteTable } from './route-table.ts';
 import { Shadower, type ShadowSample, type ShadowSettings } from './shadow.ts';
 import type { ProxyExchange } from './capture/recorder.ts';
-import { UpstreamSet, type AgentOptions, type HealthCheckOptions, type Pool, type Upstream } from './upstreams.ts';
+import { CONNECT_FAILURES, UpstreamSet, type AgentOptions, type HealthCheckOptions, type Pool, type Upstream } from './upstreams.ts';
 
 export interface ProxyOptions {
   /** The route table (see RouteTable in route-table.ts for the format and an example). */
@@ -94,8 +94,6 @@ const BEARER = /^Bearer +([\x21-\x7e]{1,512}) *$/i;
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 /** Methods without side effects: shadowed unless the route says otherwise. */
 const SAFE = new Set(['GET', 'HEAD', 'OPTIONS']);
-/** Errors where the request never reached the instance: it leaves the rotation at once. */
-const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'PROXY_CONNECT_TIMEOUT']);
 /** Errors before any answer after which an idempotent request is retried elsewhere (a stale keep-alive socket resets). */
 const RETRYABLE = new Set([...CONNECT_FAILURES, 'ECONNRESET', 'EPIPE']);
 /** Resends over another connection after a reused keep-alive socket reset (each stale socket is gone after one). */
@@ -760,7 +758,11 @@ export function createProxy(options: ProxyOptions): Proxy {
 
   function answerInternal(pathname: string, res: ServerResponse, ctx: Ctx): void {
     if (pathname === '/healthz') sendJson(res, 200, { status: 'ok', service: 'proxy' }, ownHeaders(ctx));
-    else if (pathname === '/readyz') sendJson(res, listening && !closing ? 200 : 503, { status: listening && !closing ? 'ready' : 'not ready', service: 'proxy' }, ownHeaders(ctx));
+    else if (pathname === '/readyz') {
+      // The proxy is ready whatever its upstreams do (panic routing still tries them); the instances failing their checks are named for operators.
+      const unready = upstreams.all().flatMap((u) => (u.healthy ? [] : u.pools().map((p) => ({ feature: p.feature, target: p.target, instance: u.url, health_path: u.healthPath ?? health.path }))));
+      sendJson(res, listening && !closing ? 200 : 503, { status: listening && !closing ? 'ready' : 'not ready', service: 'proxy', unready_upstreams: unready }, ownHeaders(ctx));
+    }
     else {
       registry.metrics().then(
         (body) => {

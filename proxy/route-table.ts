@@ -7,9 +7,12 @@ import { Pool, type UpstreamSet } from './upstreams.ts';
  * A pool of upstream instances (base URLs, `http://host:port` with an
  * optional path prefix), or one pool per region. Region-aware targets take
  * the region from the route's `region` source; a region missing from the map
- * is answered 404 PROXY_ERR_UNKNOWN_REGION.
+ * is answered 404 PROXY_ERR_UNKNOWN_REGION. The object forms may name the
+ * pool's own health-check path (`healthPath`, e.g. "/status" for a service
+ * that has no /healthz); an instance shared by several pools must be checked
+ * on one path.
  */
-export type Target = string[] | { byRegion: Record<string, string[]> };
+export type Target = string[] | { urls: string[]; healthPath?: string } | { byRegion: Record<string, string[]>; healthPath?: string };
 
 /** Where a request's sticky key (or region) comes from. */
 export type ParamOrHeader = { param: string } | { header: string };
@@ -140,29 +143,42 @@ function checkTimeout(value: unknown, where: string): number | undefined {
  * Validates the table and builds its pools (upstreams shared by URL). Every
  * error names the option path, e.g. `routes["event-delivery"].routes[0].path`.
  */
-export function compileRouteTable(table: unknown, upstreams: UpstreamSet, globalRules: CompareRules | undefined): CompiledRoute[] {
-  if (!isPlainObject(table) || Object.keys(table).length === 0) throw invalidOption('routes', table, 'a route table: { "<feature>": { legacy, new, routes: [...] } }');
+export function compileRouteTable(table: unknown, upstreams: UpstreamSet, globalRules: CompareRules | undefined, root = 'routes'): CompiledRoute[] {
+  if (!isPlainObject(table) || Object.keys(table).length === 0) throw invalidOption(root, table, 'a route table: { "<feature>": { legacy, new, routes: [...] } }');
   const out: CompiledRoute[] = [];
   const seen = new Set<string>();
+  const instances = (urls: URL[], where: string, healthPath: string | undefined) =>
+    urls.map((u, i) => {
+      const instance = upstreams.get(u, healthPath);
+      if (!instance) throw invalidOption(`${where}[${i}]`, u.href, 'an instance checked on one health path (another pool names the same URL with a different healthPath)');
+      return instance;
+    });
   const buildTarget = (value: unknown, where: string, feature: string, side: 'legacy' | 'new'): { target: CompiledTarget; regions: string[] | null } => {
     if (Array.isArray(value)) {
-      return { target: { kind: 'pool', pool: new Pool(feature, side, checkPoolUrls(value, where).map((u) => upstreams.get(u))) }, regions: null };
+      return { target: { kind: 'pool', pool: new Pool(feature, side, instances(checkPoolUrls(value, where), where, undefined)) }, regions: null };
     }
-    if (isPlainObject(value) && isPlainObject(value.byRegion) && Object.keys(value).length === 1) {
+    const healthPath = isPlainObject(value) ? value.healthPath : undefined;
+    if (healthPath !== undefined && (typeof healthPath !== 'string' || !PATH.test(healthPath))) throw invalidOption(`${where}.healthPath`, healthPath, 'a path starting with / such as "/status"');
+    const shape = isPlainObject(value) ? Object.keys(value).filter((k) => k !== 'healthPath') : [];
+    if (isPlainObject(value) && shape.length === 1 && shape[0] === 'urls') {
+      return { target: { kind: 'pool', pool: new Pool(feature, side, instances(checkPoolUrls(value.urls, `${where}.urls`), `${where}.urls`, healthPath as string | undefined)) }, regions: null };
+    }
+    if (isPlainObject(value) && isPlainObject(value.byRegion) && shape.length === 1) {
       const pools = new Map<string, Pool>();
       for (const [region, urls] of Object.entries(value.byRegion)) {
         if (!/^[a-z0-9-]{1,32}$/.test(region)) throw invalidOption(`${where}.byRegion`, region, 'region slugs of lower-case letters, digits and -');
-        pools.set(region, new Pool(feature, side, checkPoolUrls(urls, `${where}.byRegion.${region}`).map((u) => upstreams.get(u))));
+        const at = `${where}.byRegion.${region}`;
+        pools.set(region, new Pool(feature, side, instances(checkPoolUrls(urls, at), at, healthPath as string | undefined)));
       }
       if (pools.size === 0) throw invalidOption(`${where}.byRegion`, value.byRegion, 'at least one region');
       return { target: { kind: 'region', pools }, regions: [...pools.keys()].sort() };
     }
-    throw invalidOption(where, value, 'a pool (an array of base URLs) or { byRegion: { "<region>": [base URLs] } }');
+    throw invalidOption(where, value, 'a pool (an array of base URLs, or { urls: [...], healthPath? }) or { byRegion: { "<region>": [base URLs] }, healthPath? }');
   };
 
   for (const [feature, spec] of Object.entries(table)) {
-    const fw = `routes[${JSON.stringify(feature)}]`;
-    if (!FEATURE_NAME.test(feature)) throw invalidOption('routes', feature, 'feature names of lower-case letters, digits, ., _ and - (as the cutover plan names them)');
+    const fw = `${root}[${JSON.stringify(feature)}]`;
+    if (!FEATURE_NAME.test(feature)) throw invalidOption(root, feature, 'feature names of lower-case letters, digits, ., _ and - (as the cutover plan names them)');
     if (!isPlainObject(spec)) throw invalidOption(fw, spec, 'an object { legacy, new, routes, compare? }');
     checkKeys(spec, ['legacy', 'new', 'routes', 'compare'], fw);
     if (!Array.isArray(spec.routes) || spec.routes.length === 0) throw invalidOption(`${fw}.routes`, spec.routes, 'a non-empty array of routes');

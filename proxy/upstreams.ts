@@ -2,6 +2,9 @@ import { Agent, request as httpRequest } from 'node:http';
 import type { Gauge } from 'prom-client';
 import type { Logger } from '../lib/logger.ts';
 
+/** Errors where a request never reached the instance: it leaves the rotation at once (live traffic and health checks alike). */
+export const CONNECT_FAILURES: ReadonlySet<string> = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'PROXY_CONNECT_TIMEOUT']);
+
 export interface HealthCheckOptions {
   /** Path requested on every instance (relative to its base URL). */
   path: string;
@@ -36,6 +39,8 @@ export class Upstream {
   /** The base path requests are prefixed with ('' for none). */
   readonly basePath: string;
   healthy = true;
+  /** The pool's own health-check path (a target's `healthPath`), else the proxy's. */
+  healthPath: string | undefined;
   private failures = 0;
   private successes = 0;
   private checking = false;
@@ -59,6 +64,11 @@ export class Upstream {
       maxFreeSockets: agentOptions.maxFreeSockets,
       scheduling: 'lifo',
     });
+  }
+
+  /** The pools (feature and side) this instance serves. */
+  pools(): ReadonlyArray<{ feature: string; target: string }> {
+    return this.memberships;
   }
 
   addMembership(feature: string, target: string): void {
@@ -87,12 +97,13 @@ export class Upstream {
     if (this.checking) return;
     this.checking = true;
     try {
+      let refused: string | undefined;
       const ok = await new Promise<boolean>((resolve) => {
         const req = httpRequest(
           {
             hostname: this.hostname,
             port: this.port,
-            path: `${this.basePath}${options.path}`,
+            path: `${this.basePath}${this.healthPath ?? options.path}`,
             method: 'GET',
             agent: false,
             headers: { 'user-agent': 'strangler-proxy-healthcheck', connection: 'close' },
@@ -105,10 +116,17 @@ export class Upstream {
         );
         const timer = setTimeout(() => req.destroy(new Error('health check timed out')), options.timeoutMs);
         req.on('close', () => clearTimeout(timer));
-        req.on('error', () => resolve(false));
+        req.on('error', (err: NodeJS.ErrnoException) => {
+          if (err.code && CONNECT_FAILURES.has(err.code)) refused = err.code;
+          resolve(false);
+        });
         req.end();
       });
-      if (ok) {
+      if (refused) {
+        // Nothing listens there (or the name does not resolve): as with live traffic, out at once. A
+        // config naming an unreachable target so starts with it out of its pool, and /readyz names it.
+        this.markDown(refused, options.unhealthyThreshold);
+      } else if (ok) {
         this.failures = 0;
         this.successes++;
         if (!this.healthy && this.successes >= options.healthyThreshold) this.setHealthy(true, 'health check passed');
@@ -181,12 +199,16 @@ export class UpstreamSet {
     private readonly log: Logger,
   ) {}
 
-  get(url: URL): Upstream {
+  /** The instance for `url`, created once; a `healthPath` differing from the one it already has returns undefined (the caller names the conflict). */
+  get(url: URL, healthPath?: string): Upstream | undefined {
     const key = `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
     let u = this.byUrl.get(key);
     if (!u) {
       u = new Upstream(url, this.agentOptions, this.gauge, this.log);
+      u.healthPath = healthPath;
       this.byUrl.set(key, u);
+    } else if (u.healthPath !== healthPath) {
+      return undefined;
     }
     return u;
   }

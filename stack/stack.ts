@@ -15,7 +15,9 @@ import { formatMysqlUrl } from '../lib/db/config.ts';
 import { freePort } from '../lib/net/free-port.ts';
 import { createRouterSupervisor, type RouterSupervisor } from '../router/supervisor.ts';
 import { MYSQL_SOURCE_MODULE } from '../legacy/router/mysql-source.ts';
-import { createProxyCluster, workersForStreams, type ProxyCluster } from '../proxy/cluster.ts';
+import { workersForStreams, type ProxyCluster } from '../proxy/cluster.ts';
+import type { ProxyConfig } from '../proxy/config.ts';
+import { createConfiguredProxy } from '../proxy/from-config.ts';
 import type { RouteTable } from '../proxy/route-table.ts';
 import { createCutoverAdmin } from '../proxy/cutover/admin.ts';
 import { createDashboardCollector, type DashboardCollector } from '../proxy/dashboard/collector.ts';
@@ -31,7 +33,6 @@ import { createHttpFeatureStateSource } from '../lib/cutover/http-state-source.t
 import { GOD_QUERY_MODE } from '../legacy/dobe/god-query-mode.ts';
 import { directEvents } from '../legacy/cloud/direct-events.ts';
 
-const CUTOVER_READER = new URL('../proxy/cutover/reader.ts', import.meta.url).href;
 
 export interface LegacyStackOptions {
   /** The server (admin credentials, no database). */
@@ -230,17 +231,21 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
           ],
         },
       };
-      // Every agent holds a stream through the proxy: two sockets each, spread over enough workers
-      // that none nears the per-process open-file limit (proxy/cluster.ts).
-      const proxy = createProxyCluster({
+      // The demo's proxy goes through the same config, validator and entry point as an operator's file
+      // (strangler proxy --config): only its content is generated here. Every agent holds a stream through
+      // the proxy: two sockets each, spread over enough workers that none nears the per-process open-file
+      // limit (proxy/cluster.ts).
+      const proxyConfig: ProxyConfig = {
+        version: 1,
         workers: workersForStreams(options.serverIds.length),
-        routes,
+        state: { mysql: { urlEnv: 'PROXY_MYSQL_URL', intervalMs: 1000 } },
         healthCheck: { path: '/readyz' },
-        stateFactory: { module: CUTOVER_READER, export: 'createReader', options: { mysqlUrl: formatMysqlUrl(as('proxy')), intervalMs: 1000 } },
-        logger,
-      });
-      started.push(proxy);
-      const proxyAddress = await proxy.start();
+        features: routes,
+      };
+      const configured = createConfiguredProxy({ config: proxyConfig, env: { PROXY_MYSQL_URL: formatMysqlUrl(as('proxy')) }, logger });
+      const proxy = configured.cluster;
+      started.push(configured);
+      const proxyAddress = await configured.start();
       // The admin serves the cluster's aggregated proxy_* series on its /metrics: the gates read the proxy there.
       // The lockdown step REVOKEs and GRANTs: only the server's admin account may, so it gets a pool of its own.
       const grantor = harpoon ? createKnex({ ...options.server, database: options.database }, { poolMin: 0, poolMax: 1, connectTimeoutMs: 60_000 }) : undefined;
