@@ -5,6 +5,8 @@ import type { GateReading } from '../../proxy/cutover/gates.ts';
 import { gateName, gateService, loadPlanFile, type CutoverPlan, type Gate, type PlanStep } from '../../proxy/cutover/plan.ts';
 import type { HistoryEntry } from '../../proxy/cutover/state-store.ts';
 import type { ShadowSummary } from '../../proxy/cutover/shadow-summary.ts';
+import type { AutopilotView } from '../../proxy/cutover/autopilot-view.ts';
+import { followRuns, progressLine } from './cutover-follow.ts';
 import { EXIT, UsageError, intOption, parseCommandArgs, writeJson, type Command, type CommandIO } from '../command.ts';
 
 const DEFAULT_URL = 'http://127.0.0.1:9400';
@@ -34,6 +36,11 @@ Verbs:
   pause <feature>        Stop advances and the soak watcher for this feature
   resume <feature>       Undo pause
   history                The audit trail: who, when, what, why, gate readings
+  run <feature> | --all  The autopilot: analysis every interval, advance after N passing runs
+                         and the soak, stop at manual-judgement steps, roll back on failures;
+                         it runs in the admin, this follows it with a line per change
+  promote <feature>      Let a run waiting at a manual-judgement step go on
+  stop <feature>         End the feature's autopilot run (the feature stays where it is)
 
 Features: the plan's ("strangler cutover plan" lists them); this system's are
 ${FEATURES.join(', ')}
@@ -57,7 +64,7 @@ Run "strangler cutover <verb> --help" for a verb's options.
 interface VerbSpec {
   usage: string;
   about: string;
-  options: Record<string, { type: 'string' }>;
+  options: Record<string, { type: 'string' | 'boolean' }>;
   optionsHelp: string[];
   feature: boolean;
   example: string;
@@ -116,6 +123,37 @@ const VERBS: Record<string, VerbSpec> = {
     feature: true,
     example: 'strangler cutover resume scheduling',
   },
+  run: {
+    usage: 'run <feature> | run --all [--reason TEXT] [--detach]',
+    about:
+      'Starts the autopilot on the feature (or on every feature in plan order with --all) in the admin:\n' +
+      'the current step\'s gates are analysed every interval; once the soak is over and they passed the\n' +
+      'plan\'s `passes` runs in a row, the feature advances (after the plan\'s confirm webhooks); a step\n' +
+      'marked manual_judgement waits for "promote"; `failure_threshold` failing runs in a row roll it back\n' +
+      '(on_failure: previous step or legacy). "No data" never advances and never rolls back.\n' +
+      'Then follows the run with a line per change (a JSON line each with --json) until it is done\n' +
+      '(exit 0), rolled back or stopped (exit 3). Ctrl-C stops following; the run goes on.',
+    options: { all: { type: 'boolean' }, detach: { type: 'boolean' }, ...REASON },
+    optionsHelp: ['  --all                  Every feature of the plan, in plan order', '  --detach               Start the run and return', REASON_HELP],
+    feature: false,
+    example: 'strangler cutover run event-delivery --reason "friday window"',
+  },
+  promote: {
+    usage: 'promote <feature> [--reason TEXT]',
+    about: 'Approves leaving the manual-judgement step an autopilot run waits at; the run advances after its next passing analysis.',
+    options: REASON,
+    optionsHelp: [REASON_HELP],
+    feature: true,
+    example: 'strangler cutover promote scheduling --reason "shadow diffs reviewed"',
+  },
+  stop: {
+    usage: 'stop <feature> [--reason TEXT]',
+    about: 'Ends the feature\'s autopilot run; the feature stays at its step (continuous analysis goes on).',
+    options: REASON,
+    optionsHelp: [REASON_HELP],
+    feature: true,
+    example: 'strangler cutover stop event-writes --reason "holding for the weekend"',
+  },
   history: {
     usage: 'history [--feature F] [--limit N]',
     about: 'The audit trail, newest first: who did what to which feature, when, why, and the gate readings it was decided on.',
@@ -145,7 +183,7 @@ function verbHelp(spec: VerbSpec): string {
 const CONNECTION = { url: { type: 'string' as const }, token: { type: 'string' as const } };
 
 /** Codes that mean "the API said no to this, for a reason you can act on" (exit 3). */
-const REFUSED = new Set(['CUTOVER_ERR_GATE_FAILED', 'CUTOVER_ERR_SOAKING', 'CUTOVER_ERR_PAUSED', 'CUTOVER_ERR_LAST_STEP', 'CUTOVER_ERR_CONFLICT', 'CUTOVER_ERR_PLAN_MISMATCH']);
+const REFUSED = new Set(['CUTOVER_ERR_GATE_FAILED', 'CUTOVER_ERR_SOAKING', 'CUTOVER_ERR_PAUSED', 'CUTOVER_ERR_LAST_STEP', 'CUTOVER_ERR_CONFLICT', 'CUTOVER_ERR_PLAN_MISMATCH', 'CUTOVER_ERR_CONFIRM_BLOCKED', 'CUTOVER_ERR_NOT_WAITING', 'CUTOVER_ERR_NO_RUN']);
 
 interface ApiError {
   code: string;
@@ -269,6 +307,12 @@ function effectLines(effects: Record<string, unknown>): string {
   return `grants on events (${verdict}):\n${lines.join('')}`;
 }
 
+/** The analysis of every feature past legacy, and every autopilot run: where it stands and why it waits. */
+function autopilotLines(views: AutopilotView[]): string {
+  const shown = views.filter((v) => v.step > 0 || v.run === 'running' || v.run === 'waiting');
+  return shown.length ? `analysis and autopilot:\n${shown.map((v) => `  ${progressLine(v).slice(9)}`).join('')}` : '';
+}
+
 function readingsTable(readings: GateReading[]): string {
   if (readings.length === 0) return '  (no gates)\n';
   return table([
@@ -375,11 +419,15 @@ export const command: Command = {
     }
     const json = Boolean(values.json);
     const opt = (name: string) => (values as Record<string, string | boolean | undefined>)[name] as string | undefined;
+    const flag = (name: string) => (values as Record<string, string | boolean | undefined>)[name] === true;
 
     let feature: string | undefined;
     if (spec.feature) {
       if (positionals.length !== 1) throw new UsageError(`${verb} takes exactly one feature, as the plan names it (this system's: ${FEATURES.join(', ')})`);
       feature = positionals[0]!;
+    } else if (verb === 'run') {
+      if (flag('all') ? positionals.length !== 0 : positionals.length !== 1) throw new UsageError(`run takes one feature (${FEATURES.join(', ')}) or --all`);
+      feature = positionals[0];
     } else if (positionals.length > 0) {
       throw new UsageError(`${verb} takes no arguments, got "${positionals[0]}"`);
     }
@@ -417,9 +465,9 @@ export const command: Command = {
     try {
       switch (verb) {
         case 'status': {
-          const res = (await callApi(io, base, token, 'GET', path('status'))) as { features: FeatureStatus[]; shadow?: Record<string, ShadowSummary>; effects?: Record<string, unknown> };
+          const res = (await callApi(io, base, token, 'GET', path('status'))) as { features: FeatureStatus[]; shadow?: Record<string, ShadowSummary>; effects?: Record<string, unknown>; autopilot?: AutopilotView[] };
           if (json) writeJson(io, res);
-          else io.stdout.write(statusTable(res.features) + shadowLines(res.shadow ?? {}) + effectLines(res.effects ?? {}));
+          else io.stdout.write(statusTable(res.features) + shadowLines(res.shadow ?? {}) + effectLines(res.effects ?? {}) + autopilotLines(res.autopilot ?? []));
           return EXIT.ok;
         }
         case 'plan': {
@@ -436,12 +484,26 @@ export const command: Command = {
           else io.stdout.write(historyTable(res.entries));
           return EXIT.ok;
         }
+        case 'run': {
+          const body = reason !== undefined ? { reason } : {};
+          const started = flag('all')
+            ? ((await callApi(io, base, token, 'POST', path('run-all'), body)) as { features: AutopilotView[] }).features
+            : [(await callApi(io, base, token, 'POST', path(`${encodeURIComponent(feature!)}/run`), body)) as AutopilotView];
+          if (flag('detach')) {
+            if (json) writeJson(io, { features: started });
+            else for (const v of started.filter((x) => x.run === 'running' || x.run === 'waiting')) io.stdout.write(`${v.feature}: autopilot run started at step ${v.step}/${v.steps} ${v.step_name}\n`);
+            return EXIT.ok;
+          }
+          const views = async () => ((await callApi(io, base, token, 'GET', path('autopilot'))) as { features: AutopilotView[] }).features;
+          return await followRuns(io, views, { features: flag('all') ? 'all' : [feature!], json });
+        }
         default: {
           const body: Record<string, unknown> = {};
           if (reason !== undefined) body.reason = reason;
           if (verb === 'rollback' && to !== undefined) body.to = to;
           const res = (await callApi(io, base, token, 'POST', path(`${encodeURIComponent(feature!)}/${verb}`), body)) as ChangeResult;
           if (json) writeJson(io, res);
+          else if (verb === 'promote' || verb === 'stop') io.stdout.write(progressLine(res as unknown as AutopilotView));
           else io.stdout.write(changeText(res, verb));
           return EXIT.ok;
         }

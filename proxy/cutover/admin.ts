@@ -11,7 +11,12 @@ import { createRouter, type Handler, type RequestContext, type Router } from '..
 import { createHttpService } from '../../lib/http/service-server.ts';
 import { silentLogger, type Logger } from '../../lib/logger.ts';
 import type { FeatureState } from '../../lib/cutover/types.ts';
+import { createAutopilot, type Autopilot } from './autopilot.ts';
+import { autopilotRoutes } from './autopilot-routes.ts';
+import { createAutopilotStore } from './autopilot-store.ts';
 import { createCutoverController, type CutoverController } from './controller.ts';
+import { createGateProviders } from './providers.ts';
+import { createWebhooks } from './webhooks.ts';
 import type { FeatureEffects } from './effects.ts';
 import { CutoverError, cutoverError, quote, type CutoverErrorCode } from './errors.ts';
 import type { FetchLike, ServiceMap } from './gates.ts';
@@ -50,6 +55,8 @@ export interface CutoverRoutesOptions {
   state?: Pick<CutoverStateReader, 'all' | 'lastReadAt'>;
   /** Features whose steps have side effects: moving them needs the `lockdown` scope too (default: lockdown). */
   effectFeatures?: readonly string[];
+  /** The analysis loop and autopilot: adds its routes (autopilot-routes.ts) and its view to GET /cutover/status. */
+  autopilot?: Autopilot;
 }
 
 const AUTH_MESSAGES = {
@@ -200,8 +207,8 @@ export function addCutoverRoutes(router: Router, options: CutoverRoutesOptions):
       at('/cutover/status'),
       guarded('read', async (ctx) => {
         checkQuery(ctx.query, []);
-        const [features, shadow, effects] = await Promise.all([controller.status(), controller.shadow(), controller.effects()]);
-        sendJson(ctx.res, 200, { features, shadow, ...(Object.keys(effects).length > 0 ? { effects } : {}), now: new Date().toISOString() });
+        const [features, shadow, effects, autopilot] = await Promise.all([controller.status(), controller.shadow(), controller.effects(), options.autopilot?.view()]);
+        sendJson(ctx.res, 200, { features, shadow, ...(Object.keys(effects).length > 0 ? { effects } : {}), ...(autopilot ? { autopilot } : {}), now: new Date().toISOString() });
       }),
     )
     .add(
@@ -271,6 +278,20 @@ export function addCutoverRoutes(router: Router, options: CutoverRoutesOptions):
     )
     .add('POST', at('/cutover/:feature/pause'), verb((feature, actor, body) => controller.pause(feature, actor, reasonOf(body)), ['reason']))
     .add('POST', at('/cutover/:feature/resume'), verb((feature, actor, body) => controller.resume(feature, actor, reasonOf(body)), ['reason']));
+  if (options.autopilot) {
+    const routes = autopilotRoutes({
+      autopilot: options.autopilot,
+      guarded,
+      verb,
+      readBody: (ctx, accepted) => readBody(ctx.req, accepted),
+      reasonOf,
+      checkQuery,
+      intQuery,
+      features: Object.keys(controller.plan.features),
+      effectFeatures,
+    });
+    for (const [method, path, handler] of routes) router.add(method, at(path), handler);
+  }
   return router;
 }
 
@@ -290,7 +311,7 @@ export interface CutoverAdminOptions {
   port?: number;
   logger?: Logger;
   registry?: Registry;
-  /** Run the soak watcher (default true). */
+  /** Run the analysis loop (soak watcher, continuous analysis, autopilot runs); default true. */
   watch?: boolean;
   watchIntervalMs?: number;
   scrapeTimeoutMs?: number;
@@ -299,6 +320,19 @@ export interface CutoverAdminOptions {
   fetch?: FetchLike;
   /** Side effects of steps (lockdown's REVOKE): proxy/cutover/effects.ts. */
   effects?: FeatureEffects;
+  /**
+   * The database observer of invariant and budget gates: a connection that may read PROCESSLIST and
+   * the event tables (a Knex is used as is and not closed). Without it those gates read "error".
+   */
+  observer?: DbConfig | Knex;
+  /** What each host keeps for itself, for the over-committed hosts invariant. */
+  hostReserved?: { memory: number; disk: number };
+  /** The plan's webhook secrets by name (main.ts reads them with webhookSecretsFromEnv). */
+  webhookSecrets?: Record<string, string>;
+  /** First webhook retry delay (doubles per attempt). Default 500 ms. */
+  webhookBackoffMs?: number;
+  /** How often the analysis loop looks for due runs (default: the shortest interval, at most 1 s). */
+  autopilotTickMs?: number;
   /** How often the admin re-reads cutover_features for GET /cutover/state (default 500 ms). */
   stateIntervalMs?: number;
 }
@@ -307,6 +341,8 @@ export interface CutoverAdmin {
   start(): Promise<{ port: number; url: string }>;
   close(): Promise<void>;
   readonly controller: CutoverController;
+  /** The analysis loop and autopilot (started with the admin unless `watch: false`). */
+  readonly autopilot: Autopilot;
   readonly store: CutoverStateStore;
   readonly router: Router;
 }
@@ -332,7 +368,20 @@ export function createCutoverAdmin(options: CutoverAdminOptions): CutoverAdmin {
   const db = isKnex(options.db) ? options.db : createKnex(options.db, { poolMin: 4, poolMax: 4, connectTimeoutMs: 60_000 });
   const registry = options.registry ?? new Registry();
   const store = createCutoverStateStore({ db, features: Object.keys(plan.features) });
+  const ownsObserver = options.observer !== undefined && !isKnex(options.observer);
+  const observer = options.observer === undefined ? undefined : isKnex(options.observer) ? options.observer : createKnex(options.observer, { poolMin: 0, poolMax: 2, connectTimeoutMs: 60_000 });
+  const webhooks = plan.webhooks?.length
+    ? createWebhooks({ hooks: plan.webhooks, secrets: options.webhookSecrets ?? {}, registry, logger, ...(options.webhookBackoffMs !== undefined ? { backoffMs: options.webhookBackoffMs } : {}) })
+    : undefined;
   const controller = createCutoverController({
+    providers: createGateProviders({
+      services: options.services,
+      timeoutMs: options.scrapeTimeoutMs ?? 2000,
+      ...(options.fetch ? { fetch: options.fetch } : {}),
+      ...(observer ? { observer } : {}),
+      ...(options.hostReserved ? { hostReserved: options.hostReserved } : {}),
+    }),
+    ...(webhooks ? { webhooks } : {}),
     store,
     plan,
     services: options.services,
@@ -348,7 +397,16 @@ export function createCutoverAdmin(options: CutoverAdminOptions): CutoverAdmin {
   // Followers (routers, Scheduler V2) ask GET /cutover/state every second: one reader here answers
   // them all from memory, so their number costs MySQL nothing (lib/cutover/http-state-source.ts).
   const reader = createCutoverStateReader({ db, intervalMs: options.stateIntervalMs ?? 500, logger });
+  const autopilot = createAutopilot({
+    controller,
+    store: createAutopilotStore({ db, features: Object.keys(plan.features) }),
+    logger,
+    registry,
+    ...(webhooks ? { webhooks } : {}),
+    ...(options.autopilotTickMs !== undefined ? { tickMs: options.autopilotTickMs } : {}),
+  });
   const router = createCutoverRouter({
+    autopilot,
     controller,
     tokens: options.tokens,
     logger,
@@ -367,6 +425,7 @@ export function createCutoverAdmin(options: CutoverAdminOptions): CutoverAdmin {
   let closing: Promise<void> | undefined;
   return {
     controller,
+    autopilot,
     store,
     router,
     async start() {
@@ -376,14 +435,16 @@ export function createCutoverAdmin(options: CutoverAdminOptions): CutoverAdmin {
       const missing = controller.missingServices();
       if (missing.length > 0) logger.warn({ missing }, 'the plan reads services that have no /metrics URL; their gates will read "error"');
       const address = await http.start();
-      if (options.watch ?? true) controller.startWatcher();
+      if (options.watch ?? true) autopilot.start();
       return address;
     },
     close() {
       closing ??= (async () => {
-        await controller.stopWatcher();
+        await autopilot.close();
         await http.close();
+        await webhooks?.flush();
         await reader.close();
+        if (ownsObserver) await observer?.destroy();
         if (ownsDb) await db.destroy();
       })();
       return closing;

@@ -12,7 +12,7 @@ import type { GateProviders } from './providers.ts';
 import { createRecentWindows } from './recent-window.ts';
 import type { Webhooks } from './webhooks.ts';
 import { readShadowSummaries, type ShadowSummary } from './shadow-summary.ts';
-import type { CutoverStateStore, FeatureRecord, HistoryAction, HistoryEntry } from './state-store.ts';
+import type { CutoverStateStore, FeatureRecord, HistoryAction, HistoryEntry, HistoryInput } from './state-store.ts';
 
 /**
  * The cutover controller: the verbs behind `strangler cutover` and the soak
@@ -41,13 +41,13 @@ export interface CutoverControllerOptions {
   /** service name → its /metrics base URL(s); the plan's gates name the services. */
   services: ServiceMap;
   logger?: Logger;
-  /** Soak watcher period. Default 3000 ms. */
+  /** The analysis interval of steps whose plan sets none (`analysis.interval_seconds` wins). Default: the plan's default, 10 s. */
   watchIntervalMs?: number;
   /** Per-scrape timeout. Default 2000 ms. */
   scrapeTimeoutMs?: number;
   /**
-   * Consecutive failing watcher checks (of the same step) before the watcher rolls back, so one
-   * blip of a gauge does not undo a step. Default 2 (with the default period: within about 6 s).
+   * Failing analysis runs in a row before acting, for steps whose plan sets no `analysis.failure_threshold`,
+   * so one blip of a gauge does not undo a step. Default 2.
    */
   rollbackAfterFailures?: number;
   /** Who the watcher acts as in the history. Default `soak-watcher@<host>:<pid>`. */
@@ -89,6 +89,8 @@ export interface CutoverController {
   pause(feature: string, actor: string, reason?: string | null): Promise<ChangeResult>;
   resume(feature: string, actor: string, reason?: string | null): Promise<ChangeResult>;
   history(query?: { feature?: string; limit?: number; beforeId?: number }): Promise<HistoryEntry[]>;
+  /** Appends a decision that changed no state (the autopilot's run-started, promote, drift…) to the history. */
+  record(feature: string, entry: HistoryInput): Promise<number>;
   /** The current step's gate readings now (no state change; a missing baseline is taken). */
   evaluate(feature: string): Promise<GateReading[]>;
   /** One analysis run of the feature's current step (null at legacy, paused, or off the plan); acts on a failing streak. */
@@ -97,8 +99,6 @@ export interface CutoverController {
   analysisOf(feature: keyof CutoverPlan['features'], step: PlanStep | undefined): ResolvedAnalysis;
   /** One pass of the soak watcher over every feature (check with this process's failing streaks); resolves when done. */
   watchOnce(): Promise<void>;
-  startWatcher(): void;
-  stopWatcher(): Promise<void>;
   /** Services the plan's gates read that the services map lacks. */
   missingServices(): string[];
   /** Shadow agreement reported by the new side of features that judge it themselves (`scheduling`: Scheduler V2). */
@@ -250,8 +250,8 @@ export function createCutoverController(options: CutoverControllerOptions): Cuto
 
   /** The analysis settings of a feature's current step; the admin's watcher period and rollbackAfterFailures are the defaults a plan may override. */
   function analysisOf(name: keyof CutoverPlan['features'], step: PlanStep | undefined): ResolvedAnalysis {
-    const base = resolveAnalysis({ ...plan, analysis: { interval_seconds: watchIntervalMs / 1000, failure_threshold: rollbackAfterFailures, ...plan.analysis } }, name, step);
-    return base;
+    const defaults = { ...(options.watchIntervalMs !== undefined ? { interval_seconds: watchIntervalMs / 1000 } : {}), ...(options.rollbackAfterFailures !== undefined ? { failure_threshold: rollbackAfterFailures } : {}) };
+    return resolveAnalysis({ ...plan, analysis: { ...defaults, ...plan.analysis } }, name, step);
   }
 
   /**
@@ -306,10 +306,6 @@ export function createCutoverController(options: CutoverControllerOptions): Cuto
   /** The soak watcher's in-memory failing streaks (feature → the version it failed at and how many in a row). */
   const strikes = new Map<string, { version: number; count: number }>();
 
-  let watchTimer: NodeJS.Timeout | undefined;
-  let watching = false;
-  let watchRun: Promise<void> | undefined;
-
   async function watchOnce(): Promise<void> {
     const { records } = await store.list();
     await Promise.all(
@@ -326,19 +322,6 @@ export function createCutoverController(options: CutoverControllerOptions): Cuto
         }
       }),
     );
-  }
-
-  function scheduleWatch(): void {
-    if (!watching) return;
-    watchTimer = setTimeout(() => {
-      watchRun = watchOnce()
-        .catch((err: unknown) => logger.warn({ err }, 'soak watcher pass failed'))
-        .finally(() => {
-          watchRun = undefined;
-          scheduleWatch();
-        });
-    }, watchIntervalMs);
-    watchTimer.unref();
   }
 
   return {
@@ -441,6 +424,11 @@ export function createCutoverController(options: CutoverControllerOptions): Cuto
     pause: (feature, actor, reason = null) => setPaused(feature, true, actor, reason),
     resume: (feature, actor, reason = null) => setPaused(feature, false, actor, reason),
 
+    async record(feature, entry) {
+      const { name } = featurePlan(feature);
+      metrics?.changes.inc({ feature: name, action: entry.action });
+      return store.record(name, entry);
+    },
     async history(query = {}) {
       if (query.feature !== undefined) featurePlan(query.feature);
       return store.history(query);
@@ -456,17 +444,6 @@ export function createCutoverController(options: CutoverControllerOptions): Cuto
     check,
     analysisOf,
     watchOnce,
-    startWatcher() {
-      if (watching) return;
-      watching = true;
-      scheduleWatch();
-    },
-    async stopWatcher() {
-      watching = false;
-      clearTimeout(watchTimer);
-      watchTimer = undefined;
-      await watchRun;
-    },
     missingServices() {
       return planServices(plan).filter((s) => !scraper.configured(s));
     },
