@@ -20,14 +20,24 @@
  * waiting for a host. V1 runs inside this process (it is one loop on one
  * connection; its time goes to MySQL round trips, not to this CPU). Afterwards every
  * host's non-archived droplets are checked against its capacity (total minus
- * HOST_RESERVED): over-committed hosts, goal 0. Prints one JSON object.
+ * HOST_RESERVED): over-committed hosts, goal 0.
+ *
+ * Each run also says what it cost, read from the server and the kernel
+ * (bench/server-watch.ts): the scheduler user's statements, commits and
+ * server CPU per placement (USER_STATISTICS), SHOW GLOBAL STATUS deltas
+ * (row lock waits, deadlocks), Threads_running, mariadbd's CPU, the
+ * scheduler processes' CPU, and the machine's load; V2 replica processes
+ * add their batches' time by phase (claim, scrape, busy, users, rank,
+ * commit, reread, finish). `--repeat N` runs the list N times interleaved
+ * and reports medians, and ratios as the median of each repetition's
+ * ratio. `--v2-cpu-prof DIR` writes the replicas' V8 CPU profiles.
+ * Prints one JSON object.
+ *
+ *   npm run bench:scheduler -- --runs v1_unthrottled,v2_1,v2_3 --repeat 3
  */
 import { spawn } from 'node:child_process';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { Knex } from 'knex';
 import { Registry } from 'prom-client';
 import { HOST_RESERVED } from '../domain/catalog.ts';
 import { generateSeed } from '../stack/seed/generate.ts';
@@ -42,9 +52,11 @@ import { DEFAULT_DB_SECRET, serviceDbConfig } from '../lib/db/service-users.ts';
 import { checkInvariants } from '../lib/invariants.ts';
 import { createLogger } from '../lib/logger.ts';
 import { createSchedulerV2, type SchedulerV2 } from '../scheduler/create-scheduler-v2.ts';
-import { formatHostMetrics, type HostMetrics } from '../scheduler/host-metrics.ts';
+import type { HostMetrics } from '../scheduler/host-metrics.ts';
 import { parsePromText } from '../lib/metrics/prom-text.ts';
 import { childEnv } from '../lib/process/child-env.ts';
+import { startAgents, startFleetMetrics } from './scheduler-fleet.ts';
+import { watchServer, type ServerFigures } from './server-watch.ts';
 
 const { values } = parseArgs({
   options: {
@@ -59,6 +71,8 @@ const { values } = parseArgs({
     runs: { type: 'string', default: 'v1,v1_unthrottled,v2_1,v2_3' },
     'v2-in-process': { type: 'boolean', default: false },
     'timeout-s': { type: 'string', default: '900' },
+    repeat: { type: 'string', default: '1' },
+    'v2-cpu-prof': { type: 'string' },
   },
 });
 const settings = {
@@ -73,6 +87,10 @@ const settings = {
   timeout_s: Number(values['timeout-s']),
   /** V2 replicas as separate processes (as deployed), unless --v2-in-process. */
   v2_processes: !values['v2-in-process'],
+  /** Each run name this many times, interleaved (v1_unthrottled, v2_1, v2_3, v1_unthrottled, …); medians reported. */
+  repeat: Number(values.repeat),
+  /** Directory for V2 replica processes' V8 CPU profiles (node --cpu-prof), if given. */
+  v2_cpu_prof_dir: values['v2-cpu-prof'],
 };
 const runs = values.runs!.split(',').map((r) => r.trim()) as RunName[];
 type RunName = 'v1' | 'v1_unthrottled' | 'v2_1' | 'v2_3';
@@ -94,22 +112,58 @@ interface RunResult {
   duplicate_placements: number;
   droplet_event_mismatches: number;
   conflicts?: Record<string, number>;
+  /** V2 process replicas: their batches, from their debug log (count, events claimed, rounds, time by phase). */
+  batches?: BatchSummary;
+  /** What the run cost the server and the machine, read from the server and /proc. */
+  server: ServerFigures & { per_placement: PerPlacement };
   notes: string;
+}
+
+interface PerPlacement {
+  /** Statements the scheduler's MySQL user sent (USER_STATISTICS: SELECT + UPDATE/INSERT + other, BEGIN/COMMIT/SET included): round trips. */
+  scheduler_statements: number | null;
+  scheduler_commits: number | null;
+  /** Server CPU spent on the scheduler user's statements. */
+  scheduler_server_cpu_ms: number | null;
+  /** All of mariadbd's CPU (agents' and the bench's statements too). */
+  mysqld_cpu_ms: number | null;
+  /** CPU of the scheduler's own processes (V2 replicas; for V1, the bench process that runs it and the agents). */
+  scheduler_process_cpu_ms: number | null;
+  innodb_row_lock_waits: number;
+}
+
+interface BatchSummary {
+  batches: number;
+  claimed: number;
+  rounds: number;
+  ms_by_phase: Record<string, number>;
+  outcomes: Record<string, number>;
 }
 
 interface ReplicaProcess {
   url: string;
+  pid: number;
+  /** Its batches so far (from its debug log). */
+  batches: BatchSummary;
   stop(): Promise<void>;
+}
+
+/** Adds one `batch` log line of a replica to its summary. */
+function addBatch(into: BatchSummary, entry: { claimed?: number; rounds?: number; ms?: Record<string, number>; outcomes?: Record<string, number> }): void {
+  Object.assign(into, combineBatches(into, { batches: 1, claimed: entry.claimed ?? 0, rounds: entry.rounds ?? 0, ms_by_phase: entry.ms ?? {}, outcomes: entry.outcomes ?? {} }, 1));
 }
 
 /** A Scheduler V2 replica in its own process (`node --import tsx scheduler/main.ts`), as deployed. */
 async function startReplicaProcess(env: Record<string, string>): Promise<ReplicaProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'scheduler/main.ts'], {
+  const prof = settings.v2_cpu_prof_dir ? ['--cpu-prof', `--cpu-prof-dir=${settings.v2_cpu_prof_dir}`] : [];
+  const child = spawn(process.execPath, [...prof, '--import', 'tsx', 'scheduler/main.ts'], {
     cwd: ROOT,
-    env: childEnv({ ...env, PORT: '0', LOG_LEVEL: 'info' }),
+    // debug: each batch logs its phases, summed into `batches`.
+    env: childEnv({ ...env, PORT: '0', LOG_LEVEL: 'debug' }),
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const batches = emptyBatches();
   const url = await new Promise<string>((resolve, reject) => {
     let buffer = '';
     const timer = setTimeout(() => reject(new Error(`replica ${env.SCHEDULER_V2_REPLICA_ID} did not start within 60 s`)), 60_000);
@@ -120,8 +174,10 @@ async function startReplicaProcess(env: Record<string, string>): Promise<Replica
         const line = buffer.slice(0, nl);
         buffer = buffer.slice(nl + 1);
         try {
-          const entry = JSON.parse(line) as { msg?: string; listening?: string; level?: number };
-          if (entry.msg === 'scheduler v2 ready' && entry.listening) {
+          const entry = JSON.parse(line) as { msg?: string; listening?: string; level?: number; claimed?: number; rounds?: number; ms?: Record<string, number>; outcomes?: Record<string, number> };
+          if (entry.msg === 'batch') {
+            addBatch(batches, entry);
+          } else if (entry.msg === 'scheduler v2 ready' && entry.listening) {
             clearTimeout(timer);
             resolve(entry.listening);
           } else if ((entry.level ?? 0) >= 40) {
@@ -136,109 +192,11 @@ async function startReplicaProcess(env: Record<string, string>): Promise<Replica
   });
   return {
     url,
+    pid: child.pid!,
+    batches,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       await exited;
-    },
-  };
-}
-
-/** One endpoint per region serving the simulated fleet's metrics. */
-async function startFleetMetrics(hosts: Map<string, HostMetrics>): Promise<{ urls: Array<{ name: string; url: string }>; close(): Promise<void> }> {
-  const byRegion = new Map<string, HostMetrics[]>();
-  for (const h of hosts.values()) byRegion.set(h.region, [...(byRegion.get(h.region) ?? []), h]);
-  const servers: Server[] = [];
-  const urls: Array<{ name: string; url: string }> = [];
-  for (const [region, list] of byRegion) {
-    const names = list.map((h) => h.hypervisor);
-    const server = createServer((_req, res) => {
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
-      res.end(formatHostMetrics(names.map((n) => hosts.get(n)!)));
-    });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    servers.push(server);
-    urls.push({ name: region, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/metrics` });
-  }
-  return {
-    urls,
-    close: async () => {
-      await Promise.all(servers.map((s) => new Promise<void>((r) => (s.close(() => r()), s.closeAllConnections()))));
-    },
-  };
-}
-
-/** Simulated agents: finish placed creates, apply them to servers rows and to the metrics. */
-function startAgents(db: Knex, hosts: Map<string, HostMetrics>, names: Map<number, string>, sinceEventId: number) {
-  let stopped = false;
-  let finished = 0;
-  const loop = (async () => {
-    while (!stopped) {
-      const rows = (await db('events as e')
-        .join('droplets as d', 'd.id', 'e.droplet_id')
-        .join('sizes as z', 'z.id', 'd.size_id')
-        .where('e.id', '>', sinceEventId)
-        .where({ 'e.type': 'create', 'e.status': 'pending' })
-        .whereNotNull('e.server_id')
-        .orderBy('e.id')
-        .limit(1000)
-        .select('e.id', 'e.server_id', 'e.droplet_id', 'z.memory', 'z.disk')) as Array<{ id: number; server_id: number; droplet_id: number; memory: number; disk: number }>;
-      if (rows.length > 0) {
-        const perHost = new Map<number, { memory: number; disk: number; n: number }>();
-        for (const r of rows) {
-          const h = perHost.get(r.server_id) ?? { memory: 0, disk: 0, n: 0 };
-          h.memory += r.memory;
-          h.disk += r.disk;
-          h.n++;
-          perHost.set(r.server_id, h);
-        }
-        // One short transaction of three statements, as a thousand agents finishing at once would look to MySQL.
-        const hostsDone = [...perHost].sort((a, b) => a[0] - b[0]);
-        const cases = (pick: (d: { memory: number; disk: number; n: number }) => number) => ({
-          sql: `CASE id ${hostsDone.map(() => 'WHEN ? THEN ?').join(' ')} END`,
-          bindings: hostsDone.flatMap(([id, d]) => [id, pick(d)]),
-        });
-        const mem = cases((d) => d.memory);
-        const disk = cases((d) => d.disk);
-        const vms = cases((d) => d.n);
-        await db.transaction(
-          async (trx) => {
-            // The host rows first, in ascending id order (the IN list is walked in key order). Updating events
-            // and droplets first would take shared locks on those rows (foreign-key checks) and then upgrade
-            // them: the classic S-to-X deadlock with a scheduler holding the same host rows.
-            await trx.raw(
-              `UPDATE servers SET memfree = memfree - ${mem.sql}, diskfree_actual = diskfree_actual - ${disk.sql}, vmcount = vmcount + ${vms.sql}
-                WHERE id IN (${hostsDone.map(() => '?').join(',')})`,
-              [...mem.bindings, ...disk.bindings, ...vms.bindings, ...hostsDone.map(([id]) => id)],
-            );
-            await trx('events').whereIn('id', rows.map((r) => r.id)).update({ status: 'done', started_at: trx.raw('CURRENT_TIMESTAMP(3)'), finished_at: trx.raw('CURRENT_TIMESTAMP(3)') });
-            await trx('droplets').whereIn('id', rows.map((r) => r.droplet_id)).update({ status: 'active' });
-          },
-          { isolationLevel: 'read committed' },
-        );
-        for (const [id, d] of perHost) {
-          const m = hosts.get(names.get(id)!)!;
-          m.memfree_mb -= d.memory;
-          m.diskfree_gb -= d.disk;
-          m.vmcount += d.n;
-        }
-        finished += rows.length;
-      }
-      await new Promise((r) => setTimeout(r, settings.agent_tick_ms));
-    }
-  })();
-  // Live agents report on their own clock, whatever the database is doing.
-  const reporter = setInterval(() => {
-    const now = Date.now();
-    for (const m of hosts.values()) m.last_report_ms = now;
-  }, 200);
-  return {
-    get finished() {
-      return finished;
-    },
-    async stop() {
-      stopped = true;
-      clearInterval(reporter);
-      await loop;
     },
   };
 }
@@ -276,11 +234,14 @@ async function runOne(name: RunName, adminServer: { host: string; port: number; 
     cleanup.push(() => fleet.close());
     const [maxEvent] = (await db('events').max('id as max')) as Array<{ max: number | null }>;
     const sinceEventId = Number(maxEvent?.max ?? 0);
-    const agents = startAgents(db, hosts, names, sinceEventId);
+    const agents = startAgents(db, hosts, names, sinceEventId, settings.agent_tick_ms);
     cleanup.push(() => agents.stop());
 
     // Schedulers first, idle, so the clock measures placing and not start-up.
     let conflicts: () => Promise<Record<string, number>> = async () => ({});
+    let batchSummary: (() => BatchSummary) | undefined;
+    // The processes whose CPU is the scheduler's: V2's replica processes, or this one (V1 and in-process V2 run here).
+    let schedulerPids = [process.pid];
     let notes = '';
     let replicas = 1;
     if (name === 'v1' || name === 'v1_unthrottled') {
@@ -305,6 +266,8 @@ async function runOne(name: RunName, adminServer: { host: string; port: number; 
         children.push(child);
         cleanup.unshift(() => child.stop());
       }
+      schedulerPids = children.map((c) => c.pid);
+      batchSummary = () => children.reduce((sum, c) => combineBatches(sum, c.batches, 1), emptyBatches());
       conflicts = async () => {
         const byKind: Record<string, number> = {};
         for (const c of children) {
@@ -372,25 +335,33 @@ async function runOne(name: RunName, adminServer: { host: string; port: number; 
       const events = created.map((d) => ({ type: 'create', status: 'pending', droplet_id: d.id, customer_id: d.customer_id, region_id: d.region_id }));
       for (let i = 0; i < events.length; i += 1000) await trx('events').insert(events.slice(i, i + 1000));
     });
+    const user = name.startsWith('v1') ? 'scheduler_v1' : 'scheduler_v2';
+    const watch = await watchServer(db, { users: [user] });
+    watch.trackProcesses(schedulerPids);
+    const batchesBefore = batchSummary?.();
     const started = performance.now();
     progress(`${name}: burst of ${settings.events} create events committed; placing…`);
     const deadline = Date.now() + settings.timeout_s * 1000;
     let lastLog = Date.now();
+    const unplaced = () => db('events').where('id', '>', sinceEventId).where({ status: 'pending' }).whereNull('server_id');
     for (;;) {
-      const row = (await db('events').where('id', '>', sinceEventId).where({ status: 'pending' }).whereNull('server_id').count({ n: '*' }).first()) as { n: number };
-      const open = Number(row.n);
-      if (open === 0) break;
+      // Is any burst event still unplaced? One index entry read (the server_id, status index ends in id), not a count
+      // of all open events every 10 ms: the bench's own polling must not compete with the scheduler it measures.
+      if ((await unplaced().first('id')) === undefined) break;
+      const open = async () => Number(((await unplaced().count({ n: '*' }).first()) as { n: number }).n);
       if (Date.now() > deadline) {
-        progress(`${name}: timed out with ${open} events unplaced`);
+        progress(`${name}: timed out with ${await open()} events unplaced`);
         break;
       }
       if (Date.now() - lastLog > 10_000) {
-        progress(`${name}: ${open} events still waiting for a host (simulated agents finished ${agents.finished} creates)`);
+        progress(`${name}: ${await open()} events still waiting for a host (simulated agents finished ${agents.finished} creates)`);
         lastLog = Date.now();
       }
       await new Promise((r) => setTimeout(r, name === 'v1' ? 100 : 10));
     }
     const seconds = (performance.now() - started) / 1000;
+    const figures = await watch.stop();
+    const batches = batchSummary && batchesBefore ? combineBatches(batchSummary(), batchesBefore, -1) : undefined;
     const conflictCount = await conflicts();
     for (const fn of cleanup.splice(0)) await fn();
 
@@ -404,6 +375,8 @@ async function runOne(name: RunName, adminServer: { host: string; port: number; 
       [sinceEventId],
     )) as [[{ n: number }]];
     const placed = Number(counts.placed ?? 0);
+    const perPlacement = (v: number | undefined, scale = 1) => (v === undefined || placed === 0 ? null : Math.round(((v * scale) / placed) * 1000) / 1000);
+    const mine = figures.by_user[user];
     const result: RunResult = {
       scheduler: name.startsWith('v1') ? 'v1' : 'v2',
       replicas,
@@ -416,9 +389,21 @@ async function runOne(name: RunName, adminServer: { host: string; port: number; 
       duplicate_placements: Number(dups[0]?.n ?? 0),
       droplet_event_mismatches: Number(mismatch[0]?.n ?? 0),
       ...(name.startsWith('v2') ? { conflicts: conflictCount } : {}),
+      ...(batches ? { batches } : {}),
+      server: {
+        ...figures,
+        per_placement: {
+          scheduler_statements: perPlacement(mine?.statements),
+          scheduler_commits: perPlacement(mine?.commits),
+          scheduler_server_cpu_ms: perPlacement(mine?.cpu_seconds, 1000),
+          mysqld_cpu_ms: perPlacement(figures.mysqld_cpu?.seconds, 1000),
+          scheduler_process_cpu_ms: perPlacement(figures.processes_cpu?.seconds, 1000),
+          innodb_row_lock_waits: perPlacement(figures.global.Innodb_row_lock_waits) ?? 0,
+        },
+      },
       notes,
     };
-    progress(`${name}: ${JSON.stringify(result)}`);
+    progress(`${name}: ${JSON.stringify({ ...result, server: result.server.per_placement })}`);
     return result;
   } finally {
     for (const fn of cleanup) await fn().catch(() => {});
@@ -427,32 +412,74 @@ async function runOne(name: RunName, adminServer: { host: string; port: number; 
   }
 }
 
+function emptyBatches(): BatchSummary {
+  return { batches: 0, claimed: 0, rounds: 0, ms_by_phase: {}, outcomes: {} };
+}
+
+/** a + sign × b, field by field. */
+function combineBatches(a: BatchSummary, b: BatchSummary, sign: 1 | -1): BatchSummary {
+  const merge = (x: Record<string, number>, y: Record<string, number>) => {
+    const out: Record<string, number> = { ...x };
+    for (const [k, v] of Object.entries(y)) out[k] = Math.round(((out[k] ?? 0) + sign * v) * 10) / 10;
+    return out;
+  };
+  return {
+    batches: a.batches + sign * b.batches,
+    claimed: a.claimed + sign * b.claimed,
+    rounds: a.rounds + sign * b.rounds,
+    ms_by_phase: merge(a.ms_by_phase, b.ms_by_phase),
+    outcomes: merge(a.outcomes, b.outcomes),
+  };
+}
+
+function median(values: number[]): number | null {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((x, y) => x - y);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : Math.round(((sorted[mid - 1]! + sorted[mid]!) / 2) * 1000) / 1000;
+}
+
 const server = await provisionServer({ logger, needConnections: settings.hypervisors + 150 });
 try {
   progress(`database: ${server.source} ${server.admin.host}:${server.admin.port} (${server.serverVersion})`);
-  const results: Partial<Record<RunName, RunResult>> = {};
-  for (const name of runs) results[name] = await runOne(name, server.admin);
-  const rate = (n: RunName) => results[n]?.placements_per_s;
+  // Interleaved (a, b, c, a, b, c, …) so that a change in the machine's load falls on every run name alike.
+  const results: Partial<Record<RunName, RunResult[]>> = {};
+  for (let i = 0; i < settings.repeat; i++) {
+    for (const name of runs) (results[name] ??= []).push(await runOne(name, server.admin));
+  }
+  const rates = (n: RunName) => (results[n] ?? []).map((r) => r.placements_per_s);
+  /** The ratio within each repetition (same machine moment), then their median. */
   const ratio = (a: RunName, b: RunName) => {
-    const x = rate(a);
-    const y = rate(b);
-    return x !== undefined && y ? Math.round((x / y) * 10) / 10 : null;
+    const x = rates(a);
+    const y = rates(b);
+    if (x.length === 0 || y.length === 0) return null;
+    return median(x.map((v, i) => Math.round((v / y[i]!) * 100) / 100));
   };
+  const medianOf = (pick: (r: RunResult) => number | null | undefined) =>
+    Object.fromEntries(Object.entries(results).map(([k, list]) => [k, median(list!.map(pick).filter((v): v is number => typeof v === 'number'))]));
   const out = {
     bench: 'scheduler',
     settings: { ...settings, runs },
     database: { source: server.source, host: server.admin.host, port: server.admin.port, server_version: server.serverVersion },
     agents: `simulated: every ${settings.agent_tick_ms} ms each placed create is marked done, its droplet active, its size applied to the servers row and the host metrics`,
-    ...results,
-    placements_per_s: Object.fromEntries(Object.entries(results).map(([k, v]) => [k, v!.placements_per_s])),
+    runs: results,
+    placements_per_s: Object.fromEntries(Object.keys(results).map((k) => [k, rates(k as RunName)])),
+    median_placements_per_s: medianOf((r) => r.placements_per_s),
+    median_per_placement: {
+      scheduler_statements: medianOf((r) => r.server.per_placement.scheduler_statements),
+      scheduler_server_cpu_ms: medianOf((r) => r.server.per_placement.scheduler_server_cpu_ms),
+      mysqld_cpu_ms: medianOf((r) => r.server.per_placement.mysqld_cpu_ms),
+      scheduler_process_cpu_ms: medianOf((r) => r.server.per_placement.scheduler_process_cpu_ms),
+    },
+    median_mysqld_cores: medianOf((r) => r.server.mysqld_cpu?.cores),
+    median_machine_busy_share: medianOf((r) => r.server.machine.busy_share),
     ratio_v2_3_over_v1: ratio('v2_3', 'v1'),
     ratio_v2_3_over_v1_unthrottled: ratio('v2_3', 'v1_unthrottled'),
     ratio_v2_3_over_v2_1: ratio('v2_3', 'v2_1'),
     goal_ratio: 10,
-    overcommitted_hosts: Object.values(results).reduce((s, r) => s + r!.overcommitted_hosts, 0),
+    overcommitted_hosts: Object.values(results).reduce((s, list) => s + list!.reduce((n, r) => n + r.overcommitted_hosts, 0), 0),
   };
   process.stdout.write(JSON.stringify(out, null, 2) + '\n');
 } finally {
   await server.release();
 }
-

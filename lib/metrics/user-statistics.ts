@@ -64,3 +64,54 @@ export async function readTableRowsRead(db: Knex, schema: string, table: string)
     return undefined;
   }
 }
+
+/** What one MySQL user has cost the server so far (MariaDB's USER_STATISTICS). */
+export interface UserLoad extends UserCommandCounts {
+  commits: number;
+  rollbacks: number;
+  /** Server CPU time spent on this user's statements, in seconds. */
+  cpu_seconds: number;
+  /** Server wall time spent on this user's statements (waits included), in seconds. */
+  busy_seconds: number;
+  rows_read: number;
+  rows_updated: number;
+  rows_inserted: number;
+}
+
+/**
+ * Per-user statement counts and the server time they cost, by user; {} on
+ * servers without userstat. Deltas around a run say what each service asked
+ * of the server, measured by the server.
+ *
+ * @example
+ *   const before = await readUserLoad(db); … const after = await readUserLoad(db);
+ *   after.scheduler_v2!.cpu_seconds - before.scheduler_v2!.cpu_seconds
+ */
+export async function readUserLoad(db: Knex): Promise<Record<string, UserLoad>> {
+  try {
+    const [rows] = (await db.raw(
+      `SELECT USER AS user, SELECT_COMMANDS AS s, UPDATE_COMMANDS AS u, OTHER_COMMANDS AS o, COMMIT_TRANSACTIONS AS c,
+              ROLLBACK_TRANSACTIONS AS r, CPU_TIME AS cpu, BUSY_TIME AS busy, ROWS_READ AS rr, ROWS_UPDATED AS ru, ROWS_INSERTED AS ri
+         FROM information_schema.USER_STATISTICS`,
+    )) as [Array<Record<string, number | string>>];
+    return Object.fromEntries(
+      rows.map((r) => [
+        String(r.user),
+        {
+          select: Number(r.s),
+          update: Number(r.u),
+          other: Number(r.o),
+          commits: Number(r.c),
+          rollbacks: Number(r.r),
+          cpu_seconds: Number(r.cpu),
+          busy_seconds: Number(r.busy),
+          rows_read: Number(r.rr),
+          rows_updated: Number(r.ru),
+          rows_inserted: Number(r.ri),
+        },
+      ]),
+    );
+  } catch {
+    return {};
+  }
+}
