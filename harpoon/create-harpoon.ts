@@ -194,7 +194,7 @@ export function createHarpoon(options: HarpoonOptions): Harpoon {
     onError: (err) => log.warn({ err: (err as Error).message }, 'a subscriber catch-up read failed; it was disconnected and will resume'),
   });
 
-  const peers = createPeers({ urls: peerUrls, token: peerToken, replica, log: changeLog, metrics, logger: log, heartbeatMs });
+  const peers = createPeers({ urls: peerUrls, token: peerToken, replica, log: changeLog, metrics, logger: log, heartbeatMs, maxBufferedBytes });
 
   // ---- helpers -------------------------------------------------------------------------------
 

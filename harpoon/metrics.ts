@@ -89,6 +89,11 @@ export function createHarpoonMetrics(registry: Registry, sources: { queueDepth()
       help: 'Subscribers cut off because they stopped reading (they resume from their cursor).',
       registers: [registry],
     }),
+    peerSlowCutoffs: new Counter({
+      name: 'harpoon_peer_slow_cutoffs_total',
+      help: 'Peer replicas cut off because they stopped reading our change push (they reconnect and read what they missed from event_log).',
+      registers: [registry],
+    }),
     peerMessages: new Counter({
       name: 'harpoon_peer_messages_total',
       help: 'Committed-change pushes received from peer replicas.',

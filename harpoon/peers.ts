@@ -15,6 +15,7 @@
 import { request, type ClientRequest, type ServerResponse } from 'node:http';
 import { createSseParser } from '../lib/sse/parser.ts';
 import type { Logger } from '../lib/logger.ts';
+import { createSseWriter, SharedFrame, startSse } from '../lib/sse/writer.ts';
 import type { ChangeLog } from './change-log.ts';
 import type { HarpoonMetrics } from './metrics.ts';
 import type { Change } from './types.ts';
@@ -39,6 +40,8 @@ export function createPeers(options: {
   metrics: HarpoonMetrics;
   logger: Logger;
   heartbeatMs: number;
+  /** A peer this far behind on our pushes is cut off; it reconnects and reads what it missed from event_log. */
+  maxBufferedBytes: number;
   reconnectMs?: { min: number; max: number };
 }): Peers {
   const { log, metrics, logger } = options;
@@ -48,6 +51,17 @@ export function createPeers(options: {
   const live = new Set<string>();
   let closed = false;
   let heartbeat: NodeJS.Timeout | undefined;
+  const sse = createSseWriter({
+    maxBufferedBytes: options.maxBufferedBytes,
+    onSlowClient: (res) => {
+      downstream.delete(res);
+      metrics.peerSlowCutoffs.inc();
+    },
+  });
+
+  function send(frame: string | SharedFrame): void {
+    for (const res of downstream) if (sse.write(res, frame) === 'closed') downstream.delete(res);
+  }
 
   function catchUp(why: string, url: string): void {
     log.catchUp().catch((err: unknown) => logger.warn({ peer: url, why, err: (err as Error).message }, 'reading the log after a peer change failed'));
@@ -107,22 +121,18 @@ export function createPeers(options: {
 
   return {
     accept(res) {
-      res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' });
-      res.on('error', () => {});
-      res.socket?.setNoDelay(true);
-      res.write(`: harpoon ${options.replica}\n\n`);
+      startSse(undefined, res, `: harpoon ${options.replica}\n\n`);
       downstream.add(res);
       res.on('close', () => downstream.delete(res));
     },
     publish(entries) {
       if (entries.length === 0 || downstream.size === 0) return;
-      const text = `event: changes\ndata: ${JSON.stringify(entries)}\n\n`;
-      for (const res of downstream) if (!res.writableEnded) res.write(text);
+      send(new SharedFrame(`event: changes\ndata: ${JSON.stringify(entries)}\n\n`));
     },
     start() {
       for (const url of options.urls) connect(url.replace(/\/+$/, ''), backoff.min);
       heartbeat = setInterval(() => {
-        for (const res of downstream) if (!res.writableEnded) res.write(': hb\n\n');
+        send(': hb\n\n');
       }, options.heartbeatMs);
       heartbeat.unref();
     },

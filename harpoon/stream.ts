@@ -14,6 +14,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ChangeLog } from './change-log.ts';
 import type { HarpoonMetrics } from './metrics.ts';
 import type { Change } from './types.ts';
+import { createSseWriter, SharedFrame, startSse } from '../lib/sse/writer.ts';
 import { matches, type EventFilter } from './validate.ts';
 
 export const STREAM_RETRY_MS = 1000;
@@ -77,49 +78,30 @@ export function createStreamHub(options: {
     unindex(sub);
   }
 
-  /** False when the subscriber is gone or was cut off for not reading. */
-  function write(sub: Subscriber, text: string | Buffer, chunk?: Buffer): boolean {
-    const res = sub.res;
-    if (sub.closed || res.writableEnded || res.destroyed) {
-      drop(sub);
-      return false;
-    }
-    const socket = res.socket;
-    if ((socket?.writableLength ?? 0) + res.writableLength > options.maxBufferedBytes) {
-      metrics.slowCutoffs.inc();
-      drop(sub);
-      res.destroy();
-      return false;
-    }
-    // The fan-out's hot path: one chunk, framed once per change, written straight to the socket (the same
-    // bytes res.write would send, without its per-call framing). Only once the headers are out and the
-    // response is chunked, so the byte stream stays exactly what the HTTP parser on the other end expects.
-    const raw = chunk !== undefined && socket && res.headersSent && (res as unknown as { chunkedEncoding?: boolean }).chunkedEncoding === true;
-    if (raw) socket.write(chunk);
-    else res.write(text);
-    return true;
-  }
+  const sse = createSseWriter({ maxBufferedBytes: options.maxBufferedBytes, onSlowClient: () => metrics.slowCutoffs.inc() });
 
-  /** A change as one HTTP/1.1 chunk: `<size hex>\r\n<frame>\r\n`. */
-  function chunked(text: string): Buffer {
-    const body = Buffer.from(text);
-    return Buffer.concat([Buffer.from(`${body.length.toString(16)}\r\n`), body, Buffer.from('\r\n')]);
+  /** False when the subscriber is gone or was cut off for not reading. */
+  function write(sub: Subscriber, frame: string | SharedFrame): boolean {
+    if (sub.closed || sse.write(sub.res, frame) !== 'written') {
+      drop(sub);
+      return false;
+    }
+    return true;
   }
 
   log.onAppend((entries) => {
     let frames = 0;
     for (const change of entries) {
-      // Framed only when someone wants it: with no subscriber of its region a change costs nothing here.
-      let text: string | undefined;
-      let chunk: Buffer | undefined;
+      // Framed only when someone wants it (with no subscriber of its region a change costs nothing here), then
+      // once for all: every matching subscriber gets the same chunk (the fan-out's hot path).
+      let shared: SharedFrame | undefined;
       for (const key of [change.event.region, '*']) {
         const set = byRegion.get(key);
         if (!set) continue;
         for (const sub of set) {
           if (!matches(sub.filter, change.event)) continue;
-          text ??= frame(change);
-          chunk ??= chunked(text);
-          if (write(sub, text, chunk)) frames++;
+          shared ??= new SharedFrame(frame(change));
+          if (write(sub, shared)) frames++;
         }
       }
     }
@@ -155,7 +137,7 @@ export function createStreamHub(options: {
       const page = await options.readPage(sub.cursor, upto, PAGE);
       if (!writeCatchUp(sub, page)) return;
       if (page.length < PAGE) sub.cursor = Math.max(sub.cursor, upto);
-      if (sub.res.writableLength > options.maxBufferedBytes / 2) {
+      if (sse.buffered(sub.res) > sse.maxBufferedBytes / 2) {
         await new Promise<void>((resolve) => {
           sub.res.once('drain', resolve);
           sub.res.once('close', resolve);
@@ -172,16 +154,8 @@ export function createStreamHub(options: {
 
   return {
     open(req, res, filter, cursor, label) {
-      res.writeHead(200, {
-        'content-type': 'text/event-stream; charset=utf-8',
-        'cache-control': 'no-cache, no-transform',
-        connection: 'keep-alive',
-        'x-accel-buffering': 'no',
-      });
-      res.on('error', () => {});
-      req.socket.setNoDelay(true);
       // The starting cursor first: a client that connected "from now" knows where to resume from.
-      res.write(`retry: ${STREAM_RETRY_MS}\n: harpoon ${label}\n\n${cursorFrame(cursor)}`);
+      startSse(req, res, `retry: ${STREAM_RETRY_MS}\n: harpoon ${label}\n\n${cursorFrame(cursor)}`);
       const sub: Subscriber = { res, filter, cursor, live: false, closed: false };
       all.add(sub);
       res.on('close', () => drop(sub));

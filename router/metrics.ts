@@ -73,6 +73,11 @@ export function createRouterMetrics(registry: Registry, view: RouterMetricsView)
       registers: [registry],
     }),
     pollErrors: new Counter({ name: 'router_poll_errors_total', help: 'Polls that failed (retried next interval).', registers: [registry] }),
+    slowCutoffs: new Counter({
+      name: 'router_stream_slow_cutoffs_total',
+      help: 'Agent streams cut off because the agent stopped reading (over 1 MiB unsent); it reconnects and its unacked events are re-sent.',
+      registers: [registry],
+    }),
     switches: new Counter({
       name: 'router_switches_total',
       help: 'Streams ended with `event: switch` because their hypervisor is no longer routed to the router.',

@@ -17,7 +17,7 @@ import type { EventSource } from './event-source.ts';
 import type { RouterMetrics } from './metrics.ts';
 import { ACK_BODY_LIMIT, ACKS_PATH, EVENTS_PATH, MODE_PATH, RETRY_MS, ROUTER_ERRORS, parseAckBody, switchFrame } from './protocol.ts';
 import { fetchServerRegions } from './queries.ts';
-import { startSse } from './sse-writer.ts';
+import { startSse } from '../lib/sse/writer.ts';
 import type { StreamHub } from './streams.ts';
 
 /** Every hypervisor's region, for token checks: read at start, reloaded on an unknown id at most every 5 s. */

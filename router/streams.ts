@@ -9,7 +9,7 @@ import type { Logger } from '../lib/logger.ts';
 import type { AgentEvent } from '../contracts/agent-event.ts';
 import type { RouterMetrics } from './metrics.ts';
 import { HEARTBEAT_FRAME, MAX_HELD_IDS, eventFrame, parseLastEventId, switchFrame } from './protocol.ts';
-import { writeSse } from './sse-writer.ts';
+import { createSseWriter } from '../lib/sse/writer.ts';
 
 export interface Stream {
   serverId: number;
@@ -67,8 +67,11 @@ export function createStreamHub(options: { metric: RouterMetrics; log: Logger })
     if (streams.get(stream.serverId) === stream) streams.delete(stream.serverId);
   }
 
+  // A stream whose agent stops reading is cut off past 1 MiB of unsent frames; its events are re-sent on reconnect.
+  const sse = createSseWriter({ maxBufferedBytes: 1 << 20, onSlowClient: () => metric.slowCutoffs.inc() });
+
   function write(stream: Stream, frame: string): boolean {
-    const result = writeSse(stream.res, frame);
+    const result = sse.write(stream.res, frame);
     if (result === 'overflow') {
       log.warn({ server_id: stream.serverId }, 'agent is not reading its stream; cutting it off');
       drop(stream);
