@@ -37,6 +37,8 @@ const secret = process.env.STRANGLER_DB_SECRET ?? DEFAULT_DB_SECRET;
 const progress = (msg: string) => process.stderr.write(`bench:router-harpoon ${msg}\n`);
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Server counters read before and after the write window. */
+const SERVER_COUNTERS = ['Com_insert', 'Com_update', 'Com_update_multi', 'Com_select', 'Com_commit', 'Questions', 'Innodb_os_log_fsyncs'];
 
 interface AgentSpec {
   id: number;
@@ -116,6 +118,7 @@ async function main(): Promise<void> {
   const children: ChildProcess[] = [];
   let harpoon: ReturnType<typeof createHarpoonReplicas> | undefined;
   let routers: ReturnType<typeof createRouterSupervisor> | undefined;
+  let statusDb: ReturnType<typeof createKnex> | undefined;
   try {
     const adminCfg = await prepareDatabase(server.admin, database, secret);
     const knex = createKnex(adminCfg, { poolMax: 2 });
@@ -130,6 +133,12 @@ async function main(): Promise<void> {
       );
     }
     await knex.destroy();
+    // Server-side counts over the write window: statements and commits Harpoon, the routers and their acks cost.
+    statusDb = createKnex(adminCfg, { poolMax: 1 });
+    const serverStatus = async (): Promise<Record<string, number>> => {
+      const [rows] = (await statusDb!.raw('SHOW GLOBAL STATUS WHERE Variable_name IN (?)', [SERVER_COUNTERS])) as [Array<{ Variable_name: string; Value: string }>];
+      return Object.fromEntries(rows.map((r) => [r.Variable_name.toLowerCase(), Number(r.Value)]));
+    };
     const regionSlug = new Map(seed.regions.map((r) => [r.id, r.slug]));
 
     harpoon = createHarpoonReplicas({ db: serviceDbConfig(server.admin, database, 'harpoon', secret), tokens: { router: TOKEN }, replicas: 2, logger });
@@ -173,6 +182,7 @@ async function main(): Promise<void> {
     const routerUrls = list.map((r) => r.url);
     const histograms = ['router_harpoon_stream_lag_seconds', 'router_harpoon_claim_seconds', 'router_delivery_latency_seconds'];
     const before = await Promise.all(histograms.map((h) => histogramBuckets(routerUrls, h)));
+    const statusBefore = await serverStatus();
 
     const total = await writeEventsPaced({
       urls,
@@ -185,6 +195,7 @@ async function main(): Promise<void> {
       },
     });
     await sleep(3000);
+    const statusAfter = await serverStatus();
     const reports = await Promise.all(agentProcs.map((c) => askChild<{ latencies: number[]; acked: number }>(c, 'report')));
     const latencies = reports.flatMap((r) => r.latencies).sort((a, b) => a - b);
     const after = await Promise.all(histograms.map((h) => histogramBuckets(routerUrls, h)));
@@ -204,7 +215,7 @@ async function main(): Promise<void> {
       load_average: { start: round(loadStart, 2), end: round(os.loadavg()[0]!, 2) },
       database: { source: server.source },
       delivery: {
-        path: 'POST Harpoon → Harpoon stream → router (claim through Harpoon) → agent SSE',
+        path: 'POST Harpoon → Harpoon stream → router → agent SSE (the claim through Harpoon goes out with the push)',
         harpoon_replicas: urls.length,
         routers: list.length,
         agents_connected: connected,
@@ -217,10 +228,13 @@ async function main(): Promise<void> {
         router_stream_lag_mean_ms: lagCount > 0 ? round((lagSum / lagCount) * 1000, 2) : null,
         router_hops: hops,
       },
+      // Per event written, over the write window and 3 s after (everything on the server, the acks' writes included).
+      server_per_event: Object.fromEntries(SERVER_COUNTERS.map((k) => [k.toLowerCase(), total > 0 ? round(((statusAfter[k.toLowerCase()] ?? 0) - (statusBefore[k.toLowerCase()] ?? 0)) / total, 2) : null])),
     };
     process.stdout.write(JSON.stringify(out, null, 2) + '\n');
   } finally {
     for (const c of children) c.kill('SIGKILL');
+    await statusDb?.destroy();
     await routers?.close().catch(() => {});
     await harpoon?.close().catch(() => {});
     await dropDatabase(server.admin, database).catch(() => {});

@@ -79,12 +79,12 @@ export function createAckProcessor(options: { hub: StreamHub; metric: RouterMetr
   const completing = new Map<number, Promise<AckOutcome>>();
   let acked = 0;
 
-  async function complete(row: AgentEvent, item: AckItem, source: EventSource): Promise<AckOutcome> {
+  async function complete(row: AgentEvent, item: AckItem, source: EventSource, delivered: boolean): Promise<AckOutcome> {
     const previous = completing.get(row.event_id);
     const run = (async () => {
       if (previous) await previous.catch(() => {});
       if (row.event_status === 'done') return 'duplicate' as const;
-      return source.complete(row, item);
+      return source.complete(row, item, delivered);
     })();
     completing.set(row.event_id, run);
     try {
@@ -98,10 +98,16 @@ export function createAckProcessor(options: { hub: StreamHub; metric: RouterMetr
     async acknowledge(serverId, items, source) {
       // Rows: from memory when this router delivered them, else one read for the rest.
       const rows = new Map<number, AgentEvent>();
+      /** Events this process wrote to a stream: they may be acked before (or without) their claim. */
+      const delivered = new Set<number>();
       const missing: number[] = [];
       for (const item of items) {
         const known = hub.inflight.get(item.eventId)?.row;
-        if (known) rows.set(item.eventId, { ...known, event_status: 'running' });
+        // A copy: the source decides from its status (on Harpoon a pushed event may not be claimed yet).
+        if (known) {
+          rows.set(item.eventId, { ...known });
+          delivered.add(item.eventId);
+        }
         else missing.push(item.eventId);
       }
       if (missing.length > 0) {
@@ -117,7 +123,7 @@ export function createAckProcessor(options: { hub: StreamHub; metric: RouterMetr
       const results: AckResult[] = [];
       for (const item of items) {
         const row = rows.get(item.eventId);
-        const outcome = row ? await complete(row, item, source) : 'not_found';
+        const outcome = row ? await complete(row, item, source, delivered.has(item.eventId)) : 'not_found';
         if (outcome === 'acked' || outcome === 'duplicate') {
           hub.settled(item.eventId, serverId);
           if (row) row.event_status = 'done';

@@ -36,8 +36,13 @@ export interface EventSource {
   claiming(): boolean;
   /** Rows of acknowledged events this process does not hold in memory (events of other hosts included: the caller checks ownership). */
   readAckRows(eventIds: number[]): Promise<AgentEvent[]>;
-  /** Records one acknowledged event exactly once (the caller runs one completion per event at a time). */
-  complete(row: AgentEvent, item: AckItem): Promise<AckOutcome>;
+  /**
+   * Records one acknowledged event exactly once (the caller runs one completion per event at a time).
+   * `delivered`: this process wrote the event to its host's stream, so it may still be pending (pushed
+   * before its claim got through): the source claims it now rather than refuse the ack. An event never
+   * delivered must be running to be completed.
+   */
+  complete(row: AgentEvent, item: AckItem, delivered: boolean): Promise<AckOutcome>;
   /** Work to finish before the router's pool closes (e.g. completions owed to Harpoon). */
   close(): Promise<void>;
 }

@@ -28,6 +28,8 @@ export interface HarpoonFeed {
   pendingOf(serverId: number): HarpoonEvent[];
   /** Claimed, not finished events of a host, oldest first. */
   runningOf(serverId: number): HarpoonEvent[];
+  /** An open event's status as this feed knows it (undefined: finished, or never seen). */
+  statusOf(eventId: number): 'pending' | 'running' | undefined;
   /** Applies a state learnt elsewhere (a claim's answer) as if streamed. */
   apply(event: HarpoonEvent): void;
   /** Drops an event from the index (a claim refused as an illegal transition: it is already finished). */
@@ -131,6 +133,7 @@ export function createHarpoonFeed(options: HarpoonFeedOptions): HarpoonFeed {
       closed = true;
       sub?.close();
     },
+    statusOf: (eventId) => filed.get(eventId)?.status,
     pendingOf: (id) => pending.of(id),
     runningOf: (id) => running.of(id),
     apply,

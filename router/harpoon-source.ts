@@ -3,7 +3,17 @@
  * come from Harpoon's stream (harpoon-feed.ts), claims and `done` go through
  * Harpoon, and the router sends no statement on `events`. The switch rule,
  * the crash-safe completion and the latency figures: router/README.md.
+ *
+ * Push and claim together: a placed event for a host whose stream is here
+ * is written to that stream as soon as Harpoon's stream brings it, and its
+ * claim (pending → running) goes out in the same turn, batched. The ack
+ * waits for that claim if it is still on the wire, and claims the event
+ * itself if no claim got through (a claim refused for a moment, or a router
+ * killed between the push and the claim: the next one finds the event
+ * pending, pushes it, and the agent's repeated ack claims it). So an event
+ * is recorded only once it is running, and exactly once (completion.ts).
  */
+import { StranglerError } from '../lib/errors.ts';
 import { createHarpoonClient, HarpoonClientError, type HarpoonClient } from '../harpoon/client.ts';
 import type { HarpoonEvent } from '../harpoon/types.ts';
 import type { AgentEvent } from '../contracts/agent-event.ts';
@@ -11,7 +21,13 @@ import { HOST_ROW_GUARD, executedAmong, recordGuardedCompletion } from './comple
 import type { AckOutcome, EventSource, SourceContext } from './event-source.ts';
 import { loadContextCaches, type ContextCaches } from './harpoon-context.ts';
 import { createHarpoonFeed, type HarpoonFeed } from './harpoon-feed.ts';
+import { ROUTER_ERRORS } from './protocol.ts';
 import { chunks } from './queries.ts';
+
+/** A pushed event's ack whose claim did not get through: a 503 the agent retries. */
+function claimFailed(eventId: number, cause: unknown): StranglerError {
+  return new StranglerError(ROUTER_ERRORS.CLAIM_FAILED, `event ${eventId} could not be claimed through Harpoon just now; retry the ack`, { status: 503, cause });
+}
 
 /** Harpoon's status changes per request at most. */
 const HARPOON_BATCH = 500;
@@ -42,7 +58,8 @@ export function createHarpoonSource(ctx: SourceContext, settings: { urls: string
   let claimScheduled = false;
   /** Claim requests on the wire, the events they carry, and events to leave alone for a moment. */
   let claimsOnWire = 0;
-  const claimingIds = new Set<number>();
+  /** Events on a claim request now, and that request's settling (an ack of one waits for it). */
+  const claimingIds = new Map<number, Promise<void>>();
   const claimBackoff = new Map<number, number>();
   let claimAgain = false;
   let lastSweep = 0;
@@ -88,8 +105,21 @@ export function createHarpoonSource(ctx: SourceContext, settings: { urls: string
       doneQueue.delete(event.id);
       claimBackoff.delete(event.id);
     } else if (event.status === 'pending' && event.server_id !== null && hub.streams.has(event.server_id)) {
+      push(event);
       kickClaims();
     }
+  }
+
+  /** A placed event to its host's stream before its claim (the claim follows in the same turn). */
+  function push(event: HarpoonEvent): void {
+    hub.deliver(rowOf(event), !hub.inflight.has(event.id));
+  }
+
+  /** A host's placed events (pushed now unless its stream carried them) and claimed ones (re-sent). */
+  function sendOpen(serverId: number): void {
+    if (!feed) return;
+    resendRunning(serverId);
+    for (const e of feed.pendingOf(serverId)) push(e);
   }
 
   /** A host's claimed, unacknowledged events, to its current stream (those it has not carried). */
@@ -136,7 +166,9 @@ export function createHarpoonSource(ctx: SourceContext, settings: { urls: string
     }
     if (ids.length === 0) return;
     claimsOnWire++;
-    for (const id of ids) claimingIds.add(id);
+    let settle!: () => void;
+    const settled = new Promise<void>((r) => (settle = r));
+    for (const id of ids) claimingIds.set(id, settled);
     let again = ids.length >= limit;
     try {
       hq('claim');
@@ -155,7 +187,8 @@ export function createHarpoonSource(ctx: SourceContext, settings: { urls: string
         if ('event' in r) {
           claimBackoff.delete(r.id);
           current.apply(r.event);
-          if (r.event.status === 'running' && r.event.server_id !== null) hub.deliver(rowOf(r.event), r.changed);
+          // Pushed already: this only records the claim on the in-flight row (and sends it to a stream that reconnected since).
+          if (r.event.status === 'running' && r.event.server_id !== null) hub.deliver(rowOf(r.event), false);
         } else if (r.error.code === 'HARPOON_ERR_ILLEGAL_TRANSITION') {
           claimBackoff.delete(r.id);
           current.forget(r.id);
@@ -165,7 +198,8 @@ export function createHarpoonSource(ctx: SourceContext, settings: { urls: string
         }
       }
     } finally {
-      for (const id of ids) claimingIds.delete(id);
+      for (const id of ids) if (claimingIds.get(id) === settled) claimingIds.delete(id);
+      settle();
       claimsOnWire--;
       if (claimsOnWire === 0) ctx.claimsSettled();
       if (again || claimAgain) {
@@ -173,6 +207,34 @@ export function createHarpoonSource(ctx: SourceContext, settings: { urls: string
         kickClaims();
       }
     }
+  }
+
+  /**
+   * An acked event's status once it is ours to complete: a claim on the wire
+   * is waited for; an event still pending (pushed, and no claim got through)
+   * is claimed now. 'done' when it turned out finished already.
+   */
+  async function claimedStatus(row: AgentEvent, delivered: boolean): Promise<string | undefined> {
+    await claimingIds.get(row.event_id);
+    const status = feed?.statusOf(row.event_id) ?? row.event_status;
+    if (status !== 'pending' || !delivered) return status;
+    hq('claim');
+    let results: Awaited<ReturnType<HarpoonClient['setStatuses']>>;
+    try {
+      results = await client.setStatuses([{ id: row.event_id, status: 'running' }]);
+    } catch (err) {
+      metric.harpoonErrors.inc({ op: 'claim' });
+      throw claimFailed(row.event_id, err);
+    }
+    const r = results[0];
+    if (r && 'event' in r) {
+      feed?.apply(r.event);
+      return r.event.status;
+    }
+    // Refused: finished already (then its status says so), or a refusal for the moment; the agent retries the ack.
+    if (r?.error.code !== 'HARPOON_ERR_ILLEGAL_TRANSITION') throw claimFailed(row.event_id, r?.error);
+    hq('event');
+    return (await client.getEvent(row.event_id)).status;
   }
 
   return {
@@ -225,7 +287,7 @@ export function createHarpoonSource(ctx: SourceContext, settings: { urls: string
       feed = next;
       log.info({ running: running.length, pending: next.pendingCount(), cursor: next.cursor() }, 'event-writes is full: events now come from Harpoon');
       void flushDones();
-      for (const serverId of hub.streams.keys()) resendRunning(serverId);
+      for (const serverId of hub.streams.keys()) sendOpen(serverId);
       kickClaims();
     },
     async deactivate() {
@@ -251,7 +313,7 @@ export function createHarpoonSource(ctx: SourceContext, settings: { urls: string
     },
     streamOpened(serverId) {
       // From memory: Harpoon's stream keeps the region's claims and placed events here.
-      resendRunning(serverId);
+      sendOpen(serverId);
       kickClaims();
     },
     claiming: () => claimsOnWire > 0,
@@ -270,8 +332,10 @@ export function createHarpoonSource(ctx: SourceContext, settings: { urls: string
       }
       return rows;
     },
-    async complete(row, item): Promise<AckOutcome> {
-      if (row.event_status !== 'running') return 'not_claimed';
+    async complete(row, item, delivered): Promise<AckOutcome> {
+      const status = await claimedStatus(row, delivered);
+      if (status === 'done') return 'duplicate';
+      if (status !== 'running') return 'not_claimed';
       const outcome = await ctx.withAckConnection(async (conn): Promise<AckOutcome> => {
         ctx.countQuery('ack');
         return (await recordGuardedCompletion(conn, row, item.receivedAt, HOST_ROW_GUARD)) === 'recorded' ? 'acked' : 'duplicate';

@@ -40,6 +40,8 @@ export const ROUTER_ERRORS = {
   VALIDATION: 'ROUTER_ERR_VALIDATION',
   /** 503: the router is shutting down; reconnect (to another router, or this one when it is back). */
   SHUTTING_DOWN: 'ROUTER_ERR_SHUTTING_DOWN',
+  /** 503: an ack for an event delivered before its claim, whose claim at ack did not get through; retry. */
+  CLAIM_FAILED: 'ROUTER_ERR_CLAIM_FAILED',
   /** Start-up: ROUTER_REGION names no row of `regions`. */
   UNKNOWN_REGION: 'ROUTER_ERR_UNKNOWN_REGION',
   /** Supervisor (router/supervisor.ts): a router process exited, or did not answer /readyz, while starting. */

@@ -30,6 +30,22 @@ const EVENTS_ROW_GUARD: CompletionGuard = {
 };
 
 /**
+ * The same for an event this router delivered that may still be pending: one
+ * the Harpoon source pushed before its claim got through, acked after a
+ * switch back to MySQL. Claim and completion in one statement.
+ */
+const DELIVERED_ROW_GUARD: CompletionGuard = {
+  async lock(conn: PoolConnection, row) {
+    const [done] = await conn.query<ResultSetHeader>(
+      "UPDATE events SET status = 'done', started_at = COALESCE(started_at, CURRENT_TIMESTAMP(3)), finished_at = CURRENT_TIMESTAMP(3) WHERE id = ? AND status IN ('pending', 'running') AND server_id = ?",
+      [row.event_id, row.server_id],
+    );
+    return done.affectedRows === 1;
+  },
+  freshDroplet: false,
+};
+
+/**
  * @example
  *   createEventRouter({ db, region: 'nyc1', secret, legacySource: createMysqlEventSource });
  */
@@ -136,10 +152,10 @@ export const createMysqlEventSource: EventSourceFactory = (ctx): EventSource => 
       q('event');
       return ctx.withAckSlot(() => fetchContext(pool, ids));
     },
-    complete(row, item) {
+    complete(row, item, delivered) {
       return ctx.withAckConnection(async (conn): Promise<AckOutcome> => {
         q('ack');
-        const outcome = await recordGuardedCompletion(conn, row, item.receivedAt, EVENTS_ROW_GUARD);
+        const outcome = await recordGuardedCompletion(conn, row, item.receivedAt, delivered ? DELIVERED_ROW_GUARD : EVENTS_ROW_GUARD);
         if (outcome === 'recorded') return 'acked';
         if (outcome === 'already-recorded') return 'duplicate';
         q('event_status');
