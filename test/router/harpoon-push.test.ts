@@ -1,14 +1,14 @@
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SeedData } from '../stack/seed/generate.ts';
-import { createHarpoonClient } from '../harpoon/client.ts';
-import type { Harpoon } from '../harpoon/create-harpoon.ts';
-import { createEventRouter } from '../router/event-router.ts';
-import { TEST_DB_SECRET, createTestDatabase, type TestDatabase } from './helpers/database.ts';
-import { HARPOON_TOKEN, startHarpoon } from './helpers/harpoon.ts';
-import { freePort, hvToken, openStream, postAck, setEventDelivery, setFeatureRouting, startRouterProcess, type RouterProcess, type TestStream } from './helpers/router.ts';
-import { seedWorld, waitFor } from './helpers/seeded.ts';
-import { startUpstream, type TestUpstream } from './helpers/upstream.ts';
+import type { SeedData } from '../../stack/seed/generate.ts';
+import { createHarpoonClient } from '../../harpoon/client.ts';
+import type { Harpoon } from '../../harpoon/create-harpoon.ts';
+import { createEventRouter } from '../../router/event-router.ts';
+import { TEST_DB_SECRET, createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { HARPOON_TOKEN, startHarpoon } from '../helpers/harpoon.ts';
+import { freePort, hvToken, openStream, postAck, setEventDelivery, setFeatureRouting, startRouterProcess, type RouterProcess, type TestStream } from '../helpers/router.ts';
+import { seedWorld, waitFor } from '../helpers/seeded.ts';
+import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 
 /**
  * Push and claim together (issue 16): on Harpoon the router writes a placed event to its host's
