@@ -9,27 +9,15 @@
  * and explained in runbooks/scheduler-v1-ranking.md.
  */
 import { V1_BUSY_TYPES, type V1BusyType } from '../../domain/busy-types.ts';
+import type { HostRow } from '../../domain/host.ts';
 import { V1_DEFAULT_OVERCOMMIT } from '../../domain/overcommit.ts';
 import type { V1SkipRule } from '../../domain/skip-rules.ts';
 import { formatSkipPrefix, perlNum } from '../../domain/skip-line.ts';
 
 export { V1_BUSY_TYPES, V1_DEFAULT_OVERCOMMIT, type V1BusyType, type V1SkipRule };
 
-/** A hypervisor row as the scheduler's SQL returned it. Memory in MB, disk in GB. */
-export interface V1Server {
-  id: number;
-  name: string;
-  region_id: number;
-  cpus: number;
-  memory: number;
-  disk: number;
-  vmcount: number;
-  memfree: number;
-  diskfree_actual: number;
-  error_count: number;
-  /** '' when the host is in service; anything else ('maintenance', 'draining', …) takes it out. */
-  state: string;
-}
+/** A hypervisor row as the scheduler's SQL returned it (domain/host.ts). */
+export type V1Server = HostRow;
 
 export interface V1Size {
   slug: string;

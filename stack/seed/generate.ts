@@ -1,7 +1,7 @@
 import { createHash, createHmac } from 'node:crypto';
 import { HOST_RESERVED, IMAGES, KERNELS, SERVER_MODELS, SERVER_STATES, SIZES, regionCatalog } from '../../domain/catalog.ts';
 import { createRandom, type Random } from './prng.ts';
-import type { V1Server } from '../../legacy/scheduler-v1/rank.ts';
+import type { HostRow } from '../../domain/host.ts';
 
 export interface SeedOptions {
   hypervisors: number;
@@ -13,7 +13,7 @@ export interface SeedOptions {
 }
 
 /** A hypervisor row: the same columns Scheduler V1 ranks on. */
-export type SeedServer = V1Server;
+export type SeedServer = HostRow;
 
 export interface SeedDroplet {
   id: number;

@@ -20,8 +20,13 @@ let server: ProvisionedServer | undefined;
  * tests make this start a throwaway mariadbd: the fallback path runs in CI.
  */
 export async function setup(project: TestProject): Promise<void> {
+  await provideServer(project, SUITE_CONNECTIONS);
+}
+
+/** Provisions a server that allows `needConnections` and provides it to the run's tests (test/strangled asks for fewer). */
+export async function provideServer(project: TestProject, needConnections: number): Promise<void> {
   const logger = createLogger({ level: process.env.LOG_LEVEL ?? 'warn' });
-  server = await provisionServer({ logger, needConnections: SUITE_CONNECTIONS });
+  server = await provisionServer({ logger, needConnections });
   project.provide('dbAdmin', server.admin);
   project.provide('dbSource', server.source);
 }

@@ -1,4 +1,4 @@
-import type { V1Server } from '../../legacy/scheduler-v1/rank.ts';
+import type { HostRow } from '../../domain/host.ts';
 import { createServer, type Server } from 'node:http';
 import type { Knex } from 'knex';
 import type { AddressInfo } from 'node:net';
@@ -70,7 +70,7 @@ export async function startHostMetricsServer(initial: Iterable<HostMetrics> = []
 }
 
 /** A `servers` row's live columns, as the legacy agent wrote them (the columns V1 ranks on). */
-export type ServerState = Omit<V1Server, 'id'>;
+export type ServerState = Omit<HostRow, 'id'>;
 
 /** What a hypervisor in that state would expose (the fleet mirrors its agent's view). */
 export function metricsForServer(server: ServerState, region: string, lastReportMs = Date.now()): HostMetrics {
