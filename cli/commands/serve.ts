@@ -12,7 +12,8 @@ const MAINS: Record<string, string> = {
   router: '../../router/main.ts',
   scheduler: '../../scheduler/main.ts',
   harpoon: '../../harpoon/main.ts',
-  cloud: '../../cloud/main.ts',
+  // With its direct event path: a Cloud served here may run in any stage (cloud/main.ts is the post-migration one).
+  cloud: '../../legacy/cloud/main.ts',
 };
 const SERVICES = ['proxy', 'admin', 'monitor', ...Object.keys(MAINS)];
 
@@ -30,7 +31,7 @@ Services:
   router     One Event Router (router/main.ts: ROUTER_MYSQL_URL, ROUTER_REGION, …)
   scheduler  One Scheduler V2 replica (scheduler/main.ts: SCHEDULER_V2_MYSQL_URL, …)
   harpoon    One Harpoon replica (harpoon/main.ts: HARPOON_MYSQL_URL, HARPOON_TOKENS, …)
-  cloud      The droplet API (cloud/main.ts: CLOUD_MYSQL_URL, …)
+  cloud      The droplet API with its legacy direct event path (legacy/cloud/main.ts: CLOUD_MYSQL_URL, …)
 
 Options:
   --config FILE      proxy, admin: the proxy config (schemas/proxy-config.schema.json)
