@@ -24,6 +24,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import mysql from 'mysql2/promise';
 import { formatMysqlUrl, type DbConfig } from '../lib/db/config.ts';
@@ -36,7 +37,7 @@ import { generateSeed } from '../stack/seed/generate.ts';
 import { insertSeed } from '../stack/seed/insert.ts';
 import { numberArg as arg, textArg } from './args.ts';
 import { measureIngest } from './harpoon-ingest.ts';
-import { askChild, bucketQuantile, histogramBuckets, holdStream, quantile, waitForStreams, writeEventsPaced, type StreamCounts } from './stream-bench.ts';
+import { askChild, bucketQuantile, histogramBuckets, holdStream, quantile, schedDelta, schedStat, waitForStreams, writeEventsPaced, type StreamCounts } from './stream-bench.ts';
 import { childEnv } from '../lib/process/child-env.ts';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -57,13 +58,22 @@ const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 async function subscriberChild(): Promise<void> {
   const { urls, regions, count, start } = JSON.parse(process.env.BENCH_SUBSCRIBERS!) as { urls: string[]; regions: string[]; count: number; start: number };
   const latencies: number[] = [];
+  /** Writer's t0 → the batch's commit timestamp (taken as the batch starts), per frame. */
+  const toCommit: number[] = [];
   const counts: StreamCounts = { connected: 0, failed: 0 };
-  const T0 = /"t0":(\d+)/g;
+  // This process's own event-loop delay: a late read here would look like a late delivery.
+  const loop = monitorEventLoopDelay({ resolution: 10 });
+  loop.enable();
+  const T0 = /"committed_at":"([^"]+)".*?"t0":(\d+)|"t0":(\d+).*?"committed_at":"([^"]+)"/g;
   function open(i: number): void {
     const url = `${urls[i % urls.length]}/v1/stream?region=${regions[i % regions.length]}`;
     holdStream(url, { authorization: `Bearer ${TOKEN}` }, counts, (complete, now) => {
       T0.lastIndex = 0;
-      for (let m = T0.exec(complete); m; m = T0.exec(complete)) latencies.push(now - Number(m[1]));
+      for (let m = T0.exec(complete); m; m = T0.exec(complete)) {
+        const t0 = Number(m[2] ?? m[3]);
+        latencies.push(now - t0);
+        toCommit.push(Date.parse(m[1] ?? m[4]!) - t0);
+      }
     });
   }
   // Opened in slices so the servers' accept queues never overflow.
@@ -73,8 +83,14 @@ async function subscriberChild(): Promise<void> {
   }
   process.on('message', (msg: { cmd: string }) => {
     if (msg.cmd === 'status') process.send!(counts);
-    if (msg.cmd === 'reset') latencies.length = 0;
-    if (msg.cmd === 'report') process.send!({ latencies });
+    if (msg.cmd === 'reset') {
+      latencies.length = 0;
+      toCommit.length = 0;
+      loop.reset();
+    }
+    if (msg.cmd === 'report') {
+      process.send!({ latencies, toCommit, loop: { p99_ms: round(loop.percentile(99) / 1e6), max_ms: round(loop.max / 1e6) } });
+    }
   });
   process.send!({ ready: true });
 }
@@ -121,6 +137,24 @@ async function freePorts(n: number): Promise<number[]> {
     );
   }
   return ports;
+}
+
+/** A replica's process metrics (event-loop delay since the last scrape, GC, CPU). */
+async function processStats(url: string): Promise<{ lagP99: number; lagMax: number; gc: Map<string, number>; cpu: number }> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const num = (re: RegExp) => Number(re.exec(text)?.[1] ?? NaN);
+  const gc = new Map<string, number>();
+  for (const m of text.matchAll(/^nodejs_gc_duration_seconds_sum\{kind="([^"]+)"\} (\S+)/gm)) gc.set(m[1]!, Number(m[2]));
+  return { lagP99: num(/^nodejs_eventloop_lag_p99_seconds (\S+)/m), lagMax: num(/^nodejs_eventloop_lag_max_seconds (\S+)/m), gc, cpu: num(/^process_cpu_seconds_total (\S+)/m) };
+}
+
+function processDelta(a: Awaited<ReturnType<typeof processStats>>, b: Awaited<ReturnType<typeof processStats>>) {
+  return {
+    event_loop_delay_p99_ms: round(b.lagP99 * 1000),
+    event_loop_delay_max_ms: round(b.lagMax * 1000),
+    gc_ms_by_kind: Object.fromEntries([...b.gc].map(([k, v]) => [k, round((v - (a.gc.get(k) ?? 0)) * 1000)])),
+    cpu_seconds: round(b.cpu - a.cpu, 2),
+  };
 }
 
 // ---- main --------------------------------------------------------------------------------------
@@ -214,6 +248,13 @@ async function main(): Promise<void> {
       progress(`${connected} subscribers connected in ${round(connectSeconds)} s; writing ${settings.rate} events/s for ${settings.delivery_seconds} s through both replicas…`);
       await new Promise((r) => setTimeout(r, 1000));
       const lag0 = await Promise.all(urls.map((u) => histogramBuckets(u, 'harpoon_delivery_lag_seconds')));
+      await Promise.all(subs.map((c) => askChild(c, 'status')));
+      for (const c of subs) c.send({ cmd: 'reset' });
+      const proc0 = await Promise.all(urls.map((u) => processStats(u)));
+      const schedPids = { replicas: replicas.map((c) => c.pid), subscribers: subs.map((c) => c.pid), mariadbd: [server.pid], bench: [process.pid] };
+      const sched0 = Object.fromEntries(Object.entries(schedPids).map(([k, pids]) => [k, pids.map((p) => schedStat(p))]));
+      const window0 = Date.now();
+      const loadBefore = os.loadavg()[0]!;
       const total = await writeEventsPaced({
         urls,
         token: TOKEN,
@@ -222,8 +263,15 @@ async function main(): Promise<void> {
         event: (i) => ({ type: 'reboot', region: regionSlugs[i % regionSlugs.length], server_id: seed.servers.find((s) => s.region_id === regionIds[i % regionIds.length])!.id }),
       });
       await new Promise((r) => setTimeout(r, 2000));
-      const reports = await Promise.all(subs.map((c) => askChild<{ latencies: number[] }>(c, 'report')));
+      const proc1 = await Promise.all(urls.map((u) => processStats(u)));
+      const windowSeconds = (Date.now() - window0) / 1000;
+      // CPU used and time spent waiting for a core, per process: a slow run on a busy machine shows as waiting.
+      const scheduling = Object.fromEntries(
+        Object.entries(schedPids).map(([k, pids]) => [k, pids.map((p, i) => schedDelta(sched0[k]![i], schedStat(p), windowSeconds))]),
+      );
+      const reports = await Promise.all(subs.map((c) => askChild<{ latencies: number[]; toCommit: number[]; loop: { p99_ms: number; max_ms: number } }>(c, 'report')));
       const latencies = reports.flatMap((r) => r.latencies).sort((a, b) => a - b);
+      const toCommit = reports.flatMap((r) => r.toCommit).sort((a, b) => a - b);
       const expected = total * (connected / settings.regions);
       const lag1 = await Promise.all(urls.map((u) => histogramBuckets(u, 'harpoon_delivery_lag_seconds')));
       return {
@@ -237,6 +285,14 @@ async function main(): Promise<void> {
         goal_p99_ms: 50,
         // Commit → frame written to every matching subscriber, per replica (histogram bucket bounds).
         server_lag_ms_by_replica: urls.map((_, k) => ({ p50_at_most: bucketQuantile(lag0[k]!, lag1[k]!, 0.5), p99_at_most: bucketQuantile(lag0[k]!, lag1[k]!, 0.99) })),
+        // Where the time goes: the writer's POST to the batch's start (queue + group-commit delay) …
+        post_to_batch_ms: { p50: quantile(toCommit, 0.5), p99: quantile(toCommit, 0.99) },
+        // … each replica's event loop and GC over the window (its process metrics, reset by the scrape before) …
+        replicas_process: urls.map((_, k) => processDelta(proc0[k]!, proc1[k]!)),
+        // … and the subscriber processes' own event loops, which read every frame.
+        subscriber_event_loop_ms: reports.map((r) => r.loop),
+        scheduling,
+        load_average_during: { before: round(loadBefore, 2), after: round(os.loadavg()[0]!, 2) },
       };
     };
     const delivery = parts.has('delivery') ? await measureDelivery() : undefined;

@@ -9,6 +9,7 @@ import type { Pool } from 'mysql2/promise';
 import { Registry } from 'prom-client';
 import type { DbConfig } from '../lib/db/config.ts';
 import { createMysqlPool } from '../lib/db/mysql-pool.ts';
+import { collectProcessMetrics } from '../lib/metrics/default-metrics.ts';
 import { StranglerError, invalidOption } from '../lib/errors.ts';
 import { readJsonBody } from '../lib/http/json-body.ts';
 import { sendJson } from '../lib/http/respond.ts';
@@ -106,6 +107,8 @@ export function createHarpoon(options: HarpoonOptions): Harpoon {
 
   const log = (options.logger ?? silentLogger()).child({ component: 'harpoon', replica });
   const registry = options.registry ?? new Registry();
+  // A registry of its own gets the process metrics (event-loop delay, GC, CPU); a shared one has them already.
+  if (!options.registry) collectProcessMetrics(registry);
   // Batches in flight at once: one forms and writes its events rows while another holds the log lock
   // and commits (docs/benchmarks/harpoon.md measures the choice).
   const writers = positiveInt('writers', options.writers ?? Math.min(3, poolSize - 1), 1, poolSize - 1);
