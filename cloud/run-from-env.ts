@@ -1,5 +1,6 @@
 import { parseMysqlUrl } from '../lib/db/config.ts';
-import { StranglerError, invalidOption } from '../lib/errors.ts';
+import { invalidOption } from '../lib/errors.ts';
+import { runMain } from '../lib/process/run-main.ts';
 import { createLogger } from '../lib/logger.ts';
 import { createCloud, type CloudOptions } from './create-cloud.ts';
 
@@ -20,7 +21,7 @@ import { createCloud, type CloudOptions } from './create-cloud.ts';
 export function runCloudFromEnv(env: NodeJS.ProcessEnv, wiring: Pick<CloudOptions, 'directEvents'> = {}): void {
   const logger = createLogger({ name: 'cloud' });
 
-  async function main(): Promise<void> {
+  async function createFromEnv() {
     const url = env.CLOUD_MYSQL_URL;
     if (!url) throw invalidOption('CLOUD_MYSQL_URL', url, 'mysql://cloud:<password>@host:port/<database>');
     const port = Number(env.PORT ?? 8080);
@@ -38,22 +39,13 @@ export function runCloudFromEnv(env: NodeJS.ProcessEnv, wiring: Pick<CloudOption
       ...(harpoonUrls.length > 0 ? { harpoon: { urls: harpoonUrls, token: harpoonToken! } } : {}),
       ...(relayWait === undefined ? {} : { relayWaitMs: Number(relayWait) }),
     });
-    const stop = () => {
-      void cloud.close().then(() => process.exit(0));
-    };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-    try {
-      await cloud.start();
-    } catch (err) {
-      await cloud.close();
-      throw err;
-    }
+    return cloud;
   }
 
-  main().catch((err: unknown) => {
-    const code = err instanceof StranglerError ? err.code : 'CLOUD_ERR_INTERNAL';
-    logger.fatal({ code, err: err instanceof Error ? err.message : String(err) }, 'cloud failed to start');
-    process.exitCode = 1;
+  void runMain({
+    name: 'cloud',
+    logger,
+    internalCode: 'CLOUD_ERR_INTERNAL',
+    create: createFromEnv,
   });
 }

@@ -17,7 +17,8 @@
  *     node --import tsx harpoon/main.ts
  */
 import { parseMysqlUrl } from '../lib/db/config.ts';
-import { StranglerError, invalidOption } from '../lib/errors.ts';
+import { invalidOption } from '../lib/errors.ts';
+import { runMain } from '../lib/process/run-main.ts';
 import { createLogger } from '../lib/logger.ts';
 import { createHarpoon } from './create-harpoon.ts';
 
@@ -42,7 +43,7 @@ function intEnv(name: string, fallback: number): number {
   return n;
 }
 
-async function main(): Promise<void> {
+async function createFromEnv() {
   const env = process.env;
   const url = env.HARPOON_MYSQL_URL;
   if (!url) throw invalidOption('HARPOON_MYSQL_URL', url, 'mysql://harpoon:<password>@host:port/<database>');
@@ -62,20 +63,12 @@ async function main(): Promise<void> {
     host: env.HOST ?? '127.0.0.1',
     logger,
   });
-  const stop = () => {
-    void harpoon.close().then(() => process.exit(0));
-  };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
-  // Started by a supervisor (harpoon/replicas.ts) with an IPC channel: when it is gone, so is this replica.
-  if (process.send) process.once('disconnect', stop);
-  await harpoon.start();
+  return harpoon;
 }
 
-main().catch((err: unknown) => {
-  const code = err instanceof StranglerError ? err.code : 'HARPOON_ERR_INTERNAL';
-  logger.fatal({ code, err: err instanceof Error ? err.message : String(err) }, 'harpoon failed to start');
-  process.exitCode = 1;
-  // The supervisor's IPC channel would keep this process alive: let go of it so the failure shows as an exit.
-  if (process.connected) process.disconnect();
+void runMain({
+  name: 'harpoon',
+  logger,
+  internalCode: 'HARPOON_ERR_INTERNAL',
+  create: createFromEnv,
 });

@@ -20,7 +20,8 @@
  */
 import { parseMysqlUrl } from '../lib/db/config.ts';
 import { DEFAULT_DB_SECRET } from '../lib/db/service-users.ts';
-import { StranglerError, invalidOption } from '../lib/errors.ts';
+import { invalidOption } from '../lib/errors.ts';
+import { runMain } from '../lib/process/run-main.ts';
 import { createLogger } from '../lib/logger.ts';
 import { parseFollowerOptions, stateSourceFor } from '../lib/cutover/follower-options.ts';
 import { createEventRouter } from './event-router.ts';
@@ -37,7 +38,7 @@ async function legacySourceFrom(url: string | undefined): Promise<EventSourceFac
   return mod.default as EventSourceFactory;
 }
 
-async function main(): Promise<void> {
+async function createFromEnv() {
   const env = process.env;
   const json = parseFollowerOptions('ROUTER_OPTIONS', env.ROUTER_OPTIONS);
   const url = env.ROUTER_MYSQL_URL;
@@ -64,20 +65,12 @@ async function main(): Promise<void> {
     host: env.HOST ?? '127.0.0.1',
     logger,
   });
-  const stop = () => {
-    void router.close().then(() => process.exit(0));
-  };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
-  // Started by a supervisor (router/process.ts) with an IPC channel: when it is gone, so is this router.
-  if (process.send) process.once('disconnect', stop);
-  await router.start();
+  return router;
 }
 
-main().catch((err: unknown) => {
-  const code = err instanceof StranglerError ? err.code : 'ROUTER_ERR_INTERNAL';
-  logger.fatal({ code, err: err instanceof Error ? err.message : String(err) }, 'event router failed to start');
-  process.exitCode = 1;
-  // The supervisor's IPC channel would keep this process alive: let go of it so the failure shows as an exit.
-  if (process.connected) process.disconnect();
+void runMain({
+  name: 'event router',
+  logger,
+  internalCode: 'ROUTER_ERR_INTERNAL',
+  create: createFromEnv,
 });

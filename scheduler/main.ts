@@ -24,7 +24,8 @@
  */
 import { parseFollowerOptions, stateSourceFor } from '../lib/cutover/follower-options.ts';
 import { parseMysqlUrl } from '../lib/db/config.ts';
-import { StranglerError, invalidOption } from '../lib/errors.ts';
+import { invalidOption } from '../lib/errors.ts';
+import { runMain } from '../lib/process/run-main.ts';
 import { createLogger } from '../lib/logger.ts';
 import { createSchedulerV2, type SchedulerV2Options } from './create-scheduler-v2.ts';
 import type { MetricsEndpoint } from './scraper.ts';
@@ -54,7 +55,7 @@ function endpoints(raw: string | undefined): MetricsEndpoint[] {
     });
 }
 
-async function main(): Promise<void> {
+async function createFromEnv() {
   const json = parseFollowerOptions('SCHEDULER_V2_OPTIONS', env.SCHEDULER_V2_OPTIONS);
   const url = env.SCHEDULER_V2_MYSQL_URL;
   if (!url) throw invalidOption('SCHEDULER_V2_MYSQL_URL', url, 'mysql://scheduler_v2:<password>@host:port/<database>');
@@ -83,27 +84,13 @@ async function main(): Promise<void> {
     host: env.HOST ?? '127.0.0.1',
     logger,
   };
-  const scheduler = createSchedulerV2(options);
-  const stop = () => {
-    void scheduler.close().then(() => process.exit(0));
-  };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
-  // Started by a supervisor (scheduler/process.ts) with an IPC channel: when it is gone, so is this replica.
-  if (process.send) process.once('disconnect', stop);
-  try {
-    const { url: listening } = await scheduler.start();
-    logger.info({ replica: scheduler.replicaId, listening: listening ?? null }, 'scheduler v2 ready');
-  } catch (err) {
-    await scheduler.close();
-    throw err;
-  }
+  return createSchedulerV2(options);
 }
 
-main().catch((err: unknown) => {
-  const code = err instanceof StranglerError ? err.code : 'SCHEDULER_ERR_INTERNAL';
-  logger.fatal({ code, err: err instanceof Error ? err.message : String(err) }, 'scheduler v2 failed to start');
-  process.exitCode = 1;
-  // The supervisor's IPC channel would keep this process alive: let go of it so the failure shows as an exit.
-  if (process.connected) process.disconnect();
+void runMain({
+  name: 'scheduler v2',
+  logger,
+  internalCode: 'SCHEDULER_ERR_INTERNAL',
+  create: createFromEnv,
+  started: ({ url }, scheduler) => logger.info({ replica: scheduler.replicaId, listening: url ?? null }, 'scheduler v2 ready'),
 });
