@@ -24,6 +24,7 @@
  *   npm run bench:proxy -- --duration 5 --rounds 1 --connections 50 --rate 1000
  *   npm run bench:proxy -- --generator autocannon   # even where wrk is installed
  *   npm run bench:proxy -- --workers 2        # adds the proxy as a node:cluster of 2 workers
+ *   npm run bench:proxy -- --nginx off        # without the nginx reference row (on by default where installed)
  *
  * The proxy is measured doing real work, with its default options: route
  * matching, a canary at 50% sticky by the path's :id (10,000 distinct ids),
@@ -39,8 +40,9 @@ import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { numberArg as arg, textArg } from './args.ts';
 import { childEnv } from '../lib/process/child-env.ts';
+import { findNginx, nginxVersion, startNginx } from './nginx-reference.ts';
 
-type Role = 'upstream' | 'bare' | 'pipe' | 'http-proxy-3' | 'http-proxy' | 'cluster';
+type Role = 'upstream' | 'bare' | 'pipe' | 'http-proxy-3' | 'http-proxy' | 'cluster' | 'nginx';
 const SELF = fileURLToPath(import.meta.url);
 /** Distinct sticky keys the load cycles through (an active customer base, or a region's hypervisors). */
 const KEYS = 10_000;
@@ -338,9 +340,21 @@ async function main(): Promise<void> {
 
   const up = await start('upstream');
   // The default proxy runs right after the bare pass-through (and right before it in reversed rounds).
-  const roles: Role[] = ['bare', 'pipe', 'http-proxy-3', ...(haveHttpProxy ? (['http-proxy'] as const) : []), ...(workers ? (['cluster'] as const) : [])];
+  // nginx (C), when installed: what a proxy costs that is not Node at all, on the same upstream in the same rounds.
+  const nginxBin = textArg('nginx') === 'off' ? undefined : findNginx();
+  const roles: Role[] = [
+    'bare',
+    'pipe',
+    'http-proxy-3',
+    ...(haveHttpProxy ? (['http-proxy'] as const) : []),
+    ...(nginxBin ? (['nginx'] as const) : []),
+    ...(workers ? (['cluster'] as const) : []),
+  ];
   const candidates: Array<{ name: Role; url: string; child: ChildProcess }> = [];
-  for (const role of roles) candidates.push({ name: role, ...(await start(role, up.url, role === 'cluster' ? ['--workers', String(workers)] : [])) });
+  for (const role of roles) {
+    if (role === 'nginx') candidates.push({ name: role, ...(await startNginx({ bin: nginxBin!, upstream: up.url, dir })) });
+    else candidates.push({ name: role, ...(await start(role, up.url, role === 'cluster' ? ['--workers', String(workers)] : [])) });
+  }
   const results = new Map<Role, Round[]>(candidates.map((c) => [c.name, []]));
   const paced = new Map<Role, Round[]>(candidates.map((c) => [c.name, []]));
   try {
@@ -433,6 +447,8 @@ async function main(): Promise<void> {
     proxy: vsBare('pipe', 'pipe (default: http.request over keep-alive agents, proxy/pipe-engine.ts)'),
     proxy_on_http_proxy_3: vsBare('http-proxy-3', 'http-proxy-3'),
     ...(haveHttpProxy ? { proxy_on_http_proxy: vsBare('http-proxy', 'http-proxy (original)') } : {}),
+    // A reference, not a candidate: the goals apply to the Node proxy only.
+    ...(nginxBin ? { nginx_reference: vsBare('nginx', `${nginxVersion(nginxBin)}: 1 worker process, proxy_pass with upstream keepalive 64, access_log off`) } : {}),
     ...(workers ? { proxy_cluster: { workers, ...vsBare('cluster', `pipe, node:cluster of ${workers} workers (not like for like: more than one process)`) } } : {}),
   };
   process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
