@@ -5,7 +5,7 @@ import { invalidOption } from '../lib/errors.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
 import type { AgentStats } from './agent-stats.ts';
 import { createAgentStats } from './agent-stats.ts';
-import { readEventDelivery, routedToRouter, type DeliverySource, type EventDeliveryState } from '../lib/cutover/event-delivery.ts';
+import { parseEventDeliveryRow, readEventDelivery, routedToRouter, type DeliverySource, type EventDeliveryState } from '../lib/cutover/event-delivery.ts';
 import { resourceDelta, type HostState } from '../domain/completion.ts';
 import type { AgentCore, PollingMode, PollingModeFactory } from './polling-mode.ts';
 import { startRouterSession, type HeldEvent, type RouterSession } from './router-client.ts';
@@ -38,7 +38,10 @@ export interface DobeAgentOptions {
   routerUrl?: string | ((region: string) => string);
   /** This hypervisor's token (lib/auth/hypervisor-token.ts); required with routerUrl. */
   routerToken?: string;
-  /** In god-query mode, polls between reads of the `event-delivery` cutover row (default 3). */
+  /**
+   * After a switch back from the router, polls between re-reads of this host's `running` events (default 3).
+   * (The `event-delivery` row itself comes with every god query: legacy/dobe/god-query.ts withDeliveryRow.)
+   */
   modeCheckEvery?: number;
   /** Router reconnect backoff bounds (default 250 ms to 5 s). */
   routerRetryMs?: { min: number; max: number };
@@ -285,8 +288,8 @@ export function createDobeAgent(options: DobeAgentOptions): DobeAgent {
       return conn;
     },
     dropConnection: drop,
-    async readRouted(c) {
-      delivery = await readEventDelivery(c);
+    routedBy(row) {
+      delivery = parseEventDeliveryRow(row);
       return routed(delivery);
     },
     enterRouter,

@@ -7,6 +7,7 @@ import { createMysqlEventSource } from '../../legacy/router/mysql-source.ts';
 import { TEST_DB_SECRET, createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { duplicateExecutions, freePort, hvToken, setEventDelivery } from '../helpers/router.ts';
 import { insertEvent, seedWorld, waitFor } from '../helpers/seeded.ts';
+import { createCountedUser, userStatements } from '../helpers/harpoon.ts';
 import { godQueryMode } from '../../legacy/dobe/god-query-mode.ts';
 
 describe('a dual-mode DOBE agent', () => {
@@ -49,6 +50,34 @@ describe('a dual-mode DOBE agent', () => {
       expect(await t.db('event_executions').where({ event_id: id }).first()).toMatchObject({ source: 'god-query' });
     } finally {
       await agent.close();
+    }
+  });
+
+  it('reads the cutover with every god query: switches at its next poll, with one SELECT per poll', async () => {
+    const counted = await createCountedUser(t, 'dobe');
+    const dead = `http://127.0.0.1:${await freePort()}`;
+    const stats = createAgentStats();
+    // Checks of the running events spaced far apart: the decision must not wait for them.
+    const agent = dual(hosts[2]!, dead, { db: counted.db, modeCheckEvery: 1000, stats });
+    await agent.start();
+    try {
+      await waitFor(async () => stats.godQueries >= 20);
+      await agent.close();
+      const selects = (await userStatements(t, counted.user)).select;
+      // Connect (host row, cutover row), the first running-events read, then one statement per poll.
+      expect(selects - stats.godQueries).toBeLessThanOrEqual(3);
+    } finally {
+      await agent.close();
+    }
+    const switching = dual(hosts[2]!, dead, { modeCheckEvery: 1000, routerFallbackAfterMs: 60_000 });
+    await switching.start();
+    try {
+      expect(switching.source()).toBe('god-query');
+      await setEventDelivery(t.db, { mode: 'full' });
+      await waitFor(async () => switching.source() === 'router', 5000);
+    } finally {
+      await switching.close();
+      await counted.drop();
     }
   });
 
