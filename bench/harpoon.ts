@@ -31,7 +31,7 @@ import { formatMysqlUrl, type DbConfig } from '../lib/db/config.ts';
 import { dropDatabase, prepareDatabase, uniqueDatabaseName } from '../lib/db/database.ts';
 import { createKnex } from '../lib/db/knex.ts';
 import { provisionServer } from '../lib/db/provision.ts';
-import { DEFAULT_DB_SECRET, serviceDbConfig } from '../lib/db/service-users.ts';
+import { serviceDbConfig } from '../lib/db/service-users.ts';
 import { createLogger } from '../lib/logger.ts';
 import { generateSeed } from '../stack/seed/generate.ts';
 import { insertSeed } from '../stack/seed/insert.ts';
@@ -39,10 +39,12 @@ import { numberArg as arg, textArg } from './args.ts';
 import { measureIngest } from './harpoon-ingest.ts';
 import { askChild, bucketQuantile, histogramBuckets, holdStream, quantile, schedDelta, schedStat, waitForStreams, writeEventsPaced, type StreamCounts } from './stream-bench.ts';
 import { childEnv } from '../lib/process/child-env.ts';
+import { loadStackSecrets } from '../lib/secrets/stack-secrets.ts';
 
 const SELF = fileURLToPath(import.meta.url);
 const TOKEN = 'bench-harpoon-service-token-000001';
-const secret = process.env.STRANGLER_DB_SECRET ?? DEFAULT_DB_SECRET;
+// The run's own database; the service users' passwords are the machine's (lib/secrets/stack-secrets.ts).
+const secret = loadStackSecrets(process.env).secrets.db;
 
 const progress = (msg: string) => process.stderr.write(`bench:harpoon ${msg}\n`);
 

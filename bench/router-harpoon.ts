@@ -22,7 +22,7 @@ import { mintHypervisorToken } from '../lib/auth/hypervisor-token.ts';
 import { dropDatabase, prepareDatabase, uniqueDatabaseName } from '../lib/db/database.ts';
 import { createKnex } from '../lib/db/knex.ts';
 import { provisionServer } from '../lib/db/provision.ts';
-import { DEFAULT_DB_SECRET, serviceDbConfig } from '../lib/db/service-users.ts';
+import { serviceDbConfig } from '../lib/db/service-users.ts';
 import { createLogger } from '../lib/logger.ts';
 import { generateSeed } from '../stack/seed/generate.ts';
 import { insertSeed } from '../stack/seed/insert.ts';
@@ -30,10 +30,14 @@ import { createRouterSupervisor } from '../router/supervisor.ts';
 import { numberArg as arg } from './args.ts';
 import { askChild, bucketQuantile, histogramBuckets, holdStream, quantile, waitForStreams, writeEventsPaced, type StreamCounts } from './stream-bench.ts';
 import { childEnv } from '../lib/process/child-env.ts';
+import { loadStackSecrets } from '../lib/secrets/stack-secrets.ts';
+import { freshKeyRing } from '../lib/auth/hypervisor-keys.ts';
 
 const SELF = fileURLToPath(import.meta.url);
 const TOKEN = 'bench-router-harpoon-token-000001';
-const secret = process.env.STRANGLER_DB_SECRET ?? DEFAULT_DB_SECRET;
+const secret = loadStackSecrets(process.env).secrets.db;
+// Tokens of this run only: a ring of one fresh key, kept nowhere.
+const hypervisorKeys = freshKeyRing();
 const progress = (msg: string) => process.stderr.write(`bench:router-harpoon ${msg}\n`);
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -73,7 +77,7 @@ async function agentChild(): Promise<void> {
     req.end(body);
   }
   function open(a: AgentSpec): void {
-    const token = mintHypervisorToken(secret, a.id, a.region);
+    const token = mintHypervisorToken(hypervisorKeys, a.id, a.region);
     holdStream(`${a.url}/v1/regions/${a.region}/hypervisors/${a.id}/events`, { authorization: `Bearer ${token}` }, counts, (complete, now) => {
       for (const frame of complete.split('\n\n')) {
         const t0 = T0.exec(frame);
@@ -148,7 +152,7 @@ async function main(): Promise<void> {
     routers = createRouterSupervisor({
       regions: seed.regions.map((r) => r.slug),
       db: serviceDbConfig(server.admin, database, 'event_router', secret),
-      secret,
+      hypervisorKeys,
       pollIntervalMs: settings.router_poll_ms,
       harpoon: { urls, token: TOKEN },
       logger,

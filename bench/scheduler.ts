@@ -48,7 +48,7 @@ import { formatMysqlUrl } from '../lib/db/config.ts';
 import { dropDatabase, prepareDatabase, uniqueDatabaseName } from '../lib/db/database.ts';
 import { createKnex } from '../lib/db/knex.ts';
 import { provisionServer } from '../lib/db/provision.ts';
-import { DEFAULT_DB_SECRET, serviceDbConfig } from '../lib/db/service-users.ts';
+import { serviceDbConfig } from '../lib/db/service-users.ts';
 import { checkInvariants } from '../lib/invariants.ts';
 import { createLogger } from '../lib/logger.ts';
 import { createSchedulerV2, type SchedulerV2 } from '../scheduler/create-scheduler-v2.ts';
@@ -57,6 +57,7 @@ import { parsePromText } from '../lib/metrics/prom-text.ts';
 import { childEnv } from '../lib/process/child-env.ts';
 import { startAgents, startFleetMetrics } from './scheduler-fleet.ts';
 import { watchServer, type ServerFigures } from './server-watch.ts';
+import { loadStackSecrets } from '../lib/secrets/stack-secrets.ts';
 
 const { values } = parseArgs({
   options: {
@@ -98,7 +99,7 @@ type RunName = 'v1' | 'v1_unthrottled' | 'v2_1' | 'v2_3';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const logger = createLogger({ level: process.env.LOG_LEVEL ?? 'warn', destination: process.stderr });
 const progress = (msg: string) => process.stderr.write(`[bench:scheduler] ${msg}\n`);
-const secret = process.env.STRANGLER_DB_SECRET ?? DEFAULT_DB_SECRET;
+const secret = loadStackSecrets(process.env).secrets.db;
 
 interface RunResult {
   scheduler: string;

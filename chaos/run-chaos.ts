@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { dropDatabase, prepareDatabase, uniqueDatabaseName } from '../lib/db/database.ts';
 import { createKnex } from '../lib/db/knex.ts';
-import { DEFAULT_DB_SECRET } from '../lib/db/service-users.ts';
 import { startThrowawayServer, throwawayAvailable } from '../lib/db/throwaway-server.ts';
 import { StranglerError } from '../lib/errors.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
@@ -19,6 +18,8 @@ import { createCutoverDriver, type CutoverChange } from './cutover-driver.ts';
 import { createInjectors } from './injectors.ts';
 import { measureRecovery } from './prober.ts';
 import { planFaults, type FaultKind, type PlannedFault } from './schedule.ts';
+import { loadStackSecrets } from '../lib/secrets/stack-secrets.ts';
+import { freshKeyRing } from '../lib/auth/hypervisor-keys.ts';
 
 export interface ChaosOptions {
   hypervisors: number;
@@ -103,7 +104,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const { progress } = options;
   const logger = options.logger ?? silentLogger();
-  const secret = options.env?.STRANGLER_DB_SECRET ?? DEFAULT_DB_SECRET;
+  const passwords = loadStackSecrets(options.env ?? process.env).secrets.db;
   if (!throwawayAvailable()) {
     throw new StranglerError('DB_ERR_NO_SERVER_BINARY', 'a chaos run restarts MySQL, so it needs a server of its own: install mariadb-server (mariadbd) on this machine');
   }
@@ -114,7 +115,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   let stack: Awaited<ReturnType<typeof startLegacyStack>> | undefined;
   let db: ReturnType<typeof createKnex> | undefined;
   try {
-    const config = await prepareDatabase(server.config, database, secret);
+    const config = await prepareDatabase(server.config, database, passwords);
     db = createKnex(config, { poolMin: 0, poolMax: 4, connectTimeoutMs: 30_000 });
     const [[version]] = (await db.raw('SELECT VERSION() AS v')) as [[{ v: string }]];
     const seed = generateSeed({ hypervisors: options.hypervisors, regions: options.regions, seed: options.seed });
@@ -130,7 +131,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     stack = await startLegacyStack({
       server: server.config,
       database,
-      secret,
+      passwords,
+      // This run's hypervisor tokens only: a fresh ring, kept nowhere.
+      hypervisorKeys: freshKeyRing(),
       serverIds: seed.servers.map((s) => s.id),
       pollIntervalMs: { min: 1000, max: 3000 },
       workMs: 20,

@@ -1,13 +1,17 @@
 import { parseMysqlUrl, type DbConfig } from '../lib/db/config.ts';
 import { provisionServer } from '../lib/db/provision.ts';
-import { DEFAULT_DB_SECRET } from '../lib/db/service-users.ts';
 import type { Logger } from '../lib/logger.ts';
+import type { DbPasswords } from '../lib/db/service-users.ts';
+import { loadStackSecrets } from '../lib/secrets/stack-secrets.ts';
 
 export interface DatabaseTarget {
   /** Admin credentials on the server, no database selected. */
   server: DbConfig;
   database: string;
-  secret: string;
+  /** Each service user's MySQL password (lib/secrets/stack-secrets.ts). */
+  passwords: DbPasswords;
+  /** Where they are kept. */
+  secretsPath: string;
   maxConnections: number;
   release(): Promise<void>;
 }
@@ -26,11 +30,13 @@ export async function resolveDatabaseTarget(options: {
 }): Promise<DatabaseTarget> {
   const fromUrl = options.env.MYSQL_URL ? parseMysqlUrl(options.env.MYSQL_URL).database : undefined;
   const database = options.database ?? fromUrl ?? 'strangler';
+  const secrets = loadStackSecrets(options.env);
   const server = await provisionServer({ env: options.env, logger: options.logger, needConnections: options.needConnections, allowStart: false });
   return {
     server: server.admin,
     database,
-    secret: options.env.STRANGLER_DB_SECRET ?? DEFAULT_DB_SECRET,
+    passwords: secrets.secrets.db,
+    secretsPath: secrets.path,
     maxConnections: server.maxConnections,
     release: () => server.release(),
   };

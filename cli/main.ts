@@ -15,6 +15,7 @@ const LOADERS: Record<string, () => Promise<Command>> = {
   proxy: async () => (await import('./commands/proxy.ts')).command,
   serve: async () => (await import('./commands/serve.ts')).command,
   chaos: async () => (await import('../chaos/cli.ts')).command,
+  secrets: async () => (await import('./commands/secrets.ts')).command,
 };
 
 export const COMMAND_NAMES = Object.keys(LOADERS);

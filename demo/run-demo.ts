@@ -4,7 +4,6 @@ import { join, resolve } from 'node:path';
 import { dropDatabase, prepareDatabase, uniqueDatabaseName } from '../lib/db/database.ts';
 import { createKnex, warmPool } from '../lib/db/knex.ts';
 import { provisionServer } from '../lib/db/provision.ts';
-import { DEFAULT_DB_SECRET } from '../lib/db/service-users.ts';
 import { checkInvariants } from '../lib/invariants.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
 import { enableUserStatistics, readTableRowsRead, readUserCommandCounts } from '../lib/metrics/user-statistics.ts';
@@ -25,6 +24,8 @@ import { startSampler } from './sampler.ts';
 import { scrapeSum } from './scrape-sum.ts';
 import { eventCounts, eventLatency, executedEvents, maxEventId, unfinishedEvents } from './stage-metrics.ts';
 import { startTraffic } from './traffic.ts';
+import { loadStackSecrets } from '../lib/secrets/stack-secrets.ts';
+import { freshKeyRing } from '../lib/auth/hypervisor-keys.ts';
 
 export interface DemoOptions {
   hypervisors: number;
@@ -73,7 +74,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   const { progress } = options;
   const logger = options.logger ?? silentLogger();
   const startedAt = new Date();
-  const secret = options.env?.STRANGLER_DB_SECRET ?? DEFAULT_DB_SECRET;
+  const passwords = loadStackSecrets(options.env ?? process.env).secrets.db;
   const needConnections = options.hypervisors + 150;
 
   progress.log(`finding a MySQL server for ${options.hypervisors} hypervisors (${needConnections} connections)…`);
@@ -87,7 +88,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   try {
     userStatistics = await enableUserStatistics(admin);
     const userStats = userStatistics.enabled;
-    const config = await prepareDatabase(server.admin, database, secret);
+    const config = await prepareDatabase(server.admin, database, passwords);
     // The demo measures a server it drives into saturation (the legacy stage at 15,000): its own
     // connections are opened up front and kept, and a reconnect may wait as long as a saturated
     // thread pool takes to accept it, so the measuring never fails where the system is only slow.
@@ -119,7 +120,9 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       stack = await startLegacyStack({
         server: server.admin,
         database,
-        secret,
+        passwords,
+        // This run's hypervisor tokens only: a fresh ring, kept nowhere.
+        hypervisorKeys: freshKeyRing(),
         serverIds: seed.servers.map((s) => s.id),
         pollIntervalMs: options.pollIntervalMs,
         workMs: options.workMs,

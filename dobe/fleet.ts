@@ -12,6 +12,7 @@ import type { FromWorker, ToWorker, WorkerRouterOptions } from './fleet-protocol
 import type { PollingModeRef } from './polling-mode.ts';
 import { createHostMetricsBoard, type HostMetricsBoard } from './host-metrics.ts';
 import { childEnv } from '../lib/process/child-env.ts';
+import type { HypervisorKeyRing } from '../lib/auth/hypervisor-keys.ts';
 
 /**
  * Agents per process. Each holds one MySQL socket; 4,000 keeps a worker far
@@ -46,8 +47,8 @@ export interface FleetOptions {
    * dual-mode (its event source follows the `event-delivery` cutover state).
    */
   routerUrl?: string | Record<string, string>;
-  /** Secret the hypervisor tokens are minted with; required with routerUrl. */
-  tokenSecret?: string;
+  /** The hypervisor key ring the agents' tokens are minted with (standing in for provisioning); required with routerUrl. */
+  hypervisorKeys?: HypervisorKeyRing;
   /** God-query polls between reads of the cutover row (default 3). */
   modeCheckEvery?: number;
   routerRetryMs?: { min: number; max: number };
@@ -148,7 +149,7 @@ export function createFleet(options: FleetOptions): Fleet {
   if (options.routerUrl === undefined && !options.pollingMode) {
     throw invalidOption('routerUrl', options.routerUrl, 'router URLs (or a polling mode in `pollingMode`, for a legacy fleet)');
   }
-  if (options.routerUrl !== undefined && !options.tokenSecret) throw invalidOption('tokenSecret', options.tokenSecret, 'the hypervisor token secret (required with routerUrl)');
+  if (options.routerUrl !== undefined && !options.hypervisorKeys) throw invalidOption('hypervisorKeys', '[redacted]', 'the hypervisor key ring (required with routerUrl)');
 
   /** Region and token per server, read once here (one query) so workers need not ask. */
   async function routerOptions(): Promise<{ regions: Map<number, string>; urls: Record<string, string> } | undefined> {
@@ -175,7 +176,7 @@ export function createFleet(options: FleetOptions): Fleet {
     return {
       urls: r.urls,
       regions,
-      tokens: serverIds.map((id, i) => mintHypervisorToken(options.tokenSecret!, id, regions[i]!)),
+      tokens: serverIds.map((id, i) => mintHypervisorToken(options.hypervisorKeys!, id, regions[i]!)),
       modeCheckEvery: options.modeCheckEvery,
       retryMs: options.routerRetryMs,
       fallbackAfterMs: options.routerFallbackAfterMs,

@@ -35,6 +35,7 @@ import { ROUTER_ERRORS } from './protocol.ts';
 import { fetchRegionId } from './queries.ts';
 import { createRegionDirectory, createRouterRoutes } from './routes.ts';
 import { createStreamHub } from './streams.ts';
+import { keyRingSource } from '../lib/auth/hypervisor-keys.ts';
 
 export type { EventRouterOptions, RouterStateSource } from './options.ts';
 export type { EventSourceName } from './event-source.ts';
@@ -57,7 +58,7 @@ export interface EventRouter {
 
 /**
  * @example
- *   const router = createEventRouter({ db: routerDb, region: 'nyc1', secret, harpoon: { urls, token }, port: 0 });
+ *   const router = createEventRouter({ db: routerDb, region: 'nyc1', hypervisorKeys: { file: keysPath }, harpoon: { urls, token }, port: 0 });
  *   const { url } = await router.start(); … await router.close();
  */
 export function createEventRouter(options: EventRouterOptions): EventRouter {
@@ -212,11 +213,14 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
       });
   }
 
+  // A file ring is followed as it changes (rotation, revocation without a restart).
+  const keys = keyRingSource(settings.hypervisorKeys);
   const http = createHttpService({
     name: 'event-router',
     router: createRouterRoutes({
       region,
-      secret: settings.secret,
+      keys: () => keys.current(),
+      takeoverIntervalMs: settings.takeoverIntervalMs,
       pollIntervalMs,
       directory,
       cutover,
@@ -278,6 +282,7 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
     close() {
       closing ??= (async () => {
         closed = true;
+        keys.close();
         clearTimeout(pollTimer);
         await currentPoll;
         await Promise.allSettled(acks.pending());

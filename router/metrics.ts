@@ -72,6 +72,12 @@ export function createRouterMetrics(registry: Registry, view: RouterMetricsView)
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers: [registry],
     }),
+    takeovers: new Counter({
+      name: 'router_stream_takeovers_total',
+      help: 'Streams opened for a hypervisor that already held one: replaced (the old one ends) or refused (rate-limited).',
+      labelNames: ['outcome'],
+      registers: [registry],
+    }),
     pollErrors: new Counter({ name: 'router_poll_errors_total', help: 'Polls that failed (retried next interval).', registers: [registry] }),
     slowCutoffs: new Counter({
       name: 'router_stream_slow_cutoffs_total',

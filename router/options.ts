@@ -4,14 +4,20 @@ import { invalidOption } from '../lib/errors.ts';
 import type { ObservableFeatureStateSource } from '../lib/cutover/types.ts';
 import type { Logger } from '../lib/logger.ts';
 import type { EventSourceFactory } from './event-source.ts';
+import type { HypervisorKeyRing } from '../lib/auth/hypervisor-keys.ts';
 
 export interface EventRouterOptions {
   /** The `event_router` MySQL user's settings. */
   db: DbConfig;
   /** The region slug this router serves. */
   region: string;
-  /** Secret hypervisor tokens are minted with (lib/auth/hypervisor-token.ts). */
-  secret: string;
+  /**
+   * The keys hypervisor tokens are checked against (lib/auth/hypervisor-keys.ts): a ring, or its file,
+   * re-read when it changes so rotations and revocations apply without a restart.
+   */
+  hypervisorKeys: HypervisorKeyRing | { file: string };
+  /** A second stream for a host that has one replaces it at most once per this many ms (default 10 s); sooner is a 429. */
+  takeoverIntervalMs?: number;
   pollIntervalMs?: number;
   /** Heartbeat comment interval on every stream (one shared timer). */
   heartbeatMs?: number;
@@ -56,7 +62,8 @@ export interface RouterStateSource extends ObservableFeatureStateSource {
 /** The options with their defaults, checked once. */
 export interface RouterSettings {
   region: string;
-  secret: string;
+  hypervisorKeys: HypervisorKeyRing | { file: string };
+  takeoverIntervalMs: number;
   pollIntervalMs: number;
   heartbeatMs: number;
   redeliverAfterMs: number;
@@ -69,7 +76,7 @@ export interface RouterSettings {
  * Defaults and validation of EventRouterOptions; errors name the option and the value.
  *
  * @example
- *   const settings = routerSettings({ db, region: 'nyc1', secret, harpoon });   // throws CONFIG_ERR_INVALID_OPTION
+ *   const settings = routerSettings({ db, region: 'nyc1', hypervisorKeys, harpoon });   // throws CONFIG_ERR_INVALID_OPTION
  */
 export function routerSettings(options: EventRouterOptions): RouterSettings {
   const region = options.region;
@@ -79,7 +86,9 @@ export function routerSettings(options: EventRouterOptions): RouterSettings {
   const batchSize = options.batchSize ?? 1000;
   const poolSize = options.poolSize ?? 5;
   if (typeof region !== 'string' || !/^[a-z0-9-]{1,32}$/.test(region)) throw invalidOption('region', region, 'a region slug such as "nyc1"');
-  if (typeof options.secret !== 'string' || options.secret.length < 8) throw invalidOption('secret', '[redacted]', 'a string of at least 8 characters');
+  if (typeof options.hypervisorKeys !== 'object' || options.hypervisorKeys === null) throw invalidOption('hypervisorKeys', '[redacted]', 'a hypervisor key ring or { file }');
+  const takeoverIntervalMs = options.takeoverIntervalMs ?? 10_000;
+  if (!(takeoverIntervalMs >= 0)) throw invalidOption('takeoverIntervalMs', takeoverIntervalMs, 'a non-negative number of milliseconds');
   if (!(pollIntervalMs >= 10)) throw invalidOption('pollIntervalMs', pollIntervalMs, 'at least 10 milliseconds');
   if (!(heartbeatMs >= 100)) throw invalidOption('heartbeatMs', heartbeatMs, 'at least 100 milliseconds');
   if (!(redeliverAfterMs >= 100)) throw invalidOption('redeliverAfterMs', redeliverAfterMs, 'at least 100 milliseconds');
@@ -98,5 +107,5 @@ export function routerSettings(options: EventRouterOptions): RouterSettings {
   if (options.harpoon === undefined && options.legacySource === undefined) {
     throw invalidOption('harpoon', undefined, 'Harpoon settings { urls, token } (or, for the legacy stages, a legacySource)');
   }
-  return { region, secret: options.secret, pollIntervalMs, heartbeatMs, redeliverAfterMs, batchSize, poolSize, harpoon: options.harpoon };
+  return { region, hypervisorKeys: options.hypervisorKeys, takeoverIntervalMs, pollIntervalMs, heartbeatMs, redeliverAfterMs, batchSize, poolSize, harpoon: options.harpoon };
 }

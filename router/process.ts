@@ -2,6 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { formatMysqlUrl, type DbConfig } from '../lib/db/config.ts';
 import { spawnServiceProcess, type ServiceProcess } from '../lib/process/service-process.ts';
 import { ROUTER_ERRORS } from './protocol.ts';
+import type { HypervisorKeyRing } from '../lib/auth/hypervisor-keys.ts';
 
 const MAIN = fileURLToPath(new URL('./main.ts', import.meta.url));
 
@@ -12,8 +13,8 @@ export interface RouterProcessOptions {
   /** A concrete port: a replacement process must listen where the old one did. */
   port: number;
   host?: string;
-  /** Secret the hypervisor tokens derive from. */
-  secret: string;
+  /** The hypervisor key ring or its file: the router is handed that and no database secret but its own password. */
+  hypervisorKeys: HypervisorKeyRing | { file: string };
   pollIntervalMs?: number;
   poolSize?: number;
   logLevel?: string;
@@ -60,7 +61,7 @@ export interface RouterProcess extends ServiceProcess {
  * when it closes, so a supervisor killed with SIGKILL leaves no router behind.
  *
  * @example
- *   const r = await spawnRouterProcess({ db: routerDb, region: 'nyc1', port: 8091, secret });
+ *   const r = await spawnRouterProcess({ db: routerDb, region: 'nyc1', port: 8091, hypervisorKeys: { file: keysPath } });
  *   … r.child.kill('SIGTERM'); await r.exited;
  */
 export async function spawnRouterProcess(options: RouterProcessOptions): Promise<RouterProcess> {
@@ -79,7 +80,7 @@ export async function spawnRouterProcess(options: RouterProcessOptions): Promise
       ROUTER_POLL_MS: String(options.pollIntervalMs ?? 1000),
       ...(options.poolSize !== undefined ? { ROUTER_POOL_SIZE: String(options.poolSize) } : {}),
       ...(options.legacySource ? { ROUTER_LEGACY_SOURCE: options.legacySource } : {}),
-      STRANGLER_DB_SECRET: options.secret,
+      ...('file' in options.hypervisorKeys ? { ROUTER_HV_KEYS_FILE: options.hypervisorKeys.file } : { ROUTER_HV_KEYS: JSON.stringify(options.hypervisorKeys) }),
       ...(options.harpoon || options.state
         ? { ROUTER_OPTIONS: JSON.stringify({ harpoon: options.harpoon, state: options.state } satisfies RouterJsonOptions) }
         : {}),

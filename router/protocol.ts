@@ -38,6 +38,8 @@ export const ROUTER_ERRORS = {
   NOT_CLAIMED: 'ROUTER_ERR_NOT_CLAIMED',
   /** 422: an ack body with missing, unknown or mistyped fields. */
   VALIDATION: 'ROUTER_ERR_VALIDATION',
+  /** 429: a second stream for a hypervisor whose stream was already replaced moments ago (a stolen token fighting the agent). */
+  TAKEOVER_LIMITED: 'ROUTER_ERR_TAKEOVER_LIMITED',
   /** 503: the router is shutting down; reconnect (to another router, or this one when it is back). */
   SHUTTING_DOWN: 'ROUTER_ERR_SHUTTING_DOWN',
   /** 503: an ack for an event delivered before its claim, whose claim at ack did not get through; retry. */

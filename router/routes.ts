@@ -19,6 +19,7 @@ import { ACK_BODY_LIMIT, ACKS_PATH, EVENTS_PATH, MODE_PATH, RETRY_MS, ROUTER_ERR
 import { fetchServerRegions } from './queries.ts';
 import { startSse } from '../lib/sse/writer.ts';
 import type { StreamHub } from './streams.ts';
+import type { HypervisorKeyRing } from '../lib/auth/hypervisor-keys.ts';
 
 /** Every hypervisor's region, for token checks: read at start, reloaded on an unknown id at most every 5 s. */
 export interface RegionDirectory {
@@ -59,7 +60,10 @@ export function createRegionDirectory(pool: Pool, countQuery: (query: string) =>
 
 export interface RouteDeps {
   region: string;
-  secret: string;
+  /** The hypervisor key ring as last read (lib/auth/hypervisor-keys.ts). */
+  keys(): HypervisorKeyRing;
+  /** A host's stream is taken over by a second one at most once per this many ms. */
+  takeoverIntervalMs: number;
   pollIntervalMs: number;
   directory: RegionDirectory;
   cutover: CutoverFollower;
@@ -84,13 +88,28 @@ function fail(status: number, code: string, message: string): StranglerError {
  */
 export function createRouterRoutes(deps: RouteDeps): Router {
   const { region, cutover, hub, log } = deps;
+  /** When each host's stream was last taken over: a token holder must not keep the real agent off its stream. */
+  const lastTakeover = new Map<number, number>();
+
+  function limitTakeover(serverId: number): void {
+    if (!hub.streams.has(serverId)) return;
+    const last = lastTakeover.get(serverId);
+    if (last !== undefined && Date.now() - last < deps.takeoverIntervalMs) {
+      deps.metric.takeovers.inc({ outcome: 'refused' });
+      log.warn({ server_id: serverId }, 'a second stream for a hypervisor that already has one, again too soon: refused');
+      throw fail(429, ROUTER_ERRORS.TAKEOVER_LIMITED, `hypervisor ${serverId} already holds a stream that was replaced less than ${Math.ceil(deps.takeoverIntervalMs / 1000)} s ago; retry later`);
+    }
+    lastTakeover.set(serverId, Date.now());
+    deps.metric.takeovers.inc({ outcome: 'replaced' });
+    log.warn({ server_id: serverId }, 'a second stream for a hypervisor replaces its first');
+  }
 
   async function authorize(ctx: RequestContext): Promise<number> {
     const token = bearerToken(ctx.req.headers.authorization);
-    if (!token) throw fail(401, ROUTER_ERRORS.UNAUTHORIZED, 'send the hypervisor token as "Authorization: Bearer hv.<id>.<mac>"');
+    if (!token) throw fail(401, ROUTER_ERRORS.UNAUTHORIZED, 'send the hypervisor token as "Authorization: Bearer hv.<kid>.<id>.<issued>.<expires>.<mac>"');
     const tokenId = tokenServerId(token);
     const tokenRegion = tokenId === undefined ? undefined : await deps.directory.regionOf(tokenId);
-    if (tokenId === undefined || tokenRegion === undefined || !verifyHypervisorToken(deps.secret, token, tokenId, tokenRegion)) {
+    if (tokenId === undefined || tokenRegion === undefined || !verifyHypervisorToken(deps.keys(), token, tokenId, tokenRegion)) {
       throw fail(401, ROUTER_ERRORS.UNAUTHORIZED, 'the hypervisor token is not valid');
     }
     const raw = ctx.params.id ?? '';
@@ -111,6 +130,7 @@ export function createRouterRoutes(deps: RouteDeps): Router {
     const arrived = Date.now();
     const serverId = await authorize(ctx);
     refuseWhileClosing();
+    limitTakeover(serverId);
     // The agent read the state before connecting, so a state read before it arrived may be older than the
     // agent's: re-read (one primary-key lookup, shared by concurrent connects) rather than bounce it.
     while (!cutover.delivery() || (!cutover.routed(serverId) && cutover.since() < arrived)) await cutover.refresh();
@@ -153,6 +173,7 @@ export function createRouterRoutes(deps: RouteDeps): Router {
   async function acknowledge(ctx: RequestContext): Promise<void> {
     const serverId = await authorize(ctx);
     refuseWhileClosing();
+    limitTakeover(serverId);
     const { items, batch } = parseAckBody(await readJsonBody(ctx.req, { limit: ACK_BODY_LIMIT }));
     // The source when the ack arrived (after a switch in progress): its completion goes where events are owned now.
     const results = await deps.onSource((source) => deps.acks.acknowledge(serverId, items, source));

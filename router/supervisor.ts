@@ -3,6 +3,7 @@ import { invalidOption } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import { createProcessSupervisor } from '../lib/process/supervisor.ts';
 import { spawnRouterProcess, type RouterHarpoonSettings, type RouterStateSettings } from './process.ts';
+import type { HypervisorKeyRing } from '../lib/auth/hypervisor-keys.ts';
 
 export interface RouterSupervisorOptions {
   /** Region slugs: one router process each. */
@@ -10,7 +11,8 @@ export interface RouterSupervisorOptions {
   /** The `event_router` MySQL user on the run's database. */
   db: DbConfig;
   /** Secret the hypervisor tokens derive from. */
-  secret: string;
+  /** The hypervisor key ring, or its file (lib/auth/hypervisor-keys.ts): what the routers check tokens against. */
+  hypervisorKeys: HypervisorKeyRing | { file: string };
   pollIntervalMs?: number;
   poolSize?: number;
   /** Every router follows `event-writes` through these Harpoon replicas. */
@@ -60,7 +62,7 @@ export interface RouterSupervisor {
  * holds every agent's socket.
  *
  * @example
- *   const routers = createRouterSupervisor({ regions: ['nyc1', 'sfo1'], db: routerDb, secret });
+ *   const routers = createRouterSupervisor({ regions: ['nyc1', 'sfo1'], db: routerDb, hypervisorKeys: { file: keysPath } });
  *   const list = await routers.start();   // [{ region: 'nyc1', url: 'http://127.0.0.1:41234', … }, …]
  *   … await routers.close();
  */
@@ -82,7 +84,7 @@ export function createRouterSupervisor(options: RouterSupervisorOptions): Router
         region: name,
         port,
         host,
-        secret: options.secret,
+        hypervisorKeys: options.hypervisorKeys,
         ...(options.pollIntervalMs !== undefined ? { pollIntervalMs: options.pollIntervalMs } : {}),
         ...(options.poolSize !== undefined ? { poolSize: options.poolSize } : {}),
         ...(options.harpoon ? { harpoon: options.harpoon } : {}),

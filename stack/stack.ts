@@ -1,5 +1,6 @@
 import type { DbConfig } from '../lib/db/config.ts';
-import { serviceDbConfig } from '../lib/db/service-users.ts';
+import { serviceDbConfig, type DbPasswords } from '../lib/db/service-users.ts';
+import { loadHypervisorKeys, type HypervisorKeyRing } from '../lib/auth/hypervisor-keys.ts';
 import { createMonitor, type Monitor } from '../lib/metrics/create-monitor.ts';
 import { createHttpService } from '../lib/http/service-server.ts';
 import { createRouter } from '../lib/http/router.ts';
@@ -38,8 +39,13 @@ export interface LegacyStackOptions {
   /** The server (admin credentials, no database). */
   server: DbConfig;
   database: string;
-  /** Secret the service users' passwords derive from. */
-  secret: string;
+  /** Each service user's MySQL password (lib/secrets/stack-secrets.ts): each service is handed its own only. */
+  passwords: DbPasswords;
+  /**
+   * The hypervisor token keys (lib/auth/hypervisor-keys.ts), or their file: the routers follow the file
+   * (rotation, revocation without a restart), the fleet signs its agents' tokens with the ring.
+   */
+  hypervisorKeys: HypervisorKeyRing | { file: string };
   /** Hypervisors to simulate: servers.id 1..n unless `serverIds` is given. */
   serverIds: number[];
   pollIntervalMs?: { min: number; max: number };
@@ -161,12 +167,12 @@ export interface LegacyStack {
  * as its own MySQL user.
  *
  * @example
- *   const stack = await startLegacyStack({ server, database, secret, serverIds: [1, 2, 3] });
+ *   const stack = await startLegacyStack({ server, database, passwords: secrets.db, hypervisorKeys: { file }, serverIds: [1, 2, 3] });
  *   … await stack.close();
  */
 export async function startLegacyStack(options: LegacyStackOptions): Promise<LegacyStack> {
   const logger = options.logger ?? silentLogger();
-  const as = (user: Parameters<typeof serviceDbConfig>[2]) => serviceDbConfig(options.server, options.database, user, options.secret);
+  const as = (user: Parameters<typeof serviceDbConfig>[2]) => serviceDbConfig(options.server, options.database, user, options.passwords);
   const started: Array<{ close(): Promise<void> }> = [];
   try {
     let harpoon: HarpoonStack | undefined;
@@ -209,7 +215,7 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
         regions: er.regions,
         ports: routerPorts,
         db: as('event_router'),
-        secret: options.secret,
+        hypervisorKeys: options.hypervisorKeys,
         pollIntervalMs: er.pollIntervalMs ?? 1000,
         // The legacy and transition stages poll MySQL until event-writes reaches full.
         legacySource: MYSQL_SOURCE_MODULE,
@@ -302,7 +308,7 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
       logger,
       onProgress: options.onFleetProgress,
       ...(eventRouter
-        ? { routerUrl: eventRouter.proxyUrl, tokenSecret: options.secret, ...(options.eventRouter?.modeCheckEvery ? { modeCheckEvery: options.eventRouter.modeCheckEvery } : {}) }
+        ? { routerUrl: eventRouter.proxyUrl, hypervisorKeys: 'file' in options.hypervisorKeys ? loadHypervisorKeys(options.hypervisorKeys.file) : options.hypervisorKeys, ...(options.eventRouter?.modeCheckEvery ? { modeCheckEvery: options.eventRouter.modeCheckEvery } : {}) }
         : {}),
     });
     started.push(fleet);

@@ -18,7 +18,7 @@ Options:
   --database NAME      Database name (default: the MYSQL_URL path, else "strangler")
   --hypervisors N      (seed) hypervisors to generate (default 200)
   --regions R          (seed) regions (default 3)
-  --seed K             (seed) seed number; the same K yields the same rows (default 1)
+  --seed K             (seed) seed number; the same K yields the same rows, but for fresh random customer API tokens (default 1)
   --json               Print the result as JSON
   -h, --help           This text
 
@@ -51,7 +51,7 @@ export const command: Command = {
     const logger = cliLogger(io.env);
     const target = await resolveDatabaseTarget({ env: io.env, database: databaseOption(values.database), needConnections: 10, logger });
     try {
-      const config = await prepareDatabase(target.server, target.database, target.secret);
+      const config = await prepareDatabase(target.server, target.database, target.passwords);
       if (verb === 'migrate') {
         if (values.json) writeJson(io, { database: target.database, migrated: true, users: ['cloud', 'scheduler_v1', 'dobe', 'strangler_monitor'] });
         else io.stdout.write(`database ${target.database} is migrated; service users cloud, scheduler_v1, dobe, strangler_monitor are granted\n`);

@@ -70,7 +70,7 @@ export const command: Command = {
         );
       }
       const fleet = createFleet({
-        db: serviceDbConfig(target.server, target.database, 'dobe', target.secret),
+        db: serviceDbConfig(target.server, target.database, 'dobe', target.passwords),
         serverIds: rows.map((r) => r.id),
         pollingMode: GOD_QUERY_MODE,
         agentsPerProcess,

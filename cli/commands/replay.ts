@@ -4,7 +4,8 @@ import { mkdir } from 'node:fs/promises';
 import { prepareDatabase, dropDatabase, uniqueDatabaseName } from '../../lib/db/database.ts';
 import { createKnex } from '../../lib/db/knex.ts';
 import { provisionServer } from '../../lib/db/provision.ts';
-import { DEFAULT_DB_SECRET, serviceDbConfig } from '../../lib/db/service-users.ts';
+import { serviceDbConfig } from '../../lib/db/service-users.ts';
+import { loadStackSecrets } from '../../lib/secrets/stack-secrets.ts';
 import { createCloud } from '../../cloud/create-cloud.ts';
 import { generateSeed } from '../../stack/seed/generate.ts';
 import { insertSeed } from '../../stack/seed/insert.ts';
@@ -232,7 +233,7 @@ async function recordDemo(
   const seconds = intOption('seconds', values.seconds, 20, 1);
   const rate = intOption('rate', values.rate, 10, 1);
   const hypervisors = intOption('hypervisors', values.hypervisors, 50, 1);
-  const secret = io.env.STRANGLER_DB_SECRET ?? DEFAULT_DB_SECRET;
+  const secret = loadStackSecrets(io.env).secrets.db;
   const server = await provisionServer({ env: io.env, logger, needConnections: 50 });
   started.push(() => server.release());
   const database = uniqueDatabaseName('strangler_capture');

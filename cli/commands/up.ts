@@ -6,13 +6,14 @@ import { writeScrapeTargets } from '../../lib/metrics/scrape-targets.ts';
 import { prepareDatabase, uniqueDatabaseName } from '../../lib/db/database.ts';
 import { createKnex } from '../../lib/db/knex.ts';
 import { provisionServer } from '../../lib/db/provision.ts';
-import { DEFAULT_DB_SECRET } from '../../lib/db/service-users.ts';
 import { generateSeed } from '../../stack/seed/generate.ts';
 import { insertSeed } from '../../stack/seed/insert.ts';
 import { startLegacyStack } from '../../stack/stack.ts';
 import { createProgress } from '../../demo/progress.ts';
 import { cliLogger } from '../cli-logger.ts';
 import { EXIT, databaseOption, intOption, parseCommandArgs, waitForStop, writeJson, type Command } from '../command.ts';
+import { loadStackSecrets } from '../../lib/secrets/stack-secrets.ts';
+import { hypervisorKeysPath, loadHypervisorKeys } from '../../lib/auth/hypervisor-keys.ts';
 
 const HELP = `Usage: strangler up [options]
 
@@ -72,7 +73,11 @@ export const command: Command = {
     const requestedDatabase = databaseOption(values.database);
     const logger = cliLogger(io.env);
     const progress = createProgress(io.stderr as NodeJS.WritableStream & { isTTY?: boolean }, { quiet: values.json });
-    const secret = io.env.STRANGLER_DB_SECRET ?? DEFAULT_DB_SECRET;
+    // Random secrets, made on first start and kept where only you can read them (runbooks/security.md).
+    const stackSecrets = loadStackSecrets(io.env);
+    const keysPath = hypervisorKeysPath(io.env);
+    loadHypervisorKeys(keysPath);
+    progress.log(`secrets: ${stackSecrets.path}${stackSecrets.created ? ' (made now)' : ''}; hypervisor token keys: ${keysPath} (mode 0600)`);
     // The cutover admin token: yours (STRANGLER_ADMIN_TOKEN), or one made for this run and shown once here, never on the dashboard.
     const adminToken = io.env.STRANGLER_ADMIN_TOKEN ?? randomBytes(18).toString('base64url');
     const tokenHint = io.env.STRANGLER_ADMIN_TOKEN ? '' : `STRANGLER_ADMIN_TOKEN=${adminToken} `;
@@ -80,7 +85,7 @@ export const command: Command = {
     progress.log(`database: ${server.source} server ${server.admin.host}:${server.admin.port} (${server.serverVersion})`);
     try {
       const database = requestedDatabase ?? uniqueDatabaseName('strangler_up');
-      const config = await prepareDatabase(server.admin, database, secret);
+      const config = await prepareDatabase(server.admin, database, stackSecrets.secrets.db);
       const db = createKnex(config, { poolMax: 1 });
       const seed = generateSeed({ hypervisors, regions, seed: seedNumber });
       let serverIds: number[];
@@ -98,7 +103,8 @@ export const command: Command = {
       const stack = await startLegacyStack({
         server: server.admin,
         database,
-        secret,
+        passwords: stackSecrets.secrets.db,
+        hypervisorKeys: { file: keysPath },
         serverIds,
         logger,
         ports: {
@@ -141,6 +147,7 @@ export const command: Command = {
           harpoon: harpoonUrls,
           public_api: stack.urls.publicApi ?? stack.urls.cloud,
           database: { host: server.admin.host, port: server.admin.port, name: database, source: server.source },
+          secrets: { stack: stackSecrets.path, hypervisor_keys: keysPath },
           hypervisors,
           regions,
           example_token: seed.tokens.get(1),
@@ -162,6 +169,7 @@ export const command: Command = {
               `  public API (proxy):  ${info.public_api}   (event-reads moves its action reads)`,
               `  fleet (agents):      ${info.fleet_metrics}`,
               `  database:            ${server.admin.host}:${server.admin.port}/${database} (${server.source})`,
+              `  secrets (0600):      ${info.secrets.stack}, ${info.secrets.hypervisor_keys}`,
               'Ctrl-C stops everything.',
               '',
             ].join('\n'),

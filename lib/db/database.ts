@@ -3,7 +3,7 @@ import type { Knex } from 'knex';
 import { migrationSource } from '../../migrations/index.ts';
 import { assertDatabaseName, type DbConfig } from './config.ts';
 import { createKnex } from './knex.ts';
-import { ensureServiceUsers, revokeServiceUsers } from './service-users.ts';
+import { ensureServiceUsers, revokeServiceUsers, type DbPasswords } from './service-users.ts';
 
 /** A fresh name such as `strangler_demo_k3x9q2`, so runs never collide. */
 export function uniqueDatabaseName(prefix: string): string {
@@ -16,9 +16,9 @@ export function uniqueDatabaseName(prefix: string): string {
  * service users. Returns the admin config pointed at the new database.
  *
  * @example
- *   const cfg = await prepareDatabase(server.admin, 'strangler_demo_ab12cd34', secret);
+ *   const cfg = await prepareDatabase(server.admin, 'strangler_demo_ab12cd34', secrets.db);
  */
-export async function prepareDatabase(admin: DbConfig, database: string, secret: string): Promise<DbConfig> {
+export async function prepareDatabase(admin: DbConfig, database: string, passwords: DbPasswords): Promise<DbConfig> {
   assertDatabaseName(database);
   const server = createKnex({ ...admin, database: undefined }, { poolMax: 1 });
   try {
@@ -31,7 +31,7 @@ export async function prepareDatabase(admin: DbConfig, database: string, secret:
       await db.destroy();
     }
     // Table-level grants need the tables to exist, so users come after migrations.
-    await ensureServiceUsers(server, database, secret);
+    await ensureServiceUsers(server, database, passwords);
     return config;
   } finally {
     await server.destroy();

@@ -1,4 +1,4 @@
-import { createHmac } from 'node:crypto';
+import { invalidOption } from '../errors.ts';
 import type { Knex } from 'knex';
 import type { DbConfig } from './config.ts';
 
@@ -95,40 +95,41 @@ export const MONITOR_USER = 'strangler_monitor';
 
 export type ServiceUser = keyof typeof SERVICE_GRANTS | typeof MONITOR_USER;
 
-/** The default secret suits one machine's demo; production sets STRANGLER_DB_SECRET. */
-export const DEFAULT_DB_SECRET = 'strangler-local-development-only';
+/** Every MySQL user the stack makes, each with its own random password (lib/secrets/stack-secrets.ts). */
+export const SERVICE_USERS: readonly ServiceUser[] = [...(Object.keys(SERVICE_GRANTS) as Array<keyof typeof SERVICE_GRANTS>), MONITOR_USER];
 
-/**
- * Passwords are derived, not stored: every process that knows the secret
- * can connect as any service user, and concurrent runs agree on them.
- */
-export function servicePassword(user: string, secret: string): string {
-  return createHmac('sha256', secret).update(`mysql-user:${user}`).digest('base64url').slice(0, 32);
+/** MySQL password per service user: random, kept in the stack secrets file, never derived. */
+export type DbPasswords = Readonly<Record<ServiceUser, string>>;
+
+function passwordOf(passwords: DbPasswords, user: ServiceUser): string {
+  const password = passwords[user];
+  if (typeof password !== 'string' || password.length < 16) throw invalidOption(`passwords.${user}`, '[redacted]', 'a password of at least 16 characters');
+  return password;
 }
 
 /**
  * Connection settings for one service's own MySQL user in one database.
  *
  * @example
- *   const cfg = serviceDbConfig(admin, 'strangler_demo_1', 'dobe', secret);
+ *   const cfg = serviceDbConfig(admin, 'strangler_demo_1', 'dobe', secrets.db);
  */
-export function serviceDbConfig(server: DbConfig, database: string, user: ServiceUser, secret: string): DbConfig {
-  return { host: server.host, port: server.port, user, password: servicePassword(user, secret), database };
+export function serviceDbConfig(server: DbConfig, database: string, user: ServiceUser, passwords: DbPasswords): DbConfig {
+  return { host: server.host, port: server.port, user, password: passwordOf(passwords, user), database };
 }
 
 /**
  * Creates (or updates) every service user and grants each exactly its
  * privileges on `database`. Idempotent; safe to run from concurrent tests.
  */
-export async function ensureServiceUsers(admin: Knex, database: string, secret: string): Promise<void> {
+export async function ensureServiceUsers(admin: Knex, database: string, passwords: DbPasswords): Promise<void> {
   for (const [user, tables] of Object.entries(SERVICE_GRANTS)) {
-    await createOrUpdateUser(admin, user, secret);
+    await createOrUpdateUser(admin, user as ServiceUser, passwords);
     for (const [table, privileges] of Object.entries(tables)) {
       // Privilege names come from the constant map above, never from input.
       await admin.raw(`GRANT ${privileges.join(', ')} ON ??.?? TO ?@'%'`, [database, table, user]);
     }
   }
-  await createOrUpdateUser(admin, MONITOR_USER, secret);
+  await createOrUpdateUser(admin, MONITOR_USER, passwords);
   await admin.raw(`GRANT PROCESS ON *.* TO ?@'%'`, [MONITOR_USER]);
   await admin.raw(`GRANT SELECT ON ??.* TO ?@'%'`, [database, MONITOR_USER]);
 }
@@ -148,8 +149,8 @@ export async function revokeServiceUsers(admin: Knex, database: string): Promise
   await admin.raw(`REVOKE SELECT ON ??.* FROM ?@'%'`, [database, MONITOR_USER]).catch(() => {});
 }
 
-async function createOrUpdateUser(admin: Knex, user: string, secret: string): Promise<void> {
-  const password = servicePassword(user, secret);
+async function createOrUpdateUser(admin: Knex, user: ServiceUser, passwords: DbPasswords): Promise<void> {
+  const password = passwordOf(passwords, user);
   await admin.raw(`CREATE USER IF NOT EXISTS ?@'%' IDENTIFIED BY ?`, [user, password]);
   await admin.raw(`ALTER USER ?@'%' IDENTIFIED BY ?`, [user, password]);
 }

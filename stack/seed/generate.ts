@@ -1,4 +1,4 @@
-import { createHash, createHmac } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { HOST_RESERVED, IMAGES, KERNELS, SERVER_MODELS, SERVER_STATES, SIZES, regionCatalog } from '../../domain/catalog.ts';
 import { createRandom, type Random } from './prng.ts';
 import type { HostRow } from '../../domain/host.ts';
@@ -6,7 +6,7 @@ import type { HostRow } from '../../domain/host.ts';
 export interface SeedOptions {
   hypervisors: number;
   regions: number;
-  /** The seed number: the same number always yields the same rows. */
+  /** The seed number: the same number always yields the same rows (customer API tokens aside: those are random). */
   seed?: number;
   /** Customers; default one per four hypervisors (at least 20). */
   customers?: number;
@@ -47,15 +47,16 @@ export interface SeedData {
 }
 
 /**
- * The bearer token of a seeded customer. Derived from the seed number so the
- * demo's traffic driver can act as any customer without the database
- * storing tokens.
+ * A fresh bearer token for a seeded customer: random, so nobody derives a
+ * customer's token from the repository (the seed number and id are public).
+ * Only its digest goes into the database; the generator's `tokens` map is
+ * the one place it is known, handed to whoever drives traffic in this run.
  *
  * @example
- *   const token = customerToken(1, 42); // 'dop_v1_…'
+ *   const token = customerToken(); // 'dop_v1_…' (40 hex characters after the prefix)
  */
-export function customerToken(seed: number, customerId: number): string {
-  return 'dop_v1_' + createHmac('sha256', `strangler-seed-${seed}`).update(String(customerId)).digest('hex').slice(0, 40);
+export function customerToken(): string {
+  return 'dop_v1_' + randomBytes(20).toString('hex');
 }
 
 export function sha256(text: string): string {
@@ -93,7 +94,7 @@ export function generateSeed(options: SeedOptions): SeedData {
   const tokens = new Map<number, string>();
   const customers = Array.from({ length: customerCount }, (_, i) => {
     const id = i + 1;
-    const token = customerToken(seed, id);
+    const token = customerToken();
     tokens.set(id, token);
     // A generous limit: the demo's traffic must not be refused for quota.
     return { id, email: `customer${id}@example.com`, name: `Customer ${id}`, api_token_sha256: sha256(token), droplet_limit: 1000 };

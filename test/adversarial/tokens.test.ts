@@ -1,10 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mintHypervisorToken } from '../../lib/auth/hypervisor-token.ts';
+import { checkHypervisorToken, mintHypervisorToken } from '../../lib/auth/hypervisor-token.ts';
 import { ADMIN_TOKEN, CUTOVER_TOKEN, HARPOON_TOKEN, startAdversarialStack, tableSnapshot, type AdversarialStack, type ServiceName } from '../helpers/adversarial-stack.ts';
 import { expectRefusal, serverErrors } from '../helpers/bad-input.ts';
 import { call, type RequestSpec } from '../helpers/raw-http.ts';
 import { openStream } from '../helpers/router.ts';
 import { insertEvent, waitFor } from '../helpers/seeded.ts';
+import { freshKeyRing, newHypervisorKey } from '../../lib/auth/hypervisor-keys.ts';
 
 /**
  * Credentials on every protected endpoint: Cloud's customer tokens, the
@@ -14,11 +15,10 @@ import { insertEvent, waitFor } from '../helpers/seeded.ts';
  * secret: each is a 401 with the service's code, nothing written. A valid
  * hypervisor token reads and acknowledges only its own host's events.
  *
- * None of these tokens can expire: hypervisor tokens are an HMAC of
- * `server:<id>:<region>` with no time in it, admin tokens are configured
- * strings, customer tokens are looked up by digest. Revocation is rotating
- * the secret (hypervisors) or the configured token (admins), or suspending
- * the account (customers) — those are what the "expired" cases test.
+ * Hypervisor tokens carry a key id and an expiry and can be revoked per
+ * host (lib/auth/hypervisor-keys.ts); admin tokens may carry an expiry;
+ * customer tokens are looked up by digest and revoked by suspending the
+ * account — those are what the "expired" cases test.
  */
 
 let s: AdversarialStack;
@@ -68,7 +68,7 @@ beforeAll(async () => {
     spec: { method, path: hvPath(what), ...(body ? { headers: json, body } : {}) },
     token: hvA,
     code: 'ROUTER_ERR_UNAUTHORIZED',
-    others: () => [ADMIN_TOKEN, CUTOVER_TOKEN, customer(), mintHypervisorToken('a-previous-secret-rotated-away', s.hostA.id, s.hostA.region)],
+    others: () => [ADMIN_TOKEN, CUTOVER_TOKEN, customer(), mintHypervisorToken(freshKeyRing(), s.hostA.id, s.hostA.region)],
   });
   rows = [
     cloud('GET', '/v2/droplets'),
@@ -181,11 +181,28 @@ describe('forged, missing, malformed and revoked credentials', () => {
     expect(await tableSnapshot(s.t.db, s.t.name)).toEqual(before);
   });
 
-  it('hypervisor tokens carry no expiry: the same token is minted at any time, and only rotating the secret revokes it', () => {
-    const now = mintHypervisorToken('secret-one-12345', 7, 'nyc1');
-    expect(mintHypervisorToken('secret-one-12345', 7, 'nyc1')).toBe(now);
-    expect(now).toMatch(/^hv\.7\.[A-Za-z0-9_-]{43}$/);
-    expect(mintHypervisorToken('secret-two-12345', 7, 'nyc1')).not.toBe(now);
+  it('hypervisor tokens carry a key id and an expiry; an expired token, a retired key or a revoked host is refused', () => {
+    const ring = freshKeyRing();
+    const kid = ring.keys[0]!.kid;
+    const at = (s: number) => new Date(1_800_000_000_000 + s * 1000);
+    const token = mintHypervisorToken(ring, 7, 'nyc1', { now: at(0), ttlSeconds: 60 });
+    expect(token).toMatch(new RegExp(`^hv\\.${kid}\\.7\\.1800000000\\.1800000060\\.[A-Za-z0-9_-]{43}$`));
+    expect(checkHypervisorToken(ring, token, 7, 'nyc1', at(30))).toBe('ok');
+    expect(checkHypervisorToken(ring, token, 7, 'nyc1', at(60))).toBe('expired');
+    expect(checkHypervisorToken(ring, token, 7, 'sfo1', at(30))).toBe('bad-mac');
+    expect(checkHypervisorToken(ring, token.replace(/\.1800000060\./, '.1900000060.'), 7, 'nyc1', at(30))).toBe('bad-mac');
+    // Rotation: a new key signs, the old one is still accepted until retired.
+    const rotated = { ...ring, keys: [newHypervisorKey(), ...ring.keys] };
+    expect(mintHypervisorToken(rotated, 7, 'nyc1')).not.toContain(`hv.${kid}.`);
+    expect(checkHypervisorToken(rotated, token, 7, 'nyc1', at(30))).toBe('ok');
+    const retired = { ...rotated, keys: rotated.keys.map((k) => (k.kid === kid ? { ...k, retired_at: at(1).toISOString() } : k)) };
+    expect(checkHypervisorToken(retired, token, 7, 'nyc1', at(30))).toBe('retired-key');
+    expect(checkHypervisorToken({ ...ring, keys: rotated.keys.slice(0, 1) }, token, 7, 'nyc1', at(30))).toBe('unknown-key');
+    // Revocation of one host: its tokens issued before are refused, another host's are not, a new one works.
+    const revoked = { ...ring, revoked: { '7': at(10).toISOString() } };
+    expect(checkHypervisorToken(revoked, token, 7, 'nyc1', at(30))).toBe('revoked');
+    expect(checkHypervisorToken(revoked, mintHypervisorToken(ring, 8, 'nyc1', { now: at(0) }), 8, 'nyc1', at(30))).toBe('ok');
+    expect(checkHypervisorToken(revoked, mintHypervisorToken(ring, 7, 'nyc1', { now: at(11) }), 7, 'nyc1', at(30))).toBe('ok');
   });
 });
 

@@ -4,7 +4,7 @@ import { createAgentStats } from '../../dobe/agent-stats.ts';
 import { createDobeAgent } from '../../dobe/agent.ts';
 import { createEventRouter } from '../../router/event-router.ts';
 import { createMysqlEventSource } from '../../legacy/router/mysql-source.ts';
-import { TEST_DB_SECRET, createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { TEST_HV_KEYS, createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { duplicateExecutions, freePort, hvToken, setEventDelivery } from '../helpers/router.ts';
 import { insertEvent, seedWorld, waitFor } from '../helpers/seeded.ts';
 import { createCountedUser, userStatements } from '../helpers/harpoon.ts';
@@ -107,7 +107,7 @@ describe('a dual-mode DOBE agent', () => {
 
   it('records over MySQL, once, an event it executed but could not ack before switching back', async () => {
     await setEventDelivery(t.db, { mode: 'full' });
-    const router = createEventRouter({ legacySource: createMysqlEventSource, db: t.service('event_router'), region: region.slug, secret: TEST_DB_SECRET, pollIntervalMs: 30, port: 0 });
+    const router = createEventRouter({ legacySource: createMysqlEventSource, db: t.service('event_router'), region: region.slug, hypervisorKeys: TEST_HV_KEYS, pollIntervalMs: 30, port: 0 });
     const { url } = await router.start();
     const stats = createAgentStats();
     const agent = dual(hosts[2]!, url, { routerFallbackAfterMs: 300, workMs: 600, region: region.slug, stats });
@@ -129,7 +129,7 @@ describe('a dual-mode DOBE agent', () => {
   });
 
   it('switches god query → router → god query live, each event executed once', async () => {
-    const router = createEventRouter({ legacySource: createMysqlEventSource, db: t.service('event_router'), region: region.slug, secret: TEST_DB_SECRET, pollIntervalMs: 30, port: 0 });
+    const router = createEventRouter({ legacySource: createMysqlEventSource, db: t.service('event_router'), region: region.slug, hypervisorKeys: TEST_HV_KEYS, pollIntervalMs: 30, port: 0 });
     const { url } = await router.start();
     const stats = createAgentStats();
     const mine = hosts.slice(3, 6);

@@ -5,7 +5,7 @@ import { createFleet } from '../../dobe/fleet.ts';
 import { readMysqlSnapshot } from '../../lib/metrics/mysql-snapshot.ts';
 import { createEventRouter, type EventRouter } from '../../router/event-router.ts';
 import { createMysqlEventSource } from '../../legacy/router/mysql-source.ts';
-import { TEST_DB_SECRET, createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { TEST_HV_KEYS, createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { duplicateExecutions, setEventDelivery } from '../helpers/router.ts';
 import { insertEvent, seedWorld, waitFor } from '../helpers/seeded.ts';
 import { metricValue } from '../helpers/upstream.ts';
@@ -36,7 +36,7 @@ describe('a dual-mode fleet switching live between the god query and the Event R
   it('loses nothing, repeats nothing, and drops the switched agents\' MySQL connections while they are on the router', async () => {
     const urls: Record<string, string> = {};
     for (const region of seed.regions) {
-      const router = createEventRouter({ legacySource: createMysqlEventSource, db: t.service('event_router'), region: region.slug, secret: TEST_DB_SECRET, pollIntervalMs: 100, port: 0 });
+      const router = createEventRouter({ legacySource: createMysqlEventSource, db: t.service('event_router'), region: region.slug, hypervisorKeys: TEST_HV_KEYS, pollIntervalMs: 100, port: 0 });
       routers.push(router);
       urls[region.slug] = (await router.start()).url;
     }
@@ -49,7 +49,7 @@ describe('a dual-mode fleet switching live between the god query and the Event R
       pollIntervalMs: { min: 100, max: 200 },
       workMs: 2,
       routerUrl: urls,
-      tokenSecret: TEST_DB_SECRET,
+      hypervisorKeys: TEST_HV_KEYS,
       modeCheckEvery: 2,
       routerRetryMs: { min: 50, max: 500 },
     });

@@ -8,7 +8,7 @@ import { createKnex } from '../../lib/db/knex.ts';
 import { startThrowawayServer, throwawayAvailable, type ThrowawayServer } from '../../lib/db/throwaway-server.ts';
 import { silentLogger } from '../../lib/logger.ts';
 import type { SeedData } from '../../stack/seed/generate.ts';
-import { TEST_DB_SECRET } from '../helpers/database.ts';
+import { TEST_PASSWORDS } from '../helpers/database.ts';
 import { HARPOON_TOKEN, call, startHarpoon } from '../helpers/harpoon.ts';
 import { seedWorld, waitFor } from '../helpers/seeded.ts';
 
@@ -29,7 +29,7 @@ describe.skipIf(!throwawayAvailable())('Harpoon on a server with auto_increment_
 
   beforeAll(async () => {
     server = await startThrowawayServer({ maxConnections: 40, logger: silentLogger(), settings: { 'auto-increment-increment': 2, 'auto-increment-offset': 1 } });
-    admin = await prepareDatabase(server.config, name, TEST_DB_SECRET);
+    admin = await prepareDatabase(server.config, name, TEST_PASSWORDS);
     db = createKnex(admin, { poolMax: 2 });
     seed = await seedWorld(db, { hypervisors: 4, regions: 1 });
     ({ harpoon, url } = await startHarpoon(admin));

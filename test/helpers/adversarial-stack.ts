@@ -13,10 +13,11 @@ import { createSchedulerV2, type SchedulerV2 } from '../../scheduler/create-sche
 import { DROPLET_API_ROUTES } from './routes.ts';
 import { startTestCloud, type TestCloud } from './cloud.ts';
 import type { RequestSpec } from './raw-http.ts';
-import { TEST_DB_SECRET, createTestDatabase, type TestDatabase } from './database.ts';
+import { TEST_HV_KEYS, createTestDatabase, type TestDatabase } from './database.ts';
 import { metricsFromDatabase, startHostMetricsServer, type HostMetricsServer } from './host-metrics.ts';
 import { hvToken, setEventDelivery } from './router.ts';
 import { seedWorld, waitFor } from './seeded.ts';
+import type { HypervisorKeyRing } from '../../lib/auth/hypervisor-keys.ts';
 
 /** Every HTTP surface the system exposes today, by name. */
 export const SERVICES = ['cloud', 'router', 'proxy', 'proxyAdmin', 'cutover', 'scheduler', 'monitor', 'harpoon'] as const;
@@ -45,7 +46,7 @@ export interface AdversarialStack {
   hostA: Host;
   hostB: Host;
   foreign: Host;
-  hv(host: Host, secret?: string): string;
+  hv(host: Host, keys?: HypervisorKeyRing): string;
   router: EventRouter;
   /** A request each service answers 200 to, writing nothing: proof it still serves. */
   good: Record<ServiceName, RequestSpec>;
@@ -84,7 +85,7 @@ export async function startAdversarialStack(prefix: string): Promise<Adversarial
       legacySource: createMysqlEventSource,
       db: t.service('event_router'),
       region: r0!.slug,
-      secret: TEST_DB_SECRET,
+      hypervisorKeys: TEST_HV_KEYS,
       pollIntervalMs: 100,
       redeliverAfterMs: 60_000,
       registry: routerRegistry,
@@ -191,7 +192,7 @@ export async function startAdversarialStack(prefix: string): Promise<Adversarial
       hostA,
       hostB,
       foreign,
-      hv: (host, secret) => hvToken(host.id, host.region, secret),
+      hv: (host, keys) => hvToken(host.id, host.region, keys),
       router,
       async close() {
         for (const close of closers.reverse()) await close().catch(() => undefined);

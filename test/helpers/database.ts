@@ -3,14 +3,19 @@ import type { Knex } from 'knex';
 import type { DbConfig } from '../../lib/db/config.ts';
 import { dropDatabase, prepareDatabase, uniqueDatabaseName } from '../../lib/db/database.ts';
 import { createKnex } from '../../lib/db/knex.ts';
-import { DEFAULT_DB_SECRET, serviceDbConfig, type ServiceUser } from '../../lib/db/service-users.ts';
+import { serviceDbConfig, type DbPasswords, type ServiceUser } from '../../lib/db/service-users.ts';
+import { freshKeyRing, type HypervisorKeyRing } from '../../lib/auth/hypervisor-keys.ts';
+import { loadStackSecrets } from '../../lib/secrets/stack-secrets.ts';
 
 /**
- * Service users are server-wide: a test with another secret would change
- * the passwords under a stack running on the same server, so tests use
- * the same secret as everything else.
+ * Service users are server-wide: a test with other passwords would change
+ * them under a stack running on the same server, so tests use the same
+ * secrets file as everything else on this machine (lib/secrets/stack-secrets.ts).
  */
-export const TEST_DB_SECRET = process.env.STRANGLER_DB_SECRET ?? DEFAULT_DB_SECRET;
+export const TEST_PASSWORDS: DbPasswords = loadStackSecrets(process.env).secrets.db;
+
+/** This test process's hypervisor token keys: a fresh ring, kept nowhere; routers started by the file get it. */
+export const TEST_HV_KEYS: HypervisorKeyRing = freshKeyRing();
 
 export interface TestDatabase {
   name: string;
@@ -30,14 +35,14 @@ export interface TestDatabase {
 export async function createTestDatabase(prefix: string): Promise<TestDatabase> {
   const server = inject('dbAdmin');
   const name = uniqueDatabaseName(`t_${prefix}`);
-  const admin = await prepareDatabase(server, name, TEST_DB_SECRET);
+  const admin = await prepareDatabase(server, name, TEST_PASSWORDS);
   const db = createKnex(admin, { poolMax: 4 });
   return {
     name,
     admin,
     server,
     db,
-    service: (user) => serviceDbConfig(server, name, user, TEST_DB_SECRET),
+    service: (user) => serviceDbConfig(server, name, user, TEST_PASSWORDS),
     async drop() {
       await db.destroy();
       await dropDatabase(server, name);

@@ -3,7 +3,6 @@ import { formatMysqlUrl, type DbConfig } from '../../lib/db/config.ts';
 import { SERVICE_GRANTS } from '../../lib/db/service-users.ts';
 import { createHarpoon, type Harpoon, type HarpoonOptions } from '../../harpoon/create-harpoon.ts';
 import type { TestDatabase } from './database.ts';
-import { TEST_DB_SECRET } from './database.ts';
 import { startServiceProcess, type ServiceProcess } from './service-process.ts';
 
 export const HARPOON_TOKEN = 'test-harpoon-service-token-0001';
@@ -84,7 +83,6 @@ export function startHarpoonProcess(options: { db: DbConfig; port: number; peers
       HARPOON_TOKENS: `tests=${HARPOON_TOKEN}`,
       HARPOON_PEERS: (options.peers ?? []).join(','),
       HARPOON_REPLICA: options.replica ?? `p${options.port}`,
-      STRANGLER_DB_SECRET: TEST_DB_SECRET,
     },
     options.port,
   );

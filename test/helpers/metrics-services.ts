@@ -17,7 +17,7 @@ import { createMysqlEventSource } from '../../legacy/router/mysql-source.ts';
 import { createSchedulerV2 } from '../../scheduler/create-scheduler-v2.ts';
 import { DROPLET_API_ROUTES } from './routes.ts';
 import { startTestCloud } from './cloud.ts';
-import { TEST_DB_SECRET, type TestDatabase } from './database.ts';
+import { TEST_HV_KEYS, type TestDatabase } from './database.ts';
 import { metricsFromDatabase, startHostMetricsServer } from './host-metrics.ts';
 import { seedWorld, waitFor } from './seeded.ts';
 import { GOD_QUERY_MODE } from '../../legacy/dobe/god-query-mode.ts';
@@ -71,7 +71,7 @@ export async function startMetricsServices(t: TestDatabase, options: { hyperviso
 
     const routers: Record<string, string[]> = {};
     for (const region of seed.regions) {
-      const router = createEventRouter({ legacySource: createMysqlEventSource, db: t.service('event_router'), region: region.slug, secret: TEST_DB_SECRET, pollIntervalMs: 200, port: 0 });
+      const router = createEventRouter({ legacySource: createMysqlEventSource, db: t.service('event_router'), region: region.slug, hypervisorKeys: TEST_HV_KEYS, pollIntervalMs: 200, port: 0 });
       started.push(router);
       const { url } = await router.start();
       routers[region.slug] = [url];

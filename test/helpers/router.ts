@@ -8,7 +8,8 @@ import { MYSQL_SOURCE_MODULE } from '../../legacy/router/mysql-source.ts';
 import { createAgentStats, type AgentStats } from '../../dobe/agent-stats.ts';
 import { createDobeAgent, type DobeAgent } from '../../dobe/agent.ts';
 import { createSseParser, type SseMessage } from '../../lib/sse/parser.ts';
-import { TEST_DB_SECRET } from './database.ts';
+import type { HypervisorKeyRing } from '../../lib/auth/hypervisor-keys.ts';
+import { TEST_HV_KEYS } from './database.ts';
 import { godQueryMode } from '../../legacy/dobe/god-query-mode.ts';
 
 
@@ -34,8 +35,8 @@ export async function setFeatureRouting(db: Knex, feature: string, routing: { mo
   );
 }
 
-export function hvToken(serverId: number, region: string, secret = TEST_DB_SECRET): string {
-  return mintHypervisorToken(secret, serverId, region);
+export function hvToken(serverId: number, region: string, keys: HypervisorKeyRing = TEST_HV_KEYS): string {
+  return mintHypervisorToken(keys, serverId, region);
 }
 
 export { freePort } from '../../lib/net/free-port.ts';
@@ -55,7 +56,7 @@ export function startRouterProcess(options: {
     region: options.region,
     port: options.port,
     pollIntervalMs: options.pollMs ?? 100,
-    secret: TEST_DB_SECRET,
+    hypervisorKeys: TEST_HV_KEYS,
     legacySource: MYSQL_SOURCE_MODULE,
     ...(options.harpoon ? { harpoon: options.harpoon } : {}),
     ...(options.state ? { state: options.state } : {}),

@@ -10,7 +10,7 @@ import { validatePlan } from '../../proxy/cutover/plan.ts';
 import { createCutoverStateReader } from '../../proxy/cutover/state-store.ts';
 import { createEventRouter, type EventRouter } from '../../router/event-router.ts';
 import { createMysqlEventSource } from '../../legacy/router/mysql-source.ts';
-import { TEST_DB_SECRET, createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { TEST_HV_KEYS, createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { HARPOON_TOKEN, createCountedUser, startHarpoon, userStatements } from '../helpers/harpoon.ts';
 import { duplicateExecutions, freePort, hvToken, openStream, postAck, routedAgents, setEventDelivery, setFeatureRouting } from '../helpers/router.ts';
 import { insertEvent, seedWorld, waitFor } from '../helpers/seeded.ts';
@@ -66,7 +66,7 @@ describe('the Event Router follows event-writes onto Harpoon and back', () => {
       legacySource: createMysqlEventSource,
       db: t.service('event_router'),
       region: region.slug,
-      secret: TEST_DB_SECRET,
+      hypervisorKeys: TEST_HV_KEYS,
       pollIntervalMs: 50,
       port: 0,
       redeliverAfterMs: 1000,
@@ -145,7 +145,7 @@ describe('the Event Router follows event-writes onto Harpoon and back', () => {
     await harpoon.setStatus(event.id, { status: 'running' });
     // What a router killed after its MySQL commit and before Harpoon's `done` leaves behind.
     await t.db('event_executions').insert({ event_id: event.id, server_id: host, source: 'router', received_at: new Date(), finished_at: new Date() });
-    const router = createEventRouter({ legacySource: createMysqlEventSource, db: t.service('event_router'), region: region.slug, secret: TEST_DB_SECRET, pollIntervalMs: 50, port: 0, harpoon: { urls, token: HARPOON_TOKEN } });
+    const router = createEventRouter({ legacySource: createMysqlEventSource, db: t.service('event_router'), region: region.slug, hypervisorKeys: TEST_HV_KEYS, pollIntervalMs: 50, port: 0, harpoon: { urls, token: HARPOON_TOKEN } });
     const { url } = await router.start();
     const path = `${url}/v1/regions/${region.slug}/hypervisors/${host}`;
     const stream = await openStream(`${path}/events`, { authorization: `Bearer ${hvToken(host, region.slug)}` });
@@ -171,7 +171,7 @@ describe('the Event Router follows event-writes onto Harpoon and back', () => {
       legacySource: createMysqlEventSource,
       db: t.service('event_router'),
       region: region.slug,
-      secret: TEST_DB_SECRET,
+      hypervisorKeys: TEST_HV_KEYS,
       pollIntervalMs: 50,
       port: 0,
       harpoon: { urls, token: HARPOON_TOKEN },
@@ -203,7 +203,7 @@ describe('the Event Router follows event-writes onto Harpoon and back', () => {
     const a = await startHarpoon(t.service('harpoon'), { port: pa, peers: [`http://127.0.0.1:${pb}`] });
     const b = await startHarpoon(t.service('harpoon'), { port: pb, peers: [`http://127.0.0.1:${pa}`] });
     const pair = [a.url, b.url];
-    const router = createEventRouter({ legacySource: createMysqlEventSource, db: t.service('event_router'), region: region.slug, secret: TEST_DB_SECRET, pollIntervalMs: 50, port: 0, harpoon: { urls: pair, token: HARPOON_TOKEN } });
+    const router = createEventRouter({ legacySource: createMysqlEventSource, db: t.service('event_router'), region: region.slug, hypervisorKeys: TEST_HV_KEYS, pollIntervalMs: 50, port: 0, harpoon: { urls: pair, token: HARPOON_TOKEN } });
     const { url } = await router.start();
     const fleet = startAgents(hosts.slice(0, 3), url, 5);
     await fleet.start();
@@ -241,7 +241,7 @@ describe('the Event Router follows event-writes onto Harpoon and back', () => {
       legacySource: createMysqlEventSource,
       db: counted.db,
       region: region.slug,
-      secret: TEST_DB_SECRET,
+      hypervisorKeys: TEST_HV_KEYS,
       pollIntervalMs: 50,
       port: 0,
       harpoon: { urls, token: HARPOON_TOKEN },

@@ -5,10 +5,11 @@ import { createDobeAgent, type DobeAgent } from '../../dobe/agent.ts';
 import { createEventRouter, type EventRouter } from '../../router/event-router.ts';
 import { createMysqlEventSource } from '../../legacy/router/mysql-source.ts';
 import { readMysqlSnapshot } from '../../lib/metrics/mysql-snapshot.ts';
-import { TEST_DB_SECRET, createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { TEST_HV_KEYS, createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { duplicateExecutions, hvToken, openStream, postAck, setEventDelivery } from '../helpers/router.ts';
 import { insertEvent, seedWorld, waitFor } from '../helpers/seeded.ts';
 import { godQueryMode } from '../../legacy/dobe/god-query-mode.ts';
+import { freshKeyRing } from '../../lib/auth/hypervisor-keys.ts';
 
 describe('the Event Router', () => {
   let t: TestDatabase;
@@ -33,7 +34,7 @@ describe('the Event Router', () => {
     hosts = seed.servers.filter((s) => s.region_id === region.id).map((s) => s.id);
     foreign = seed.servers.find((s) => s.region_id === other.id)!.id;
     await setEventDelivery(t.db, { mode: 'full' });
-    router = createEventRouter({ legacySource: createMysqlEventSource, db: t.service('event_router'), region: region.slug, secret: TEST_DB_SECRET, pollIntervalMs: 50, port: 0, redeliverAfterMs: 1000 });
+    router = createEventRouter({ legacySource: createMysqlEventSource, db: t.service('event_router'), region: region.slug, hypervisorKeys: TEST_HV_KEYS, pollIntervalMs: 50, port: 0, redeliverAfterMs: 1000 });
     url = (await router.start()).url;
   });
   afterAll(async () => {
@@ -101,7 +102,7 @@ describe('the Event Router', () => {
     await check(path(a, 'events'), {}, 401, 'ROUTER_ERR_UNAUTHORIZED');
     await check(path(a, 'events'), { authorization: 'Bearer nonsense' }, 401, 'ROUTER_ERR_UNAUTHORIZED');
     await check(path(a, 'events'), { authorization: 'Basic abc' }, 401, 'ROUTER_ERR_UNAUTHORIZED');
-    await check(path(a, 'events'), { authorization: `Bearer ${hvToken(a, region.slug, 'another-secret-entirely')}` }, 401, 'ROUTER_ERR_UNAUTHORIZED');
+    await check(path(a, 'events'), { authorization: `Bearer ${hvToken(a, region.slug, freshKeyRing())}` }, 401, 'ROUTER_ERR_UNAUTHORIZED');
     // A token minted for the right id but the wrong region does not verify either.
     await check(path(a, 'events'), { authorization: `Bearer ${hvToken(a, other.slug)}` }, 401, 'ROUTER_ERR_UNAUTHORIZED');
     await check(path(a, 'events'), { authorization: `Bearer ${hvToken(999_999, region.slug)}` }, 401, 'ROUTER_ERR_UNAUTHORIZED');
@@ -268,9 +269,9 @@ describe('the Event Router', () => {
   });
 
   it('refuses to start for a region that does not exist', async () => {
-    const r = createEventRouter({ legacySource: createMysqlEventSource, db: t.service('event_router'), region: 'atlantis1', secret: TEST_DB_SECRET, port: 0 });
+    const r = createEventRouter({ legacySource: createMysqlEventSource, db: t.service('event_router'), region: 'atlantis1', hypervisorKeys: TEST_HV_KEYS, port: 0 });
     await expect(r.start()).rejects.toMatchObject({ code: 'ROUTER_ERR_UNKNOWN_REGION' });
     await r.close();
-    expect(() => createEventRouter({ legacySource: createMysqlEventSource, db: t.service('event_router'), region: 'NYC 1', secret: TEST_DB_SECRET })).toThrow(/region/);
+    expect(() => createEventRouter({ legacySource: createMysqlEventSource, db: t.service('event_router'), region: 'NYC 1', hypervisorKeys: TEST_HV_KEYS })).toThrow(/region/);
   });
 });

@@ -5,7 +5,7 @@ import { spawnRouterProcess } from '../../router/process.ts';
 import { createRouterSupervisor, type RouterSupervisor } from '../../router/supervisor.ts';
 import { MYSQL_SOURCE_MODULE } from '../../legacy/router/mysql-source.ts';
 import { alive, waitForReplacement } from '../helpers/process.ts';
-import { TEST_DB_SECRET, createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { TEST_HV_KEYS, createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { seedWorld, waitFor } from '../helpers/seeded.ts';
 
 
@@ -25,7 +25,7 @@ describe('router supervisor: one Event Router process per region', () => {
 
   it('restarts a router killed with SIGKILL on the same URL, and close() stops every process', async () => {
     const regions = seed.regions.map((r) => r.slug);
-    routers = createRouterSupervisor({ regions, db: t.service('event_router'), secret: TEST_DB_SECRET, pollIntervalMs: 200, restartDelayMs: 50, legacySource: MYSQL_SOURCE_MODULE });
+    routers = createRouterSupervisor({ regions, db: t.service('event_router'), hypervisorKeys: TEST_HV_KEYS, pollIntervalMs: 200, restartDelayMs: 50, legacySource: MYSQL_SOURCE_MODULE });
     const list = await routers.start();
     expect(list.map((r) => r.region)).toEqual(regions);
     for (const r of list) {
@@ -53,7 +53,7 @@ describe('router supervisor: one Event Router process per region', () => {
 
   it('a router process exits by itself when its supervisor is gone (its IPC channel closes)', async () => {
     const port = await freePort();
-    const router = await spawnRouterProcess({ db: t.service('event_router'), region: seed.regions[0]!.slug, port, secret: TEST_DB_SECRET, legacySource: MYSQL_SOURCE_MODULE });
+    const router = await spawnRouterProcess({ db: t.service('event_router'), region: seed.regions[0]!.slug, port, hypervisorKeys: TEST_HV_KEYS, legacySource: MYSQL_SOURCE_MODULE });
     expect((await fetch(`${router.url}/readyz`)).status).toBe(200);
     // What a SIGKILLed parent looks like from the child's side.
     router.child.disconnect();
@@ -62,7 +62,7 @@ describe('router supervisor: one Event Router process per region', () => {
   }, 90_000);
 
   it('fails start() with ROUTER_ERR_START and the process output when a region does not exist', async () => {
-    const bad = createRouterSupervisor({ regions: ['zz9'], db: t.service('event_router'), secret: TEST_DB_SECRET, legacySource: MYSQL_SOURCE_MODULE });
+    const bad = createRouterSupervisor({ regions: ['zz9'], db: t.service('event_router'), hypervisorKeys: TEST_HV_KEYS, legacySource: MYSQL_SOURCE_MODULE });
     const began = Date.now();
     await expect(bad.start()).rejects.toMatchObject({ code: 'ROUTER_ERR_START', message: expect.stringContaining('ROUTER_ERR_UNKNOWN_REGION') });
     // The failed process exits (it lets go of its IPC lifeline) instead of idling until the 60 s ready timeout.
@@ -71,7 +71,7 @@ describe('router supervisor: one Event Router process per region', () => {
   }, 90_000);
 
   it('validates its options', () => {
-    expect(() => createRouterSupervisor({ regions: [], db: t.service('event_router'), secret: TEST_DB_SECRET })).toThrow(/regions/);
-    expect(() => createRouterSupervisor({ regions: ['a', 'a'], db: t.service('event_router'), secret: TEST_DB_SECRET })).toThrow(/repeats/);
+    expect(() => createRouterSupervisor({ regions: [], db: t.service('event_router'), hypervisorKeys: TEST_HV_KEYS })).toThrow(/regions/);
+    expect(() => createRouterSupervisor({ regions: ['a', 'a'], db: t.service('event_router'), hypervisorKeys: TEST_HV_KEYS })).toThrow(/repeats/);
   });
 });

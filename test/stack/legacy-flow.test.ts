@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SeedData } from '../../stack/seed/generate.ts';
 import { startLegacyStack, type LegacyStack } from '../../stack/stack.ts';
-import { TEST_DB_SECRET, createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { TEST_HV_KEYS, TEST_PASSWORDS, createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { seedWorld, waitFor } from '../helpers/seeded.ts';
 
 /** The 2012 protocol from the seed, end to end through the real services. */
@@ -15,7 +15,8 @@ describe('a droplet create in the legacy system', () => {
     stack = await startLegacyStack({
       server: t.server,
       database: t.name,
-      secret: TEST_DB_SECRET,
+      passwords: TEST_PASSWORDS,
+      hypervisorKeys: TEST_HV_KEYS,
       serverIds: seed.servers.map((s) => s.id),
       pollIntervalMs: { min: 100, max: 200 },
       schedulerPollMs: 100,

@@ -2,7 +2,7 @@ import { describe, expect, inject, it } from 'vitest';
 import { dropDatabase, prepareDatabase, uniqueDatabaseName } from '../../../lib/db/database.ts';
 import { createKnex } from '../../../lib/db/knex.ts';
 import { SERVICE_GRANTS } from '../../../lib/db/service-users.ts';
-import { TEST_DB_SECRET } from '../../helpers/database.ts';
+import { TEST_PASSWORDS } from '../../helpers/database.ts';
 
 async function tablePrivileges(database: string): Promise<Array<{ user: string; table: string; privs: string }>> {
   const db = createKnex(inject('dbAdmin'), { poolMax: 1 });
@@ -19,7 +19,7 @@ async function tablePrivileges(database: string): Promise<Array<{ user: string; 
 describe('a database of its own', () => {
   it('is created with least-privilege table grants per service, and dropped without leaving grants behind', async () => {
     const name = uniqueDatabaseName('t_lifecycle');
-    await prepareDatabase(inject('dbAdmin'), name, TEST_DB_SECRET);
+    await prepareDatabase(inject('dbAdmin'), name, TEST_PASSWORDS);
     const grants = await tablePrivileges(name);
     for (const [user, tables] of Object.entries(SERVICE_GRANTS)) {
       for (const [table, privileges] of Object.entries(tables)) {

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventRouterPlan } from '../../../demo/event-router-stage.ts';
 import { startLegacyStack, type LegacyStack } from '../../../stack/stack.ts';
 import type { SeedData } from '../../../stack/seed/generate.ts';
-import { TEST_DB_SECRET, createTestDatabase, type TestDatabase } from '../../helpers/database.ts';
+import { TEST_HV_KEYS, TEST_PASSWORDS, createTestDatabase, type TestDatabase } from '../../helpers/database.ts';
 import { seedWorld, waitFor } from '../../helpers/seeded.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -36,7 +36,8 @@ describe.skipIf(!HAVE_CHROMIUM)('the live dashboard on the admin port, in headle
     stack = await startLegacyStack({
       server: t.server,
       database: t.name,
-      secret: TEST_DB_SECRET,
+      passwords: TEST_PASSWORDS,
+      hypervisorKeys: TEST_HV_KEYS,
       serverIds: seed.servers.map((s) => s.id),
       pollIntervalMs: { min: 200, max: 400 },
       schedulerPollMs: 200,
