@@ -16,7 +16,7 @@ export interface EventRouterOptions {
    * re-read when it changes so rotations and revocations apply without a restart.
    */
   hypervisorKeys: HypervisorKeyRing | { file: string };
-  /** A second stream for a host that has one replaces it at most once per this many ms (default 10 s); sooner is a 429. */
+  /** A second stream for a host that has one replaces it at most 3 times per this many ms (default 10 s); more is a 429. */
   takeoverIntervalMs?: number;
   pollIntervalMs?: number;
   /** Heartbeat comment interval on every stream (one shared timer). */

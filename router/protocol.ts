@@ -38,7 +38,7 @@ export const ROUTER_ERRORS = {
   NOT_CLAIMED: 'ROUTER_ERR_NOT_CLAIMED',
   /** 422: an ack body with missing, unknown or mistyped fields. */
   VALIDATION: 'ROUTER_ERR_VALIDATION',
-  /** 429: a second stream for a hypervisor whose stream was already replaced moments ago (a stolen token fighting the agent). */
+  /** 429: a stream for a hypervisor whose stream was replaced 3 times in the window already (a stolen token fighting the agent). */
   TAKEOVER_LIMITED: 'ROUTER_ERR_TAKEOVER_LIMITED',
   /** 503: the router is shutting down; reconnect (to another router, or this one when it is back). */
   SHUTTING_DOWN: 'ROUTER_ERR_SHUTTING_DOWN',

@@ -78,6 +78,9 @@ export interface RouteDeps {
   streamOpened(serverId: number): void;
 }
 
+/** Takeovers of one host's stream allowed per window (takeoverIntervalMs). */
+const TAKEOVER_BURST = 3;
+
 function fail(status: number, code: string, message: string): StranglerError {
   return new StranglerError(code, message, { status });
 }
@@ -88,18 +91,25 @@ function fail(status: number, code: string, message: string): StranglerError {
  */
 export function createRouterRoutes(deps: RouteDeps): Router {
   const { region, cutover, hub, log } = deps;
-  /** When each host's stream was last taken over: a token holder must not keep the real agent off its stream. */
-  const lastTakeover = new Map<number, number>();
+  /**
+   * When each host's stream was last taken over: a token holder must not keep the real agent off its
+   * stream. A few in a window are an agent reconnecting before its old connection was seen to close.
+   */
+  const takeovers = new Map<number, number[]>();
 
   function limitTakeover(serverId: number): void {
     if (!hub.streams.has(serverId)) return;
-    const last = lastTakeover.get(serverId);
-    if (last !== undefined && Date.now() - last < deps.takeoverIntervalMs) {
+    const now = Date.now();
+    const recent = (takeovers.get(serverId) ?? []).filter((at) => now - at < deps.takeoverIntervalMs);
+    takeovers.set(serverId, recent);
+    if (recent.length >= TAKEOVER_BURST) {
       deps.metric.takeovers.inc({ outcome: 'refused' });
       log.warn({ server_id: serverId }, 'a second stream for a hypervisor that already has one, again too soon: refused');
-      throw fail(429, ROUTER_ERRORS.TAKEOVER_LIMITED, `hypervisor ${serverId} already holds a stream that was replaced less than ${Math.ceil(deps.takeoverIntervalMs / 1000)} s ago; retry later`);
+      throw fail(429, ROUTER_ERRORS.TAKEOVER_LIMITED, `hypervisor ${serverId} already holds a stream that was replaced ${TAKEOVER_BURST} times in the last ${Math.ceil(deps.takeoverIntervalMs / 1000)} s; retry later`);
     }
-    lastTakeover.set(serverId, Date.now());
+    recent.push(now);
+    // Forget hosts whose window has passed, so the map stays as small as the hosts being fought over.
+    if (takeovers.size > 10_000) for (const [id, list] of takeovers) if (list.every((at) => now - at >= deps.takeoverIntervalMs)) takeovers.delete(id);
     deps.metric.takeovers.inc({ outcome: 'replaced' });
     log.warn({ server_id: serverId }, 'a second stream for a hypervisor replaces its first');
   }

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadHypervisorKeys } from '../../lib/auth/hypervisor-keys.ts';
 import { mintHypervisorToken } from '../../lib/auth/hypervisor-token.ts';
 import { createEventRouter, type EventRouter } from '../../router/event-router.ts';
+import { createMysqlEventSource } from '../../legacy/router/mysql-source.ts';
 import { runCli } from '../helpers/cli.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { openStream, setEventDelivery } from '../helpers/router.ts';
@@ -43,7 +44,7 @@ describe('hypervisor token keys: rotation, retirement, revocation, takeover limi
     hostId = seed.servers[0]!.id;
     const where = await cli('where');
     expect(where.hypervisor_keys).toBe(file);
-    router = createEventRouter({ db: t.service('event_router'), region, hypervisorKeys: { file }, pollIntervalMs: 200, port: 0, registry, takeoverIntervalMs: 60_000 });
+    router = createEventRouter({ legacySource: createMysqlEventSource, db: t.service('event_router'), region, hypervisorKeys: { file }, pollIntervalMs: 200, port: 0, registry, takeoverIntervalMs: 60_000 });
     url = (await router.start()).url;
   });
   afterAll(async () => {
@@ -78,21 +79,24 @@ describe('hypervisor token keys: rotation, retirement, revocation, takeover limi
     expect(await mode(mintHypervisorToken(loadHypervisorKeys(file), hostId, region))).toBe(200);
   });
 
-  it('a second stream for a host replaces the first once; another at once is refused with 429 and counted', async () => {
+  it('a second stream for a host replaces the first a few times; then it is refused with 429, and each is counted', async () => {
     const token = mintHypervisorToken(loadHypervisorKeys(file), hostId, region);
     const streamUrl = `${url}/v1/regions/${region}/hypervisors/${hostId}/events`;
-    const first = await openStream(streamUrl, { authorization: `Bearer ${token}` });
-    expect(first.status).toBe(200);
-    const second = await openStream(streamUrl, { authorization: `Bearer ${token}` });
-    expect(second.status).toBe(200);
-    await first.ended;
-    const third = await openStream(streamUrl, { authorization: `Bearer ${token}` });
-    expect(third.status).toBe(429);
-    expect(third.body).toContain('ROUTER_ERR_TAKEOVER_LIMITED');
+    let holder = await openStream(streamUrl, { authorization: `Bearer ${token}` });
+    expect(holder.status).toBe(200);
+    for (let i = 0; i < 3; i++) {
+      const next = await openStream(streamUrl, { authorization: `Bearer ${token}` });
+      expect(next.status).toBe(200);
+      await holder.ended;
+      holder = next;
+    }
+    const refused = await openStream(streamUrl, { authorization: `Bearer ${token}` });
+    expect(refused.status).toBe(429);
+    expect(refused.body).toContain('ROUTER_ERR_TAKEOVER_LIMITED');
     const metrics = await registry.metrics();
-    expect(metrics).toMatch(/router_stream_takeovers_total\{outcome="replaced"\} 1/);
+    expect(metrics).toMatch(/router_stream_takeovers_total\{outcome="replaced"\} 3/);
     expect(metrics).toMatch(/router_stream_takeovers_total\{outcome="refused"\} 1/);
-    second.close();
-    third.close();
+    holder.close();
+    refused.close();
   });
 });
