@@ -183,7 +183,6 @@ export function createRouterRoutes(deps: RouteDeps): Router {
   async function acknowledge(ctx: RequestContext): Promise<void> {
     const serverId = await authorize(ctx);
     refuseWhileClosing();
-    limitTakeover(serverId);
     const { items, batch } = parseAckBody(await readJsonBody(ctx.req, { limit: ACK_BODY_LIMIT }));
     // The source when the ack arrived (after a switch in progress): its completion goes where events are owned now.
     const results = await deps.onSource((source) => deps.acks.acknowledge(serverId, items, source));
