@@ -4,20 +4,23 @@ import { createFleet, type Fleet } from '../dobe/fleet.ts';
 import { addHostMetricsRoutes, hostMetricsUrl } from '../dobe/host-metrics.ts';
 import { createHarpoonReplicas } from '../harpoon/replicas.ts';
 import type { DbConfig } from '../lib/db/config.ts';
-import { serviceDbConfig } from '../lib/db/service-users.ts';
+import { serviceDbConfig, type DbPasswords } from '../lib/db/service-users.ts';
 import { invalidOption } from '../lib/errors.ts';
 import { createRouter } from '../lib/http/router.ts';
 import { createHttpService } from '../lib/http/service-server.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
 import { createRouterSupervisor } from '../router/supervisor.ts';
 import { createSchedulerV2 } from '../scheduler/create-scheduler-v2.ts';
+import { loadHypervisorKeys, type HypervisorKeyRing } from '../lib/auth/hypervisor-keys.ts';
 
 export interface PostMigrationStackOptions {
   /** The server (admin credentials, no database). */
   server: DbConfig;
   database: string;
-  /** Secret the service users' passwords and the hypervisor tokens derive from. */
-  secret: string;
+  /** Each service user's MySQL password (lib/secrets/stack-secrets.ts): each service is handed its own only. */
+  passwords: DbPasswords;
+  /** The hypervisor token keys (lib/auth/hypervisor-keys.ts), or their file: routers check, the fleet signs. */
+  hypervisorKeys: HypervisorKeyRing | { file: string };
   /** Hypervisors (servers.id) to run agents for. */
   serverIds: number[];
   /** Region slugs of those hypervisors: one Event Router each. */
@@ -48,7 +51,7 @@ export interface PostMigrationStack {
  * (npm run check:strangled runs it so, in a copy of the tree without legacy/).
  *
  * @example
- *   const stack = await startPostMigrationStack({ server, database, secret, serverIds: [1, 2], regions: ['nyc1'] });
+ *   const stack = await startPostMigrationStack({ server, database, passwords: secrets.db, hypervisorKeys: { file }, serverIds: [1, 2], regions: ['nyc1'] });
  *   // POST `${stack.urls.cloud}/v2/droplets` … the event is placed, delivered and done
  *   await stack.close();
  */
@@ -56,7 +59,7 @@ export async function startPostMigrationStack(options: PostMigrationStackOptions
   if (!Array.isArray(options.serverIds) || options.serverIds.length === 0) throw invalidOption('serverIds', options.serverIds, 'a non-empty list of servers.id');
   if (!Array.isArray(options.regions) || options.regions.length === 0) throw invalidOption('regions', options.regions, 'a non-empty list of region slugs');
   const logger = options.logger ?? silentLogger();
-  const as = (user: Parameters<typeof serviceDbConfig>[2]) => serviceDbConfig(options.server, options.database, user, options.secret);
+  const as = (user: Parameters<typeof serviceDbConfig>[2]) => serviceDbConfig(options.server, options.database, user, options.passwords);
   const started: Array<{ close(): Promise<void> }> = [];
   const closeAll = async () => {
     // Reverse order: agents stop before the services they report to go away.
@@ -77,7 +80,7 @@ export async function startPostMigrationStack(options: PostMigrationStackOptions
     const routers = createRouterSupervisor({
       regions: options.regions,
       db: as('event_router'),
-      secret: options.secret,
+      hypervisorKeys: options.hypervisorKeys,
       harpoon: { urls: harpoonUrls, token: tokens.router },
       logger,
     });
@@ -88,7 +91,7 @@ export async function startPostMigrationStack(options: PostMigrationStackOptions
       db: as('dobe'),
       serverIds: options.serverIds,
       routerUrl: routerUrls,
-      tokenSecret: options.secret,
+      hypervisorKeys: 'file' in options.hypervisorKeys ? loadHypervisorKeys(options.hypervisorKeys.file) : options.hypervisorKeys,
       ...(options.workMs !== undefined ? { workMs: options.workMs } : {}),
       logger,
     });

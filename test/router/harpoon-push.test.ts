@@ -4,7 +4,7 @@ import type { SeedData } from '../../stack/seed/generate.ts';
 import { createHarpoonClient } from '../../harpoon/client.ts';
 import type { Harpoon } from '../../harpoon/create-harpoon.ts';
 import { createEventRouter } from '../../router/event-router.ts';
-import { TEST_DB_SECRET, createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { TEST_HV_KEYS, createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { HARPOON_TOKEN, startHarpoon } from '../helpers/harpoon.ts';
 import { freePort, hvToken, openStream, postAck, setEventDelivery, setFeatureRouting, startRouterProcess, type RouterProcess, type TestStream } from '../helpers/router.ts';
 import { seedWorld, waitFor } from '../helpers/seeded.ts';
@@ -71,7 +71,7 @@ describe('the Event Router on Harpoon pushes an event before its claim', () => {
     const region = seed.regions[0]!;
     const host = seed.servers.find((s) => s.region_id === region.id)!.id;
     // No legacy source: the router of the post-migration system.
-    const router = createEventRouter({ db: t.service('event_router'), region: region.slug, secret: TEST_DB_SECRET, pollIntervalMs: 50, port: 0, harpoon: { urls: [gate.url], token: HARPOON_TOKEN } });
+    const router = createEventRouter({ db: t.service('event_router'), region: region.slug, hypervisorKeys: TEST_HV_KEYS, pollIntervalMs: 50, port: 0, harpoon: { urls: [gate.url], token: HARPOON_TOKEN } });
     const { url } = await router.start();
     try {
       await waitFor(async () => router.stats().source === 'harpoon' && (await router.registry.getSingleMetricAsString('router_harpoon_stream_connected')).endsWith(' 1'));

@@ -5,7 +5,7 @@ import { parsePromText, sumSamples } from '../../lib/metrics/prom-text.ts';
 import { startPostMigrationStack, type PostMigrationStack } from '../../stack/post-migration.ts';
 import type { SeedData } from '../../stack/seed/generate.ts';
 import { cloudClient } from '../helpers/cloud-client.ts';
-import { TEST_DB_SECRET, createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { TEST_HV_KEYS, TEST_PASSWORDS, createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { createBody, setFeature } from '../helpers/event-writes.ts';
 import { seedWorld, waitFor } from '../helpers/seeded.ts';
 
@@ -28,7 +28,8 @@ describe('after lockdown, without legacy/', () => {
     stack = await startPostMigrationStack({
       server: t.server,
       database: t.name,
-      secret: TEST_DB_SECRET,
+      passwords: TEST_PASSWORDS,
+      hypervisorKeys: TEST_HV_KEYS,
       serverIds: seed.servers.map((s) => s.id),
       regions: seed.regions.map((r) => r.slug),
       workMs: 1,
