@@ -2,7 +2,8 @@
  * Runs one Event Router from the environment:
  *   ROUTER_MYSQL_URL     mysql://event_router:<password>@host:port/<database> (required)
  *   ROUTER_REGION        region slug this router serves, e.g. nyc1 (required)
- *   STRANGLER_DB_SECRET  secret the hypervisor tokens derive from (default: the local-development secret)
+ *   ROUTER_HV_KEYS_FILE  the hypervisor key ring file (lib/auth/hypervisor-keys.ts), re-read when it changes;
+ *   ROUTER_HV_KEYS       or the ring itself as JSON (one of the two is required)
  *   PORT                 listen port (default 8090; 0 picks a free one)
  *   HOST                 listen address (default 127.0.0.1)
  *   ROUTER_POLL_MS       poll interval (default 1000)
@@ -19,7 +20,7 @@
  *     node --import tsx router/main.ts
  */
 import { parseMysqlUrl } from '../lib/db/config.ts';
-import { DEFAULT_DB_SECRET } from '../lib/db/service-users.ts';
+import { parseKeyRing, type HypervisorKeyRing } from '../lib/auth/hypervisor-keys.ts';
 import { invalidOption } from '../lib/errors.ts';
 import { runMain } from '../lib/process/run-main.ts';
 import { createLogger } from '../lib/logger.ts';
@@ -38,6 +39,17 @@ async function legacySourceFrom(url: string | undefined): Promise<EventSourceFac
   return mod.default as EventSourceFactory;
 }
 
+/** The key ring from ROUTER_HV_KEYS_FILE (followed as it changes) or ROUTER_HV_KEYS; errors never echo a key. */
+function hypervisorKeysFrom(env: NodeJS.ProcessEnv): HypervisorKeyRing | { file: string } {
+  if (env.ROUTER_HV_KEYS_FILE) return { file: env.ROUTER_HV_KEYS_FILE };
+  if (!env.ROUTER_HV_KEYS) throw invalidOption('ROUTER_HV_KEYS_FILE', undefined, 'the path of the hypervisor key ring (or ROUTER_HV_KEYS, the ring as JSON)');
+  try {
+    return parseKeyRing(JSON.parse(env.ROUTER_HV_KEYS), 'ROUTER_HV_KEYS');
+  } catch {
+    throw invalidOption('ROUTER_HV_KEYS', '[redacted]', 'a hypervisor key ring as JSON');
+  }
+}
+
 async function createFromEnv() {
   const env = process.env;
   const json = parseFollowerOptions('ROUTER_OPTIONS', env.ROUTER_OPTIONS);
@@ -50,11 +62,10 @@ async function createFromEnv() {
   const pollIntervalMs = Number(env.ROUTER_POLL_MS ?? 1000);
   const poolSize = Number(env.ROUTER_POOL_SIZE ?? 5);
   const legacySource = await legacySourceFrom(env.ROUTER_LEGACY_SOURCE);
-  if (!env.STRANGLER_DB_SECRET) logger.warn('STRANGLER_DB_SECRET is not set; using the local-development secret for hypervisor tokens');
   const router = createEventRouter({
     db: parseMysqlUrl(url),
     region,
-    secret: env.STRANGLER_DB_SECRET ?? DEFAULT_DB_SECRET,
+    hypervisorKeys: hypervisorKeysFrom(env),
     pollIntervalMs,
     poolSize,
     ...(json.harpoon ? { harpoon: json.harpoon } : {}),
