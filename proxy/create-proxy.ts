@@ -3,73 +3,40 @@ import { randomUUID } from 'node:crypto';
 import type { ClientRequest, IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { Registry } from 'prom-client';
-import { goesNew, sha256 } from '../lib/cutover/decide.ts';
-import type { FeatureStateSource, Routing } from '../lib/cutover/types.ts';
+import type { Registry } from 'prom-client';
+import { goesNew } from '../lib/cutover/decide.ts';
+import type { Routing } from '../lib/cutover/types.ts';
 import { invalidOption } from '../lib/errors.ts';
-import { sendError, sendJson } from '../lib/http/respond.ts';
+import { sendError } from '../lib/http/respond.ts';
 import { createNodeServer } from '../lib/http/node-server.ts';
 import { createRouter } from '../lib/http/router.ts';
-import { silentLogger, type Logger } from '../lib/logger.ts';
-import type { CompareRules } from './compare.ts';
-import { defaultEngine, type EngineFactory, type EngineTarget, type ProxyEngine } from './engine.ts';
+import { silentLogger } from '../lib/logger.ts';
+import type { EngineTarget, ProxyEngine } from './engine.ts';
+import { createDecisionCache } from './decision-cache.ts';
 import { proxyStatus, type ProxyErrorCode } from './errors.ts';
 import { createProxyMetrics, RouteMetrics, type Side } from './metrics.ts';
-import { compileRouteTable, type CompiledRoute, type RouteTable } from './route-table.ts';
-import { Shadower, type ShadowSample, type ShadowSettings } from './shadow.ts';
-import type { ProxyExchange } from './capture/recorder.ts';
-import { CONNECT_FAILURES, UpstreamSet, type AgentOptions, type HealthCheckOptions, type Pool, type Upstream } from './upstreams.ts';
+import { answerOwnEndpoint, OWN_PATHS } from './own-endpoints.ts';
+import { proxySettings, type ProxyOptions } from './proxy-options.ts';
+import {
+  abandoned,
+  CTX,
+  engineTarget,
+  IDEMPOTENT,
+  REQUEST_ID,
+  RETRYABLE,
+  SAFE,
+  STALE_SOCKET_RETRIES,
+  stickyKey,
+  type Ctx,
+  type ProxiedRequest,
+  type ProxiedResponse,
+} from './request-context.ts';
+import { compileRouteTable, type CompiledRoute } from './route-table.ts';
+import { Shadower, type ShadowSample } from './shadow.ts';
+import { captureLegacyAnswer, launchShadow, startShadowCapture } from './shadow-capture.ts';
+import { CONNECT_FAILURES, UpstreamSet, type Pool, type Upstream } from './upstreams.ts';
 
-export interface ProxyOptions {
-  /** The route table (see RouteTable in route-table.ts for the format and an example). */
-  routes: RouteTable;
-  /** Live feature states (the cutover's MySQL reader, or a fixed map in tests). A feature with no state goes to legacy. */
-  state: FeatureStateSource;
-  /** Where the proxy_* metrics go; a fresh Registry by default. */
-  registry?: Registry;
-  logger?: Logger;
-  port?: number;
-  host?: string;
-  /** Largest request body accepted, in bytes (1 MiB by default); bodies are read before forwarding. */
-  bodyLimit?: number;
-  /** Time allowed to open a connection to an upstream instance (2 s by default). */
-  connectTimeoutMs?: number;
-  /** Time allowed until an upstream's response headers (30 s by default; 0 = none). Routes may override; event streams never time out once they answered. */
-  responseTimeoutMs?: number;
-  /** How long close() waits for in-flight requests before cutting them (10 s by default). */
-  drainTimeoutMs?: number;
-  healthCheck?: Partial<HealthCheckOptions>;
-  /** Keep-alive agent settings per upstream instance. */
-  agent?: Partial<AgentOptions>;
-  shadow?: Partial<ShadowSettings> & {
-    /** Comparison rules for every route (features and routes add their own). */
-    compare?: CompareRules;
-  };
-  /** Called with every shadow sample as it is recorded (a cluster worker forwards them to its primary). */
-  onShadowSample?: (sample: ShadowSample) => void;
-  /** Sent as `x-proxy-worker` on every answer (a cluster sets it to "<worker id>/<pid>"). */
-  identity?: string;
-  /**
-   * Client connections this process accepts at once (9,000 by default). Each
-   * relayed stream holds two sockets (client and upstream), so 9,000 keeps a
-   * process under the 20,000-socket budget; run more workers for more.
-   */
-  maxClientConnections?: number;
-  /**
-   * Adds X-Forwarded-For/-Port/-Proto/-Host to upstream requests. Off by
-   * default: this system's upstreams do not read them, and they cost about
-   * 10% of a bare pass-through's CPU per request (bench/proxy.ts).
-   */
-  xForwarded?: boolean;
-  /**
-   * What forwards each attempt: the pipe engine by default (see engine.ts for
-   * why); `httpProxy3Engine`, or `httpProxyApi(...)` over another http-proxy
-   * library, plug in instead (bench/proxy.ts measures all three).
-   */
-  engine?: EngineFactory;
-  /** Told about every finished request except /metrics, /healthz, /readyz: the traffic recorder (proxy/capture/recorder.ts). Unset: no cost. */
-  onExchange?: (exchange: ProxyExchange) => void;
-}
+export type { ProxyOptions } from './proxy-options.ts';
 
 export interface UpstreamStatus {
   instance: string;
@@ -86,112 +53,6 @@ export interface Proxy {
   upstreams(): UpstreamStatus[];
   readonly registry: Registry;
   readonly server: Server;
-}
-
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
-const BEARER = /^Bearer +([\x21-\x7e]{1,512}) *$/i;
-/** Methods retried on another instance after a connection failure (RFC 9110 §9.2.2). */
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
-/** Methods without side effects: shadowed unless the route says otherwise. */
-const SAFE = new Set(['GET', 'HEAD', 'OPTIONS']);
-/** Errors before any answer after which an idempotent request is retried elsewhere (a stale keep-alive socket resets). */
-const RETRYABLE = new Set([...CONNECT_FAILURES, 'ECONNRESET', 'EPIPE']);
-/** Resends over another connection after a reused keep-alive socket reset (each stale socket is gone after one). */
-const STALE_SOCKET_RETRIES = 3;
-
-const MAX_BODY_LIMIT = 64 * 1024 * 1024;
-/** Remembered routing answers per feature (a hypervisor fleet or an active customer base fits). */
-const DECISION_CACHE_SIZE = 100_000;
-
-const CTX = Symbol('strangler.proxy.ctx');
-
-interface Ctx {
-  readonly req: ProxiedRequest;
-  readonly res: ServerResponse;
-  readonly requestId: string;
-  readonly started: number;
-  readonly method: string;
-  metrics: RouteMetrics;
-  route?: CompiledRoute;
-  side?: Side;
-  pool?: Pool;
-  body?: Buffer;
-  instance?: Upstream;
-  tried?: Set<Upstream>;
-  /** Every instance was failing its health checks when the request came: routed to them anyway. */
-  panic?: boolean;
-  lastError?: { code: ProxyErrorCode; message: string };
-  proxyReq?: ClientRequest;
-  connectTimer?: NodeJS.Timeout;
-  responseTimer?: NodeJS.Timeout;
-  /** Attempts made (failover adds one per instance tried). */
-  attempts: number;
-  /** Resends after a reused keep-alive socket reset before the request was sent. */
-  staleRetries?: number;
-  /** The upstream's answer has begun (its headers arrived). */
-  upstreamAnswered: boolean;
-  /** The proxy answered by itself (an error), or the exchange is over: later upstream events are ignored. */
-  finished: boolean;
-  stream: boolean;
-  shadow?: { pool: Pool | undefined; chunks: Buffer[]; size: number; complete: boolean; status: number; contentType: string; tooLarge: boolean };
-}
-
-type ProxiedRequest = IncomingMessage & { [CTX]?: Ctx };
-/** An upstream answer, tagged with its exchange for the shared 'close' listener. */
-type ProxiedResponse = IncomingMessage & { [CTX]?: Ctx };
-
-function positiveInt(name: string, value: unknown, fallback: number, min: number, max: number): number {
-  const v = value ?? fallback;
-  if (!Number.isInteger(v) || (v as number) < min || (v as number) > max) throw invalidOption(name, value, `an integer from ${min} to ${max}`);
-  return v as number;
-}
-
-function checkHealthOptions(h: Partial<HealthCheckOptions> | undefined): HealthCheckOptions {
-  if (h !== undefined && (typeof h !== 'object' || h === null)) throw invalidOption('healthCheck', h, 'an object { path?, intervalMs?, timeoutMs?, unhealthyThreshold?, healthyThreshold? }');
-  const path = h?.path ?? '/healthz';
-  if (typeof path !== 'string' || !path.startsWith('/')) throw invalidOption('healthCheck.path', h?.path, 'a path starting with /');
-  const intervalMs = positiveInt('healthCheck.intervalMs', h?.intervalMs, 2000, 50, 600_000);
-  return {
-    path,
-    intervalMs,
-    timeoutMs: positiveInt('healthCheck.timeoutMs', h?.timeoutMs, Math.min(1000, intervalMs), 10, 600_000),
-    unhealthyThreshold: positiveInt('healthCheck.unhealthyThreshold', h?.unhealthyThreshold, 2, 1, 100),
-    healthyThreshold: positiveInt('healthCheck.healthyThreshold', h?.healthyThreshold, 1, 1, 100),
-  };
-}
-
-function checkAgentOptions(a: Partial<AgentOptions> | undefined): AgentOptions {
-  if (a !== undefined && (typeof a !== 'object' || a === null)) throw invalidOption('agent', a, 'an object { maxSockets?, maxFreeSockets?, keepAliveMsecs? }');
-  const maxSockets = a?.maxSockets ?? Infinity;
-  if (maxSockets !== Infinity && (!Number.isInteger(maxSockets) || maxSockets < 1)) throw invalidOption('agent.maxSockets', a?.maxSockets, 'a positive integer or Infinity');
-  return {
-    maxSockets,
-    maxFreeSockets: positiveInt('agent.maxFreeSockets', a?.maxFreeSockets, 256, 1, 100_000),
-    keepAliveMsecs: positiveInt('agent.keepAliveMsecs', a?.keepAliveMsecs, 1000, 1, 600_000),
-  };
-}
-
-function checkShadowOptions(s: ProxyOptions['shadow']): ShadowSettings {
-  if (s !== undefined && (typeof s !== 'object' || s === null)) throw invalidOption('shadow', s, 'an object { samples?, sampleBodyBytes?, maxCompareBytes?, timeoutMs?, maxInFlight?, compare? }');
-  return {
-    samples: positiveInt('shadow.samples', s?.samples, 50, 0, 10_000),
-    sampleBodyBytes: positiveInt('shadow.sampleBodyBytes', s?.sampleBodyBytes, 2048, 0, 1024 * 1024),
-    maxCompareBytes: positiveInt('shadow.maxCompareBytes', s?.maxCompareBytes, 1024 * 1024, 1, 64 * 1024 * 1024),
-    timeoutMs: positiveInt('shadow.timeoutMs', s?.timeoutMs, 5000, 1, 600_000),
-    maxInFlight: positiveInt('shadow.maxInFlight', s?.maxInFlight, 100, 1, 100_000),
-  };
-}
-
-function abandoned(): NodeJS.ErrnoException {
-  const err: NodeJS.ErrnoException = new Error('the proxy already answered this request');
-  err.code = 'PROXY_ABANDONED';
-  return err;
-}
-
-function engineTarget(u: Upstream): EngineTarget {
-  const target: EngineTarget = { protocol: 'http:', host: u.hostname, hostname: u.hostname, port: u.port, path: u.basePath };
-  if (u.basePath) target.pathname = u.basePath;
-  return target;
 }
 
 /**
@@ -212,36 +73,12 @@ function engineTarget(u: Upstream): EngineTarget {
  *   await proxy.close();
  */
 export function createProxy(options: ProxyOptions): Proxy {
-  if (typeof options !== 'object' || options === null) throw invalidOption('options', options, 'an object');
-  if (typeof options.state?.get !== 'function') throw invalidOption('state', typeof options.state, 'a FeatureStateSource ({ get(feature) })');
-  const port = positiveInt('port', options.port, 0, 0, 65535);
-  const host = options.host ?? '127.0.0.1';
-  if (typeof host !== 'string' || host === '') throw invalidOption('host', options.host, 'a non-empty host name or address');
-  const bodyLimit = positiveInt('bodyLimit', options.bodyLimit, 1024 * 1024, 0, MAX_BODY_LIMIT);
-  const connectTimeoutMs = positiveInt('connectTimeoutMs', options.connectTimeoutMs, 2000, 1, 600_000);
-  const responseTimeoutMs = positiveInt('responseTimeoutMs', options.responseTimeoutMs, 30_000, 0, 3_600_000);
-  const drainTimeoutMs = positiveInt('drainTimeoutMs', options.drainTimeoutMs, 10_000, 0, 600_000);
-  const maxClientConnections = positiveInt('maxClientConnections', options.maxClientConnections, 9000, 1, 1_000_000);
-  const health = checkHealthOptions(options.healthCheck);
-  const agentOptions = checkAgentOptions(options.agent);
-  const shadowSettings = checkShadowOptions(options.shadow);
-  if (options.identity !== undefined && (typeof options.identity !== 'string' || !/^[\x21-\x7e]{1,64}$/.test(options.identity))) {
-    throw invalidOption('identity', options.identity, 'a short printable string (sent as x-proxy-worker)');
-  }
-  if (options.onShadowSample !== undefined && typeof options.onShadowSample !== 'function') throw invalidOption('onShadowSample', typeof options.onShadowSample, 'a function');
-  const xForwarded = options.xForwarded ?? false;
-  if (typeof xForwarded !== 'boolean') throw invalidOption('xForwarded', options.xForwarded, 'true or false');
-  const makeEngine = options.engine ?? defaultEngine;
-  if (typeof makeEngine !== 'function') throw invalidOption('engine', typeof options.engine, 'a function returning an http-proxy server');
-  const registry = options.registry ?? new Registry();
-  if (typeof registry?.metrics !== 'function' || typeof registry.registerMetric !== 'function') {
-    throw invalidOption('registry', typeof options.registry, 'a prom-client Registry');
-  }
+  const { port, host, bodyLimit, connectTimeoutMs, responseTimeoutMs, drainTimeoutMs, maxClientConnections, health, agentOptions, shadowSettings, xForwarded, makeEngine, registry } =
+    proxySettings(options);
   const log = (options.logger ?? silentLogger()).child({ component: 'proxy' });
   const state = options.state;
   const identity = options.identity;
   const onExchange = options.onExchange;
-  if (onExchange !== undefined && typeof onExchange !== 'function') throw invalidOption('onExchange', typeof onExchange, 'a function');
 
   const metrics = createProxyMetrics(registry);
   const upstreams = new UpstreamSet(agentOptions, health, metrics.healthy, log);
@@ -326,49 +163,8 @@ export function createProxy(options: ProxyOptions): Proxy {
     ctx.responseTimer = undefined;
   }
 
-  /**
-   * goesNew, remembered per feature state: a key's answer cannot change until
-   * the state does (its sticky bucket is a SHA-256, ~6 µs, on every request
-   * otherwise). Per-request keys (routes without stickyBy) are not remembered.
-   */
-  const decisions = new Map<string, { state: Routing; version: unknown; mode: string; percent: number; regions: string | null; answers: Map<string, boolean> }>();
-  function decide(feature: string, routing: Routing, key: string, region: string | undefined, oneOff: boolean): boolean {
-    if (oneOff) return goesNew(feature, routing, { key, region });
-    const version = (routing as { version?: unknown }).version;
-    let memo = decisions.get(feature);
-    const same =
-      memo !== undefined &&
-      (version === undefined ? memo.state === routing : memo.version === version) &&
-      memo.mode === routing.mode &&
-      memo.percent === routing.percent &&
-      memo.regions === (routing.regions?.join(',') ?? null);
-    if (!same) {
-      memo = { state: routing, version, mode: routing.mode, percent: routing.percent, regions: routing.regions?.join(',') ?? null, answers: new Map() };
-      decisions.set(feature, memo);
-    }
-    memo = memo!;
-    const k = region === undefined ? key : `${region}\u0000${key}`;
-    let answer = memo.answers.get(k);
-    if (answer === undefined) {
-      answer = goesNew(feature, routing, { key, region });
-      if (memo.answers.size >= DECISION_CACHE_SIZE) memo.answers.clear();
-      memo.answers.set(k, answer);
-    }
-    return answer;
-  }
+  const decide = createDecisionCache();
 
-  function stickyKey(route: CompiledRoute, params: Record<string, string>, req: IncomingMessage, requestId: string): string | undefined {
-    const by = route.stickyBy;
-    // No sticky source: each request is bucketed on its own (a stateless route needs no stickiness).
-    if (by === undefined) return requestId;
-    if (by === 'bearer') {
-      const m = BEARER.exec(req.headers.authorization ?? '');
-      return m ? sha256(m[1]!).toString('hex') : undefined;
-    }
-    if ('param' in by) return params[by.param];
-    const v = req.headers[by.header];
-    return typeof v === 'string' && v !== '' ? v : undefined;
-  }
 
   function onRequest(req: ProxiedRequest, res: ServerResponse): void {
     const incoming = req.headers['x-request-id'];
@@ -401,7 +197,7 @@ export function createProxy(options: ProxyOptions): Proxy {
     req[CTX] = ctx;
     inFlight++;
     res.once('close', onClientClose);
-    // The answer's own headers are added where it is written (fail, answerInternal, onProxyRes), not
+    // The answer's own headers are added where it is written (fail, answerOwnEndpoint, onProxyRes), not
     // with setHeader here: headers set ahead turn every writeHead into a header-by-header copy.
     req.headers['x-request-id'] = requestId;
     try {
@@ -420,9 +216,9 @@ export function createProxy(options: ProxyOptions): Proxy {
       fail(ctx, res, 'PROXY_ERR_SHUTTING_DOWN', 'the proxy is shutting down; retry', { connection: 'close' });
       return;
     }
-    if (ctx.method === 'GET' && (pathname === '/healthz' || pathname === '/readyz' || pathname === '/metrics')) {
+    if (ctx.method === 'GET' && OWN_PATHS.has(pathname)) {
       ctx.metrics = internal;
-      answerInternal(pathname, res, ctx);
+      answerOwnEndpoint(pathname, res, { ready: listening && !closing, upstreams, healthPath: health.path, registry, headers: ownHeaders(ctx), log });
       return;
     }
     let match;
@@ -471,7 +267,7 @@ export function createProxy(options: ProxyOptions): Proxy {
     if (routing?.mode === 'shadow' && (SAFE.has(ctx.method) || r.shadowWrites)) {
       const target = r.new;
       const shadowPool = target.kind === 'pool' ? target.pool : region === undefined ? undefined : target.pools.get(region);
-      ctx.shadow = { pool: shadowPool, chunks: [], size: 0, complete: false, status: 0, contentType: '', tooLarge: false };
+      ctx.shadow = startShadowCapture(shadowPool);
     }
 
     // Expect: 100-continue is answered by this server; the upstream gets the whole body at once.
@@ -650,19 +446,7 @@ export function createProxy(options: ProxyOptions): Proxy {
       }
       return;
     }
-    const shadow = ctx.shadow;
-    if (shadow) {
-      shadow.status = proxyRes.statusCode ?? 0;
-      shadow.contentType = String(proxyRes.headers['content-type'] ?? '');
-      proxyRes.on('data', (c: Buffer) => {
-        shadow.size += c.length;
-        if (shadow.size > shadowSettings.maxCompareBytes) shadow.tooLarge = true;
-        else shadow.chunks.push(c);
-      });
-      proxyRes.once('end', () => {
-        shadow.complete = true;
-      });
-    }
+    if (ctx.shadow) captureLegacyAnswer(ctx.shadow, proxyRes, shadowSettings.maxCompareBytes);
   }
 
   function onProxyError(err: NodeJS.ErrnoException, req: IncomingMessage, res: unknown): void {
@@ -732,49 +516,22 @@ export function createProxy(options: ProxyOptions): Proxy {
     } else {
       ctx.metrics.duration.observe((performance.now() - ctx.started) / 1000);
     }
-    const shadow = ctx.shadow;
-    if (shadow && ctx.route) {
-      const { feature, pattern } = ctx.route;
-      if (!shadow.complete || !res.writableFinished || shadow.status === 0) shadower.skip(feature, pattern, 'legacy_failed');
-      else if (shadow.tooLarge) shadower.skip(feature, pattern, 'body_too_large');
-      else if (closing) shadower.skip(feature, pattern, 'closing');
-      else if (shadower.admit(feature, pattern)) {
-        shadower.run({
-          feature,
-          route: pattern,
-          method: ctx.method,
-          url: req.url ?? '/',
-          requestId: ctx.requestId,
-          headers: req.headers,
-          body: ctx.body,
-          legacy: { status: shadow.status, contentType: shadow.contentType, body: Buffer.concat(shadow.chunks) },
-          rules: ctx.route.compare,
-          instance: shadow.pool?.pick(),
-        });
-      }
+    if (ctx.shadow && ctx.route) {
+      const { feature, pattern, compare } = ctx.route;
+      launchShadow(shadower, ctx.shadow, {
+        feature,
+        route: pattern,
+        method: ctx.method,
+        url: req.url ?? '/',
+        requestId: ctx.requestId,
+        headers: req.headers,
+        body: ctx.body,
+        rules: compare,
+        delivered: res.writableFinished,
+        closing: closing !== undefined,
+      });
     }
     if (inFlight === 0) drained?.();
-  }
-
-  function answerInternal(pathname: string, res: ServerResponse, ctx: Ctx): void {
-    if (pathname === '/healthz') sendJson(res, 200, { status: 'ok', service: 'proxy' }, ownHeaders(ctx));
-    else if (pathname === '/readyz') {
-      // The proxy is ready whatever its upstreams do (panic routing still tries them); the instances failing their checks are named for operators.
-      const unready = upstreams.all().flatMap((u) => (u.healthy ? [] : u.pools().map((p) => ({ feature: p.feature, target: p.target, instance: u.url, health_path: u.healthPath ?? health.path }))));
-      sendJson(res, listening && !closing ? 200 : 503, { status: listening && !closing ? 'ready' : 'not ready', service: 'proxy', unready_upstreams: unready }, ownHeaders(ctx));
-    }
-    else {
-      registry.metrics().then(
-        (body) => {
-          res.writeHead(200, { 'content-type': registry.contentType, ...ownHeaders(ctx) });
-          res.end(body);
-        },
-        (err: Error) => {
-          log.error({ err }, 'metrics collection failed');
-          sendError(res, 500, 'PROXY_ERR_INTERNAL', 'metrics collection failed; see the proxy log', ownHeaders(ctx));
-        },
-      );
-    }
   }
 
   return {
