@@ -18,6 +18,7 @@ export const PROXY_ERRORS = defineErrors({
   PROXY_ERR_SHUTTING_DOWN: { status: 503, message: 'the proxy is closing; retry, another replica or worker will answer.' },
   PROXY_ERR_BAD_QUERY: { status: 400, message: 'an admin route got a query parameter out of range (the message names it).' },
   PROXY_ERR_UNAUTHORIZED: { status: 401, message: 'an admin route was called without the admin token (Authorization: Bearer <token>).' },
+  PROXY_ERR_INVALID_CONFIG: { status: 500, message: 'start-up: the proxy config file is not valid (unreadable, not JSON, or a field out of range); the message and details.errors name each JSON path and value.' },
   PROXY_ERR_INTERNAL: { status: 500, message: 'an unexpected failure in the proxy; its log has the stack under the request id.' },
 });
 

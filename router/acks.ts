@@ -7,11 +7,11 @@
  * the completion's row locks decide).
  */
 import type { Pool, PoolConnection } from 'mysql2/promise';
-import { StranglerError } from '../lib/errors.ts';
 import type { AgentEvent } from '../contracts/agent-event.ts';
 import type { AckOutcome, EventSource } from './event-source.ts';
 import type { RouterMetrics } from './metrics.ts';
-import { ROUTER_ERRORS, type AckItem } from './protocol.ts';
+import { routerError } from './errors.ts';
+import type { AckItem } from './protocol.ts';
 import type { StreamHub } from './streams.ts';
 
 export interface AckSlots {
@@ -117,7 +117,7 @@ export function createAckProcessor(options: { hub: StreamHub; metric: RouterMetr
       for (const item of items) {
         const row = rows.get(item.eventId);
         if (row && row.server_id !== serverId) {
-          throw new StranglerError(ROUTER_ERRORS.FORBIDDEN, `event ${item.eventId} belongs to another hypervisor; nothing was recorded`, { status: 403 });
+          throw routerError('ROUTER_ERR_FORBIDDEN', `event ${item.eventId} belongs to another hypervisor; nothing was recorded`);
         }
       }
       const results: AckResult[] = [];

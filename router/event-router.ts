@@ -22,7 +22,6 @@
  */
 import { Registry } from 'prom-client';
 import { createMysqlPool } from '../lib/db/mysql-pool.ts';
-import { StranglerError } from '../lib/errors.ts';
 import { createHttpService } from '../lib/http/service-server.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { createAckProcessor, createAckSlots } from './acks.ts';
@@ -31,7 +30,7 @@ import type { EventSource, EventSourceName, SourceContext } from './event-source
 import { createHarpoonSource, type HarpoonSource } from './harpoon-source.ts';
 import { createRouterMetrics } from './metrics.ts';
 import { routerSettings, type EventRouterOptions } from './options.ts';
-import { ROUTER_ERRORS } from './protocol.ts';
+import { routerError } from './errors.ts';
 import { fetchRegionId } from './queries.ts';
 import { createRegionDirectory, createRouterRoutes } from './routes.ts';
 import { createStreamHub } from './streams.ts';
@@ -151,7 +150,7 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
 
   async function onSource<T>(fn: (source: EventSource) => Promise<T>): Promise<T> {
     while (switching || !current) {
-      if (closed) throw new StranglerError(ROUTER_ERRORS.SHUTTING_DOWN, 'this router is shutting down; reconnect', { status: 503 });
+      if (closed) throw routerError('ROUTER_ERR_SHUTTING_DOWN', 'this router is shutting down; reconnect');
       await (switching ?? new Promise((r) => setTimeout(r, 10)));
     }
     const source = current;
@@ -246,7 +245,7 @@ export function createEventRouter(options: EventRouterOptions): EventRouter {
       try {
         countQuery('region');
         const id = await fetchRegionId(pool, region);
-        if (id === undefined) throw new StranglerError(ROUTER_ERRORS.UNKNOWN_REGION, `region "${region}" does not exist in the regions table`);
+        if (id === undefined) throw routerError('ROUTER_ERR_UNKNOWN_REGION', `region "${region}" does not exist in the regions table`);
         regionId = id;
         await directory.load();
         const context: SourceContext = {

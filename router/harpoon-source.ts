@@ -21,12 +21,12 @@ import { HOST_ROW_GUARD, executedAmong, recordGuardedCompletion } from './comple
 import type { AckOutcome, EventSource, SourceContext } from './event-source.ts';
 import { loadContextCaches, type ContextCaches } from './harpoon-context.ts';
 import { createHarpoonFeed, type HarpoonFeed } from './harpoon-feed.ts';
-import { ROUTER_ERRORS } from './protocol.ts';
+import { routerError } from './errors.ts';
 import { chunks } from './queries.ts';
 
 /** A pushed event's ack whose claim did not get through: a 503 the agent retries. */
 function claimFailed(eventId: number, cause: unknown): StranglerError {
-  return new StranglerError(ROUTER_ERRORS.CLAIM_FAILED, `event ${eventId} could not be claimed through Harpoon just now; retry the ack`, { status: 503, cause });
+  return routerError('ROUTER_ERR_CLAIM_FAILED', `event ${eventId} could not be claimed through Harpoon just now; retry the ack`, cause);
 }
 
 /** Harpoon's status changes per request at most. */

@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { formatMysqlUrl, type DbConfig } from '../lib/db/config.ts';
 import { spawnServiceProcess, type ServiceProcess } from '../lib/process/service-process.ts';
-import { ROUTER_ERRORS } from './protocol.ts';
+import type { RouterErrorCode } from './errors.ts';
 import type { HypervisorKeyRing } from '../lib/auth/hypervisor-keys.ts';
 
 const MAIN = fileURLToPath(new URL('./main.ts', import.meta.url));
@@ -70,7 +70,7 @@ export async function spawnRouterProcess(options: RouterProcessOptions): Promise
     name: `event router for ${options.region}`,
     main: MAIN,
     url: `http://${host}:${options.port}`,
-    errorCode: ROUTER_ERRORS.START,
+    errorCode: 'ROUTER_ERR_START' satisfies RouterErrorCode,
     ...(options.readyTimeoutMs !== undefined ? { readyTimeoutMs: options.readyTimeoutMs } : {}),
     env: {
       ROUTER_MYSQL_URL: formatMysqlUrl(options.db),

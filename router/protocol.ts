@@ -17,38 +17,13 @@
  *        200       { "event_id": 17, "duplicate": false }   (or a `results` array for the batch form)
  *   GET  /v1/regions/:region/hypervisors/:id/mode       { "source": "router" | "god-query", … }
  */
-import { StranglerError } from '../lib/errors.ts';
+import type { StranglerError } from '../lib/errors.ts';
+import { routerError } from './errors.ts';
 import type { AgentEvent } from '../contracts/agent-event.ts';
 
 export const EVENTS_PATH = '/v1/regions/:region/hypervisors/:id/events';
 export const ACKS_PATH = '/v1/regions/:region/hypervisors/:id/acks';
 export const MODE_PATH = '/v1/regions/:region/hypervisors/:id/mode';
-
-/** Every error the router answers with; `{ code, message }` bodies. */
-export const ROUTER_ERRORS = {
-  /** 401: no bearer token, a malformed one, an unknown hypervisor, or a MAC that does not verify. */
-  UNAUTHORIZED: 'ROUTER_ERR_UNAUTHORIZED',
-  /** 403: a valid token used for another hypervisor's stream, acks or events. */
-  FORBIDDEN: 'ROUTER_ERR_FORBIDDEN',
-  /** 404: the hypervisor (or the path's region) is not this router's region. */
-  WRONG_REGION: 'ROUTER_ERR_WRONG_REGION',
-  /** 404: an ack for an event that does not exist. */
-  EVENT_NOT_FOUND: 'ROUTER_ERR_EVENT_NOT_FOUND',
-  /** 409: an ack for an event that was never claimed (still pending) or failed. */
-  NOT_CLAIMED: 'ROUTER_ERR_NOT_CLAIMED',
-  /** 422: an ack body with missing, unknown or mistyped fields. */
-  VALIDATION: 'ROUTER_ERR_VALIDATION',
-  /** 429: a stream for a hypervisor whose stream was replaced 3 times in the window already (a stolen token fighting the agent). */
-  TAKEOVER_LIMITED: 'ROUTER_ERR_TAKEOVER_LIMITED',
-  /** 503: the router is shutting down; reconnect (to another router, or this one when it is back). */
-  SHUTTING_DOWN: 'ROUTER_ERR_SHUTTING_DOWN',
-  /** 503: an ack for an event delivered before its claim, whose claim at ack did not get through; retry. */
-  CLAIM_FAILED: 'ROUTER_ERR_CLAIM_FAILED',
-  /** Start-up: ROUTER_REGION names no row of `regions`. */
-  UNKNOWN_REGION: 'ROUTER_ERR_UNKNOWN_REGION',
-  /** Supervisor (router/supervisor.ts): a router process exited, or did not answer /readyz, while starting. */
-  START: 'ROUTER_ERR_START',
-} as const;
 
 export const ACK_BODY_LIMIT = 64 * 1024;
 export const MAX_ACKS_PER_REQUEST = 100;
@@ -67,7 +42,7 @@ const ISO_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}
 const MAX_FUTURE_MS = 5 * 60_000;
 
 function invalid(message: string): StranglerError {
-  return new StranglerError(ROUTER_ERRORS.VALIDATION, message, { status: 422 });
+  return routerError('ROUTER_ERR_VALIDATION', message);
 }
 
 function isObject(x: unknown): x is Record<string, unknown> {

@@ -6,7 +6,6 @@
  */
 import type { Pool } from 'mysql2/promise';
 import { bearerToken, tokenServerId, verifyHypervisorToken } from '../lib/auth/hypervisor-token.ts';
-import { StranglerError } from '../lib/errors.ts';
 import { readJsonBody } from '../lib/http/json-body.ts';
 import { sendJson } from '../lib/http/respond.ts';
 import { createRouter, type RequestContext, type Router } from '../lib/http/router.ts';
@@ -15,7 +14,8 @@ import type { AckProcessor, AckResult } from './acks.ts';
 import type { CutoverFollower } from './cutover-follower.ts';
 import type { EventSource } from './event-source.ts';
 import type { RouterMetrics } from './metrics.ts';
-import { ACK_BODY_LIMIT, ACKS_PATH, EVENTS_PATH, MODE_PATH, RETRY_MS, ROUTER_ERRORS, parseAckBody, switchFrame } from './protocol.ts';
+import { routerError } from './errors.ts';
+import { ACK_BODY_LIMIT, ACKS_PATH, EVENTS_PATH, MODE_PATH, RETRY_MS, parseAckBody, switchFrame } from './protocol.ts';
 import { fetchServerRegions } from './queries.ts';
 import { startSse } from '../lib/sse/writer.ts';
 import type { StreamHub } from './streams.ts';
@@ -81,10 +81,6 @@ export interface RouteDeps {
 /** Takeovers of one host's stream allowed per window (takeoverIntervalMs). */
 const TAKEOVER_BURST = 3;
 
-function fail(status: number, code: string, message: string): StranglerError {
-  return new StranglerError(code, message, { status });
-}
-
 /**
  * @example
  *   const routes = createRouterRoutes(deps);   // a lib/http Router for createHttpService
@@ -105,7 +101,7 @@ export function createRouterRoutes(deps: RouteDeps): Router {
     if (recent.length >= TAKEOVER_BURST) {
       deps.metric.takeovers.inc({ outcome: 'refused' });
       log.warn({ server_id: serverId }, 'a second stream for a hypervisor that already has one, again too soon: refused');
-      throw fail(429, ROUTER_ERRORS.TAKEOVER_LIMITED, `hypervisor ${serverId} already holds a stream that was replaced ${TAKEOVER_BURST} times in the last ${Math.ceil(deps.takeoverIntervalMs / 1000)} s; retry later`);
+      throw routerError('ROUTER_ERR_TAKEOVER_LIMITED', `hypervisor ${serverId} already holds a stream that was replaced ${TAKEOVER_BURST} times in the last ${Math.ceil(deps.takeoverIntervalMs / 1000)} s; retry later`);
     }
     recent.push(now);
     // Forget hosts whose window has passed, so the map stays as small as the hosts being fought over.
@@ -116,24 +112,24 @@ export function createRouterRoutes(deps: RouteDeps): Router {
 
   async function authorize(ctx: RequestContext): Promise<number> {
     const token = bearerToken(ctx.req.headers.authorization);
-    if (!token) throw fail(401, ROUTER_ERRORS.UNAUTHORIZED, 'send the hypervisor token as "Authorization: Bearer hv.<kid>.<id>.<issued>.<expires>.<mac>"');
+    if (!token) throw routerError('ROUTER_ERR_UNAUTHORIZED', 'send the hypervisor token as "Authorization: Bearer hv.<kid>.<id>.<issued>.<expires>.<mac>"');
     const tokenId = tokenServerId(token);
     const tokenRegion = tokenId === undefined ? undefined : await deps.directory.regionOf(tokenId);
     if (tokenId === undefined || tokenRegion === undefined || !verifyHypervisorToken(deps.keys(), token, tokenId, tokenRegion)) {
-      throw fail(401, ROUTER_ERRORS.UNAUTHORIZED, 'the hypervisor token is not valid');
+      throw routerError('ROUTER_ERR_UNAUTHORIZED', 'the hypervisor token is not valid');
     }
     const raw = ctx.params.id ?? '';
     if (!/^[1-9][0-9]{0,9}$/.test(raw) || Number(raw) !== tokenId) {
-      throw fail(403, ROUTER_ERRORS.FORBIDDEN, `this token belongs to hypervisor ${tokenId}; it can read and acknowledge only its own events`);
+      throw routerError('ROUTER_ERR_FORBIDDEN', `this token belongs to hypervisor ${tokenId}; it can read and acknowledge only its own events`);
     }
     if (ctx.params.region !== region || tokenRegion !== region) {
-      throw fail(404, ROUTER_ERRORS.WRONG_REGION, `hypervisor ${tokenId} is in region ${tokenRegion}; this router serves ${region}`);
+      throw routerError('ROUTER_ERR_WRONG_REGION', `hypervisor ${tokenId} is in region ${tokenRegion}; this router serves ${region}`);
     }
     return tokenId;
   }
 
   function refuseWhileClosing(): void {
-    if (deps.closed()) throw fail(503, ROUTER_ERRORS.SHUTTING_DOWN, 'this router is shutting down; reconnect');
+    if (deps.closed()) throw routerError('ROUTER_ERR_SHUTTING_DOWN', 'this router is shutting down; reconnect');
   }
 
   async function openStream(ctx: RequestContext): Promise<void> {
@@ -165,7 +161,7 @@ export function createRouterRoutes(deps: RouteDeps): Router {
           results: results.map((r) =>
             r.outcome === 'acked' || r.outcome === 'duplicate'
               ? { event_id: r.event_id, duplicate: r.outcome === 'duplicate' }
-              : { event_id: r.event_id, error: r.outcome === 'not_found' ? ROUTER_ERRORS.EVENT_NOT_FOUND : ROUTER_ERRORS.NOT_CLAIMED },
+              : { event_id: r.event_id, error: r.outcome === 'not_found' ? 'ROUTER_ERR_EVENT_NOT_FOUND' : 'ROUTER_ERR_NOT_CLAIMED' },
           ),
         },
         headers,
@@ -173,9 +169,9 @@ export function createRouterRoutes(deps: RouteDeps): Router {
       return;
     }
     const { event_id, outcome } = results[0]!;
-    if (outcome === 'not_found') throw fail(404, ROUTER_ERRORS.EVENT_NOT_FOUND, `event ${event_id} does not exist`);
+    if (outcome === 'not_found') throw routerError('ROUTER_ERR_EVENT_NOT_FOUND', `event ${event_id} does not exist`);
     if (outcome === 'not_claimed') {
-      throw fail(409, ROUTER_ERRORS.NOT_CLAIMED, `event ${event_id} was never delivered (it is not running); nothing was recorded`);
+      throw routerError('ROUTER_ERR_NOT_CLAIMED', `event ${event_id} was never delivered (it is not running); nothing was recorded`);
     }
     sendJson(ctx.res, 200, { event_id, duplicate: outcome === 'duplicate' }, headers);
   }

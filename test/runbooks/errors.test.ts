@@ -5,7 +5,7 @@ import { CLOUD_ERRORS } from '../../cloud/errors.ts';
 import { HARPOON_ERRORS } from '../../harpoon/errors.ts';
 import { CUTOVER_ERRORS } from '../../proxy/cutover/errors.ts';
 import { PROXY_ERRORS } from '../../proxy/errors.ts';
-import { ROUTER_ERRORS } from '../../router/protocol.ts';
+import { ROUTER_ERRORS } from '../../router/errors.ts';
 import { SCHEDULER_ERRORS } from '../../scheduler/errors.ts';
 
 const ROOT = new URL('../../', import.meta.url);
@@ -18,7 +18,7 @@ const TABLES: Record<string, readonly string[]> = {
   HARPOON_ERRORS: Object.keys(HARPOON_ERRORS.codes),
   CUTOVER_ERRORS: Object.keys(CUTOVER_ERRORS.codes),
   PROXY_ERRORS: Object.keys(PROXY_ERRORS.codes),
-  ROUTER_ERRORS: Object.values(ROUTER_ERRORS),
+  ROUTER_ERRORS: Object.keys(ROUTER_ERRORS.codes),
   SCHEDULER_ERRORS: Object.keys(SCHEDULER_ERRORS.codes),
 };
 
