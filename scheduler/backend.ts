@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import type { HarpoonClient } from '../harpoon/client.ts';
-import { claimEvents, loadClaimed, releaseEvents, type ClaimedEvent } from './claims.ts';
+import { claimAndLoad, releaseEvents, type ClaimedEvent } from './claims.ts';
 import { failThroughHarpoon, loadDroplets, placeReserved, reserveRound } from './harpoon-placement.ts';
 import type { HarpoonFeed } from './harpoon-feed.ts';
 import { commitRound, failEvents, recordDecisions, type CommitFence, type DecisionRow, type PlacementIntent, type RoundResult } from './placement.ts';
@@ -54,9 +54,9 @@ export function mysqlBackend(deps: { db: Knex; replicaId: string; leaseMs: numbe
   return {
     kind: 'mysql',
     async take({ limit, scope, preferred, helpAfterMs }) {
-      let ids = await claimEvents(db, replicaId, { limit, leaseMs, regionIds: preferred ?? scope });
-      if (ids.length === 0 && preferred) ids = await claimEvents(db, replicaId, { limit, leaseMs, regionIds: scope, olderThanMs: helpAfterMs });
-      return { events: await loadClaimed(db, ids, performance.now()), decided: [] };
+      let events = await claimAndLoad(db, replicaId, { limit, leaseMs, regionIds: preferred ?? scope });
+      if (events.length === 0 && preferred) events = await claimAndLoad(db, replicaId, { limit, leaseMs, regionIds: scope, olderThanMs: helpAfterMs });
+      return { events, decided: [] };
     },
     refreshBusy: (regions) => deps.store().refreshInflight(regions),
     commit: (intents) => commitRound(db, replicaId, intents, deps.reserved, deps.fence),

@@ -139,19 +139,20 @@ export function createBatchPlacer(deps: {
     return { s, backend, taken, preferred };
   }
 
-  /** After the claim: metrics fresh enough, the batch regions' busy lists, the customers' droplets. */
+  /**
+   * After the claim: metrics fresh enough, the batch regions' busy lists, the customers' droplets. Independent
+   * reads, so they run at once (each on its own connection): the batch waits for the slowest, not the sum.
+   */
   async function prepare(b: Batch, events: ClaimedEvent[], phase: (name: string, since: number) => void): Promise<void> {
-    let mark = performance.now();
-    await scraper.ensureFresh(resolved.scrapeIntervalMs);
-    phase('scrape', mark);
-    mark = performance.now();
-    await b.backend.refreshBusy(b.regions);
-    phase('busy', mark);
-    mark = performance.now();
+    const timed = async (name: string, work: Promise<unknown>) => {
+      const mark = performance.now();
+      await work;
+      phase(name, mark);
+    };
     const customers = [...new Set(events.map((e) => e.customer_id).filter((c): c is number => c !== null))];
     const pairs = [...new Map(events.filter((e) => e.customer_id !== null).map((e) => [`${e.customer_id}:${e.region_id}`, [e.customer_id!, e.region_id] as const])).values()];
-    b.userDroplets = await loadUserDroplets(db, customers, pairs);
-    phase('users', mark);
+    const users = loadUserDroplets(db, customers, pairs).then((m) => void (b.userDroplets = m));
+    await Promise.all([timed('scrape', scraper.ensureFresh(resolved.scrapeIntervalMs)), timed('busy', b.backend.refreshBusy(b.regions)), timed('users', users)]);
   }
 
   /** Events that cannot be ranked at all fail at once; the rest become work. */

@@ -46,6 +46,8 @@ export async function claimEvents(
     regionIds?: readonly number[];
     /** Only events created at least this long ago (helping with another replica's regions). */
     olderThanMs?: number;
+    /** Called with the ids once they are locked, before the lease is written (to start reading their details meanwhile). */
+    onLocked?: (ids: number[]) => void;
   },
 ): Promise<number[]> {
   return db.transaction(
@@ -67,6 +69,7 @@ export async function claimEvents(
       if (options.olderThanMs !== undefined) q.where('created_at', '<', trx.raw('CURRENT_TIMESTAMP(3) - INTERVAL ? MICROSECOND', [Math.round(options.olderThanMs * 1000)]));
       const ids = ((await q) as Array<{ id: number | string }>).map((r) => Number(r.id));
       if (ids.length === 0) return ids;
+      options.onLocked?.(ids);
       await trx('events')
         .whereIn('id', ids)
         .update({ claimed_by: replica, claim_expires_at: leaseExpiry(trx, options.leaseMs) });
@@ -74,6 +77,30 @@ export async function claimEvents(
     },
     { isolationLevel: 'read committed' },
   );
+}
+
+/**
+ * claimEvents, then what ranking needs of the claimed events (loadClaimed);
+ * the details are read on another connection while the claim writes its
+ * lease and commits, so the batch waits for one round trip less. A plain
+ * read: it neither waits for nor takes the claim's row locks.
+ *
+ * @example
+ *   const events = await claimAndLoad(db, 'v2-a', { limit: 100, leaseMs: 5000 });
+ */
+export async function claimAndLoad(db: Knex, replica: string, options: Omit<Parameters<typeof claimEvents>[2], 'onLocked'>): Promise<ClaimedEvent[]> {
+  let details: Promise<ClaimedEvent[]> | undefined;
+  const ids = await claimEvents(db, replica, {
+    ...options,
+    onLocked: (locked) => {
+      details = loadClaimed(db, locked, 0);
+      // Awaited below; if the claim fails first, this rejection must not go unhandled.
+      details.catch(() => {});
+    },
+  });
+  if (ids.length === 0 || !details) return [];
+  const claimedAt = performance.now();
+  return (await details).map((e) => ({ ...e, claimed_at: claimedAt }));
 }
 
 /** CURRENT_TIMESTAMP(3) + ms, on the database clock. */

@@ -55,19 +55,25 @@ const MAX_SUMMARY = 1024;
  * 0. with a `fence` (V2 following the `scheduling` cutover), read which
  *    regions it may place in under a shared lock on the cutover row; the
  *    round's events of other regions are left alone (`fenced`);
- * 1. lock the events still leased to this replica (`FOR UPDATE`); the rest
- *    are lost (lease expired and taken, or decided elsewhere);
- * 2. lock the round's hosts in ascending id order (one global lock order,
+ * 1. lock the round's hosts in ascending id order (one global lock order,
  *    so replicas never deadlock each other) and read, under that lock, each
  *    host's generation and its ledger: the sizes of its non-archived,
  *    non-error droplets;
- * 3. a host group wins if its generation is still the one the ranking saw
+ * 2. a host group wins if its generation is still the one the ranking saw
  *    and the ledger plus the group's sizes fits the allocatable capacity;
  *    otherwise its placements go back to be re-ranked (a conflict);
- * 4. the compare-and-swap itself, for all winners at once:
+ * 3. the compare-and-swap itself, for all winners at once:
  *    `UPDATE servers SET generation = generation + 1 WHERE (id, generation) IN ((?, ?), …)`;
- * 5. set events.server_id/available_at and droplets.server_id of the
- *    winners, and insert their decisions.
+ * 4. set events.server_id/available_at and droplets.server_id of the
+ *    winners in one statement, guarded by the lease (the event is still
+ *    pending, unplaced and claimed by this replica), and insert their
+ *    decisions.
+ *
+ * Leases are almost always still held, so step 4 checks them instead of a
+ * locking read first. If any is not (its lease expired and another replica
+ * took the event, or it was decided elsewhere), the transaction is rolled
+ * back and the round is committed again the careful way (commitCareful):
+ * the events still leased are locked first and the rest are `lost`.
  *
  * Every V2 placement moves its host's generation under the row lock, so a
  * generation that still matches proves no other replica placed there since
@@ -76,6 +82,56 @@ const MAX_SUMMARY = 1024;
  */
 export async function commitRound(db: Knex, replica: string, all: PlacementIntent[], reserved: HostReserved, fence?: CommitFence): Promise<RoundResult> {
   if (all.length === 0) return { committed: [], conflictedHosts: [], conflicted: [], lost: [], fenced: [] };
+  try {
+    return await db.transaction(
+      async (trx) => {
+        const { intents, fenced } = await splitByFence(trx, all, fence);
+        if (intents.length === 0) return { committed: [], conflictedHosts: [], conflicted: [], lost: [], fenced };
+        const byHost = groupByHost(intents);
+        const rows = await lockHostsWithLedger(trx, [...byHost.keys()].sort((a, b) => a - b));
+        const judged = await swapFitting(trx, byHost, rows, reserved);
+        if (judged.committed.length > 0) {
+          if ((await placeLeased(trx, replica, judged.committed)) !== 2 * judged.committed.length) throw new LeaseMoved();
+          await trx('placement_decisions').insert(judged.committed.map((i) => clampDecision(i.decision)));
+        }
+        return { ...judged, lost: [], fenced };
+      },
+      { isolationLevel: 'read committed' },
+    );
+  } catch (err) {
+    if (!(err instanceof LeaseMoved)) throw err;
+    return commitCareful(db, replica, all, reserved, fence);
+  }
+}
+
+/** Thrown inside commitRound's transaction to roll it back: some event is no longer leased to this replica. */
+class LeaseMoved extends Error {}
+
+/**
+ * events.server_id (with available_at, and the lease cleared) and
+ * droplets.server_id of each placement in one statement, only for events
+ * still pending, unplaced and leased to `replica`; returns the rows changed
+ * (two per placement when every lease held).
+ */
+async function placeLeased(trx: Knex.Transaction, replica: string, placements: readonly PlacementIntent[]): Promise<number> {
+  const cases = placements.map(() => 'WHEN ? THEN ?').join(' ');
+  const hosts = placements.flatMap((i) => [i.event_id, i.server_id]);
+  const result = await trx.raw(
+    `UPDATE events e JOIN droplets d ON d.id = e.droplet_id
+        SET e.server_id = CASE e.id ${cases} END, e.available_at = CURRENT_TIMESTAMP(3), e.claim_expires_at = NULL,
+            d.server_id = CASE e.id ${cases} END, d.updated_at = CURRENT_TIMESTAMP(3)
+      WHERE e.id IN (${placements.map(() => '?').join(',')}) AND e.claimed_by = ? AND e.status = 'pending' AND e.server_id IS NULL`,
+    [...hosts, ...hosts, ...placements.map((i) => i.event_id), replica],
+  );
+  return affectedRows(result);
+}
+
+/**
+ * commitRound when some lease may have moved: the events still leased to
+ * this replica are locked first (`FOR UPDATE`) and only they are placed;
+ * the others are `lost`.
+ */
+async function commitCareful(db: Knex, replica: string, all: PlacementIntent[], reserved: HostReserved, fence?: CommitFence): Promise<RoundResult> {
   return db.transaction(
     async (trx) => {
       const { intents, fenced } = await splitByFence(trx, all, fence);

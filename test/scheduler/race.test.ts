@@ -188,6 +188,32 @@ describe('Scheduler V2: concurrent replicas', () => {
     expect(await r.registry.metrics()).toContain('scheduler_v2_conflicts_total{kind="generation"} 0');
   });
 
+  it('an event placed elsewhere while its replica ranked is reported lost; the rest of the round still commits', async () => {
+    await hosts([
+      { id: 1, room: 10 },
+      { id: 2, room: 10 },
+    ]);
+    const filters = FILTER_IDS.filter((f) => f !== 'busy-create' && f !== 'busy-restore');
+    const r = replica({ replicaId: 'slow-commit', filters, batchSize: 10, faults: { pauseBeforeCommitMs: 400 } });
+    const [taken, ...rest] = await createRequests(3);
+    const round = r.placeOnce();
+    // Claimed and being ranked: another path (V1 here) places the first event directly meanwhile.
+    await waitFor(async () => Number((await t.db('events').whereIn('id', [taken, ...rest]).where({ claimed_by: 'slow-commit' }).count({ n: '*' }).first())!.n) === 3, 10_000, 10);
+    await t.db.transaction(async (trx) => {
+      await trx('events').where({ id: taken }).update({ server_id: 2, available_at: trx.raw('CURRENT_TIMESTAMP(3)') });
+      const { droplet_id } = (await trx('events').where({ id: taken }).first('droplet_id')) as { droplet_id: number };
+      await trx('droplets').where({ id: droplet_id }).update({ server_id: 2 });
+    });
+    const decisions = await round;
+    expect(decisions.find((d) => d.event_id === taken)).toMatchObject({ outcome: 'claim-lost' });
+    expect(decisions.filter((d) => rest.includes(d.event_id)).map((d) => d.outcome)).toEqual(['placed', 'placed']);
+    expect(await t.db('events').where({ id: taken }).first('server_id')).toEqual({ server_id: 2 });
+    expect(await t.db('placement_decisions').where({ event_id: taken, outcome: 'placed' })).toEqual([]);
+    const placed = (await t.db('events as e').join('droplets as d', 'd.id', 'e.droplet_id').whereIn('e.id', rest).select('e.server_id', 'd.server_id as droplet_server')) as Array<{ server_id: number; droplet_server: number }>;
+    expect(placed.every((p) => p.server_id !== null && p.droplet_server === p.server_id)).toBe(true);
+    expect(await t.db('placement_decisions').whereIn('event_id', rest).where({ outcome: 'placed', replica: 'slow-commit' })).toHaveLength(2);
+  });
+
   it('three replicas, many events, little room: never over-commits, places each event once, fails the rest', async () => {
     await hosts([
       { id: 1, room: 5 },
