@@ -79,6 +79,8 @@ export function createBatchPlacer(deps: {
   mode: ModeControl;
   log: Logger;
   rankOptions(overrides?: Partial<RankOptions>): RankOptions;
+  /** Told each batch which regions the replica claims first (its share): the scraper keeps those freshest. */
+  onPreferred?(regionIds: readonly number[]): void;
 }): () => Promise<EventDecision[]> {
   const { db, resolved, inventory, scraper, membership, metrics, mode, log } = deps;
   const { replicaId, policy, reserved } = resolved;
@@ -133,6 +135,7 @@ export function createBatchPlacer(deps: {
     // Harpoon mode reads the live replicas only when there is work (the heartbeat timer only writes).
     if (mode.feed()) await membership.refresh();
     const preferred = membership.preferred(scope);
+    deps.onPreferred?.(preferred);
     const shared = preferred.length > 0 && preferred.length < scope.length;
     const taken = await backend.take({ limit: resolved.batchSize, scope: claimScope, ...(shared ? { preferred } : {}), helpAfterMs: resolved.helpAfterMs });
     phase('claim', mark);
@@ -152,7 +155,9 @@ export function createBatchPlacer(deps: {
     const customers = [...new Set(events.map((e) => e.customer_id).filter((c): c is number => c !== null))];
     const pairs = [...new Map(events.filter((e) => e.customer_id !== null).map((e) => [`${e.customer_id}:${e.region_id}`, [e.customer_id!, e.region_id] as const])).values()];
     const users = loadUserDroplets(db, customers, pairs).then((m) => void (b.userDroplets = m));
-    await Promise.all([timed('scrape', scraper.ensureFresh(resolved.scrapeIntervalMs)), timed('busy', b.backend.refreshBusy(b.regions)), timed('users', users)]);
+    // Only the endpoints serving this batch's regions need to be fresh for it.
+    const slugs = new Set(b.regions.map((id) => inventory.regionSlug(id)).filter((r): r is string => r !== undefined));
+    await Promise.all([timed('scrape', scraper.ensureFresh(resolved.scrapeIntervalMs, slugs)), timed('busy', b.backend.refreshBusy(b.regions)), timed('users', users)]);
   }
 
   /** Events that cannot be ranked at all fail at once; the rest become work. */

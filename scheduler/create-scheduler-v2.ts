@@ -89,7 +89,12 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
     return run;
   }
 
-  const placeBatch = createBatchPlacer({ db, resolved, options, inventory, scraper, membership, metrics, mode: modes, log, rankOptions });
+  // The regions this replica's batches claim first: the background scrape keeps their endpoints freshest.
+  let focus: ReadonlySet<string> | undefined;
+  const onPreferred = (ids: readonly number[]) => {
+    focus = new Set(ids.map((id) => inventory.regionSlug(id)).filter((r): r is string => r !== undefined));
+  };
+  const placeBatch = createBatchPlacer({ db, resolved, options, inventory, scraper, membership, metrics, mode: modes, log, rankOptions, onPreferred });
   const shadow = createShadow({
     db,
     metrics,
@@ -190,7 +195,8 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
       }, heartbeatMs);
       heartbeatTimer.unref();
       await scraper.scrapeNow();
-      scraper.start(scrapeIntervalMs);
+      // Endpoints of other replicas' shares every maxStalenessMs / 2: never stale, a fraction of the scrapes.
+      scraper.start(scrapeIntervalMs, { focus: () => focus, othersEveryMs: maxStalenessMs / 2 });
       const address = http ? await http.start() : undefined;
       healthy = true;
       log.info(

@@ -23,15 +23,34 @@ export interface ScrapeObserver {
 }
 
 export interface HostScraper {
-  /** Scrapes every endpoint now (a scrape already running is joined, not duplicated). */
+  /** Scrapes every endpoint now (an endpoint's scrape already running is joined, not duplicated). */
   scrapeNow(): Promise<void>;
-  /** Scrapes unless the last complete round finished less than `maxAgeMs` ago. */
-  ensureFresh(maxAgeMs: number): Promise<void>;
+  /**
+   * Scrapes the endpoints whose last scrape finished `maxAgeMs` ago or more; with `regions` (slugs), only
+   * those that serve one of them (and those not yet known to serve any region).
+   */
+  ensureFresh(maxAgeMs: number, regions?: ReadonlySet<string>): Promise<void>;
   /** Every hypervisor seen, by name; where two endpoints report one, the newer report wins. */
   hosts(): ReadonlyMap<string, HostMetrics>;
   status(): EndpointStatus[];
-  start(intervalMs: number): void;
+  /**
+   * Scrapes in the background every `intervalMs`. With `focus` (the region slugs the replica places in now,
+   * undefined for all), endpoints serving none of them are scraped only every `othersEveryMs`: fresh enough
+   * never to be stale, at a fraction of the cost when replicas split the regions between them.
+   */
+  start(intervalMs: number, options?: { focus?: () => ReadonlySet<string> | undefined; othersEveryMs?: number }): void;
   close(): void;
+}
+
+interface EndpointState {
+  endpoint: MetricsEndpoint;
+  snapshot: Map<string, HostMetrics>;
+  status: EndpointStatus;
+  /** Regions of the hosts it reported last (undefined until its first successful scrape). */
+  regions: Set<string> | undefined;
+  /** Date.now() when its last scrape (good or failed) finished. */
+  finishedMs: number;
+  running: Promise<void> | undefined;
 }
 
 /**
@@ -45,16 +64,19 @@ export function createHostScraper(options: {
   logger: Logger;
   observer?: ScrapeObserver;
 }): HostScraper {
-  const state = new Map<string, { snapshot: Map<string, HostMetrics>; status: EndpointStatus }>(
-    options.endpoints.map((e) => [e.name, { snapshot: new Map(), status: { name: e.name, hosts: 0, incomplete: 0 } }]),
-  );
+  const state: EndpointState[] = options.endpoints.map((endpoint) => ({
+    endpoint,
+    snapshot: new Map(),
+    status: { name: endpoint.name, hosts: 0, incomplete: 0 },
+    regions: undefined,
+    finishedMs: 0,
+    running: undefined,
+  }));
   let merged = new Map<string, HostMetrics>();
-  let lastRoundMs = 0;
-  let running: Promise<void> | undefined;
   let timer: NodeJS.Timeout | undefined;
 
-  async function scrapeOne(endpoint: MetricsEndpoint): Promise<void> {
-    const entry = state.get(endpoint.name)!;
+  async function fetchOne(entry: EndpointState): Promise<void> {
+    const { endpoint } = entry;
     const started = performance.now();
     try {
       const res = await fetch(endpoint.url, { signal: AbortSignal.timeout(options.timeoutMs), headers: { accept: 'text/plain' } });
@@ -62,6 +84,7 @@ export function createHostScraper(options: {
       if (res.status !== 200) throw schedulerError('SCHEDULER_ERR_SCRAPE_FAILED', `endpoint ${endpoint.name} answered ${res.status}`);
       const { hosts, incomplete } = hostMetricsFromSamples(parsePromText(text).samples);
       entry.snapshot = hosts;
+      entry.regions = new Set([...hosts.values()].map((h) => h.region));
       entry.status = { name: endpoint.name, last_success_ms: Date.now(), hosts: hosts.size, incomplete: incomplete.length };
       options.observer?.scraped(endpoint.name, (performance.now() - started) / 1000, true);
     } catch (err) {
@@ -69,12 +92,21 @@ export function createHostScraper(options: {
       entry.status = { ...entry.status, last_error: message };
       options.observer?.scraped(endpoint.name, (performance.now() - started) / 1000, false);
       options.logger.warn({ code: 'SCHEDULER_ERR_SCRAPE_FAILED', endpoint: endpoint.name, err: message }, 'host-metrics scrape failed; keeping the last snapshot');
+    } finally {
+      entry.finishedMs = Date.now();
     }
+  }
+
+  function scrapeOne(entry: EndpointState): Promise<void> {
+    entry.running ??= fetchOne(entry).finally(() => {
+      entry.running = undefined;
+    });
+    return entry.running;
   }
 
   function merge(): void {
     const next = new Map<string, HostMetrics>();
-    for (const { snapshot } of state.values()) {
+    for (const { snapshot } of state) {
       for (const [name, host] of snapshot) {
         const seen = next.get(name);
         if (!seen || seen.last_report_ms < host.last_report_ms) next.set(name, host);
@@ -83,28 +115,31 @@ export function createHostScraper(options: {
     merged = next;
   }
 
-  function scrapeNow(): Promise<void> {
-    running ??= Promise.all(options.endpoints.map(scrapeOne))
-      .then(() => {
-        merge();
-        lastRoundMs = Date.now();
-      })
-      .finally(() => {
-        running = undefined;
-      });
-    return running;
+  async function scrape(entries: EndpointState[]): Promise<void> {
+    if (entries.length === 0) return;
+    await Promise.all(entries.map(scrapeOne));
+    merge();
   }
 
+  const serves = (entry: EndpointState, regions: ReadonlySet<string> | undefined) =>
+    regions === undefined || entry.regions === undefined || [...entry.regions].some((r) => regions.has(r));
+
   return {
-    scrapeNow,
-    async ensureFresh(maxAgeMs) {
-      if (Date.now() - lastRoundMs >= maxAgeMs) await scrapeNow();
+    scrapeNow: () => scrape(state),
+    async ensureFresh(maxAgeMs, regions) {
+      const now = Date.now();
+      await scrape(state.filter((e) => serves(e, regions) && now - e.finishedMs >= maxAgeMs));
     },
     hosts: () => merged,
-    status: () => [...state.values()].map((s) => ({ ...s.status })),
-    start(intervalMs) {
+    status: () => state.map((s) => ({ ...s.status })),
+    start(intervalMs, startOptions = {}) {
+      const othersEveryMs = Math.max(intervalMs, startOptions.othersEveryMs ?? intervalMs);
       const tick = () => {
-        void scrapeNow().finally(() => {
+        const focus = startOptions.focus?.();
+        const now = Date.now();
+        // Endpoints in focus every tick; the others once they are othersEveryMs old (a tick's slack included).
+        const due = state.filter((e) => serves(e, focus) || now - e.finishedMs >= othersEveryMs - intervalMs / 2);
+        void scrape(due).finally(() => {
           if (timer !== undefined) timer = setTimeout(tick, intervalMs);
         });
       };
