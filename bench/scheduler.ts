@@ -74,6 +74,7 @@ const { values } = parseArgs({
     'timeout-s': { type: 'string', default: '900' },
     repeat: { type: 'string', default: '1' },
     'v2-cpu-prof': { type: 'string' },
+    'replica-sessions': { type: 'string', default: 'shared' },
   },
 });
 const settings = {
@@ -92,7 +93,17 @@ const settings = {
   repeat: Number(values.repeat),
   /** Directory for V2 replica processes' V8 CPU profiles (node --cpu-prof), if given. */
   v2_cpu_prof_dir: values['v2-cpu-prof'],
+  /**
+   * shared: V2 replica processes stay in this process's session; own: each starts its own (setsid), as
+   * separate hosts would be. Linux's autogroup scheduling shares CPU between sessions, not processes: in one
+   * session, three replicas together get the CPU one would on a busy machine.
+   */
+  replica_sessions: values['replica-sessions'] as 'shared' | 'own',
 };
+if (settings.replica_sessions !== 'shared' && settings.replica_sessions !== 'own') {
+  process.stderr.write('--replica-sessions must be shared or own\n');
+  process.exit(2);
+}
 const runs = values.runs!.split(',').map((r) => r.trim()) as RunName[];
 type RunName = 'v1' | 'v1_unthrottled' | 'v2_1' | 'v2_3';
 
@@ -162,6 +173,7 @@ async function startReplicaProcess(env: Record<string, string>): Promise<Replica
     // debug: each batch logs its phases, summed into `batches`.
     env: childEnv({ ...env, PORT: '0', LOG_LEVEL: 'debug' }),
     stdio: ['ignore', 'pipe', 'inherit'],
+    detached: settings.replica_sessions === 'own',
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const batches = emptyBatches();

@@ -48,7 +48,7 @@ export interface ServerFigures {
   /** CPU seconds of the processes given to stop() (e.g. scheduler replicas), summed. */
   processes_cpu: { seconds: number; cores: number; processes: number } | null;
   /** The whole machine: cores, share of all cores busy during the run (/proc/stat), 1-minute load average at start and end. */
-  machine: { cores: number; busy_share: number | null; load_avg_1m: { start: number; end: number } };
+  machine: { cores: number; busy_share: number | null; load_avg_1m: { start: number; end: number }; autogroup: boolean | null };
 }
 
 const round = (v: number, digits = 3) => Math.round(v * 10 ** digits) / 10 ** digits;
@@ -80,6 +80,15 @@ function machineTicks(): { busy: number; total: number } | undefined {
     return { busy: total - idle, total };
   } catch {
     return undefined;
+  }
+}
+
+/** Whether the kernel shares CPU between sessions rather than processes (sched_autogroup); null where unknown. */
+function autogroupEnabled(): boolean | null {
+  try {
+    return readFileSync('/proc/sys/kernel/sched_autogroup_enabled', 'utf8').trim() === '1';
+  } catch {
+    return null;
   }
 }
 
@@ -159,6 +168,7 @@ export async function watchServer(db: Knex, options: { users: readonly string[] 
           cores: os.cpus().length,
           busy_share: ticksBefore && ticksAfter ? round((ticksAfter.busy - ticksBefore.busy) / Math.max(1, ticksAfter.total - ticksBefore.total), 2) : null,
           load_avg_1m: { start: round(loadStart, 2), end: round(os.loadavg()[0]!, 2) },
+          autogroup: autogroupEnabled(),
         },
       };
     },
