@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseMysqlUrl } from '../../lib/db/config.ts';
 import { createMonitor } from '../../lib/metrics/create-monitor.ts';
+import { MYSQL_SOURCE_MODULE } from '../../legacy/router/mysql-source.ts';
 import { cliLogger } from '../cli-logger.ts';
 import { EXIT, UsageError, intOption, parseCommandArgs, waitForStop, type Command, type CommandIO } from '../command.ts';
 import { runAdminFromFiles } from '../serve/run-admin.ts';
@@ -132,6 +133,9 @@ export const command: Command = {
       default: {
         // The service's own main reads process.env, listens, and stops itself on SIGTERM.
         if (json) io.stdout.write(JSON.stringify({ service, main: fileURLToPath(new URL(MAINS[service]!, import.meta.url)), pid: process.pid }) + '\n');
+        // As with Cloud: a router served here may run in any stage, so it gets the MySQL-polling source for
+        // the stages before event-writes reaches full (unless the environment names another).
+        if (service === 'router') process.env.ROUTER_LEGACY_SOURCE ??= MYSQL_SOURCE_MODULE;
         await import(MAINS[service]!);
         await waitForStop(io.signal, seconds);
         return EXIT.ok;
