@@ -51,8 +51,12 @@ export interface ProxyConfig {
   listen?: { host?: string; port?: number };
   /** Worker processes sharing the port (default 1); see workersForStreams. */
   workers?: number;
-  /** Where the primary serves the workers' aggregated proxy_* metrics (what gates read with several workers). */
-  metrics?: { host?: string; port: number };
+  /**
+   * The proxy's admin port, served by the primary: every worker's proxy_* metrics aggregated on /metrics (what the
+   * gates read), and, with the token from `tokenEnv` (STRANGLER_ADMIN_TOKEN by default), /admin/shadow/samples
+   * (the latest shadow differences) and /admin/upstreams.
+   */
+  admin?: { host?: string; port: number; tokenEnv?: string };
   state: ProxyStateConfig;
   healthCheck?: Partial<HealthCheckOptions>;
   bodyLimit?: number;
@@ -73,7 +77,7 @@ const TOP_FIELDS = [
   'description',
   'listen',
   'workers',
-  'metrics',
+  'admin',
   'state',
   'healthCheck',
   'bodyLimit',
@@ -171,11 +175,12 @@ export function validateProxyConfig(input: unknown): ProxyConfig {
       checkPort(c, 'listen.port', listen.port);
     }
     if (config.workers !== undefined) c.number('workers', config.workers, 1, 64, { integer: true });
-    const metrics = config.metrics === undefined ? undefined : c.object('metrics', config.metrics);
-    if (metrics) {
-      c.fields('metrics', metrics, ['host', 'port']);
-      if (metrics.host !== undefined) c.string('metrics.host', metrics.host, HOST, 'a host name or address');
-      c.number('metrics.port', metrics.port, 0, 65535, { integer: true });
+    const admin = config.admin === undefined ? undefined : c.object('admin', config.admin);
+    if (admin) {
+      c.fields('admin', admin, ['host', 'port', 'tokenEnv']);
+      if (admin.host !== undefined) c.string('admin.host', admin.host, HOST, 'a host name or address');
+      c.number('admin.port', admin.port, 0, 65535, { integer: true });
+      if (admin.tokenEnv !== undefined) c.string('admin.tokenEnv', admin.tokenEnv, ENV_NAME, 'an environment variable name such as STRANGLER_ADMIN_TOKEN');
     }
     checkState(c, config.state);
     const features = c.object('features', config.features);

@@ -1,7 +1,7 @@
 import type { Registry } from 'prom-client';
-import { createRouter } from '../lib/http/router.ts';
-import { createHttpService, type HttpService } from '../lib/http/service-server.ts';
+import { invalidOption } from '../lib/errors.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
+import { createProxyAdmin, type ProxyAdmin } from './admin.ts';
 import { createProxyCluster, type ProxyCluster } from './cluster.ts';
 import { proxyOptionsOf, validateProxyConfig, type ProxyConfig } from './config.ts';
 import { CONFIG_STATE_MODULE, resolveProxyState } from './config-state.ts';
@@ -24,8 +24,8 @@ export interface ConfiguredProxyOptions {
 }
 
 export interface ConfiguredProxy {
-  /** Starts the workers (and the metrics port); resolves with the instances failing their first health checks. */
-  start(): Promise<{ url: string; port: number; metricsUrl?: string; unready: UnreadyUpstream[] }>;
+  /** Starts the workers (and the admin port); resolves with the instances failing their first health checks. */
+  start(): Promise<{ url: string; port: number; adminUrl?: string; unready: UnreadyUpstream[] }>;
   close(): Promise<void>;
   readonly config: ProxyConfig;
   readonly cluster: ProxyCluster;
@@ -36,7 +36,7 @@ export interface ConfiguredProxy {
 /**
  * The proxy as a config file describes it: validated, its state source
  * resolved from the environment, run as a cluster of `workers` processes,
- * with the aggregated metrics on `metrics.port` when set. `strangler proxy`,
+ * with the aggregated metrics and shadow samples on `admin.port` when set. `strangler proxy`,
  * `strangler serve proxy` and the demo's stack all start it through here.
  *
  * @example
@@ -55,9 +55,12 @@ export function createConfiguredProxy(options: ConfiguredProxyOptions): Configur
     logger,
     ...(options.workerLogLevel !== undefined ? { workerLogLevel: options.workerLogLevel } : {}),
   });
-  let metrics: HttpService | undefined;
-  if (config.metrics) {
-    metrics = createHttpService({ name: 'proxy-metrics', router: createRouter(), registry: cluster.registry, logger, host: config.metrics.host ?? '127.0.0.1', port: config.metrics.port });
+  let admin: ProxyAdmin | undefined;
+  if (config.admin) {
+    const tokenEnv = config.admin.tokenEnv ?? 'STRANGLER_ADMIN_TOKEN';
+    const token = (options.env ?? process.env)[tokenEnv];
+    if (!token) throw invalidOption(tokenEnv, '(not set)', `the proxy admin port's token (config "admin"); set the environment variable ${tokenEnv}`);
+    admin = createProxyAdmin({ token, proxy: cluster, registry: cluster.registry, logger, host: config.admin.host ?? '127.0.0.1', port: config.admin.port });
   }
   let closing: Promise<void> | undefined;
   return {
@@ -66,9 +69,9 @@ export function createConfiguredProxy(options: ConfiguredProxyOptions): Configur
     registry: cluster.registry,
     async start() {
       const address = await cluster.start();
-      let metricsUrl: string | undefined;
+      let adminUrl: string | undefined;
       try {
-        if (metrics) metricsUrl = (await metrics.start()).url;
+        if (admin) adminUrl = (await admin.start()).url;
       } catch (err) {
         await cluster.close();
         throw err;
@@ -78,11 +81,11 @@ export function createConfiguredProxy(options: ConfiguredProxyOptions): Configur
       const body = (await res?.json().catch(() => undefined)) as { unready_upstreams?: UnreadyUpstream[] } | undefined;
       const unready = body?.unready_upstreams ?? [];
       for (const u of unready) logger.warn(u, 'upstream instance fails its health check at start: its pool starts without it');
-      return { ...address, ...(metricsUrl ? { metricsUrl } : {}), unready };
+      return { ...address, ...(adminUrl ? { adminUrl } : {}), unready };
     },
     close() {
       closing ??= (async () => {
-        await metrics?.close();
+        await admin?.close();
         await cluster.close();
       })();
       return closing;

@@ -7,6 +7,9 @@ import type { HistoryEntry } from '../../proxy/cutover/state-store.ts';
 import type { ShadowSummary } from '../../proxy/cutover/shadow-summary.ts';
 import type { AutopilotView } from '../../proxy/cutover/autopilot-view.ts';
 import { followRuns, progressLine } from './cutover-follow.ts';
+import { loadProxyConfigFile, type ProxyConfig } from '../../proxy/config.ts';
+import { checkPlanServed } from '../../proxy/cutover/plan-served.ts';
+import { reportInvalidFile } from '../serve/run-proxy.ts';
 import { EXIT, UsageError, intOption, parseCommandArgs, writeJson, type Command, type CommandIO } from '../command.ts';
 
 const DEFAULT_URL = 'http://127.0.0.1:9400';
@@ -83,10 +86,11 @@ const VERBS: Record<string, VerbSpec> = {
     example: 'strangler cutover status --json',
   },
   plan: {
-    usage: 'plan [--file PLAN.json]',
-    about: 'Shows the plan the admin API runs: each feature\'s steps, their soak and gates.\nWith --file, checks a local plan file instead (no API call) and names every bad field.',
-    options: { file: { type: 'string' } },
-    optionsHelp: ['  --file PATH            Validate this plan file locally'],
+    usage: 'plan [--file PLAN.json [--config PROXY.json]]',
+    about:
+      'Shows the plan the admin API runs: each feature\'s steps, their soak and gates.\nWith --file, checks a local plan file instead (no API call) and names every bad field (exit 2).\nWith --config too, also checks every gate against the services the config names: each\nscrape gate\'s metric is served on its service\'s /metrics, each Prometheus gate\'s query\nreturns data, each web gate\'s path answers a value (exit 2 naming the gate\'s JSON path).',
+    options: { file: { type: 'string' }, config: { type: 'string' } },
+    optionsHelp: ['  --file PATH            Validate this plan file locally', '  --config PATH          And check its gates against the proxy config\'s "services"'],
     feature: false,
     example: 'strangler cutover plan --file proxy/cutover/default-plan.json',
   },
@@ -399,6 +403,35 @@ function changeText(result: ChangeResult, verb: string): string {
 
 // ---------------------------------------------------------------------------
 
+/** `plan --file [--config]`: the file's own validity, then (with a config) whether its gates can read what they name. */
+async function checkPlanFile(io: CommandIO, file: string, configFile: string | undefined, json: boolean): Promise<number> {
+  let plan: CutoverPlan;
+  try {
+    plan = loadPlanFile(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new UsageError(`--file ${file}: no such file`);
+    if (err instanceof StranglerError && err.code === 'CUTOVER_ERR_INVALID_PLAN') return reportInvalidFile(io, json, 'cutover plan', file, err);
+    throw err;
+  }
+  if (configFile !== undefined) {
+    let config: ProxyConfig;
+    try {
+      config = loadProxyConfigFile(configFile);
+    } catch (err) {
+      if (err instanceof StranglerError && err.code === 'PROXY_ERR_INVALID_CONFIG') return reportInvalidFile(io, json, 'proxy config', configFile, err);
+      throw err;
+    }
+    const problems = await checkPlanServed(plan, config.services ?? {});
+    if (problems.length > 0) {
+      const err = Object.assign(new StranglerError('CUTOVER_ERR_GATE_NOT_SERVED', `${problems.length} gate(s) read what their service does not serve`), { details: { errors: problems } });
+      return reportInvalidFile(io, json, `plan for the services in ${configFile}`, file, err);
+    }
+  }
+  if (json) writeJson(io, { valid: true, plan, ...(configFile !== undefined ? { served: true } : {}) });
+  else io.stdout.write(`${file} is a valid plan${configFile !== undefined ? `, and every gate reads what its service serves (${configFile})` : ''}.\n\n${planText(plan)}`);
+  return EXIT.ok;
+}
+
 export const command: Command = {
   name: 'cutover',
   summary: 'status, plan, advance, rollback, pause, resume, history of the staged cutover',
@@ -442,22 +475,8 @@ export const command: Command = {
     if (reason !== undefined && reason.length > 500) throw new UsageError(`--reason must be at most 500 characters, got ${reason.length}`);
     const limit = verb === 'history' ? intOption('limit', opt('limit'), 20, 1, 1000) : undefined;
 
-    if (verb === 'plan' && opt('file') !== undefined) {
-      let plan: CutoverPlan;
-      try {
-        plan = loadPlanFile(opt('file')!);
-      } catch (err) {
-        const e = err as StranglerError & { details?: { errors?: string[] }; code?: string };
-        if (e.code === 'ENOENT') throw new UsageError(`--file ${opt('file')}: no such file`);
-        if (e.code !== 'CUTOVER_ERR_INVALID_PLAN') throw err;
-        if (json) writeJson(io, { valid: false, code: e.code, errors: e.details?.errors ?? [e.message] });
-        else io.stderr.write(`strangler cutover plan: ${e.code}: ${opt('file')} is not a valid plan:\n${(e.details?.errors ?? [e.message]).map((l) => `  ${l}\n`).join('')}`);
-        return EXIT.failed;
-      }
-      if (json) writeJson(io, { valid: true, plan });
-      else io.stdout.write(`${opt('file')} is a valid plan.\n\n${planText(plan)}`);
-      return EXIT.ok;
-    }
+    if (verb === 'plan' && opt('config') !== undefined && opt('file') === undefined) throw new UsageError('--config checks a plan file: give --file PLAN.json too');
+    if (verb === 'plan' && opt('file') !== undefined) return checkPlanFile(io, opt('file')!, opt('config'), json);
 
     const base = adminUrl(opt('url'), io.env);
     const token = opt('token') ?? io.env.STRANGLER_ADMIN_TOKEN;

@@ -16,11 +16,12 @@ Options:
   --config FILE   The config (default: PROXY_CONFIG_FILE)
   --check         Validate only: 0 valid, 2 invalid
   --seconds S     Stop after S seconds (default: until SIGTERM/SIGINT)
-  --json          One JSON line when up: { service, url, metrics_url, workers, features, unready_upstreams }
+  --json          One JSON line when up: { service, url, admin_url, workers, features, unready_upstreams }
   -h, --help      This text
 
 Environment: the variable the config's state names (STRANGLER_STATE_TOKEN for
-state.admin, PROXY_MYSQL_URL for state.mysql), LOG_LEVEL.
+state.admin, PROXY_MYSQL_URL for state.mysql), STRANGLER_ADMIN_TOKEN for the
+config's admin port (shadow samples), LOG_LEVEL.
 
 Example:
   STRANGLER_STATE_TOKEN=… strangler proxy --config examples/nginx-and-node/proxy.json

@@ -20,6 +20,10 @@ import { createCaptureRecorder } from '../../proxy/capture/recorder.ts';
 import { secretAlias, type TokenSource } from '../../proxy/capture/redact.ts';
 import { replayCapture, type Pacing } from '../../proxy/capture/replay.ts';
 import { cliLogger } from '../cli-logger.ts';
+import { StranglerError } from '../../lib/errors.ts';
+import { loadProxyConfigFile } from '../../proxy/config.ts';
+import type { RouteTable } from '../../proxy/route-table.ts';
+import { reportInvalidFile } from '../serve/run-proxy.ts';
 import { EXIT, UsageError, intOption, parseCommandArgs, waitForStop, writeJson, type Command, type CommandIO } from '../command.ts';
 import { directEvents } from '../../legacy/cloud/direct-events.ts';
 
@@ -35,6 +39,9 @@ a JSON object {"<alias>": "<token>", "*": "<default>"}.
   strangler replay record --target URL --out FILE [--port P] [--sample R] [--seconds S]
       A recording proxy for the droplet API in front of URL; send traffic to
       the URL it prints. Ctrl-C (or --seconds) stops it.
+  strangler replay record --config PROXY.json --out FILE [--port P] [--sample R] [--seconds S]
+      The same for any service: a recording proxy with the config's routes,
+      every feature to its legacy targets.
   strangler replay record --demo --out FILE [--seconds S] [--rate N] [--hypervisors N]
       Records the demo's customer traffic (a throwaway database, Cloud
       behind a recording proxy); writes FILE and FILE's token map (demo
@@ -176,6 +183,7 @@ async function k6(argv: string[], io: CommandIO): Promise<number> {
 async function record(argv: string[], io: CommandIO): Promise<number> {
   const { values } = parseCommandArgs(argv, {
     target: { type: 'string' },
+    config: { type: 'string' },
     demo: { type: 'boolean' },
     out: { type: 'string' },
     port: { type: 'string' },
@@ -186,26 +194,40 @@ async function record(argv: string[], io: CommandIO): Promise<number> {
   });
   if (values.help) return help(io);
   if (!values.out) throw new UsageError('--out FILE is required (the capture to write)');
-  if (!values.demo === !values.target) throw new UsageError('give --target URL (record through a proxy) or --demo (record the demo traffic)');
+  if ([values.demo, values.target, values.config].filter(Boolean).length !== 1) {
+    throw new UsageError('give one of --target URL (a droplet-API recording proxy), --config FILE (a recording proxy with that proxy config\'s routes, to legacy) or --demo');
+  }
+  let routes: RouteTable = {};
+  if (values.config) {
+    try {
+      routes = loadProxyConfigFile(values.config).features;
+    } catch (err) {
+      if (err instanceof StranglerError && err.code === 'PROXY_ERR_INVALID_CONFIG') return reportInvalidFile(io, Boolean(values.json), 'proxy config', values.config, err);
+      throw err;
+    }
+  }
   const sampleRate = values.sample === undefined ? 1 : Number(values.sample);
   if (!(sampleRate > 0 && sampleRate <= 1)) throw new UsageError(`--sample must be a number in (0, 1], got "${values.sample}"`);
   const progress = createProgress(io.stderr as NodeJS.WritableStream & { isTTY?: boolean }, { quiet: values.json });
   const logger = cliLogger(io.env);
   await mkdir(dirname(resolve(values.out)), { recursive: true });
-  const recorder = createCaptureRecorder({ file: values.out, sampleRate, source: values.demo ? 'strangler replay record --demo' : `strangler replay record --target ${values.target}` });
+  const recorder = createCaptureRecorder({ file: values.out, sampleRate, source: values.demo ? 'strangler replay record --demo' : values.config ? `strangler replay record --config ${values.config}` : `strangler replay record --target ${values.target}` });
   const started: Array<() => Promise<unknown>> = [() => recorder.close()];
   const stopAll = async () => {
     for (const stop of started.reverse()) await stop();
   };
   try {
-    if (values.target) {
-      if (!/^https?:\/\/[^/]/.test(values.target)) throw new UsageError(`--target must be an http:// URL, got "${values.target}"`);
+    if (values.target || values.config) {
+      if (values.target && !/^https?:\/\/[^/]/.test(values.target)) throw new UsageError(`--target must be an http:// URL, got "${values.target}"`);
       const seconds = values.seconds === undefined ? undefined : intOption('seconds', values.seconds, 1, 1);
-      const proxy = createProxy({ routes: { 'droplet-api': dropletApiRoutes([values.target]) }, state: createStaticState(), logger, port: intOption('port', values.port, 9405, 0, 65535), onExchange: recorder.record });
+      if (values.target) routes = { 'droplet-api': dropletApiRoutes([values.target]) };
+      // Every feature at legacy (no state): the capture is what the legacy side answers today.
+      const proxy = createProxy({ routes, state: createStaticState(), logger, port: intOption('port', values.port, 9405, 0, 65535), onExchange: recorder.record });
       const { url } = await proxy.start();
       started.push(() => proxy.close());
-      if (values.json) writeJson(io, { recording: url, target: values.target, out: values.out });
-      else io.stdout.write(`recording proxy: ${url} → ${values.target}; writing ${values.out}. Ctrl-C stops.\n`);
+      const to = values.target ?? `the legacy targets of ${values.config}`;
+      if (values.json) io.stdout.write(JSON.stringify({ recording: url, target: to, out: values.out }) + '\n');
+      else io.stdout.write(`recording proxy: ${url} → ${to}; writing ${values.out}. Ctrl-C stops.\n`);
       await waitForStop(io.signal, seconds, () => {
         const s = recorder.stats();
         progress.update(`${s.recorded} recorded · ${s.skipped} not sampled · ${s.dropped} dropped`);

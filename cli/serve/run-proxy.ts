@@ -56,10 +56,10 @@ export async function runProxyFromFile(io: CommandIO, options: { file: string; j
     const started = await proxy.start();
     const workers = proxy.cluster.workers().length;
     if (options.json) {
-      io.stdout.write(JSON.stringify({ service: 'proxy', url: started.url, metrics_url: started.metricsUrl ?? null, workers, features, unready_upstreams: started.unready }) + '\n');
+      io.stdout.write(JSON.stringify({ service: 'proxy', url: started.url, admin_url: started.adminUrl ?? null, workers, features, unready_upstreams: started.unready }) + '\n');
     } else {
       io.stdout.write(`proxy listening on ${started.url} (${workers} worker${workers === 1 ? '' : 's'}; features ${features.join(', ')})\n`);
-      if (started.metricsUrl) io.stdout.write(`aggregated metrics on ${started.metricsUrl}/metrics\n`);
+      if (started.adminUrl) io.stdout.write(`admin port ${started.adminUrl}: /metrics (every worker), /admin/shadow/samples, /admin/upstreams (token)\n`);
       for (const u of started.unready) {
         io.stdout.write(`unready: ${u.feature} ${u.target} pool instance ${u.instance} fails its health check (GET ${u.health_path}); it gets traffic again once the check passes\n`);
       }

@@ -57,7 +57,8 @@ export type FetchLike = (url: string, init: { signal: AbortSignal; headers: Reco
 /** A /metrics body bigger than this is not one we want to hold in memory per gate check. */
 const MAX_METRICS_BYTES = 16 * 1024 * 1024;
 
-function metricsUrl(base: string): string {
+/** A service base URL as the gates scrape it: a bare origin means its /metrics. */
+export function metricsUrl(base: string): string {
   const url = new URL(base);
   if (url.pathname === '/' || url.pathname === '') url.pathname = '/metrics';
   return url.toString();

@@ -418,7 +418,7 @@ export function validatePlan(input: unknown): CutoverPlan {
   const c = new Checker();
   const plan = c.object('plan', input);
   if (plan) {
-    c.fields('plan', plan, ['version', 'description', 'analysis', 'webhooks', 'features']);
+    c.fields('plan', plan, ['$schema', 'version', 'description', 'analysis', 'webhooks', 'features']);
     if (plan.analysis !== undefined) checkAnalysis(c, 'analysis', plan.analysis);
     const featureNames = typeof plan.features === 'object' && plan.features !== null ? Object.keys(plan.features) : [];
     if (plan.webhooks !== undefined) checkWebhooks(c, 'webhooks', plan.webhooks, featureNames);

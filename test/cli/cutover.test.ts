@@ -177,7 +177,7 @@ describe('strangler cutover (the real binary)', () => {
     const file = join(dir, 'plan.json');
     writeFileSync(file, JSON.stringify({ version: 1, features: { 'event-delivery': { steps: [{ name: 'x', mode: 'canary', soak_seconds: 5, gates: [] }] } } }));
     const bad = await runCli(['cutover', 'plan', '--file', file]);
-    expect(bad.code).toBe(1);
+    expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('features.event-delivery.steps[0].percent: a canary step needs percent, regions or both');
     expect(bad.stderr).toContain('features.event-delivery.steps[0].mode: the last step must be "full"');
   });
