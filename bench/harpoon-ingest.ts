@@ -12,7 +12,7 @@ import type { DbConfig } from '../lib/db/config.ts';
 
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 
-const STATUS = ['Com_insert', 'Com_commit', 'Handler_commit', 'Innodb_log_writes', 'Innodb_data_fsyncs', 'Innodb_rows_inserted'] as const;
+const STATUS = ['Com_insert', 'Com_commit', 'Handler_commit', 'Innodb_log_writes', 'Innodb_data_fsyncs'] as const;
 type Status = Record<(typeof STATUS)[number], number>;
 
 async function serverStatus(admin: mysql.Connection): Promise<Status> {
@@ -25,10 +25,12 @@ async function serverStatus(admin: mysql.Connection): Promise<Status> {
 /** What the server did for `events` events between two readings (every other client of the server included). */
 function serverDelta(a: Status, b: Status, events: number) {
   const d = Object.fromEntries(STATUS.map((k) => [k, b[k] - a[k]])) as Status;
-  // Autocommit INSERTs commit without COM_COMMIT; Handler_commit counts every storage-engine commit.
-  const commits = Math.max(1, d.Handler_commit);
+  // Transactions: Harpoon's end in COMMIT (Com_commit); plain autocommit INSERTs are one each (Com_insert).
+  // Handler_commit counts statement-level commits too, so it is shown but not divided by.
+  const commits = Math.max(1, d.Com_commit > 0 ? d.Com_commit : d.Com_insert);
   return {
     ...d,
+    transactions: commits,
     events_per_commit: round(events / commits, 2),
     log_writes_per_commit: round(d.Innodb_log_writes / commits, 3),
     fsyncs_per_commit: round(d.Innodb_data_fsyncs / commits, 3),

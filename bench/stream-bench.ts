@@ -92,21 +92,26 @@ export async function writeEventsPaced(options: {
     const wait = due - Date.now();
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     const body = JSON.stringify({ ...options.event(i), args: { t0: Date.now() } });
-    pending.push(
+    const url = `${options.urls[i % options.urls.length]}/v1/events`;
+    const post = (): Promise<void> =>
       new Promise<void>((resolve, reject) => {
-        const req = request(`${options.urls[i % options.urls.length]}/v1/events`, {
+        const req = request(url, {
           method: 'POST',
           agent: writer,
           headers: { authorization: `Bearer ${options.token}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
         });
-        req.on('error', reject);
+        req.on('error', (err: NodeJS.ErrnoException) => {
+          // A keep-alive socket the server closed as this request went out: nothing was processed, send it again.
+          if (req.reusedSocket && err.code === 'ECONNRESET') post().then(resolve, reject);
+          else reject(err);
+        });
         req.on('response', (res) => {
           res.resume();
           res.on('end', () => (res.statusCode === 201 ? resolve() : reject(new Error(`write answered ${res.statusCode}`))));
         });
         req.end(body);
-      }),
-    );
+      });
+    pending.push(post());
   }
   try {
     await Promise.all(pending);
@@ -157,7 +162,8 @@ export function schedStat(pid: number | undefined): { cpu_ms: number; wait_ms: n
 
 /** What `schedStat` counted between two readings, per second of wall time. */
 export function schedDelta(a: ReturnType<typeof schedStat>, b: ReturnType<typeof schedStat>, seconds: number) {
-  if (!a || !b) return null;
+  // Threads that ended between the readings (a server's thread pool) take their counts with them.
+  if (!a || !b || b.cpu_ms < a.cpu_ms || b.wait_ms < a.wait_ms) return null;
   const r = (x: number) => Math.round(x * 10) / 10;
   return { cpu_ms_per_s: r((b.cpu_ms - a.cpu_ms) / seconds), runqueue_wait_ms_per_s: r((b.wait_ms - a.wait_ms) / seconds) };
 }
