@@ -8,6 +8,7 @@
  * harmless.
  */
 import type { HarpoonClient, Subscription } from '../harpoon/client.ts';
+import { followEvents } from '../harpoon/follow.ts';
 import type { Change, HarpoonEvent } from '../harpoon/types.ts';
 
 export interface HarpoonFeedOptions {
@@ -40,8 +41,6 @@ export interface HarpoonFeed {
   cursor(): number | undefined;
   connected(): boolean;
 }
-
-const PAGE = 1000;
 
 /** Per-host sets of event ids, in insertion order (ids rise, so oldest first as events arrive). */
 class HostIndex {
@@ -105,29 +104,19 @@ export function createHarpoonFeed(options: HarpoonFeedOptions): HarpoonFeed {
 
   return {
     async start() {
-      let after: number | undefined;
-      let cursor: number | undefined;
-      const rows: HarpoonEvent[] = [];
-      for (;;) {
-        const page = await options.client.listEvents({ region: [options.region], status: ['pending', 'running'], limit: PAGE, ...(after !== undefined ? { after } : {}) });
-        // The first page's cursor was read before any of the rows: streaming from it misses nothing.
-        cursor ??= page.cursor;
-        rows.push(...page.events);
-        if (page.next_after === null || page.events.length === 0) break;
-        after = page.next_after;
-      }
-      if (closed) return [];
-      for (const e of rows) apply(e);
-      sub = options.client.subscribe({
-        cursor,
-        region: [options.region],
-        onChange(change) {
-          options.onChange?.(change);
-          apply(change.event);
-        },
+      // The stream carries every status change of the region; the catch-up reads only the open ones.
+      const followed = await followEvents({
+        client: options.client,
+        query: { region: [options.region] },
+        catchUpQuery: { status: ['pending', 'running'] },
+        onEvent: apply,
+        ...(options.onChange ? { onChange: options.onChange } : {}),
         onDisconnect: () => options.onDisconnect?.(),
+        isClosed: () => closed,
       });
-      return rows.filter((e) => e.status === 'running' && e.server_id !== null);
+      sub = followed.subscription;
+      if (!sub) return [];
+      return followed.caughtUp.filter((e) => e.status === 'running' && e.server_id !== null);
     },
     close() {
       closed = true;

@@ -1,4 +1,5 @@
 import type { HarpoonClient, HarpoonEvent, Subscription } from '../harpoon/client.ts';
+import { followEvents } from '../harpoon/follow.ts';
 import { V1_BUSY_TYPES } from '../domain/busy-types.ts';
 import type { Logger } from '../lib/logger.ts';
 
@@ -23,7 +24,6 @@ export interface HarpoonFeedOptions {
   logger: Logger;
 }
 
-const PAGE = 1000;
 const BUSY = new Set<string>(V1_BUSY_TYPES);
 
 /**
@@ -68,27 +68,18 @@ export function createHarpoonFeed(options: HarpoonFeedOptions) {
     async start(): Promise<void> {
       options.onReset();
       queue.clear();
-      let after = 0;
-      let cursor: number | undefined;
-      const pending: HarpoonEvent[] = [];
-      for (;;) {
-        const page = await options.client.listEvents({ region: options.regions, type: [...V1_BUSY_TYPES], status: ['pending', 'running'], after, limit: PAGE });
-        cursor ??= page.cursor;
-        pending.push(...page.events);
-        if (page.next_after === null) break;
-        after = page.next_after;
-      }
-      if (closed) return;
-      for (const e of pending) apply(e);
-      sub = options.client.subscribe({
-        cursor,
-        region: options.regions,
-        type: [...V1_BUSY_TYPES],
-        onChange: (c) => apply(c.event),
+      const { caughtUp, cursor, subscription } = await followEvents({
+        client: options.client,
+        query: { region: options.regions, type: [...V1_BUSY_TYPES] },
+        catchUpQuery: { status: ['pending', 'running'] },
+        onEvent: apply,
         onDisconnect: (err) => options.logger.warn({ err: err?.message }, 'harpoon stream dropped; resuming from its cursor'),
+        isClosed: () => closed,
       });
+      if (!subscription) return;
+      sub = subscription;
       ready = true;
-      options.logger.info({ cursor, queued: queue.size, busy: pending.length - queue.size }, 'harpoon feed caught up');
+      options.logger.info({ cursor, queued: queue.size, busy: caughtUp.length - queue.size }, 'harpoon feed caught up');
     },
     /** Up to `limit` queued events, oldest first, that are due and pass `accept`. */
     take(accept: (q: QueuedEvent) => boolean, limit: number, now = Date.now()): QueuedEvent[] {
