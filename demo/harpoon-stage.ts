@@ -2,7 +2,9 @@ import type { Knex } from 'knex';
 import { StranglerError } from '../lib/errors.ts';
 import type { CutoverController } from '../proxy/cutover/controller.ts';
 import { loadDefaultPlan, type CutoverPlan, type Gate, type PlanStep } from '../proxy/cutover/plan.ts';
-import { advanceThrough } from './advance-step.ts';
+import { runThrough, type StepTaken } from './advance-step.ts';
+import type { Autopilot } from '../proxy/cutover/autopilot.ts';
+import type { StepAnalysis } from './report-types.ts';
 import type { Progress } from './progress.ts';
 import type { StageReport } from './report-types.ts';
 import { scrapeSum } from './scrape-sum.ts';
@@ -47,6 +49,8 @@ export function harpoonPlanFeatures(soakSeconds: number): HarpoonFeatures {
 
 export interface HarpoonStageOptions {
   controller: CutoverController;
+  /** The admin's autopilot: it advances the steps (strangler cutover run). */
+  autopilot: Autopilot;
   db: Knex;
   progress: Progress;
   /** Customer traffic for the transition (with action reads, so event-reads has something to shadow). */
@@ -75,16 +79,22 @@ export async function runHarpoonStage(options: HarpoonStageOptions): Promise<Sta
   const { controller, progress } = options;
   const began = Date.now();
   const transition = options.startTraffic();
-  let writes: Awaited<ReturnType<typeof advanceThrough>>;
-  let reads: Awaited<ReturnType<typeof advanceThrough>>;
+  let writes: StepTaken[];
+  let reads: StepTaken[];
+  const analysis: StepAnalysis[] = [];
+  const through = async (feature: string) => {
+    const r = await runThrough({ controller, autopilot: options.autopilot, feature, progress, label: 'harpoon', ...stall(options) });
+    analysis.push(...r.analysis);
+    return r.steps;
+  };
   let followers = 'not checked';
   try {
-    writes = await advanceThrough({ controller, feature: 'event-writes', progress, label: 'harpoon', ...refused(options) });
+    writes = await through('event-writes');
     if (options.followersOnHarpoon) {
       followers = await options.followersOnHarpoon();
       progress.log(`harpoon: followers on Harpoon's stream: ${followers}`);
     }
-    reads = await advanceThrough({ controller, feature: 'event-reads', progress, label: 'harpoon', ...refused(options) });
+    reads = await through('event-reads');
   } finally {
     const t = await transition.stop();
     progress.log(`harpoon: cutover done under traffic (${t.sent} requests, ${t.failed} failed) in ${Math.round((Date.now() - began) / 1000)}s`);
@@ -92,6 +102,7 @@ export async function runHarpoonStage(options: HarpoonStageOptions): Promise<Sta
   const committedBefore = await scrapeSum(options.harpoonUrls, 'harpoon_changes_committed_total');
   const statementsBefore = await scrapeSum(options.harpoonUrls, 'harpoon_db_statements_total');
   const stage = await options.measure();
+  stage.analysis = analysis;
   const committedAfter = await scrapeSum(options.harpoonUrls, 'harpoon_changes_committed_total');
   const statementsAfter = await scrapeSum(options.harpoonUrls, 'harpoon_db_statements_total');
   const [[outbox]] = (await options.db.raw('SELECT COUNT(*) AS n FROM event_outbox').catch(() => [[{ n: -1 }]])) as [[{ n: number | string }]];
@@ -111,6 +122,7 @@ export async function runHarpoonStage(options: HarpoonStageOptions): Promise<Sta
 
 export interface LockdownStageOptions {
   controller: CutoverController;
+  autopilot: Autopilot;
   progress: Progress;
   measure: () => Promise<StageReport>;
   refusedTimeoutMs?: number;
@@ -123,13 +135,14 @@ export interface LockdownStageOptions {
  */
 export async function runLockdownStage(options: LockdownStageOptions): Promise<StageReport> {
   const { controller, progress } = options;
-  const steps = await advanceThrough({ controller, feature: 'lockdown', progress, label: 'lockdown', ...refused(options) });
+  const { steps, analysis } = await runThrough({ controller, autopilot: options.autopilot, feature: 'lockdown', progress, label: 'lockdown', ...stall(options) });
   const effects = (await controller.effects()) as { lockdown?: { sole_access?: boolean; others_with_access?: string[]; grants_on_events?: Record<string, string[]> } };
   const grants = effects.lockdown;
   progress.log(
     `lockdown: ${grants?.sole_access ? 'only harpoon holds grants on events' : `others still hold grants on events: ${grants?.others_with_access?.join(', ')}`}`,
   );
   const stage = await options.measure();
+  stage.analysis = analysis;
   stage.details = {
     ...stage.details,
     cutover_steps: steps.map((s) => `lockdown ${s.name}`).join(' → '),
@@ -141,8 +154,8 @@ export async function runLockdownStage(options: LockdownStageOptions): Promise<S
   return stage;
 }
 
-function refused(options: { refusedTimeoutMs?: number }): { refusedTimeoutMs?: number } {
-  return options.refusedTimeoutMs !== undefined ? { refusedTimeoutMs: options.refusedTimeoutMs } : {};
+function stall(options: { refusedTimeoutMs?: number }): { stallTimeoutMs?: number } {
+  return options.refusedTimeoutMs !== undefined ? { stallTimeoutMs: options.refusedTimeoutMs } : {};
 }
 
 /**

@@ -30,6 +30,25 @@ export interface StageReport {
   events_done: number;
   /** Anything else the stage wants to show (queries per second overall, placements, …). */
   details?: Record<string, number | string>;
+  /** The autopilot's analysis runs of each cutover step the stage went through. */
+  analysis?: StepAnalysis[];
+}
+
+/** The analysis runs of one step of a feature (proxy/cutover/autopilot.ts), oldest first. */
+export interface StepAnalysis {
+  feature: string;
+  step: number;
+  step_name: string;
+  /** The feature's state version while it stood on the step. */
+  version: number;
+  runs: number;
+  pass: number;
+  fail: number;
+  no_data: number;
+  first_at: string;
+  last_at: string;
+  /** One letter per run: P pass, F fail, - no data. */
+  outcomes: string;
 }
 
 /** One sample of the server's state over time, for the connections chart. */

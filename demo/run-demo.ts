@@ -12,7 +12,7 @@ import { generateSeed } from '../stack/seed/generate.ts';
 import { insertSeed } from '../stack/seed/insert.ts';
 import { startLegacyStack } from '../stack/stack.ts';
 import { advanceEventDelivery } from './event-router-stage.ts';
-import { demoPlan, runSchedulerV2Stage } from './scheduler-v2-stage.ts';
+import { demoPlan, patientShadowSteps, runSchedulerV2Stage } from './scheduler-v2-stage.ts';
 import { harpoonPlanFeatures, runHarpoonStage, runLockdownStage, waitForFollowers } from './harpoon-stage.ts';
 import { validatePlan } from '../proxy/cutover/plan.ts';
 import { StranglerError } from '../lib/errors.ts';
@@ -116,7 +116,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       const withHarpoon = withSchedulerV2 && wanted.includes('harpoon');
       const withLockdown = withHarpoon && wanted.includes('lockdown');
       const basePlan = demoPlan(regionSlugs, soakSeconds);
-      const plan = withHarpoon ? validatePlan({ ...basePlan, features: { ...basePlan.features, ...harpoonPlanFeatures(soakSeconds) } }) : basePlan;
+      const plan = patientShadowSteps(withHarpoon ? validatePlan({ ...basePlan, features: { ...basePlan.features, ...harpoonPlanFeatures(soakSeconds) } }) : basePlan);
       stack = await startLegacyStack({
         server: server.admin,
         database,
@@ -207,6 +207,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
           try {
             steps = await advanceEventDelivery({
               controller: er.controller,
+              autopilot: er.autopilot,
               db,
               database,
               hostsByRegion,
@@ -218,11 +219,12 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
             progress.log(`event-router: cutover done under traffic (${t.sent} requests, ${t.failed} failed) in ${Math.round((Date.now() - cutoverStarted) / 1000)}s`);
           }
           const routerStage = await runStage('event-router', stageContext);
+          routerStage.analysis = steps.analysis;
           const fleetNow = stack!.fleet.stats();
           routerStage.details = {
             ...routerStage.details,
-            cutover_steps: steps.map((s) => s.name).join(' → '),
-            cutover_seconds: Math.round(steps.reduce((n, s) => n + s.seconds, 0) * 10) / 10,
+            cutover_steps: steps.steps.map((s) => s.name).join(' → '),
+            cutover_seconds: Math.round(steps.steps.reduce((n, s) => n + s.seconds, 0) * 10) / 10,
             agents_on_router: fleetNow.onRouter,
             agents_on_god_query: fleetNow.onGodQuery,
             router_events_delivered: await scrapeSum(er.routers.routers().map((r) => r.url), 'router_events_delivered_total'),
@@ -236,7 +238,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       if (er && stack.schedulerV2) {
         const v2 = stack.schedulerV2;
         await attempt('scheduler-v2', () =>
-          runSchedulerV2Stage({ controller: er.controller, startReplicas: v2.start, db, progress, startTraffic: traffic, measure: () => runStage('scheduler-v2', stageContext) }),
+          runSchedulerV2Stage({ controller: er.controller, autopilot: er.autopilot, startReplicas: v2.start, db, progress, startTraffic: traffic, measure: () => runStage('scheduler-v2', stageContext) }),
         );
       }
       // harpoon: event writes and reads move to Harpoon; routers and V2 take its stream. lockdown: only Harpoon keeps events.
@@ -246,6 +248,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
         await attempt('harpoon', () =>
           runHarpoonStage({
             controller: er.controller,
+            autopilot: er.autopilot,
             db,
             progress,
             startTraffic: readingTraffic,
@@ -257,7 +260,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
           }),
         );
         if (withLockdown) {
-          await attempt('lockdown', () => runLockdownStage({ controller: er.controller, progress, measure: () => runStage('lockdown', readingContext) }));
+          await attempt('lockdown', () => runLockdownStage({ controller: er.controller, autopilot: er.autopilot, progress, measure: () => runStage('lockdown', readingContext) }));
         }
       }
       const processes = [

@@ -5,10 +5,11 @@ import type { CutoverController } from '../proxy/cutover/controller.ts';
 import { loadDefaultPlan, stepRouting, validatePlan, type CutoverPlan, type Gate, type PlanStep } from '../proxy/cutover/plan.ts';
 import type { SchedulerV2 } from '../scheduler/create-scheduler-v2.ts';
 import type { ShadowStats } from '../scheduler/shadow.ts';
-import { advanceStep } from './advance-step.ts';
+import { runThrough } from './advance-step.ts';
+import type { Autopilot } from '../proxy/cutover/autopilot.ts';
 import { eventRouterPlan } from './event-router-stage.ts';
 import type { Progress } from './progress.ts';
-import type { StageReport } from './report-types.ts';
+import type { StageReport, StepAnalysis } from './report-types.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -25,7 +26,32 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * passed only after 114 s of refusals, as the window grew).
  */
 function demoGates(gates: readonly Gate[]): Gate[] {
-  return gates.map((g) => (g.kind === 'latency' ? { ...g, max_seconds: 5, min_samples: 5 } : g));
+  return [...gates.map((g) => (g.kind === 'latency' ? { ...g, max_seconds: 5, min_samples: 5 } : g)), ...INVARIANT_GATES];
+}
+
+/** Held continuously while scheduling moves: the database's own count, not a service's metric. */
+const INVARIANT_GATES: Gate[] = [
+  { name: 'no-overcommit', kind: 'invariant', check: 'overcommitted_hosts', description: 'No host holds droplets needing more memory or disk than it has.' },
+  { name: 'no-double-execution', kind: 'invariant', check: 'duplicate_executions' },
+];
+
+/**
+ * How the demo's autopilot judges each step: every second, two passing runs in a row (after the
+ * soak) to advance, three failing in a row to roll back one step.
+ */
+export const DEMO_ANALYSIS = { interval_seconds: 1, passes: 2, failure_threshold: 3, on_failure: 'previous' } as const;
+
+/**
+ * A shadow step sends nothing new to customers, so its gates judge readiness, not harm: the demo
+ * gives them two minutes of failing runs to come right before the autopilot rolls back, as an
+ * operator retrying `advance` would. Under load, V2's parity starts low (a run at load average 28
+ * read 81% over the first 148 judgements) and converges as the window grows.
+ */
+export function patientShadowSteps(plan: CutoverPlan): CutoverPlan {
+  const features = Object.fromEntries(
+    Object.entries(plan.features).map(([name, f]) => [name, f && { ...f, steps: f.steps.map((s) => (s.mode === 'shadow' ? { ...s, analysis: { failure_threshold: 120, ...s.analysis } } : s)) }]),
+  );
+  return validatePlan({ ...plan, features });
 }
 
 /**
@@ -51,6 +77,7 @@ export function demoPlan(regions: readonly string[], soakSeconds: number): Cutov
   return validatePlan({
     version: 1,
     description: 'The demo: event delivery moves to the Event Routers region by region, then scheduling to Scheduler V2 (shadow, one region, all).',
+    analysis: DEMO_ANALYSIS,
     features: { ...router.features, scheduling: { steps: schedulingPlan(regions, soakSeconds) } },
   });
 }
@@ -84,31 +111,37 @@ export function shadowTotals(replicas: readonly SchedulerV2[]): ShadowStats {
  */
 export async function advanceScheduling(options: {
   controller: CutoverController;
+  autopilot: Autopilot;
   replicas: readonly SchedulerV2[];
   progress: Progress;
   refusedTimeoutMs?: number;
-}): Promise<SchedulingStep[]> {
+}): Promise<{ steps: SchedulingStep[]; analysis: StepAnalysis[] }> {
   const { controller, progress } = options;
   const spec = controller.plan.features.scheduling;
   if (!spec) throw new Error('the cutover plan has no scheduling feature');
   const done: SchedulingStep[] = [];
-  for (;;) {
-    const status = await controller.statusOf('scheduling');
-    if (status.step >= status.steps) break;
-    const began = Date.now();
-    await advanceStep({ controller, feature: 'scheduling', status, progress, label: 'scheduler-v2', ...(options.refusedTimeoutMs !== undefined ? { refusedTimeoutMs: options.refusedTimeoutMs } : {}) });
-    const after = await controller.statusOf('scheduling');
-    const want = JSON.stringify(stepRouting(spec.steps[after.step - 1]!));
-    const deadline = Date.now() + 10_000;
-    while (Date.now() < deadline && !options.replicas.every((r) => JSON.stringify(r.cutoverRouting()) === want)) await sleep(100);
-    const seconds = Math.round((Date.now() - began) / 100) / 10;
-    const shadow = shadowTotals(options.replicas);
-    progress.log(
-      `scheduler-v2: advanced scheduling to step ${after.step}/${after.steps} ${after.step_name} (${seconds}s)${shadow.agreement_ratio === null ? '' : `; shadow agreement so far ${(shadow.agreement_ratio * 100).toFixed(1)}% of ${shadow.judged} judgements`}`,
-    );
-    done.push({ step: after.step, name: after.step_name, seconds });
-  }
-  return done;
+  let began = Date.now();
+  const { analysis } = await runThrough({
+    controller,
+    autopilot: options.autopilot,
+    feature: 'scheduling',
+    progress,
+    label: 'scheduler-v2',
+    ...(options.refusedTimeoutMs !== undefined ? { stallTimeoutMs: options.refusedTimeoutMs } : {}),
+    after: async (after) => {
+      const want = JSON.stringify(stepRouting(spec.steps[after.step - 1]!));
+      const deadline = Date.now() + 10_000;
+      while (Date.now() < deadline && !options.replicas.every((r) => JSON.stringify(r.cutoverRouting()) === want)) await sleep(100);
+      const seconds = Math.round((Date.now() - began) / 100) / 10;
+      const shadow = shadowTotals(options.replicas);
+      progress.log(
+        `scheduler-v2: every replica follows scheduling step ${after.step}/${after.steps} ${after.step_name} (${seconds}s)${shadow.agreement_ratio === null ? '' : `; shadow agreement so far ${(shadow.agreement_ratio * 100).toFixed(1)}% of ${shadow.judged} judgements`}`,
+      );
+      done.push({ step: after.step, name: after.step_name, seconds });
+      began = Date.now();
+    },
+  });
+  return { steps: done, analysis };
 }
 
 /**
@@ -118,6 +151,7 @@ export async function advanceScheduling(options: {
  */
 export async function runSchedulerV2Stage(options: {
   controller: CutoverController;
+  autopilot: Autopilot;
   /** Starts the V2 replicas (stack/stack.ts `schedulerV2.start`): they join at this stage, not before. */
   startReplicas: () => Promise<{ replicas: readonly SchedulerV2[]; urls: readonly string[] }>;
   db: Knex;
@@ -134,8 +168,9 @@ export async function runSchedulerV2Stage(options: {
   const began = Date.now();
   const transition = options.startTraffic();
   let steps: SchedulingStep[];
+  let analysis: StepAnalysis[];
   try {
-    steps = await advanceScheduling({ ...options, replicas });
+    ({ steps, analysis } = await advanceScheduling({ ...options, replicas }));
   } finally {
     const t = await transition.stop();
     progress.log(`scheduler-v2: cutover done under traffic (${t.sent} requests, ${t.failed} failed) in ${Math.round((Date.now() - began) / 1000)}s`);
@@ -150,6 +185,7 @@ export async function runSchedulerV2Stage(options: {
     [Number(first.id)],
   )) as [[{ v2: number | string | null; v1: number | string | null }]];
   const invariants = await checkInvariants(db, { hostReserved: HOST_RESERVED });
+  stage.analysis = analysis;
   stage.details = {
     ...stage.details,
     cutover_steps: steps.map((s) => s.name).join(' → '),

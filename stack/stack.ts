@@ -1,6 +1,8 @@
 import type { DbConfig } from '../lib/db/config.ts';
-import { serviceDbConfig, type DbPasswords } from '../lib/db/service-users.ts';
+import { MONITOR_USER, serviceDbConfig, type DbPasswords } from '../lib/db/service-users.ts';
 import { loadHypervisorKeys, type HypervisorKeyRing } from '../lib/auth/hypervisor-keys.ts';
+import { HOST_RESERVED } from '../domain/catalog.ts';
+import type { Autopilot } from '../proxy/cutover/autopilot.ts';
 import { createMonitor, type Monitor } from '../lib/metrics/create-monitor.ts';
 import { createHttpService } from '../lib/http/service-server.ts';
 import { createRouter } from '../lib/http/router.ts';
@@ -78,6 +80,8 @@ export interface LegacyStackOptions {
     modeCheckEvery?: number;
     /** Serve the live dashboard at <admin>/dashboard, scraping every service every intervalMs (default 2000). Off by default. */
     dashboard?: { intervalMs?: number };
+    /** The plan's webhook secrets by name (webhookSecretsFromEnv), when its webhooks sign. */
+    webhookSecrets?: Record<string, string>;
   };
   /**
    * Makes Scheduler V2 replicas available (`schedulerV2.start()`, so the
@@ -139,6 +143,8 @@ export interface EventRouterStack {
   /** The cutover admin API (`…/cutover/*`, token-protected); its /metrics has the proxy cluster's series too. */
   adminUrl: string;
   controller: CutoverController;
+  /** The admin's analysis loop and autopilot (strangler cutover run). */
+  autopilot: Autopilot;
   /** The live dashboard (`<adminUrl>/dashboard`), when started with `dashboard`. */
   dashboardUrl?: string;
   /** An admin token for followers that only read GET /cutover/state (lib/cutover/http-state-source.ts). */
@@ -272,6 +278,11 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
         logger,
         port: adminPort,
         watcherActor: 'demo-soak-watcher',
+        // Invariant and budget gates read the server: the grantor account once lockdown is possible
+        // (it alone still reads events afterwards), else the monitor's read-only user.
+        observer: grantor ?? as(MONITOR_USER),
+        hostReserved: HOST_RESERVED,
+        ...(er.webhookSecrets ? { webhookSecrets: er.webhookSecrets } : {}),
         // Thousands of agents share two cores with MariaDB here: a scrape may wait behind them.
         scrapeTimeoutMs: 5000,
       });
@@ -279,10 +290,10 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
       started.push(admin);
       started.push(supervisor);
       const routers = await supervisor.start();
-      eventRouter = { routers: supervisor, proxy, proxyUrl: proxyAddress.url, adminUrl, controller: admin.controller, followerToken };
+      eventRouter = { routers: supervisor, proxy, proxyUrl: proxyAddress.url, adminUrl, controller: admin.controller, autopilot: admin.autopilot, followerToken };
       if (er.dashboard) {
         dashboard = createDashboardCollector({ intervalMs: er.dashboard.intervalMs, logger, sources: [{ job: 'monitor', url: monitorAddress.url }, { job: 'proxy-admin', url: adminUrl }, { job: 'cloud', url: cloudAddress.url }, ...routers.map((r) => ({ job: 'event-router', url: r.url })), ...(harpoon?.urls ?? []).map((url) => ({ job: 'harpoon', url }))] });
-        addDashboardRoutes(admin.router, { collector: dashboard, history: (limit) => admin.controller.history({ limit }) });
+        addDashboardRoutes(admin.router, { collector: dashboard, history: (limit) => admin.controller.history({ limit }), autopilot: () => admin.autopilot.view() });
         started.push(dashboard);
         eventRouter.dashboardUrl = `${adminUrl}/dashboard`;
       }

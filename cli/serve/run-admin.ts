@@ -4,6 +4,7 @@ import { StranglerError } from '../../lib/errors.ts';
 import { loadProxyConfigFile, type ProxyConfig } from '../../proxy/config.ts';
 import { createCutoverAdmin } from '../../proxy/cutover/admin.ts';
 import { loadPlanFile, planServices, type CutoverPlan } from '../../proxy/cutover/plan.ts';
+import { webhookSecretsFromEnv } from '../../proxy/cutover/webhooks.ts';
 import { cliLogger } from '../cli-logger.ts';
 import { EXIT, UsageError, intOption, waitForStop, type CommandIO } from '../command.ts';
 import { reportInvalidFile } from './run-proxy.ts';
@@ -25,6 +26,8 @@ export interface AdminRunOptions {
  *   ADMIN_MYSQL_URL        mysql://proxy:<password>@host:port/<database> (required; `strangler db migrate` first)
  *   STRANGLER_ADMIN_TOKEN  the operator's token, every scope (required)
  *   STRANGLER_STATE_TOKEN  a read-only token for followers: proxies with state.admin, routers (optional)
+ *   ADMIN_OBSERVER_MYSQL_URL  a user with PROCESS and SELECT on the event tables, for invariant and budget gates (optional)
+ *   STRANGLER_WEBHOOK_SECRET_<NAME>  the signing secret each plan webhook names (runbooks/autopilot.md#webhooks)
  */
 export async function runAdminFromFiles(io: CommandIO, options: AdminRunOptions): Promise<number> {
   const planFile = options.plan ?? io.env.ADMIN_PLAN_FILE;
@@ -65,6 +68,8 @@ export async function runAdminFromFiles(io: CommandIO, options: AdminRunOptions)
     host: options.host ?? io.env.HOST ?? '127.0.0.1',
     logger,
     ...(watchIntervalMs !== undefined ? { watchIntervalMs } : {}),
+    ...(io.env.ADMIN_OBSERVER_MYSQL_URL ? { observer: parseMysqlUrl(io.env.ADMIN_OBSERVER_MYSQL_URL) } : {}),
+    webhookSecrets: webhookSecretsFromEnv(plan, io.env),
   });
   try {
     const { url } = await admin.start();

@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import type { ServerResponse } from 'node:http';
 import { sendJson } from '../../lib/http/respond.ts';
 import type { Router } from '../../lib/http/router.ts';
+import type { AutopilotView } from '../cutover/autopilot-view.ts';
 import type { HistoryEntry } from '../cutover/state-store.ts';
 import type { DashboardCollector } from './collector.ts';
 
@@ -10,6 +11,33 @@ export interface DashboardRoutesOptions {
   collector: DashboardCollector;
   /** The cutover history, newest first (the controller's history()): step-change markers. */
   history?: (limit: number) => Promise<HistoryEntry[]>;
+  /** The autopilot's view of every feature (admin.autopilot.view()): the current analysis and why it waits. */
+  autopilot?: () => Promise<AutopilotView[]>;
+}
+
+/** What the token-less page may show of the autopilot: counters, verdicts and reasons, never a reading's values. */
+function autopilotPanel(views: AutopilotView[]) {
+  return views.map((v) => ({
+    feature: v.feature,
+    run: v.run,
+    step: v.step,
+    steps: v.steps,
+    step_name: v.step_name,
+    paused: v.paused,
+    manual_judgement: v.manual_judgement,
+    soak_remaining_seconds: v.soak_remaining_seconds,
+    interval_seconds: v.interval_seconds,
+    checks: v.checks,
+    passes: v.passes,
+    passes_needed: v.passes_needed,
+    failures: v.failures,
+    failure_threshold: v.failure_threshold,
+    no_data: v.no_data,
+    last_outcome: v.last_outcome,
+    next_check_in_seconds: v.next_check_in_seconds,
+    gates: (v.readings ?? []).map((r) => ({ gate: r.gate, verdict: r.verdict })),
+    waiting: v.waiting,
+  }));
 }
 
 const require = createRequire(import.meta.url);
@@ -48,7 +76,7 @@ function sendAsset(res: ServerResponse, asset: { type: string; body: Buffer }): 
  *
  * @example
  *   const collector = createDashboardCollector({ sources });
- *   addDashboardRoutes(admin.router, { collector, history: (limit) => admin.controller.history({ limit }) });
+ *   addDashboardRoutes(admin.router, { collector, history: (limit) => admin.controller.history({ limit }), autopilot: () => admin.autopilot.view() });
  *   collector.start(); // then open http://127.0.0.1:9400/dashboard
  */
 export function addDashboardRoutes(router: Router, options: DashboardRoutesOptions): Router {
@@ -67,8 +95,16 @@ export function addDashboardRoutes(router: Router, options: DashboardRoutesOptio
         historyError = `the cutover history could not be read: ${(err as Error).message.slice(0, 120)}`;
       }
     }
+    let autopilot: ReturnType<typeof autopilotPanel> | undefined;
+    if (options.autopilot) {
+      try {
+        autopilot = autopilotPanel(await options.autopilot());
+      } catch (err) {
+        historyError = `the autopilot state could not be read: ${(err as Error).message.slice(0, 120)}`;
+      }
+    }
     res.setHeader('cache-control', 'no-store');
-    sendJson(res, 200, { ...options.collector.data(), markers, ...(historyError ? { history_error: historyError } : {}) });
+    sendJson(res, 200, { ...options.collector.data(), markers, ...(autopilot ? { autopilot } : {}), ...(historyError ? { history_error: historyError } : {}) });
   });
   return router;
 }

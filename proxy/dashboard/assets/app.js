@@ -118,6 +118,27 @@
     });
   }
 
+  /** The analysis of every feature past legacy and every autopilot run: verdicts, counters, next check, why it waits. */
+  function renderAutopilot(rows) {
+    var body = document.querySelector('#autopilot tbody');
+    body.textContent = '';
+    (rows || []).filter(function (a) { return a.step > 0 || a.run === 'running' || a.run === 'waiting'; }).forEach(function (a) {
+      var tr = el('tr', { 'data-feature': a.feature, 'data-run': a.run });
+      tr.appendChild(el('td', {}, a.feature));
+      tr.appendChild(el('td', { class: 'run-' + a.run }, a.run + (a.manual_judgement ? ' (manual step)' : '')));
+      tr.appendChild(el('td', {}, a.step + '/' + a.steps + ' ' + a.step_name + (a.soak_remaining_seconds > 0 ? ' · soak ' + a.soak_remaining_seconds + 's left' : '')));
+      var gates = a.gates.map(function (g) { return g.gate + ' ' + g.verdict; }).join(', ');
+      tr.appendChild(el('td', { class: 'outcome-' + (a.last_outcome || 'none') }, (a.last_outcome || 'not yet') + (gates ? ': ' + gates : '')));
+      tr.appendChild(el('td', {}, a.passes + '/' + a.passes_needed));
+      tr.appendChild(el('td', {}, a.failures + '/' + a.failure_threshold));
+      tr.appendChild(el('td', {}, String(a.no_data)));
+      tr.appendChild(el('td', {}, a.next_check_in_seconds === null ? '-' : 'in ' + a.next_check_in_seconds + 's (every ' + a.interval_seconds + 's)'));
+      tr.appendChild(el('td', {}, a.paused ? 'paused' : a.waiting || ''));
+      body.appendChild(tr);
+    });
+    state.autopilot = rows || [];
+  }
+
   function renderSources(sources) {
     var f = document.getElementById('sources');
     f.textContent = 'scraping: ';
@@ -141,6 +162,7 @@
         markers = d.markers || [];
         Object.keys(d.charts).forEach(function (id) { render(id, d.charts[id]); });
         renderSteps(d.steps, markers);
+        renderAutopilot(d.autopilot);
         renderSources(d.sources);
         var cap = document.querySelector('#chart-connections figcaption');
         cap.textContent = 'MySQL connections, total and by user (server-measured)' + (d.max_connections ? ' · max_connections ' + d.max_connections : '');

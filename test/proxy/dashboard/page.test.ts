@@ -91,6 +91,14 @@ describe.skipIf(!HAVE_CHROMIUM)('the live dashboard on the admin port, in headle
     }, undefined, { timeout: 30_000 });
     await page.locator('#steps tr[data-feature="event-delivery"][data-step="1"]').waitFor();
     expect(await page.locator('#markers li[data-feature="event-delivery"]').first().textContent()).toContain('event-delivery 0 → 1');
+    // The analysis panel: the step's current analysis (each gate's verdict), passes so far, the next check.
+    const analysis = page.locator('#autopilot tr[data-feature="event-delivery"]');
+    await page.waitForFunction(() => /router-backlog (pass|fail|no-data|error)/.test(document.querySelector('#autopilot tr[data-feature="event-delivery"]')?.textContent ?? ''), undefined, { timeout: 30_000 });
+    const cells = await analysis.locator('td').allTextContents();
+    expect(cells[1]).toBe('idle');
+    expect(cells[2]).toMatch(/^1\/\d+ /);
+    expect(cells[4]).toMatch(/^\d+\/3$/); // passes so far / the plan's passes
+    expect(cells[7]).toMatch(/^(in [\d.]+s \(every 10s\)|-)$/);
     // The agents of the first step's region leave MySQL: wait for a few more points after the change.
     const updates = (await state()).updates;
     await waitFor(async () => (await state()).updates >= updates + 4, 20_000);
