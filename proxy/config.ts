@@ -201,6 +201,11 @@ export function validateProxyConfig(input: unknown): ProxyConfig {
         } else httpUrl(c, path, urls);
       }
     }
+    // createProxy takes these objects as options (ignoring keys it does not know); a file must not hide a typo.
+    const healthCheck = config.healthCheck === undefined ? undefined : c.object('healthCheck', config.healthCheck);
+    if (healthCheck) c.fields('healthCheck', healthCheck, ['path', 'intervalMs', 'timeoutMs', 'unhealthyThreshold', 'healthyThreshold']);
+    const shadow = config.shadow === undefined ? undefined : c.object('shadow', config.shadow);
+    if (shadow) c.fields('shadow', shadow, ['samples', 'sampleBodyBytes', 'maxCompareBytes', 'timeoutMs', 'maxInFlight', 'compare']);
     if (c.errors.length === 0) checkProxyOptions(c, config);
   }
   if (c.errors.length > 0) {
