@@ -5,7 +5,7 @@ import { invalidOption } from '../lib/errors.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
 import type { AgentStats } from './agent-stats.ts';
 import { createAgentStats } from './agent-stats.ts';
-import { parseEventDeliveryRow, readEventDelivery, routedToRouter, type DeliverySource, type EventDeliveryState } from '../lib/cutover/event-delivery.ts';
+import { readEventDelivery, routedToRouter, type DeliverySource, type EventDeliveryState } from '../lib/cutover/event-delivery.ts';
 import { resourceDelta, type HostState } from '../domain/completion.ts';
 import type { AgentCore, PollingMode, PollingModeFactory } from './polling-mode.ts';
 import { startRouterSession, type HeldEvent, type RouterSession } from './router-client.ts';
@@ -39,8 +39,8 @@ export interface DobeAgentOptions {
   /** This hypervisor's token (lib/auth/hypervisor-token.ts); required with routerUrl. */
   routerToken?: string;
   /**
-   * After a switch back from the router, polls between re-reads of this host's `running` events (default 3).
-   * (The `event-delivery` row itself comes with every god query: legacy/dobe/god-query.ts withDeliveryRow.)
+   * In god-query mode, polls between reads of the `event-delivery` cutover row (default 1: every poll, a
+   * primary-key lookup before the god query, so a region step waits one poll, however stretched, not three).
    */
   modeCheckEvery?: number;
   /** Router reconnect backoff bounds (default 250 ms to 5 s). */
@@ -109,7 +109,7 @@ export function createDobeAgent(options: DobeAgentOptions): DobeAgent {
   // Dual mode: the agent follows the cutover between its polling mode and its router.
   const dual = hasRouter && options.polling !== undefined;
   if (hasRouter && !options.routerToken) throw invalidOption('routerToken', options.routerToken, 'the hypervisor token (required with routerUrl)');
-  const modeCheckEvery = options.modeCheckEvery ?? 3;
+  const modeCheckEvery = options.modeCheckEvery ?? 1;
   if (!Number.isInteger(modeCheckEvery) || modeCheckEvery < 1) throw invalidOption('modeCheckEvery', modeCheckEvery, 'a positive integer');
   const retryMs = options.routerRetryMs ?? { min: 250, max: 5000 };
   if (!(retryMs.min > 0 && retryMs.max >= retryMs.min)) throw invalidOption('routerRetryMs', retryMs, '{ min > 0, max >= min }');
@@ -288,8 +288,8 @@ export function createDobeAgent(options: DobeAgentOptions): DobeAgent {
       return conn;
     },
     dropConnection: drop,
-    routedBy(row) {
-      delivery = parseEventDeliveryRow(row);
+    async readRouted(c) {
+      delivery = await readEventDelivery(c);
       return routed(delivery);
     },
     enterRouter,

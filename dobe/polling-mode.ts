@@ -24,7 +24,7 @@ export interface AgentCore {
   readonly pollIntervalMs: { min: number; max: number };
   /** How often host state is written back to the `servers` row. */
   readonly hostReportIntervalMs: number;
-  /** After a switch back from the router, polls between re-reads of the host's running events. */
+  /** In dual mode, polls between reads of the `event-delivery` row (1: every poll). */
   readonly modeCheckEvery: number;
   /** After a switch back from the router, how long running events are re-read at every mode check. */
   readonly runningRecheckMs: number;
@@ -42,8 +42,8 @@ export interface AgentCore {
   connection(): Promise<Connection>;
   /** Closes the agent's MySQL connection (after a failure, or before the router takes over). */
   dropConnection(): Promise<void>;
-  /** Whether this host is routed to its router, from the `event-delivery` row the mode read (with its own query); undefined: no row. */
-  routedBy(row: { mode: unknown; percent: unknown; regions: unknown; version: unknown } | undefined): boolean;
+  /** Reads the `event-delivery` row over `conn`: whether this host is routed to its router now. */
+  readRouted(conn: Connection): Promise<boolean>;
   /** Hands the agent to its router: `carry` holds events executed but not yet recorded. */
   enterRouter(carry: HeldEvent[]): Promise<void>;
 }

@@ -3,10 +3,10 @@ import type { AgentEvent } from '../../contracts/agent-event.ts';
 import type { AgentCore, PollingMode, PollingModeFactory, PollingModeRef } from '../../dobe/polling-mode.ts';
 import type { HeldEvent } from '../../dobe/router-client.ts';
 import { claimEvent, completeEvent } from './execute.ts';
-import { EVENT_DELIVERY } from '../../domain/features.ts';
-import { GOD_QUERY, godQueryParams, withDeliveryRow } from './god-query.ts';
+import { GOD_QUERY, godQueryParams } from './god-query.ts';
 
-const GOD_QUERY_WITH_DELIVERY = withDeliveryRow(GOD_QUERY);
+/** After a switch back from the router, polls between re-reads of this host's running events. */
+const RUNNING_RECHECK_EVERY = 3;
 
 /**
  * The agent's legacy event source, the infinite loop from the talk: over
@@ -14,13 +14,12 @@ const GOD_QUERY_WITH_DELIVERY = withDeliveryRow(GOD_QUERY);
  * 1–5 s, claims and executes what it finds, marks it done, and periodically
  * writes its host state to `servers` (which Scheduler V1 reads).
  *
- * Dual mode (the agent has a router): every god query carries the
- * `event-delivery` row (withDeliveryRow), so the agent learns the decision
- * at its next poll however stretched polls are, at no extra statement; when
- * routed, it claims nothing of what that poll found and hands the agent to
- * its router with what it executed but could not record. Sent back from the
- * router, it first finishes this host's `running` events (claims the router
- * made that never reached it), and re-reads them every few polls for a while.
+ * Dual mode (the agent has a router): every few polls it reads the
+ * `event-delivery` row over the connection it already holds; when routed,
+ * it finishes the poll in hand and hands the agent to its router with what
+ * it executed but could not record. Sent back from the router, it first
+ * finishes this host's `running` events (claims the router made that never
+ * reached it), and re-reads them at every mode check for a while.
  *
  * @example
  *   createDobeAgent({ serverId: 7, db: dobeConfig, polling: godQueryMode });
@@ -46,19 +45,6 @@ export const godQueryMode: PollingModeFactory = (core: AgentCore): PollingMode =
   async function runGodQuery(c: Connection, status: 'pending' | 'running' = 'pending'): Promise<AgentEvent[]> {
     const [rows] = await c.query<RowDataPacket[]>(GOD_QUERY, godQueryParams(serverId, status));
     return rows as AgentEvent[];
-  }
-
-  /** The god query with the cutover row (dual mode): the host's pending events, and whether it is routed now. */
-  async function runGodQueryWithDelivery(c: Connection): Promise<{ rows: AgentEvent[]; routed: boolean }> {
-    const [rows] = await c.query<RowDataPacket[]>(GOD_QUERY_WITH_DELIVERY, [EVENT_DELIVERY, ...godQueryParams(serverId)]);
-    const first = rows[0];
-    const routed = core.routedBy(
-      first?.cutover_mode == null ? undefined : { mode: first.cutover_mode, percent: first.cutover_percent, regions: first.cutover_regions, version: first.cutover_version },
-    );
-    const events = rows
-      .filter((r) => r.event_id !== null)
-      .map(({ cutover_mode: _m, cutover_percent: _p, cutover_regions: _r, cutover_version: _v, ...event }) => event as AgentEvent);
-    return { rows: events, routed };
   }
 
   /**
@@ -88,8 +74,10 @@ export const godQueryMode: PollingModeFactory = (core: AgentCore): PollingMode =
     const fresh = !core.connected();
     const conn = await core.connection();
     if (fresh) stats.reconnects += failures > 0 ? 1 : 0;
-    const checked = core.dual && polls++ % core.modeCheckEvery === 0;
-    if (!recovered || (checked && Date.now() < recheckRunningUntil)) {
+    if (core.dual && polls % core.modeCheckEvery === 0) toRouter = await core.readRouted(conn);
+    // After a switch back, the host's running events are re-read every third poll for a while (a claim may have raced the switch).
+    const recheck = polls++ % RUNNING_RECHECK_EVERY === 0;
+    if (!toRouter && (!recovered || (recheck && Date.now() < recheckRunningUntil))) {
       // After a restart (kill -9 of the fleet) or a switch back from the router, events claimed for this host are still 'running'.
       const stuck = await runGodQuery(conn, 'running');
       for (const row of stuck) keep(row, core.now());
@@ -100,17 +88,10 @@ export const godQueryMode: PollingModeFactory = (core: AgentCore): PollingMode =
       await finish(conn, row, receivedAt);
       unfinished.shift();
     }
-    let rows: AgentEvent[];
-    if (core.dual) {
-      const found = await runGodQueryWithDelivery(conn);
-      // Routed: nothing of this poll is claimed and nothing is half-finished; the router takes it from here.
-      toRouter = found.routed;
-      rows = toRouter ? [] : found.rows;
-    } else {
-      rows = await runGodQuery(conn);
-    }
-    stats.godQueries++;
+    // Routed: the poll in hand is done and nothing is half-finished; the router takes it from here.
     if (toRouter) return;
+    const rows = await runGodQuery(conn);
+    stats.godQueries++;
     const receivedAt = core.now();
     for (const row of rows) {
       if (closed) break;
@@ -164,6 +145,7 @@ export const godQueryMode: PollingModeFactory = (core: AgentCore): PollingMode =
   return {
     start() {
       lastReport = Date.now();
+      // connect() has just read the cutover row: the next read comes within modeCheckEvery polls (the next one, by default).
       polls = 1;
       // Spread the first polls over one interval so a fleet does not stampede.
       schedule(core.random() * poll.max);
@@ -174,7 +156,7 @@ export const godQueryMode: PollingModeFactory = (core: AgentCore): PollingMode =
       for (const h of leftover) keep(h.row, h.receivedAt);
       recovered = false;
       recheckRunningUntil = Date.now() + core.runningRecheckMs;
-      // The first poll re-reads this host's running events (and, with its god query, the cutover row).
+      // The first poll re-reads the cutover row and this host's running events.
       polls = 0;
       schedule(0);
     },

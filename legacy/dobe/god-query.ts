@@ -61,25 +61,6 @@ WHERE e.server_id = ?
 ORDER BY e.id
 LIMIT 100`;
 
-/**
- * A god query with the `event-delivery` cutover row joined in, for dual-mode
- * agents: every poll carries the cutover decision in the same statement, so
- * an agent learns it at its next poll however stretched polls are, at no
- * extra statement. Always one row at least: the `cutover_*` columns, with
- * the event columns NULL when the god query found nothing. The god query
- * runs as it is (a derived table; its LIMIT keeps it unmerged).
- *
- * Parameters: the feature name, then the god query's own.
- */
-export function withDeliveryRow(godQuery: string): string {
-  return `
-SELECT cf.mode AS cutover_mode, cf.percent AS cutover_percent, cf.regions AS cutover_regions, cf.version AS cutover_version, g.*
-FROM (SELECT 1 AS one) one
-LEFT JOIN cutover_features cf ON cf.feature = ?
-LEFT JOIN (${godQuery}) g ON TRUE
-ORDER BY g.event_id`;
-}
-
 /** One row of the god query: the event an agent executes (contracts/agent-event.ts). */
 export type GodQueryRow = AgentEvent;
 
