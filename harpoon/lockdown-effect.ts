@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import type { FeatureEffect } from '../proxy/cutover/effects.ts';
-import { lockdown, readEventGrants, rollbackLockdown } from './lockdown.ts';
+import { allowedAfterLockdown, lockdown, readEventGrants, rollbackLockdown } from './lockdown.ts';
+import { checkEventGrants } from './grant-watcher.ts';
 
 export interface LockdownEffectOptions {
   /** An account that may GRANT and REVOKE on the database (root, or an admin made for it). */
@@ -32,10 +33,12 @@ export function createLockdownEffect(options: LockdownEffectOptions): FeatureEff
       const holders: Record<string, string[]> = {};
       for (const g of grants) {
         const key = `${g.grantee}${g.level === 'table' ? '' : ` (${g.level})`}`;
-        (holders[key] ??= []).push(g.privilege);
+        (holders[key] ??= []).push(g.level === 'table' ? `${g.table}.${g.privilege}` : g.privilege);
       }
-      const others = [...new Set(grants.filter((g) => g.level !== 'global' && !keep.includes(g.user)).map((g) => g.user))].sort();
-      return { grants_on_events: holders, sole_access: others.length === 0, others_with_access: others };
+      const others = [...new Set(grants.filter((g) => !allowedAfterLockdown(g, keep)).map((g) => g.user))].sort();
+      // Drift: the cutover state says lockdown holds, the server says someone else may still touch event data.
+      const drift = (await checkEventGrants(options.admin, options.database, keep)).drift.map((g) => `${g.grantee} ${g.privilege} on ${g.table}`);
+      return { grants_on_events: holders, sole_access: others.length === 0, others_with_access: others, drift };
     },
   };
 }

@@ -1,17 +1,21 @@
 /**
- * The `lockdown` step: make "Harpoon is the sole accessor of events" a fact
- * the MySQL server enforces.
+ * The `lockdown` step: make "Harpoon is the sole accessor of event data" a
+ * fact the MySQL server enforces. Event data is every table that carries
+ * events or their payloads (domain/event-data.ts: `events`, `event_log`,
+ * `event_outbox`), all treated alike.
  *
- * - `lockdown()` revokes every table-level privilege on `<db>.events` from
- *   every account but the kept ones (Harpoon's). An account whose
- *   schema-level grant (`<db>.*`) covers events loses it and gets the same
- *   privileges table by table on every other table, so it keeps everything
- *   but events. Each change is recorded in `harpoon_lockdown` before it is
+ * - `lockdown()` revokes every table-level privilege on each event-data
+ *   table from every account but the kept ones (Harpoon's), except the
+ *   hand-offs of domain/event-data.ts (Cloud's INSERT, SELECT and DELETE on
+ *   its own outbox: the write-ahead of event-writes, which holds only what
+ *   Cloud itself wrote). An account whose schema-level grant (`<db>.*`)
+ *   covers them loses it and gets the same privileges table by table on
+ *   every other table, so it keeps everything but event data. Each change is recorded in `harpoon_lockdown` before it is
  *   made, so an interrupted lockdown is finished or undone by running
  *   either command again.
  * - `rollbackLockdown()` undoes exactly what was recorded: the per-table
  *   grants it added are revoked, the revoked grants are granted back.
- * - `readEventGrants()` says who holds what on events now, from
+ * - `readEventGrants()` says who holds what on event data now, from
  *   information_schema (TABLE_PRIVILEGES, SCHEMA_PRIVILEGES,
  *   USER_PRIVILEGES); global (`*.*`) grants are listed, never changed: they
  *   belong to administrators.
@@ -25,12 +29,15 @@
  */
 import type { Knex } from 'knex';
 import { harpoonError } from './errors.ts';
+import { allowedUnderLockdown, EVENT_DATA_OWNER, EVENT_DATA_TABLES } from '../domain/event-data.ts';
 
 export type GrantLevel = 'table' | 'schema' | 'global';
 
 export interface EventGrant {
   /** As information_schema spells it: 'cloud'@'%'. */
   grantee: string;
+  /** The event-data table (table level), or '*' (schema and global level). */
+  table: string;
   user: string;
   host: string;
   level: GrantLevel;
@@ -38,8 +45,8 @@ export interface EventGrant {
 }
 
 export interface LockdownResult {
-  /** Grants taken away: on events (level table) or on the whole schema (level schema). */
-  revoked: Array<{ grantee: string; level: 'table' | 'schema'; privilege: string }>;
+  /** Grants taken away: on an event-data table (level table) or on the whole schema (level schema). */
+  revoked: Array<{ grantee: string; level: 'table' | 'schema'; privilege: string; table?: string }>;
   /** Per-table grants added in place of a revoked schema grant. */
   granted: Array<{ grantee: string; table: string; privilege: string }>;
 }
@@ -61,8 +68,6 @@ const TABLE_PRIVILEGES = new Set([
   'DELETE HISTORY',
 ]);
 const ROW_PRIVILEGES = ['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'ALL PRIVILEGES'];
-const EVENTS = 'events';
-
 /** A privilege name goes into GRANT/REVOKE as a keyword: only the fixed vocabulary above may. */
 function keyword(privilege: string): string {
   if (!TABLE_PRIVILEGES.has(privilege)) throw harpoonError('HARPOON_ERR_LOCKDOWN', `unexpected privilege ${JSON.stringify(privilege)}`);
@@ -80,12 +85,12 @@ async function rows<T>(admin: Knex, sql: string, params: Knex.RawBinding[]): Pro
   return result;
 }
 
-/** Who can touch `<database>.events`, at which level, with which privilege. */
+/** Who can touch `<database>`'s event-data tables, at which level, with which privilege. */
 export async function readEventGrants(admin: Knex, database: string): Promise<EventGrant[]> {
-  const table = await rows<{ g: string; p: string }>(
+  const table = await rows<{ g: string; p: string; t: string }>(
     admin,
-    'SELECT GRANTEE AS g, PRIVILEGE_TYPE AS p FROM information_schema.TABLE_PRIVILEGES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?',
-    [database, EVENTS],
+    'SELECT GRANTEE AS g, PRIVILEGE_TYPE AS p, TABLE_NAME AS t FROM information_schema.TABLE_PRIVILEGES WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN (?)',
+    [database, [...EVENT_DATA_TABLES]],
   );
   const schema = await rows<{ g: string; p: string }>(
     admin,
@@ -98,16 +103,24 @@ export async function readEventGrants(admin: Knex, database: string): Promise<Ev
     [ROW_PRIVILEGES],
   );
   const out: EventGrant[] = [];
-  const add = (level: GrantLevel, list: Array<{ g: string; p: string }>) => {
+  const add = (level: GrantLevel, list: Array<{ g: string; p: string; t?: string }>) => {
     for (const r of list) {
       if (level !== 'global' && !TABLE_PRIVILEGES.has(r.p)) continue;
-      out.push({ grantee: r.g, ...parseGrantee(r.g), level, privilege: r.p });
+      out.push({ grantee: r.g, ...parseGrantee(r.g), table: r.t ?? '*', level, privilege: r.p });
     }
   };
   add('table', table);
   add('schema', schema);
   add('global', global);
-  return out.sort((a, b) => a.grantee.localeCompare(b.grantee) || a.level.localeCompare(b.level) || a.privilege.localeCompare(b.privilege));
+  return out.sort(
+    (a, b) => a.grantee.localeCompare(b.grantee) || a.level.localeCompare(b.level) || a.table.localeCompare(b.table) || a.privilege.localeCompare(b.privilege),
+  );
+}
+
+/** Whether lockdown leaves `grant` in place: Harpoon's (the kept accounts), a hand-off (domain/event-data.ts), or an administrator's global grant. */
+export function allowedAfterLockdown(grant: EventGrant, keep: readonly string[] = [EVENT_DATA_OWNER]): boolean {
+  if (grant.level === 'global' || keep.includes(grant.user)) return true;
+  return grant.level === 'table' && allowedUnderLockdown(grant.user, grant.table, grant.privilege, keep);
 }
 
 async function record(admin: Knex, database: string, row: { grantee: string; action: 'revoked' | 'granted'; table_name: string | null; privilege: string }): Promise<void> {
@@ -126,19 +139,24 @@ async function change(admin: Knex, sql: string, params: Knex.RawBinding[], what:
  * Revokes every grant on events from every account but `keep` (default:
  * the `harpoon` user). Idempotent: a second run finds nothing to revoke.
  */
-export async function lockdown(admin: Knex, database: string, options: { keep?: string[] } = {}): Promise<LockdownResult> {
-  const keep = new Set(options.keep ?? ['harpoon']);
+export async function lockdown(
+  admin: Knex,
+  database: string,
+  options: { keep?: string[] } = {},
+): Promise<LockdownResult> {
+  const keep = options.keep ?? [EVENT_DATA_OWNER];
   const result: LockdownResult = { revoked: [], granted: [] };
-  const grants = (await readEventGrants(admin, database)).filter((g) => g.level !== 'global' && !keep.has(g.user));
+  const grants = (await readEventGrants(admin, database)).filter((g) => !allowedAfterLockdown(g, keep));
+  const eventData = new Set<string>(EVENT_DATA_TABLES);
   const tables = (await rows<{ t: string }>(admin, 'SELECT TABLE_NAME AS t FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = ?', [database, 'BASE TABLE']))
     .map((r) => r.t)
-    .filter((t) => t !== EVENTS);
+    .filter((t) => !eventData.has(t));
   for (const g of grants) {
     const p = keyword(g.privilege);
     if (g.level === 'table') {
-      await record(admin, database, { grantee: g.grantee, action: 'revoked', table_name: EVENTS, privilege: p });
-      await change(admin, `REVOKE ${p} ON ??.?? FROM ?@?`, [database, EVENTS, g.user, g.host], `REVOKE ${p} ON events FROM ${g.grantee}`);
-      result.revoked.push({ grantee: g.grantee, level: 'table', privilege: p });
+      await record(admin, database, { grantee: g.grantee, action: 'revoked', table_name: g.table, privilege: p });
+      await change(admin, `REVOKE ${p} ON ??.?? FROM ?@?`, [database, g.table, g.user, g.host], `REVOKE ${p} ON ${g.table} FROM ${g.grantee}`);
+      result.revoked.push({ grantee: g.grantee, level: 'table', privilege: p, ...(g.table === 'events' ? {} : { table: g.table }) });
       continue;
     }
     // Schema level: the same privilege on every other table, then the schema grant goes.

@@ -31,6 +31,7 @@ import { randomBytes } from 'node:crypto';
 import { createKnex } from '../lib/db/knex.ts';
 import { createHarpoonReplicas, type HarpoonReplicas } from '../harpoon/replicas.ts';
 import { createLockdownEffect } from '../harpoon/lockdown-effect.ts';
+import { createGrantWatcher } from '../harpoon/grant-watcher.ts';
 import { publicRoutes } from '../proxy/public-routes.ts';
 import { createHttpFeatureStateSource } from '../lib/cutover/http-state-source.ts';
 import { GOD_QUERY_MODE } from '../legacy/dobe/god-query-mode.ts';
@@ -288,6 +289,12 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
       });
       await admin.start();
       started.push(admin);
+      if (grantor) {
+        // The admin re-checks lockdown's grants at start and every 10 s: drift is strangler_lockdown_drift_grants.
+        const grants = createGrantWatcher({ admin: grantor, database: options.database, registry: proxy.registry, logger });
+        await grants.start();
+        started.push({ close: async () => grants.close() });
+      }
       started.push(supervisor);
       const routers = await supervisor.start();
       eventRouter = { routers: supervisor, proxy, proxyUrl: proxyAddress.url, adminUrl, controller: admin.controller, autopilot: admin.autopilot, followerToken };

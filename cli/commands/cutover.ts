@@ -302,13 +302,16 @@ function shadowLines(shadow: Record<string, ShadowSummary>): string {
 /** Lockdown's view of the server: every account holding a privilege on events, and whether Harpoon's access is sole. */
 function effectLines(effects: Record<string, unknown>): string {
   const lockdown = effects.lockdown as
-    | { grants_on_events?: Record<string, string[]>; sole_access?: boolean; others_with_access?: string[]; error?: string }
+    | { grants_on_events?: Record<string, string[]>; sole_access?: boolean; others_with_access?: string[]; drift?: string[]; error?: string }
     | undefined;
   if (!lockdown) return '';
   if (lockdown.error) return `grants on events: unavailable: ${lockdown.error}\n`;
   const lines = Object.entries(lockdown.grants_on_events ?? {}).map(([grantee, privileges]) => `  ${grantee}: ${privileges.join(', ')}\n`);
   const verdict = lockdown.sole_access ? 'only Harpoon (and administrators) may touch events' : `also held by ${lockdown.others_with_access?.join(', ')}`;
-  return `grants on events (${verdict}):\n${lines.join('')}`;
+  const drift = lockdown.drift?.length
+    ? `LOCKDOWN DRIFT: the cutover state says lockdown holds, but ${lockdown.drift.join('; ')} (runbooks/security.md: drift)\n`
+    : '';
+  return `${drift}grants on event data (${verdict}):\n${lines.join('')}`;
 }
 
 /** The analysis of every feature past legacy, and every autopilot run: where it stands and why it waits. */

@@ -1,4 +1,5 @@
 import { invalidOption } from '../errors.ts';
+import { allowedUnderLockdown, isEventDataTable } from '../../domain/event-data.ts';
 import type { Knex } from 'knex';
 import type { DbConfig } from './config.ts';
 
@@ -122,16 +123,40 @@ export function serviceDbConfig(server: DbConfig, database: string, user: Servic
  * privileges on `database`. Idempotent; safe to run from concurrent tests.
  */
 export async function ensureServiceUsers(admin: Knex, database: string, passwords: DbPasswords): Promise<void> {
+  // On a locked-down database a re-run (strangler db migrate, up --database X) keeps what the cutover
+  // state says: nobody but Harpoon gets event data back (domain/event-data.ts); rollback restores it.
+  const locked = await lockdownHolds(admin, database);
   for (const [user, tables] of Object.entries(SERVICE_GRANTS)) {
     await createOrUpdateUser(admin, user as ServiceUser, passwords);
-    for (const [table, privileges] of Object.entries(tables)) {
+    for (const [table, all] of Object.entries(tables)) {
+      const privileges = locked ? all.filter((p) => allowedUnderLockdown(user, table, p)) : all;
+      if (privileges.length === 0) continue;
       // Privilege names come from the constant map above, never from input.
       await admin.raw(`GRANT ${privileges.join(', ')} ON ??.?? TO ?@'%'`, [database, table, user]);
     }
   }
   await createOrUpdateUser(admin, MONITOR_USER, passwords);
   await admin.raw(`GRANT PROCESS ON *.* TO ?@'%'`, [MONITOR_USER]);
-  await admin.raw(`GRANT SELECT ON ??.* TO ?@'%'`, [database, MONITOR_USER]);
+  if (!locked) {
+    await admin.raw(`GRANT SELECT ON ??.* TO ?@'%'`, [database, MONITOR_USER]);
+    return;
+  }
+  const [tables] = (await admin.raw('SELECT TABLE_NAME AS t FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = ?', [database, 'BASE TABLE'])) as [Array<{ t: string }>];
+  for (const { t } of tables) if (!isEventDataTable(t)) await admin.raw(`GRANT SELECT ON ??.?? TO ?@'%'`, [database, t, MONITOR_USER]);
+}
+
+/**
+ * Whether the cutover state says lockdown holds on `database` (its step is
+ * at `full`); false before the cutover tables exist.
+ */
+export async function lockdownHolds(admin: Knex, database: string): Promise<boolean> {
+  try {
+    const [rows] = (await admin.raw('SELECT mode FROM ??.cutover_features WHERE feature = ?', [database, 'lockdown'])) as [Array<{ mode: string }>];
+    return rows[0]?.mode === 'full';
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ER_NO_SUCH_TABLE') return false;
+    throw err;
+  }
 }
 
 /**

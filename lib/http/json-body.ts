@@ -3,18 +3,44 @@ import { StranglerError } from '../errors.ts';
 
 /** The default cap on request bodies: enough for any legitimate call, small enough to refuse abuse. */
 export const DEFAULT_BODY_LIMIT = 64 * 1024;
+/** Nesting no API of ours needs more than a few levels of; deeper is refused before parsing. */
+export const DEFAULT_MAX_DEPTH = 32;
+
+/**
+ * The deepest nesting of arrays and objects in a JSON text, counted without
+ * parsing it (brackets inside strings do not count), stopping as soon as it
+ * passes `max`. A 9,000-level body would otherwise reach validators and
+ * serializers that recurse, and end as a stack overflow (a 500).
+ */
+export function jsonDepthExceeds(text: string, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 92) i++; // backslash: skip the escaped character
+      else if (c === 34) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 91 || c === 123) {
+      if (++depth > max) return true;
+    } else if (c === 93 || c === 125) depth--;
+  }
+  return false;
+}
 
 /**
  * Reads and parses a JSON request body, refusing wrong content types (415),
  * bodies over `limit` bytes (413, without buffering the rest) and
- * malformed JSON (400). A client that hangs up mid-body is a 499
+ * malformed JSON (400), and JSON nested deeper than `maxDepth` (400,
+ * checked before parsing). A client that hangs up mid-body is a 499
  * (HTTP_ERR_CLIENT_CLOSED), never a server error.
  *
  * @example
  *   const body = await readJsonBody(req, { limit: 16 * 1024 });
  */
-export async function readJsonBody(req: IncomingMessage, options: { limit?: number } = {}): Promise<unknown> {
+export async function readJsonBody(req: IncomingMessage, options: { limit?: number; maxDepth?: number } = {}): Promise<unknown> {
   const limit = options.limit ?? DEFAULT_BODY_LIMIT;
+  const maxDepth = options.maxDepth ?? DEFAULT_MAX_DEPTH;
   const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
   if (type !== 'application/json') {
     throw new StranglerError('HTTP_ERR_UNSUPPORTED_MEDIA_TYPE', 'send the body as JSON with Content-Type: application/json', {
@@ -45,6 +71,9 @@ export async function readJsonBody(req: IncomingMessage, options: { limit?: numb
   const text = Buffer.concat(chunks).toString('utf8');
   if (text.trim() === '') {
     throw new StranglerError('HTTP_ERR_EMPTY_BODY', 'the request needs a JSON body', { status: 400 });
+  }
+  if (jsonDepthExceeds(text, maxDepth)) {
+    throw new StranglerError('HTTP_ERR_JSON_TOO_DEEP', `the body nests arrays/objects more than ${maxDepth} levels deep; no request needs that`, { status: 400 });
   }
   try {
     return JSON.parse(text);

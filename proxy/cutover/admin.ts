@@ -88,6 +88,7 @@ const BODY_CODES: Record<string, CutoverErrorCode> = {
   HTTP_ERR_UNSUPPORTED_MEDIA_TYPE: 'CUTOVER_ERR_UNSUPPORTED_MEDIA_TYPE',
   HTTP_ERR_BODY_TOO_LARGE: 'CUTOVER_ERR_BODY_TOO_LARGE',
   HTTP_ERR_MALFORMED_JSON: 'CUTOVER_ERR_MALFORMED_JSON',
+  HTTP_ERR_JSON_TOO_DEEP: 'CUTOVER_ERR_MALFORMED_JSON',
 };
 
 /** A POST body: `{}` when there is none (curl -X POST), else a JSON object with only `accepted` fields. */

@@ -42,7 +42,9 @@ describe('lockdown: only Harpoon\'s MySQL user can touch events, and rollback re
 
     const result = await lockdown(t.db, t.name);
     expect(result.revoked).toContainEqual({ grantee: "'cloud'@'%'", level: 'table', privilege: 'INSERT' });
-    expect(await holders()).toEqual(['harpoon']);
+    // Cloud keeps only the hand-off on its own outbox (domain/event-data.ts); nobody else touches event data.
+    expect(await holders()).toEqual(['cloud', 'harpoon']);
+    expect((await readEventGrants(t.db, t.name)).filter((g) => g.user === 'cloud').every((g) => g.table === 'event_outbox')).toBe(true);
     // Table-level grants take effect on an open connection's next statement.
     await expect(cloudInsert()).rejects.toMatchObject({ code: 'ER_TABLEACCESS_DENIED_ERROR' });
     await expect(cloudDb('events').count({ n: '*' })).rejects.toMatchObject({ code: 'ER_TABLEACCESS_DENIED_ERROR' });

@@ -105,7 +105,7 @@ describe('the lockdown step through the cutover API: requirements, the REVOKE, t
 
     const cli = await runCli(['cutover', 'status', '--url', url], { env: { STRANGLER_ADMIN_TOKEN: TOKEN } });
     expect(cli.code).toBe(0);
-    expect(cli.stdout).toMatch(/grants on events \(only Harpoon \(and administrators\) may touch events\)/);
+    expect(cli.stdout).toMatch(/grants on event data \(only Harpoon \(and administrators\) may touch events\)/);
     expect(cli.stdout).toMatch(/'harpoon'@'%': .*SELECT/);
 
     // Rolling event-writes back one step sends Cloud's direct writes back to events: lockdown goes first.
