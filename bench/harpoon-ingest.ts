@@ -9,6 +9,7 @@
 import { Agent, request } from 'node:http';
 import mysql from 'mysql2/promise';
 import type { DbConfig } from '../lib/db/config.ts';
+import { cpuUs } from './proc-stats.ts';
 
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 
@@ -132,6 +133,8 @@ export interface IngestSetup {
   regionSlugs: string[];
   regionIds: number[];
   progress(msg: string): void;
+  /** Processes whose CPU time per event each row reports (/proc), by name. */
+  processes: Record<string, number>;
 }
 
 /**
@@ -144,9 +147,11 @@ export async function measureIngest(s: IngestSetup) {
     const rows0 = await countEvents(s.admin);
     const writes0 = await userWrites(s.admin, user);
     const st0 = await serverStatus(s.admin);
+    const cpu0 = Object.entries(s.processes).map(([name, pid]) => [name, cpuUs([pid])] as const);
     const t0 = Date.now();
     const extra = await what();
     const secs = (Date.now() - t0) / 1000;
+    const cpu1 = cpu0.map(([name, before]) => [name, before, cpuUs([s.processes[name]!])] as const);
     const st1 = await serverStatus(s.admin);
     const rows = (await countEvents(s.admin)) - rows0;
     const writes = (await userWrites(s.admin, user)) - writes0;
@@ -156,6 +161,10 @@ export async function measureIngest(s: IngestSetup) {
       server_write_statements: writes,
       statements_per_event: round(writes / Math.max(1, rows), 4),
       server: serverDelta(st0, st1, rows),
+      // CPU time (user + system) per event, µs, by process (the bench process is the load generator).
+      cpu_us_per_event: Object.fromEntries(
+        cpu1.map(([name, a, b]) => [name, a === undefined || b === undefined || rows === 0 ? null : Math.round(((b - a) / rows) * 10) / 10]),
+      ),
       ...extra,
     };
   };

@@ -37,7 +37,8 @@ import { generateSeed } from '../stack/seed/generate.ts';
 import { insertSeed } from '../stack/seed/insert.ts';
 import { numberArg as arg, textArg } from './args.ts';
 import { measureIngest } from './harpoon-ingest.ts';
-import { askChild, bucketQuantile, histogramBuckets, holdStream, quantile, schedDelta, schedStat, waitForStreams, writeEventsPaced, type StreamCounts } from './stream-bench.ts';
+import { schedDelta, schedStat } from './proc-stats.ts';
+import { askChild, bucketQuantile, histogramBuckets, holdStream, quantile, waitForStreams, writeEventsPaced, type StreamCounts } from './stream-bench.ts';
 import { childEnv } from '../lib/process/child-env.ts';
 import { loadStackSecrets } from '../lib/secrets/stack-secrets.ts';
 
@@ -226,6 +227,8 @@ async function main(): Promise<void> {
         regionSlugs,
         regionIds,
         progress,
+        // CPU per event by process: where each path's work goes.
+        processes: { harpoon: replicas[0]!.pid!, harpoon_peer: replicas[1]!.pid!, bench: process.pid, ...(server.pid ? { mariadbd: server.pid } : {}) },
       });
     }
     if (server.source === 'throwaway') await admin.query('SET GLOBAL innodb_flush_log_at_trx_commit = ?', [Number(facts!.flush)]);

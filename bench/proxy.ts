@@ -31,7 +31,7 @@
  * metrics, X-Request-Id, a response timer per request.
  */
 import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -41,6 +41,7 @@ import autocannon from 'autocannon';
 import { numberArg as arg, textArg } from './args.ts';
 import { childEnv } from '../lib/process/child-env.ts';
 import { findNginx, nginxVersion, startNginx } from './nginx-reference.ts';
+import { cpuUs, tree } from './proc-stats.ts';
 
 type Role = 'upstream' | 'bare' | 'pipe' | 'http-proxy-3' | 'http-proxy' | 'cluster' | 'nginx';
 const SELF = fileURLToPath(import.meta.url);
@@ -124,39 +125,6 @@ interface Round {
   upstream_cpu_us_per_req?: number;
   /** This round's rps over the bare pass-through's in the same round. */
   ratio_vs_bare?: number;
-}
-
-const TICK_US = (() => {
-  try {
-    return 1e6 / Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
-  } catch {
-    return 1e4;
-  }
-})();
-
-/** A process and its descendants (a cluster's workers), from /proc. */
-function tree(pid: number): number[] {
-  try {
-    const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-    return [pid, ...kids.flatMap(tree)];
-  } catch {
-    return [pid];
-  }
-}
-
-/** CPU time used so far by these processes, in µs (undefined where /proc is not there). */
-function cpuUs(pids: number[]): number | undefined {
-  let ticks = 0;
-  try {
-    for (const pid of pids) {
-      // Fields after the command name (which may hold spaces): utime is the 12th, stime the 13th.
-      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]);
-    }
-  } catch {
-    return undefined;
-  }
-  return ticks * TICK_US;
 }
 
 function percentile(sorted: Float64Array, p: number): number {

@@ -5,7 +5,6 @@
  * (each carrying its send time in `args.t0`), and quantiles.
  */
 import type { ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 
 export interface StreamCounts {
@@ -137,33 +136,4 @@ export function bucketQuantile(before: Map<string, number>, after: Map<string, n
   if (total <= 0) return null;
   for (const [le, n] of after) if (n - (before.get(le) ?? 0) >= q * total) return le === '+Inf' ? Infinity : Number(le) * 1000;
   return null;
-}
-
-/**
- * A process's CPU time and the time its threads waited on a run queue
- * (Linux /proc/<pid>/task/<tid>/schedstat, all threads, in ms). On a shared
- * machine a late delivery is either work (cpu) or waiting for a core (wait).
- */
-export function schedStat(pid: number | undefined): { cpu_ms: number; wait_ms: number } | undefined {
-  if (!pid) return undefined;
-  try {
-    let cpu = 0;
-    let wait = 0;
-    for (const tid of readdirSync(`/proc/${pid}/task`)) {
-      const [run, queued] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ').map(Number);
-      cpu += run ?? 0;
-      wait += queued ?? 0;
-    }
-    return { cpu_ms: cpu / 1e6, wait_ms: wait / 1e6 };
-  } catch {
-    return undefined; // not Linux, or the process is gone
-  }
-}
-
-/** What `schedStat` counted between two readings, per second of wall time. */
-export function schedDelta(a: ReturnType<typeof schedStat>, b: ReturnType<typeof schedStat>, seconds: number) {
-  // Threads that ended between the readings (a server's thread pool) take their counts with them.
-  if (!a || !b || b.cpu_ms < a.cpu_ms || b.wait_ms < a.wait_ms) return null;
-  const r = (x: number) => Math.round(x * 10) / 10;
-  return { cpu_ms_per_s: r((b.cpu_ms - a.cpu_ms) / seconds), runqueue_wait_ms_per_s: r((b.wait_ms - a.wait_ms) / seconds) };
 }
