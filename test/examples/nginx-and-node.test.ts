@@ -65,7 +65,7 @@ describe('examples/nginx-and-node through runbooks/your-own-service.md, every co
     await dropDatabase(server, database).catch(() => undefined);
   });
 
-  it('shadow with a diff, canary, full under replayed traffic, then a broken new side rolled back by itself', async () => {
+  it('shadow with a diff, the autopilot through canary to full under replayed traffic, then a broken new side it rolls back by itself', async () => {
     expect(existsSync('/usr/sbin/nginx'), 'the example needs nginx (apt-get install nginx)').toBe(true);
     for (const port of PORTS) expect(await portInUse(port), `port ${port} (examples/nginx-and-node/proxy.json) is taken`).toBe(false);
     // `strangler` on PATH, as after npm link.
@@ -96,12 +96,14 @@ describe('examples/nginx-and-node through runbooks/your-own-service.md, every co
     const shadow = out(/shadow the new catalog/);
     expect(shadow).toContain('advanced to step 1/3 shadow');
     expect(shadow).toContain('"differences":["$.product.price"]');
-    // 8, 9: canary then full, each under the replayed capture with no failure.
-    expect(out(/shadow is clean enough/)).toMatch(/catalog\s+2\/3 canary-50\s+canary\s+50%/);
-    expect(out(/shadow is clean enough/)).toContain('failed 0');
-    expect(out(/canary error rate 0/)).toMatch(/catalog\s+3\/3 full\s+full\s+100%/);
-    expect(out(/canary error rate 0/)).toContain('failed 0');
-    // 10: the broken side was rolled back to legacy by the admin, not by a command.
+    // 8: the autopilot moved it through the canary to full, each advance in the history.
+    const autopilot = out(/cutover run catalog --detach/);
+    expect(autopilot).toMatch(/advance\s+1->2/);
+    expect(autopilot).toMatch(/advance\s+2->3/);
+    // 9: full under the replayed capture, no failure.
+    expect(out(/--loops 2\nstrangler cutover status\n$/)).toMatch(/catalog\s+3\/3 full\s+full\s+100%/);
+    expect(out(/--loops 2\nstrangler cutover status\n$/)).toContain('failed 0');
+    // 10: the broken side was rolled back to legacy by the autopilot, not by a command.
     const drill = out(/NEW_MODE=broken/);
     expect(drill).toMatch(/catalog\s+0\/3 legacy\s+legacy/);
     expect(drill).toMatch(/auto-rollback\s+3->0/);
