@@ -6,7 +6,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Knex } from 'knex';
-import { formatHostMetrics, type HostMetrics } from '../scheduler/host-metrics.ts';
+import { formatHostMetrics, type HostMetrics } from '../lib/metrics/host-metrics.ts';
 
 /** One endpoint per region serving the simulated fleet's metrics. */
 export async function startFleetMetrics(hosts: Map<string, HostMetrics>): Promise<{ urls: Array<{ name: string; url: string }>; close(): Promise<void> }> {

@@ -52,7 +52,7 @@ import { serviceDbConfig } from '../lib/db/service-users.ts';
 import { checkInvariants } from '../lib/invariants.ts';
 import { createLogger } from '../lib/logger.ts';
 import { createSchedulerV2, type SchedulerV2 } from '../scheduler/create-scheduler-v2.ts';
-import type { HostMetrics } from '../scheduler/host-metrics.ts';
+import type { HostMetrics } from '../lib/metrics/host-metrics.ts';
 import { parsePromText } from '../lib/metrics/prom-text.ts';
 import { childEnv } from '../lib/process/child-env.ts';
 import { startAgents, startFleetMetrics } from './scheduler-fleet.ts';

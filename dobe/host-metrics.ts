@@ -1,6 +1,6 @@
 import { sendError } from '../lib/http/respond.ts';
 import type { Router } from '../lib/http/router.ts';
-import { formatHostMetrics, type HostMetrics } from '../scheduler/host-metrics.ts';
+import { formatHostMetrics, type HostMetrics } from '../lib/metrics/host-metrics.ts';
 
 /**
  * The fleet's host metrics (scheduler/HOST_METRICS.md): what each

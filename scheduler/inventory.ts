@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import { invalidOption } from '../lib/errors.ts';
 import { loadCatalog, type Catalog } from './catalog.ts';
 import type { HostCandidate } from './filters.ts';
-import type { HostMetrics } from './host-metrics.ts';
+import type { HostMetrics } from '../lib/metrics/host-metrics.ts';
 import type { HostRewind } from './rewind.ts';
 import { HostStore, type HostReserved } from './state.ts';
 

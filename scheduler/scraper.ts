@@ -1,6 +1,6 @@
 import type { Logger } from '../lib/logger.ts';
 import { schedulerError } from './errors.ts';
-import { hostMetricsFromSamples, type HostMetrics } from './host-metrics.ts';
+import { hostMetricsFromSamples, type HostMetrics } from '../lib/metrics/host-metrics.ts';
 import { parsePromText } from '../lib/metrics/prom-text.ts';
 
 /** A host-metrics endpoint (normally one per region). `name` labels metrics and logs; the URL never does. */

@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import { V1_BUSY_TYPES, type V1BusyType } from '../domain/busy-types.ts';
 import type { HostCandidate } from './filters.ts';
-import type { HostMetrics } from './host-metrics.ts';
+import type { HostMetrics } from '../lib/metrics/host-metrics.ts';
 import type { HostRewind } from './rewind.ts';
 
 /** An event of one of V1's busy types, pending or running on a host. */

@@ -5,7 +5,7 @@ import { createHttpService, type HttpService } from '../../lib/http/service-serv
 import { createRouter } from '../../lib/http/router.ts';
 import { silentLogger } from '../../lib/logger.ts';
 import { createSchedulerV2, type SchedulerV2 } from '../../scheduler/create-scheduler-v2.ts';
-import { hostMetricsFromSamples } from '../../scheduler/host-metrics.ts';
+import { hostMetricsFromSamples } from '../../lib/metrics/host-metrics.ts';
 import { parsePromText } from '../../lib/metrics/prom-text.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { insertEvent, seedWorld, waitFor } from '../helpers/seeded.ts';

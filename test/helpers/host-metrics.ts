@@ -2,7 +2,7 @@ import type { HostRow } from '../../domain/host.ts';
 import { createServer, type Server } from 'node:http';
 import type { Knex } from 'knex';
 import type { AddressInfo } from 'node:net';
-import { formatHostMetrics, type HostMetrics } from '../../scheduler/host-metrics.ts';
+import { formatHostMetrics, type HostMetrics } from '../../lib/metrics/host-metrics.ts';
 
 export interface HostMetricsServer {
   /** The metrics URL (…/metrics). */

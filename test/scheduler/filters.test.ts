@@ -3,7 +3,7 @@ import { createRandom } from '../../stack/seed/prng.ts';
 import { rankV1, V1_BUSY_TYPES, type V1BusyList, type V1Server, type V1SkipRule } from '../../legacy/scheduler-v1/rank.ts';
 import { formatRejections, summarize } from '../../scheduler/explain.ts';
 import { FILTER_IDS, FILTERS, selectFilters, type FilterId, type HostCandidate, type SizeSpec } from '../../scheduler/filters.ts';
-import { formatHostMetrics, hostMetricsFromSamples, type HostMetrics } from '../../scheduler/host-metrics.ts';
+import { formatHostMetrics, hostMetricsFromSamples, type HostMetrics } from '../../lib/metrics/host-metrics.ts';
 import { parseExplainInput } from '../../scheduler/http.ts';
 import { parsePromText } from '../../lib/metrics/prom-text.ts';
 import { rankHosts, type RankOptions } from '../../scheduler/rank.ts';

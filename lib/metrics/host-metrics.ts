@@ -1,4 +1,4 @@
-import { escapeLabelValue, type Sample } from '../lib/metrics/prom-text.ts';
+import { escapeLabelValue, type Sample } from './prom-text.ts';
 
 /**
  * What Scheduler V2 knows of one hypervisor, from its metrics (the format is
