@@ -7,6 +7,7 @@ import * as schedulerV2 from './005_scheduler_v2.ts';
 import * as harpoon from './006_harpoon.ts';
 import * as eventOutbox from './007_event_outbox.ts';
 import * as cutoverAutopilot from './008_cutover_autopilot.ts';
+import * as dropletContext from './009_droplet_context.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -26,6 +27,7 @@ const MIGRATIONS: Array<[string, Migration]> = [
   ['006_harpoon', harpoon],
   ['007_event_outbox', eventOutbox],
   ['008_cutover_autopilot', cutoverAutopilot],
+  ['009_droplet_context', dropletContext],
 ];
 
 /**

@@ -12,6 +12,7 @@
  */
 import { EVENT_CONTEXT_SUBQUERIES } from '../../domain/event-context-sql.ts';
 import type { AgentEvent } from '../../contracts/agent-event.ts';
+import { GOD_QUERY_2016 } from './god-query-2016.ts';
 
 export const GOD_QUERY = `
 SELECT
@@ -66,4 +67,19 @@ export type GodQueryRow = AgentEvent;
 
 export function godQueryParams(serverId: number, status: 'pending' | 'running' = 'pending'): [number, string, number, number] {
   return [serverId, status, serverId, serverId];
+}
+
+/** Which god query the legacy agents run: the 2016 one (18 tables, no hints, no LIMIT) or this replica's optimized one. */
+export type GodQueryVariant = '2016' | 'optimized';
+
+export const GOD_QUERY_VARIANTS: readonly GodQueryVariant[] = ['2016', 'optimized'];
+
+/**
+ * The SQL of a variant; both take godQueryParams and answer the same AgentEvent columns.
+ *
+ * @example
+ *   const [rows] = await conn.query(godQuerySql('2016'), godQueryParams(serverId));
+ */
+export function godQuerySql(variant: GodQueryVariant): string {
+  return variant === '2016' ? GOD_QUERY_2016 : GOD_QUERY;
 }

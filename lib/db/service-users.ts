@@ -58,7 +58,15 @@ export const SERVICE_GRANTS = {
     regions: ['SELECT'],
     cutover_features: ['SELECT'],
   },
-  dobe: EVENT_EXECUTOR_GRANTS,
+  // The 2016 god query (legacy/dobe/god-query-2016.ts) also reads the droplet's volumes, backups, snapshots and tags.
+  dobe: {
+    ...EVENT_EXECUTOR_GRANTS,
+    volumes: ['SELECT'],
+    backups: ['SELECT'],
+    snapshots: ['SELECT'],
+    tags: ['SELECT'],
+    droplet_tags: ['SELECT'],
+  },
   // The proxy serves the cutover admin API: it alone changes the plan's state.
   proxy: {
     cutover_features: ['SELECT', 'INSERT', 'UPDATE'],

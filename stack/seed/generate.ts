@@ -28,6 +28,8 @@ export interface SeedDroplet {
 }
 
 export interface SeedData {
+  /** The seed number the data was generated from. */
+  seed: number;
   regions: Array<{ id: number; slug: string; name: string }>;
   sizes: Array<{ id: number; slug: string; memory: number; vcpus: number; disk: number; price_monthly: number }>;
   images: Array<{ id: number; slug: string; name: string; distribution: string; min_disk_size: number }>;
@@ -180,5 +182,5 @@ export function generateSeed(options: SeedOptions): SeedData {
     }
     servers.push(server);
   }
-  return { regions, sizes, images, kernels, customers, tokens, sshKeys, servers, droplets, dropletSshKeys, ipAddresses, events, profile };
+  return { seed, regions, sizes, images, kernels, customers, tokens, sshKeys, servers, droplets, dropletSshKeys, ipAddresses, events, profile };
 }

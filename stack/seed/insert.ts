@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import type { SeedData } from './generate.ts';
+import { generateDropletContext } from './droplet-context.ts';
 
 const CHUNK = 2000;
 
@@ -11,6 +12,7 @@ const CHUNK = 2000;
  *   await insertSeed(adminKnex, generateSeed({ hypervisors: 200, regions: 3 }));
  */
 export async function insertSeed(db: Knex, data: SeedData, onProgress?: (table: string, rows: number) => void): Promise<void> {
+  const context = generateDropletContext(data.droplets, data.seed);
   await db.transaction(async (trx) => {
     const tables: Array<[string, object[]]> = [
       ['regions', data.regions],
@@ -23,6 +25,11 @@ export async function insertSeed(db: Knex, data: SeedData, onProgress?: (table: 
       ['droplets', data.droplets],
       ['droplet_ssh_keys', data.dropletSshKeys],
       ['ip_addresses', data.ipAddresses],
+      ['volumes', context.volumes],
+      ['backups', context.backups],
+      ['snapshots', context.snapshots],
+      ['tags', context.tags],
+      ['droplet_tags', context.dropletTags],
       ['events', data.events.map((e) => ({ ...e, available_at: trx.raw('CURRENT_TIMESTAMP(3)') }))],
     ];
     for (const [table, rows] of tables) {
