@@ -74,6 +74,14 @@ SELECT
   (SELECT GROUP_CONCAT(df.feature ORDER BY df.feature SEPARATOR ',')
      FROM droplet_features df
     WHERE df.droplet_id = d.id)                               AS features,
+  EXISTS (SELECT 1 FROM droplet_features f1
+           WHERE f1.droplet_id = d.id AND f1.feature = 'backups')            AS feature_backups,
+  EXISTS (SELECT 1 FROM droplet_features f2
+           WHERE f2.droplet_id = d.id AND f2.feature = 'ipv6')               AS feature_ipv6,
+  EXISTS (SELECT 1 FROM droplet_features f3
+           WHERE f3.droplet_id = d.id AND f3.feature = 'private_networking') AS feature_private_networking,
+  EXISTS (SELECT 1 FROM droplet_features f4
+           WHERE f4.droplet_id = d.id AND f4.feature = 'monitoring')         AS feature_monitoring,
   (SELECT GROUP_CONCAT(ip.address ORDER BY ip.id SEPARATOR ',')
      FROM ip_addresses ip
     WHERE ip.droplet_id = d.id)                               AS ip_addresses,
@@ -122,6 +130,10 @@ SELECT
     WHERE mine.droplet_id = d.id
       AND mine.status IN ('pending', 'running')
       AND mine.id <> e.id)                                    AS droplet_events_in_flight,
+  (SELECT COUNT(*)
+     FROM events theirs
+    WHERE theirs.customer_id = c.id
+      AND theirs.status IN ('pending', 'running'))           AS customer_events_in_flight,
   (SELECT COUNT(*)
      FROM droplets neighbours
     WHERE neighbours.server_id = s.id
