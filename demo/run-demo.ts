@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { dropDatabase, prepareDatabase, uniqueDatabaseName } from '../lib/db/database.ts';
 import { createKnex, warmPool } from '../lib/db/knex.ts';
 import { provisionServer } from '../lib/db/provision.ts';
+import type { ThreadHandling } from '../lib/db/throwaway-server.ts';
+import type { GodQueryVariant } from '../legacy/dobe/god-query.ts';
 import { checkInvariants } from '../lib/invariants.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
 import { enableUserStatistics, readTableRowsRead, readUserCommandCounts } from '../lib/metrics/user-statistics.ts';
@@ -16,7 +18,8 @@ import { demoPlan, patientShadowSteps, runSchedulerV2Stage } from './scheduler-v
 import { harpoonPlanFeatures, runHarpoonStage, runLockdownStage, waitForFollowers } from './harpoon-stage.ts';
 import { validatePlan } from '../proxy/cutover/plan.ts';
 import { StranglerError } from '../lib/errors.ts';
-import { formatLatencySummary, minSamplesFor } from '../lib/metrics/sample-percentiles.ts';
+import { formatLatencySummary, minSamplesFor, summarizeLatency } from '../lib/metrics/sample-percentiles.ts';
+import { readProcessMemory, readServerCounters, serverLoadDetails, watchThreadsRunning } from './server-load.ts';
 import type { Progress } from './progress.ts';
 import { renderReportHtml } from './report-html.ts';
 import type { DemoReport, StageName, StageReport } from './report-types.ts';
@@ -50,6 +53,12 @@ export interface DemoOptions {
   routerPollMs?: number;
   /** Longest the legacy stage's traffic runs while its latency sample is under a p99's minimum (default 3 × stageSeconds). */
   legacyMaxSeconds?: number;
+  /**
+   * The legacy as 2016 had it (the default): a server with one thread per connection (when the demo
+   * starts its own) and the 2016 god query; or today's kinder options, so a user sees what each buys.
+   * `multiplex`: agents of one fleet process share that many connections (a pooler in front of MySQL).
+   */
+  legacy?: { threadHandling?: ThreadHandling; godQuery?: GodQueryVariant; multiplex?: number };
   logger?: Logger;
   progress: Progress;
   env?: NodeJS.ProcessEnv;
@@ -78,8 +87,16 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   const needConnections = options.hypervisors + 150;
 
   progress.log(`finding a MySQL server for ${options.hypervisors} hypervisors (${needConnections} connections)…`);
-  const server = await provisionServer({ logger, needConnections, env: options.env });
-  progress.log(`database: ${server.source} server ${server.admin.host}:${server.admin.port} (${server.serverVersion}, max_connections=${server.maxConnections})`);
+  const threadHandling = options.legacy?.threadHandling ?? 'one-thread-per-connection';
+  const godQuery = options.legacy?.godQuery ?? '2016';
+  const multiplex = options.legacy?.multiplex;
+  const server = await provisionServer({ logger, needConnections, env: options.env, threadHandling });
+  progress.log(
+    `database: ${server.source} server ${server.admin.host}:${server.admin.port} (${server.serverVersion}, max_connections=${server.maxConnections}, thread_handling=${server.threadHandling})`,
+  );
+  if (server.threadHandling !== threadHandling) {
+    progress.log(`note: the legacy stage wanted thread_handling=${threadHandling}; this ${server.source} server runs ${server.threadHandling} (only a server the demo starts itself can be set)`);
+  }
   const database = uniqueDatabaseName('strangler_demo');
   const admin = createKnex({ ...server.admin, database: undefined }, { poolMin: 1, poolMax: 2, connectTimeoutMs: 60_000 });
   let stack: Awaited<ReturnType<typeof startLegacyStack>> | undefined;
@@ -126,6 +143,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
         serverIds: seed.servers.map((s) => s.id),
         pollIntervalMs: options.pollIntervalMs,
         workMs: options.workMs,
+        godQuery: { variant: godQuery, ...(multiplex ? { multiplex } : {}) },
         logger,
         onFleetProgress: (connected, total) => progress.update(`legacy fleet: ${connected}/${total} agents connected`),
         eventRouter: withRouter
@@ -168,6 +186,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
         sinceEventId: maxEvent,
         fleetStats: () => stack!.fleet.stats(),
         database,
+        ...(server.pid ? { serverPid: server.pid } : {}),
       };
 
       const stages: StageReport[] = [];
@@ -289,6 +308,9 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
           poll_interval_ms: `${options.pollIntervalMs.min}-${options.pollIntervalMs.max}`,
           work_ms: options.workMs,
           max_connections: server.maxConnections,
+          thread_handling: server.threadHandling,
+          god_query: godQuery,
+          agent_connections: multiplex ? `multiplexed: ${multiplex} per fleet process` : 'one per agent',
           per_user_statistics: userStats,
         },
         stages,
@@ -320,13 +342,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
 
 /** VmHWM: the most resident memory a process has had, from /proc (Linux). */
 async function peakRssOf(pid: number): Promise<number> {
-  try {
-    const status = await readFile(`/proc/${pid}/status`, 'utf8');
-    const kb = /VmHWM:\s+(\d+) kB/.exec(status)?.[1];
-    return kb ? Number(kb) * 1024 : 0;
-  } catch {
-    return 0;
-  }
+  return (await readProcessMemory(pid)).peakBytes;
 }
 
 interface StageContext {
@@ -347,6 +363,8 @@ interface StageContext {
   minSamples?: number;
   /** Longest the traffic runs while waiting for `minSamples` (default `seconds`). */
   maxSeconds?: number;
+  /** mariadbd's pid where the demo started the server: its CPU and memory per stage. */
+  serverPid?: number;
 }
 
 /** SELECTs so far by each polling user (USER_STATISTICS), or the server's Com_select as `*` where per-user counts are off. */
@@ -365,6 +383,8 @@ async function runStage(name: StageName, ctx: StageContext): Promise<StageReport
   const firstId = await maxEventId(ctx.db);
   const selectsBefore = await pollingSelects(ctx);
   const godBefore = ctx.fleetStats().godQueries;
+  const serverBefore = await readServerCounters(ctx.db, ctx.serverPid);
+  const threadsRunning = watchThreadsRunning(ctx.db);
   const traffic = ctx.startTraffic();
   const deadline = Date.now() + ctx.seconds * 1000;
   // A stage that wants a sample worth a percentile keeps its traffic on past `seconds` until its
@@ -389,6 +409,10 @@ async function runStage(name: StageName, ctx: StageContext): Promise<StageReport
     );
   }
   const trafficStats = await traffic.stop();
+  const serverAfter = await readServerCounters(ctx.db, ctx.serverPid);
+  const threads = threadsRunning.stop();
+  const serverRss = ctx.serverPid ? (await readProcessMemory(ctx.serverPid)).rssBytes : 0;
+  const cloudLatency = summarizeLatency(trafficStats.latenciesMs);
   const measuredAt = new Date();
   const selectsAfter = await pollingSelects(ctx);
   const godAfter = ctx.fleetStats().godQueries;
@@ -445,6 +469,10 @@ async function runStage(name: StageName, ctx: StageContext): Promise<StageReport
       events_unfinished_after_drain: left,
       requests_sent: trafficStats.sent,
       requests_failed: trafficStats.failed,
+      cloud_error_rate: trafficStats.sent ? Math.round((trafficStats.failed / trafficStats.sent) * 1000) / 1000 : 0,
+      // Percentiles only from a sample large enough for them (lib/metrics/sample-percentiles.ts), with n.
+      cloud_request_ms: formatLatencySummary(cloudLatency),
+      ...serverLoadDetails(serverBefore, serverAfter, threads, serverRss),
       god_queries_per_s_client: Math.round(((godAfter - godBefore) / window) * 10) / 10,
       idle_selects_per_s_by_user: Object.entries(idleByUser).map(([u, n]) => `${u} ${n}`).join(', '),
       selects_per_s_under_traffic: sum(trafficByUser),

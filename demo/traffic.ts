@@ -26,6 +26,8 @@ export interface TrafficStats {
   failed: number;
   /** Event ids of every accepted create (from the response's action links). */
   createdEventIds: number[];
+  /** Milliseconds of every answered request (any status): Cloud's latency as its customers see it. */
+  latenciesMs: number[];
 }
 
 /**
@@ -46,7 +48,7 @@ export function startTraffic(options: TrafficOptions) {
   const maxInFlight = options.maxInFlight ?? 64;
   const droplets = [...options.droplets];
   const tokenOf = new Map(options.customers.map((c) => [c.id, c.token]));
-  const stats: TrafficStats = { sent: 0, byKind: {}, byStatus: {}, failed: 0, createdEventIds: [] };
+  const stats: TrafficStats = { sent: 0, byKind: {}, byStatus: {}, failed: 0, createdEventIds: [], latenciesMs: [] };
   const inFlight = new Set<Promise<void>>();
   let credit = 0;
   let nameSeq = 0;
@@ -54,6 +56,7 @@ export function startTraffic(options: TrafficOptions) {
   async function send(kind: string, path: string, token: string, method: string, body?: unknown): Promise<void> {
     stats.sent++;
     stats.byKind[kind] = (stats.byKind[kind] ?? 0) + 1;
+    const started = performance.now();
     try {
       const res = await fetch(options.cloudUrl + path, {
         method,
@@ -63,6 +66,7 @@ export function startTraffic(options: TrafficOptions) {
         signal: AbortSignal.timeout(options.requestTimeoutMs ?? 15_000),
       });
       const text = await res.text();
+      stats.latenciesMs.push(performance.now() - started);
       stats.byStatus[res.status] = (stats.byStatus[res.status] ?? 0) + 1;
       if (res.status >= 500) stats.failed++;
       if (kind === 'create' && res.status === 202) {

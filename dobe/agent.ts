@@ -267,6 +267,7 @@ export function createDobeAgent(options: DobeAgentOptions): DobeAgent {
 
   const core: AgentCore = {
     serverId: options.serverId,
+    db: options.db,
     stats,
     log,
     workMs,

@@ -1,4 +1,5 @@
 import type { Connection } from 'mysql2/promise';
+import type { DbConfig } from '../lib/db/config.ts';
 import type { HostState } from '../domain/completion.ts';
 import { invalidOption } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
@@ -16,6 +17,8 @@ import type { HeldEvent } from './router-client.ts';
 /** What a polling mode may use of the agent it runs in. */
 export interface AgentCore {
   readonly serverId: number;
+  /** The agent's MySQL settings, for a mode that reaches MySQL its own way (through a shared pool). */
+  readonly db: DbConfig;
   readonly stats: AgentStats;
   readonly log: Logger;
   /** Simulated time spent executing one event. */
@@ -79,12 +82,17 @@ export interface PollingModeRef {
   /** A file URL (import.meta.url of the module). */
   module: string;
   export: string;
+  /** With args, the export makes the mode: `export(args)` returns the PollingModeFactory (args cross a process boundary as JSON). */
+  args?: Record<string, string | number | boolean>;
 }
 
 /** Loads a PollingModeRef in this process. */
 export async function loadPollingMode(ref: PollingModeRef): Promise<PollingModeFactory> {
   const mod = (await import(ref.module)) as Record<string, unknown>;
-  const factory = mod[ref.export];
-  if (typeof factory !== 'function') throw invalidOption('pollingMode', ref, 'a module and the name of its polling mode export');
+  const exported = mod[ref.export];
+  if (typeof exported !== 'function') throw invalidOption('pollingMode', ref, 'a module and the name of its polling mode export');
+  if (ref.args === undefined) return exported as PollingModeFactory;
+  const factory = (exported as (args: PollingModeRef['args']) => unknown)(ref.args);
+  if (typeof factory !== 'function') throw invalidOption('pollingMode', ref, 'an export that makes a polling mode from its args');
   return factory as PollingModeFactory;
 }

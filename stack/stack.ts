@@ -34,7 +34,7 @@ import { createLockdownEffect } from '../harpoon/lockdown-effect.ts';
 import { createGrantWatcher } from '../harpoon/grant-watcher.ts';
 import { publicRoutes } from '../proxy/public-routes.ts';
 import { createHttpFeatureStateSource } from '../lib/cutover/http-state-source.ts';
-import { GOD_QUERY_MODE } from '../legacy/dobe/god-query-mode.ts';
+import { godQueryModeRef, type GodQueryModeOptions } from '../legacy/dobe/god-query-mode.ts';
 import { directEvents } from '../legacy/cloud/direct-events.ts';
 
 
@@ -52,6 +52,8 @@ export interface LegacyStackOptions {
   /** Hypervisors to simulate: servers.id 1..n unless `serverIds` is given. */
   serverIds: number[];
   pollIntervalMs?: { min: number; max: number };
+  /** Which god query the legacy agents run and whether they share connections (default: the optimized one, one connection each). */
+  godQuery?: GodQueryModeOptions;
   workMs?: number;
   schedulerPollMs?: number;
   agentsPerProcess?: number;
@@ -319,7 +321,7 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
     const fleet = createFleet({
       db: as('dobe'),
       serverIds: options.serverIds,
-      pollingMode: GOD_QUERY_MODE,
+      pollingMode: godQueryModeRef(options.godQuery ?? {}),
       pollIntervalMs: options.pollIntervalMs,
       workMs: options.workMs,
       agentsPerProcess: options.agentsPerProcess,

@@ -3,6 +3,7 @@ import { runDemo } from '../../demo/run-demo.ts';
 import { cliLogger } from '../cli-logger.ts';
 import { STAGE_NAMES, type StageName } from '../../demo/report-types.ts';
 import { invalidOption } from '../../lib/errors.ts';
+import { GOD_QUERY_VARIANTS } from '../../legacy/dobe/god-query.ts';
 import type { LatencySummary } from '../../lib/metrics/sample-percentiles.ts';
 import { EXIT, intOption, parseCommandArgs, writeJson, type Command } from '../command.ts';
 
@@ -25,6 +26,14 @@ Options:
   --work-ms MS       Simulated execution time per event (default 20)
   --soak-seconds S   Soak of each event-delivery cutover step (default 2)
   --router-poll-ms MS  Event Routers' poll interval (default 1000)
+  --thread-handling one-thread-per-connection|pool-of-threads
+                     How a server the demo starts serves connections (default
+                     one-thread-per-connection, as MySQL 5.6/5.7 in 2016)
+  --god-query 2016|optimized
+                     The legacy agents' query (default 2016: 18 tables, no hints, no LIMIT)
+  --multiplex N      Legacy agents of one fleet process share N connections (the
+                     "pooler in front of MySQL" counterfactual; default: one each)
+  --legacy-max-seconds S  Longest the legacy stage waits for a p99's sample (default 3 x stage-seconds)
   --stages LIST      Comma-separated stages to run, each needing the ones before it
                      (default: all, legacy,event-router,scheduler-v2,harpoon,lockdown)
   --keep-database    Keep the demo database afterwards
@@ -34,6 +43,15 @@ Options:
 Example:
   npm run demo -- --hypervisors 15000 --regions 10 --out out/full
 `;
+
+const THREAD_HANDLINGS = ['one-thread-per-connection', 'pool-of-threads'] as const;
+
+/** One of a fixed set of values, or a usage error that lists them. */
+function choice<T extends string>(name: string, value: string | undefined, allowed: readonly T[], fallback: T): T {
+  if (value === undefined) return fallback;
+  if (!(allowed as readonly string[]).includes(value)) throw invalidOption(`--${name}`, value, `one of ${allowed.join(', ')}`);
+  return value as T;
+}
 
 /** `--stages a,b,c`: known names, in the migration's order, each after the ones it builds on. */
 function parseStages(raw: string | undefined): StageName[] | undefined {
@@ -68,6 +86,10 @@ export const command: Command = {
       'soak-seconds': { type: 'string' },
       'router-poll-ms': { type: 'string' },
       stages: { type: 'string' },
+      'thread-handling': { type: 'string' },
+      'god-query': { type: 'string' },
+      multiplex: { type: 'string' },
+      'legacy-max-seconds': { type: 'string' },
       'keep-database': { type: 'boolean' },
     });
     if (values.help) {
@@ -88,6 +110,12 @@ export const command: Command = {
       soakSeconds: intOption('soak-seconds', values['soak-seconds'], 2, 0),
       routerPollMs: intOption('router-poll-ms', values['router-poll-ms'], 1000, 10),
       ...(stages ? { stages } : {}),
+      legacy: {
+        threadHandling: choice('thread-handling', values['thread-handling'], THREAD_HANDLINGS, 'one-thread-per-connection'),
+        godQuery: choice('god-query', values['god-query'], GOD_QUERY_VARIANTS, '2016'),
+        ...(values.multiplex !== undefined ? { multiplex: intOption('multiplex', values.multiplex, 0, 1, 10_000) } : {}),
+      },
+      ...(values['legacy-max-seconds'] !== undefined ? { legacyMaxSeconds: intOption('legacy-max-seconds', values['legacy-max-seconds'], 60, 1) } : {}),
       keepDatabase: values['keep-database'] ?? false,
       logger: cliLogger(io.env),
       progress: createProgress(io.stderr as NodeJS.WritableStream & { isTTY?: boolean }),

@@ -3,7 +3,19 @@ import type { AgentEvent } from '../../contracts/agent-event.ts';
 import type { AgentCore, PollingMode, PollingModeFactory, PollingModeRef } from '../../dobe/polling-mode.ts';
 import type { HeldEvent } from '../../dobe/router-client.ts';
 import { claimEvent, completeEvent } from './execute.ts';
-import { GOD_QUERY, godQueryParams } from './god-query.ts';
+import { godQueryParams, godQuerySql, type GodQueryVariant } from './god-query.ts';
+import { sharedPool } from './shared-pool.ts';
+
+/** How a god-query mode reaches MySQL and what it asks. */
+export interface GodQueryModeOptions {
+  /** The 2016 query (18 tables, no hints) or the optimized one (default). */
+  variant?: GodQueryVariant;
+  /**
+   * Connections shared by all agents of one process (the "connection pooler in front of MySQL"
+   * counterfactual); absent, each agent holds its own connection, as in 2016.
+   */
+  multiplex?: number;
+}
 
 /** After a switch back from the router, polls between re-reads of this host's running events. */
 const RUNNING_RECHECK_EVERY = 3;
@@ -24,8 +36,14 @@ const RUNNING_RECHECK_EVERY = 3;
  * @example
  *   createDobeAgent({ serverId: 7, db: dobeConfig, polling: godQueryMode });
  */
-export const godQueryMode: PollingModeFactory = (core: AgentCore): PollingMode => {
+export function createGodQueryMode(options: GodQueryModeOptions = {}): PollingModeFactory {
+  const sql = godQuerySql(options.variant ?? 'optimized');
+  return (core) => godQueryPolling(core, sql, options.multiplex);
+}
+
+function godQueryPolling(core: AgentCore, sql: string, multiplex: number | undefined): PollingMode {
   const { stats, log, serverId } = core;
+  const pool = multiplex ? sharedPool(core.db, multiplex) : undefined;
   const poll = core.pollIntervalMs;
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
@@ -43,7 +61,7 @@ export const godQueryMode: PollingModeFactory = (core: AgentCore): PollingMode =
    * is the cost that made 15,000 pollers a problem.
    */
   async function runGodQuery(c: Connection, status: 'pending' | 'running' = 'pending'): Promise<AgentEvent[]> {
-    const [rows] = await c.query<RowDataPacket[]>(GOD_QUERY, godQueryParams(serverId, status));
+    const [rows] = await c.query<RowDataPacket[]>(sql, godQueryParams(serverId, status));
     return rows as AgentEvent[];
   }
 
@@ -70,10 +88,27 @@ export const godQueryMode: PollingModeFactory = (core: AgentCore): PollingMode =
     }
   }
 
+  /** One poll over the agent's own connection, or over a connection leased from the process's shared pool. */
   async function iteration(): Promise<void> {
+    if (!pool) return pollOver(await ownConnection());
+    const lease = await pool.getConnection();
+    try {
+      await pollOver(lease);
+      lease.release();
+    } catch (err) {
+      lease.destroy();
+      throw err;
+    }
+  }
+
+  async function ownConnection(): Promise<Connection> {
     const fresh = !core.connected();
     const conn = await core.connection();
     if (fresh) stats.reconnects += failures > 0 ? 1 : 0;
+    return conn;
+  }
+
+  async function pollOver(conn: Connection): Promise<void> {
     if (core.dual && polls % core.modeCheckEvery === 0) toRouter = await core.readRouted(conn);
     // After a switch back, the host's running events are re-read every third poll for a while (a claim may have raced the switch).
     const recheck = polls++ % RUNNING_RECHECK_EVERY === 0;
@@ -144,6 +179,8 @@ export const godQueryMode: PollingModeFactory = (core: AgentCore): PollingMode =
 
   return {
     start() {
+      // Multiplexed: the agent's own connection (opened to read its host) goes back; the pool serves its polls.
+      if (pool) void core.dropConnection();
       lastReport = Date.now();
       // connect() has just read the cutover row: the next read comes within modeCheckEvery polls (the next one, by default).
       polls = 1;
@@ -169,7 +206,26 @@ export const godQueryMode: PollingModeFactory = (core: AgentCore): PollingMode =
       return closing;
     },
   };
-};
+}
+
+/** The optimized god query over each agent's own connection. */
+export const godQueryMode: PollingModeFactory = createGodQueryMode();
+/** The 2016 god query (18 tables, no hints) over each agent's own connection: the demo's faithful legacy. */
+export const godQuery2016Mode: PollingModeFactory = createGodQueryMode({ variant: '2016' });
 
 /** godQueryMode by module path, for the fleet's worker processes (createFleet's `pollingMode`). */
 export const GOD_QUERY_MODE: PollingModeRef = { module: import.meta.url, export: 'godQueryMode' };
+/** godQuery2016Mode by module path. */
+export const GOD_QUERY_2016_MODE: PollingModeRef = { module: import.meta.url, export: 'godQuery2016Mode' };
+
+/**
+ * A god-query mode by module path, for fleet workers: the variant, and optionally the
+ * connections all agents of one worker process share (`multiplex`).
+ *
+ * @example
+ *   createFleet({ db, serverIds, pollingMode: godQueryModeRef({ variant: '2016' }) });
+ */
+export function godQueryModeRef(options: GodQueryModeOptions): PollingModeRef {
+  if (!options.multiplex) return options.variant === '2016' ? GOD_QUERY_2016_MODE : GOD_QUERY_MODE;
+  return { module: import.meta.url, export: 'createGodQueryMode', args: { ...options } };
+}
