@@ -95,6 +95,27 @@ describe('Harpoon stream: push in order, filters, resume from a cursor', () => {
     raw.close();
   });
 
+  it('resumes log rows of either payload format (the whole event, or only the fields that are not columns) as the same event', async () => {
+    const { url } = await harpoonWith({ ringSize: 0 });
+    const client = createHarpoonClient({ urls: url, token: HARPOON_TOKEN });
+    const start = (await logIds()).at(-1) ?? 0;
+    const host = seed.servers.find((s) => s.region_id === seed.regions[0]!.id)!;
+    const made = await client.createEvent({ type: 'reboot', region: seed.regions[0]!.slug, server_id: host.id, message: 'compact', args: { size: '1gb' } });
+    const [compact] = (await t.db('event_log').where('event_id', made.event.id).select('payload', 'kind', 'type', 'status', 'region_id', 'server_id', 'committed_at')) as Array<Record<string, unknown>>;
+    // What the row holds: no column's field, no null.
+    expect(Object.keys(JSON.parse(compact!.payload as string)).sort()).toEqual(['args', 'available_at', 'created_at', 'message', 'region']);
+    // The same change as a row written before payloads were compact: the whole event in the payload.
+    await t.db('event_log').insert({ ...compact, event_id: made.event.id, payload: JSON.stringify(made.event) });
+    // A replica started now knows both rows (its head is the log's) and reads them from the table.
+    const fresh = await harpoonWith({ ringSize: 0 });
+    const got: Change[] = [];
+    const sub = createHarpoonClient({ urls: fresh.url, token: HARPOON_TOKEN }).subscribe({ cursor: start, onChange: (c) => got.push(c) });
+    await waitFor(async () => got.length === 2);
+    sub.close();
+    expect(got[0]!.event).toEqual(made.event);
+    expect(got[1]!.event).toEqual(made.event);
+  });
+
   it('refuses bad stream requests with a 4xx', async () => {
     const { url, harpoon } = await harpoonWith();
     expect(await call(url, 'GET', '/v1/stream?cursor=abc')).toMatchObject({ status: 400, json: { code: 'HARPOON_ERR_INVALID_QUERY' } });
