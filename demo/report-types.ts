@@ -1,3 +1,4 @@
+import type { LockdownVerification } from '../harpoon/verify-lockdown.ts';
 /** Stage names, in the order the migration goes through them. */
 export const STAGE_NAMES = ['legacy', 'event-router', 'scheduler-v2', 'harpoon', 'lockdown'] as const;
 export type StageName = (typeof STAGE_NAMES)[number];
@@ -76,4 +77,6 @@ export interface DemoReport {
   overcommitted_hosts: number;
   timeline: TimelineSample[];
   processes: Array<{ role: string; pid: number; peak_rss_bytes: number }>;
+  /** `strangler cutover verify-lockdown` run in the lockdown stage: every service user against every event-data table. */
+  lockdown_verification?: LockdownVerification;
 }

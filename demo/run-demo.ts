@@ -29,6 +29,7 @@ import { eventCounts, eventLatency, executedEvents, maxEventId, unfinishedEvents
 import { startTraffic } from './traffic.ts';
 import { loadStackSecrets } from '../lib/secrets/stack-secrets.ts';
 import { freshKeyRing } from '../lib/auth/hypervisor-keys.ts';
+import { verifyLockdown, type LockdownVerification } from '../harpoon/verify-lockdown.ts';
 
 export interface DemoOptions {
   hypervisors: number;
@@ -100,6 +101,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   const database = uniqueDatabaseName('strangler_demo');
   const admin = createKnex({ ...server.admin, database: undefined }, { poolMin: 1, poolMax: 2, connectTimeoutMs: 60_000 });
   let stack: Awaited<ReturnType<typeof startLegacyStack>> | undefined;
+  let lockdownVerification: LockdownVerification | undefined;
   let sampler: ReturnType<typeof startSampler> | undefined;
   let userStatistics: Awaited<ReturnType<typeof enableUserStatistics>> | undefined;
   try {
@@ -280,6 +282,9 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
         );
         if (withLockdown) {
           await attempt('lockdown', () => runLockdownStage({ controller: er.controller, autopilot: er.autopilot, progress, measure: () => runStage('lockdown', readingContext) }));
+          // What an operator would run: every service user against every event-data table (nothing written).
+          lockdownVerification = await verifyLockdown({ server: server.admin, database, passwords });
+          progress.log(`verify-lockdown: ${lockdownVerification.ok ? 'only Harpoon may touch event data' : `NOT locked down: ${lockdownVerification.violations.join(', ')}`}`);
         }
       }
       const processes = [
@@ -320,6 +325,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
         overcommitted_hosts: invariants.overcommitted_hosts,
         timeline: [...sampler.samples],
         processes,
+        ...(lockdownVerification ? { lockdown_verification: lockdownVerification } : {}),
       };
       const out = resolve(options.out);
       await mkdir(out, { recursive: true });

@@ -11,6 +11,7 @@ import { loadProxyConfigFile, type ProxyConfig } from '../../proxy/config.ts';
 import { checkPlanServed } from '../../proxy/cutover/plan-served.ts';
 import { reportInvalidFile } from '../serve/run-proxy.ts';
 import { EXIT, UsageError, intOption, parseCommandArgs, writeJson, type Command, type CommandIO } from '../command.ts';
+import { runVerifyLockdown } from './verify-lockdown.ts';
 
 const DEFAULT_URL = 'http://127.0.0.1:9400';
 
@@ -44,6 +45,8 @@ Verbs:
                          it runs in the admin, this follows it with a line per change
   promote <feature>      Let a run waiting at a manual-judgement step go on
   stop <feature>         End the feature's autopilot run (the feature stays where it is)
+  verify-lockdown        Log in as every service user and try each event-data table (MySQL,
+                         not the API); exit 0 only when Harpoon alone may touch event data
 
 Features: the plan's ("strangler cutover plan" lists them); this system's are
 ${FEATURES.join(', ')}
@@ -446,6 +449,7 @@ export const command: Command = {
       return verb === undefined ? EXIT.usage : EXIT.ok;
     }
     if (verb === '--json') throw new UsageError('name a verb first: strangler cutover status --json');
+    if (verb === 'verify-lockdown') return runVerifyLockdown(rest, io);
     const spec = VERBS[verb];
     if (!spec) throw new UsageError(`unknown verb "${verb}"; the verbs are ${Object.keys(VERBS).join(', ')}`);
     const { values, positionals } = parseCommandArgs(rest, { ...CONNECTION, ...spec.options });

@@ -9,6 +9,9 @@ import type { ServiceUser } from '../../lib/db/service-users.ts';
 import { TEST_PASSWORDS, createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { setFeatureRouting } from '../helpers/router.ts';
 import { seedWorld } from '../helpers/seeded.ts';
+import { runCli } from '../helpers/cli.ts';
+import { formatMysqlUrl } from '../../lib/db/config.ts';
+import { verifyLockdown } from '../../harpoon/verify-lockdown.ts';
 
 /**
  * Issue 12, point 5. Seen succeed before the fix: after lockdown the monitor still read `event_log`
@@ -42,6 +45,9 @@ describe('lockdown complete and durable (issue 12 point 5)', () => {
 
   it('revokes every event-data table alike, keeps it so across a migration re-run, and reports drift', async () => {
     expect(await readers()).toEqual(expect.arrayContaining(['strangler_monitor:event_log', 'cloud:events', 'event_router:events']));
+    const open = await verifyLockdown({ server: t.server, database: t.name, passwords: TEST_PASSWORDS });
+    expect(open.ok).toBe(false);
+    expect(open.violations).toEqual(expect.arrayContaining(['strangler_monitor select event_log', 'cloud insert events']));
     await lockdown(t.db, t.name);
     await setFeatureRouting(t.db, 'lockdown', { mode: 'full' });
     // A fresh connection per user: schema-level changes reach a session at its next connection.
@@ -59,11 +65,23 @@ describe('lockdown complete and durable (issue 12 point 5)', () => {
     expect(await t.db('events').count({ n: '*' }).first()).toEqual({ n: 0 });
     expect((await checkEventGrants(t.db, t.name)).drift).toEqual([]);
 
-    // Someone grants by hand: the check says so.
+    // The operator's verifier, as a CLI against the live database: Harpoon alone, nothing written.
+    const before = await t.db('events').count({ n: '*' }).first();
+    const cli = await runCli(['cutover', 'verify-lockdown', '--database', t.name, '--json'], { env: { MYSQL_URL: formatMysqlUrl(t.server) } });
+    expect(cli.code, cli.stderr).toBe(0);
+    const verified = JSON.parse(cli.stdout) as { ok: boolean; violations: string[]; handoffs: string[]; matrix: Record<string, Record<string, Record<string, string>>> };
+    expect(verified).toMatchObject({ ok: true, violations: [] });
+    expect(verified.matrix.harpoon!.events).toMatchObject({ select: 'allowed', insert: 'allowed' });
+    expect(verified.matrix.strangler_monitor!.event_log!.select).toBe('denied');
+    expect(verified.handoffs).toEqual(['cloud select event_outbox', 'cloud insert event_outbox', 'cloud delete event_outbox']);
+    expect(await t.db('events').count({ n: '*' }).first()).toEqual(before);
+
+    // Someone grants by hand: the check says so, and so does the verifier.
     await t.db.raw(`GRANT SELECT ON ??.event_log TO 'dobe'@'%'`, [t.name]);
     const check = await checkEventGrants(t.db, t.name);
     expect(check.lockdown).toBe(true);
     expect(check.drift.map((g) => `${g.user}:${g.table}:${g.privilege}`)).toEqual(['dobe:event_log:SELECT']);
+    expect((await runCli(['cutover', 'verify-lockdown', '--database', t.name], { env: { MYSQL_URL: formatMysqlUrl(t.server) } })).code).toBe(3);
     await t.db.raw(`REVOKE SELECT ON ??.event_log FROM 'dobe'@'%'`, [t.name]);
   });
 });

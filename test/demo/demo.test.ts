@@ -94,6 +94,8 @@ describe('npm run demo (small)', () => {
     // lockdown: only Harpoon holds grants on events; while idle nothing reads events at all.
     const lockdown = report.stages[4]!;
     expect(lockdown.details).toMatchObject({ sole_access: 'true', events_rows_read_per_s_idle: 0 });
+    // The verifier, run in the stage: no service user but Harpoon may touch event data.
+    expect(report.lockdown_verification).toMatchObject({ ok: true, violations: [], owner_ok: true });
     expect(lockdown.polling_queries_per_s).toBeLessThanOrEqual(0.5);
     expect(lockdown.events_created).toBeGreaterThan(10);
     expect(lockdown.events_done).toBe(lockdown.events_created);
