@@ -38,7 +38,7 @@ const RECOVERY_PAGE = 1000;
  * after success: an empty outbox costs no query at all, and a Harpoon outage
  * costs only retries to Harpoon, with exponential backoff.
  *
- * A row Harpoon refuses outright (4xx other than 429, e.g. its region was
+ * A row Harpoon refuses outright (4xx other than 401/403/429, e.g. its region was
  * removed) is left in the table, logged with CLOUD_ERR_OUTBOX_REJECTED and
  * counted in cloud_outbox_rejected_total; retrying it would fail the same way.
  *
@@ -98,7 +98,8 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
       });
       return done;
     } catch (err) {
-      const refused = err instanceof HarpoonClientError && err.status >= 400 && err.status < 500 && err.status !== 429;
+      // 401/403 are transient too: during a token rotation Harpoon may not know the new token yet.
+      const refused = err instanceof HarpoonClientError && err.status >= 400 && err.status < 500 && ![401, 403, 429].includes(err.status);
       if (!refused) throw err;
       if (chunk.length === 1) {
         reject(chunk[0]!, `${err.code}: ${err.message}`);

@@ -29,6 +29,12 @@ event-writes, event-reads and lockdown with 10 s soaks.
 Prints the URLs to use, and writes Prometheus file_sd targets for
 dashboards/prometheus.yml.
 
+Secrets: on first start, random MySQL passwords (one per service user) and a
+hypervisor token key ring are made in files only you can read (mode 0600) in
+STRANGLER_SECRETS_DIR, else ~/.config/strangler; the output says where. Each
+service process gets its own password and nothing of your environment
+(runbooks/security.md).
+
 Options:
   --hypervisors N    Simulated hypervisors (default 200)
   --regions R        Regions (default 3)
