@@ -101,6 +101,17 @@ describe('npm run demo (small)', () => {
     expect(lockdown.events_done).toBe(lockdown.events_created);
     expectLatency(lockdown, 5000);
     expect(report.timeline.length).toBeGreaterThanOrEqual(3);
+    // The autopilot moved every step (strangler cutover run): report.json keeps each step's analysis runs,
+    // and a step was left (or its run done) only after two passing runs in a row (the demo plan's passes).
+    expect(router.analysis!.map((a) => a.step_name)).toEqual(['nyc1', 'all-regions']);
+    expect(v2.analysis!.map((a) => a.step_name)).toEqual(['shadow', 'nyc1', 'all-regions']);
+    expect(lockdown.analysis!.map((a) => `${a.feature} ${a.step_name}`)).toEqual(['lockdown harpoon-only']);
+    for (const stage of report.stages.slice(1)) {
+      for (const a of stage.analysis!) {
+        expect(a.outcomes, `${stage.name}: ${a.feature} ${a.step_name}`).toMatch(/PP/);
+        expect(a.runs).toBe(a.outcomes.length);
+      }
+    }
     const html = await readFile(join(out, 'report.html'), 'utf8');
     expect(html).toContain('<svg');
     expect(html).toContain(report.database.name);
