@@ -127,7 +127,7 @@ interface RunResult {
   /** V2 process replicas: their batches, from their debug log (count, events claimed, rounds, time by phase). */
   batches?: BatchSummary;
   /** What the run cost the server and the machine, read from the server and /proc. */
-  server: ServerFigures & { per_placement: PerPlacement };
+  server: ServerFigures & { per_placement: PerPlacement; bench_process_cpu: { seconds: number; cores: number } };
   notes: string;
 }
 
@@ -352,6 +352,8 @@ async function runOne(name: RunName, adminServer: { host: string; port: number; 
     const watch = await watchServer(db, { users: [user] });
     watch.trackProcesses(schedulerPids);
     const batchesBefore = batchSummary?.();
+    // This process: the simulated agents and metrics endpoints, the completion poll (and V1 or in-process V2).
+    const benchCpuBefore = process.cpuUsage();
     const started = performance.now();
     progress(`${name}: burst of ${settings.events} create events committed; placing…`);
     const deadline = Date.now() + settings.timeout_s * 1000;
@@ -374,6 +376,8 @@ async function runOne(name: RunName, adminServer: { host: string; port: number; 
     }
     const seconds = (performance.now() - started) / 1000;
     const figures = await watch.stop();
+    const benchCpu = process.cpuUsage(benchCpuBefore);
+    const benchCpuSeconds = (benchCpu.user + benchCpu.system) / 1e6;
     const batches = batchSummary && batchesBefore ? combineBatches(batchSummary(), batchesBefore, -1) : undefined;
     const conflictCount = await conflicts();
     for (const fn of cleanup.splice(0)) await fn();
@@ -405,6 +409,7 @@ async function runOne(name: RunName, adminServer: { host: string; port: number; 
       ...(batches ? { batches } : {}),
       server: {
         ...figures,
+        bench_process_cpu: { seconds: Math.round(benchCpuSeconds * 100) / 100, cores: Math.round((benchCpuSeconds / seconds) * 100) / 100 },
         per_placement: {
           scheduler_statements: perPlacement(mine?.statements),
           scheduler_commits: perPlacement(mine?.commits),
