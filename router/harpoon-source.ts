@@ -316,7 +316,8 @@ export function createHarpoonSource(ctx: SourceContext, settings: { urls: string
       sendOpen(serverId);
       kickClaims();
     },
-    claiming: () => claimsOnWire > 0,
+    // A claim scheduled counts too: a pushed event's claim goes out before its host may be switched away.
+    claiming: () => claimsOnWire > 0 || claimScheduled,
     async readAckRows(ids) {
       const rows: AgentEvent[] = [];
       for (const id of ids) {

@@ -95,8 +95,13 @@ describe('the Event Router follows event-writes onto Harpoon and back', () => {
       }
     })();
     try {
+      // Each phase carries a number of events, not a length of time: a loaded machine writes slower.
+      const written = async (more: number) => {
+        const target = ids.length + more;
+        await waitFor(async () => ids.length >= target, 60_000, 20);
+      };
       await waitFor(async () => router.stats().connected === hosts.length);
-      await sleep(800);
+      await written(8);
       expect(router.stats().source).toBe('mysql');
 
       via = 'harpoon';
@@ -105,7 +110,7 @@ describe('the Event Router follows event-writes onto Harpoon and back', () => {
       await waitFor(async () => router.stats().source === 'harpoon');
       const pendingPolls = await metric(router, 'router_db_queries_total{query="pending"}');
       const backlogPolls = await metric(router, 'router_db_queries_total{query="backlog"}');
-      await sleep(1500);
+      await written(8);
       // No MySQL polling while on Harpoon: the pending and backlog reads stood still, events kept flowing.
       expect(await metric(router, 'router_db_queries_total{query="pending"}')).toBe(pendingPolls);
       expect(await metric(router, 'router_db_queries_total{query="backlog"}')).toBe(backlogPolls);
@@ -115,9 +120,9 @@ describe('the Event Router follows event-writes onto Harpoon and back', () => {
       // Rollback: back to MySQL polling; writers may use either path (Harpoon writes the same table).
       await setFeatureRouting(t.db, 'event-writes', { mode: 'canary', percent: 25 });
       await waitFor(async () => router.stats().source === 'mysql');
-      await sleep(600);
+      await written(4);
       via = 'mysql';
-      await sleep(600);
+      await written(4);
       writing = false;
       await writer;
 
