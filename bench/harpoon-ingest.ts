@@ -24,11 +24,11 @@ async function serverStatus(admin: mysql.Connection): Promise<Status> {
 }
 
 /** What the server did for `events` events between two readings (every other client of the server included). */
-function serverDelta(a: Status, b: Status, events: number) {
+function serverDelta(a: Status, b: Status, events: number, autocommit: boolean) {
   const d = Object.fromEntries(STATUS.map((k) => [k, b[k] - a[k]])) as Status;
-  // Transactions: Harpoon's end in COMMIT (Com_commit); plain autocommit INSERTs are one each (Com_insert).
+  // Transactions: plain autocommit INSERTs are one each (Com_insert); Harpoon's end in COMMIT (Com_commit).
   // Handler_commit counts statement-level commits too, so it is shown but not divided by.
-  const commits = Math.max(1, d.Com_commit > 0 ? d.Com_commit : d.Com_insert);
+  const commits = Math.max(1, autocommit ? d.Com_insert : d.Com_commit);
   return {
     ...d,
     transactions: commits,
@@ -143,7 +143,7 @@ export interface IngestSetup {
  * Harpoon with B events per request; and the ratios between them.
  */
 export async function measureIngest(s: IngestSetup) {
-  const measure = async <T>(what: () => Promise<T>, user: string) => {
+  const measure = async <T>(what: () => Promise<T>, user: string, autocommit: boolean) => {
     const rows0 = await countEvents(s.admin);
     const writes0 = await userWrites(s.admin, user);
     const st0 = await serverStatus(s.admin);
@@ -160,7 +160,7 @@ export async function measureIngest(s: IngestSetup) {
       events: rows,
       server_write_statements: writes,
       statements_per_event: round(writes / Math.max(1, rows), 4),
-      server: serverDelta(st0, st1, rows),
+      server: serverDelta(st0, st1, rows, autocommit),
       // CPU time (user + system) per event, µs, by process (the bench process is the load generator).
       cpu_us_per_event: Object.fromEntries(
         cpu1.map(([name, a, b]) => [name, a === undefined || b === undefined || rows === 0 ? null : Math.round(((b - a) / rows) * 10) / 10]),
@@ -176,7 +176,7 @@ export async function measureIngest(s: IngestSetup) {
     const row = await measure(async () => {
       const r = await postToHarpoon(s.harpoonUrl, s.token, inflight, batch, s.seconds, s.regionSlugs);
       return { requests_in_flight: inflight, events_per_request: batch, acknowledged: r.events, refused_429: r.refused };
-    }, s.harpoonUser);
+    }, s.harpoonUser, false);
     const m1 = await batchStats(s.harpoonUrl);
     const batches = m1.count - m0.count;
     return { ...row, batches, mean_batch_rows: round((m1.rows - m0.rows) / batches), mean_batch_ms: round(((m1.seconds - m0.seconds) / batches) * 1000, 2) };
@@ -186,12 +186,12 @@ export async function measureIngest(s: IngestSetup) {
   const single = await measure(async () => {
     await plainInserts(s.plainDb, s.connections, 1, s.seconds, s.regionIds);
     return { connections: s.connections, rows_per_statement: 1 };
-  }, s.plainUser);
+  }, s.plainUser, true);
   s.progress(`  multi-row INSERTs of ${s.batch} rows on one connection, ${s.seconds} s…`);
   const multi = await measure(async () => {
     await plainInserts(s.plainDb, 1, s.batch, s.seconds, s.regionIds);
     return { connections: 1, rows_per_statement: s.batch };
-  }, s.plainUser);
+  }, s.plainUser, true);
   const harpoonSingle = await harpoon(1);
   const harpoonBatch = await harpoon(s.batch);
   return {
