@@ -11,7 +11,7 @@ import { EVENT_WRITES } from '../domain/features.ts';
  * with `lock` (LOCK IN SHARE MODE) and decides from that read: the
  * controller's UPDATE to `full` then waits for every direct write in flight,
  * so once `full` is committed no direct INSERT into events can still commit
- * (the fence, HARPOON-ERA.md). Reads take it without the lock.
+ * (the fence, docs/harpoon-era.md). Reads take it without the lock.
  *
  * @example
  *   const routing = await readEventWrites(trx, { lock: true });

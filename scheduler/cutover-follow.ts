@@ -32,7 +32,7 @@ function fromRows(rows: Array<Record<string, unknown>>): FollowedState {
 
 /**
  * Both followed rows in one primary-key statement, under a shared lock
- * when `lock` (inside a commit's transaction: the fence of HARPOON-ERA.md
+ * when `lock` (inside a commit's transaction: the fence of docs/harpoon-era.md
  * and of lib/cutover/scheduling.ts — the controller's UPDATE of either row
  * waits for the commit, so a direct placement lands strictly before a
  * switch or sees it).

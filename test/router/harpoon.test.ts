@@ -18,7 +18,7 @@ import { metricValue } from '../helpers/upstream.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** HARPOON-ERA.md's switch rule, router side: MySQL below event-writes full, Harpoon at full, back on a rollback. */
+/** The switch rule of docs/harpoon-era.md, router side: MySQL below event-writes full, Harpoon at full, back on a rollback. */
 describe('the Event Router follows event-writes onto Harpoon and back', () => {
   let t: TestDatabase;
   let seed: SeedData;
