@@ -64,7 +64,8 @@ export const command: Command = {
     }
     // Faults make every component log warnings by design (child processes read LOG_LEVEL too); the progress lines say what happened.
     io.env.LOG_LEVEL ??= 'error';
-    if (io.env === process.env) process.env.LOG_LEVEL = io.env.LOG_LEVEL;
+    // Children take LOG_LEVEL from this process's environment (lib/process/child-env.ts allows it through).
+    process.env.LOG_LEVEL ??= io.env.LOG_LEVEL;
     const report = await runChaos({
       hypervisors: intOption('hypervisors', values.hypervisors, 200, 1, 20_000),
       regions: intOption('regions', values.regions, 3, 1, 50),

@@ -73,7 +73,8 @@ describe('strangler up with no secret configured (issue 12 points 1, 2, 3)', () 
       expect(services.length).toBeGreaterThanOrEqual(3);
       for (const pid of pids) {
         const vars = environ(pid);
-        expect(vars.filter((e) => e.startsWith('MYSQL_URL=')), `pid ${pid}`).toEqual([]);
+        const cmd = (() => { try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' '); } catch { return '?'; } })();
+        expect(vars.filter((e) => e.startsWith('MYSQL_URL=')), `pid ${pid}: ${cmd}`).toEqual([]);
         expect(vars.some((e) => e.includes(ADMIN_TOKEN)), `pid ${pid} holds the admin token`).toBe(false);
         expect(vars.some((e) => e.includes(rootUrl)), `pid ${pid} holds root's URL`).toBe(false);
         expect(vars.some((e) => e.startsWith('STRANGLER_')), `pid ${pid}`).toBe(false);
