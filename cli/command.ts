@@ -1,4 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { StranglerError } from '../lib/errors.ts';
 
 /** What a verb may touch of the outside world; tests pass their own. */
 export interface CommandIO {
@@ -89,4 +90,15 @@ export function waitForStop(signal: AbortSignal, seconds?: number, tick?: () => 
     if (signal.aborted) finish();
     else signal.addEventListener('abort', finish);
   });
+}
+
+/**
+ * Prints a config or plan file's problems, one JSON path per line (or as
+ * JSON), and returns exit 2: a bad file is bad usage, fixed by editing it.
+ */
+export function reportInvalidFile(io: CommandIO, json: boolean, what: string, file: string, err: StranglerError & { details?: { errors?: string[] } }): number {
+  const errors = err.details?.errors ?? [err.message];
+  if (json) writeJson(io, { valid: false, code: err.code, file, errors });
+  else io.stderr.write(`strangler: ${err.code}: ${file} is not a valid ${what}:\n${errors.map((l) => `  ${l}\n`).join('')}`);
+  return EXIT.usage;
 }

@@ -9,8 +9,7 @@ import type { AutopilotView } from '../../proxy/cutover/autopilot-view.ts';
 import { followRuns, progressLine } from './cutover-follow.ts';
 import { loadProxyConfigFile, type ProxyConfig } from '../../proxy/config.ts';
 import { checkPlanServed } from '../../proxy/cutover/plan-served.ts';
-import { reportInvalidFile } from '../serve/run-proxy.ts';
-import { EXIT, UsageError, intOption, parseCommandArgs, writeJson, type Command, type CommandIO } from '../command.ts';
+import { EXIT, UsageError, intOption, parseCommandArgs, writeJson, type Command, reportInvalidFile, type CommandIO } from '../command.ts';
 import { runVerifyLockdown } from './verify-lockdown.ts';
 
 const DEFAULT_URL = 'http://127.0.0.1:9400';

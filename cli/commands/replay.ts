@@ -23,8 +23,7 @@ import { cliLogger } from '../cli-logger.ts';
 import { StranglerError } from '../../lib/errors.ts';
 import { loadProxyConfigFile } from '../../proxy/config.ts';
 import type { RouteTable } from '../../proxy/route-table.ts';
-import { reportInvalidFile } from '../serve/run-proxy.ts';
-import { EXIT, UsageError, intOption, parseCommandArgs, waitForStop, writeJson, type Command, type CommandIO } from '../command.ts';
+import { EXIT, UsageError, intOption, parseCommandArgs, waitForStop, writeJson, type Command, reportInvalidFile, type CommandIO } from '../command.ts';
 import { directEvents } from '../../legacy/cloud/direct-events.ts';
 
 const HELP = `Usage: strangler replay <record|run|k6> [options]

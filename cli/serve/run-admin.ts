@@ -6,8 +6,7 @@ import { createCutoverAdmin } from '../../proxy/cutover/admin.ts';
 import { loadPlanFile, planServices, type CutoverPlan } from '../../proxy/cutover/plan.ts';
 import { webhookSecretsFromEnv } from '../../proxy/cutover/webhooks.ts';
 import { cliLogger } from '../cli-logger.ts';
-import { EXIT, UsageError, intOption, waitForStop, type CommandIO } from '../command.ts';
-import { reportInvalidFile } from './run-proxy.ts';
+import { EXIT, UsageError, intOption, waitForStop, reportInvalidFile, type CommandIO } from '../command.ts';
 
 export interface AdminRunOptions {
   plan: string | undefined;

@@ -2,18 +2,7 @@ import { StranglerError } from '../../lib/errors.ts';
 import { loadProxyConfigFile } from '../../proxy/config.ts';
 import { createConfiguredProxy } from '../../proxy/from-config.ts';
 import { cliLogger } from '../cli-logger.ts';
-import { EXIT, UsageError, waitForStop, writeJson, type CommandIO } from '../command.ts';
-
-/**
- * Prints a config or plan file's problems, one JSON path per line (or as
- * JSON), and returns exit 2: a bad file is bad usage, fixed by editing it.
- */
-export function reportInvalidFile(io: CommandIO, json: boolean, what: string, file: string, err: StranglerError & { details?: { errors?: string[] } }): number {
-  const errors = err.details?.errors ?? [err.message];
-  if (json) writeJson(io, { valid: false, code: err.code, file, errors });
-  else io.stderr.write(`strangler: ${err.code}: ${file} is not a valid ${what}:\n${errors.map((l) => `  ${l}\n`).join('')}`);
-  return EXIT.usage;
-}
+import { EXIT, UsageError, reportInvalidFile, waitForStop, writeJson, type CommandIO } from '../command.ts';
 
 /** The config file: --config, else PROXY_CONFIG_FILE. */
 export function configPath(value: string | undefined, env: NodeJS.ProcessEnv, required: boolean): string | undefined {
