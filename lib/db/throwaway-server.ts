@@ -217,6 +217,11 @@ export async function startThrowawayServer(options: ThrowawayOptions): Promise<T
   await reapStaleServers(options.logger);
   const dataRoot = await mkdtemp(join(tmpdir(), DIR_PREFIX));
   const dataDir = join(dataRoot, 'data');
+  // A temporary directory of its own: a server starting deletes every `#sql*` file in its tmpdir, so with a
+  // shared /tmp each new throwaway server removed the running ones' temporary tables ("Error on delete of
+  // '/tmp/#sql-temptable-…'", seen in demos and PROCESSLIST reads while tests started servers).
+  const tmpDir = join(dataRoot, 'tmp');
+  await mkdir(tmpDir);
   await writeFile(join(dataRoot, 'owner.json'), JSON.stringify({ ownerPid: process.pid }));
   await initDataDir(serverBin, dataDir);
 
@@ -236,6 +241,7 @@ export async function startThrowawayServer(options: ThrowawayOptions): Promise<T
     const args = [
       '--no-defaults',
       `--datadir=${dataDir}`,
+      `--tmpdir=${tmpDir}`,
       `--port=${port}`,
       '--bind-address=127.0.0.1',
       `--socket=${join(dataRoot, 'mysqld.sock')}`,
