@@ -172,7 +172,8 @@ async function startReplicaProcess(env: Record<string, string>): Promise<Replica
     cwd: ROOT,
     // debug: each batch logs its phases, summed into `batches`.
     env: childEnv({ ...env, PORT: '0', LOG_LEVEL: 'debug' }),
-    stdio: ['ignore', 'pipe', 'inherit'],
+    // The IPC channel ends the replica when this process dies (runMain stops on disconnect), even in its own session.
+    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
     detached: settings.replica_sessions === 'own',
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
