@@ -124,4 +124,24 @@ describe('strangler proxy --config', () => {
       expect(await proxy.stop()).toBe(0);
     }
   });
+
+  it('starts before its cutover admin: every feature on legacy until the first state read, and a missing token variable is exit 2', async () => {
+    const c = good();
+    c.features.catalog.legacy = [legacy.url];
+    c.features.catalog.new = [next.url];
+    c.state = { admin: { url: 'http://127.0.0.1:9', tokenEnv: 'CATALOG_STATE_TOKEN', intervalMs: 200 } };
+    const file = join(dir, 'admin-down.json');
+    writeFileSync(file, JSON.stringify(c));
+    const noToken = await runCli(['proxy', '--config', file], { env: { CATALOG_STATE_TOKEN: '' } });
+    expect(noToken.code).toBe(2);
+    expect(noToken.stderr).toContain('CATALOG_STATE_TOKEN');
+    const proxy = await startCliService<{ url: string }>(['proxy', '--config', file, '--json'], { CATALOG_STATE_TOKEN: 'state-token-0123456789' });
+    try {
+      const res = await fetch(`${proxy.info.url}/catalog/sku-1`, { headers: { 'x-customer-id': 'c1' } });
+      expect(res.status).toBe(200);
+      expect(((await res.json()) as { served_by: string }).served_by).toBe('legacy');
+    } finally {
+      expect(await proxy.stop()).toBe(0);
+    }
+  });
 });
