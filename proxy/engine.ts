@@ -3,38 +3,8 @@ import { Readable } from 'node:stream';
 import { createProxyServer } from 'http-proxy-3';
 import { pipeEngine } from './pipe-engine.ts';
 
-// Which engine forwards a request, measured (bench/proxy.ts, `npm run
-// bench:proxy`: wrk, 50 connections, 5 alternating rounds of 5 s; five
-// runs on 2026-12-01 on this 2-core machine shared with other work, four at
-// load average 27-40 and one at 7-4; medians of the runs, README "Proxy vs
-// a bare Node pass-through"):
-//
-//                        CPU per request vs bare    req/s vs bare
-//   pipe (default)       1.07 (0.99-1.18)           0.96
-//   original http-proxy  1.34 (1.17-1.37)           0.81
-//   http-proxy-3         1.58 (1.42-1.63)           0.61
-//
-// At that load req/s moved 3x between rounds, so the ratio of req/s cannot
-// rank the engines; CPU per request can, and with all four servers loaded
-// at once (so that they share the same contention) it ranked them the same
-// way: pipe 0.98-1.26x the bare pass-through, the original 1.22-1.99x,
-// http-proxy-3 1.60-2.19x.
-// The pipe engine (pipe-engine.ts) is the default: one http.request per
-// attempt piped back, the same work as the bare pass-through. http-proxy-3
-// spends its extra CPU on per-request generality this proxy never uses:
-// options merged per request, a pass loop, a copy of every header with a
-// blacklist scan, urlJoin, a follow-redirects switch, and five event
-// emissions plus four listeners per request.
-// http-proxy-3 stays the library behind the http-proxy API
-// (`httpProxy3Engine`, one option away), not the original: with the
-// original alone, 20 agents that dropped their SSE streams left all 20
-// upstream streams open (it only aborts on req 'aborted', which Node no
-// longer emits once a GET is complete), and it is unmaintained since 2020
-// and built on APIs Node deprecates (util._extend, a runtime warning from
-// Node 22; url.parse; req.abort()); http-proxy-3 is a maintained rewrite of
-// the same API, with types. create-proxy.ts tears the upstream down on
-// client close itself, so every engine is safe there. http-proxy-3 2.x
-// needs Node 22; this repo targets Node 20, hence 1.x.
+// The default engine is pipe-engine.ts; http-proxy-3 stays one option away. Why, with the measurements:
+// docs/benchmarks/proxy-2026-12-01.md ("Which engine forwards a request").
 
 /**
  * Where one attempt goes: a plain object both libraries read. A base path is
