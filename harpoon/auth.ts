@@ -6,6 +6,17 @@ import { harpoonError } from './errors.ts';
 /** Who is calling: a service (by its token's name) or a customer (by the API token Cloud issued). */
 export type Caller = { kind: 'service'; name: string } | { kind: 'customer'; id: number };
 
+/**
+ * What a service token may do. Cloud creates events and reads actions
+ * (create, read); a router takes the stream and marks events running/done
+ * (stream, execute, read); Scheduler V2 takes the stream and places events
+ * (stream, place, read); replicas push to each other (peer). A token given
+ * as a bare string holds every scope (tests, a single-service setup).
+ */
+export type HarpoonScope = 'create' | 'read' | 'stream' | 'place' | 'execute' | 'peer';
+export const HARPOON_SCOPES: readonly HarpoonScope[] = ['create', 'read', 'stream', 'place', 'execute', 'peer'];
+export type ServiceTokenSpec = string | { token: string; scopes: readonly HarpoonScope[] };
+
 const BEARER = /^Bearer +([\x21-\x7e]{1,512}) *$/i;
 const TOKEN_NAME = /^[A-Za-z0-9._@-]{1,64}$/;
 export const MIN_SERVICE_TOKEN_LENGTH = 16;
@@ -20,17 +31,23 @@ function digest(text: string): Buffer {
  * by its SHA-256 (as Cloud stores them) and may only read its own actions.
  * Every service token is compared in constant time whatever matched.
  */
-export function createAuthenticator(tokens: Record<string, string>, findCustomer: (sha256Hex: string) => Promise<{ id: number; status: string } | undefined>) {
+export function createAuthenticator(tokens: Record<string, ServiceTokenSpec>, findCustomer: (sha256Hex: string) => Promise<{ id: number; status: string } | undefined>) {
   if (typeof tokens !== 'object' || tokens === null || Object.keys(tokens).length === 0) {
     throw invalidOption('tokens', '(not shown)', 'a map of at least one service name → bearer token');
   }
-  const digests = Object.entries(tokens).map(([name, token]) => {
+  const digests = Object.entries(tokens).map(([name, spec]) => {
     if (!TOKEN_NAME.test(name)) throw invalidOption(`tokens.${name}`, name, 'a name of letters, digits and . _ @ - (at most 64)');
+    const token = typeof spec === 'string' ? spec : spec?.token;
     if (typeof token !== 'string' || token.length < MIN_SERVICE_TOKEN_LENGTH || !/^[\x21-\x7e]+$/.test(token)) {
       throw invalidOption(`tokens.${name}`, '(not shown)', `a token of at least ${MIN_SERVICE_TOKEN_LENGTH} printable characters without spaces`);
     }
-    return { name, digest: digest(token) };
+    const scopes = typeof spec === 'string' ? HARPOON_SCOPES : spec.scopes;
+    if (!Array.isArray(scopes) || scopes.length === 0 || scopes.some((x) => !HARPOON_SCOPES.includes(x))) {
+      throw invalidOption(`tokens.${name}.scopes`, scopes, `a non-empty list of ${HARPOON_SCOPES.join(', ')}`);
+    }
+    return { name, digest: digest(token), scopes: new Set<HarpoonScope>(scopes) };
   });
+  const scopesByName = new Map(digests.map((d) => [d.name, d.scopes]));
 
   function bearer(req: IncomingMessage): string {
     const header = req.headers.authorization;
@@ -48,17 +65,36 @@ export function createAuthenticator(tokens: Record<string, string>, findCustomer
   }
 
   return {
-    /** A service token, or 401/403. */
-    service(req: IncomingMessage): string {
+    /** A service token holding `scope` (when given), or 401/403. */
+    service(req: IncomingMessage, scope?: HarpoonScope): string {
       const name = serviceName(bearer(req));
       if (name === undefined) throw harpoonError('HARPOON_ERR_UNAUTHORIZED', 'the service token is not valid');
+      if (scope !== undefined) this.require(name, scope);
       return name;
+    },
+    /** 403 (nothing done) unless the named service token holds `scope`. */
+    require(name: string, scope: HarpoonScope, what: string = scope): void {
+      const scopes = scopesByName.get(name);
+      if (!scopes?.has(scope)) {
+        throw harpoonError('HARPOON_ERR_FORBIDDEN', `the token "${name}" may not ${what} (it holds ${[...(scopes ?? [])].join(', ')}); nothing was written`);
+      }
+    },
+    tokenHolds: (name: string, scope: HarpoonScope): boolean => scopesByName.get(name)?.has(scope) ?? false,
+    /** The first token holding `scope`, for a replica's own calls (its peers). */
+    tokenWith(scope: HarpoonScope): string | undefined {
+      for (const [name, spec] of Object.entries(tokens)) {
+        if (scopesByName.get(name)?.has(scope)) return typeof spec === 'string' ? spec : spec.token;
+      }
+      return undefined;
     },
     /** A service token, or a customer's API token (looked up), or 401/403. */
     async any(req: IncomingMessage): Promise<Caller> {
       const token = bearer(req);
       const name = serviceName(token);
-      if (name !== undefined) return { kind: 'service', name };
+      if (name !== undefined) {
+        this.require(name, 'read');
+        return { kind: 'service', name };
+      }
       const customer = await findCustomer(createHash('sha256').update(token).digest('hex'));
       if (!customer) throw harpoonError('HARPOON_ERR_UNAUTHORIZED', 'the token is neither a service token nor a valid API token');
       if (customer.status !== 'active') throw harpoonError('HARPOON_ERR_FORBIDDEN', `this account is ${customer.status}, not active; contact support`);

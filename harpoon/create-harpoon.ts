@@ -17,7 +17,8 @@ import { createRouter, type RequestContext } from '../lib/http/router.ts';
 import { createHttpService } from '../lib/http/service-server.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
 import { pageLinks, toAction } from './actions.ts';
-import { createAuthenticator, type Caller } from './auth.ts';
+import { createAuthenticator, type Caller, type ServiceTokenSpec } from './auth.ts';
+import type { StatusChangeInput } from './types.ts';
 import { createCatalog } from './catalog.ts';
 import { createChangeLog } from './change-log.ts';
 import { createConsolidator } from './consolidate.ts';
@@ -33,11 +34,14 @@ import { intParam, parseCreateBody, parseFilter, parsePathId, parseStatusBatch, 
 export interface HarpoonOptions {
   /** The `harpoon` MySQL user's settings. */
   db: DbConfig;
-  /** Service name → bearer token (at least 16 characters). Writers, readers, subscribers and peers use these. */
-  tokens: Record<string, string>;
+  /**
+   * Service name → bearer token (at least 16 characters), or `{ token, scopes }` (harpoon/auth.ts: create,
+   * read, stream, place, execute, peer); a bare string holds every scope.
+   */
+  tokens: Record<string, ServiceTokenSpec>;
   /** Base URLs of the other replicas (http://host:port); each pushes its commits to us and we to it. */
   peers?: string[];
-  /** The token this replica presents to its peers (default: the first of `tokens`). */
+  /** The token this replica presents to its peers (default: the first of `tokens` with the peer scope). */
   peerToken?: string;
   /** A name for logs and the stream's first comment (default: a random id). */
   replica?: string;
@@ -119,7 +123,7 @@ export function createHarpoon(options: HarpoonOptions): Harpoon {
   const writePool = createMysqlPool(options.db, writers, { multipleStatements: true });
   const db = (): Pool => pool;
   const auth = createAuthenticator(options.tokens, (digest) => consolidated(`customer:${digest}`, () => customerByTokenDigest(db(), digest)));
-  const peerToken = options.peerToken ?? Object.values(options.tokens)[0]!;
+  const peerToken = options.peerToken ?? auth.tokenWith('peer') ?? '';
 
   let closed = false;
   let ready = false;
@@ -243,9 +247,11 @@ export function createHarpoon(options: HarpoonOptions): Harpoon {
   // ---- writes --------------------------------------------------------------------------------
 
   async function createEvents(ctx: RequestContext): Promise<void> {
-    auth.service(ctx.req);
+    const caller = auth.service(ctx.req, 'create');
     refuseWhileClosing();
     const { items, batch } = parseCreateBody(await readJsonBody(ctx.req, { limit: bodyLimit }));
+    // A create event already placed on a hypervisor is a placement: only the scheduler's token may.
+    if (items.some((i) => i.type === 'create' && i.server_id !== undefined && i.server_id !== null)) auth.require(caller, 'place', 'create a create event already placed on a server');
     const ops: WriteOp[] = [];
     for (const input of items) {
       const regionId = await guarded(ctx, 'read', () => catalog.regionId(input.region));
@@ -266,20 +272,38 @@ export function createHarpoon(options: HarpoonOptions): Harpoon {
   }
 
   async function setStatus(ctx: RequestContext): Promise<void> {
-    auth.service(ctx.req);
+    const caller = auth.service(ctx.req);
     refuseWhileClosing();
     const id = parsePathId(ctx.params.id, 'event');
     const change = parseStatusBody(await readJsonBody(ctx.req, { limit: bodyLimit }), id);
+    mayChange(caller, [change]);
     const [o] = await guarded(ctx, 'write', () => writer.submit([{ kind: 'change', input: change }]));
     if (!o!.ok) throw o!.error;
     if (!('status' in o!)) throw new Error('change op without a status outcome');
     sendJson(ctx.res, 200, o.status);
   }
 
+  /**
+   * Placing (server_id, or an unplaceable event's error) is the scheduler's; running/done/error of a
+   * placed event is the executor's (a router). A request with one change the token may not make is
+   * refused whole: nothing is written.
+   */
+  function mayChange(caller: string, changes: StatusChangeInput[]): void {
+    for (const c of changes) {
+      if (c.server_id !== undefined) auth.require(caller, 'place', 'place events (server_id)');
+      if (c.status === undefined) continue;
+      if (c.status === 'error') {
+        if (!auth.tokenHolds(caller, 'place') && !auth.tokenHolds(caller, 'execute')) auth.require(caller, 'execute', `set status ${c.status}`);
+      } else if (c.status === 'pending') auth.require(caller, 'place', 'set status pending');
+      else auth.require(caller, 'execute', `set status ${c.status}`);
+    }
+  }
+
   async function setStatuses(ctx: RequestContext): Promise<void> {
-    auth.service(ctx.req);
+    const caller = auth.service(ctx.req);
     refuseWhileClosing();
     const changes = parseStatusBatch(await readJsonBody(ctx.req, { limit: bodyLimit }));
+    mayChange(caller, changes);
     const outcomes = await guarded(ctx, 'write', () => writer.submit(changes.map((input) => ({ kind: 'change' as const, input }))));
     sendJson(ctx.res, 200, {
       results: outcomes.map((o, i) => ('status' in o ? { id: changes[i]!.id, ...o.status } : { id: changes[i]!.id, error: outcomeError(o)! })),
@@ -289,7 +313,7 @@ export function createHarpoon(options: HarpoonOptions): Harpoon {
   // ---- reads ---------------------------------------------------------------------------------
 
   async function getEvent(ctx: RequestContext): Promise<void> {
-    auth.service(ctx.req);
+    auth.service(ctx.req, 'read');
     const id = parsePathId(ctx.params.id, 'event');
     const row = await guarded(ctx, 'read', () => readRow(id));
     if (!row) throw harpoonError('HARPOON_ERR_NOT_FOUND', `event ${id} not found`);
@@ -303,7 +327,7 @@ export function createHarpoon(options: HarpoonOptions): Harpoon {
   }
 
   async function getEvents(ctx: RequestContext): Promise<void> {
-    auth.service(ctx.req);
+    auth.service(ctx.req, 'read');
     const params = queryParams(ctx.query, ['region', 'type', 'status', 'unscheduled', 'server_id', 'droplet_id', 'after', 'limit']);
     const filter = parseFilter(params);
     const after = intParam(params, 'after', 0, Number.MAX_SAFE_INTEGER) ?? 0;
@@ -363,7 +387,7 @@ export function createHarpoon(options: HarpoonOptions): Harpoon {
   // ---- stream --------------------------------------------------------------------------------
 
   async function stream(ctx: RequestContext): Promise<void> {
-    auth.service(ctx.req);
+    auth.service(ctx.req, 'stream');
     refuseWhileClosing();
     const params = queryParams(ctx.query, ['cursor', 'region', 'type', 'status', 'unscheduled', 'server_id']);
     const filter = parseFilter(params);
@@ -387,7 +411,8 @@ export function createHarpoon(options: HarpoonOptions): Harpoon {
   }
 
   function peerStream(ctx: RequestContext): void {
-    auth.service(ctx.req);
+    // Only another replica: a peer stream carries every change of every region, unfiltered.
+    auth.service(ctx.req, 'peer');
     refuseWhileClosing();
     peers.accept(ctx.res);
   }

@@ -21,16 +21,19 @@ import { invalidOption } from '../lib/errors.ts';
 import { runMain } from '../lib/process/run-main.ts';
 import { createLogger } from '../lib/logger.ts';
 import { createHarpoon } from './create-harpoon.ts';
+import type { HarpoonScope, ServiceTokenSpec } from './auth.ts';
 
 const logger = createLogger({ name: 'harpoon' });
 
-function parseTokens(raw: string | undefined): Record<string, string> {
-  if (!raw) throw invalidOption('HARPOON_TOKENS', '(not shown)', 'name=token[,name=token…]');
-  const tokens: Record<string, string> = {};
+/** `name=token[=scope+scope],…`: without scopes a token holds every scope (harpoon/auth.ts). */
+function parseTokens(raw: string | undefined): Record<string, ServiceTokenSpec> {
+  const shape = 'name=token[=scope+scope][,name=token…]';
+  if (!raw) throw invalidOption('HARPOON_TOKENS', '(not shown)', shape);
+  const tokens: Record<string, ServiceTokenSpec> = {};
   for (const pair of raw.split(',')) {
-    const eq = pair.indexOf('=');
-    if (eq < 1) throw invalidOption('HARPOON_TOKENS', '(not shown)', 'name=token[,name=token…]');
-    tokens[pair.slice(0, eq).trim()] = pair.slice(eq + 1).trim();
+    const [name, token, scopes, extra] = pair.trim().split('=');
+    if (!name || !token || extra !== undefined) throw invalidOption('HARPOON_TOKENS', '(not shown)', shape);
+    tokens[name] = scopes === undefined ? token : { token, scopes: scopes.split('+') as HarpoonScope[] };
   }
   return tokens;
 }

@@ -1,17 +1,19 @@
+import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { formatMysqlUrl, type DbConfig } from '../lib/db/config.ts';
 import { invalidOption } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import { spawnServiceProcess } from '../lib/process/service-process.ts';
 import { createProcessSupervisor, type ProcessSupervisor } from '../lib/process/supervisor.ts';
+import type { ServiceTokenSpec } from './auth.ts';
 
 const MAIN = fileURLToPath(new URL('./main.ts', import.meta.url));
 
 export interface HarpoonReplicasOptions {
   /** The `harpoon` MySQL user on the run's database. */
   db: DbConfig;
-  /** Service tokens, name → token (harpoon/README.md: Auth). */
-  tokens: Record<string, string>;
+  /** Service tokens, name → token or { token, scopes } (harpoon/auth.ts). The replicas' peer token is made here. */
+  tokens: Record<string, ServiceTokenSpec>;
   /** Default 2: the fewest that survive losing one. */
   replicas?: number;
   poolSize?: number;
@@ -43,8 +45,9 @@ export function createHarpoonReplicas(options: HarpoonReplicasOptions): HarpoonR
   const count = options.replicas ?? 2;
   if (!Number.isInteger(count) || count < 1 || count > 16) throw invalidOption('replicas', count, 'an integer from 1 to 16');
   const host = options.host ?? '127.0.0.1';
-  const tokens = Object.entries(options.tokens ?? {});
-  if (tokens.length === 0) throw invalidOption('tokens', '(not shown)', 'a map of at least one service name → token');
+  // The replicas push to each other with a token of their own that can do nothing else (the peer scope).
+  const tokens: Array<[string, ServiceTokenSpec]> = [...Object.entries(options.tokens ?? {}), ['harpoon-peer', { token: randomBytes(24).toString('base64url'), scopes: ['peer'] }]];
+  if (Object.keys(options.tokens ?? {}).length === 0) throw invalidOption('tokens', '(not shown)', 'a map of at least one service name → token');
   const names = Array.from({ length: count }, (_, i) => String.fromCharCode(97 + i));
   const supervisor = createProcessSupervisor({
     names,
@@ -60,7 +63,7 @@ export function createHarpoonReplicas(options: HarpoonReplicasOptions): HarpoonR
         errorCode: 'HARPOON_ERR_START',
         env: {
           HARPOON_MYSQL_URL: formatMysqlUrl(options.db),
-          HARPOON_TOKENS: tokens.map(([n, t]) => `${n}=${t}`).join(','),
+          HARPOON_TOKENS: tokens.map(([n, t]) => (typeof t === 'string' ? `${n}=${t}` : `${n}=${t.token}=${t.scopes.join('+')}`)).join(','),
           HARPOON_PEERS: [...ports].filter(([other]) => other !== name).map(([, p]) => `http://${host}:${p}`).join(','),
           HARPOON_REPLICA: name,
           PORT: String(port),

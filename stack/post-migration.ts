@@ -12,6 +12,7 @@ import { silentLogger, type Logger } from '../lib/logger.ts';
 import { createRouterSupervisor } from '../router/supervisor.ts';
 import { createSchedulerV2 } from '../scheduler/create-scheduler-v2.ts';
 import { loadHypervisorKeys, type HypervisorKeyRing } from '../lib/auth/hypervisor-keys.ts';
+import { scopedHarpoonTokens } from './harpoon-tokens.ts';
 
 export interface PostMigrationStackOptions {
   /** The server (admin credentials, no database). */
@@ -68,7 +69,7 @@ export async function startPostMigrationStack(options: PostMigrationStackOptions
   try {
     const token = () => randomBytes(24).toString('base64url');
     const tokens = { cloud: token(), router: token(), scheduler: token() };
-    const harpoon = createHarpoonReplicas({ db: as('harpoon'), tokens, replicas: options.harpoonReplicas ?? 2, logger });
+    const harpoon = createHarpoonReplicas({ db: as('harpoon'), tokens: scopedHarpoonTokens(tokens), replicas: options.harpoonReplicas ?? 2, logger });
     started.push(harpoon);
     await harpoon.start();
     const harpoonUrls = harpoon.urls();

@@ -36,6 +36,7 @@ import { publicRoutes } from '../proxy/public-routes.ts';
 import { createHttpFeatureStateSource } from '../lib/cutover/http-state-source.ts';
 import { godQueryModeRef, type GodQueryModeOptions } from '../legacy/dobe/god-query-mode.ts';
 import { directEvents } from '../legacy/cloud/direct-events.ts';
+import { scopedHarpoonTokens } from './harpoon-tokens.ts';
 
 
 export interface LegacyStackOptions {
@@ -190,7 +191,7 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
       const tokens = { cloud: token(), router: token(), scheduler: token() };
       const replicas = createHarpoonReplicas({
         db: as('harpoon'),
-        tokens,
+        tokens: scopedHarpoonTokens(tokens),
         replicas: options.harpoon.replicas ?? 2,
         ...(options.harpoon.poolSize !== undefined ? { poolSize: options.harpoon.poolSize } : {}),
         logger,
