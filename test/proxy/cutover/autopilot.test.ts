@@ -8,6 +8,7 @@ import { createTestDatabase, type TestDatabase } from '../../helpers/database.ts
 import { startUpstream, waitFor, type TestUpstream } from '../../helpers/upstream.ts';
 
 const TOKEN = 'autopilot-token-0123456789abcdef';
+const VIEWER = 'autopilot-viewer-0123456789abcdef';
 
 const backlogGate: Gate = { name: 'backlog', kind: 'gauge', service: 'svc', metric: 'pending_events', aggregate: 'max', max: 100 };
 const errorsGate: Gate = { name: 'errors', kind: 'gauge', service: 'svc', metric: 'errors_now', max: 0 };
@@ -45,7 +46,7 @@ const PLAN: CutoverPlan = validatePlan({
   },
 });
 
-describe('the autopilot (strangler cutover run) in the admin', () => {
+describe('the autopilot (strangler cutover run) in the admin', { timeout: 180_000 }, () => {
   let t: TestDatabase;
   let svc: TestUpstream;
   let admin: CutoverAdmin;
@@ -57,7 +58,7 @@ describe('the autopilot (strangler cutover run) in the admin', () => {
   new Counter({ name: 'writes_total', help: 'w', labelNames: ['status'], registers: [registry] }).inc({ status: '200' }, 3);
 
   const startAdmin = () =>
-    createCutoverAdmin({ db: t.service('proxy'), tokens: { operator: TOKEN }, services: { svc: svc.url }, plan: PLAN, watchIntervalMs: 200, autopilotTickMs: 100 });
+    createCutoverAdmin({ db: t.service('proxy'), tokens: { operator: TOKEN, viewer: { token: VIEWER, scopes: ['read'] } }, services: { svc: svc.url }, plan: PLAN, watchIntervalMs: 200, autopilotTickMs: 100 });
 
   async function api<T = any>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<{ status: number; body: T }> {
     const res = await fetch(`${url}${path}`, {
@@ -93,8 +94,8 @@ describe('the autopilot (strangler cutover run) in the admin', () => {
 
   it('advances after N passing runs and the soak, stops at a manual-judgement step until promote, and audits every decision with its readings', async () => {
     // The CLI starts the run and follows it with JSON lines until the run is done.
-    const cli = runCli(['cutover', 'run', 'event-delivery', '--json', '--url', url, '--token', TOKEN], { timeoutMs: 60_000 });
-    await waitFor(async () => (await view('event-delivery')).run === 'waiting', 20_000, 'the run to wait at the manual-judgement step');
+    const cli = runCli(['cutover', 'run', 'event-delivery', '--json', '--url', url, '--token', TOKEN], { timeoutMs: 150_000 });
+    await waitFor(async () => (await view('event-delivery')).run === 'waiting', 45_000, 'the run to wait at the manual-judgement step');
     const waiting = await view('event-delivery');
     expect(waiting).toMatchObject({ step: 2, step_name: 'half', manual_judgement: true, passes_needed: 2, failure_threshold: 2 });
     expect(waiting.passes).toBeGreaterThanOrEqual(2);
@@ -133,7 +134,7 @@ describe('the autopilot (strangler cutover run) in the admin', () => {
 
   it('keeps analysing a step after its soak: a failure then alerts (policy alert) and leaves the step where it is', async () => {
     pending.set(500);
-    await waitFor(async () => (await history('event-delivery')).some((r) => r.action === 'alert'), 10_000, 'an alert');
+    await waitFor(async () => (await history('event-delivery')).some((r) => r.action === 'alert'), 45_000, 'an alert');
     const alert = (await history('event-delivery')).find((r) => r.action === 'alert')!;
     expect(alert.reason).toMatch(/gate backlog failed: max of 1 series = 500 > max 100 \(after the soak of step 3 all, 2 checks in a row\)/);
     await new Promise((r) => setTimeout(r, 800));
@@ -144,9 +145,9 @@ describe('the autopilot (strangler cutover run) in the admin', () => {
 
   it('rolls back after the failure threshold, straight to legacy when on_failure says so, and ends the run', async () => {
     expect((await api('POST', '/cutover/scheduling/run', { reason: 'go' })).status).toBe(200);
-    await waitFor(async () => (await view('scheduling')).run === 'waiting', 20_000, 'scheduling to wait at nyc1');
+    await waitFor(async () => (await view('scheduling')).run === 'waiting', 45_000, 'scheduling to wait at nyc1');
     errorsNow.set(2);
-    await waitFor(async () => (await view('scheduling')).run === 'rolled-back', 10_000, 'the rollback');
+    await waitFor(async () => (await view('scheduling')).run === 'rolled-back', 45_000, 'the rollback');
     const v = await view('scheduling');
     expect(v).toMatchObject({ step: 0, step_name: 'legacy' });
     const rows = await history('scheduling');
@@ -162,7 +163,7 @@ describe('the autopilot (strangler cutover run) in the admin', () => {
 
   it('never advances and never rolls back on "no data": it counts the runs and says why it waits', async () => {
     expect((await api('POST', '/cutover/event-writes/run')).status).toBe(200);
-    await waitFor(async () => (await view('event-writes')).no_data >= 4, 10_000, 'no-data runs');
+    await waitFor(async () => (await view('event-writes')).no_data >= 4, 45_000, 'no-data runs');
     const v = await view('event-writes');
     expect(v).toMatchObject({ run: 'running', step: 1, passes: 0, failures: 0, last_outcome: 'no-data' });
     expect(v.waiting).toMatch(/0\/2 passing runs in a row; last run no-data: writes no-data/);
@@ -179,16 +180,29 @@ describe('the autopilot (strangler cutover run) in the admin', () => {
   it('rolls back after the soak under policy rollback, without any run', async () => {
     expect((await api('POST', '/cutover/event-reads/advance')).status).toBe(200);
     readsBroken.set(1);
-    await waitFor(async () => (await admin.controller.statusOf('event-reads')).step === 0, 10_000, 'the after-soak rollback');
+    await waitFor(async () => (await admin.controller.statusOf('event-reads')).step === 0, 45_000, 'the after-soak rollback');
     const last = (await history('event-reads')).at(-1)!;
     expect(last).toMatchObject({ action: 'auto-rollback', from_step: 1, to_step: 0 });
     expect(last.reason).toMatch(/after the soak of step 1 shadow/);
     readsBroken.set(0);
   });
 
+  it('needs the operate scope to run, promote or stop; a read token only watches', async () => {
+    for (const verb of ['run', 'promote', 'stop']) {
+      const res = await fetch(`${url}/cutover/event-reads/${verb}`, { method: 'POST', headers: { authorization: `Bearer ${VIEWER}` } });
+      expect(res.status, verb).toBe(403);
+      expect(((await res.json()) as { code: string }).code).toBe('CUTOVER_ERR_FORBIDDEN');
+    }
+    const all = await fetch(`${url}/cutover/run-all`, { method: 'POST', headers: { authorization: `Bearer ${VIEWER}` } });
+    expect(all.status).toBe(403);
+    const watch = await fetch(`${url}/cutover/autopilot`, { headers: { authorization: `Bearer ${VIEWER}` } });
+    expect(watch.status).toBe(200);
+    expect((await view('event-reads')).run).toBe('idle');
+  });
+
   it('lives in MySQL: another admin (a restart) resumes a run where it stood', async () => {
     expect((await api('POST', '/cutover/scheduling/run')).status).toBe(200);
-    await waitFor(async () => (await view('scheduling')).run === 'waiting', 20_000, 'scheduling waiting at nyc1');
+    await waitFor(async () => (await view('scheduling')).run === 'waiting', 45_000, 'scheduling waiting at nyc1');
     const before = await view('scheduling');
     await admin.close();
     admin = startAdmin();
@@ -196,7 +210,7 @@ describe('the autopilot (strangler cutover run) in the admin', () => {
     const after = await view('scheduling');
     expect(after).toMatchObject({ run: 'waiting', step: 2, run_actor: 'operator' });
     expect((await api('POST', '/cutover/scheduling/promote')).status).toBe(200);
-    await waitFor(async () => (await view('scheduling')).run === 'done', 10_000, 'the resumed run to finish');
+    await waitFor(async () => (await view('scheduling')).run === 'done', 45_000, 'the resumed run to finish');
     expect((await view('scheduling')).owner).not.toBe(before.owner);
     expect(await admin.controller.statusOf('scheduling')).toMatchObject({ step: 3, mode: 'full' });
   });

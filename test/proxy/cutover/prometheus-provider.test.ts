@@ -19,7 +19,7 @@ const TOKEN = 'prometheus-token-0123456789abcdef';
  * `strangler up` writes (lib/metrics/scrape-targets.ts) with dashboards/prometheus.yml, its
  * scrape interval shortened to 1 s.
  */
-describe('the prometheus metric provider against a real Prometheus', () => {
+describe('the prometheus metric provider against a real Prometheus', { timeout: 180_000 }, () => {
   let t: TestDatabase;
   let dir: string;
   let prom: ChildProcess | undefined;
@@ -118,7 +118,7 @@ describe('the prometheus metric provider against a real Prometheus', () => {
     expect((await admin.autopilot.run('event-delivery', 'operator')).run).toBe('running');
     await waitFor(async () => (await admin.autopilot.view()).find((v) => v.feature === 'event-delivery')?.run === 'waiting', 15_000, 'the run to pass and wait at nyc1');
     backlog.set({ region: 'nyc1' }, 5000);
-    await waitFor(async () => (await admin.autopilot.view()).find((v) => v.feature === 'event-delivery')?.run === 'rolled-back', 20_000, 'the rollback');
+    await waitFor(async () => (await admin.autopilot.view()).find((v) => v.feature === 'event-delivery')?.run === 'rolled-back', 45_000, 'the rollback');
     expect(await admin.controller.statusOf('event-delivery')).toMatchObject({ step: 0 });
     const rollback = (await admin.controller.history({ feature: 'event-delivery' })).find((h) => h.action === 'auto-rollback')!;
     expect(rollback.readings).toEqual([expect.objectContaining({ gate: 'backlog', kind: 'prometheus', verdict: 'fail', value: 5000 })]);
