@@ -1,8 +1,13 @@
 /**
  * Cutover control: the plan, its gates, the MySQL state (store and the
- * per-replica reader), the controller with its soak watcher, and the admin API.
+ * per-replica reader), the controller, the analysis loop and autopilot, the
+ * metric providers, the webhooks, and the admin API.
  */
 export { addCutoverRoutes, createCutoverAdmin, createCutoverRouter, type CutoverAdmin, type CutoverAdminOptions } from './admin.ts';
+export { createAutopilot, type Autopilot } from './autopilot.ts';
+export type { AutopilotView } from './autopilot-view.ts';
+export { createGateProviders, type GateProviders } from './providers.ts';
+export { createWebhooks, signatureHeader, verifySignature, webhookSecretsFromEnv, type WebhookPayload } from './webhooks.ts';
 export { createCutoverController, type ChangeResult, type CutoverController, type FeatureStatus, type RollbackTarget } from './controller.ts';
 export { CUTOVER_ERRORS, CutoverError, type CutoverErrorCode } from './errors.ts';
 export { evaluateStep, type Baseline, type GateReading, type GateVerdict, type ServiceMap } from './gates.ts';
@@ -10,10 +15,13 @@ export {
   loadDefaultPlan,
   loadPlanFile,
   regionRolloutSteps,
+  resolveAnalysis,
   stepRouting,
   validatePlan,
+  type AnalysisSpec,
   type CutoverPlan,
   type Gate,
+  type WebhookSpec,
   type PlanFeature,
   type PlanStep,
 } from './plan.ts';
