@@ -32,6 +32,7 @@ import { askChild, bucketQuantile, histogramBuckets, holdStream, quantile, waitF
 import { childEnv } from '../lib/process/child-env.ts';
 import { loadStackSecrets } from '../lib/secrets/stack-secrets.ts';
 import { freshKeyRing } from '../lib/auth/hypervisor-keys.ts';
+import { parsePromText, sumSamples } from '../lib/metrics/prom-text.ts';
 
 const SELF = fileURLToPath(import.meta.url);
 const TOKEN = 'bench-router-harpoon-token-000001';
@@ -101,9 +102,9 @@ async function agentChild(): Promise<void> {
 
 // ---- main ----------------------------------------------------------------------------------------
 
-async function scrape(url: string, name: string): Promise<number> {
+async function scrape(url: string, name: string, labels: Record<string, string> = {}): Promise<number> {
   const text = await fetch(`${url}/metrics`).then((r) => r.text(), () => '');
-  return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+  return sumSamples(parsePromText(text).samples, name, labels) ?? 0;
 }
 
 async function main(): Promise<void> {
@@ -160,7 +161,7 @@ async function main(): Promise<void> {
     const list = await routers.start();
     const routerUrl = new Map(list.map((r) => [r.region, r.url]));
     for (const r of list) {
-      for (let i = 0; i < 600 && (await scrape(r.url, 'router_event_source{source="harpoon"}')) !== 1; i++) await sleep(100);
+      for (let i = 0; i < 600 && (await scrape(r.url, 'router_event_source', { source: 'harpoon' })) !== 1; i++) await sleep(100);
     }
 
     progress(`opening ${settings.agents} agent streams over ${settings.agent_processes} processes…`);

@@ -6,6 +6,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { Agent, request } from 'node:http';
+import { parsePromText } from '../lib/metrics/prom-text.ts';
 
 export interface StreamCounts {
   connected: number;
@@ -125,7 +126,9 @@ export async function histogramBuckets(urls: string | string[], name: string): P
   const out = new Map<string, number>();
   for (const url of Array.isArray(urls) ? urls : [urls]) {
     const text = await (await fetch(`${url}/metrics`)).text();
-    for (const m of text.matchAll(new RegExp(`^${name}_bucket\\{le="([^"]+)"\\} (\\S+)`, 'gm'))) out.set(m[1]!, (out.get(m[1]!) ?? 0) + Number(m[2]));
+    for (const s of parsePromText(text).samples) {
+      if (s.name === `${name}_bucket` && s.labels.le !== undefined) out.set(s.labels.le, (out.get(s.labels.le) ?? 0) + s.value);
+    }
   }
   return out;
 }
