@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
-import { cloudError, quote } from './errors.ts';
+import { cloudError } from './errors.ts';
+import { quote } from '../lib/errors.ts';
 import type { CreateDropletRequest } from './validate.ts';
 
 export interface ResolvedOrder {

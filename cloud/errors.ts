@@ -34,12 +34,6 @@ export type CloudErrorCode = ErrorCode<typeof CLOUD_ERRORS>;
 /** A StranglerError whose status comes from the table. */
 export const cloudError: (code: CloudErrorCode, message: string, cause?: unknown) => StranglerError = CLOUD_ERRORS.error;
 
-/** Quotes user input in a message without letting a long value flood it. */
-export function quote(value: unknown): string {
-  const text = JSON.stringify(value) ?? String(value);
-  return text.length > 80 ? text.slice(0, 77) + '…' : text;
-}
-
 const HTTP_TO_CLOUD: Record<string, CloudErrorCode> = {
   HTTP_ERR_UNSUPPORTED_MEDIA_TYPE: 'CLOUD_ERR_UNSUPPORTED_MEDIA_TYPE',
   HTTP_ERR_BODY_TOO_LARGE: 'CLOUD_ERR_BODY_TOO_LARGE',

@@ -1,4 +1,5 @@
-import { cloudError, quote } from './errors.ts';
+import { cloudError } from './errors.ts';
+import { quote } from '../lib/errors.ts';
 
 /**
  * Cloud's request validation, by hand: the API is small, and a schema

@@ -30,6 +30,17 @@ export class InvalidOptionError extends StranglerError {
   }
 }
 
+/**
+ * Quotes a value someone sent inside an error message, without letting a long one flood it.
+ *
+ * @example
+ *   throw cloudError('CLOUD_ERR_VALIDATION', `size: unknown size ${quote(body.size)}`);
+ */
+export function quote(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 80 ? `${text.slice(0, 77)}…` : text;
+}
+
 /** Names the option and the bad value, as every service's start-up validation must. */
 export function invalidOption(option: string, value: unknown, expected: string): InvalidOptionError {
   return new InvalidOptionError(option, value, expected);

@@ -1,8 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Registry } from 'prom-client';
 import { FEATURE_NAME } from '../lib/cutover/types.ts';
-import { InvalidOptionError, StranglerError } from '../lib/errors.ts';
-import { quote } from './cutover/errors.ts';
+import { InvalidOptionError, StranglerError, quote } from '../lib/errors.ts';
 import { Checker as JsonChecker } from './cutover/plan-checker.ts';
 import { createProxy, type ProxyOptions } from './create-proxy.ts';
 import type { RouteTable } from './route-table.ts';

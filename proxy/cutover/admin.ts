@@ -4,7 +4,7 @@ import { Registry } from 'prom-client';
 import type { DbConfig } from '../../lib/db/config.ts';
 import { createKnex, warmPool } from '../../lib/db/knex.ts';
 import { createAdminTokenVerifier, MIN_ADMIN_TOKEN_LENGTH, type AdminScope, type AdminTokenSpecs, type AdminTokenVerifier } from '../../lib/auth/admin-token.ts';
-import { invalidOption, StranglerError } from '../../lib/errors.ts';
+import { invalidOption, quote, StranglerError } from '../../lib/errors.ts';
 import { readJsonBody } from '../../lib/http/json-body.ts';
 import { sendJson } from '../../lib/http/respond.ts';
 import { createRouter, type Handler, type RequestContext, type Router } from '../../lib/http/router.ts';
@@ -18,7 +18,7 @@ import { createCutoverController, type CutoverController } from './controller.ts
 import { createGateProviders } from './providers.ts';
 import { createWebhooks } from './webhooks.ts';
 import type { FeatureEffects } from './effects.ts';
-import { CutoverError, cutoverError, quote, type CutoverErrorCode } from './errors.ts';
+import { CutoverError, cutoverError, type CutoverErrorCode } from './errors.ts';
 import type { FetchLike, ServiceMap } from './gates.ts';
 import { planFeature, loadDefaultPlan, planServices, type CutoverPlan } from './plan.ts';
 import { createCutoverStateReader, createCutoverStateStore, type CutoverStateReader, type CutoverStateStore } from './state-store.ts';

@@ -2,7 +2,8 @@ import type { AdminScope } from '../../lib/auth/admin-token.ts';
 import { sendJson } from '../../lib/http/respond.ts';
 import type { Handler, RequestContext } from '../../lib/http/router.ts';
 import type { Autopilot } from './autopilot.ts';
-import { cutoverError, quote } from './errors.ts';
+import { cutoverError } from './errors.ts';
+import { quote } from '../../lib/errors.ts';
 
 /**
  * The autopilot's admin routes (mounted by addCutoverRoutes when the admin runs an autopilot):

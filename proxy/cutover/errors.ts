@@ -54,8 +54,3 @@ export function cutoverError(code: CutoverErrorCode, message: string, details: R
   return new CutoverError(code, message, details, cause);
 }
 
-/** Quotes user input in a message without letting a long value flood it. */
-export function quote(value: unknown): string {
-  const text = JSON.stringify(value) ?? String(value);
-  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
-}

@@ -1,4 +1,4 @@
-import { quote } from './errors.ts';
+import { quote } from '../../lib/errors.ts';
 import { parseSelector } from './selectors.ts';
 
 /**

@@ -1,4 +1,4 @@
-import { quote } from './errors.ts';
+import { quote } from '../../lib/errors.ts';
 import { INVARIANT_CHECKS, NOTIFY_EVENTS, SERVICE } from './plan.ts';
 import { Checker, typeName } from './plan-checker.ts';
 

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { FEATURE_NAME, type Routing } from '../../lib/cutover/types.ts';
-import { cutoverError, quote } from './errors.ts';
+import { cutoverError } from './errors.ts';
+import { quote } from '../../lib/errors.ts';
 import { Checker, typeName } from './plan-checker.ts';
 import { checkAnalysis, checkExternalGate, checkWebhooks } from './plan-checks.ts';
 
