@@ -50,6 +50,7 @@ ${renderConnectionsChart(report, series)}
 <section class="panel">
 <h2>Stages</h2>
 ${renderStageTable(report, series)}
+${renderContention(report)}
 </section>
 <div class="columns">
 <section class="panel">
@@ -174,6 +175,28 @@ function renderStageRow(stage: StageReport, origin: number | undefined, series: 
 <td class="num${pending ? ' warn' : ''}">${formatInteger(stage.events_done)}</td>
 <td>${renderDetails(stage.details)}</td>
 </tr>`;
+}
+
+/**
+ * The same burst at every stage, side by side: lock waits and the backlog inside the server while
+ * services still write `events` directly, and their absence once Harpoon alone writes it.
+ */
+function renderContention(report: DemoReport): SafeHtml {
+  const rows = report.stages.filter((s) => s.contention);
+  if (rows.length === 0) return html``;
+  const first = rows[0]!.contention!;
+  return html`<h2>Locks and backlog under the same load</h2>
+<p class="dim">After each stage, ${formatInteger(first.rate_per_s)} customer requests/s for ${formatInteger(first.seconds)} s (creates, actions, destroys, reads); figures from the server's SHOW GLOBAL STATUS, Threads_running sampled every 0.5 s.</p>
+<div class="table-wrap"><table class="contention"><thead><tr><th>Stage</th><th class="num">Requests (failed)</th><th class="num">Row lock waits</th><th class="num">Row lock time ms</th>
+<th class="num">Table locks waited</th><th class="num">Threads_running peak / mean</th><th class="num">Cloud p50</th><th class="num">Cloud p99</th></tr></thead><tbody>
+${rows.map((stage) => {
+  const c = stage.contention!;
+  return html`<tr data-stage="${stage.name}"><th scope="row">${stage.name}</th><td class="num">${formatInteger(c.requests_sent)} (${formatInteger(c.requests_failed)})</td>
+<td class="num">${formatInteger(c.innodb_row_lock_waits)}</td><td class="num">${formatInteger(c.innodb_row_lock_time_ms)}</td><td class="num">${formatInteger(c.table_locks_waited)}</td>
+<td class="num">${formatInteger(c.threads_running_peak)} / ${formatMeasure(c.threads_running_mean)}</td>
+<td class="num">${renderPercentile(c.cloud_request_ms.p50, c.cloud_request_ms.n)}</td><td class="num">${renderPercentile(c.cloud_request_ms.p99, c.cloud_request_ms.n)}</td></tr>`;
+})}
+</tbody></table></div>`;
 }
 
 /** A percentile always with its sample size; below the minimum sample, "n/a (n=…)", never a number. */

@@ -1,4 +1,6 @@
 import type { LockdownVerification } from '../harpoon/verify-lockdown.ts';
+import type { ContentionReport } from './contention.ts';
+
 /** Stage names, in the order the migration goes through them. */
 export const STAGE_NAMES = ['legacy', 'event-router', 'scheduler-v2', 'harpoon', 'lockdown'] as const;
 export type StageName = (typeof STAGE_NAMES)[number];
@@ -31,6 +33,8 @@ export interface StageReport {
   events_done: number;
   /** Anything else the stage wants to show (queries per second overall, placements, …). */
   details?: Record<string, number | string>;
+  /** The same traffic burst at every stage, and what it cost the server (demo/contention.ts). */
+  contention?: ContentionReport;
   /** The autopilot's analysis runs of each cutover step the stage went through. */
   analysis?: StepAnalysis[];
 }

@@ -27,6 +27,7 @@ import { startSampler } from './sampler.ts';
 import { scrapeSum } from './scrape-sum.ts';
 import { eventCounts, eventLatency, executedEvents, maxEventId, unfinishedEvents } from './stage-metrics.ts';
 import { startTraffic } from './traffic.ts';
+import { measureContention, type ContentionOptions } from './contention.ts';
 import { loadStackSecrets } from '../lib/secrets/stack-secrets.ts';
 import { freshKeyRing } from '../lib/auth/hypervisor-keys.ts';
 import { verifyLockdown, type LockdownVerification } from '../harpoon/verify-lockdown.ts';
@@ -60,6 +61,8 @@ export interface DemoOptions {
    * `multiplex`: agents of one fleet process share that many connections (a pooler in front of MySQL).
    */
   legacy?: { threadHandling?: ThreadHandling; godQuery?: GodQueryVariant; multiplex?: number };
+  /** After each stage's measurements, the same burst of traffic at every stage, for the locks and backlog table (off by default). */
+  contention?: ContentionOptions;
   logger?: Logger;
   progress: Progress;
   env?: NodeJS.ProcessEnv;
@@ -177,6 +180,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
         seed: options.seed,
       });
       const traffic = () => startTraffic(trafficOptions());
+      // Write-heavy with some reads: every service that writes `events` is busy at once.
+      const burst = (rate: number) => startTraffic({ ...trafficOptions(), rate, mix: { create: 0.55, action: 0.3, destroy: 0.05, read: 0.1 } });
       const stageContext: StageContext = {
         seconds: options.stageSeconds,
         progress,
@@ -184,6 +189,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
         sampler,
         userStats,
         startTraffic: traffic,
+        ...(options.contention ? { contention: options.contention, startBurst: burst } : {}),
         drainMs: Math.max(60_000, options.pollIntervalMs.max * 3 + 30_000),
         sinceEventId: maxEvent,
         fleetStats: () => stack!.fleet.stats(),
@@ -316,6 +322,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
           thread_handling: server.threadHandling,
           god_query: godQuery,
           agent_connections: multiplex ? `multiplexed: ${multiplex} per fleet process` : 'one per agent',
+          ...(options.contention ? { contention_burst: `${options.contention.rate}/s for ${options.contention.seconds}s after each stage` } : {}),
           per_user_statistics: userStats,
         },
         stages,
@@ -371,6 +378,9 @@ interface StageContext {
   maxSeconds?: number;
   /** mariadbd's pid where the demo started the server: its CPU and memory per stage. */
   serverPid?: number;
+  /** The burst each stage ends with, and how to drive it. */
+  contention?: ContentionOptions;
+  startBurst?: (rate: number) => ReturnType<typeof startTraffic>;
 }
 
 /** SELECTs so far by each polling user (USER_STATISTICS), or the server's Com_select as `*` where per-user counts are off. */
@@ -489,6 +499,7 @@ async function runStage(name: StageName, ctx: StageContext): Promise<StageReport
       measured_window_s: Math.round(window * 10) / 10,
     },
   };
+  if (ctx.contention && ctx.startBurst) report.contention = await measureContention(ctx.db, ctx.contention, ctx.startBurst, ctx.progress, name);
   ctx.progress.log(
     `${name}: peak ${report.mysql_connections.total} connections, ${report.polling_queries_per_s} polling queries/s, latency ${formatLatencySummary(latency)}, ${counts.done}/${counts.created} events done`,
   );

@@ -35,6 +35,9 @@ Options:
                      "pooler in front of MySQL" counterfactual; default: one each);
                      runs the optimized god query (the 2016 one crashed MariaDB 10.11.19 so)
   --legacy-max-seconds S  Longest the legacy stage waits for a p99's sample (default 3 x stage-seconds)
+  --contention-rate N      After each stage, a burst at N requests/s to compare locks and
+                           backlog across stages at the same load (default 30; 0 = off)
+  --contention-seconds S   Length of that burst (default 5)
   --stages LIST      Comma-separated stages to run, each needing the ones before it
                      (default: all, legacy,event-router,scheduler-v2,harpoon,lockdown)
   --keep-database    Keep the demo database afterwards
@@ -52,6 +55,12 @@ function choice<T extends string>(name: string, value: string | undefined, allow
   if (value === undefined) return fallback;
   if (!(allowed as readonly string[]).includes(value)) throw invalidOption(`--${name}`, value, `one of ${allowed.join(', ')}`);
   return value as T;
+}
+
+/** The burst after each stage (on by default in the CLI: the report's locks and backlog table). */
+function contentionOption(rate: string | undefined, seconds: string | undefined): { contention?: { rate: number; seconds: number } } {
+  const r = intOption('contention-rate', rate, 30, 0, 10_000);
+  return r === 0 ? {} : { contention: { rate: r, seconds: intOption('contention-seconds', seconds, 5, 1, 600) } };
 }
 
 /** `--stages a,b,c`: known names, in the migration's order, each after the ones it builds on. */
@@ -91,6 +100,8 @@ export const command: Command = {
       'god-query': { type: 'string' },
       multiplex: { type: 'string' },
       'legacy-max-seconds': { type: 'string' },
+      'contention-rate': { type: 'string' },
+      'contention-seconds': { type: 'string' },
       'keep-database': { type: 'boolean' },
     });
     if (values.help) {
@@ -120,6 +131,7 @@ export const command: Command = {
         godQuery: choice('god-query', values['god-query'], GOD_QUERY_VARIANTS, values.multiplex !== undefined ? 'optimized' : '2016'),
         ...(values.multiplex !== undefined ? { multiplex: intOption('multiplex', values.multiplex, 0, 1, 10_000) } : {}),
       },
+      ...contentionOption(values['contention-rate'], values['contention-seconds']),
       ...(values['legacy-max-seconds'] !== undefined ? { legacyMaxSeconds: intOption('legacy-max-seconds', values['legacy-max-seconds'], 60, 1) } : {}),
       keepDatabase: values['keep-database'] ?? false,
       logger: cliLogger(io.env),
@@ -133,6 +145,16 @@ export const command: Command = {
         io.stdout.write(
           `${s.name.padEnd(16)} ${String(s.mysql_connections.total).padStart(11)}  ${String(s.polling_queries_per_s).padStart(11)}  ${latencyCell(s.event_latency_ms).padStart(22)}  ${`${s.events_done}/${s.events_created}`.padStart(19)}\n`,
         );
+      }
+      const bursts = report.stages.filter((s) => s.contention);
+      if (bursts.length) {
+        io.stdout.write(`\nsame burst after each stage  row lock waits (ms)  table locks waited  Threads_running peak  Cloud p99 ms (n)\n`);
+        for (const s of bursts) {
+          const c = s.contention!;
+          io.stdout.write(
+            `${s.name.padEnd(28)} ${`${c.innodb_row_lock_waits} (${c.innodb_row_lock_time_ms})`.padStart(19)}  ${String(c.table_locks_waited).padStart(18)}  ${String(c.threads_running_peak).padStart(20)}  ${`${c.cloud_request_ms.p99 ?? 'n/a'} (${c.cloud_request_ms.n})`.padStart(16)}\n`,
+          );
+        }
       }
       io.stdout.write(`lost events ${report.lost_events} · duplicate executions ${report.duplicate_executions} · over-committed hosts ${report.overcommitted_hosts}\n`);
       if (report.failed) io.stdout.write(`stage ${report.failed.stage} failed (${report.failed.code}): ${report.failed.message}\n`);

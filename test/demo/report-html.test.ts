@@ -160,6 +160,21 @@ describe('report.html', () => {
     expect(stageRow(page, 'legacy')).not.toMatch(/>0(\.0)?</);
   });
 
+  it('sets the same burst side by side: lock waits and backlog per stage, with n on every percentile', () => {
+    const report = realisticReport();
+    const burst = { rate_per_s: 40, seconds: 5, requests_sent: 200, requests_failed: 3, table_locks_waited: 0 };
+    report.stages[0]!.contention = { ...burst, innodb_row_lock_waits: 1_234, innodb_row_lock_time_ms: 56_789, threads_running_peak: 87, threads_running_mean: 31.5, cloud_request_ms: { p50: 420, p99: 9_100, n: 197 } };
+    report.stages[1]!.contention = { ...burst, innodb_row_lock_waits: 0, innodb_row_lock_time_ms: 0, threads_running_peak: 3, threads_running_mean: 1.2, cloud_request_ms: { p50: 12, p99: null, n: 60 } };
+    const page = renderReportHtml(report);
+    expect(page).toContain('Locks and backlog under the same load');
+    const table = page.match(/<table class="contention">[\s\S]*?<\/table>/)![0];
+    const legacy = table.match(/<tr data-stage="legacy">[\s\S]*?<\/tr>/)![0];
+    for (const text of ['1,234', '56,789', '87 / 32', '420', '9,100', 'n=197']) expect(legacy).toContain(text);
+    const router = table.match(/<tr data-stage="event-router">[\s\S]*?<\/tr>/)![0];
+    expect(router).toContain('n/a (n=60)');
+    expect(renderReportHtml(realisticReport())).not.toContain('class="contention"');
+  });
+
   it('shows the headline, the settings and the processes', () => {
     const page = renderReportHtml(realisticReport());
     for (const text of ['15,000', '>12<', '127.0.0.1:3307', 'strangler_demo', '10.11.6-MariaDB', 'throwaway', '3m20s', '15,012 → 42'])
