@@ -16,13 +16,22 @@ export function findKnees(rows: readonly SweepRow[], failures: readonly SweepFai
   const maxErrorRate = options.errorRate ?? 0.05;
   const bySeries = new Map<string, SweepRow[]>();
   for (const row of rows) bySeries.set(row.series, [...(bySeries.get(row.series) ?? []), row]);
+  // A stage that failed at every size measured has no rows, but its breaking point is still a finding.
+  for (const f of failures) {
+    const series = f.variant === 'migration' ? `migration/${f.stage ?? 'legacy'}` : f.variant;
+    if (!bySeries.has(series)) bySeries.set(series, []);
+  }
   const knees: Knee[] = [];
   for (const [series, seriesRows] of bySeries) {
     const sorted = [...seriesRows].sort((a, b) => a.size - b.size);
     const latency = (r: SweepRow) => r.latency_ms.p99 ?? r.latency_ms.p50;
     const base = sorted.find((r) => latency(r) !== null);
     const baseMs = base ? latency(base)! : null;
-    const failed = failures.filter((f) => series === f.variant || series.startsWith(`${f.variant}/`)).map((f) => f.size);
+    // A run that failed at a stage breaks that stage's series (the stages before it were measured); one that
+    // failed before any stage breaks every series of its variant.
+    const failed = failures
+      .filter((f) => series === f.variant || (series.startsWith(`${f.variant}/`) && (f.stage === undefined || series === `${f.variant}/${f.stage}`)))
+      .map((f) => f.size);
     let knee: Knee | undefined;
     for (const r of sorted) {
       const ms = latency(r);

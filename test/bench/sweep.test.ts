@@ -43,6 +43,9 @@ describe('bench:sweep knees', () => {
     expect(findKnees(erring)[0]).toMatchObject({ size: 1000, reason: expect.stringMatching(/error rate 20\.0%/) });
     const failed = findKnees([row('migration/legacy', 500, 100)], [{ variant: 'migration', size: 10000, code: 'DB_ERR', message: 'refused' }]);
     expect(failed).toEqual([{ series: 'migration/legacy', size: 10000, reason: 'the run failed at this size' }]);
+    // Failed at scheduler-v2: the legacy stage of that run was measured and is not broken by it.
+    const atStage = findKnees([row('migration/legacy', 500, 100), row('migration/scheduler-v2', 500, 100)], [{ variant: 'migration', size: 500, stage: 'scheduler-v2', code: 'X', message: 'gate' }]);
+    expect(atStage).toEqual([{ series: 'migration/scheduler-v2', size: 500, reason: 'the run failed at this size' }]);
   });
 });
 
