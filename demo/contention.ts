@@ -24,6 +24,8 @@ export interface ContentionReport {
   threads_running_mean: number;
   /** Cloud's answer time under the burst, as its customers saw it. */
   cloud_request_ms: LatencySummary;
+  /** Events of the burst still pending or running when the drain after it gave up (0 when all finished). */
+  events_unfinished_after_drain?: number;
 }
 
 export interface ContentionOptions {

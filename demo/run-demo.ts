@@ -393,6 +393,27 @@ async function pollingSelects(ctx: StageContext): Promise<Record<string, number>
   return { '*': Number(row.Value) };
 }
 
+/**
+ * Waits while the queue keeps shrinking: a saturated legacy server is slow, not stuck. Gives up only
+ * after `drainMs` without progress (or 10 minutes in all); answers what is left.
+ */
+async function drainQueue(ctx: StageContext, name: string): Promise<number> {
+  const hardDeadline = Date.now() + 600_000;
+  let left = await unfinishedEvents(ctx.db, ctx.sinceEventId);
+  let best = left;
+  let lastProgress = Date.now();
+  while (left > 0 && Date.now() - lastProgress < ctx.drainMs && Date.now() < hardDeadline) {
+    ctx.progress.update(`${name}: ${left} events still pending or running`);
+    await new Promise((r) => setTimeout(r, 1000));
+    left = await unfinishedEvents(ctx.db, ctx.sinceEventId);
+    if (left < best) {
+      best = left;
+      lastProgress = Date.now();
+    }
+  }
+  return left;
+}
+
 /** One stage: traffic for `seconds`, then a drain until every event is finished, then the stage's numbers. */
 async function runStage(name: StageName, ctx: StageContext): Promise<StageReport> {
   const startedAt = new Date();
@@ -434,21 +455,7 @@ async function runStage(name: StageName, ctx: StageContext): Promise<StageReport
   const godAfter = ctx.fleetStats().godQueries;
   const window = (measuredAt.getTime() - startedAt.getTime()) / 1000;
   ctx.progress.log(`${name}: traffic stopped after ${trafficStats.sent} requests; draining the queue…`);
-  // Wait while the queue keeps shrinking: a saturated legacy server is slow, not stuck. Give up only
-  // after `drainMs` without progress (or 10 minutes in all), and report what is left.
-  const hardDeadline = Date.now() + 600_000;
-  let left = await unfinishedEvents(ctx.db, ctx.sinceEventId);
-  let best = left;
-  let lastProgress = Date.now();
-  while (left > 0 && Date.now() - lastProgress < ctx.drainMs && Date.now() < hardDeadline) {
-    ctx.progress.update(`${name}: ${left} events still pending or running`);
-    await new Promise((r) => setTimeout(r, 1000));
-    left = await unfinishedEvents(ctx.db, ctx.sinceEventId);
-    if (left < best) {
-      best = left;
-      lastProgress = Date.now();
-    }
-  }
+  const left = await drainQueue(ctx, name);
   // Polling is what a service asks whether or not there is work: measured over a window with no
   // traffic and (after the drain) no queue, from the server's own per-user and per-table counters.
   const idleSeconds = ctx.idleSeconds ?? 5;
@@ -499,7 +506,11 @@ async function runStage(name: StageName, ctx: StageContext): Promise<StageReport
       measured_window_s: Math.round(window * 10) / 10,
     },
   };
-  if (ctx.contention && ctx.startBurst) report.contention = await measureContention(ctx.db, ctx.contention, ctx.startBurst, ctx.progress, name);
+  if (ctx.contention && ctx.startBurst) {
+    report.contention = await measureContention(ctx.db, ctx.contention, ctx.startBurst, ctx.progress, name);
+    // The burst's events are finished before the next stage (or the end of the run) like any other.
+    report.contention.events_unfinished_after_drain = await drainQueue(ctx, `${name} (after the burst)`);
+  }
   ctx.progress.log(
     `${name}: peak ${report.mysql_connections.total} connections, ${report.polling_queries_per_s} polling queries/s, latency ${formatLatencySummary(latency)}, ${counts.done}/${counts.created} events done`,
   );
