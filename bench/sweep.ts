@@ -71,8 +71,7 @@ function variantOptions(variant: SweepVariant): Pick<DemoOptions, 'stages' | 'le
     case 'migration':
       return { legacy: { threadHandling: 'one-thread-per-connection', godQuery: '2016' } };
     case 'legacy-pooled':
-      // Against legacy-optimized: the 2016 query over pooled connections crashed MariaDB 10.11.19 (docs/legacy-2016.md).
-      return { stages: ['legacy'], legacy: { threadHandling: 'one-thread-per-connection', godQuery: 'optimized', multiplex } };
+      return { stages: ['legacy'], legacy: { threadHandling: 'one-thread-per-connection', godQuery: '2016', multiplex } };
     case 'legacy-thread-pool':
       return { stages: ['legacy'], legacy: { threadHandling: 'pool-of-threads', godQuery: '2016' } };
     case 'legacy-optimized':

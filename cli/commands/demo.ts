@@ -32,8 +32,7 @@ Options:
   --god-query 2016|optimized
                      The legacy agents' query (default 2016: 18 tables, no hints, no LIMIT)
   --multiplex N      Legacy agents of one fleet process share N connections (the
-                     "pooler in front of MySQL" counterfactual; default: one each);
-                     runs the optimized god query (the 2016 one crashed MariaDB 10.11.19 so)
+                     "pooler in front of MySQL" counterfactual; default: one each)
   --legacy-max-seconds S  Longest the legacy stage waits for a p99's sample (default 3 x stage-seconds)
   --contention-rate N      After each stage, a burst at N requests/s to compare locks and
                            backlog across stages at the same load (default 30; 0 = off)
@@ -108,10 +107,6 @@ export const command: Command = {
       io.stdout.write(HELP);
       return EXIT.ok;
     }
-    if (values.multiplex !== undefined && values['god-query'] === '2016') {
-      // Seen three times on MariaDB 10.11.19: signal 11 within seconds (docs/legacy-2016.md).
-      throw invalidOption('--god-query', '2016', 'optimized with --multiplex: MariaDB 10.11.19 crashed running the 2016 query over pooled connections');
-    }
     const pollMin = intOption('poll-min', values['poll-min'], 1000, 1);
     const stages = parseStages(values.stages);
     const report = await runDemo({
@@ -128,7 +123,7 @@ export const command: Command = {
       ...(stages ? { stages } : {}),
       legacy: {
         threadHandling: choice('thread-handling', values['thread-handling'], THREAD_HANDLINGS, 'one-thread-per-connection'),
-        godQuery: choice('god-query', values['god-query'], GOD_QUERY_VARIANTS, values.multiplex !== undefined ? 'optimized' : '2016'),
+        godQuery: choice('god-query', values['god-query'], GOD_QUERY_VARIANTS, '2016'),
         ...(values.multiplex !== undefined ? { multiplex: intOption('multiplex', values.multiplex, 0, 1, 10_000) } : {}),
       },
       ...contentionOption(values['contention-rate'], values['contention-seconds']),
