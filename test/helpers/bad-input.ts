@@ -88,7 +88,8 @@ export function genericBodyCases(e: BodyEndpoint): BadCase[] {
     { name: 'an unknown field', status: 422, body: json({ ...e.sample, x_unknown_field: 1 }) },
     { name: 'a __proto__ key', status: 422, body: '{"__proto__":{"admin":true},' + sample.slice(1) },
     { name: 'a constructor key', status: 422, body: '{"constructor":{"prototype":{"admin":true}},' + sample.slice(1) },
-    { name: 'deep nesting', status: 422, body: '{"deep":' + '['.repeat(3000) + ']'.repeat(3000) + '}' },
+    // Refused before parsing (lib/http/json-body.ts: deeper than 32 levels), so no validator recurses into it.
+    { name: 'deep nesting', status: 400, body: '{"deep":' + '['.repeat(3000) + ']'.repeat(3000) + '}' },
     {
       name: 'a huge declared Content-Length (nothing sent)',
       status: 413,
