@@ -206,8 +206,8 @@ export async function startAdversarialStack(prefix: string): Promise<Adversarial
   }
 }
 
-/** Tables some service writes on its own between requests (Scheduler V2's heartbeat); left out of snapshots. */
-const BACKGROUND_TABLES = new Set(['scheduler_replicas', 'knex_migrations', 'knex_migrations_lock']);
+/** Tables some service writes on its own between requests (Scheduler V2's heartbeat, the admin's analysis loop); left out of snapshots. */
+const BACKGROUND_TABLES = new Set(['scheduler_replicas', 'knex_migrations', 'knex_migrations_lock', 'cutover_autopilot', 'cutover_analysis_runs']);
 
 /** Row count and CHECKSUM TABLE of every table of the database, as the server computes them. */
 export async function tableSnapshot(db: Knex, database: string): Promise<Record<string, { rows: number; checksum: string }>> {
