@@ -161,14 +161,14 @@ describe('npm run demo (small)', () => {
     expectAllFinished(harpoon);
   });
 
-  it('lockdown: only Harpoon holds grants on events, nothing reads events while idle, and polling is a small fraction of legacy\'s', () => {
+  it('lockdown: only Harpoon holds grants on events and nothing reads events while idle', () => {
     const lockdown = stage('lockdown');
     expect(lockdown.details).toMatchObject({ sole_access: 'true', events_rows_read_per_s_idle: 0 });
     // The verifier, run in the stage: no service user but Harpoon may touch event data.
     expect(report.lockdown_verification).toMatchObject({ ok: true, violations: [], owner_ok: true });
-    // Structural, not a rate: what is left (heartbeats, the cutover follower) is an order of magnitude below the
-    // legacy stage's polling on the same machine in the same run, whatever its load (0.5 q/s read 1.4 under load).
-    expect(lockdown.polling_queries_per_s).toBeLessThan(stage('legacy').polling_queries_per_s / 10);
+    // No polling-rate check here: USER_STATISTICS counts a user's statements in every database of the server, and
+    // this suite shares one server between files running at once (another file's agents are `dobe` too: a CI run read
+    // 17.2 q/s here). What cannot be polluted is per schema: TABLE_STATISTICS says nothing read `events` while idle.
     expect(lockdown.events_done).toBe(lockdown.events_created);
     expectAllFinished(lockdown);
     expectLatency(lockdown);
