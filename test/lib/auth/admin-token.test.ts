@@ -40,20 +40,27 @@ describe('admin tokens (lib/auth/admin-token.ts)', () => {
   });
 
   it('validates the map once: errors name the option, never echo a token', () => {
+    const map = /option "tokens" must be a map of at least one name → admin token, got "\(not shown\)"/;
+    const token = (name: string) => new RegExp(`option "tokens\\.${name}" must be a token of at least 16 printable characters without spaces, got "\\(not shown\\)"`);
+    const scopes = /option "tokens\.alice\.scopes" must be a non-empty list of read, operate, lockdown/;
+    const date = /option "tokens\.alice\.expiresAt" must be a Date/;
+    const name = (n: string) => new RegExp(`option "tokens\\.${n}" must be a name of letters, digits and \\. _ @ - \\(at most 64\\)`);
     const bad: Array<[unknown, RegExp]> = [
-      [{}, /tokens/],
-      [null, /tokens/],
-      [{ 'bad name': OPERATOR }, /tokens\.bad name/],
-      [{ '-x': OPERATOR }, /tokens\.-x/],
-      [{ ['a'.repeat(65)]: OPERATOR }, /tokens\.a{65}/],
-      [{ alice: 'x'.repeat(MIN_ADMIN_TOKEN_LENGTH - 1) }, /tokens\.alice/],
-      [{ alice: `${OPERATOR} with space` }, /tokens\.alice/],
-      [{ alice: { token: OPERATOR, scopes: [] } }, /tokens\.alice\.scopes/],
-      [{ alice: { token: OPERATOR, scopes: ['read', 'root'] } }, /tokens\.alice\.scopes/],
-      [{ alice: { token: OPERATOR, scopes: 'read' } }, /tokens\.alice\.scopes/],
-      [{ alice: { token: OPERATOR, scopes: ['read'], expiresAt: '2026-12-01' } }, /tokens\.alice\.expiresAt/],
-      [{ alice: { token: OPERATOR, scopes: ['read'], expiresAt: new Date(Number.NaN) } }, /tokens\.alice\.expiresAt/],
-      [{ alice: { scopes: ['read'] } }, /tokens\.alice/],
+      [{}, map],
+      [null, map],
+      [OPERATOR, map],
+      [{ 'bad name': OPERATOR }, name('bad name')],
+      [{ '-x': OPERATOR }, name('-x')],
+      [{ ['a'.repeat(65)]: OPERATOR }, name('a{65}')],
+      [{ alice: 'x'.repeat(MIN_ADMIN_TOKEN_LENGTH - 1) }, token('alice')],
+      [{ alice: `${OPERATOR} with space` }, token('alice')],
+      [{ alice: null }, token('alice')],
+      [{ alice: { token: OPERATOR, scopes: [] } }, scopes],
+      [{ alice: { token: OPERATOR, scopes: ['read', 'root'] } }, scopes],
+      [{ alice: { token: OPERATOR, scopes: 'read' } }, scopes],
+      [{ alice: { token: OPERATOR, scopes: ['read'], expiresAt: '2026-12-01' } }, date],
+      [{ alice: { token: OPERATOR, scopes: ['read'], expiresAt: new Date(Number.NaN) } }, date],
+      [{ alice: { scopes: ['read'] } }, token('alice')],
     ];
     for (const [tokens, message] of bad) {
       let error: Error | undefined;

@@ -66,6 +66,7 @@ describe('hypervisor tokens (lib/auth/hypervisor-token.ts)', () => {
     expect(checkHypervisorToken(rotated, token, 3, 'nyc1', at(1))).toBe('ok');
     expect(() => mintHypervisorToken({ ...ring, keys: [{ ...ring.keys[0]!, retired_at: T0.toISOString() }] }, 3, 'nyc1')).toThrow(/no key that is not retired/);
     for (const id of [0, -1, 1.5, Number.MAX_SAFE_INTEGER + 2]) expect(() => mintHypervisorToken(ring, id, 'nyc1')).toThrow(RangeError);
+    expect(() => mintHypervisorToken(ring, 0, 'nyc1')).toThrow('serverId must be a positive integer, got 0');
     expect(mintHypervisorToken(ring, 1, 'nyc1').split('.')[2]).toBe('1');
   });
 
