@@ -8,13 +8,13 @@
  * step took and one `SELECT 1` round trip over every connection. Stops at
  * the first step that fails and says why. Prints one JSON object.
  */
-import { readFile } from 'node:fs/promises';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 import type { Connection } from 'mysql2/promise';
 import { openConnection } from '../lib/db/connection.ts';
 import { startThrowawayServer, type ThreadHandling } from '../lib/db/throwaway-server.ts';
 import { silentLogger } from '../lib/logger.ts';
+import { readProcessMemory } from '../demo/server-load.ts';
 
 const { values } = parseArgs({
   options: {
@@ -36,9 +36,8 @@ if (handling !== 'one-thread-per-connection' && handling !== 'pool-of-threads') 
 }
 
 async function procFacts(pid: number): Promise<{ rss_mb: number; os_threads: number }> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
-  const field = (name: string) => Number(new RegExp(`${name}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
-  return { rss_mb: Math.round(field('VmRSS') / 1024), os_threads: field('Threads') };
+  const { rssBytes, threads } = await readProcessMemory(pid);
+  return { rss_mb: Math.round(rssBytes / 1048576), os_threads: threads };
 }
 
 const server = await startThrowawayServer({ maxConnections: max + 50, logger: silentLogger(), threadHandling: handling });

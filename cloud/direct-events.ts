@@ -24,7 +24,7 @@ export interface DirectEventRow {
  * `event-writes` says otherwise.
  *
  * @example
- *   import { directEvents } from '../legacy/cloud/direct-events.ts';
+ *   // The wiring (stack/, the legacy Cloud entry) passes directEvents from the legacy module:
  *   createCloud({ db, harpoon, directEvents });
  */
 export interface DirectEvents {

@@ -54,14 +54,17 @@ async function processCpuSeconds(pid: number): Promise<number | undefined> {
   }
 }
 
-/** Resident memory of a process now (VmRSS) and at its peak (VmHWM), in bytes; zeros where /proc cannot tell. */
-export async function readProcessMemory(pid: number): Promise<{ rssBytes: number; peakBytes: number }> {
+/**
+ * A process's resident memory now (VmRSS) and at its peak (VmHWM), in bytes, and its OS thread count,
+ * from /proc/<pid>/status; zeros where /proc cannot tell.
+ */
+export async function readProcessMemory(pid: number): Promise<{ rssBytes: number; peakBytes: number; threads: number }> {
   try {
     const status = await readFile(`/proc/${pid}/status`, 'utf8');
-    const kb = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) * 1024;
-    return { rssBytes: kb('VmRSS'), peakBytes: kb('VmHWM') };
+    const field = (name: string) => Number(new RegExp(`${name}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
+    return { rssBytes: field('VmRSS') * 1024, peakBytes: field('VmHWM') * 1024, threads: field('Threads') };
   } catch {
-    return { rssBytes: 0, peakBytes: 0 };
+    return { rssBytes: 0, peakBytes: 0, threads: 0 };
   }
 }
 

@@ -65,7 +65,7 @@ export interface PollingMode {
  * Makes an agent's polling mode.
  *
  * @example
- *   import { godQueryMode } from '../legacy/dobe/god-query-mode.ts';
+ *   // The wiring (stack/, cli/) passes the legacy mode, godQueryMode of the god-query-mode module:
  *   createDobeAgent({ serverId: 7, db, polling: godQueryMode });
  */
 export type PollingModeFactory = (core: AgentCore) => PollingMode;

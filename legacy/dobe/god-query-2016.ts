@@ -1,3 +1,5 @@
+import { GOD_QUERY_FROM } from './god-query-scope.ts';
+
 /**
  * The god query as the 2016 write-ups describe it: one statement that grew a
  * join or a subquery per feature until it passed 150 lines over 18 tables,
@@ -154,19 +156,7 @@ SELECT
   (SELECT MAX(x.finished_at)
      FROM event_executions x
     WHERE x.server_id = s.id)                                 AS server_last_execution_at
-FROM events e
-JOIN servers s          ON s.id = e.server_id
-JOIN regions sr         ON sr.id = s.region_id
-LEFT JOIN droplets d    ON d.id = e.droplet_id
-LEFT JOIN customers c   ON c.id = d.customer_id
-LEFT JOIN sizes sz      ON sz.id = d.size_id
-LEFT JOIN images i      ON i.id = d.image_id
-LEFT JOIN kernels k     ON k.id = d.kernel_id
-LEFT JOIN regions dr    ON dr.id = d.region_id
-WHERE e.server_id = ?
-  AND e.status = ?
-  AND s.id = ?
-  AND (d.id IS NULL OR d.server_id IS NULL OR d.server_id = ?)
+${GOD_QUERY_FROM}
 ORDER BY e.created_at, e.id`;
 
 /** The tables GOD_QUERY_2016 reads (the write-ups' "18 tables"). */

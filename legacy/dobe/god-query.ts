@@ -13,6 +13,7 @@
 import { EVENT_CONTEXT_SUBQUERIES } from '../../domain/event-context-sql.ts';
 import type { AgentEvent } from '../../contracts/agent-event.ts';
 import { GOD_QUERY_2016 } from './god-query-2016.ts';
+import { GOD_QUERY_FROM } from './god-query-scope.ts';
 
 export const GOD_QUERY = `
 SELECT
@@ -46,19 +47,7 @@ SELECT
   s.state            AS server_state,
   sr.slug            AS server_region_slug,
 ${EVENT_CONTEXT_SUBQUERIES}
-FROM events e
-JOIN servers s          ON s.id = e.server_id
-JOIN regions sr         ON sr.id = s.region_id
-LEFT JOIN droplets d    ON d.id = e.droplet_id
-LEFT JOIN customers c   ON c.id = d.customer_id
-LEFT JOIN sizes sz      ON sz.id = d.size_id
-LEFT JOIN images i      ON i.id = d.image_id
-LEFT JOIN kernels k     ON k.id = d.kernel_id
-LEFT JOIN regions dr    ON dr.id = d.region_id
-WHERE e.server_id = ?
-  AND e.status = ?
-  AND s.id = ?
-  AND (d.id IS NULL OR d.server_id IS NULL OR d.server_id = ?)
+${GOD_QUERY_FROM}
 ORDER BY e.id
 LIMIT 100`;
 
