@@ -134,7 +134,7 @@ describe('slow clients', () => {
       try {
         expectRefusal(a, status, undefined, service);
         const closedAt = await Promise.race([a.closed, sleep(3000).then(() => -1)]);
-        expect(closedAt, `${service}: answered at ${a.ms} ms, still open 3 s later`).toBeGreaterThan(0);
+        expect(closedAt, `${service}: answered at ${a.ms} ms, still open 3 s later`).toBeGreaterThanOrEqual(0);
         expect(closedAt - a.ms).toBeLessThan(2000);
       } finally {
         a.done();
