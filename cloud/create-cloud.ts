@@ -12,7 +12,8 @@ import { cloudError } from './errors.ts';
 import type { DirectEvents } from './direct-events.ts';
 import type { CloudDeps, CloudEvents } from './handler.ts';
 import { createCloudMetrics } from './metrics.ts';
-import { createOutboxRelay } from './relay.ts';
+import { readOutboxHealth } from './outbox.ts';
+import { createOutboxRelay, type OutboxRelayOptions } from './relay.ts';
 import { addActionRoutes } from './routes/actions.ts';
 import { addDropletRoutes } from './routes/droplets.ts';
 
@@ -45,6 +46,8 @@ export interface CloudOptions {
   relayWaitMs?: number;
   /** Deadline of one request to Harpoon (default 5000 ms), so a hung replica cannot hold a droplet's row lock. */
   harpoonTimeoutMs?: number;
+  /** The outbox relay's leases and retries (cloud/relay.ts): leaseMs (10000), scanMs (2000), maxAttempts (100). */
+  outbox?: Pick<OutboxRelayOptions, 'leaseMs' | 'scanMs' | 'maxAttempts'>;
 }
 
 export interface Cloud {
@@ -158,9 +161,10 @@ export function createCloud(options: CloudOptions): Cloud {
     const client = (as: string): HarpoonClient => createHarpoonClient({ urls, token: as, fetch: timedFetch });
     events.harpoon = client(token);
     events.asCustomer = client;
-    events.relay = createOutboxRelay({ db, harpoon: events.harpoon, logger, metrics });
+    events.relay = createOutboxRelay({ db, harpoon: events.harpoon, logger, metrics, ...options.outbox });
     const relay = events.relay;
     metrics.outboxPending.source = () => relay.pending();
+    metrics.outboxHealth.source = () => readOutboxHealth(db);
   }
   const deps: CloudDeps = { db, logger, metrics, bodyLimit, events };
   const router = createRouter();
@@ -193,7 +197,7 @@ export function createCloud(options: CloudOptions): Cloud {
       try {
         await db('regions').first('id');
         if (ownsPool) await warmPool(db, poolMax);
-        // Recovery: rows a killed Cloud (or one stopped during a Harpoon outage) left are relayed now, once.
+        // Recovery: rows a killed Cloud (or one stopped during a Harpoon outage) left are taken once their lease expired.
         await events.relay?.start();
       } catch (cause) {
         const where = config ? describeDb(config) : 'the given knex';

@@ -1,4 +1,5 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
+import type { OutboxHealth } from './outbox.ts';
 import type { DropletEventType } from './queue.ts';
 
 export interface CloudMetrics {
@@ -8,9 +9,13 @@ export interface CloudMetrics {
   outboxRelayed: Counter;
   outboxRelayFailures: Counter;
   outboxRejected: Counter;
+  outboxParked: Counter<'reason'>;
+  outboxTaken: Counter;
   answeredBeforeRelay: Counter<'route'>;
   /** Set by createCloud once the relay exists: rows it holds that Harpoon has not confirmed. */
   outboxPending: { source?: () => number };
+  /** Set by createCloud once the relay exists: the whole table's parked and pending rows, read at scrape time. */
+  outboxHealth: { source?: () => Promise<OutboxHealth> };
 }
 
 const WRITTEN_TYPES: Array<'create' | DropletEventType> = ['create', 'destroy', 'reboot', 'power_off', 'power_on'];
@@ -46,7 +51,18 @@ export function createCloudMetrics(registry: Registry): CloudMetrics {
   });
   const outboxRejected = new Counter({
     name: 'cloud_outbox_rejected_total',
-    help: 'Outbox rows Harpoon refused with a 4xx (CLOUD_ERR_OUTBOX_REJECTED); they stay in event_outbox for an operator.',
+    help: 'Outbox rows Harpoon refused with a 4xx or an item error; they are parked in event_outbox for an operator (CLOUD_ERR_OUTBOX_PARKED).',
+    registers: [registry],
+  });
+  const outboxParked = new Counter({
+    name: 'cloud_outbox_parked_total',
+    help: 'Outbox rows this Cloud parked (CLOUD_ERR_OUTBOX_PARKED), by reason: refused (Harpoon said no) or attempts (maxAttempts transient failures).',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
+  const outboxTaken = new Counter({
+    name: 'cloud_outbox_taken_total',
+    help: "Outbox rows this Cloud took over after their lease expired (another Cloud died or stopped before relaying them).",
     registers: [registry],
   });
   const answeredBeforeRelay = new Counter({
@@ -64,10 +80,42 @@ export function createCloudMetrics(registry: Registry): CloudMetrics {
       this.set(outboxPending.source?.() ?? 0);
     },
   });
+  const outboxHealth: CloudMetrics['outboxHealth'] = {};
+  let health: OutboxHealth | undefined;
+  let reading: Promise<OutboxHealth | undefined> | undefined;
+  // Both gauges of one scrape share one query.
+  const readHealth = (): Promise<OutboxHealth | undefined> =>
+    (reading ??= (async () => {
+      try {
+        health = (await outboxHealth.source?.()) ?? health;
+      } catch {
+        // A scrape must not fail because MySQL blinked: the last reading stands.
+      }
+      reading = undefined;
+      return health;
+    })());
+  new Gauge({
+    name: 'cloud_outbox_parked_rows',
+    help: 'Rows parked in event_outbox (every Cloud\'s): events customers were answered for that will not reach Harpoon until an operator acts. Alert when above 0.',
+    registers: [registry],
+    async collect() {
+      this.set((await readHealth())?.parked ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'cloud_outbox_oldest_pending_seconds',
+    help: 'Age of the oldest outbox row not yet relayed (every Cloud\'s, parked rows aside): a Harpoon outage or a stuck relay shows here before anything is parked.',
+    registers: [registry],
+    async collect() {
+      this.set((await readHealth())?.oldest_pending_seconds ?? 0);
+    },
+  });
+  outboxParked.inc({ reason: 'refused' }, 0);
+  outboxParked.inc({ reason: 'attempts' }, 0);
   // Zero series from the start, so rate() and dashboards see every type before its first event.
   for (const type of WRITTEN_TYPES) {
     eventsWritten.inc({ type }, 0);
     outboxWritten.inc({ type }, 0);
   }
-  return { dropletsCreated, eventsWritten, outboxWritten, outboxRelayed, outboxRelayFailures, outboxRejected, answeredBeforeRelay, outboxPending };
+  return { dropletsCreated, eventsWritten, outboxWritten, outboxRelayed, outboxRelayFailures, outboxRejected, outboxParked, outboxTaken, answeredBeforeRelay, outboxPending, outboxHealth };
 }

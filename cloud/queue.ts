@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import type { HarpoonClient } from '../harpoon/client.ts';
 import { cloudError, isDeadlock } from './errors.ts';
 import { readEventWrites, readsViaHarpoon, writesViaHarpoon } from './event-writes.ts';
+import type { OutboxRelay } from './relay.ts';
 import { insertOutbox, outboxTypes, type OutboxEvent, type OutboxRow } from './outbox.ts';
 import type { EventRecord } from '../contracts/droplet-api.ts';
 import type { DirectEvents } from './direct-events.ts';
@@ -23,6 +24,8 @@ import type { ActionType, DropletFeature } from './validate.ts';
 export interface EventPaths {
   harpoon?: HarpoonClient;
   direct?: DirectEvents;
+  /** The outbox relay: an outbox row is written under its lease (cloud/relay.ts). */
+  relay?: Pick<OutboxRelay, 'lease'>;
 }
 
 /** Where a committed write's event is: written to events (its id known), or in the outbox for Harpoon. */
@@ -122,7 +125,7 @@ export async function createDroplet(db: Knex, d: NewDroplet, paths: EventPaths =
     let event: WrittenEvent;
     if (viaHarpoon) {
       const outboxEvent: OutboxEvent = { type: 'create', region: d.order.region.slug, droplet_id: dropletId!, customer_id: d.customer.id, server_id: null, args };
-      event = { kind: 'outbox', row: await insertOutbox(trx, outboxEvent) };
+      event = { kind: 'outbox', row: await insertOutbox(trx, outboxEvent, paths.relay?.lease()) };
     } else {
       const eventId = await direct!.insert(trx, {
         type: 'create',
@@ -204,7 +207,7 @@ export async function enqueueDropletEvent(
         server_id: droplet.server_id,
         args: { request_id: input.requestId },
       };
-      return { kind: 'outbox', row: await insertOutbox(trx, outboxEvent), regionSlug: region.slug };
+      return { kind: 'outbox', row: await insertOutbox(trx, outboxEvent, paths.relay?.lease()), regionSlug: region.slug };
     }
     const eventId = await direct!.insert(trx, {
       type: input.type,

@@ -14,6 +14,8 @@ import { createCloud, type CloudOptions } from './create-cloud.ts';
  *   CLOUD_HARPOON_URLS   Harpoon base URLs, comma-separated (event-writes; with CLOUD_HARPOON_TOKEN)
  *   CLOUD_HARPOON_TOKEN  Cloud's Harpoon service token (the `cloud=` entry of HARPOON_TOKENS)
  *   CLOUD_RELAY_WAIT_MS  how long a write waits for Harpoon before answering (default 1000)
+ *   CLOUD_OUTBOX_LEASE_MS  how long an outbox row stays this Cloud's without a renewal (default 10000)
+ *   CLOUD_OUTBOX_SCAN_MS   how often the relay renews its leases and takes expired ones (default 2000)
  *
  * @example
  *   runCloudFromEnv(process.env, { directEvents }); // the whole of legacy/cloud/main.ts
@@ -30,6 +32,9 @@ export function runCloudFromEnv(env: NodeJS.ProcessEnv, wiring: Pick<CloudOption
     const harpoonToken = env.CLOUD_HARPOON_TOKEN;
     if (harpoonUrls.length > 0 && !harpoonToken) throw invalidOption('CLOUD_HARPOON_TOKEN', harpoonToken, "Cloud's Harpoon service token, required with CLOUD_HARPOON_URLS");
     const relayWait = env.CLOUD_RELAY_WAIT_MS;
+    const outboxMs = (name: string): number | undefined => (env[name] === undefined ? undefined : Number(env[name]));
+    const leaseMs = outboxMs('CLOUD_OUTBOX_LEASE_MS');
+    const scanMs = outboxMs('CLOUD_OUTBOX_SCAN_MS');
     const cloud = createCloud({
       db: parseMysqlUrl(url),
       port,
@@ -38,6 +43,7 @@ export function runCloudFromEnv(env: NodeJS.ProcessEnv, wiring: Pick<CloudOption
       ...wiring,
       ...(harpoonUrls.length > 0 ? { harpoon: { urls: harpoonUrls, token: harpoonToken! } } : {}),
       ...(relayWait === undefined ? {} : { relayWaitMs: Number(relayWait) }),
+      outbox: { ...(leaseMs === undefined ? {} : { leaseMs }), ...(scanMs === undefined ? {} : { scanMs }) },
     });
     return cloud;
   }

@@ -14,10 +14,11 @@ export const EVENT_DATA_OWNER = 'harpoon';
 /**
  * What lockdown leaves to other accounts on event data: Cloud's outbox is the
  * write-ahead of its writes (it relays rows it wrote itself to Harpoon, then
- * deletes them), so Cloud keeps INSERT, SELECT and DELETE there and nothing else.
+ * deletes them; UPDATE takes and renews the relay's leases on them), so Cloud keeps
+ * SELECT, INSERT, UPDATE and DELETE there and nothing else.
  */
 export const LOCKDOWN_HANDOFFS: Readonly<Record<string, Readonly<Partial<Record<EventDataTable, readonly string[]>>>>> = {
-  cloud: { event_outbox: ['SELECT', 'INSERT', 'DELETE'] },
+  cloud: { event_outbox: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'] },
 };
 
 export function isEventDataTable(table: string): table is EventDataTable {

@@ -6,7 +6,7 @@
  *
  * - `lockdown()` revokes every table-level privilege on each event-data
  *   table from every account but the kept ones (Harpoon's), except the
- *   hand-offs of domain/event-data.ts (Cloud's INSERT, SELECT and DELETE on
+ *   hand-offs of domain/event-data.ts (Cloud's SELECT, INSERT, UPDATE and DELETE on
  *   its own outbox: the write-ahead of event-writes, which holds only what
  *   Cloud itself wrote). An account whose schema-level grant (`<db>.*`)
  *   covers them loses it and gets the same privileges table by table on

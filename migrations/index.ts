@@ -8,6 +8,7 @@ import * as harpoon from './006_harpoon.ts';
 import * as eventOutbox from './007_event_outbox.ts';
 import * as cutoverAutopilot from './008_cutover_autopilot.ts';
 import * as dropletContext from './009_droplet_context.ts';
+import * as outboxLeasesLogHorizon from './010_outbox_leases_log_horizon.ts';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -28,6 +29,7 @@ const MIGRATIONS: Array<[string, Migration]> = [
   ['007_event_outbox', eventOutbox],
   ['008_cutover_autopilot', cutoverAutopilot],
   ['009_droplet_context', dropletContext],
+  ['010_outbox_leases_log_horizon', outboxLeasesLogHorizon],
 ];
 
 /**

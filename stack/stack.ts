@@ -8,6 +8,7 @@ import { createHttpService } from '../lib/http/service-server.ts';
 import { createRouter } from '../lib/http/router.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
 import { createCloud } from '../cloud/create-cloud.ts';
+import { readOutboxHealth } from '../cloud/outbox.ts';
 import { createFleet, type Fleet } from '../dobe/fleet.ts';
 import { addHostMetricsRoutes, hostMetricsUrl } from '../dobe/host-metrics.ts';
 import { createSchedulerV2, type SchedulerV2 } from '../scheduler/create-scheduler-v2.ts';
@@ -270,6 +271,8 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
         db: as('proxy'),
         tokens: { demo: er.adminToken, followers: { token: followerToken, scopes: ['read'] } },
         ...(grantor ? { effects: { lockdown: createLockdownEffect({ admin: grantor, database: options.database }) } } : {}),
+        // Cloud's outbox, every Cloud's rows: parked ones are an alarm in cutover status (the grantor reads it after lockdown too).
+        ...(grantor ? { reports: { outbox: () => readOutboxHealth(grantor) } } : {}),
         services: {
           proxy: adminUrl,
           router: routerUrls,

@@ -301,8 +301,23 @@ function shadowLines(shadow: Record<string, ShadowSummary>): string {
     .join('');
 }
 
+/** Cloud's outbox (cloud/outbox.ts readOutboxHealth): parked rows are events customers were answered for that will not reach Harpoon. */
+function outboxLine(effects: Record<string, unknown>): string {
+  const outbox = effects.outbox as { pending?: number; parked?: number; oldest_pending_seconds?: number; error?: string } | undefined;
+  if (!outbox) return '';
+  if (outbox.error) return `outbox: unavailable: ${outbox.error}\n`;
+  const parked = outbox.parked
+    ? `OUTBOX PARKED: ${outbox.parked} row${outbox.parked === 1 ? '' : 's'} cannot be relayed to Harpoon (runbooks/errors.md: CLOUD_ERR_OUTBOX_PARKED)\n`
+    : '';
+  return `${parked}outbox: ${outbox.pending ?? 0} to relay (oldest ${Math.round(outbox.oldest_pending_seconds ?? 0)}s), ${outbox.parked ?? 0} parked\n`;
+}
+
 /** Lockdown's view of the server: every account holding a privilege on events, and whether Harpoon's access is sole. */
 function effectLines(effects: Record<string, unknown>): string {
+  return lockdownLines(effects) + outboxLine(effects);
+}
+
+function lockdownLines(effects: Record<string, unknown>): string {
   const lockdown = effects.lockdown as
     | { grants_on_events?: Record<string, string[]>; sole_access?: boolean; others_with_access?: string[]; drift?: string[]; error?: string }
     | undefined;

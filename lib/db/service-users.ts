@@ -45,8 +45,8 @@ export const SERVICE_GRANTS = {
     droplet_features: ['SELECT', 'INSERT'],
     ip_addresses: ['SELECT'],
     events: ['SELECT', 'INSERT'],
-    // event-writes: the outbox Cloud relays to Harpoon, and the feature row it reads (under a share lock) per write.
-    event_outbox: ['SELECT', 'INSERT', 'DELETE'],
+    // event-writes: the outbox Cloud relays to Harpoon (UPDATE: its leases), and the feature row it reads (under a share lock) per write.
+    event_outbox: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
     cutover_features: ['SELECT'],
   },
   scheduler_v1: {
@@ -91,7 +91,9 @@ export const SERVICE_GRANTS = {
   // Harpoon: the sole writer of events and their change log (harpoon/README.md); customers for action reads.
   harpoon: {
     events: ['SELECT', 'INSERT', 'UPDATE'],
-    event_log: ['SELECT', 'INSERT'],
+    // DELETE: pruning entries every subscriber's window has passed (harpoon/log-pruner.ts).
+    event_log: ['SELECT', 'INSERT', 'DELETE'],
+    event_log_horizon: ['SELECT', 'UPDATE'],
     harpoon_lock: ['SELECT', 'UPDATE'],
     regions: ['SELECT'],
     sizes: ['SELECT'],

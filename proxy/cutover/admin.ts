@@ -321,6 +321,8 @@ export interface CutoverAdminOptions {
   fetch?: FetchLike;
   /** Side effects of steps (lockdown's REVOKE): proxy/cutover/effects.ts. */
   effects?: FeatureEffects;
+  /** Extra sections of GET /cutover/status's `effects` (the controller's `reports`): the outbox's health, say. */
+  reports?: Record<string, () => Promise<unknown>>;
   /**
    * The database observer of invariant and budget gates: a connection that may read PROCESSLIST and
    * the event tables (a Knex is used as is and not closed). Without it those gates read "error".
@@ -394,6 +396,7 @@ export function createCutoverAdmin(options: CutoverAdminOptions): CutoverAdmin {
     ...(options.rollbackAfterFailures !== undefined ? { rollbackAfterFailures: options.rollbackAfterFailures } : {}),
     ...(options.fetch ? { fetch: options.fetch } : {}),
     ...(options.effects ? { effects: options.effects } : {}),
+    ...(options.reports ? { reports: options.reports } : {}),
   });
   // Followers (routers, Scheduler V2) ask GET /cutover/state every second: one reader here answers
   // them all from memory, so their number costs MySQL nothing (lib/cutover/http-state-source.ts).

@@ -56,6 +56,11 @@ export interface CutoverControllerOptions {
   fetch?: FetchLike;
   /** Side effects of features' steps (proxy/cutover/effects.ts): lockdown's REVOKE and its rollback's GRANT. */
   effects?: FeatureEffects;
+  /**
+   * What `strangler cutover status` shows beside the features' effects, by name: the outbox's parked rows
+   * (cloud/outbox-status.ts), say. Errors are reported, not thrown.
+   */
+  reports?: Record<string, () => Promise<unknown>>;
   /** Providers of the gates that are not scraped (prometheus, web, invariant, budget): proxy/cutover/providers.ts. */
   providers?: GateProviders;
   /** The plan's webhooks: confirm before a step is entered, notify after every change. */
@@ -103,7 +108,7 @@ export interface CutoverController {
   missingServices(): string[];
   /** Shadow agreement reported by the new side of features that judge it themselves (`scheduling`: Scheduler V2). */
   shadow(): Promise<Partial<Record<string, ShadowSummary>>>;
-  /** What each feature's side effect holds now (lockdown: who holds which grants on events); errors are reported, not thrown. */
+  /** What each feature's side effect holds now (lockdown: who holds which grants on events), and the reports; errors are reported, not thrown. */
   effects(): Promise<Record<string, unknown>>;
 }
 
@@ -454,6 +459,7 @@ export function createCutoverController(options: CutoverControllerOptions): Cuto
         if (!effect?.describe) continue;
         out[feature] = await effect.describe().catch((err: Error) => ({ error: err.message }));
       }
+      for (const [name, report] of Object.entries(options.reports ?? {})) out[name] = await report().catch((err: Error) => ({ error: err.message }));
       return out;
     },
   };

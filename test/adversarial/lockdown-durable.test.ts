@@ -73,7 +73,7 @@ describe('lockdown complete and durable (issue 12 point 5)', () => {
     expect(verified).toMatchObject({ ok: true, violations: [] });
     expect(verified.matrix.harpoon!.events).toMatchObject({ select: 'allowed', insert: 'allowed' });
     expect(verified.matrix.strangler_monitor!.event_log!.select).toBe('denied');
-    expect(verified.handoffs).toEqual(['cloud select event_outbox', 'cloud insert event_outbox', 'cloud delete event_outbox']);
+    expect(verified.handoffs).toEqual(['cloud select event_outbox', 'cloud insert event_outbox', 'cloud update event_outbox', 'cloud delete event_outbox']);
     expect(await t.db('events').count({ n: '*' }).first()).toEqual(before);
 
     // Someone grants by hand: the check says so, and so does the verifier.
