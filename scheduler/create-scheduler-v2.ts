@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { Registry } from 'prom-client';
+import { createAdminTokenVerifier } from '../lib/auth/admin-token.ts';
 import type { Routing } from '../lib/cutover/types.ts';
 import type { DbConfig } from '../lib/db/config.ts';
 import { createKnex } from '../lib/db/knex.ts';
@@ -7,7 +8,7 @@ import { createHttpService, type HttpService } from '../lib/http/service-server.
 import { silentLogger } from '../lib/logger.ts';
 import { createBatchPlacer, type EventDecision } from './batch.ts';
 import { createExplainer } from './explain-request.ts';
-import { createSchedulerRouter, type ExplainInput, type ExplainResult } from './http.ts';
+import { createExplainLimiter, createSchedulerRouter, type ExplainAccess, type ExplainInput, type ExplainResult } from './http.ts';
 import { createInventory } from './inventory.ts';
 import { createMembership } from './membership.ts';
 import { createSchedulerMetrics } from './metrics.ts';
@@ -31,8 +32,8 @@ export interface SchedulerV2 {
   harpoonMode(): boolean;
   /** Shadow mode: judges the events V1 decided since the last call. */
   shadowOnce(): Promise<ShadowStats>;
-  /** The filter/score breakdown for a hypothetical request; writes nothing. */
-  explain(input: ExplainInput): Promise<ExplainResult>;
+  /** The filter/score breakdown for a hypothetical request; writes nothing. In-process callers see placements unless `access` says otherwise. */
+  explain(input: ExplainInput, access?: ExplainAccess): Promise<ExplainResult>;
   shadowStats(): ShadowStats;
   readonly replicaId: string;
   readonly registry: Registry;
@@ -81,7 +82,7 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
   const modes = createModeControl({ db, options, resolved, inventory, metrics, log });
   const rankOptions = (overrides: Partial<RankOptions> = {}): RankOptions => ({ filters: resolved.filters, policy, overcommit: resolved.overcommit, maxStalenessMs, ...overrides });
 
-  // Placement batches, shadow passes and /explain all read or change the host store: one at a time.
+  // Placement batches and shadow passes change the host store: one at a time. /explain only reads it (beside them).
   let queue: Promise<unknown> = Promise.resolve();
   function serial<T>(fn: () => Promise<T>): Promise<T> {
     const run = queue.then(fn, fn);
@@ -108,8 +109,8 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
     },
     reread: (hostIds) => inventory.store().reread(hostIds),
   });
-  const explainRequest = createExplainer({ db, inventory, scraper, scrapeIntervalMs, maxStalenessMs, policy, rankOptions });
-  const explain = (input: ExplainInput): Promise<ExplainResult> => serial(() => explainRequest(input));
+  const explain = createExplainer({ db, inventory, loadStore: () => serial(inventory.ensureLoaded), scraper, scrapeIntervalMs, maxStalenessMs, policy, rankOptions });
+  const verifier = options.tokens === undefined ? undefined : createAdminTokenVerifier(options.tokens);
 
   let healthy = false;
   const http: HttpService | undefined =
@@ -117,7 +118,15 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
       ? undefined
       : createHttpService({
           name: 'scheduler-v2',
-          router: createSchedulerRouter({ explain, decisions: (eventId) => db('placement_decisions').where({ event_id: eventId }).orderBy('id') }),
+          router: createSchedulerRouter({
+            explain,
+            decisions: (eventId) => db('placement_decisions').where({ event_id: eventId }).orderBy('id'),
+            verifier,
+            limiter: createExplainLimiter(resolved.explainConcurrency, resolved.explainRetryAfterSeconds, {
+              running: (n) => metrics.explainInflight.set(n),
+              busy: () => metrics.explainBusy.inc(),
+            }),
+          }),
           registry,
           logger: log,
           port: options.port,
@@ -183,7 +192,7 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
     shadowStats: () => shadow.stats(),
     cutoverRouting: () => modes.lastRouting(),
     harpoonMode: () => modes.feed() !== undefined,
-    explain,
+    explain: (input, access = { placements: true }) => explain(input, access),
     async start() {
       await modes.start();
       await serial(inventory.ensureLoaded);

@@ -1,3 +1,5 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AdminScope, AdminTokenVerifier } from '../lib/auth/admin-token.ts';
 import { readJsonBody } from '../lib/http/json-body.ts';
 import { sendJson } from '../lib/http/respond.ts';
 import { createRouter, type Router } from '../lib/http/router.ts';
@@ -35,6 +37,18 @@ export interface ExplainResult {
   ranked: Array<{ server_id: number; name: string; score: number; fallback: boolean }>;
   hosts?: HostVerdict[];
   max_staleness_ms: number;
+  /**
+   * With a `customer_id`: `shown` when the ranking used which hosts hold that customer's droplets
+   * (a token with the `placements` scope, or an in-process call), `hidden` when it ranked as for a
+   * customer with no droplets (a token with `explain` only).
+   */
+  customer_placements?: 'shown' | 'hidden';
+}
+
+/** What the caller of explain may see. */
+export interface ExplainAccess {
+  /** Whether the ranking may use (and so reveal) which hosts hold the request's customer's droplets. */
+  placements: boolean;
 }
 
 const EXPLAIN_FIELDS = new Set(['region', 'size', 'customer_id', 'policy', 'hosts', 'top']);
@@ -87,20 +101,69 @@ export function parseExplainInput(body: unknown): ExplainInput {
   };
 }
 
+const AUTH_MESSAGES = {
+  missing: 'send an admin token with the "explain" scope as "Authorization: Bearer <token>" (the operator\'s STRANGLER_ADMIN_TOKEN holds it)',
+  malformed: 'the Authorization header must be "Bearer <token>"',
+  invalid: 'the admin token is not valid on this replica',
+  expired: 'the admin token has expired (rotated out); use the current one',
+} as const;
+
+/** The token's scopes, or 401/403 before anything is read; without a verifier (no `tokens` option) every request is 401. */
+function authorize(req: IncomingMessage, verifier: AdminTokenVerifier | undefined, scope: AdminScope): ReadonlySet<AdminScope> {
+  if (!verifier) throw schedulerError('SCHEDULER_ERR_UNAUTHORIZED', 'this replica was started without admin tokens (the tokens option, SCHEDULER_V2_TOKENS): it answers no /explain or /decisions');
+  const auth = verifier.authenticate(req.headers.authorization);
+  if (!auth.ok) throw schedulerError('SCHEDULER_ERR_UNAUTHORIZED', AUTH_MESSAGES[auth.reason]);
+  if (!auth.scopes.has(scope)) {
+    throw schedulerError('SCHEDULER_ERR_FORBIDDEN', `the token "${auth.actor}" lacks the "${scope}" scope (it holds ${[...auth.scopes].join(', ')}); nothing was read`);
+  }
+  return auth.scopes;
+}
+
 /**
- * POST /explain (a hypothetical request; writes nothing) and
- * GET /decisions/:event_id (the stored decisions of one event).
+ * At most `limit` explains at once: a slot, or 429 with Retry-After (the
+ * request is not queued). `observer` sees the count and each refusal (metrics).
+ */
+export function createExplainLimiter(limit: number, retryAfterSeconds: number, observer?: { running(n: number): void; busy(): void }) {
+  let running = 0;
+  return {
+    async run<T>(res: ServerResponse, fn: () => Promise<T>): Promise<T> {
+      if (running >= limit) {
+        observer?.busy();
+        res.setHeader('retry-after', String(retryAfterSeconds));
+        throw schedulerError('SCHEDULER_ERR_EXPLAIN_BUSY', `this replica already answers ${running} /explain requests (its limit, explainConcurrency); retry in ${retryAfterSeconds} s`);
+      }
+      observer?.running(++running);
+      try {
+        return await fn();
+      } finally {
+        observer?.running(--running);
+      }
+    },
+  };
+}
+
+/**
+ * POST /explain (a hypothetical request; writes nothing; admin scope
+ * `explain`, and `placements` to rank with the customer's own hosts) and
+ * GET /decisions/:event_id (the stored decisions of one event; scope
+ * `placements`, since a decision names the host of a customer's droplet).
+ * Explains run beside placement, at most `explainConcurrency` at once.
  */
 export function createSchedulerRouter(deps: {
-  explain(input: ExplainInput): Promise<ExplainResult>;
+  explain(input: ExplainInput, access: ExplainAccess): Promise<ExplainResult>;
   decisions(eventId: number): Promise<unknown[]>;
+  verifier: AdminTokenVerifier | undefined;
+  limiter: ReturnType<typeof createExplainLimiter>;
 }): Router {
   return createRouter()
     .add('POST', '/explain', async ({ req, res }) => {
+      const scopes = authorize(req, deps.verifier, 'explain');
+      // The body is read before a slot is taken: a client sending it slowly holds no slot.
       const input = parseExplainInput(await readJsonBody(req, { limit: BODY_LIMIT }));
-      sendJson(res, 200, await deps.explain(input));
+      sendJson(res, 200, await deps.limiter.run(res, () => deps.explain(input, { placements: scopes.has('placements') })));
     })
-    .add('GET', '/decisions/:event_id', async ({ res, params }) => {
+    .add('GET', '/decisions/:event_id', async ({ req, res, params }) => {
+      authorize(req, deps.verifier, 'placements');
       const id = params.event_id!;
       if (!/^[1-9][0-9]{0,18}$/.test(id)) throw invalid('event_id must be a positive integer');
       const rows = await deps.decisions(Number(id));

@@ -4,7 +4,7 @@ import { loadCatalog, type Catalog } from './catalog.ts';
 import type { HostCandidate } from './filters.ts';
 import type { HostMetrics } from '../lib/metrics/host-metrics.ts';
 import type { HostRewind } from './rewind.ts';
-import { HostStore, type HostReserved } from './state.ts';
+import { HostStore, type HostReserved, type InflightEvent } from './state.ts';
 
 /**
  * A replica's inventory: the catalogue (regions, sizes), the regions it
@@ -70,10 +70,13 @@ export function createInventory(deps: {
     /** Every region id the replica schedules; only after ensureLoaded(). */
     scope: (): number[] => regionIds ?? catalog!.regions.map((r) => r.id),
     regionSlug: (id: number): string | undefined => catalog?.regionById.get(id),
-    /** The region's hosts as filters see them now; `rewindOf` (shadow) sets each back to an earlier moment. */
-    candidatesFor(s: HostStore, regionId: number, now: number, rewindOf?: (serverId: number) => HostRewind): HostCandidate[] {
+    /**
+     * The region's hosts as filters see them now; `rewindOf` (shadow) sets each back to an earlier
+     * moment; `busy` (explain) replaces the store's busy lists with ones read apart (HostStore.readBusy).
+     */
+    candidatesFor(s: HostStore, regionId: number, now: number, rewindOf?: (serverId: number) => HostRewind, busy?: ReadonlyMap<number, readonly InflightEvent[]>): HostCandidate[] {
       const hosts = deps.metrics();
-      return s.hostsInRegion(regionId).map((h) => s.candidate(h, hosts.get(h.name), now, deps.reserved, rewindOf?.(h.id)));
+      return s.hostsInRegion(regionId).map((h) => s.candidate(h, hosts.get(h.name), now, deps.reserved, rewindOf?.(h.id), busy ? (busy.get(h.id) ?? []) : undefined));
     },
     /** Hosts by the age of their metrics (for the scheduler_v2_hosts gauge). */
     hostCounts(maxStalenessMs: number): Record<'fresh' | 'stale' | 'missing', number> {

@@ -15,6 +15,11 @@
  *                              harpoon: follow `event-writes` (at full: queue and placements through Harpoon, no
  *                              statement on `events`); state: read the cutover state from the cutover admin over
  *                              HTTP instead of MySQL
+ *   SCHEDULER_V2_TOKENS        JSON (optional): admin tokens POST /explain and GET /decisions accept, name →
+ *                              {"sha256": "<hex digest>", "scopes": ["explain", "placements"], "expiresAt": "<ISO>"}
+ *                              (lib/auth/admin-token.ts; digests, so the replica holds no usable token). Without
+ *                              it both routes answer 401.
+ *   SCHEDULER_V2_EXPLAIN_CONCURRENCY  /explain requests answered at once (default 2; more get 429)
  *   PORT                       listen port for /metrics, /explain, … (default 0: any free port)
  *   HOST                       listen address (default 127.0.0.1)
  *   LOG_LEVEL                  pino level (default info)
@@ -23,6 +28,7 @@
  *   SCHEDULER_V2_METRICS_URLS=nyc1=http://127.0.0.1:9101/metrics node --import tsx scheduler/main.ts
  */
 import { parseFollowerOptions, stateSourceFor } from '../lib/cutover/follower-options.ts';
+import type { AdminTokenSpecs } from '../lib/auth/admin-token.ts';
 import { parseMysqlUrl } from '../lib/db/config.ts';
 import { invalidOption } from '../lib/errors.ts';
 import { runMain } from '../lib/process/run-main.ts';
@@ -55,6 +61,24 @@ function endpoints(raw: string | undefined): MetricsEndpoint[] {
     });
 }
 
+/** SCHEDULER_V2_TOKENS: JSON name → { sha256 | token, scopes, expiresAt? }; the verifier validates the rest and never echoes it. */
+function tokens(raw: string | undefined): AdminTokenSpecs | undefined {
+  if (!raw) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw invalidOption('SCHEDULER_V2_TOKENS', '[unparsable]', 'a JSON object of name → {"sha256", "scopes"}');
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw invalidOption('SCHEDULER_V2_TOKENS', '[not an object]', 'a JSON object of name → {"sha256", "scopes"}');
+  return Object.fromEntries(
+    Object.entries(parsed as Record<string, unknown>).map(([name, spec]) => {
+      const s = spec as { expiresAt?: unknown } | null;
+      return [name, s && typeof s === 'object' && typeof s.expiresAt === 'string' ? { ...s, expiresAt: new Date(s.expiresAt) } : spec];
+    }),
+  ) as AdminTokenSpecs;
+}
+
 async function createFromEnv() {
   const json = parseFollowerOptions('SCHEDULER_V2_OPTIONS', env.SCHEDULER_V2_OPTIONS);
   const url = env.SCHEDULER_V2_MYSQL_URL;
@@ -80,6 +104,8 @@ async function createFromEnv() {
     ...(json.harpoon ? { harpoon: json.harpoon } : {}),
     // Built here, owned by the replica (it starts and closes it): the cutover state over HTTP, no MySQL read.
     ...(json.state ? { stateSource: stateSourceFor(json.state, logger)! } : {}),
+    ...(env.SCHEDULER_V2_TOKENS ? { tokens: tokens(env.SCHEDULER_V2_TOKENS) } : {}),
+    explainConcurrency: num('SCHEDULER_V2_EXPLAIN_CONCURRENCY'),
     port,
     host: env.HOST ?? '127.0.0.1',
     logger,

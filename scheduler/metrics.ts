@@ -87,7 +87,17 @@ export function createSchedulerMetrics(registry: Registry, sources: { endpoints:
     labelNames: ['result', 'category'],
     registers,
   });
-  return { placements, conflicts, decisions, claimed, harpoonMode, latency, queueSeconds, rounds, scrapeSeconds, shadow };
+  const explainInflight = new Gauge({
+    name: 'scheduler_v2_explain_inflight',
+    help: 'POST /explain requests being answered now (beside placement; at most explainConcurrency).',
+    registers,
+  });
+  const explainBusy = new Counter({
+    name: 'scheduler_v2_explain_busy_total',
+    help: 'POST /explain requests refused with 429 SCHEDULER_ERR_EXPLAIN_BUSY because explainConcurrency were already being answered.',
+    registers,
+  });
+  return { placements, conflicts, decisions, claimed, harpoonMode, latency, queueSeconds, rounds, scrapeSeconds, shadow, explainInflight, explainBusy };
 }
 
 export type SchedulerMetrics = ReturnType<typeof createSchedulerMetrics>;

@@ -4,6 +4,7 @@ import type { Knex } from 'knex';
 import type { Registry } from 'prom-client';
 import { HOST_RESERVED } from '../domain/catalog.ts';
 import { V1_DEFAULT_OVERCOMMIT } from '../domain/overcommit.ts';
+import type { AdminTokenSpecs } from '../lib/auth/admin-token.ts';
 import type { DbConfig } from '../lib/db/config.ts';
 import { invalidOption } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
@@ -85,6 +86,17 @@ export interface SchedulerV2Options {
   registry?: Registry;
   /** Serve /metrics, /healthz, /readyz, POST /explain, GET /decisions/:event_id on this port; omit for no HTTP. */
   port?: number;
+  /**
+   * Admin tokens (lib/auth/admin-token.ts) accepted on POST /explain (scope `explain`; `placements` to rank
+   * with the customer's own hosts) and GET /decisions/:event_id (scope `placements`). Hand a replica digests,
+   * `{ sha256: adminTokenDigest(token), scopes }`, so it holds no token it could call with. Without it both
+   * routes answer 401.
+   */
+  tokens?: AdminTokenSpecs;
+  /** POST /explain requests answered at once, beside placement; more get 429 SCHEDULER_ERR_EXPLAIN_BUSY. Default 2. */
+  explainConcurrency?: number;
+  /** The Retry-After of that 429, in seconds. Default 1. */
+  explainRetryAfterSeconds?: number;
   host?: string;
   /**
    * Fault injection for tests and drills: sleep after claiming (a replica
@@ -116,6 +128,8 @@ export interface ResolvedOptions {
   overcommit: number;
   poolMax: number;
   reserved: HostReserved;
+  explainConcurrency: number;
+  explainRetryAfterSeconds: number;
   /** Set when the replica follows the `scheduling` cutover. */
   follow: { intervalMs: number } | undefined;
   replicaId: string;
@@ -165,6 +179,8 @@ export function resolveOptions(options: SchedulerV2Options): ResolvedOptions {
     busyRecheckMs: positive('busyRecheckMs', options.busyRecheckMs, 10_000),
     overcommit: positive('overcommit', options.overcommit, V1_DEFAULT_OVERCOMMIT),
     poolMax: positive('poolMax', options.poolMax, 3, true),
+    explainConcurrency: positive('explainConcurrency', options.explainConcurrency, 2, true),
+    explainRetryAfterSeconds: positive('explainRetryAfterSeconds', options.explainRetryAfterSeconds, 1, true),
     reserved: options.hostReserved ?? { ...HOST_RESERVED },
     follow: options.followCutover
       ? { intervalMs: positive('followCutover.intervalMs', typeof options.followCutover === 'object' ? options.followCutover.intervalMs : undefined, 500) }

@@ -1,5 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import type { FollowerHarpoonSettings, FollowerJsonOptions, FollowerStateSettings } from '../lib/cutover/follower-options.ts';
+import type { AdminTokenSpecs } from '../lib/auth/admin-token.ts';
 import { formatMysqlUrl, type DbConfig } from '../lib/db/config.ts';
 import { spawnServiceProcess, type ServiceProcess } from '../lib/process/service-process.ts';
 import type { MetricsEndpoint } from './scraper.ts';
@@ -24,6 +25,8 @@ export interface SchedulerProcessOptions {
   harpoon?: FollowerHarpoonSettings;
   /** The cutover admin's state endpoint: the replica reads its cutover state over HTTP instead of MySQL. */
   state?: FollowerStateSettings;
+  /** Admin tokens POST /explain and GET /decisions accept: hand digests (`{ sha256, scopes }`), never the operator's token. */
+  tokens?: AdminTokenSpecs;
   /** Fault injection (drills, kill -9 tests): Harpoon mode sleeps this long between a reservation and its placement. */
   pauseBeforePlaceMs?: number;
   logLevel?: string;
@@ -57,6 +60,7 @@ export function spawnSchedulerProcess(options: SchedulerProcessOptions): Promise
       ...(options.harpoon || options.state
         ? { SCHEDULER_V2_OPTIONS: JSON.stringify({ harpoon: options.harpoon, state: options.state } satisfies FollowerJsonOptions) }
         : {}),
+      ...(options.tokens ? { SCHEDULER_V2_TOKENS: JSON.stringify(options.tokens) } : {}),
       ...(options.pauseBeforePlaceMs !== undefined ? { SCHEDULER_V2_FAULT_PAUSE_BEFORE_PLACE_MS: String(options.pauseBeforePlaceMs) } : {}),
       PORT: String(options.port),
       HOST: host,

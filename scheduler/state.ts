@@ -244,7 +244,7 @@ export class HostStore {
    * those creates too. With `rewind` (shadow mode), the host as it was at
    * an earlier moment (scheduler/rewind.ts).
    */
-  candidate(host: HostRecord, metrics: HostMetrics | undefined, nowMs: number, reserved: HostReserved, rewind?: HostRewind): HostCandidate {
+  candidate(host: HostRecord, metrics: HostMetrics | undefined, nowMs: number, reserved: HostReserved, rewind?: HostRewind, busyNow?: readonly InflightEvent[]): HostCandidate {
     let createMemory = 0;
     let createDisk = 0;
     let creates = 0;
@@ -259,7 +259,7 @@ export class HostStore {
       if (seen === undefined || e.id < seen) busy[e.type] = e.id;
     };
     const leftOut = (e: InflightEvent) => rewind !== undefined && (rewind.skip.has(e.id) || (e.id >= rewind.after_id && !rewind.placed_before.has(e.id)));
-    for (const e of host.inflight.values()) if (!leftOut(e)) count(e);
+    for (const e of busyNow ?? host.inflight.values()) if (!leftOut(e)) count(e);
     for (const e of rewind?.busy ?? []) if (!host.inflight.has(e.id)) count(e);
     let memfree = metrics?.memfree_mb;
     let diskfree = metrics?.diskfree_gb;
@@ -297,13 +297,31 @@ export class HostStore {
     };
   }
 
+  /**
+   * One region's busy lists read now, host id → events, leaving the store's
+   * own untouched: POST /explain runs beside a placement round, whose view
+   * must not change under it. Undefined when the lists come from Harpoon's
+   * stream (they are then current without a read).
+   */
+  async readBusy(regionId: number): Promise<Map<number, InflightEvent[]> | undefined> {
+    if (this.inflightSource === 'external') return undefined;
+    const out = new Map<number, InflightEvent[]>();
+    for (const row of await this.readInflight(this.db, undefined, [regionId])) {
+      if (!BUSY.has(row.type)) continue;
+      const list = out.get(row.server_id) ?? [];
+      list.push(toInflight(row));
+      out.set(row.server_id, list);
+    }
+    return out;
+  }
+
   private setInflight(rows: InflightRow[], onlyHosts: Set<number> | undefined): void {
     for (const host of this.byId.values()) if (!onlyHosts || onlyHosts.has(host.id)) host.inflight.clear();
     for (const row of rows) {
       const host = this.byId.get(row.server_id);
       if (!host || (onlyHosts && !onlyHosts.has(host.id)) || !BUSY.has(row.type)) continue;
-      const id = Number(row.id);
-      host.inflight.set(id, { id, type: row.type as V1BusyType, memory: Number(row.memory ?? 0), disk: Number(row.disk ?? 0) });
+      const event = toInflight(row);
+      host.inflight.set(event.id, event);
     }
   }
 
@@ -346,6 +364,10 @@ export class HostStore {
     else if (this.regionIds) q.whereIn('e.region_id', this.regionIds);
     return (await q) as InflightRow[];
   }
+}
+
+function toInflight(row: InflightRow): InflightEvent {
+  return { id: Number(row.id), type: row.type as V1BusyType, memory: Number(row.memory ?? 0), disk: Number(row.disk ?? 0) };
 }
 
 function toRecord(row: HostRow): HostRecord {

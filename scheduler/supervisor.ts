@@ -1,4 +1,5 @@
 import type { FollowerHarpoonSettings, FollowerStateSettings } from '../lib/cutover/follower-options.ts';
+import type { AdminTokenSpecs } from '../lib/auth/admin-token.ts';
 import type { DbConfig } from '../lib/db/config.ts';
 import { invalidOption } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
@@ -20,6 +21,8 @@ export interface SchedulerSupervisorOptions {
   harpoon?: FollowerHarpoonSettings;
   /** Passed to every replica: the cutover state over HTTP from the cutover admin. */
   state?: FollowerStateSettings;
+  /** Passed to every replica: the admin tokens (digests) POST /explain and GET /decisions accept. */
+  tokens?: AdminTokenSpecs;
   host?: string;
   logger?: Logger;
   restartDelayMs?: number;
@@ -60,6 +63,7 @@ export function createSchedulerSupervisor(options: SchedulerSupervisorOptions): 
         ...(options.leaseMs !== undefined ? { leaseMs: options.leaseMs } : {}),
         ...(options.harpoon ? { harpoon: options.harpoon } : {}),
         ...(options.state ? { state: options.state } : {}),
+        ...(options.tokens ? { tokens: options.tokens } : {}),
       });
     },
   });

@@ -1,6 +1,7 @@
 import type { DbConfig } from '../lib/db/config.ts';
 import { MONITOR_USER, serviceDbConfig, type DbPasswords } from '../lib/db/service-users.ts';
 import { loadHypervisorKeys, type HypervisorKeyRing } from '../lib/auth/hypervisor-keys.ts';
+import { adminTokenDigest, type AdminTokenSpecs } from '../lib/auth/admin-token.ts';
 import { HOST_RESERVED } from '../domain/catalog.ts';
 import type { Autopilot } from '../proxy/cutover/autopilot.ts';
 import { createMonitor, type Monitor } from '../lib/metrics/create-monitor.ts';
@@ -359,6 +360,10 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
         harpoon && eventRouter
           ? { harpoon: { urls: harpoon.urls, token: harpoon.tokens.scheduler }, state: { url: eventRouter.adminUrl, token: eventRouter.followerToken } }
           : undefined;
+      // The operator's admin token works on /explain and /decisions; the replicas hold only its digest.
+      const explainTokens: AdminTokenSpecs | undefined = options.eventRouter
+        ? { operator: { sha256: adminTokenDigest(options.eventRouter.adminToken), scopes: ['explain', 'placements'] } }
+        : undefined;
       schedulerV2 = {
         start: () =>
           (starting ??= (async () => {
@@ -369,6 +374,7 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
                 metricsEndpoints,
                 logger,
                 ...(v2.pollIntervalMs !== undefined ? { pollIntervalMs: v2.pollIntervalMs } : {}),
+                ...(explainTokens ? { tokens: explainTokens } : {}),
                 // As the routers: the cutover state over HTTP from the admin, so Harpoon mode sends MySQL no SELECT.
                 ...(followHarpoon ?? (harpoon ? { harpoon: { urls: harpoon.urls, token: harpoon.tokens.scheduler } } : {})),
               });
@@ -389,6 +395,7 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
                 replicaId: `v2-${process.pid}-${i + 1}`,
                 logger,
                 port: 0,
+                ...(explainTokens ? { tokens: explainTokens } : {}),
                 ...(v2.pollIntervalMs !== undefined ? { pollIntervalMs: v2.pollIntervalMs } : {}),
               });
               // Closed before the fleet whose metrics it scrapes (started closes in reverse).

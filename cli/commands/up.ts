@@ -170,7 +170,7 @@ export const command: Command = {
               `  prometheus targets:  ${targetsDir}/*.json (prometheus --config.file=dashboards/prometheus.yml)`,
               `  cloud API:           ${info.cloud}   e.g. curl -H "Authorization: Bearer ${info.example_token}" ${info.cloud}/v2/droplets`,
               `  scheduler v1:        ${info.scheduler_v1}/metrics`,
-              `  scheduler v2:        ${info.scheduler_v2.join(', ')} (idle until scheduling advances)`,
+              `  scheduler v2:        ${info.scheduler_v2.join(', ')} (idle until scheduling advances; POST /explain takes the admin token)`,
               `  harpoon:             ${info.harpoon.join(', ')} (idle until event-writes advances)`,
               `  public API (proxy):  ${info.public_api}   (event-reads moves its action reads)`,
               `  fleet (agents):      ${info.fleet_metrics}`,

@@ -11,19 +11,22 @@ import { invalidOption } from '../errors.ts';
  * - `read`: state, status, plan, history (followers, dashboard, `cutover status`).
  * - `operate`: advance, rollback, pause, resume of features without side effects.
  * - `lockdown`: advance or rollback of a feature whose step has a side effect (with `operate`).
+ * - `explain`: Scheduler V2's `POST /explain`; which hosts hold a customer's droplets stays hidden.
+ * - `placements`: where customers' droplets are: `/explain` with `customer_id` honoured, `GET /decisions/:id`.
  *
  * A token given as a bare string holds every scope: that is the operator's
- * own token. Hand anything else `{ token, scopes: ['read'] }`.
+ * own token. Hand anything else `{ token, scopes: ['read'] }`. A service that
+ * only checks tokens (Scheduler V2) can be handed `{ sha256, scopes }`, the
+ * token's digest (adminTokenDigest): it then holds nothing it could call with.
  */
-export type AdminScope = 'read' | 'operate' | 'lockdown';
-export const ADMIN_SCOPES: readonly AdminScope[] = ['read', 'operate', 'lockdown'];
+export type AdminScope = 'read' | 'operate' | 'lockdown' | 'explain' | 'placements';
+export const ADMIN_SCOPES: readonly AdminScope[] = ['read', 'operate', 'lockdown', 'explain', 'placements'];
 
-export interface ScopedAdminToken {
-  token: string;
+export type ScopedAdminToken = ({ token: string } | { sha256: string }) & {
   scopes: readonly AdminScope[];
   /** After this instant the token is refused (rotation: hand out the new one, let the old expire). */
   expiresAt?: Date;
-}
+};
 
 /** token name (the actor recorded in the history) → its token. */
 export type AdminTokenSpecs = Record<string, string | ScopedAdminToken>;
@@ -52,6 +55,18 @@ interface Entry {
 }
 
 const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest();
+const HEX_DIGEST = /^[0-9a-f]{64}$/;
+
+/**
+ * The digest a verifier compares against (hex SHA-256), to hand a checking
+ * service `{ sha256, scopes }` instead of the token itself.
+ *
+ * @example
+ *   createSchedulerV2({ …, tokens: { operator: { sha256: adminTokenDigest(operatorToken), scopes: ['explain', 'placements'] } } });
+ */
+export function adminTokenDigest(token: string): string {
+  return sha256(token).toString('hex');
+}
 
 /**
  * Validates the token map once (errors name the token, never echo it).
@@ -67,8 +82,11 @@ export function createAdminTokenVerifier(tokens: AdminTokenSpecs, option = 'toke
   }
   const entries: Entry[] = Object.entries(tokens).map(([name, spec]) => {
     if (!TOKEN_NAME.test(name)) throw invalidOption(`${option}.${name}`, name, 'a name of letters, digits and . _ @ - (at most 64)');
-    const token = typeof spec === 'string' ? spec : spec?.token;
-    if (typeof token !== 'string' || token.length < MIN_ADMIN_TOKEN_LENGTH || !/^[\x21-\x7e]+$/.test(token)) {
+    const digest = typeof spec === 'object' && spec !== null && 'sha256' in spec ? spec.sha256 : undefined;
+    const token = typeof spec === 'string' ? spec : spec !== null && typeof spec === 'object' && 'token' in spec ? spec.token : undefined;
+    if (digest !== undefined) {
+      if (typeof digest !== 'string' || !HEX_DIGEST.test(digest)) throw invalidOption(`${option}.${name}.sha256`, '(not shown)', 'the token\'s SHA-256 as 64 lowercase hex digits (adminTokenDigest)');
+    } else if (typeof token !== 'string' || token.length < MIN_ADMIN_TOKEN_LENGTH || !/^[\x21-\x7e]+$/.test(token)) {
       throw invalidOption(`${option}.${name}`, '(not shown)', `a token of at least ${MIN_ADMIN_TOKEN_LENGTH} printable characters without spaces`);
     }
     const scopes = typeof spec === 'string' ? ADMIN_SCOPES : spec.scopes;
@@ -79,7 +97,7 @@ export function createAdminTokenVerifier(tokens: AdminTokenSpecs, option = 'toke
     if (expiresAt !== undefined && !(expiresAt instanceof Date && Number.isFinite(expiresAt.getTime()))) {
       throw invalidOption(`${option}.${name}.expiresAt`, String(expiresAt), 'a Date');
     }
-    return { name, digest: sha256(token), scopes: new Set(scopes), expiresAt };
+    return { name, digest: digest !== undefined ? Buffer.from(digest, 'hex') : sha256(token!), scopes: new Set(scopes), expiresAt };
   });
   return {
     authenticate(header, now = new Date()) {

@@ -123,7 +123,7 @@ beforeAll(async () => {
       service: 'scheduler',
       method: 'POST',
       path: '/explain',
-      auth: () => ({}),
+      auth: admin,
       sample: { region: s.otherRegion, size: '2gb' },
       limit: 16 * 1024,
       cases: [

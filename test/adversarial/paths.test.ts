@@ -134,13 +134,14 @@ function serviceCases(service: ServiceName): PathCase[] {
       ];
     case 'scheduler':
       return [
-        { name: 'a non-numeric event id', head: get('/decisions/abc'), status: 422, code: 'SCHEDULER_ERR_VALIDATION' },
-        { name: 'a SQL-looking event id', head: get('/decisions/1%20OR%201=1'), status: 422, code: 'SCHEDULER_ERR_VALIDATION' },
-        { name: 'event id 0', head: get('/decisions/0'), status: 422, code: 'SCHEDULER_ERR_VALIDATION' },
-        { name: 'an event id of 30 digits', head: get(`/decisions/${'9'.repeat(30)}`), status: 422, code: 'SCHEDULER_ERR_VALIDATION' },
-        { name: 'an event with no decision', head: get('/decisions/987654321'), status: 404, code: 'SCHEDULER_ERR_NOT_FOUND' },
-        { name: 'an event id with %00', head: get('/decisions/1%00'), status: 400, code: 'HTTP_ERR_BAD_PATH' },
+        { name: 'a non-numeric event id', head: get('/decisions/abc', admin), status: 422, code: 'SCHEDULER_ERR_VALIDATION' },
+        { name: 'a SQL-looking event id', head: get('/decisions/1%20OR%201=1', admin), status: 422, code: 'SCHEDULER_ERR_VALIDATION' },
+        { name: 'event id 0', head: get('/decisions/0', admin), status: 422, code: 'SCHEDULER_ERR_VALIDATION' },
+        { name: 'an event id of 30 digits', head: get(`/decisions/${'9'.repeat(30)}`, admin), status: 422, code: 'SCHEDULER_ERR_VALIDATION' },
+        { name: 'an event with no decision', head: get('/decisions/987654321', admin), status: 404, code: 'SCHEDULER_ERR_NOT_FOUND' },
+        { name: 'an event id with %00', head: get('/decisions/1%00', admin), status: 400, code: 'HTTP_ERR_BAD_PATH' },
         { name: 'GET on /explain', head: get('/explain'), status: 405, code: 'HTTP_ERR_METHOD_NOT_ALLOWED' },
+        { name: '/decisions without a token', head: get('/decisions/1'), status: 401, code: 'SCHEDULER_ERR_UNAUTHORIZED' },
       ];
     case 'proxyAdmin':
       return [

@@ -65,7 +65,7 @@ describe('slow clients', () => {
         ['proxy', { method: 'GET', path: '/v1/regions/ams9/hypervisors/1/events' }, 404],
         ['proxyAdmin', { method: 'GET', path: '/admin/upstreams', headers: { authorization: 'Bearer nope' } }, 401],
         ['cutover', { method: 'POST', path: '/cutover/event-delivery/rollback', headers: { authorization: `Bearer ${CUTOVER_TOKEN}`, 'content-type': 'application/json' }, body: '{"to":"sideways"}' }, 422],
-        ['scheduler', { method: 'POST', path: '/explain', headers: { 'content-type': 'application/json' }, body: '{"region":"ams9","size":"2gb"}' }, 422],
+        ['scheduler', { method: 'POST', path: '/explain', headers: { 'content-type': 'application/json', authorization: `Bearer ${CUTOVER_TOKEN}` }, body: '{"region":"ams9","size":"2gb"}' }, 422],
         ['monitor', { method: 'GET', path: '/x/../metrics' }, 404],
       ];
       const deadline = started + HEADERS_MS - 1000;

@@ -18,6 +18,7 @@ import { metricsFromDatabase, startHostMetricsServer, type HostMetricsServer } f
 import { hvToken, setEventDelivery } from './router.ts';
 import { seedWorld, waitFor } from './seeded.ts';
 import type { HypervisorKeyRing } from '../../lib/auth/hypervisor-keys.ts';
+import { adminTokenDigest } from '../../lib/auth/admin-token.ts';
 
 /** Every HTTP surface the system exposes today, by name. */
 export const SERVICES = ['cloud', 'router', 'proxy', 'proxyAdmin', 'cutover', 'scheduler', 'monitor', 'harpoon'] as const;
@@ -145,6 +146,9 @@ export async function startAdversarialStack(prefix: string): Promise<Adversarial
       replicaId: 'adversarial-1',
       registry: schedulerRegistry,
       port: 0,
+      // The operator's token, as a digest (stack/stack.ts does the same); room for the suites' concurrent bad bodies.
+      tokens: { alice: { sha256: adminTokenDigest(CUTOVER_TOKEN), scopes: ['explain', 'placements'] } },
+      explainConcurrency: 16,
     });
     const schedulerUrl = (await scheduler.start()).url!;
     closers.push(() => scheduler.close());
@@ -167,7 +171,7 @@ export async function startAdversarialStack(prefix: string): Promise<Adversarial
       proxy: mode,
       proxyAdmin: { method: 'GET', path: '/admin/upstreams', headers: { authorization: `Bearer ${ADMIN_TOKEN}` } },
       cutover: { method: 'GET', path: '/cutover/status', headers: { authorization: `Bearer ${CUTOVER_TOKEN}` } },
-      scheduler: { method: 'POST', path: '/explain', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ region: r1!.slug, size: '2gb' }) },
+      scheduler: { method: 'POST', path: '/explain', headers: { 'content-type': 'application/json', authorization: `Bearer ${CUTOVER_TOKEN}` }, body: JSON.stringify({ region: r1!.slug, size: '2gb' }) },
       monitor: { method: 'GET', path: '/metrics' },
       harpoon: { method: 'GET', path: `/v1/events?region=${r0!.slug}&limit=1`, headers: { authorization: `Bearer ${HARPOON_TOKEN}` } },
     };

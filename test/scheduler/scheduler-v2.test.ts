@@ -11,6 +11,7 @@ import { insertEvent } from '../helpers/seeded.ts';
  * per region; the `servers` rows hold deliberately different (wrong) live
  * values, to show V2 never reads them.
  */
+const OPERATOR_TOKEN = 'operator-token-0123456789abcdef';
 const HOST = { cpus: 24, memory: 131072, disk: 1920, vmcount: 10, diskfree_actual: 1500, error_count: 0, state: '' };
 const SERVERS: Array<ServerState & { id: number }> = [
   { id: 1, name: 'nyc1-hv0001', region_id: 1, ...HOST, memfree: 90000, error_count: 5 },
@@ -173,9 +174,10 @@ describe('Scheduler V2 (one replica)', () => {
   });
 
   it('serves POST /explain (no writes), GET /decisions/:id, /metrics and /healthz', async () => {
-    const v2 = replica({ port: 0 });
+    const v2 = replica({ port: 0, tokens: { operator: OPERATOR_TOKEN } });
     const { url } = await v2.start();
-    const post = (body: unknown, headers: Record<string, string> = { 'content-type': 'application/json' }) =>
+    const auth = { authorization: `Bearer ${OPERATOR_TOKEN}` };
+    const post = (body: unknown, headers: Record<string, string> = { 'content-type': 'application/json', ...auth }) =>
       fetch(`${url}/explain`, { method: 'POST', headers, body: typeof body === 'string' ? body : JSON.stringify(body) });
     const snapshot = async () => ({
       events: await t.db('events').orderBy('id').select('id', 'server_id', 'status', 'claimed_by', 'claim_expires_at'),
@@ -225,7 +227,7 @@ describe('Scheduler V2 (one replica)', () => {
       expect({ status: r.status, code: b.code }).toEqual({ status, code });
       expect(b.message).toMatch(message);
     }
-    expect((await post('{}', { 'content-type': 'text/plain' })).status).toBe(415);
+    expect((await post('{}', { 'content-type': 'text/plain', ...auth })).status).toBe(415);
     expect(await snapshot()).toEqual(before);
 
     const request = await createRequest(1);
@@ -233,11 +235,11 @@ describe('Scheduler V2 (one replica)', () => {
     while ((await t.db('events').where({ id: request.eventId }).first()).server_id === null && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 50));
     }
-    const decisions = await (await fetch(`${url}/decisions/${request.eventId}`)).json();
+    const decisions = await (await fetch(`${url}/decisions/${request.eventId}`, { headers: auth })).json();
     expect(decisions.decisions).toHaveLength(1);
     expect(decisions.decisions[0]).toMatchObject({ outcome: 'placed', server_id: 2 });
-    expect((await fetch(`${url}/decisions/999999`)).status).toBe(404);
-    expect((await (await fetch(`${url}/decisions/abc`)).json()).code).toBe('SCHEDULER_ERR_VALIDATION');
+    expect((await fetch(`${url}/decisions/999999`, { headers: auth })).status).toBe(404);
+    expect((await (await fetch(`${url}/decisions/abc`, { headers: auth })).json()).code).toBe('SCHEDULER_ERR_VALIDATION');
 
     const metrics = await (await fetch(`${url}/metrics`)).text();
     for (const name of [

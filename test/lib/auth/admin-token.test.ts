@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ADMIN_SCOPES, createAdminTokenVerifier, MIN_ADMIN_TOKEN_LENGTH } from '../../../lib/auth/admin-token.ts';
+import { ADMIN_SCOPES, adminTokenDigest, createAdminTokenVerifier, MIN_ADMIN_TOKEN_LENGTH } from '../../../lib/auth/admin-token.ts';
 
 const OPERATOR = 'operator-token-0123456789';
 const FOLLOWER = 'follower-token-0123456789';
@@ -10,11 +10,11 @@ describe('admin tokens (lib/auth/admin-token.ts)', () => {
     const v = createAdminTokenVerifier({ alice: OPERATOR, followers: { token: FOLLOWER, scopes: ['read'] } });
     const alice = v.authenticate(`Bearer ${OPERATOR}`);
     expect(alice).toEqual({ ok: true, actor: 'alice', scopes: new Set(ADMIN_SCOPES) });
-    expect(ADMIN_SCOPES).toEqual(['read', 'operate', 'lockdown']);
+    expect(ADMIN_SCOPES).toEqual(['read', 'operate', 'lockdown', 'explain', 'placements']);
     const followers = v.authenticate(`bearer  ${FOLLOWER}  `);
     expect(followers).toEqual({ ok: true, actor: 'followers', scopes: new Set(['read']) });
     expect(v.describe()).toEqual([
-      { name: 'alice', scopes: ['read', 'operate', 'lockdown'], expires_at: null },
+      { name: 'alice', scopes: [...ADMIN_SCOPES], expires_at: null },
       { name: 'followers', scopes: ['read'], expires_at: null },
     ]);
   });
@@ -34,6 +34,14 @@ describe('admin tokens (lib/auth/admin-token.ts)', () => {
     expect(v.describe()[1]).toEqual({ name: 'old', scopes: ['operate'], expires_at: T0.toISOString() });
   });
 
+  it('a verifier handed only a digest accepts the token it was made from', () => {
+    const v = createAdminTokenVerifier({ operator: { sha256: adminTokenDigest(OPERATOR), scopes: ['explain'] } });
+    expect(adminTokenDigest(OPERATOR)).toMatch(/^[0-9a-f]{64}$/);
+    expect(v.authenticate(`Bearer ${OPERATOR}`)).toEqual({ ok: true, actor: 'operator', scopes: new Set(['explain']) });
+    // The digest itself is not a token.
+    expect(v.authenticate(`Bearer ${adminTokenDigest(OPERATOR)}`)).toEqual({ ok: false, reason: 'invalid' });
+  });
+
   it('when two names share a token, the first one named is the actor', () => {
     const v = createAdminTokenVerifier({ first: OPERATOR, second: { token: OPERATOR, scopes: ['read'] } });
     expect(v.authenticate(`Bearer ${OPERATOR}`)).toMatchObject({ ok: true, actor: 'first' });
@@ -42,7 +50,7 @@ describe('admin tokens (lib/auth/admin-token.ts)', () => {
   it('validates the map once: errors name the option, never echo a token', () => {
     const map = /option "tokens" must be a map of at least one name → admin token, got "\(not shown\)"/;
     const token = (name: string) => new RegExp(`option "tokens\\.${name}" must be a token of at least 16 printable characters without spaces, got "\\(not shown\\)"`);
-    const scopes = /option "tokens\.alice\.scopes" must be a non-empty list of read, operate, lockdown/;
+    const scopes = /option "tokens\.alice\.scopes" must be a non-empty list of read, operate, lockdown, explain, placements/;
     const date = /option "tokens\.alice\.expiresAt" must be a Date/;
     const name = (n: string) => new RegExp(`option "tokens\\.${n}" must be a name of letters, digits and \\. _ @ - \\(at most 64\\)`);
     const bad: Array<[unknown, RegExp]> = [
@@ -61,6 +69,8 @@ describe('admin tokens (lib/auth/admin-token.ts)', () => {
       [{ alice: { token: OPERATOR, scopes: ['read'], expiresAt: '2026-12-01' } }, date],
       [{ alice: { token: OPERATOR, scopes: ['read'], expiresAt: new Date(Number.NaN) } }, date],
       [{ alice: { scopes: ['read'] } }, token('alice')],
+      [{ alice: { sha256: 'AB'.repeat(32), scopes: ['read'] } }, /option "tokens\.alice\.sha256" must be the token's SHA-256 as 64 lowercase hex digits/],
+      [{ alice: { sha256: OPERATOR, scopes: ['read'] } }, /option "tokens\.alice\.sha256"/],
     ];
     for (const [tokens, message] of bad) {
       let error: Error | undefined;
