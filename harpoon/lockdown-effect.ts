@@ -2,6 +2,10 @@ import type { Knex } from 'knex';
 import type { FeatureEffect } from '../proxy/cutover/effects.ts';
 import { allowedAfterLockdown, lockdown, readEventGrants, rollbackLockdown } from './lockdown.ts';
 import { checkEventGrants } from './grant-watcher.ts';
+import { boundedReading } from '../proxy/cutover/providers.ts';
+
+/** The gate every advance must pass while lockdown holds: no grant on event data outside its policy. */
+export const LOCKDOWN_DRIFT_GATE = 'lockdown-drift';
 
 export interface LockdownEffectOptions {
   /** An account that may GRANT and REVOKE on the database (root, or an admin made for it). */
@@ -16,7 +20,7 @@ export interface LockdownEffectOptions {
  * its step revokes every grant on `events` but Harpoon's; leaving it (a
  * rollback, by hand or by the soak watcher) grants back exactly what was
  * revoked. `describe` is what `strangler cutover status` prints under
- * "grants on events".
+ * "grants on events"; `gate` fails every advance while lockdown drifted.
  *
  * @example
  *   createCutoverAdmin({ db, tokens, services, effects: { lockdown: createLockdownEffect({ admin: rootKnex, database }) } });
@@ -39,6 +43,15 @@ export function createLockdownEffect(options: LockdownEffectOptions): FeatureEff
       // Drift: the cutover state says lockdown holds, the server says someone else may still touch event data.
       const drift = (await checkEventGrants(options.admin, options.database, keep)).drift.map((g) => `${g.grantee} ${g.privilege} on ${g.table}`);
       return { grants_on_events: holders, sole_access: others.length === 0, others_with_access: others, drift };
+    },
+    async gate() {
+      const check = await checkEventGrants(options.admin, options.database, keep);
+      if (!check.lockdown) return undefined;
+      const what = check.drift.map((g) => `${g.grantee} ${g.privilege} on ${g.table}`);
+      return {
+        ...boundedReading({ gate: LOCKDOWN_DRIFT_GATE, kind: 'invariant', service: 'database' }, check.drift.length, { max: 0 }, 'grants on event data outside the lockdown policy'),
+        ...(what.length > 0 ? { message: `lockdown drift: ${what.join('; ')} (runbooks/security.md: drift; revoke them, or roll lockdown back and advance it again)` } : {}),
+      };
     },
   };
 }

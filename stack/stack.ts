@@ -296,9 +296,10 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
       });
       await admin.start();
       started.push(admin);
-      if (grantor) {
-        // The admin re-checks lockdown's grants at start and every 10 s: drift is strangler_lockdown_drift_grants.
-        const grants = createGrantWatcher({ admin: grantor, database: options.database, registry: proxy.registry, logger });
+      // The admin re-checks lockdown's grants at start and every 10 s: drift is strangler_lockdown_drift_grants
+      // and a red bar on the dashboard (and the lockdown-drift gate refuses every advance meanwhile).
+      const grants = grantor ? createGrantWatcher({ admin: grantor, database: options.database, registry: proxy.registry, logger }) : undefined;
+      if (grants) {
         await grants.start();
         started.push({ close: async () => grants.close() });
       }
@@ -307,7 +308,12 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
       eventRouter = { routers: supervisor, proxy, proxyUrl: proxyAddress.url, adminUrl, controller: admin.controller, autopilot: admin.autopilot, followerToken };
       if (er.dashboard) {
         dashboard = createDashboardCollector({ intervalMs: er.dashboard.intervalMs, logger, sources: [{ job: 'monitor', url: monitorAddress.url }, { job: 'proxy-admin', url: adminUrl }, { job: 'cloud', url: cloudAddress.url }, ...routers.map((r) => ({ job: 'event-router', url: r.url })), ...(harpoon?.urls ?? []).map((url) => ({ job: 'harpoon', url }))] });
-        addDashboardRoutes(admin.router, { collector: dashboard, history: (limit) => admin.controller.history({ limit }), autopilot: () => admin.autopilot.view() });
+        addDashboardRoutes(admin.router, {
+          collector: dashboard,
+          history: (limit) => admin.controller.history({ limit }),
+          autopilot: () => admin.autopilot.view(),
+          ...(grants ? { lockdown: () => grants.last() } : {}),
+        });
         started.push(dashboard);
         eventRouter.dashboardUrl = `${adminUrl}/dashboard`;
       }

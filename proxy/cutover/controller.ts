@@ -8,7 +8,7 @@ import { captureBaseline, createScraper, evaluateStep, type Baseline, type Fetch
 import type { FeatureEffects, StepChange } from './effects.ts';
 import { currentStep, planMismatch as mismatch, stepElapsedSeconds, toStatus, type FeatureStatus } from './feature-status.ts';
 import { planFeature, modeSatisfies, planServices, resolveAnalysis, stepRouting, type CutoverPlan, type PlanFeature, type PlanStep, type ResolvedAnalysis } from './plan.ts';
-import type { GateProviders } from './providers.ts';
+import { errorReading, type GateProviders } from './providers.ts';
 import { createRecentWindows } from './recent-window.ts';
 import type { Webhooks } from './webhooks.ts';
 import { readShadowSummaries, type ShadowSummary } from './shadow-summary.ts';
@@ -236,6 +236,21 @@ export function createCutoverController(options: CutoverControllerOptions): Cuto
 
   const recent = createRecentWindows(scraper);
 
+  /** The effects' gates (lockdown-drift): judged at every advance of every feature, whatever its step's gates. */
+  async function standingReadings(): Promise<GateReading[]> {
+    const out: GateReading[] = [];
+    for (const [feature, effect] of Object.entries(options.effects ?? {})) {
+      if (!effect?.gate) continue;
+      try {
+        const reading = await effect.gate();
+        if (reading) out.push(reading);
+      } catch (err) {
+        out.push(errorReading({ gate: `${feature}-effect`, kind: 'invariant', service: 'database', threshold: {} }, err));
+      }
+    }
+    return out;
+  }
+
   async function evaluateCurrent(name: keyof CutoverPlan['features'], step: PlanStep, record: FeatureRecord): Promise<GateReading[]> {
     const full = await evaluateStep(step, record.baseline, scraper, options.providers);
     let readings = full.readings;
@@ -365,17 +380,19 @@ export function createCutoverController(options: CutoverControllerOptions): Cuto
           );
         }
         readings = await evaluateCurrent(name, step, record);
-        const blocking = readings.filter((r) => r.verdict !== 'pass');
-        if (blocking.length > 0) {
-          // Refusals are audited too (who tried, and what the gates said); the state is untouched.
-          await store.record(name, { action: 'advance-refused', actor, reason, readings, fromStep: record.step, toStep: record.step });
-          metrics?.changes.inc({ feature: name, action: 'advance-refused' });
-          throw cutoverError(
-            'CUTOVER_ERR_GATE_FAILED',
-            `${name} cannot leave step ${record.step} (${record.stepName}): ${blocking.map((r) => `${r.gate} ${r.verdict}: ${r.message}`).join('; ')}`,
-            { readings, feature: name, step: record.step },
-          );
-        }
+      }
+      // The effects' gates too (lockdown-drift): a server that is not what the cutover state says is no state to move on from.
+      readings = [...readings, ...(await standingReadings())];
+      const blocking = readings.filter((r) => r.verdict !== 'pass');
+      if (blocking.length > 0) {
+        // Refusals are audited too (who tried, and what the gates said); the state is untouched.
+        await store.record(name, { action: 'advance-refused', actor, reason, readings, fromStep: record.step, toStep: record.step });
+        metrics?.changes.inc({ feature: name, action: 'advance-refused' });
+        throw cutoverError(
+          'CUTOVER_ERR_GATE_FAILED',
+          `${name} cannot leave step ${record.step} (${record.stepName}): ${blocking.map((r) => `${r.gate} ${r.verdict}: ${r.message}`).join('; ')}`,
+          { readings, feature: name, step: record.step },
+        );
       }
       const target = stepTarget(spec, record.step + 1);
       const nextStep = spec.steps[record.step]!;
@@ -443,7 +460,7 @@ export function createCutoverController(options: CutoverControllerOptions): Cuto
       const { name, spec } = featurePlan(feature);
       const { record } = await store.get(name);
       const step = currentStep(spec, record);
-      return step ? evaluateCurrent(name, step, record) : [];
+      return [...(step ? await evaluateCurrent(name, step, record) : []), ...(await standingReadings())];
     },
 
     check,

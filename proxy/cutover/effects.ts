@@ -1,4 +1,5 @@
 import type { RoutingMode } from '../../lib/cutover/types.ts';
+import type { GateReading } from './gates.ts';
 
 /** A feature's state about to move (advance or rollback). */
 export interface StepChange {
@@ -25,6 +26,13 @@ export interface FeatureEffect {
   apply(change: StepChange): Promise<void>;
   /** What the effect holds now, for `strangler cutover status` (lockdown: who holds which grants on events). */
   describe?(): Promise<unknown>;
+  /**
+   * A gate every advance of every feature must pass while the effect holds (lockdown: no grant on event
+   * data outside its policy, `lockdown-drift`): the server no longer being what the cutover state says
+   * is no state to move on from. Undefined when there is nothing to judge (lockdown does not hold).
+   * It never rolls anything back.
+   */
+  gate?(): Promise<GateReading | undefined>;
 }
 
 /** Feature name → its effect (this system's: `lockdown`). */

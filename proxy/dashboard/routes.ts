@@ -13,6 +13,23 @@ export interface DashboardRoutesOptions {
   history?: (limit: number) => Promise<HistoryEntry[]>;
   /** The autopilot's view of every feature (admin.autopilot.view()): the current analysis and why it waits. */
   autopilot?: () => Promise<AutopilotView[]>;
+  /** The grant watcher's last check (harpoon/grant-watcher.ts last()): drift is a red mark on the page. */
+  lockdown?: () => LockdownCheck | undefined;
+}
+
+/** What the grant watcher last read: whether lockdown holds and the grants on event data outside its policy. */
+export interface LockdownCheck {
+  lockdown: boolean;
+  drift: ReadonlyArray<{ grantee: string; privilege: string; table: string }>;
+  checked_at: string;
+}
+
+/** `state`: drift (red), holds (sole access as the cutover state says), not-locked (nothing to judge yet), unknown (no check yet). */
+export function lockdownPanel(check: LockdownCheck | undefined) {
+  if (!check) return { state: 'unknown' as const, drift: [] as string[], checked_at: null };
+  const drift = check.drift.map((g) => `${g.grantee} ${g.privilege} on ${g.table}`);
+  const state = !check.lockdown ? ('not-locked' as const) : drift.length > 0 ? ('drift' as const) : ('holds' as const);
+  return { state, drift, checked_at: check.checked_at };
 }
 
 /** What the token-less page may show of the autopilot: counters, verdicts and reasons, never a reading's values. */
@@ -104,7 +121,13 @@ export function addDashboardRoutes(router: Router, options: DashboardRoutesOptio
       }
     }
     res.setHeader('cache-control', 'no-store');
-    sendJson(res, 200, { ...options.collector.data(), markers, ...(autopilot ? { autopilot } : {}), ...(historyError ? { history_error: historyError } : {}) });
+    sendJson(res, 200, {
+      ...options.collector.data(),
+      markers,
+      ...(autopilot ? { autopilot } : {}),
+      ...(options.lockdown ? { lockdown: lockdownPanel(options.lockdown()) } : {}),
+      ...(historyError ? { history_error: historyError } : {}),
+    });
   });
   return router;
 }

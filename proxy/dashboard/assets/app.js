@@ -139,6 +139,19 @@
     state.autopilot = rows || [];
   }
 
+  /** Lockdown as the grant watcher last read it: a red bar while grants on event data drifted from the cutover state. */
+  function renderLockdown(l) {
+    var box = document.getElementById('lockdown');
+    if (!l) { box.hidden = true; return; }
+    box.hidden = false;
+    box.setAttribute('data-state', l.state);
+    if (l.state === 'drift') box.textContent = 'LOCKDOWN DRIFT: ' + l.drift.join('; ') + ' — every advance is refused until it is revoked (runbooks/security.md: drift)';
+    else if (l.state === 'holds') box.textContent = 'lockdown holds: only Harpoon touches event data (checked ' + new Date(l.checked_at).toLocaleTimeString() + ')';
+    else if (l.state === 'not-locked') box.textContent = 'lockdown not entered yet';
+    else box.textContent = 'lockdown: not checked yet';
+    state.lockdown = l.state;
+  }
+
   function renderSources(sources) {
     var f = document.getElementById('sources');
     f.textContent = 'scraping: ';
@@ -163,6 +176,7 @@
         Object.keys(d.charts).forEach(function (id) { render(id, d.charts[id]); });
         renderSteps(d.steps, markers);
         renderAutopilot(d.autopilot);
+        renderLockdown(d.lockdown);
         renderSources(d.sources);
         var cap = document.querySelector('#chart-connections figcaption');
         cap.textContent = 'MySQL connections, total and by user (server-measured)' + (d.max_connections ? ' · max_connections ' + d.max_connections : '');

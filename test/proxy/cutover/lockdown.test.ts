@@ -4,6 +4,7 @@ import { createLockdownEffect } from '../../../harpoon/lockdown-effect.ts';
 import { createKnex } from '../../../lib/db/knex.ts';
 import { createCutoverAdmin, type CutoverAdmin } from '../../../proxy/cutover/admin.ts';
 import { validatePlan } from '../../../proxy/cutover/plan.ts';
+import { adminApi } from '../../helpers/admin-api.ts';
 import { runCli } from '../../helpers/cli.ts';
 import { createTestDatabase, type TestDatabase } from '../../helpers/database.ts';
 import { seedWorld } from '../../helpers/seeded.ts';
@@ -38,14 +39,7 @@ describe('the lockdown step through the cutover API: requirements, the REVOKE, t
   let cloud: Knex;
   let regionId: number;
 
-  const api = async (method: string, path: string, body?: unknown) => {
-    const res = await fetch(`${url}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${TOKEN}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-      ...(body ? { body: JSON.stringify(body) } : {}),
-    });
-    return { status: res.status, body: (await res.json()) as Record<string, any> };
-  };
+  const api = adminApi(() => url, TOKEN);
   const cloudCanRead = () => cloud('events').count({ n: '*' }).then(() => true, (err: { code?: string }) => (err.code === 'ER_TABLEACCESS_DENIED_ERROR' ? false : Promise.reject(err)));
   const mode = async (feature: string) => ((await t.db('cutover_features').where({ feature }).first('mode')) as { mode: string }).mode;
 
