@@ -11,6 +11,10 @@ import { harpoonError } from './errors.ts';
 export interface Catalog {
   load(): Promise<void>;
   regionId(slug: string): Promise<number>;
+  /** The region's id when it is already in memory (no promise: the per-item path of a create). */
+  knownRegionId(slug: string): number | undefined;
+  /** Whether the size is already in memory. */
+  knowsSize(slug: string): boolean;
   regionSlug(id: number): string;
   checkSize(slug: string): Promise<void>;
 }
@@ -54,6 +58,8 @@ export function createCatalog(pool: Pool, options: { reloadMs?: number; onQuery?
       }
       return id;
     },
+    knownRegionId: (slug) => regions.get(slug),
+    knowsSize: (slug) => sizes.has(slug),
     regionSlug(id) {
       // Rows name regions by foreign key, so an id we do not know was added after our load; the next reload finds it.
       const slug = slugs.get(id);

@@ -13,9 +13,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { ChangeLog } from './change-log.ts';
+import { changeJson } from './change-json.ts';
 import type { HarpoonMetrics } from './metrics.ts';
 import type { Change } from './types.ts';
-import { createSseWriter, SharedFrame, startSse } from '../lib/sse/writer.ts';
+import { createSseWriter, FAN_OUT_SLICE, forEachInSlices, SharedFrame, startSse } from '../lib/sse/writer.ts';
 import { matches, type EventFilter } from './validate.ts';
 
 export const STREAM_RETRY_MS = 1000;
@@ -37,7 +38,7 @@ export interface StreamHub {
 }
 
 export function frame(change: Change): string {
-  return `id: ${change.cursor}\ndata: ${JSON.stringify(change)}\n\n`;
+  return `id: ${change.cursor}\ndata: ${changeJson(change)}\n\n`;
 }
 
 /** Tells an idle subscriber how far it is: a filtered stream resumes from here, not from its last matching change. */
@@ -118,8 +119,11 @@ export function createStreamHub(options: {
     if (corked) for (const socket of corked) socket.uncork();
     if (frames > 0) metrics.framesWritten.inc(frames);
     const done = Date.now();
+    // A batch's entries share one commit time: parsed once per distinct text.
+    let text: string | undefined;
+    let committed = NaN;
     for (const change of entries) {
-      const committed = Date.parse(change.committed_at);
+      if (change.committed_at !== text) committed = Date.parse((text = change.committed_at));
       if (Number.isFinite(committed)) metrics.deliveryLag.observe(Math.max(0, done - committed) / 1000);
     }
   });
@@ -157,9 +161,16 @@ export function createStreamHub(options: {
     }
   }
 
+  // One shared chunk for every subscriber, written a slice per turn of the loop: a live change committed
+  // meanwhile is not held behind thousands of heartbeat writes.
+  let beating = false;
   const heartbeat = setInterval(() => {
-    const text = cursorFrame(log.head());
-    for (const sub of all) if (sub.live) write(sub, text);
+    if (beating) return;
+    beating = true;
+    const shared = new SharedFrame(cursorFrame(log.head()));
+    void forEachInSlices(all, FAN_OUT_SLICE, (sub) => {
+      if (sub.live) write(sub, shared);
+    }).finally(() => (beating = false));
   }, options.heartbeatMs);
   heartbeat.unref();
 

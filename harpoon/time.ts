@@ -12,6 +12,8 @@ export function sqlTime(ms: number): string {
 /** `2026-12-01 12:00:00.123` → `2026-12-01T12:00:00.123Z`; null stays null. */
 export function isoFromSql(value: string | null): string | null {
   if (value === null) return null;
+  // What every row holds (DATETIME(3) as the pools read it): no split, no padding.
+  if (value.length === 23 && value.charCodeAt(10) === 32 && value.charCodeAt(19) === 46) return `${value.slice(0, 10)}T${value.slice(11)}Z`;
   const [date, time = '00:00:00'] = value.split(' ');
   const withMs = time.includes('.') ? time.padEnd(12, '0').slice(0, 12) : `${time}.000`;
   return `${date}T${withMs}Z`;

@@ -9,7 +9,7 @@ import type { Catalog } from './catalog.ts';
 import { harpoonError } from './errors.ts';
 import { EVENT_COLUMNS, logPayload, toEvent, type EventRow } from './store.ts';
 import { isoFromSql, sqlTime } from './time.ts';
-import type { Change, ChangeKind, CreateEventInput, CreateResult, EventStatus, StatusChangeInput, StatusResult } from './types.ts';
+import type { Change, ChangeKind, CreateEventInput, CreateResult, EventStatus, HarpoonEvent, StatusChangeInput, StatusResult } from './types.ts';
 
 export type WriteOp =
   | { kind: 'create'; input: CreateEventInput; regionId: number }
@@ -101,7 +101,8 @@ interface Statement {
 export async function writeBatch(conn: PoolConnection, ops: WriteOp[], catalog: Catalog, nowMs: number, returning: boolean): Promise<BatchResult> {
   const now = sqlTime(nowMs);
   const outcomes: Array<OpOutcome | undefined> = new Array(ops.length);
-  const logRows: Array<{ row: EventRow; kind: ChangeKind }> = [];
+  /** Each entry's event as served (made once: the outcome and the log entry share it). */
+  const logRows: Array<{ row: EventRow; kind: ChangeKind; event: HarpoonEvent }> = [];
   let statements = 0;
   /** Sends the statements as one query; one result per statement. */
   const trip = async (batch: Statement[]): Promise<unknown[]> => {
@@ -161,8 +162,9 @@ export async function writeBatch(conn: PoolConnection, ops: WriteOp[], catalog: 
         const row = rows[k]!;
         row.id = ids[k]!;
         created.set(i, row);
-        outcomes[i] = { ok: true, create: { event: toEvent(row, catalog), duplicate: false } };
-        logRows.push({ row, kind: 'created' });
+        const event = toEvent(row, catalog);
+        outcomes[i] = { ok: true, create: { event, duplicate: false } };
+        logRows.push({ row, kind: 'created', event });
       }
     };
     if (earlyRows.length > 0) record(early, earlyRows, returnedIds(results.slice(insertAt, lockedAt), returning));
@@ -218,8 +220,9 @@ export async function writeBatch(conn: PoolConnection, ops: WriteOp[], catalog: 
         } else if ('kind' in applied) {
           current.set(row.id, applied.row);
           dirty.set(row.id, applied.row);
-          logRows.push(applied);
-          outcomes[i] = { ok: true, status: { event: toEvent(applied.row, catalog), changed: true } };
+          const event = toEvent(applied.row, catalog);
+          logRows.push({ ...applied, event });
+          outcomes[i] = { ok: true, status: { event, changed: true } };
         } else {
           outcomes[i] = { ok: false, error: applied };
         }
@@ -240,7 +243,6 @@ export async function writeBatch(conn: PoolConnection, ops: WriteOp[], catalog: 
     }
 
     const entries: Change[] = [];
-    const snapshots = logRows.map(({ row, kind }) => ({ kind, event: toEvent(row, catalog) }));
     const logAt = last.length + 1;
     if (logRows.length > 0) {
       // Taken last, held to COMMIT, by every writer of every replica: log ids are allocated and committed in
@@ -250,7 +252,7 @@ export async function writeBatch(conn: PoolConnection, ops: WriteOp[], catalog: 
       last.push(
         ...insertStatements(
           'INSERT INTO event_log (event_id, kind, region_id, type, status, server_id, payload, committed_at) VALUES ?',
-          logRows.map(({ row, kind }, k) => [row.id, kind, row.region_id, row.type, row.status, row.server_id, logPayload(snapshots[k]!.event), now]),
+          logRows.map(({ row, kind, event }) => [row.id, kind, row.region_id, row.type, row.status, row.server_id, logPayload(event), now]),
           returning,
         ),
       );
@@ -260,7 +262,7 @@ export async function writeBatch(conn: PoolConnection, ops: WriteOp[], catalog: 
     if (logRows.length > 0) {
       const logIds = returnedIds(done.slice(logAt, done.length - 1), returning);
       const committedAt = isoFromSql(now)!;
-      snapshots.forEach((s, k) => entries.push({ cursor: logIds[k]!, kind: s.kind, event: s.event, committed_at: committedAt }));
+      logRows.forEach((s, k) => entries.push({ cursor: logIds[k]!, kind: s.kind, event: s.event, committed_at: committedAt }));
     }
     return { outcomes: outcomes as OpOutcome[], changes: entries, statements };
   } catch (err) {

@@ -9,7 +9,7 @@ import type { Logger } from '../lib/logger.ts';
 import type { AgentEvent } from '../contracts/agent-event.ts';
 import type { RouterMetrics } from './metrics.ts';
 import { HEARTBEAT_FRAME, MAX_HELD_IDS, eventFrame, parseLastEventId, switchFrame } from './protocol.ts';
-import { createSseWriter } from '../lib/sse/writer.ts';
+import { createSseWriter, FAN_OUT_SLICE, forEachInSlices, SharedFrame } from '../lib/sse/writer.ts';
 
 export interface Stream {
   serverId: number;
@@ -70,7 +70,7 @@ export function createStreamHub(options: { metric: RouterMetrics; log: Logger })
   // A stream whose agent stops reading is cut off past 1 MiB of unsent frames; its events are re-sent on reconnect.
   const sse = createSseWriter({ maxBufferedBytes: 1 << 20, onSlowClient: () => metric.slowCutoffs.inc() });
 
-  function write(stream: Stream, frame: string): boolean {
+  function write(stream: Stream, frame: string | SharedFrame): boolean {
     const result = sse.write(stream.res, frame);
     if (result === 'overflow') {
       log.warn({ server_id: stream.serverId }, 'agent is not reading its stream; cutting it off');
@@ -135,8 +135,16 @@ export function createStreamHub(options: { metric: RouterMetrics; log: Logger })
     },
     forgetStale,
     startHeartbeat(intervalMs) {
+      // A slice of streams per turn of the loop, one shared chunk: a claimed event is not held behind
+      // thousands of heartbeat writes. A stream replaced or ended meanwhile is skipped.
+      const frame = new SharedFrame(HEARTBEAT_FRAME);
+      let beating = false;
       heartbeat = setInterval(() => {
-        for (const stream of streams.values()) write(stream, HEARTBEAT_FRAME);
+        if (beating) return;
+        beating = true;
+        void forEachInSlices(streams.values(), FAN_OUT_SLICE, (stream) => {
+          if (streams.get(stream.serverId) === stream) write(stream, frame);
+        }).finally(() => (beating = false));
       }, intervalMs);
     },
     endAll() {

@@ -105,3 +105,28 @@ export function createSseWriter(options: SseWriterOptions = {}): SseWriter {
     },
   };
 }
+
+/** Clients written per turn of the event loop by a periodic pass over every client (a heartbeat). */
+export const FAN_OUT_SLICE = 500;
+
+/**
+ * Calls `each` for every item, `slice` items per turn of the event loop,
+ * yielding (setImmediate) between slices: a heartbeat written to thousands
+ * of clients in one synchronous pass holds the loop long enough to delay
+ * every live frame and request behind it. The items are taken as they are
+ * at the call (a copy); `each` must cope with an item that went away since
+ * (a closed client), which the writer reports as 'closed'.
+ *
+ * @example
+ *   const hb = new SharedFrame(': hb\n\n');
+ *   await forEachInSlices([...streams.values()], FAN_OUT_SLICE, (s) => sse.write(s.res, hb));
+ */
+export async function forEachInSlices<T>(items: Iterable<T>, slice: number, each: (item: T) => void): Promise<void> {
+  if (!Number.isSafeInteger(slice) || slice < 1) throw invalidOption('slice', slice, 'a positive integer');
+  const all = [...items];
+  for (let i = 0; i < all.length; i += slice) {
+    if (i > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+    const end = Math.min(all.length, i + slice);
+    for (let k = i; k < end; k++) each(all[k]!);
+  }
+}

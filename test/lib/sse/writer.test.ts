@@ -2,7 +2,7 @@ import { createServer, request, type Server, type ServerResponse } from 'node:ht
 import { connect, type AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createSseParser, type SseMessage } from '../../../lib/sse/parser.ts';
-import { createSseWriter, SharedFrame, startSse, type SseWriteResult } from '../../../lib/sse/writer.ts';
+import { createSseWriter, forEachInSlices, SharedFrame, startSse, type SseWriteResult } from '../../../lib/sse/writer.ts';
 
 let server: Server | undefined;
 afterEach(async () => {
@@ -106,4 +106,21 @@ describe('the SSE writer (lib/sse/writer.ts)', () => {
   it('refuses a bound that is not a positive integer, naming the option', () => {
     expect(() => createSseWriter({ maxBufferedBytes: 0 })).toThrow(expect.objectContaining({ code: 'CONFIG_ERR_INVALID_OPTION', message: expect.stringContaining('maxBufferedBytes') }));
   });
+
+  it('forEachInSlices visits every item once, in order, giving the event loop a turn between slices', async () => {
+    const items = Array.from({ length: 1203 }, (_, i) => i);
+    const seen: number[] = [];
+    /** The items visited when each setImmediate callback queued before the pass ran. */
+    const between: number[] = [];
+    const pass = forEachInSlices(items, 500, (i) => seen.push(i));
+    // The first slice runs at the call; each later one only after a turn of the loop.
+    expect(seen.length).toBe(500);
+    for (let k = 0; k < 3; k++) await new Promise<void>((r) => setImmediate(() => (between.push(seen.length), r())));
+    await pass;
+    expect(seen).toEqual(items);
+    // A callback queued behind the pass ran between its slices, not after all of them.
+    expect(between[0]).toBe(1000);
+    await expect(forEachInSlices(items, 0, () => {})).rejects.toThrow(/slice/);
+  });
 });
+
