@@ -15,7 +15,12 @@ export type Caller = { kind: 'service'; name: string } | { kind: 'customer'; id:
  */
 export type HarpoonScope = 'create' | 'read' | 'stream' | 'place' | 'execute' | 'peer';
 export const HARPOON_SCOPES: readonly HarpoonScope[] = ['create', 'read', 'stream', 'place', 'execute', 'peer'];
-export type ServiceTokenSpec = string | { token: string; scopes: readonly HarpoonScope[] };
+/**
+ * `region` binds a token to one region's events (a router's): its stream and list must ask for that
+ * region only, and it may read and change only that region's events (403, nothing written, otherwise).
+ */
+export type ServiceTokenSpec = string | { token: string; scopes: readonly HarpoonScope[]; region?: string };
+const REGION = /^[a-z0-9][a-z0-9-]{0,31}$/;
 
 const BEARER = /^Bearer +([\x21-\x7e]{1,512}) *$/i;
 const TOKEN_NAME = /^[A-Za-z0-9._@-]{1,64}$/;
@@ -45,9 +50,12 @@ export function createAuthenticator(tokens: Record<string, ServiceTokenSpec>, fi
     if (!Array.isArray(scopes) || scopes.length === 0 || scopes.some((x) => !HARPOON_SCOPES.includes(x))) {
       throw invalidOption(`tokens.${name}.scopes`, scopes, `a non-empty list of ${HARPOON_SCOPES.join(', ')}`);
     }
-    return { name, digest: digest(token), scopes: new Set<HarpoonScope>(scopes) };
+    const region = typeof spec === 'string' ? undefined : spec.region;
+    if (region !== undefined && (typeof region !== 'string' || !REGION.test(region))) throw invalidOption(`tokens.${name}.region`, region, 'a region slug such as "nyc1"');
+    return { name, digest: digest(token), scopes: new Set<HarpoonScope>(scopes), region };
   });
   const scopesByName = new Map(digests.map((d) => [d.name, d.scopes]));
+  const regionByName = new Map(digests.flatMap((d) => (d.region === undefined ? [] : [[d.name, d.region] as const])));
 
   function bearer(req: IncomingMessage): string {
     const header = req.headers.authorization;
@@ -80,6 +88,16 @@ export function createAuthenticator(tokens: Record<string, ServiceTokenSpec>, fi
       }
     },
     tokenHolds: (name: string, scope: HarpoonScope): boolean => scopesByName.get(name)?.has(scope) ?? false,
+    /** The region the named token is bound to (a router's), or undefined for a token of every region. */
+    regionOf: (name: string): string | undefined => regionByName.get(name),
+    /** 403 (nothing done) unless a region-bound token's request names its own region and no other. */
+    requireRegions(name: string, regions: ReadonlySet<string>, what: string): void {
+      const own = regionByName.get(name);
+      if (own === undefined) return;
+      if (regions.size !== 1 || !regions.has(own)) {
+        throw harpoonError('HARPOON_ERR_FORBIDDEN', `the token "${name}" is bound to region ${own}: ${what} must ask for region=${own} only (asked: ${regions.size === 0 ? 'every region' : [...regions].join(', ')}); nothing was done`);
+      }
+    },
     /** The first token holding `scope`, for a replica's own calls (its peers). */
     tokenWith(scope: HarpoonScope): string | undefined {
       for (const [name, spec] of Object.entries(tokens)) {
@@ -93,6 +111,8 @@ export function createAuthenticator(tokens: Record<string, ServiceTokenSpec>, fi
       const name = serviceName(token);
       if (name !== undefined) {
         this.require(name, 'read');
+        // Actions span every region: a token bound to one (a router's) reads none.
+        if (regionByName.has(name)) throw harpoonError('HARPOON_ERR_FORBIDDEN', `the token "${name}" is bound to region ${regionByName.get(name)}; actions span every region; nothing was read`);
         return { kind: 'service', name };
       }
       const customer = await findCustomer(createHash('sha256').update(token).digest('hex'));

@@ -290,7 +290,8 @@ export function createHarpoon(options: HarpoonOptions): Harpoon {
     const id = parsePathId(ctx.params.id, 'event');
     const change = parseStatusBody(await readJsonBody(ctx.req, { limit: bodyLimit }), id);
     mayChange(caller, [change]);
-    const [o] = await guarded(ctx, 'write', () => writer.submit([{ kind: 'change', input: change }]));
+    const only = await boundTo(ctx, caller);
+    const [o] = await guarded(ctx, 'write', () => writer.submit([{ kind: 'change', input: change, ...only }]));
     if (!o!.ok) throw o!.error;
     if (!('status' in o!)) throw new Error('change op without a status outcome');
     sendJson(ctx.res, 200, o.status);
@@ -312,12 +313,23 @@ export function createHarpoon(options: HarpoonOptions): Harpoon {
     }
   }
 
+  /** A region-bound token's changes carry its region (checked on the locked rows, write-batch.ts) and a tag for the request. */
+  async function boundTo(ctx: RequestContext, caller: string): Promise<{ only?: { regionId: number; token: string; request: object } }> {
+    const region = auth.regionOf(caller);
+    if (region === undefined) return {};
+    return { only: { regionId: await guarded(ctx, 'read', () => catalog.regionId(region)), token: caller, request: {} } };
+  }
+
   async function setStatuses(ctx: RequestContext): Promise<void> {
     const caller = auth.service(ctx.req);
     refuseWhileClosing();
     const changes = parseStatusBatch(await readJsonBody(ctx.req, { limit: bodyLimit }));
     mayChange(caller, changes);
-    const outcomes = await guarded(ctx, 'write', () => writer.submit(changes.map((input) => ({ kind: 'change' as const, input }))));
+    const only = await boundTo(ctx, caller);
+    const outcomes = await guarded(ctx, 'write', () => writer.submit(changes.map((input) => ({ kind: 'change' as const, input, ...only }))));
+    // Another region's event in the request: all of it was refused, so the request is.
+    const refused = only.only && outcomes.find((o) => !o.ok && o.error.code === 'HARPOON_ERR_FORBIDDEN');
+    if (refused && !refused.ok) throw refused.error;
     sendJson(ctx.res, 200, {
       results: outcomes.map((o, i) => ('status' in o ? { id: changes[i]!.id, ...o.status } : { id: changes[i]!.id, error: outcomeError(o)! })),
     });
@@ -326,11 +338,13 @@ export function createHarpoon(options: HarpoonOptions): Harpoon {
   // ---- reads ---------------------------------------------------------------------------------
 
   async function getEvent(ctx: RequestContext): Promise<void> {
-    auth.service(ctx.req, 'read');
+    const caller = auth.service(ctx.req, 'read');
     const id = parsePathId(ctx.params.id, 'event');
     const row = await guarded(ctx, 'read', () => readRow(id));
     if (!row) throw harpoonError('HARPOON_ERR_NOT_FOUND', `event ${id} not found`);
-    sendJson(ctx.res, 200, { event: toEvent(row, catalog) });
+    const event = toEvent(row, catalog);
+    auth.requireRegions(caller, new Set([event.region]), `reading event ${id} (in ${event.region})`);
+    sendJson(ctx.res, 200, { event });
   }
 
   async function resolveRegions(filter: EventFilter): Promise<number[]> {
@@ -340,9 +354,10 @@ export function createHarpoon(options: HarpoonOptions): Harpoon {
   }
 
   async function getEvents(ctx: RequestContext): Promise<void> {
-    auth.service(ctx.req, 'read');
+    const caller = auth.service(ctx.req, 'read');
     const params = queryParams(ctx.query, ['region', 'type', 'status', 'unscheduled', 'server_id', 'droplet_id', 'after', 'limit']);
     const filter = parseFilter(params);
+    auth.requireRegions(caller, filter.regions, 'a list of events');
     const after = intParam(params, 'after', 0, Number.MAX_SAFE_INTEGER) ?? 0;
     const limit = intParam(params, 'limit', 1, 1000) ?? 100;
     const regionIds = await guarded(ctx, 'read', () => resolveRegions(filter));
@@ -400,10 +415,11 @@ export function createHarpoon(options: HarpoonOptions): Harpoon {
   // ---- stream --------------------------------------------------------------------------------
 
   async function stream(ctx: RequestContext): Promise<void> {
-    auth.service(ctx.req, 'stream');
+    const caller = auth.service(ctx.req, 'stream');
     refuseWhileClosing();
     const params = queryParams(ctx.query, ['cursor', 'region', 'type', 'status', 'unscheduled', 'server_id']);
     const filter = parseFilter(params);
+    auth.requireRegions(caller, filter.regions, 'a stream');
     await guarded(ctx, 'read', () => resolveRegions(filter));
     const header = ctx.req.headers['last-event-id'];
     let cursor: number;

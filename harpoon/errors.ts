@@ -6,7 +6,7 @@ import { defineErrors, StranglerError, type ErrorCode } from '../lib/errors.ts';
  */
 export const HARPOON_ERRORS = defineErrors({
   HARPOON_ERR_UNAUTHORIZED: { status: 401, message: 'no bearer token, or one that is neither a configured service token nor (on /v2/actions) a customer API token.' },
-  HARPOON_ERR_FORBIDDEN: { status: 403, message: 'a customer token used on a service endpoint (writes, /v1/events, the stream), or an inactive customer account.' },
+  HARPOON_ERR_FORBIDDEN: { status: 403, message: 'a customer token used on a service endpoint (writes, /v1/events, the stream), an inactive customer account, a service token without the scope, or a region-bound token (a router\'s) naming another region\'s events. Nothing was written.' },
   HARPOON_ERR_NOT_FOUND: { status: 404, message: 'no such event or action (another customer\'s actions also answer 404).' },
   HARPOON_ERR_VALIDATION: { status: 422, message: 'the JSON is well formed but a field is unknown, missing, of the wrong type or out of range; the message names it. Nothing was written.' },
   HARPOON_ERR_UNKNOWN_REGION: { status: 422, message: 'the region slug names no region; the message lists the valid ones. Nothing was written.' },

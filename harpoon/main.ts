@@ -1,7 +1,8 @@
 /**
  * Runs one Harpoon replica from the environment:
  *   HARPOON_MYSQL_URL     mysql://harpoon:<password>@host:port/<database> (required)
- *   HARPOON_TOKENS        service tokens, name=token[,name=token…] (required; each token ≥ 16 characters)
+ *   HARPOON_TOKENS        service tokens, name=token[=scope+scope[=region]][,…] (required; each token ≥ 16
+ *                         characters; a region binds the token to that region's events, as a router's)
  *   HARPOON_PEERS         the other replicas' base URLs, comma-separated (default: none)
  *   HARPOON_REPLICA       this replica's name in logs (default: random)
  *   PORT                  listen port (default 8100; 0 picks a free one)
@@ -25,15 +26,15 @@ import type { HarpoonScope, ServiceTokenSpec } from './auth.ts';
 
 const logger = createLogger({ name: 'harpoon' });
 
-/** `name=token[=scope+scope],…`: without scopes a token holds every scope (harpoon/auth.ts). */
+/** `name=token[=scope+scope[=region]],…`: without scopes a token holds every scope; with a region, only that region's events (harpoon/auth.ts). */
 function parseTokens(raw: string | undefined): Record<string, ServiceTokenSpec> {
-  const shape = 'name=token[=scope+scope][,name=token…]';
+  const shape = 'name=token[=scope+scope[=region]][,name=token…]';
   if (!raw) throw invalidOption('HARPOON_TOKENS', '(not shown)', shape);
   const tokens: Record<string, ServiceTokenSpec> = {};
   for (const pair of raw.split(',')) {
-    const [name, token, scopes, extra] = pair.trim().split('=');
-    if (!name || !token || extra !== undefined) throw invalidOption('HARPOON_TOKENS', '(not shown)', shape);
-    tokens[name] = scopes === undefined ? token : { token, scopes: scopes.split('+') as HarpoonScope[] };
+    const [name, token, scopes, region, extra] = pair.trim().split('=');
+    if (!name || !token || extra !== undefined || (region !== undefined && scopes === undefined)) throw invalidOption('HARPOON_TOKENS', '(not shown)', shape);
+    tokens[name] = scopes === undefined ? token : { token, scopes: scopes.split('+') as HarpoonScope[], ...(region === undefined ? {} : { region }) };
   }
   return tokens;
 }

@@ -63,7 +63,7 @@ export function createHarpoonReplicas(options: HarpoonReplicasOptions): HarpoonR
         errorCode: 'HARPOON_ERR_START',
         env: {
           HARPOON_MYSQL_URL: formatMysqlUrl(options.db),
-          HARPOON_TOKENS: tokens.map(([n, t]) => (typeof t === 'string' ? `${n}=${t}` : `${n}=${t.token}=${t.scopes.join('+')}`)).join(','),
+          HARPOON_TOKENS: tokens.map(([n, t]) => (typeof t === 'string' ? `${n}=${t}` : `${n}=${t.token}=${t.scopes.join('+')}${t.region ? `=${t.region}` : ''}`)).join(','),
           HARPOON_PEERS: [...ports].filter(([other]) => other !== name).map(([, p]) => `http://${host}:${p}`).join(','),
           HARPOON_REPLICA: name,
           PORT: String(port),

@@ -13,7 +13,16 @@ import type { Change, ChangeKind, CreateEventInput, CreateResult, EventStatus, H
 
 export type WriteOp =
   | { kind: 'create'; input: CreateEventInput; regionId: number }
-  | { kind: 'change'; input: StatusChangeInput };
+  | {
+      kind: 'change';
+      input: StatusChangeInput;
+      /**
+       * A region-bound token's change (a router's): refused with HARPOON_ERR_FORBIDDEN when the
+       * event is in another region, checked on the row locked in this transaction, and then every
+       * change of the same `request` is refused too, so that request writes nothing.
+       */
+      only?: { regionId: number; token: string; request: object };
+    };
 
 export type OpOutcome =
   | { ok: true; create: CreateResult }
@@ -206,9 +215,15 @@ export async function writeBatch(conn: PoolConnection, ops: WriteOp[], catalog: 
     if (changes.length > 0) {
       const current = new Map<number, EventRow>();
       for (const row of results[lockedAt] as EventRow[]) current.set(Number(row.id), row);
+      const refused = refusedRequests(changes.map(({ op }) => op as Extract<WriteOp, { kind: 'change' }>), current, catalog);
       const dirty = new Map<number, EventRow>();
       for (const { op, i } of changes) {
-        const input = (op as Extract<WriteOp, { kind: 'change' }>).input;
+        const { input, only } = op as Extract<WriteOp, { kind: 'change' }>;
+        const refusal = only && refused.get(only.request);
+        if (refusal) {
+          outcomes[i] = { ok: false, error: refusal };
+          continue;
+        }
         const row = current.get(input.id);
         if (!row) {
           outcomes[i] = { ok: false, error: harpoonError('HARPOON_ERR_NOT_FOUND', `event ${input.id} does not exist; nothing was changed`) };
@@ -269,6 +284,24 @@ export async function writeBatch(conn: PoolConnection, ops: WriteOp[], catalog: 
     await conn.query('ROLLBACK').catch(() => {});
     throw err;
   }
+}
+
+/**
+ * The requests of region-bound tokens that name an event of another region,
+ * each with its refusal: every change of such a request is refused.
+ */
+function refusedRequests(changes: Array<Extract<WriteOp, { kind: 'change' }>>, rows: ReadonlyMap<number, EventRow>, catalog: Catalog): Map<object, StranglerError> {
+  const refused = new Map<object, StranglerError>();
+  for (const { input, only } of changes) {
+    const row = rows.get(input.id);
+    if (!only || !row || row.region_id === only.regionId || refused.has(only.request)) continue;
+    const where = (id: number) => catalog.regionSlug(id);
+    refused.set(
+      only.request,
+      harpoonError('HARPOON_ERR_FORBIDDEN', `event ${row.id} is in ${where(row.region_id)}; the token "${only.token}" is bound to ${where(only.regionId)} and may change only its events; nothing of this request was written`),
+    );
+  }
+  return refused;
 }
 
 /**

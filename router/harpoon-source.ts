@@ -326,7 +326,8 @@ export function createHarpoonSource(ctx: SourceContext, settings: { urls: string
           const event = await client.getEvent(id);
           if (event.server_id !== null) rows.push(rowOf(event));
         } catch (err) {
-          if (err instanceof HarpoonClientError && err.status === 404) continue;
+          // 404: no such event; 403: another region's (this router's token reads its own region only). Not ours to ack either way.
+          if (err instanceof HarpoonClientError && (err.status === 404 || err.status === 403)) continue;
           metric.harpoonErrors.inc({ op: 'event' });
           throw err;
         }

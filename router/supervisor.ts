@@ -15,8 +15,11 @@ export interface RouterSupervisorOptions {
   hypervisorKeys: HypervisorKeyRing | { file: string };
   pollIntervalMs?: number;
   poolSize?: number;
-  /** Every router follows `event-writes` through these Harpoon replicas. */
-  harpoon?: RouterHarpoonSettings;
+  /**
+   * Every router follows `event-writes` through these Harpoon replicas. `token` as a map gives each
+   * region's router its own (region-bound, stack/harpoon-tokens.ts); a string is shared by all.
+   */
+  harpoon?: { urls: string[]; token: string | Readonly<Record<string, string>> };
   /** Every router reads its cutover state from the cutover admin over HTTP. */
   state?: RouterStateSettings;
   /** The legacy event source's module URL for every router (see RouterProcessOptions.legacySource). */
@@ -70,6 +73,16 @@ export function createRouterSupervisor(options: RouterSupervisorOptions): Router
   if (!Array.isArray(options.regions) || options.regions.length === 0) throw invalidOption('regions', options.regions, 'a non-empty list of region slugs');
   if (new Set(options.regions).size !== options.regions.length) throw invalidOption('regions', options.regions, 'region slugs without repeats');
   const host = options.host ?? '127.0.0.1';
+  const harpoonFor = (region: string): RouterHarpoonSettings | undefined => {
+    const h = options.harpoon;
+    if (!h) return undefined;
+    return { urls: h.urls, token: typeof h.token === 'string' ? h.token : h.token[region]! };
+  };
+  const tokens = options.harpoon?.token;
+  if (tokens !== undefined && typeof tokens !== 'string') {
+    const missing = options.regions.filter((r) => typeof tokens[r] !== 'string');
+    if (missing.length > 0) throw invalidOption('harpoon.token', '[redacted]', `a token for every region's router (missing: ${missing.join(', ')})`);
+  }
   const supervisor = createProcessSupervisor({
     component: 'event-router',
     names: options.regions,
@@ -87,7 +100,7 @@ export function createRouterSupervisor(options: RouterSupervisorOptions): Router
         hypervisorKeys: options.hypervisorKeys,
         ...(options.pollIntervalMs !== undefined ? { pollIntervalMs: options.pollIntervalMs } : {}),
         ...(options.poolSize !== undefined ? { poolSize: options.poolSize } : {}),
-        ...(options.harpoon ? { harpoon: options.harpoon } : {}),
+        ...(options.harpoon ? { harpoon: harpoonFor(name)! } : {}),
         ...(options.state ? { state: options.state } : {}),
         ...(options.legacySource ? { legacySource: options.legacySource } : {}),
       }),

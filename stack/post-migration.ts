@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { createCloud } from '../cloud/create-cloud.ts';
 import { createFleet, type Fleet } from '../dobe/fleet.ts';
 import { addHostMetricsRoutes, hostMetricsUrl } from '../dobe/host-metrics.ts';
@@ -12,7 +11,7 @@ import { silentLogger, type Logger } from '../lib/logger.ts';
 import { createRouterSupervisor } from '../router/supervisor.ts';
 import { createSchedulerV2 } from '../scheduler/create-scheduler-v2.ts';
 import { loadHypervisorKeys, type HypervisorKeyRing } from '../lib/auth/hypervisor-keys.ts';
-import { scopedHarpoonTokens } from './harpoon-tokens.ts';
+import { generateHarpoonTokens, scopedHarpoonTokens } from './harpoon-tokens.ts';
 
 export interface PostMigrationStackOptions {
   /** The server (admin credentials, no database). */
@@ -67,8 +66,7 @@ export async function startPostMigrationStack(options: PostMigrationStackOptions
     for (const service of [...started].reverse()) await service.close().catch((err: Error) => logger.warn({ err: err.message }, 'close failed'));
   };
   try {
-    const token = () => randomBytes(24).toString('base64url');
-    const tokens = { cloud: token(), router: token(), scheduler: token() };
+    const tokens = generateHarpoonTokens(options.regions);
     const harpoon = createHarpoonReplicas({ db: as('harpoon'), tokens: scopedHarpoonTokens(tokens), replicas: options.harpoonReplicas ?? 2, logger });
     started.push(harpoon);
     await harpoon.start();
@@ -82,7 +80,7 @@ export async function startPostMigrationStack(options: PostMigrationStackOptions
       regions: options.regions,
       db: as('event_router'),
       hypervisorKeys: options.hypervisorKeys,
-      harpoon: { urls: harpoonUrls, token: tokens.router },
+      harpoon: { urls: harpoonUrls, token: tokens.routers },
       logger,
     });
     started.push(routers);

@@ -38,7 +38,7 @@ import { publicRoutes } from '../proxy/public-routes.ts';
 import { createHttpFeatureStateSource } from '../lib/cutover/http-state-source.ts';
 import { godQueryModeRef, type GodQueryModeOptions } from '../legacy/dobe/god-query-mode.ts';
 import { directEvents } from '../legacy/cloud/direct-events.ts';
-import { scopedHarpoonTokens } from './harpoon-tokens.ts';
+import { generateHarpoonTokens, scopedHarpoonTokens, type HarpoonServiceTokens } from './harpoon-tokens.ts';
 
 
 export interface LegacyStackOptions {
@@ -127,8 +127,8 @@ export interface LegacyStackOptions {
 export interface HarpoonStack {
   replicas: HarpoonReplicas;
   urls: string[];
-  /** Service name → Harpoon token (cloud, router, scheduler). */
-  tokens: { cloud: string; router: string; scheduler: string };
+  /** Cloud's, Scheduler V2's and each region's router's Harpoon token. */
+  tokens: HarpoonServiceTokens;
 }
 
 /** What `schedulerV2.start()` gives: replica objects (in-process) or their supervisor (processes). */
@@ -189,8 +189,8 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
   try {
     let harpoon: HarpoonStack | undefined;
     if (options.harpoon) {
-      const token = () => randomBytes(24).toString('base64url');
-      const tokens = { cloud: token(), router: token(), scheduler: token() };
+      // One router token per region, bound to it: a router reaches its own region's events only.
+      const tokens = generateHarpoonTokens(options.eventRouter?.regions ?? []);
       const replicas = createHarpoonReplicas({
         db: as('harpoon'),
         tokens: scopedHarpoonTokens(tokens),
@@ -232,7 +232,7 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
         // The legacy and transition stages poll MySQL until event-writes reaches full.
         legacySource: MYSQL_SOURCE_MODULE,
         logger,
-        ...(harpoon ? { harpoon: { urls: harpoon.urls, token: harpoon.tokens.router }, state: { url: adminUrl, token: followerToken } } : {}),
+        ...(harpoon ? { harpoon: { urls: harpoon.urls, token: harpoon.tokens.routers }, state: { url: adminUrl, token: followerToken } } : {}),
       });
       const byRegion = Object.fromEntries(er.regions.map((region, i) => [region, [routerUrls[i]!]]));
       const routes: RouteTable = {

@@ -30,7 +30,8 @@ describe('Harpoon service tokens with scopes (issue 12 points 9, 11)', () => {
     t = await createTestDatabase('adv_harpoon_scopes');
     seed = await seedWorld(t.db, { hypervisors: 2, regions: 1 });
     await t.db('events').del();
-    harpoon = createHarpoon({ db: t.service('harpoon'), tokens: { ...scopedHarpoonTokens(T), 'harpoon-peer': { token: PEER, scopes: ['peer'] } } });
+    const tokens = scopedHarpoonTokens({ cloud: T.cloud, scheduler: T.scheduler, routers: { [seed.regions[0]!.slug]: T.router } });
+    harpoon = createHarpoon({ db: t.service('harpoon'), tokens: { ...tokens, 'harpoon-peer': { token: PEER, scopes: ['peer'] } } });
     url = (await harpoon.start()).url;
   });
   afterAll(async () => {
