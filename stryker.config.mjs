@@ -63,17 +63,17 @@ export const modules = [
   {
     file: 'legacy/dobe/execute.ts',
     guards: "the agent's claim (status = 'pending') and execution: none executed twice",
-    tests: ['test/dobe/agent.test.ts'],
+    tests: ['test/legacy/dobe/execute.test.ts'],
   },
   {
     file: 'dobe/completion.ts',
     guards: "the agent's completion report",
-    tests: ['test/dobe/agent.test.ts'],
+    tests: ['test/dobe/completion.test.ts'],
   },
   {
     file: 'domain/completion.ts',
-    guards: 'which statuses end an event',
-    tests: ['test/dobe/agent.test.ts'],
+    guards: "what a completion does to its host's resources and its droplet's status",
+    tests: ['test/domain/completion.test.ts', 'test/dobe/completion.test.ts'],
   },
   {
     file: 'router/acks.ts',
@@ -83,12 +83,12 @@ export const modules = [
   {
     file: 'router/completion.ts',
     guards: "a hypervisor's completion through the router",
-    tests: ['test/router/router.test.ts'],
+    tests: ['test/router/completion.test.ts', 'test/router/router.test.ts'],
   },
   {
     file: 'harpoon/group-commit.ts',
     guards: "Harpoon's group commit: an acknowledged write is durable",
-    tests: ['test/harpoon/writes.test.ts'],
+    tests: ['test/harpoon/group-commit.test.ts', 'test/harpoon/writes.test.ts'],
   },
   {
     file: 'harpoon/write-batch.ts',
