@@ -78,7 +78,7 @@ export const modules = [
   {
     file: 'router/acks.ts',
     guards: "the router's claims, acks and redelivery: no event lost",
-    tests: ['test/router/router.test.ts'],
+    tests: ['test/router/acks.test.ts', 'test/router/router.test.ts'],
   },
   {
     file: 'router/completion.ts',
