@@ -12,14 +12,13 @@ import { createMysqlPool } from '../lib/db/mysql-pool.ts';
 import { collectProcessMetrics } from '../lib/metrics/default-metrics.ts';
 import { StranglerError, invalidOption } from '../lib/errors.ts';
 import { readJsonBody } from '../lib/http/json-body.ts';
-import { sendJson, sendJsonText } from '../lib/http/respond.ts';
+import { sendJson } from '../lib/http/respond.ts';
 import { createRouter, type RequestContext } from '../lib/http/router.ts';
 import { createHttpService } from '../lib/http/service-server.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
 import { pageLinks, toAction } from './actions.ts';
 import { createAuthenticator, type Caller, type ServiceTokenSpec } from './auth.ts';
-import type { CreateResult, StatusChangeInput } from './types.ts';
-import { eventJson } from './change-json.ts';
+import type { StatusChangeInput } from './types.ts';
 import { createCatalog } from './catalog.ts';
 import { createChangeLog } from './change-log.ts';
 import { createConsolidator } from './consolidate.ts';
@@ -238,11 +237,6 @@ export function createHarpoon(options: HarpoonOptions): Harpoon {
     }
   }
 
-  /** `JSON.stringify(result)` for a create's result ({ event, duplicate }), the event's text shared. */
-  function createResultJson(result: CreateResult): string {
-    return `{"event":${eventJson(result.event)},"duplicate":${result.duplicate}}`;
-  }
-
   function outcomeError(o: OpOutcome): { code: string; message: string } | undefined {
     return o.ok ? undefined : { code: o.error.code, message: o.error.message };
   }
@@ -276,12 +270,11 @@ export function createHarpoon(options: HarpoonOptions): Harpoon {
       const o = outcomes[0]!;
       if (!o.ok) throw o.error;
       if (!('create' in o)) throw new Error('create op without a create outcome');
-      sendJsonText(ctx.res, o.create.duplicate ? 200 : 201, createResultJson(o.create));
+      sendJson(ctx.res, o.create.duplicate ? 200 : 201, o.create);
       return;
     }
-    // Each event's text is the one its log entry's push and frames carry (change-json.ts): made once.
-    const results = outcomes.map((o) => ('create' in o ? createResultJson(o.create) : JSON.stringify({ error: outcomeError(o)! })));
-    sendJsonText(ctx.res, outcomes.every((o) => o.ok) ? 201 : 200, `{"events":[${results.join(',')}]}`);
+    const results = outcomes.map((o) => ('create' in o ? o.create : { error: outcomeError(o)! }));
+    sendJson(ctx.res, outcomes.every((o) => o.ok) ? 201 : 200, { events: results });
   }
 
   async function setStatus(ctx: RequestContext): Promise<void> {

@@ -17,7 +17,6 @@ import { createSseParser } from '../lib/sse/parser.ts';
 import type { Logger } from '../lib/logger.ts';
 import { createSseWriter, SharedFrame, startSse } from '../lib/sse/writer.ts';
 import type { ChangeLog } from './change-log.ts';
-import { changeJson } from './change-json.ts';
 import type { HarpoonMetrics } from './metrics.ts';
 import type { Change } from './types.ts';
 
@@ -128,7 +127,7 @@ export function createPeers(options: {
     },
     publish(entries) {
       if (entries.length === 0 || downstream.size === 0) return;
-      send(new SharedFrame(`event: changes\ndata: [${entries.map(changeJson).join(',')}]\n\n`));
+      send(new SharedFrame(`event: changes\ndata: ${JSON.stringify(entries)}\n\n`));
     },
     start() {
       for (const url of options.urls) connect(url.replace(/\/+$/, ''), backoff.min);

@@ -13,7 +13,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { ChangeLog } from './change-log.ts';
-import { changeJson } from './change-json.ts';
 import type { HarpoonMetrics } from './metrics.ts';
 import type { Change } from './types.ts';
 import { createSseWriter, FAN_OUT_SLICE, forEachInSlices, SharedFrame, startSse } from '../lib/sse/writer.ts';
@@ -38,7 +37,7 @@ export interface StreamHub {
 }
 
 export function frame(change: Change): string {
-  return `id: ${change.cursor}\ndata: ${changeJson(change)}\n\n`;
+  return `id: ${change.cursor}\ndata: ${JSON.stringify(change)}\n\n`;
 }
 
 /** Tells an idle subscriber how far it is: a filtered stream resumes from here, not from its last matching change. */

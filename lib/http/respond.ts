@@ -2,17 +2,7 @@ import type { ServerResponse } from 'node:http';
 
 /** Writes a JSON body with the right headers; the one way services answer. */
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  sendJsonText(res, status, JSON.stringify(body), headers);
-}
-
-/**
- * Writes a body already serialised as JSON (text a caller assembled from
- * cached pieces), with the same headers as sendJson.
- *
- * @example
- *   sendJsonText(res, 201, `{"event":${cachedEventText},"duplicate":false}`);
- */
-export function sendJsonText(res: ServerResponse, status: number, payload: string, headers: Record<string, string> = {}): void {
+  const payload = JSON.stringify(body);
   res.writeHead(status, {
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(payload),
