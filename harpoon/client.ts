@@ -74,6 +74,12 @@ export interface SubscribeOptions extends EventQuery {
   onConnect?(url: string): void;
   /** A connection failed or ended; the subscription reconnects by itself. */
   onDisconnect?(err: Error | undefined): void;
+  /**
+   * The cursor is older than what Harpoon's log keeps (HARPOON_ERR_CURSOR_TOO_OLD: 410, or an `event: too-old`
+   * frame): the subscription stops, since resuming would skip changes. Read the state again (followEvents) and
+   * subscribe from that read's cursor. Without this handler, onDisconnect gets the error and the subscription stops.
+   */
+  onTooOld?(err: HarpoonClientError): void;
 }
 
 export interface Subscription {
@@ -223,8 +229,33 @@ export function createHarpoonClient(options: HarpoonClientOptions) {
           const wait = failures <= 1 ? 0 : Math.min(maxWait, 50 * 2 ** Math.min(failures, 6));
           setTimeout(connect, wait).unref?.();
         };
+        const tooOld = (message: string) => {
+          if (ended) return;
+          ended = true;
+          live = false;
+          closed = true;
+          req.destroy();
+          const err = new HarpoonClientError(410, 'HARPOON_ERR_CURSOR_TOO_OLD', message);
+          if (sub.onTooOld) sub.onTooOld(err);
+          else sub.onDisconnect?.(err);
+        };
         req.on('error', retry);
         req.on('response', (res) => {
+          if (res.statusCode === 410) {
+            let body = '';
+            res.setEncoding('utf8');
+            res.on('data', (chunk: string) => (body += chunk));
+            res.on('end', () => {
+              let message = 'stream answered 410';
+              try {
+                message = (JSON.parse(body) as { message?: string }).message ?? message;
+              } catch {
+                // not JSON: the status says enough
+              }
+              tooOld(message);
+            });
+            return;
+          }
           if (res.statusCode !== 200) {
             res.resume();
             res.on('end', () => retry(new HarpoonClientError(res.statusCode ?? 0, 'HARPOON_ERR_STREAM', `stream answered ${res.statusCode}`)));
@@ -234,6 +265,16 @@ export function createHarpoonClient(options: HarpoonClientOptions) {
           failures = 0;
           sub.onConnect?.(base);
           const parser = createSseParser((m) => {
+            if (m.event === 'too-old') {
+              let message = 'the stream cursor is older than what Harpoon keeps';
+              try {
+                message = (JSON.parse(m.data) as { message?: string }).message ?? message;
+              } catch {
+                // keep the generic message
+              }
+              tooOld(message);
+              return;
+            }
             const id = m.id !== undefined && /^\d+$/.test(m.id) ? Number(m.id) : undefined;
             if (id === undefined) return;
             if (m.event === 'cursor') {

@@ -29,6 +29,7 @@ import { PEER_PATH, createPeers } from './peers.ts';
 import { customerByTokenDigest, isForeignKeyError, isRetryable, listActions, listEvents, readEvents, readLog, supportsInsertReturning, toEvent, type EventRow } from './store.ts';
 import { writeBatch, type OpOutcome, type WriteOp } from './write-batch.ts';
 import { createStreamHub } from './stream.ts';
+import { createLogPruner, readHorizon, type LogPrunerOptions } from './log-pruner.ts';
 import { intParam, parseCreateBody, parseFilter, parsePathId, parseStatusBatch, parseStatusBody, queryParams, type EventFilter } from './validate.ts';
 
 export interface HarpoonOptions {
@@ -71,6 +72,8 @@ export interface HarpoonOptions {
   host?: string;
   /** The clock for event timestamps (ms since the epoch). */
   now?: () => number;
+  /** event_log pruning (harpoon/log-pruner.ts): retentionMs (1 h), keepRows (ringSize, at least 1), batch, maxBatches, intervalMs (60 s); false: never prune. */
+  prune?: Pick<LogPrunerOptions, 'retentionMs' | 'keepRows' | 'batch' | 'maxBatches' | 'intervalMs'> | false;
 }
 
 export interface Harpoon {
@@ -122,6 +125,8 @@ export function createHarpoon(options: HarpoonOptions): Harpoon {
   const pool = createMysqlPool(options.db, poolSize - writers);
   // No stack capture per statement: a batch's failure is logged and answered by its code and message.
   const writePool = createMysqlPool(options.db, writers, { multipleStatements: true, trace: false });
+  // Pruning and its size gauges on a connection of their own, closed when idle: a run never holds a read's connection.
+  const prunePool = options.prune === false ? undefined : createMysqlPool(options.db, 1, { maxIdle: 0, idleTimeoutMs: 10_000 });
   const db = (): Pool => pool;
   const auth = createAuthenticator(options.tokens, (digest) => consolidated(`customer:${digest}`, () => customerByTokenDigest(db(), digest)));
   const peerToken = options.peerToken ?? auth.tokenWith('peer') ?? '';
@@ -199,6 +204,7 @@ export function createHarpoon(options: HarpoonOptions): Harpoon {
         metrics.statements.inc({ purpose: 'log_resume' });
         return readLog(db(), after, upto, limit);
       }),
+    readHorizon: () => consolidated('log:horizon', () => readHorizon(db())),
     metrics,
     heartbeatMs,
     maxBufferedBytes,
@@ -206,6 +212,11 @@ export function createHarpoon(options: HarpoonOptions): Harpoon {
   });
 
   const peers = createPeers({ urls: peerUrls, token: peerToken, replica, log: changeLog, metrics, logger: log, heartbeatMs, maxBufferedBytes });
+  // Every replica runs one; a named lock lets one at a time prune (log-pruner.ts).
+  const pruner =
+    options.prune === false
+      ? undefined
+      : createLogPruner({ pool: prunePool!, registry, logger: log, keepRows: Math.max(1, ringSize), ...options.prune, protectFrom: () => hub.oldestCatchUp() });
 
   // ---- helpers -------------------------------------------------------------------------------
 
@@ -429,6 +440,17 @@ export function createHarpoon(options: HarpoonOptions): Harpoon {
         throw harpoonError('HARPOON_ERR_CURSOR_AHEAD', `cursor ${cursor} is beyond the newest change (${changeLog.head()}); resume from a cursor a stream gave you`);
       }
     }
+    if (!changeLog.fromMemory(cursor)) {
+      // Older than memory reaches: the log must still hold what follows the cursor, or the answer is explicit.
+      const horizon = await guarded(ctx, 'read', () => consolidated('log:horizon', () => readHorizon(db())));
+      if (cursor < horizon) {
+        metrics.tooOld.inc();
+        throw harpoonError(
+          'HARPOON_ERR_CURSOR_TOO_OLD',
+          `cursor ${cursor} is older than the oldest change kept (event_log pruned through ${horizon}); read the current state (GET /v1/events) and resume from its cursor`,
+        );
+      }
+    }
     hub.open(ctx.req, ctx.res, filter, cursor, replica);
   }
 
@@ -473,11 +495,12 @@ export function createHarpoon(options: HarpoonOptions): Harpoon {
         await changeLog.init();
       } catch (err) {
         closed = true;
-        await Promise.all([pool.end().catch(() => {}), writePool.end().catch(() => {})]);
+        await Promise.all([pool.end().catch(() => {}), writePool.end().catch(() => {}), prunePool?.end().catch(() => {})]);
         throw err;
       }
       const address = await http.start();
       peers.start();
+      pruner?.start();
       ready = true;
       log.info({ url: address.url, head: changeLog.head(), peers: peerUrls.length }, 'harpoon started');
       return address;
@@ -488,6 +511,7 @@ export function createHarpoon(options: HarpoonOptions): Harpoon {
         ready = false;
         const httpClosed = http.close();
         hub.closeAll();
+        await pruner?.close();
         peers.close();
         await writer.drain();
         // Requests answered during the drain leave keep-alive sockets behind; past a grace period nothing is in flight.
@@ -495,7 +519,7 @@ export function createHarpoon(options: HarpoonOptions): Harpoon {
         http.server.closeIdleConnections();
         await httpClosed;
         clearTimeout(force);
-        await Promise.all([pool.end().catch(() => {}), writePool.end().catch(() => {})]);
+        await Promise.all([pool.end().catch(() => {}), writePool.end().catch(() => {}), prunePool?.end().catch(() => {})]);
       })();
       return closing;
     },

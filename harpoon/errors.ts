@@ -19,6 +19,7 @@ export const HARPOON_ERRORS = defineErrors({
   HARPOON_ERR_UNAVAILABLE: { status: 503, message: 'MySQL failed or timed out while committing or reading; nothing of this request was committed. Retry (with the same key for creates).' },
   HARPOON_ERR_SHUTTING_DOWN: { status: 503, message: 'this replica is closing; retry on another replica (streams: reconnect with Last-Event-ID).' },
   HARPOON_ERR_CURSOR_AHEAD: { status: 400, message: 'the stream cursor is beyond the newest change this replica knows; use a cursor you received from a stream.' },
+  HARPOON_ERR_CURSOR_TOO_OLD: { status: 410, message: 'the stream cursor is older than the oldest change event_log still keeps (entries past the retention window are pruned); read the current state (GET /v1/events, whose answer carries a cursor) and resume the stream from that cursor. Also sent as an `event: too-old` frame when pruning overtakes a catch-up.' },
   HARPOON_ERR_INTERNAL: { status: 500, message: 'an unexpected failure; the service log has the stack under the request id (also: start-up of harpoon/main.ts failed).' },
   HARPOON_ERR_START: { status: 500, message: 'a Harpoon replica process (harpoon/replicas.ts) exited before it answered /readyz, or did not answer within the timeout; the message carries the end of its output.' },
   HARPOON_ERR_LOCKDOWN: { status: 500, message: 'lockdown or its rollback could not change a grant; the message names the user and privilege. Nothing recorded was lost: run it again.' },

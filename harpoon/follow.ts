@@ -16,6 +16,8 @@ export interface FollowOptions {
   onChange?(change: Change): void;
   /** The stream dropped; the subscription resumes from its cursor by itself. */
   onDisconnect?(err: Error | undefined): void;
+  /** The stream's cursor fell behind what Harpoon keeps (HARPOON_ERR_CURSOR_TOO_OLD): the subscription stopped; follow again. */
+  onTooOld?(err: Error): void;
   /** Asked once the catch-up is read: true (the caller closed meanwhile) stops before anything is applied or subscribed. */
   isClosed?(): boolean;
   /** Rows per catch-up page (default 1000). */
@@ -68,6 +70,7 @@ export async function followEvents(options: FollowOptions): Promise<Following> {
       options.onEvent(change.event);
     },
     ...(options.onDisconnect ? { onDisconnect: options.onDisconnect } : {}),
+    ...(options.onTooOld ? { onTooOld: options.onTooOld } : {}),
   });
   return { caughtUp, cursor, subscription };
 }

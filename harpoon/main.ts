@@ -12,6 +12,7 @@
  *   HARPOON_MAX_QUEUE     write-queue bound before 429 (default 5000)
  *   HARPOON_MAX_DELAY_MS  group-commit delay (default 2)
  *   HARPOON_MAX_BATCH     items per transaction (default 500)
+ *   HARPOON_LOG_RETENTION_MS  event_log entries younger than this are never pruned (default 3600000)
  *   LOG_LEVEL             pino level (default info)
  *
  *   HARPOON_MYSQL_URL=mysql://harpoon:…@127.0.0.1:3306/strangler_demo HARPOON_TOKENS=cloud=… \
@@ -63,6 +64,7 @@ async function createFromEnv() {
     maxQueue: intEnv('HARPOON_MAX_QUEUE', 5000),
     maxDelayMs: intEnv('HARPOON_MAX_DELAY_MS', 2),
     maxBatchRows: intEnv('HARPOON_MAX_BATCH', 500),
+    prune: { retentionMs: intEnv('HARPOON_LOG_RETENTION_MS', 3_600_000) },
     port,
     host: env.HOST ?? '127.0.0.1',
     logger,

@@ -89,6 +89,11 @@ export function createHarpoonMetrics(registry: Registry, sources: { queueDepth()
       help: 'Subscribers cut off because they stopped reading (they resume from their cursor).',
       registers: [registry],
     }),
+    tooOld: new Counter({
+      name: 'harpoon_stream_too_old_total',
+      help: 'Streams refused (410) or ended (event: too-old) because their cursor is older than what event_log keeps (HARPOON_ERR_CURSOR_TOO_OLD).',
+      registers: [registry],
+    }),
     peerSlowCutoffs: new Counter({
       name: 'harpoon_peer_slow_cutoffs_total',
       help: 'Peer replicas cut off because they stopped reading our change push (they reconnect and read what they missed from event_log).',

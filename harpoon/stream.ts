@@ -33,11 +33,19 @@ interface Subscriber {
 export interface StreamHub {
   open(req: IncomingMessage, res: ServerResponse, filter: EventFilter, cursor: number, label: string): void;
   count(): number;
+  /** The lowest cursor a subscriber is still catching up from (the log pruner keeps what follows it). */
+  oldestCatchUp(): number | undefined;
   closeAll(): void;
 }
 
 export function frame(change: Change): string {
   return `id: ${change.cursor}\ndata: ${JSON.stringify(change)}\n\n`;
+}
+
+/** Ends a catch-up that pruning overtook: the subscriber must read the state again (HARPOON_ERR_CURSOR_TOO_OLD). */
+export function tooOldFrame(cursor: number, horizon: number): string {
+  const message = `cursor ${cursor} is older than the oldest change kept (event_log pruned through ${horizon}); read the current state (GET /v1/events) and resume from its cursor`;
+  return `event: too-old\ndata: ${JSON.stringify({ code: 'HARPOON_ERR_CURSOR_TOO_OLD', message, horizon })}\n\n`;
 }
 
 /** Tells an idle subscriber how far it is: a filtered stream resumes from here, not from its last matching change. */
@@ -48,6 +56,8 @@ export function cursorFrame(cursor: number): string {
 export function createStreamHub(options: {
   log: ChangeLog;
   readPage(after: number, upto: number, limit: number): Promise<Change[]>;
+  /** The cursor through which event_log was pruned (log-pruner.ts): a page read from below it may have a gap. */
+  readHorizon(): Promise<number>;
   metrics: HarpoonMetrics;
   heartbeatMs: number;
   maxBufferedBytes: number;
@@ -148,7 +158,17 @@ export function createStreamHub(options: {
         return;
       }
       const upto = log.head();
-      const page = await options.readPage(sub.cursor, upto, PAGE);
+      const from = sub.cursor;
+      const page = await options.readPage(from, upto, PAGE);
+      // Read after the page: a horizon at or below `from` proves no entry of the page was pruned before it was read.
+      const horizon = await options.readHorizon();
+      if (horizon > from) {
+        metrics.tooOld.inc();
+        if (!sub.closed) sse.write(sub.res, tooOldFrame(from, horizon));
+        drop(sub);
+        sub.res.end();
+        return;
+      }
       if (!writeCatchUp(sub, page)) return;
       if (page.length < PAGE) sub.cursor = Math.max(sub.cursor, upto);
       if (sse.buffered(sub.res) > sse.maxBufferedBytes / 2) {
@@ -187,6 +207,11 @@ export function createStreamHub(options: {
       });
     },
     count: () => all.size,
+    oldestCatchUp() {
+      let oldest: number | undefined;
+      for (const sub of all) if (!sub.live && (oldest === undefined || sub.cursor < oldest)) oldest = sub.cursor;
+      return oldest;
+    },
     closeAll() {
       clearInterval(heartbeat);
       for (const sub of [...all]) {

@@ -102,21 +102,54 @@ export function createHarpoonFeed(options: HarpoonFeedOptions): HarpoonFeed {
     options.onEvent(event);
   }
 
+  function forget(eventId: number): void {
+    const was = filed.get(eventId);
+    if (!was) return;
+    (was.status === 'pending' ? pending : running).delete({ id: eventId }, was.host);
+    filed.delete(eventId);
+  }
+
+  /**
+   * Away longer than Harpoon's log keeps (HARPOON_ERR_CURSOR_TOO_OLD): the open events are read again, and
+   * one filed but no longer listed finished while the stream could not tell us. Retried until it works.
+   */
+  function refollow(): void {
+    if (closed) return;
+    follow().then(
+      (open) => {
+        const still = new Set(open.map((e) => e.id));
+        for (const id of [...filed.keys()]) if (!still.has(id)) forget(id);
+      },
+      () => {
+        options.onDisconnect?.();
+        setTimeout(refollow, 1000).unref();
+      },
+    );
+  }
+
+  async function follow(): Promise<HarpoonEvent[]> {
+    // The stream carries every status change of the region; the catch-up reads only the open ones.
+    const followed = await followEvents({
+      client: options.client,
+      query: { region: [options.region] },
+      catchUpQuery: { status: ['pending', 'running'] },
+      onEvent: apply,
+      ...(options.onChange ? { onChange: options.onChange } : {}),
+      onDisconnect: () => options.onDisconnect?.(),
+      onTooOld: () => {
+        options.onDisconnect?.();
+        refollow();
+      },
+      isClosed: () => closed,
+    });
+    sub = followed.subscription;
+    return sub ? followed.caughtUp : [];
+  }
+
   return {
     async start() {
-      // The stream carries every status change of the region; the catch-up reads only the open ones.
-      const followed = await followEvents({
-        client: options.client,
-        query: { region: [options.region] },
-        catchUpQuery: { status: ['pending', 'running'] },
-        onEvent: apply,
-        ...(options.onChange ? { onChange: options.onChange } : {}),
-        onDisconnect: () => options.onDisconnect?.(),
-        isClosed: () => closed,
-      });
-      sub = followed.subscription;
-      if (!sub) return [];
-      return followed.caughtUp.filter((e) => e.status === 'running' && e.server_id !== null);
+      const caughtUp = await follow();
+      return caughtUp.filter((e) => e.status === 'running' && e.server_id !== null);
     },
     close() {
       closed = true;
@@ -126,12 +159,7 @@ export function createHarpoonFeed(options: HarpoonFeedOptions): HarpoonFeed {
     pendingOf: (id) => pending.of(id),
     runningOf: (id) => running.of(id),
     apply,
-    forget(eventId) {
-      const was = filed.get(eventId);
-      if (!was) return;
-      (was.status === 'pending' ? pending : running).delete({ id: eventId }, was.host);
-      filed.delete(eventId);
-    },
+    forget,
     pendingHosts: () => pending.hosts(),
     pendingCount: () => pending.size(),
     cursor: () => sub?.cursor(),

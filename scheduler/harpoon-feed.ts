@@ -66,6 +66,19 @@ export function createHarpoonFeed(options: HarpoonFeedOptions) {
     ready: () => ready,
     /** Catch-up, then the stream from the first page's cursor (nothing committed after it is missed). */
     async start(): Promise<void> {
+      const again = (): void => {
+        if (closed) return;
+        ready = false;
+        this.start().catch((e: Error) => {
+          options.logger.error({ err: e.message }, 'could not read the state again after a too-old cursor; retrying');
+          setTimeout(again, 1000).unref();
+        });
+      };
+      const restart = (err: Error) => {
+        // Away longer than Harpoon's log keeps: resuming would skip changes, so the state is read again.
+        options.logger.warn({ err: err.message, code: 'HARPOON_ERR_CURSOR_TOO_OLD' }, 'harpoon stream cursor too old; reading the state again');
+        again();
+      };
       options.onReset();
       queue.clear();
       const { caughtUp, cursor, subscription } = await followEvents({
@@ -74,6 +87,7 @@ export function createHarpoonFeed(options: HarpoonFeedOptions) {
         catchUpQuery: { status: ['pending', 'running'] },
         onEvent: apply,
         onDisconnect: (err) => options.logger.warn({ err: err?.message }, 'harpoon stream dropped; resuming from its cursor'),
+        onTooOld: restart,
         isClosed: () => closed,
       });
       if (!subscription) return;
