@@ -9,6 +9,10 @@ import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { createBody, eventsPerDroplet, setFeature } from '../helpers/event-writes.ts';
 import { HARPOON_TOKEN, HARPOON_TOKENS } from '../helpers/harpoon.ts';
 import { seedWorld, waitFor } from '../helpers/seeded.ts';
+import { readOutboxHealth } from '../../cloud/outbox.ts';
+import { createCutoverAdmin } from '../../proxy/cutover/admin.ts';
+import { validatePlan } from '../../proxy/cutover/plan.ts';
+import { runCli } from '../helpers/cli.ts';
 
 /**
  * The relay's leases (cloud/relay.ts, migrations/010): a live Cloud relays a dead one's rows once their
@@ -137,6 +141,26 @@ describe('the outbox relay: leases, take-over, parking', () => {
     await new Promise((r) => setTimeout(r, SCAN_MS * 5));
     expect((await outbox()).find((r) => r.id === id)).toEqual(parked);
     expect(await t.db('events').where('harpoon_key', `outbox-${id}`).first()).toBeUndefined();
+
+    // The alarm an operator sees: a line in `strangler cutover status` (the admin's outbox report, as the stack wires it).
+    const token = 'operator-token-outbox-0123456789abcdef';
+    const admin = createCutoverAdmin({
+      db: t.service('proxy'),
+      tokens: { operator: token },
+      services: {},
+      plan: validatePlan({ version: 1, features: { 'event-writes': { steps: [{ name: 'full', mode: 'full', soak_seconds: 0, gates: [] }] } } }),
+      watch: false,
+      reports: { outbox: () => readOutboxHealth(t.db) },
+    });
+    const { url } = await admin.start();
+    try {
+      const status = await runCli(['cutover', 'status', '--url', url], { env: { STRANGLER_ADMIN_TOKEN: token } });
+      expect(status.stdout).toMatch(/^OUTBOX PARKED: 1 row cannot be relayed to Harpoon/m);
+      const json = await runCli(['cutover', 'status', '--url', url, '--json'], { env: { STRANGLER_ADMIN_TOKEN: token } });
+      expect(JSON.parse(json.stdout).effects.outbox).toMatchObject({ parked: 1, pending: 0 });
+    } finally {
+      await admin.close();
+    }
     await t.db('event_outbox').where('id', id).delete();
   });
 
