@@ -77,6 +77,14 @@ describe('lockdown drift as a failing gate and a red mark on the dashboard', () 
     expect(history.body.entries[0]).toMatchObject({ action: 'advance-refused' });
     expect(history.body.entries[0].readings).toEqual([expect.objectContaining({ gate: 'lockdown-drift', verdict: 'fail', value: 1 })]);
 
+    // The autopilot is refused the same way, and says why it waits.
+    expect((await api('POST', '/cutover/cloud-api/run', { reason: 'autopilot' })).status).toBe(200);
+    await admin.autopilot.tick();
+    const view = (await api('GET', '/cutover/autopilot')).body.features.find((f: { feature: string }) => f.feature === 'cloud-api');
+    expect(view.waiting).toMatch(/advance refused \(CUTOVER_ERR_GATE_FAILED\): .*lockdown-drift fail/);
+    expect(await step('cloud-api')).toBe(0);
+    expect((await api('POST', '/cutover/cloud-api/stop', { reason: 'drift' })).status).toBe(200);
+
     // The dashboard: its data says drift, its page has the bar the script paints red.
     await watcher.check();
     expect((await dashboard()).lockdown).toMatchObject({ state: 'drift', drift: ["'dobe'@'%' SELECT on event_log"] });
