@@ -22,6 +22,7 @@ export const HARPOON_ERRORS = defineErrors({
   HARPOON_ERR_CURSOR_TOO_OLD: { status: 410, message: 'the stream cursor is older than the oldest change event_log still keeps (entries past the retention window are pruned); read the current state (GET /v1/events, whose answer carries a cursor) and resume the stream from that cursor. Also sent as an `event: too-old` frame when pruning overtakes a catch-up.' },
   HARPOON_ERR_INTERNAL: { status: 500, message: 'an unexpected failure; the service log has the stack under the request id (also: start-up of harpoon/main.ts failed).' },
   HARPOON_ERR_START: { status: 500, message: 'a Harpoon replica process (harpoon/replicas.ts) exited before it answered /readyz, or did not answer within the timeout; the message carries the end of its output.' },
+  HARPOON_ERR_LOCKDOWN_PREFLIGHT: { status: 409, message: 'the lockdown step was refused before it revoked anything: users other than Harpoon (and the hand-offs) were seen touching event data in the preflight window; the message names them. Nothing was revoked.' },
   HARPOON_ERR_LOCKDOWN: { status: 500, message: 'lockdown or its rollback could not change a grant; the message names the user and privilege. Nothing recorded was lost: run it again.' },
 });
 

@@ -1,5 +1,7 @@
 import type { Knex } from 'knex';
 import type { FeatureEffect } from '../proxy/cutover/effects.ts';
+import { harpoonError } from './errors.ts';
+import { describeOffenders, lockdownPreflight, type LockdownPreflight, type PreflightOptions } from './lockdown-preflight.ts';
 import { allowedAfterLockdown, lockdown, readEventGrants, rollbackLockdown } from './lockdown.ts';
 import { checkEventGrants } from './grant-watcher.ts';
 import { boundedReading } from '../proxy/cutover/providers.ts';
@@ -13,6 +15,11 @@ export interface LockdownEffectOptions {
   database: string;
   /** Accounts that keep their grants on events (default: harpoon). */
   keep?: string[];
+  /**
+   * Before revoking: watch who touches event data (harpoon/lockdown-preflight.ts) and refuse while
+   * anyone lockdown would cut off does, unless the advance overrides it. Default a 5 s window; false: none.
+   */
+  preflight?: Omit<PreflightOptions, 'keep'> | false;
 }
 
 /**
@@ -27,10 +34,32 @@ export interface LockdownEffectOptions {
  */
 export function createLockdownEffect(options: LockdownEffectOptions): FeatureEffect {
   const keep = options.keep ?? ['harpoon'];
+  let last: { at: string; overridden: boolean; result: LockdownPreflight } | undefined;
+
+  /** The preflight before lockdown: a refusal (409) naming the users, or what it saw for the history. */
+  async function preflight(overridden: boolean): Promise<string | undefined> {
+    if (options.preflight === false) return undefined;
+    const result = await lockdownPreflight(options.admin, options.database, { ...options.preflight, keep });
+    last = { at: new Date().toISOString(), overridden: overridden && !result.ok, result };
+    const seen = `${result.samples} process-list samples over ${result.window_ms} ms`;
+    if (result.ok) return `preflight: no one but Harpoon (and the hand-offs) seen at event data (${seen})`;
+    const users = describeOffenders(result).join('; ');
+    if (overridden) return `PREFLIGHT OVERRIDDEN: still touching event data: ${users} (${seen})`;
+    throw harpoonError(
+      'HARPOON_ERR_LOCKDOWN_PREFLIGHT',
+      `lockdown refused: users other than Harpoon still touch event data: ${users} (${seen}). Stop them (move what they do to Harpoon) and advance again, or advance with --override-preflight (recorded in the history); nothing was revoked`,
+    );
+  }
+
   return {
     async apply(change) {
-      if (change.toMode === 'full') await lockdown(options.admin, options.database, { keep });
-      else if (change.toStep === 0) await rollbackLockdown(options.admin, options.database);
+      if (change.toMode === 'full') {
+        const note = await preflight(change.overridePreflight === true);
+        await lockdown(options.admin, options.database, { keep });
+        return note === undefined ? undefined : { note };
+      }
+      if (change.toStep === 0) await rollbackLockdown(options.admin, options.database);
+      return undefined;
     },
     async describe() {
       const grants = await readEventGrants(options.admin, options.database);
@@ -42,7 +71,8 @@ export function createLockdownEffect(options: LockdownEffectOptions): FeatureEff
       const others = [...new Set(grants.filter((g) => !allowedAfterLockdown(g, keep)).map((g) => g.user))].sort();
       // Drift: the cutover state says lockdown holds, the server says someone else may still touch event data.
       const drift = (await checkEventGrants(options.admin, options.database, keep)).drift.map((g) => `${g.grantee} ${g.privilege} on ${g.table}`);
-      return { grants_on_events: holders, sole_access: others.length === 0, others_with_access: others, drift };
+      const pre = last && { at: last.at, ok: last.result.ok, overridden: last.overridden, offenders: describeOffenders(last.result), window_ms: last.result.window_ms, samples: last.result.samples };
+      return { grants_on_events: holders, sole_access: others.length === 0, others_with_access: others, drift, ...(pre ? { preflight: pre } : {}) };
     },
     async gate() {
       const check = await checkEventGrants(options.admin, options.database, keep);

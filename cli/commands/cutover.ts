@@ -10,6 +10,7 @@ import { followRuns, progressLine } from './cutover-follow.ts';
 import { loadProxyConfigFile, type ProxyConfig } from '../../proxy/config.ts';
 import { checkPlanServed } from '../../proxy/cutover/plan-served.ts';
 import { EXIT, UsageError, intOption, parseCommandArgs, writeJson, type Command, reportInvalidFile, type CommandIO } from '../command.ts';
+import { runPreflightLockdown } from './preflight-lockdown.ts';
 import { runVerifyLockdown } from './verify-lockdown.ts';
 
 const DEFAULT_URL = 'http://127.0.0.1:9400';
@@ -46,6 +47,8 @@ Verbs:
   stop <feature>         End the feature's autopilot run (the feature stays where it is)
   verify-lockdown        Log in as every service user and try each event-data table (MySQL,
                          not the API); exit 0 only when Harpoon alone may touch event data
+  preflight-lockdown     Watch who touches event data for a few seconds (MySQL); exit 0 only
+                         when no one lockdown would cut off does
 
 Features: the plan's ("strangler cutover plan" lists them); this system's are
 ${FEATURES.join(', ')}
@@ -97,11 +100,11 @@ const VERBS: Record<string, VerbSpec> = {
     example: 'strangler cutover plan --file proxy/cutover/default-plan.json',
   },
   advance: {
-    usage: 'advance <feature> [--reason TEXT]',
+    usage: 'advance <feature> [--reason TEXT] [--override-preflight]',
     about:
-      'Checks the gates of the feature\'s current step over its soak window (the soak must be over),\nthen moves it to the next step. Refused (exit 3) with the failing gate readings otherwise;\nthe refusal is recorded in the history as "advance-refused".',
-    options: REASON,
-    optionsHelp: [REASON_HELP],
+      'Checks the gates of the feature\'s current step over its soak window (the soak must be over),\nthen moves it to the next step. Refused (exit 3) with the failing gate readings otherwise;\nthe refusal is recorded in the history as "advance-refused". Lockdown\'s step first watches who\ntouches event data (preflight-lockdown) and refuses while anyone but Harpoon does.',
+    options: { ...REASON, 'override-preflight': { type: 'boolean' as const } },
+    optionsHelp: [REASON_HELP, '  --override-preflight   Go on although the preflight names users (recorded in the history)'],
     feature: true,
     example: 'strangler cutover advance event-delivery --reason "nyc1 is clean"',
   },
@@ -189,7 +192,7 @@ function verbHelp(spec: VerbSpec): string {
 const CONNECTION = { url: { type: 'string' as const }, token: { type: 'string' as const } };
 
 /** Codes that mean "the API said no to this, for a reason you can act on" (exit 3). */
-const REFUSED = new Set(['CUTOVER_ERR_GATE_FAILED', 'CUTOVER_ERR_SOAKING', 'CUTOVER_ERR_PAUSED', 'CUTOVER_ERR_LAST_STEP', 'CUTOVER_ERR_CONFLICT', 'CUTOVER_ERR_PLAN_MISMATCH', 'CUTOVER_ERR_CONFIRM_BLOCKED', 'CUTOVER_ERR_NOT_WAITING', 'CUTOVER_ERR_NO_RUN']);
+const REFUSED = new Set(['HARPOON_ERR_LOCKDOWN_PREFLIGHT', 'CUTOVER_ERR_GATE_FAILED', 'CUTOVER_ERR_SOAKING', 'CUTOVER_ERR_PAUSED', 'CUTOVER_ERR_LAST_STEP', 'CUTOVER_ERR_CONFLICT', 'CUTOVER_ERR_PLAN_MISMATCH', 'CUTOVER_ERR_CONFIRM_BLOCKED', 'CUTOVER_ERR_NOT_WAITING', 'CUTOVER_ERR_NO_RUN']);
 
 interface ApiError {
   code: string;
@@ -319,7 +322,7 @@ function effectLines(effects: Record<string, unknown>): string {
 
 function lockdownLines(effects: Record<string, unknown>): string {
   const lockdown = effects.lockdown as
-    | { grants_on_events?: Record<string, string[]>; sole_access?: boolean; others_with_access?: string[]; drift?: string[]; error?: string }
+    | { grants_on_events?: Record<string, string[]>; sole_access?: boolean; others_with_access?: string[]; drift?: string[]; error?: string; preflight?: { at: string; ok: boolean; overridden: boolean; offenders: string[] } }
     | undefined;
   if (!lockdown) return '';
   if (lockdown.error) return `grants on events: unavailable: ${lockdown.error}\n`;
@@ -328,7 +331,9 @@ function lockdownLines(effects: Record<string, unknown>): string {
   const drift = lockdown.drift?.length
     ? `LOCKDOWN DRIFT: the cutover state says lockdown holds, but ${lockdown.drift.join('; ')} (runbooks/security.md: drift)\n`
     : '';
-  return `${drift}grants on event data (${verdict}):\n${lines.join('')}`;
+  const p = lockdown.preflight;
+  const preflight = p ? `lockdown preflight (${p.at}): ${p.ok ? 'only Harpoon seen at event data' : `${p.overridden ? 'OVERRIDDEN, ' : ''}still touching: ${p.offenders.join('; ')}`}\n` : '';
+  return `${drift}grants on event data (${verdict}):\n${lines.join('')}${preflight}`;
 }
 
 /** The analysis of every feature past legacy, and every autopilot run: where it stands and why it waits. */
@@ -464,6 +469,7 @@ export const command: Command = {
     }
     if (verb === '--json') throw new UsageError('name a verb first: strangler cutover status --json');
     if (verb === 'verify-lockdown') return runVerifyLockdown(rest, io);
+    if (verb === 'preflight-lockdown') return runPreflightLockdown(rest, io);
     const spec = VERBS[verb];
     if (!spec) throw new UsageError(`unknown verb "${verb}"; the verbs are ${Object.keys(VERBS).join(', ')}`);
     const { values, positionals } = parseCommandArgs(rest, { ...CONNECTION, ...spec.options });
@@ -541,6 +547,7 @@ export const command: Command = {
           const body: Record<string, unknown> = {};
           if (reason !== undefined) body.reason = reason;
           if (verb === 'rollback' && to !== undefined) body.to = to;
+          if (flag('override-preflight')) body.override_preflight = true;
           const res = (await callApi(io, base, token, 'POST', path(`${encodeURIComponent(feature!)}/${verb}`), body)) as ChangeResult;
           if (json) writeJson(io, res);
           else if (verb === 'promote' || verb === 'stop') io.stdout.write(progressLine(res as unknown as AutopilotView));

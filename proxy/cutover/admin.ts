@@ -259,10 +259,13 @@ export function addCutoverRoutes(router: Router, options: CutoverRoutesOptions):
     .add(
       'POST',
       at('/cutover/:feature/advance'),
-      verb((feature, actor, body) => controller.advance(feature, actor, reasonOf(body), { ...(versionOf(body) !== undefined ? { expectedVersion: versionOf(body)! } : {}) }), [
-        'reason',
-        'expected_version',
-      ]),
+      verb((feature, actor, body) => {
+        if (body.override_preflight !== undefined && typeof body.override_preflight !== 'boolean') throw cutoverError('CUTOVER_ERR_VALIDATION', 'override_preflight: must be true or false');
+        return controller.advance(feature, actor, reasonOf(body), {
+          ...(versionOf(body) !== undefined ? { expectedVersion: versionOf(body)! } : {}),
+          ...(body.override_preflight === true ? { overridePreflight: true } : {}),
+        });
+      }, ['reason', 'expected_version', 'override_preflight']),
     )
     .add(
       'POST',

@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { LEGACY_ROUTING, type Routing } from '../../lib/cutover/types.ts';
-import { invalidOption } from '../../lib/errors.ts';
+import { invalidOption, StranglerError } from '../../lib/errors.ts';
 import { silentLogger, type Logger } from '../../lib/logger.ts';
 import { cutoverError } from './errors.ts';
 import { captureBaseline, createScraper, evaluateStep, type Baseline, type FetchLike, type GateReading, type Scraper, type ServiceMap } from './gates.ts';
@@ -88,7 +88,8 @@ export interface CutoverController {
   status(): Promise<FeatureStatus[]>;
   statusOf(feature: string): Promise<FeatureStatus>;
   /** Checks the current step's gates over its soak window, then moves to the next step. */
-  advance(feature: string, actor: string, reason?: string | null, options?: { expectedVersion?: number }): Promise<ChangeResult>;
+  /** `overridePreflight`: go on although the step's effect's preflight refuses (recorded in the history). */
+  advance(feature: string, actor: string, reason?: string | null, options?: { expectedVersion?: number; overridePreflight?: boolean }): Promise<ChangeResult>;
   /** Immediate and never gated: to legacy (step 0) or one step back. */
   rollback(feature: string, options: { to?: RollbackTarget; actor: string; reason?: string | null; expectedVersion?: number }): Promise<ChangeResult>;
   pause(feature: string, actor: string, reason?: string | null): Promise<ChangeResult>;
@@ -201,12 +202,17 @@ export function createCutoverController(options: CutoverControllerOptions): Cuto
     return result(name, true, opts.action, opts.readings ?? [], historyId);
   }
 
-  async function applyEffect(change: StepChange): Promise<void> {
+  /** Runs the step's effect; its note (what its preflight saw) for the history. A 4xx from it is a refusal: recorded and passed on as is. */
+  async function applyEffect(change: StepChange, refused?: (why: string) => Promise<void>): Promise<string | undefined> {
     const effect = options.effects?.[change.feature];
-    if (!effect) return;
+    if (!effect) return undefined;
     try {
-      await effect.apply(change);
+      return (await effect.apply(change))?.note;
     } catch (err) {
+      if (err instanceof StranglerError && err.status >= 400 && err.status < 500) {
+        await refused?.(err.message);
+        throw err;
+      }
       logger.error({ err, ...change }, 'the step\'s side effect failed; the state is unchanged');
       throw cutoverError(
         'CUTOVER_ERR_EFFECT_FAILED',
@@ -418,14 +424,22 @@ export function createCutoverController(options: CutoverControllerOptions): Cuto
           throw err;
         }
       }
-      await applyEffect({ feature: name, fromStep: record.step, toStep: target.step, fromMode: record.mode, toMode: target.routing.mode, actor });
+      const note = await applyEffect(
+        { feature: name, fromStep: record.step, toStep: target.step, fromMode: record.mode, toMode: target.routing.mode, actor, ...(opts.overridePreflight ? { overridePreflight: true } : {}) },
+        async (why) => {
+          await store.record(name, { action: 'advance-refused', actor, reason: `${why}${reason ? ` — ${reason}` : ''}`, readings, fromStep: record.step, toStep: record.step });
+          metrics?.changes.inc({ feature: name, action: 'advance-refused' });
+        },
+      );
       // The next step's window starts now: its baseline is taken before the switch so the window covers all of it.
       const baseline = await captureBaseline(nextStep, scraper);
+      // The note first: the history keeps 512 characters, and an override must stay in them.
+      const recorded = note === undefined ? reason : `${note}${reason ? ` — ${reason}` : ''}`;
       const { historyId } = await store.change({
         feature: name,
         expectedVersion: record.version,
         set: { step: target, restartSoak: true, baseline: Object.keys(baseline).length > 0 ? baseline : null },
-        history: { action: 'advance', actor, reason, readings, fromStep: record.step, toStep: target.step },
+        history: { action: 'advance', actor, reason: recorded, readings, fromStep: record.step, toStep: target.step },
       });
       metrics?.changes.inc({ feature: name, action: 'advance' });
       logger.info({ feature: name, from: record.step, to: target.step, step: target.stepName, actor, reason }, 'cutover advance');

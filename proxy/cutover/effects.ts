@@ -9,6 +9,16 @@ export interface StepChange {
   fromMode: RoutingMode;
   toMode: RoutingMode;
   actor: string;
+  /**
+   * The operator said to go on although the effect's preflight refuses (lockdown: users other than Harpoon
+   * still touch event data). The effect still runs it, and says what was overridden in its outcome's note.
+   */
+  overridePreflight?: boolean;
+}
+
+/** What an effect tells the history about a change it made (lockdown: what its preflight saw, overridden or not). */
+export interface EffectOutcome {
+  note?: string;
 }
 
 /**
@@ -23,7 +33,11 @@ export interface StepChange {
  *   createCutoverAdmin({ …, effects: { lockdown: createLockdownEffect({ admin, database }) } });
  */
 export interface FeatureEffect {
-  apply(change: StepChange): Promise<void>;
+  /**
+   * Makes the change, or refuses it: a StranglerError with a 4xx status is a refusal (the history records
+   * "advance-refused" and the caller gets it as is); anything else is a failure (CUTOVER_ERR_EFFECT_FAILED).
+   */
+  apply(change: StepChange): Promise<void | EffectOutcome>;
   /** What the effect holds now, for `strangler cutover status` (lockdown: who holds which grants on events). */
   describe?(): Promise<unknown>;
   /**
