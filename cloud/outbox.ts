@@ -69,14 +69,12 @@ export async function takeExpiredLeases(db: Knex, lease: OutboxLease, limit: num
   return res.affectedRows;
 }
 
-/** Extends the lease of rows this Cloud holds and still retries, so nobody takes them over while it is alive. */
-export async function renewLeases(db: Knex, lease: OutboxLease, ids: number[]): Promise<void> {
-  if (ids.length === 0) return;
+/** Extends the lease of every row this Cloud holds (one statement, however many), so nobody takes them over while it is alive. */
+export async function renewLeases(db: Knex, lease: OutboxLease): Promise<void> {
   await db('event_outbox')
-    .whereIn('id', ids)
+    .where('lease_owner', lease.owner)
     .whereNull('parked_at')
-    .where((q) => q.where('lease_owner', lease.owner).orWhereNull('lease_owner'))
-    .update({ lease_owner: lease.owner, lease_until: db.raw('NOW(3) + INTERVAL ? MICROSECOND', [lease.ms * 1000]) });
+    .update({ lease_until: db.raw('NOW(3) + INTERVAL ? MICROSECOND', [lease.ms * 1000]) });
 }
 
 /** Gives this Cloud's leases up (a clean close): another Cloud takes the rows at its next scan instead of after the lease. */

@@ -210,7 +210,7 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
   /** Renews what this relay holds, takes what nobody holds any more, and queues it. */
   async function scanOnce(): Promise<void> {
     if (closed) return;
-    await renewLeases(db, lease, [...rows.keys()]);
+    if (rows.size > 0) await renewLeases(db, lease);
     const taken = await takeExpiredLeases(db, lease, TAKE_PAGE);
     if (taken === 0) return;
     let added = 0;
