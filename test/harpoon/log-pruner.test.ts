@@ -2,6 +2,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHarpoonClient, type HarpoonClientError } from '../../harpoon/client.ts';
 import type { Harpoon } from '../../harpoon/create-harpoon.ts';
 import type { Change } from '../../harpoon/types.ts';
+import { createLogPruner } from '../../harpoon/log-pruner.ts';
+import { createMysqlPool } from '../../lib/db/mysql-pool.ts';
+import { silentLogger } from '../../lib/logger.ts';
+import { Registry } from 'prom-client';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { HARPOON_TOKEN, startHarpoon } from '../helpers/harpoon.ts';
 import { seedWorld, waitFor } from '../helpers/seeded.ts';
@@ -86,5 +90,38 @@ describe('event_log pruning', () => {
     });
     expect(tooOld).toMatchObject({ status: 410, code: 'HARPOON_ERR_CURSOR_TOO_OLD' });
     expect(await metric(replicas[0]!, 'harpoon_stream_too_old_total')).toBe(1);
+  });
+
+  it('keeps what a subscriber catching up still reads, and prunes only while it holds the named lock', async () => {
+    for (const r of replicas.splice(0)) await r.harpoon.close();
+    const { harpoon, url } = await startHarpoon(t.service('harpoon'), { prune: false });
+    replicas.push({ harpoon, url });
+    const client = createHarpoonClient({ urls: [url], token: HARPOON_TOKEN });
+    await client.createEvents(Array.from({ length: 12 }, () => ({ type: 'create' as const, region })));
+    // The first test's 10 entries and these 12.
+    const ids = await logIds();
+    expect(ids).toHaveLength(22);
+    const pool = createMysqlPool(t.service('harpoon'), 1);
+    let protect: number | undefined = ids[3]!;
+    const pruner = createLogPruner({ pool, registry: new Registry(), logger: silentLogger(), retentionMs: 0, keepRows: 2, batch: 4, protectFrom: () => protect });
+    const lock = await t.db.client.acquireConnection();
+    try {
+      // Another replica's run holds the lock: this one does nothing.
+      await t.db.raw(`SELECT GET_LOCK(CONCAT('harpoon_prune:', ?), 0)`, [t.name]).connection(lock);
+      expect(await pruner.pruneOnce()).toMatchObject({ ran: false, deleted: 0 });
+      expect(await logIds()).toEqual(ids);
+      await t.db.raw(`SELECT RELEASE_LOCK(CONCAT('harpoon_prune:', ?))`, [t.name]).connection(lock);
+    } finally {
+      await t.db.client.releaseConnection(lock);
+    }
+    // A subscriber still catching up from ids[3]: nothing after it goes, whatever the window says.
+    expect(await pruner.pruneOnce()).toMatchObject({ ran: true, deleted: 4, horizon: ids[3] });
+    expect(await logIds()).toEqual(ids.slice(4));
+    // It caught up: everything but the newest keepRows goes, in batches of 4.
+    protect = undefined;
+    expect(await pruner.pruneOnce()).toMatchObject({ ran: true, deleted: ids.length - 6, horizon: ids.at(-3) });
+    expect(await logIds()).toEqual(ids.slice(-2));
+    await pruner.close();
+    await pool.end();
   });
 });
