@@ -124,4 +124,32 @@ describe('event_log pruning', () => {
     await pruner.close();
     await pool.end();
   });
+
+  it('a catch-up that pruning overtakes (another replica pruned mid-read) ends with an explicit too-old frame, not a gap', async () => {
+    for (const r of replicas.splice(0)) await r.harpoon.close();
+    const { harpoon, url } = await startHarpoon(t.service('harpoon'), { prune: false, ringSize: 2 });
+    replicas.push({ harpoon, url });
+    await createHarpoonClient({ urls: [url], token: HARPOON_TOKEN }).createEvents(Array.from({ length: 8 }, () => ({ type: 'create' as const, region })));
+    const ids = await logIds();
+    const from = ids[0]!;
+    const lock = await t.db.client.acquireConnection();
+    let text: string;
+    try {
+      // The catch-up's read waits behind this lock; meanwhile "another replica" prunes past the subscriber's cursor.
+      await t.db.raw('LOCK TABLES ??.event_log WRITE', [t.name]).connection(lock);
+      const res = await fetch(`${url}/v1/stream?cursor=${from}`, { headers: { authorization: `Bearer ${HARPOON_TOKEN}` } });
+      expect(res.status).toBe(200);
+      await t.db.raw('DELETE FROM ??.event_log WHERE id <= ?', [t.name, ids[3]]).connection(lock);
+      await t.db('event_log_horizon').update({ pruned_through: ids[3] });
+      await t.db.raw('UNLOCK TABLES').connection(lock);
+      text = await res.text(); // the stream ends after the frame
+    } finally {
+      await t.db.raw('UNLOCK TABLES').connection(lock).catch(() => undefined);
+      await t.db.client.releaseConnection(lock);
+    }
+    expect(text).toMatch(/^event: too-old\ndata: .*"code":"HARPOON_ERR_CURSOR_TOO_OLD"/m);
+    // Not one change was written: the subscriber is never handed a stream with ids[1..3] missing.
+    expect(text).not.toMatch(/"kind":/);
+    expect(await metric(replicas[0]!, 'harpoon_stream_too_old_total')).toBe(1);
+  });
 });
