@@ -107,6 +107,22 @@ async function postToHarpoon(url: string, token: string, inflight: number, batch
   return { events, refused };
 }
 
+/**
+ * The bare node:http server (bench/http-floor.ts) under the one-event-per-request load: events (requests)
+ * per second and CPU µs per request of the server and of this load generator.
+ */
+export async function measureHttpFloor(url: string, serverPid: number, token: string, inflight: number, seconds: number, regions: string[]) {
+  const s0 = cpuUs([serverPid]);
+  const c0 = cpuUs([process.pid]);
+  const t0 = Date.now();
+  const { events } = await postToHarpoon(url, token, inflight, 1, seconds, regions);
+  const secs = (Date.now() - t0) / 1000;
+  const s1 = cpuUs([serverPid]);
+  const c1 = cpuUs([process.pid]);
+  const per = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined || events === 0 ? null : round((b - a) / events));
+  return { requests_per_s: round(events / secs), requests_in_flight: inflight, cpu_us_per_request: { server: per(s0, s1), bench: per(c0, c1) } };
+}
+
 /** Group-commit counters from a replica's /metrics. */
 async function batchStats(url: string): Promise<{ count: number; rows: number; seconds: number }> {
   const text = await (await fetch(`${url}/metrics`)).text();

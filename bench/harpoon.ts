@@ -8,7 +8,9 @@
  *    clients sending one event per request (group commit aggregates them),
  *    and clients sending batches of B events per request (what an outbox
  *    drains with). Statements per event are read from the server
- *    (information_schema.USER_STATISTICS), rows from the table.
+ *    (information_schema.USER_STATISTICS), rows from the table. A bare
+ *    node:http server (bench/http-floor.ts) under the one-event load gives
+ *    the floor: what Node's HTTP layer alone costs per request.
  * 2. Delivery: S stream subscribers spread over two Harpoon replica
  *    processes and R regions (each subscribes to one region), held by
  *    subscriber processes; events are written through both replicas at a
@@ -36,7 +38,8 @@ import { createLogger } from '../lib/logger.ts';
 import { generateSeed } from '../stack/seed/generate.ts';
 import { insertSeed } from '../stack/seed/insert.ts';
 import { numberArg as arg, textArg } from './args.ts';
-import { measureIngest } from './harpoon-ingest.ts';
+import { measureHttpFloor, measureIngest } from './harpoon-ingest.ts';
+import { startHttpFloor } from './http-floor.ts';
 import { schedDelta, schedStat } from './proc-stats.ts';
 import { askChild, bucketQuantile, histogramBuckets, holdStream, quantile, waitForStreams, writeEventsPaced, type StreamCounts } from './stream-bench.ts';
 import { childEnv } from '../lib/process/child-env.ts';
@@ -232,6 +235,15 @@ async function main(): Promise<void> {
       });
     }
     if (server.source === 'throwaway') await admin.query('SET GLOBAL innodb_flush_log_at_trx_commit = ?', [Number(facts!.flush)]);
+    // What Node's HTTP layer alone costs per request (no database), under the same client and load.
+    let httpFloor: Awaited<ReturnType<typeof measureHttpFloor>> | undefined;
+    if (parts.has('ingest')) {
+      const floor = await startHttpFloor();
+      children.push(floor.child);
+      progress(`  a bare node:http server (no database), ${settings.inflight} requests in flight of 1 event, ${settings.seconds} s…`);
+      httpFloor = await measureHttpFloor(floor.url, floor.child.pid!, TOKEN, settings.inflight, settings.seconds, regionSlugs);
+      floor.child.kill('SIGKILL');
+    }
 
     // 2. delivery -------------------------------------------------------------------------------
     const measureDelivery = async () => {
@@ -308,7 +320,7 @@ async function main(): Promise<void> {
       // The machine is shared: the 1-minute load average at the start and end of the run (2 cores).
       load_average: { start: round(loadStart, 2), end: round(os.loadavg()[0]!, 2) },
       database: { source: server.source, host: server.admin.host, port: server.admin.port, server_version: facts!.version, innodb_flush_log_at_trx_commit: Number(facts!.flush) },
-      ingest: { connections: settings.connections, goal_ratio: 8, goal_ratio_vs_raw_multi_row: 0.8, ...ingestResults },
+      ingest: { connections: settings.connections, goal_ratio: 8, goal_ratio_vs_raw_multi_row: 0.8, ...ingestResults, ...(httpFloor ? { node_http_floor_one_event_per_request: httpFloor } : {}) },
       delivery,
     };
     process.stdout.write(JSON.stringify(out, null, 2) + '\n');
