@@ -31,7 +31,7 @@ import { numberArg as arg } from './args.ts';
 import { askChild, bucketQuantile, histogramBuckets, holdStream, quantile, waitForStreams, writeEventsPaced, type StreamCounts } from './stream-bench.ts';
 import { childEnv } from '../lib/process/child-env.ts';
 import { loadStackSecrets } from '../lib/secrets/stack-secrets.ts';
-import { freshKeyRing } from '../lib/auth/hypervisor-keys.ts';
+import { freshKeyRing, parseKeyRing } from '../lib/auth/hypervisor-keys.ts';
 import { parsePromText, sumSamples } from '../lib/metrics/prom-text.ts';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -55,8 +55,10 @@ interface AgentSpec {
 
 /** Holds one router stream per agent, records latency (now − the writer's t0 in the event's args), acks each event. */
 async function agentChild(): Promise<void> {
-  // Thousands of specs are too large for the environment: they come as the first IPC message.
-  const { agents } = await new Promise<{ agents: AgentSpec[] }>((resolve) => process.once('message', (m) => resolve(m as { agents: AgentSpec[] })));
+  // Thousands of specs are too large for the environment: they come as the first IPC message, with the
+  // run's key ring (made fresh by the parent: a ring made here would mint tokens no router accepts).
+  const { agents, keys } = await new Promise<{ agents: AgentSpec[]; keys: unknown }>((resolve) => process.once('message', (m) => resolve(m as { agents: AgentSpec[]; keys: unknown })));
+  const ring = parseKeyRing(keys, 'the key ring from the bench');
   const latencies: number[] = [];
   const acker = new Agent({ keepAlive: true, maxSockets: 32 });
   const counts: StreamCounts = { connected: 0, failed: 0 };
@@ -78,7 +80,7 @@ async function agentChild(): Promise<void> {
     req.end(body);
   }
   function open(a: AgentSpec): void {
-    const token = mintHypervisorToken(hypervisorKeys, a.id, a.region);
+    const token = mintHypervisorToken(ring, a.id, a.region);
     holdStream(`${a.url}/v1/regions/${a.region}/hypervisors/${a.id}/events`, { authorization: `Bearer ${token}` }, counts, (complete, now) => {
       for (const frame of complete.split('\n\n')) {
         const t0 = T0.exec(frame);
@@ -174,12 +176,14 @@ async function main(): Promise<void> {
         env: childEnv({}),
         stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
       });
-      child.send({ agents: specs.slice(k * per, (k + 1) * per) });
+      child.send({ agents: specs.slice(k * per, (k + 1) * per), keys: hypervisorKeys });
       children.push(child);
       agentProcs.push(child);
       await new Promise<void>((r) => child.once('message', () => r()));
     }
     const { connected, seconds: connectSeconds } = await waitForStreams(agentProcs, specs.length, 180_000);
+    // Refused streams (a token no router accepts) would otherwise print a run with no deliveries and null latencies.
+    if (connected === 0) throw new Error(`none of the ${specs.length} agent streams was accepted by the routers`);
     let routerStreams = 0;
     for (const r of list) routerStreams += await scrape(r.url, 'router_connected_agents');
     progress(`${connected} agents connected (${routerStreams} streams on routers) in ${round(connectSeconds)} s; writing ${settings.rate} events/s for ${settings.seconds} s…`);
