@@ -136,7 +136,9 @@ export interface LockdownStageOptions {
 export async function runLockdownStage(options: LockdownStageOptions): Promise<StageReport> {
   const { controller, progress } = options;
   const { steps, analysis } = await runThrough({ controller, autopilot: options.autopilot, feature: 'lockdown', progress, label: 'lockdown', ...stall(options) });
-  const effects = (await controller.effects()) as { lockdown?: { sole_access?: boolean; others_with_access?: string[]; grants_on_events?: Record<string, string[]> } };
+  const effects = (await controller.effects()) as {
+    lockdown?: { sole_access?: boolean; others_with_access?: string[]; grants_on_events?: Record<string, string[]>; preflight?: { ok: boolean; overridden: boolean; offenders: string[] } };
+  };
   const grants = effects.lockdown;
   progress.log(
     `lockdown: ${grants?.sole_access ? 'only harpoon holds grants on events' : `others still hold grants on events: ${grants?.others_with_access?.join(', ')}`}`,
@@ -147,6 +149,8 @@ export async function runLockdownStage(options: LockdownStageOptions): Promise<S
     ...stage.details,
     cutover_steps: steps.map((s) => `lockdown ${s.name}`).join(' → '),
     sole_access: String(grants?.sole_access ?? 'unknown'),
+    // What the step's preflight saw before it revoked (harpoon/lockdown-preflight.ts).
+    preflight: grants?.preflight ? (grants.preflight.ok ? 'only harpoon seen at event data' : `${grants.preflight.overridden ? 'overridden: ' : ''}${grants.preflight.offenders.join('; ')}`) : 'not run',
     grants_on_events: Object.entries(grants?.grants_on_events ?? {})
       .map(([who, privileges]) => `${who}: ${privileges.join(' ')}`)
       .join('; '),

@@ -100,7 +100,8 @@ export function createAutopilot(options: AutopilotOptions): Autopilot {
     } catch (err) {
       const code = err instanceof StranglerError ? err.code : '';
       if (code === 'CUTOVER_ERR_CONFLICT') return;
-      const known = ['CUTOVER_ERR_CONFIRM_BLOCKED', 'CUTOVER_ERR_GATE_FAILED', 'CUTOVER_ERR_REQUIREMENT', 'CUTOVER_ERR_SOAKING', 'CUTOVER_ERR_EFFECT_FAILED', 'CUTOVER_ERR_PAUSED'].includes(code);
+      // A step's effect may refuse too (lockdown's preflight): a refusal, not a failure of the autopilot.
+      const known = ['CUTOVER_ERR_CONFIRM_BLOCKED', 'CUTOVER_ERR_GATE_FAILED', 'CUTOVER_ERR_REQUIREMENT', 'CUTOVER_ERR_SOAKING', 'CUTOVER_ERR_EFFECT_FAILED', 'CUTOVER_ERR_PAUSED', 'HARPOON_ERR_LOCKDOWN_PREFLIGHT'].includes(code);
       if (!known) logger.error({ err, feature }, 'autopilot advance failed');
       // The passes stand: the next analysis run tries again.
       await store.update(feature, { waiting: `advance refused (${code || 'error'}): ${(err as Error).message}` });

@@ -2,7 +2,9 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminTokenDigest } from '../../lib/auth/admin-token.ts';
+import { freePort } from '../../lib/net/free-port.ts';
 import { createSchedulerV2, type SchedulerV2 } from '../../scheduler/create-scheduler-v2.ts';
+import { spawnSchedulerProcess } from '../../scheduler/process.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { metricsForServer, startHostMetricsServer, type HostMetricsServer } from '../helpers/host-metrics.ts';
 import { insertEvent, waitFor } from '../helpers/seeded.ts';
@@ -136,6 +138,29 @@ describe('POST /explain: a token, no other customer\'s placements, beside placem
     expect(shown.chosen).toMatchObject({ name: 'nyc1-hv0002', fallback: false });
     expect(shown.ranked.find((r) => r.name === 'nyc1-hv0001')).toMatchObject({ fallback: true });
     expect(await snapshot()).toEqual(before);
+  });
+
+  it('a replica process takes its tokens as digests from SCHEDULER_V2_TOKENS, as the stack hands them', async () => {
+    const port = await freePort();
+    const replica = await spawnSchedulerProcess({
+      db: t.service('scheduler_v2'),
+      metricsEndpoints: [{ name: 'nyc1', url: metrics.url }],
+      replicaId: 'explain-process',
+      port,
+      tokens: { operator: { ...TOKENS.operator, expiresAt: new Date(Date.now() + 3_600_000) }, support: TOKENS.support },
+    });
+    try {
+      const url = `http://127.0.0.1:${port}`;
+      expect((await explain(url, undefined)).status).toBe(401);
+      expect((await explain(url, FOLLOWER)).status).toBe(401);
+      const support = (await (await explain(url, EXPLAIN_ONLY)).json()) as { customer_placements: string };
+      expect(support.customer_placements).toBe('hidden');
+      const operator = (await (await explain(url, OPERATOR)).json()) as { customer_placements: string };
+      expect(operator.customer_placements).toBe('shown');
+    } finally {
+      replica.child.kill('SIGTERM');
+      await replica.exited;
+    }
   });
 
   it('answers at most explainConcurrency at once: the next one is 429 with Retry-After, not queued', async () => {

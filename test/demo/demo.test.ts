@@ -163,7 +163,7 @@ describe('npm run demo (small)', () => {
 
   it('lockdown: only Harpoon holds grants on events and nothing reads events while idle', () => {
     const lockdown = stage('lockdown');
-    expect(lockdown.details).toMatchObject({ sole_access: 'true', events_rows_read_per_s_idle: 0 });
+    expect(lockdown.details).toMatchObject({ sole_access: 'true', events_rows_read_per_s_idle: 0, preflight: 'only harpoon seen at event data' });
     // The verifier, run in the stage: no service user but Harpoon may touch event data.
     expect(report.lockdown_verification).toMatchObject({ ok: true, violations: [], owner_ok: true });
     // No polling-rate check here: USER_STATISTICS counts a user's statements in every database of the server, and
