@@ -178,25 +178,37 @@ function renderStageRow(stage: StageReport, origin: number | undefined, series: 
 }
 
 /**
- * The same burst at every stage, side by side: lock waits and the backlog inside the server while
- * services still write `events` directly, and their absence once Harpoon alone writes it.
+ * The same bursts at every stage, side by side, rate by rate: lock waits and the backlog inside the
+ * server while services still write `events` directly, and what is left once Harpoon alone writes it.
  */
 function renderContention(report: DemoReport): SafeHtml {
-  const rows = report.stages.filter((s) => s.contention);
-  if (rows.length === 0) return html``;
-  const first = rows[0]!.contention!;
+  const stages = report.stages.filter((s) => s.contention?.length);
+  if (stages.length === 0) return html``;
+  const rates = [...new Set(stages.flatMap((s) => s.contention!.map((c) => c.rate_per_s)))];
+  const seconds = stages[0]!.contention![0]!.seconds;
   return html`<h2>Locks and backlog under the same load</h2>
-<p class="dim">After each stage, ${formatInteger(first.rate_per_s)} customer requests/s for ${formatInteger(first.seconds)} s (creates, actions, destroys, reads); figures from the server's SHOW GLOBAL STATUS, Threads_running sampled every 0.5 s.</p>
-<div class="table-wrap"><table class="contention"><thead><tr><th>Stage</th><th class="num">Requests (failed)</th><th class="num">Row lock waits</th><th class="num">Row lock time ms</th>
-<th class="num">Table locks waited</th><th class="num">Threads_running peak / mean</th><th class="num">Cloud p50</th><th class="num">Cloud p99</th></tr></thead><tbody>
-${rows.map((stage) => {
-  const c = stage.contention!;
-  return html`<tr data-stage="${stage.name}"><th scope="row">${stage.name}</th><td class="num">${formatInteger(c.requests_sent)} (${formatInteger(c.requests_failed)})</td>
-<td class="num">${formatInteger(c.innodb_row_lock_waits)}</td><td class="num">${formatInteger(c.innodb_row_lock_time_ms)}</td><td class="num">${formatInteger(c.table_locks_waited)}</td>
+<p class="dim">After each stage, bursts of ${rates.map((r) => formatInteger(r)).join(', ')} customer requests/s for ${formatInteger(seconds)} s each (creates, actions, destroys, reads), each drained before the next; figures from the server: SHOW GLOBAL STATUS deltas, and every 0.5 s Threads_running, the oldest running statement (PROCESSLIST), the transactions waiting for a lock and on which table (INNODB_TRX, INNODB_LOCKS), and the events pending or running.</p>
+<div class="table-wrap"><table class="contention"><thead><tr><th>Rate asked / reached</th><th>Stage</th><th class="num">Requests (failed)</th><th class="num">Row lock waits (ms)</th>
+<th class="num">Table locks waited</th><th class="num">Threads_running peak / mean</th><th class="num">Oldest statement p99</th><th>Lock waits seen (table by user)</th><th class="num">Events queued peak</th><th class="num">Cloud p50</th><th class="num">Cloud p99</th></tr></thead><tbody>
+${rates.flatMap((rate) =>
+  stages.flatMap((stage) => {
+    const c = stage.contention!.find((x) => x.rate_per_s === rate);
+    if (!c) return [];
+    return [html`<tr data-stage="${stage.name}" data-rate="${rate}"><td class="num">${formatInteger(rate)} / ${formatMeasure(c.achieved_rate_per_s)}</td><th scope="row">${stage.name}</th><td class="num">${formatInteger(c.requests_sent)} (${formatInteger(c.requests_failed)})</td>
+<td class="num">${formatInteger(c.innodb_row_lock_waits)} (${formatInteger(c.innodb_row_lock_time_ms)})</td><td class="num">${formatInteger(c.table_locks_waited)}</td>
 <td class="num">${formatInteger(c.threads_running_peak)} / ${formatMeasure(c.threads_running_mean)}</td>
-<td class="num">${renderPercentile(c.cloud_request_ms.p50, c.cloud_request_ms.n)}</td><td class="num">${renderPercentile(c.cloud_request_ms.p99, c.cloud_request_ms.n)}</td></tr>`;
-})}
+<td class="num">${renderPercentile(c.oldest_statement_ms.p99, c.oldest_statement_ms.n)}</td><td>${renderWaits(c.lock_waits_seen)}</td><td class="num">${formatInteger(c.events_unfinished_peak)}</td>
+<td class="num">${renderPercentile(c.cloud_request_ms.p50, c.cloud_request_ms.n)}</td><td class="num">${renderPercentile(c.cloud_request_ms.p99, c.cloud_request_ms.n)}</td></tr>`];
+  }),
+)}
 </tbody></table></div>`;
+}
+
+/** The three places most waited on, largest first; none is a dash, not an empty cell. */
+function renderWaits(seen: Record<string, number>): SafeHtml {
+  const top = Object.entries(seen).sort(([a, x], [b, y]) => y - x || a.localeCompare(b)).slice(0, 3);
+  if (top.length === 0) return html`<span class="dim">${MISSING}</span>`;
+  return html`${top.map(([where, n], i) => html`${i ? ', ' : ''}${where} <span class="n">${formatInteger(n)}</span>`)}`;
 }
 
 /** A percentile always with its sample size; below the minimum sample, "n/a (n=…)", never a number. */

@@ -33,8 +33,8 @@ export interface StageReport {
   events_done: number;
   /** Anything else the stage wants to show (queries per second overall, placements, …). */
   details?: Record<string, number | string>;
-  /** The same traffic burst at every stage, and what it cost the server (demo/contention.ts). */
-  contention?: ContentionReport;
+  /** The same traffic bursts at every stage, one per rate of the ramp, and what they cost the server (demo/contention.ts). */
+  contention?: ContentionReport[];
   /** The autopilot's analysis runs of each cutover step the stage went through. */
   analysis?: StepAnalysis[];
 }

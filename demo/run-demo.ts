@@ -19,7 +19,8 @@ import { harpoonPlanFeatures, runHarpoonStage, runLockdownStage, waitForFollower
 import { validatePlan } from '../proxy/cutover/plan.ts';
 import { StranglerError } from '../lib/errors.ts';
 import { formatLatencySummary, minSamplesFor, summarizeLatency } from '../lib/metrics/sample-percentiles.ts';
-import { readProcessMemory, readServerCounters, serverLoadDetails, watchThreadsRunning } from './server-load.ts';
+import { watchServerBacklog } from './server-backlog.ts';
+import { readProcessMemory, readServerCounters, serverLoadDetails } from './server-load.ts';
 import type { Progress } from './progress.ts';
 import { renderReportHtml } from './report-html.ts';
 import type { DemoReport, StageName, StageReport } from './report-types.ts';
@@ -181,7 +182,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       });
       const traffic = () => startTraffic(trafficOptions());
       // Write-heavy with some reads: every service that writes `events` is busy at once.
-      const burst = (rate: number) => startTraffic({ ...trafficOptions(), rate, mix: { create: 0.55, action: 0.3, destroy: 0.05, read: 0.1 } });
+      // A burst may ask more than the default in-flight cap allows: a cap below the rate would hide the backlog.
+      const burst = (rate: number) => startTraffic({ ...trafficOptions(), rate, maxInFlight: Math.max(64, rate), mix: { create: 0.55, action: 0.3, destroy: 0.05, read: 0.1 } });
       const stageContext: StageContext = {
         seconds: options.stageSeconds,
         progress,
@@ -322,7 +324,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
           thread_handling: server.threadHandling,
           god_query: godQuery,
           agent_connections: multiplex ? `multiplexed: ${multiplex} per fleet process` : 'one per agent',
-          ...(options.contention ? { contention_burst: `${options.contention.rate}/s for ${options.contention.seconds}s after each stage` } : {}),
+          ...(options.contention ? { contention_burst: `${options.contention.rates.join(', ')} requests/s, ${options.contention.seconds}s each, after each stage` } : {}),
           per_user_statistics: userStats,
         },
         stages,
@@ -421,7 +423,7 @@ async function runStage(name: StageName, ctx: StageContext): Promise<StageReport
   const selectsBefore = await pollingSelects(ctx);
   const godBefore = ctx.fleetStats().godQueries;
   const serverBefore = await readServerCounters(ctx.db, ctx.serverPid);
-  const threadsRunning = watchThreadsRunning(ctx.db);
+  const backlog = watchServerBacklog(ctx.db);
   const traffic = ctx.startTraffic();
   const deadline = Date.now() + ctx.seconds * 1000;
   // A stage that wants a sample worth a percentile keeps its traffic on past `seconds` until its
@@ -447,7 +449,7 @@ async function runStage(name: StageName, ctx: StageContext): Promise<StageReport
   }
   const trafficStats = await traffic.stop();
   const serverAfter = await readServerCounters(ctx.db, ctx.serverPid);
-  const threads = threadsRunning.stop();
+  const threads = backlog.stop().threads_running;
   const serverRss = ctx.serverPid ? (await readProcessMemory(ctx.serverPid)).rssBytes : 0;
   const cloudLatency = summarizeLatency(trafficStats.latenciesMs);
   const measuredAt = new Date();
@@ -507,9 +509,13 @@ async function runStage(name: StageName, ctx: StageContext): Promise<StageReport
     },
   };
   if (ctx.contention && ctx.startBurst) {
-    report.contention = await measureContention(ctx.db, ctx.contention, ctx.startBurst, ctx.progress, name);
-    // The burst's events are finished before the next stage (or the end of the run) like any other.
-    report.contention.events_unfinished_after_drain = await drainQueue(ctx, `${name} (after the burst)`);
+    report.contention = [];
+    for (const rate of ctx.contention.rates) {
+      const burst = await measureContention(ctx.db, rate, ctx.contention.seconds, ctx.startBurst, ctx.progress, name);
+      // Each burst's events are finished before the next burst (or stage) starts, so steps do not add up.
+      burst.events_unfinished_after_drain = await drainQueue(ctx, `${name} (after the ${rate}/s burst)`);
+      report.contention.push(burst);
+    }
   }
   ctx.progress.log(
     `${name}: peak ${report.mysql_connections.total} connections, ${report.polling_queries_per_s} polling queries/s, latency ${formatLatencySummary(latency)}, ${counts.done}/${counts.created} events done`,

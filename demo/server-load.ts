@@ -68,30 +68,6 @@ export async function readProcessMemory(pid: number): Promise<{ rssBytes: number
   }
 }
 
-/**
- * Samples Threads_running about every `intervalMs` until stopped: its peak and mean over a stage's
- * traffic show whether statements queue inside the server.
- */
-export function watchThreadsRunning(db: Knex, intervalMs = 500) {
-  const values: number[] = [];
-  let busy = false;
-  const timer = setInterval(() => {
-    if (busy) return;
-    busy = true;
-    readThreadsRunning(db)
-      .then((n) => values.push(n))
-      .catch(() => {})
-      .finally(() => (busy = false));
-  }, intervalMs);
-  return {
-    stop(): { peak: number; mean: number; n: number } {
-      clearInterval(timer);
-      const n = values.length;
-      return { peak: n ? Math.max(...values) : 0, mean: n ? Math.round((values.reduce((a, b) => a + b, 0) / n) * 10) / 10 : 0, n };
-    },
-  };
-}
-
 /** The stage's server figures, for StageReport.details. */
 export function serverLoadDetails(
   before: ServerCounters,

@@ -34,9 +34,10 @@ Options:
   --multiplex N      Legacy agents of one fleet process share N connections (the
                      "pooler in front of MySQL" counterfactual; default: one each)
   --legacy-max-seconds S  Longest the legacy stage waits for a p99's sample (default 3 x stage-seconds)
-  --contention-rate N      After each stage, a burst at N requests/s to compare locks and
-                           backlog across stages at the same load (default 30; 0 = off)
-  --contention-seconds S   Length of that burst (default 5)
+  --contention-rate N[,N…] After each stage, a burst at each rate in turn (requests/s) to
+                           compare locks and backlog across stages at the same load
+                           (default 30; 0 = off; e.g. 50,100,200,400 for a ramp)
+  --contention-seconds S   Length of each burst (default 5)
   --stages LIST      Comma-separated stages to run, each needing the ones before it
                      (default: all, legacy,event-router,scheduler-v2,harpoon,lockdown)
   --keep-database    Keep the demo database afterwards
@@ -56,10 +57,12 @@ function choice<T extends string>(name: string, value: string | undefined, allow
   return value as T;
 }
 
-/** The burst after each stage (on by default in the CLI: the report's locks and backlog table). */
-function contentionOption(rate: string | undefined, seconds: string | undefined): { contention?: { rate: number; seconds: number } } {
-  const r = intOption('contention-rate', rate, 30, 0, 10_000);
-  return r === 0 ? {} : { contention: { rate: r, seconds: intOption('contention-seconds', seconds, 5, 1, 600) } };
+/** The bursts after each stage (on by default in the CLI: the report's locks and backlog table). */
+function contentionOption(rate: string | undefined, seconds: string | undefined): { contention?: { rates: number[]; seconds: number } } {
+  const rates = (rate ?? '30').split(',').map((r) => intOption('contention-rate', r.trim(), 30, 0, 10_000));
+  if (rates.length === 1 && rates[0] === 0) return {};
+  if (rates.includes(0)) throw invalidOption('--contention-rate', rate, 'rates above 0 (or 0 alone to turn the bursts off)');
+  return { contention: { rates, seconds: intOption('contention-seconds', seconds, 5, 1, 600) } };
 }
 
 /** `--stages a,b,c`: known names, in the migration's order, each after the ones it builds on. */
@@ -141,14 +144,15 @@ export const command: Command = {
           `${s.name.padEnd(16)} ${String(s.mysql_connections.total).padStart(11)}  ${String(s.polling_queries_per_s).padStart(11)}  ${latencyCell(s.event_latency_ms).padStart(22)}  ${`${s.events_done}/${s.events_created}`.padStart(19)}\n`,
         );
       }
-      const bursts = report.stages.filter((s) => s.contention);
+      const bursts = report.stages.filter((s) => s.contention?.length);
       if (bursts.length) {
-        io.stdout.write(`\nsame burst after each stage  row lock waits (ms)  table locks waited  Threads_running peak  Cloud p99 ms (n)\n`);
+        io.stdout.write(`\nsame bursts after each stage   row lock waits (ms)  Threads_running peak  oldest stmt p99 ms (n)  Cloud p99 ms (n)\n`);
         for (const s of bursts) {
-          const c = s.contention!;
-          io.stdout.write(
-            `${s.name.padEnd(28)} ${`${c.innodb_row_lock_waits} (${c.innodb_row_lock_time_ms})`.padStart(19)}  ${String(c.table_locks_waited).padStart(18)}  ${String(c.threads_running_peak).padStart(20)}  ${`${c.cloud_request_ms.p99 ?? 'n/a'} (${c.cloud_request_ms.n})`.padStart(16)}\n`,
-          );
+          for (const c of s.contention!) {
+            io.stdout.write(
+              `${`${s.name} @${c.rate_per_s}/s`.padEnd(28)} ${`${c.innodb_row_lock_waits} (${c.innodb_row_lock_time_ms})`.padStart(19)}  ${String(c.threads_running_peak).padStart(20)}  ${latencyCell(c.oldest_statement_ms, 'p99').padStart(22)}  ${latencyCell(c.cloud_request_ms, 'p99').padStart(16)}\n`,
+            );
+          }
         }
       }
       io.stdout.write(`lost events ${report.lost_events} · duplicate executions ${report.duplicate_executions} · over-committed hosts ${report.overcommitted_hosts}\n`);
@@ -158,7 +162,8 @@ export const command: Command = {
   },
 };
 
-/** `p50/p99 (n)` with "n/a" for a percentile the sample is too small for. */
-function latencyCell(s: LatencySummary): string {
+/** `p50/p99 (n)`, or one of them with its n; "n/a" for a percentile the sample is too small for. */
+function latencyCell(s: LatencySummary, only?: 'p50' | 'p99'): string {
+  if (only) return `${s[only] ?? 'n/a'} (${s.n})`;
   return `${s.p50 ?? 'n/a'}/${s.p99 ?? 'n/a'} (${s.n})`;
 }

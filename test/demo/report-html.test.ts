@@ -160,18 +160,48 @@ describe('report.html', () => {
     expect(stageRow(page, 'legacy')).not.toMatch(/>0(\.0)?</);
   });
 
-  it('sets the same burst side by side: lock waits and backlog per stage, with n on every percentile', () => {
+  it('sets the same bursts side by side, rate by rate: lock waits, backlog and where the waits are, with n on every percentile', () => {
     const report = realisticReport();
-    const burst = { rate_per_s: 40, seconds: 5, requests_sent: 200, requests_failed: 3, table_locks_waited: 0 };
-    report.stages[0]!.contention = { ...burst, innodb_row_lock_waits: 1_234, innodb_row_lock_time_ms: 56_789, threads_running_peak: 87, threads_running_mean: 31.5, cloud_request_ms: { p50: 420, p99: 9_100, n: 197 } };
-    report.stages[1]!.contention = { ...burst, innodb_row_lock_waits: 0, innodb_row_lock_time_ms: 0, threads_running_peak: 3, threads_running_mean: 1.2, cloud_request_ms: { p50: 12, p99: null, n: 60 } };
+    const burst = { seconds: 5, requests_sent: 200, requests_failed: 3, table_locks_waited: 0, lock_waiting_transactions_peak: 0, events_unfinished_peak: 0 };
+    const quiet = { innodb_row_lock_waits: 0, innodb_row_lock_time_ms: 0, threads_running_peak: 3, threads_running_mean: 1.2, lock_waits_seen: {}, oldest_statement_ms: { p50: 1, p99: null, n: 10 } };
+    report.stages[0]!.contention = [
+      { ...burst, ...quiet, rate_per_s: 40, achieved_rate_per_s: 39.5, cloud_request_ms: { p50: 20, p99: 90, n: 197 } },
+      {
+        ...burst,
+        rate_per_s: 400,
+        achieved_rate_per_s: 212.4,
+        innodb_row_lock_waits: 1_234,
+        innodb_row_lock_time_ms: 56_789,
+        threads_running_peak: 87,
+        threads_running_mean: 31.5,
+        oldest_statement_ms: { p50: 800, p99: 4_321, n: 120 },
+        lock_waits_seen: { 'events by cloud': 17, 'hypervisors by scheduler_v1': 40, 'events by dobe': 2, 'droplets by cloud': 1 },
+        events_unfinished_peak: 3_456,
+        cloud_request_ms: { p50: 420, p99: 9_100, n: 1_970 },
+      },
+    ];
+    report.stages[1]!.contention = [
+      { ...burst, ...quiet, rate_per_s: 40, achieved_rate_per_s: 40, cloud_request_ms: { p50: 12, p99: null, n: 60 } },
+      { ...burst, ...quiet, rate_per_s: 400, achieved_rate_per_s: 398, cloud_request_ms: { p50: 15, p99: 80, n: 1_990 } },
+    ];
     const page = renderReportHtml(report);
     expect(page).toContain('Locks and backlog under the same load');
     const table = page.match(/<table class="contention">[\s\S]*?<\/table>/)![0];
-    const legacy = table.match(/<tr data-stage="legacy">[\s\S]*?<\/tr>/)![0];
-    for (const text of ['1,234', '56,789', '87 / 32', '420', '9,100', 'n=197']) expect(legacy).toContain(text);
-    const router = table.match(/<tr data-stage="event-router">[\s\S]*?<\/tr>/)![0];
+    // Rate by rate: at each rate the stages sit next to each other.
+    expect([...table.matchAll(/<tr data-stage="([^"]+)" data-rate="(\d+)"/g)].map((m) => `${m[1]}@${m[2]}`)).toEqual([
+      'legacy@40',
+      'event-router@40',
+      'legacy@400',
+      'event-router@400',
+    ]);
+    const legacy = table.match(/<tr data-stage="legacy" data-rate="400">[\s\S]*?<\/tr>/)![0];
+    for (const text of ['400 / 212', '1,234 (56,789)', '87 / 32', '4,321', 'n=120', '3,456', '420', '9,100', 'n=1,970']) expect(legacy).toContain(text);
+    // The three places most waited on, largest first; the fourth is left out.
+    expect(legacy).toMatch(/hypervisors by scheduler_v1 <span class="n">40<\/span>, events by cloud <span class="n">17<\/span>, events by dobe/);
+    expect(legacy).not.toContain('droplets by cloud');
+    const router = table.match(/<tr data-stage="event-router" data-rate="40">[\s\S]*?<\/tr>/)![0];
     expect(router).toContain('n/a (n=60)');
+    expect(router).toContain('—');
     expect(renderReportHtml(realisticReport())).not.toContain('class="contention"');
   });
 
