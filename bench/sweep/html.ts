@@ -16,7 +16,7 @@ const METRICS: Metric[] = [
   { key: 'polling', title: 'Polling queries per second (server, idle)', unit: '/s', value: (r) => r.polling_queries_per_s, log: true },
   { key: 'p99', title: 'Event delivery latency p99 (only from n ≥ 100)', unit: ' ms', value: (r) => r.latency_ms.p99, log: true },
   { key: 'p50', title: 'Event delivery latency p50 (only from n ≥ 20)', unit: ' ms', value: (r) => r.latency_ms.p50, log: true },
-  { key: 'errors', title: 'Cloud error rate', unit: '', value: (r) => r.cloud_error_rate, log: false },
+  { key: 'errors', title: 'Cloud error rate (%)', unit: '%', value: (r) => Math.round(r.cloud_error_rate * 1000) / 10, log: false },
   { key: 'cpu', title: 'mariadbd CPU (cores)', unit: '', value: (r) => r.mariadbd_cpu_cores, log: false },
   { key: 'rss', title: 'mariadbd memory (MB)', unit: ' MB', value: (r) => r.mariadbd_rss_mb, log: false },
 ];
