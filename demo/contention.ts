@@ -62,7 +62,7 @@ export async function measureContention(
   const stats = await traffic.stop();
   const elapsed = (performance.now() - started) / 1000;
   const after = await readServerCounters(db);
-  const server = backlog.stop();
+  const server = await backlog.stop();
   return {
     rate_per_s: rate,
     seconds,

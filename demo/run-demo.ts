@@ -449,7 +449,7 @@ async function runStage(name: StageName, ctx: StageContext): Promise<StageReport
   }
   const trafficStats = await traffic.stop();
   const serverAfter = await readServerCounters(ctx.db, ctx.serverPid);
-  const threads = backlog.stop().threads_running;
+  const threads = (await backlog.stop()).threads_running;
   const serverRss = ctx.serverPid ? (await readProcessMemory(ctx.serverPid)).rssBytes : 0;
   const cloudLatency = summarizeLatency(trafficStats.latenciesMs);
   const measuredAt = new Date();

@@ -48,7 +48,7 @@ interface LockWait {
  *
  * @example
  *   const watch = watchServerBacklog(db, { detail: true });
- *   … const { threads_running, lock_waits_seen } = watch.stop();
+ *   … const { threads_running, lock_waits_seen } = await watch.stop();
  */
 export function watchServerBacklog(db: Knex, options: BacklogWatchOptions = {}) {
   const intervalMs = options.intervalMs ?? 500;
@@ -86,20 +86,29 @@ export function watchServerBacklog(db: Knex, options: BacklogWatchOptions = {}) 
     unfinishedPeak = Math.max(unfinishedPeak, Number(queue.n));
   }
 
+  async function sample(): Promise<void> {
+    threads.push(await readThreadsRunning(db));
+    if (options.detail) await sampleDetail();
+  }
+
+  let inFlight: Promise<void> = Promise.resolve();
   const timer = setInterval(() => {
     if (busy) return;
     busy = true;
-    (async () => {
-      threads.push(await readThreadsRunning(db));
-      if (options.detail) await sampleDetail();
-    })()
+    inFlight = sample()
       .catch(() => {})
       .finally(() => (busy = false));
   }, intervalMs);
 
   return {
-    stop(): BacklogSummary {
+    /**
+     * Stops sampling and summarises. The sample in flight is waited for and one last one is taken,
+     * so even a burst shorter than the interval on a stalled server has a sample.
+     */
+    async stop(): Promise<BacklogSummary> {
       clearInterval(timer);
+      await inFlight;
+      await sample().catch(() => {});
       const n = threads.length;
       const summary: BacklogSummary = {
         threads_running: {
