@@ -7,7 +7,7 @@ import type { AgentStats } from './agent-stats.ts';
 import { createAgentStats } from './agent-stats.ts';
 import { readEventDelivery, routedToRouter, type DeliverySource, type EventDeliveryState } from '../lib/cutover/event-delivery.ts';
 import { resourceDelta, type HostState } from '../domain/completion.ts';
-import type { AgentCore, PollingMode, PollingModeFactory } from './polling-mode.ts';
+import type { AgentCore, LeasedConnection, PollingMode, PollingModeFactory } from './polling-mode.ts';
 import { startRouterSession, type HeldEvent, type RouterSession } from './router-client.ts';
 import type { HostProfile } from './host-metrics.ts';
 
@@ -147,6 +147,28 @@ export function createDobeAgent(options: DobeAgentOptions): DobeAgent {
     return dual && state !== undefined && region !== undefined && routedToRouter(state, options.serverId, region);
   }
 
+  /** Reads this host's row (and, following the cutover, the `event-delivery` row) over `c`. */
+  async function readHost(c: Connection): Promise<void> {
+    const [rows] = await c.query<RowDataPacket[]>(
+      'SELECT s.name, s.cpus, s.memory, s.disk, s.error_count, s.state, s.memfree, s.diskfree_actual, s.vmcount, r.slug AS region FROM servers s JOIN regions r ON r.id = s.region_id WHERE s.id = ?',
+      [options.serverId],
+    );
+    const row = rows[0];
+    if (!row) throw new Error(`server ${options.serverId} does not exist`);
+    host = { memfree: row.memfree, diskfree_actual: row.diskfree_actual, vmcount: row.vmcount };
+    region ??= String(row.region);
+    profile = {
+      name: String(row.name),
+      region,
+      cpus: Number(row.cpus),
+      memory_mb: Number(row.memory),
+      disk_gb: Number(row.disk),
+      error_count: Number(row.error_count),
+      state: String(row.state ?? ''),
+    };
+    if (dual) delivery = await readEventDelivery(c);
+  }
+
   async function connect(): Promise<Connection> {
     const c = await openConnection(options.db);
     c.on('error', (err) => {
@@ -162,30 +184,25 @@ export function createDobeAgent(options: DobeAgentOptions): DobeAgent {
     c.once('error', uncount);
     uncountCurrent = uncount;
     try {
-      const [rows] = await c.query<RowDataPacket[]>(
-        'SELECT s.name, s.cpus, s.memory, s.disk, s.error_count, s.state, s.memfree, s.diskfree_actual, s.vmcount, r.slug AS region FROM servers s JOIN regions r ON r.id = s.region_id WHERE s.id = ?',
-        [options.serverId],
-      );
-      const row = rows[0];
-      if (!row) throw new Error(`server ${options.serverId} does not exist`);
-      host = { memfree: row.memfree, diskfree_actual: row.diskfree_actual, vmcount: row.vmcount };
-      region ??= String(row.region);
-      profile = {
-        name: String(row.name),
-        region,
-        cpus: Number(row.cpus),
-        memory_mb: Number(row.memory),
-        disk_gb: Number(row.disk),
-        error_count: Number(row.error_count),
-        state: String(row.state ?? ''),
-      };
-      if (dual) delivery = await readEventDelivery(c);
+      await readHost(c);
     } catch (err) {
       uncount();
       c.destroy();
       throw err;
     }
     return c;
+  }
+
+  /** The host read over a connection the polling mode lends (a shared pool): the agent then opens none of its own. */
+  async function readHostOverLease(lease: () => Promise<LeasedConnection>): Promise<void> {
+    const leased = await lease();
+    try {
+      await readHost(leased.conn);
+      leased.release();
+    } catch (err) {
+      leased.destroy();
+      throw err;
+    }
   }
 
   async function drop(): Promise<void> {
@@ -304,6 +321,7 @@ export function createDobeAgent(options: DobeAgentOptions): DobeAgent {
     alive: () => runningLoop && !closed,
     source: () => source,
     async connect() {
+      if (polling?.lease && !conn) return readHostOverLease(polling.lease);
       conn ??= await connect();
     },
     run() {

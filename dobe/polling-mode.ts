@@ -51,8 +51,20 @@ export interface AgentCore {
   enterRouter(carry: HeldEvent[]): Promise<void>;
 }
 
+/** A connection lent by a polling mode for one short read; given back with `release`, or `destroy` after an error. */
+export interface LeasedConnection {
+  conn: Connection;
+  release(): void;
+  destroy(): void;
+}
+
 /** A running polling mode of one agent. */
 export interface PollingMode {
+  /**
+   * Where the mode shares connections (a pooler in front of MySQL): lends one for the agent's own
+   * reads at connect, so the agent never opens a connection of its own. Absent: the agent holds one.
+   */
+  lease?(): Promise<LeasedConnection>;
   /** Starts polling after the agent's first connect (spread over one interval so a fleet does not stampede). */
   start(): void;
   /** Polls again after the router sent the host back; `leftover` are events held from the router, to finish first. */

@@ -178,9 +178,15 @@ function godQueryPolling(core: AgentCore, sql: string, multiplex: number | undef
   }
 
   return {
+    ...(pool
+      ? {
+          async lease() {
+            const c = await pool.getConnection();
+            return { conn: c, release: () => c.release(), destroy: () => c.destroy() };
+          },
+        }
+      : {}),
     start() {
-      // Multiplexed: the agent's own connection (opened to read its host) goes back; the pool serves its polls.
-      if (pool) void core.dropConnection();
       lastReport = Date.now();
       // connect() has just read the cutover row: the next read comes within modeCheckEvery polls (the next one, by default).
       polls = 1;

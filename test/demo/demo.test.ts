@@ -63,7 +63,7 @@ describe('npm run demo (small)', () => {
       progress: createProgress(process.stderr, { quiet: true }),
       env: { MYSQL_URL: formatMysqlUrl(inject('dbAdmin')) },
     });
-  }, 400_000);
+  }, 600_000);
 
   it('runs the five stages in order, loses nothing, doubles nothing, over-commits no host', () => {
     expect(report.failed).toBeUndefined();
