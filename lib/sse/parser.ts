@@ -16,6 +16,8 @@ export interface SseMessage {
  *   const p = createSseParser((m) => console.log(m.id, m.data));
  *   res.on('data', (chunk) => p.push(chunk));
  */
+const LINE_END = /[\r\n]/;
+
 export function createSseParser(
   onMessage: (message: SseMessage) => void,
   hooks: { onComment?: (text: string) => void; onRetry?: (ms: number) => void } = {},
@@ -50,9 +52,18 @@ export function createSseParser(
     else if (field === 'retry' && /^\d+$/.test(value)) hooks.onRetry?.(Number(value));
   }
 
+  /** Chunks with no line end in them, held until one comes: a large message is joined once, not rescanned per chunk. */
+  let held: string[] = [];
+
   return {
     push(chunk: string) {
-      buffer += chunk;
+      // A chunk with no line end cannot complete a line, unless the text before it ended with a lone \r.
+      if (!LINE_END.test(chunk) && !(held.length === 0 && buffer.endsWith('\r'))) {
+        held.push(chunk);
+        return;
+      }
+      buffer += held.length > 0 ? held.join('') + chunk : chunk;
+      held = [];
       for (;;) {
         const m = /\r\n|\r|\n/.exec(buffer);
         if (!m) break;
