@@ -98,7 +98,7 @@ export const modules = [
   {
     file: 'harpoon/change-log.ts',
     guards: 'the change log every subscriber resumes from',
-    tests: ['test/harpoon/writes.test.ts', 'test/harpoon/stream.test.ts'],
+    tests: ['test/harpoon/change-log.test.ts', 'test/harpoon/stream.test.ts'],
   },
   {
     file: 'harpoon/stream.ts',
