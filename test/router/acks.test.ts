@@ -1,8 +1,17 @@
 import type { Pool } from 'mysql2/promise';
+import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createAckSlots } from '../../router/acks.ts';
+import { createMysqlEventSource } from '../../legacy/router/mysql-source.ts';
 import { createMysqlPool } from '../../lib/db/mysql-pool.ts';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { silentLogger } from '../../lib/logger.ts';
+import { createAckProcessor, createAckSlots } from '../../router/acks.ts';
+import type { EventSource } from '../../router/event-source.ts';
+import { createRouterMetrics } from '../../router/metrics.ts';
+import { routerSettings } from '../../router/options.ts';
+import { createStreamHub, type StreamHub } from '../../router/streams.ts';
+import { agentEvent } from '../helpers/agent-event.ts';
+import { TEST_HV_KEYS, createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { insertEvent, seedWorld } from '../helpers/seeded.ts';
 
 /** Ack slots (router/acks.ts): acks never take the poll's connection, whatever their number. */
 describe('ack slots', () => {
@@ -77,3 +86,107 @@ describe('ack slots', () => {
     expect(peak).toBe(POOL - 1);
   });
 });
+
+/**
+ * The ack processor (router/acks.ts) on the MySQL source, as the router wires it, without HTTP: what an
+ * agent's acks record, and that a batch with another host's event records nothing.
+ */
+describe('acknowledgements', () => {
+  let t: TestDatabase;
+  let pool: Pool;
+  let registry: Registry;
+  let hub: StreamHub;
+  let source: EventSource;
+  let acks: ReturnType<typeof createAckProcessor>;
+
+  beforeAll(async () => {
+    t = await createTestDatabase('router_ack_processor');
+    await seedWorld(t.db, { hypervisors: 3, regions: 1 });
+    await t.db('events').del();
+    pool = createMysqlPool(t.service('event_router'), 4);
+    registry = new Registry();
+    const metric = createRouterMetrics(registry, { connected: () => 0, inflight: () => 0, source: () => 'mysql', harpoonConnected: () => false, harpoonCursor: () => undefined });
+    const log = silentLogger();
+    hub = createStreamHub({ metric, log });
+    const slots = createAckSlots(pool, 4);
+    const settings = routerSettings({ db: t.service('event_router'), region: 'nyc1', hypervisorKeys: TEST_HV_KEYS, legacySource: createMysqlEventSource });
+    source = createMysqlEventSource({
+      settings, regionId: 1, pool, hub, metric, log, countQuery: () => {}, withAckConnection: slots.withConnection, withAckSlot: slots.withSlot,
+      claimsSettled: () => {}, closed: () => false,
+    });
+    acks = createAckProcessor({ hub, metric });
+  });
+  afterAll(async () => {
+    await pool?.end();
+    await t?.drop();
+  });
+
+  const item = (eventId: number) => ({ eventId, receivedAt: new Date() });
+  const status = async (id: number) => (await t.db('events').where({ id }).first()).status as string;
+  const executions = async (id: number) => (await t.db('event_executions').where({ event_id: id })).length;
+  async function counter(name: string): Promise<number> {
+    return (await registry.getSingleMetric(name)!.get()).values.reduce((sum, v) => sum + v.value, 0);
+  }
+
+  it('records a running event of its own host once; a repeat, in the same batch or later, is a duplicate', async () => {
+    const id = await insertEvent(t.db, { type: 'reboot', region_id: 1, server_id: 1, status: 'running' });
+    const [ackedBefore, dupBefore, countBefore] = [await counter('router_events_acked_total'), await counter('router_ack_duplicates_total'), acks.acked()];
+    expect(await acks.acknowledge(1, [item(id), item(id)], source)).toEqual([
+      { event_id: id, outcome: 'acked' },
+      { event_id: id, outcome: 'duplicate' },
+    ]);
+    expect(await acks.acknowledge(1, [item(id)], source)).toEqual([{ event_id: id, outcome: 'duplicate' }]);
+    expect(await status(id)).toBe('done');
+    expect(await executions(id)).toBe(1);
+    expect(await counter('router_events_acked_total')).toBe(ackedBefore + 1);
+    expect(await counter('router_ack_duplicates_total')).toBe(dupBefore + 2);
+    expect(acks.acked()).toBe(countBefore + 1);
+  });
+
+  it('an event never claimed is not_claimed, an unknown one not_found; neither is recorded or counted', async () => {
+    const pending = await insertEvent(t.db, { type: 'reboot', region_id: 1, server_id: 1 });
+    const acked = await counter('router_events_acked_total');
+    expect(await acks.acknowledge(1, [item(pending), item(987_654_321)], source)).toEqual([
+      { event_id: pending, outcome: 'not_claimed' },
+      { event_id: 987_654_321, outcome: 'not_found' },
+    ]);
+    expect(await status(pending)).toBe('pending');
+    expect(await executions(pending)).toBe(0);
+    expect(await counter('router_events_acked_total')).toBe(acked);
+  });
+
+  it("a batch holding another host's event is refused whole (403): not even the own host's events are recorded", async () => {
+    const mine = await insertEvent(t.db, { type: 'reboot', region_id: 1, server_id: 1, status: 'running' });
+    const theirs = await insertEvent(t.db, { type: 'reboot', region_id: 1, server_id: 2, status: 'running' });
+    await expect(acks.acknowledge(1, [item(mine), item(theirs)], source)).rejects.toMatchObject({ code: 'ROUTER_ERR_FORBIDDEN', status: 403 });
+    expect([await status(mine), await status(theirs)]).toEqual(['running', 'running']);
+    expect(await executions(mine)).toBe(0);
+    expect(await executions(theirs)).toBe(0);
+  });
+
+  it("an event this router delivered is acked from memory, even before its claim got through, and leaves the router's in-flight set", async () => {
+    const id = await insertEvent(t.db, { type: 'reboot', region_id: 1, server_id: 3 });
+    hub.deliver(agentEvent({ event_id: id, server_id: 3, event_status: 'pending' }), true);
+    expect(hub.inflight.has(id)).toBe(true);
+    expect(await acks.acknowledge(3, [item(id)], source)).toEqual([{ event_id: id, outcome: 'acked' }]);
+    expect(await status(id)).toBe('done');
+    expect(await executions(id)).toBe(1);
+    expect(hub.inflight.has(id)).toBe(false);
+    // In memory for another host: refused like one read from the table.
+    const other = await insertEvent(t.db, { type: 'reboot', region_id: 1, server_id: 3, status: 'running' });
+    hub.deliver(agentEvent({ event_id: other, server_id: 3 }), true);
+    await expect(acks.acknowledge(1, [item(other)], source)).rejects.toMatchObject({ code: 'ROUTER_ERR_FORBIDDEN' });
+    expect(hub.inflight.has(other)).toBe(true);
+  });
+
+  it('two acks of one event at once in this process: one records, the other is a duplicate; nothing is left pending', async () => {
+    for (let round = 0; round < 3; round++) {
+      const id = await insertEvent(t.db, { type: 'reboot', region_id: 1, server_id: 2, status: 'running' });
+      const outcomes = await Promise.all([acks.acknowledge(2, [item(id)], source), acks.acknowledge(2, [item(id)], source)]);
+      expect(outcomes.flat().map((r) => r.outcome).sort()).toEqual(['acked', 'duplicate']);
+      expect(await executions(id)).toBe(1);
+    }
+    expect(acks.pending()).toEqual([]);
+  });
+});
+
