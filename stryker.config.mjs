@@ -93,7 +93,7 @@ export const modules = [
   {
     file: 'harpoon/write-batch.ts',
     guards: "Harpoon's write batch: each write once, in order",
-    tests: ['test/harpoon/writes.test.ts'],
+    tests: ['test/harpoon/write-batch.test.ts'],
   },
   {
     file: 'harpoon/change-log.ts',
