@@ -43,8 +43,12 @@ describe.each([{ returning: true }, { returning: false }])('writeBatch (returnin
     kind: 'change', input: { id, ...input }, ...(only ? { only: { ...only, token: 'router-nyc1' } } : {}),
   });
   const ok = (o: OpOutcome | undefined) => {
-    if (!o?.ok) throw new Error(`expected ok, got ${JSON.stringify(o)}`);
-    return 'create' in o ? o.create : o.status;
+    if (!o?.ok || !('create' in o)) throw new Error(`expected a create, got ${JSON.stringify(o)}`);
+    return o.create;
+  };
+  const okChange = (o: OpOutcome | undefined) => {
+    if (!o?.ok || !('status' in o)) throw new Error(`expected a status change, got ${JSON.stringify(o)}`);
+    return o.status;
   };
   const code = (o: OpOutcome | undefined) => (o && !o.ok ? o.error.code : undefined);
   const logOf = (ids: number[]) => t.db('event_log').whereIn('event_id', ids).orderBy('id').select('id', 'event_id', 'kind', 'status', 'server_id', 'committed_at');
@@ -109,14 +113,14 @@ describe.each([{ returning: true }, { returning: false }])('writeBatch (returnin
       change(987_654, { status: 'running' }),
       change(b, { status: 'error' }),
     ]);
-    expect(ok(res.outcomes[0])).toMatchObject({ changed: true, event: { status: 'running', started_at: '2026-12-07T05:00:00.123Z', finished_at: null } });
-    expect(ok(res.outcomes[1])).toMatchObject({ changed: true, event: { status: 'done', message: 'ok', finished_at: '2026-12-07T05:00:00.123Z' } });
-    expect(ok(res.outcomes[2])).toMatchObject({ changed: true, event: { status: 'error', message: 'no host', finished_at: '2026-12-07T05:00:00.123Z' } });
+    expect(okChange(res.outcomes[0])).toMatchObject({ changed: true, event: { status: 'running', started_at: '2026-12-07T05:00:00.123Z', finished_at: null } });
+    expect(okChange(res.outcomes[1])).toMatchObject({ changed: true, event: { status: 'done', message: 'ok', finished_at: '2026-12-07T05:00:00.123Z' } });
+    expect(okChange(res.outcomes[2])).toMatchObject({ changed: true, event: { status: 'error', message: 'no host', finished_at: '2026-12-07T05:00:00.123Z' } });
     expect(res.outcomes[3]).toMatchObject({ ok: false, error: { code: 'HARPOON_ERR_ILLEGAL_TRANSITION', message: `event ${c} is pending; it cannot become done (allowed: running, error); nothing was changed` } });
     // A started_at already there stays.
-    expect(ok(res.outcomes[4])).toMatchObject({ event: { started_at: '2020-01-01T00:00:00.000Z' } });
+    expect(okChange(res.outcomes[4])).toMatchObject({ event: { started_at: '2020-01-01T00:00:00.000Z' } });
     expect(res.outcomes[5]).toMatchObject({ ok: false, error: { code: 'HARPOON_ERR_NOT_FOUND', message: 'event 987654 does not exist; nothing was changed' } });
-    expect(ok(res.outcomes[6])).toMatchObject({ changed: false, event: { status: 'error' } });
+    expect(okChange(res.outcomes[6])).toMatchObject({ changed: false, event: { status: 'error' } });
     const rows = await t.db('events').whereIn('id', ids).orderBy('id').select('status', 'message', 'started_at', 'finished_at');
     expect(rows).toEqual([
       { status: 'done', message: 'ok', started_at: '2026-12-07 05:00:00.123', finished_at: '2026-12-07 05:00:00.123' },
@@ -140,8 +144,8 @@ describe.each([{ returning: true }, { returning: false }])('writeBatch (returnin
     const [a, b] = (await write([create({}), create({})])).outcomes.map((o) => ok(o).event.id) as [number, number];
     await write([change(b, { status: 'running' })]);
     const res = await write([change(a, { server_id: h1 }), change(a, { server_id: h1 }), change(a, { server_id: h2 }), change(b, { server_id: h1 })]);
-    expect(ok(res.outcomes[0])).toMatchObject({ changed: true, event: { server_id: h1, available_at: '2026-12-07T05:00:00.123Z', status: 'pending' } });
-    expect(ok(res.outcomes[1])).toMatchObject({ changed: false });
+    expect(okChange(res.outcomes[0])).toMatchObject({ changed: true, event: { server_id: h1, available_at: '2026-12-07T05:00:00.123Z', status: 'pending' } });
+    expect(okChange(res.outcomes[1])).toMatchObject({ changed: false });
     expect(res.outcomes[2]).toMatchObject({ error: { code: 'HARPOON_ERR_ALREADY_PLACED', message: `event ${a} is placed on hypervisor ${h1}, not ${h2}; nothing was changed` } });
     expect(res.outcomes[3]).toMatchObject({ error: { code: 'HARPOON_ERR_ALREADY_PLACED', message: `event ${b} is running; only a pending event can be placed` } });
     expect(res.changes.map((c) => [c.event.id, c.kind])).toEqual([[a, 'placed']]);
