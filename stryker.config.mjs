@@ -60,7 +60,7 @@ export const modules = [
   {
     file: 'scheduler/claims.ts',
     guards: 'Scheduler V2 places each event once: replicas claim regions/events',
-    tests: ['test/scheduler/race.test.ts', 'test/scheduler/scheduler-v2.test.ts'],
+    tests: ['test/scheduler/claims.test.ts', 'test/scheduler/race.test.ts', 'test/scheduler/scheduler-v2.test.ts'],
   },
   {
     file: 'legacy/dobe/execute.ts',

@@ -166,4 +166,25 @@ describe('Scheduler V2 committing and failing placements', () => {
     expect(await placedOn([mine.event_id, theirs.event_id])).toEqual([null, null]);
     expect(await generation(h)).toBe(0);
   });
+  it('a fence closing one region of the round fences only that region: the other commits', async () => {
+    const h = await host(4);
+    const open = await intent('r1', h);
+    const closed = { ...(await intent('r1', h)), region_id: 2 };
+    const onlyRegion1 = async () => (region: number) => region === 1;
+    const result = await commitRound(t.db, 'r1', [open, closed], RESERVED, onlyRegion1);
+    expect(result.committed.map((i) => i.event_id)).toEqual([open.event_id]);
+    expect(result.fenced.map((i) => i.event_id)).toEqual([closed.event_id]);
+    expect(await placedOn([open.event_id, closed.event_id])).toEqual([h, null]);
+  });
+
+  it('stores a decision summary whole up to 1024 characters and cuts a longer one to 1024 with an ellipsis', async () => {
+    const h = await host(4);
+    const exact = await intent('r1', h);
+    exact.decision.summary = 'x'.repeat(1024);
+    const long = await intent('r1', h);
+    long.decision.summary = 'y'.repeat(3000);
+    await commitRound(t.db, 'r1', [exact, long], RESERVED);
+    const summaries = await t.db('placement_decisions').whereIn('event_id', [exact.event_id, long.event_id]).orderBy('event_id').pluck('summary');
+    expect(summaries).toEqual(['x'.repeat(1024), 'y'.repeat(1023) + '…']);
+  });
 });
