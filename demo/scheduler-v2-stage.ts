@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { HOST_RESERVED } from '../domain/catalog.ts';
 import { checkInvariants } from '../lib/invariants.ts';
+import { StranglerError } from '../lib/errors.ts';
 import type { CutoverController } from '../proxy/cutover/controller.ts';
 import { loadDefaultPlan, stepRouting, validatePlan, type CutoverPlan, type Gate, type PlanStep } from '../proxy/cutover/plan.ts';
 import type { SchedulerV2 } from '../scheduler/create-scheduler-v2.ts';
@@ -93,16 +94,29 @@ export interface SchedulingStep {
 
 /** V2's shadow counts summed over the replicas (each judges every V1 decision). */
 export function shadowTotals(replicas: readonly SchedulerV2[]): ShadowStats {
-  const total: ShadowStats = { judged: 0, agree: 0, differ: 0, by_category: {}, agreement_ratio: null };
+  const total: ShadowStats = { judged: 0, agree: 0, differ: 0, by_category: {}, agree_by_category: {}, agreement_ratio: null };
   for (const r of replicas) {
     const s = r.shadowStats();
     total.judged += s.judged;
     total.agree += s.agree;
     total.differ += s.differ;
     for (const [c, n] of Object.entries(s.by_category)) total.by_category[c] = (total.by_category[c] ?? 0) + n;
+    for (const [c, n] of Object.entries(s.agree_by_category)) total.agree_by_category[c] = (total.agree_by_category[c] ?? 0) + n;
   }
   total.agreement_ratio = total.judged > 0 ? total.agree / total.judged : null;
   return total;
+}
+
+/** Counts by category, largest first: `ranked-lower 12, filtered-metrics-stale 3`, or `none`. */
+function byCategory(counts: Readonly<Record<string, number>>): string {
+  return Object.entries(counts).sort((a, b) => b[1] - a[1]).map(([c, n]) => `${c} ${n}`).join(', ') || 'none';
+}
+
+/** V2's shadow parity in one line, for the progress log and a failed stage's message. */
+export function shadowSummary(shadow: ShadowStats): string {
+  if (shadow.agreement_ratio === null) return 'no shadow judgement yet';
+  const agreedEarlier = Object.keys(shadow.agree_by_category).length > 0 ? ` (of which ${byCategory(shadow.agree_by_category)})` : '';
+  return `shadow agreement ${(shadow.agreement_ratio * 100).toFixed(1)}% of ${shadow.judged} judgements${agreedEarlier}; differences: ${byCategory(shadow.by_category)}`;
 }
 
 /**
@@ -137,7 +151,7 @@ export async function advanceScheduling(options: {
       const seconds = Math.round((Date.now() - began) / 100) / 10;
       const shadow = shadowTotals(options.replicas);
       progress.log(
-        `scheduler-v2: every replica follows scheduling step ${after.step}/${after.steps} ${after.step_name} (${seconds}s)${shadow.agreement_ratio === null ? '' : `; shadow agreement so far ${(shadow.agreement_ratio * 100).toFixed(1)}% of ${shadow.judged} judgements`}`,
+        `scheduler-v2: every replica follows scheduling step ${after.step}/${after.steps} ${after.step_name} (${seconds}s)${shadow.agreement_ratio === null ? '' : `; so far ${shadowSummary(shadow)}`}`,
       );
       done.push({ step: after.step, name: after.step_name, seconds });
       began = Date.now();
@@ -173,6 +187,10 @@ export async function runSchedulerV2Stage(options: {
   let analysis: StepAnalysis[];
   try {
     ({ steps, analysis } = await advanceScheduling({ ...options, replicas }));
+  } catch (err) {
+    // A parity gate that never opened must say why: the categories go into the failure the report keeps.
+    const code = err instanceof StranglerError ? err.code : 'DEMO_ERR_STAGE_FAILED';
+    throw new StranglerError(code, `${(err as Error).message}; ${shadowSummary(shadowTotals(replicas))}`, { cause: err });
   } finally {
     const t = await transition.stop();
     progress.log(`scheduler-v2: cutover done under traffic (${t.sent} requests, ${t.failed} failed) in ${Math.round((Date.now() - began) / 1000)}s`);
@@ -197,7 +215,8 @@ export async function runSchedulerV2Stage(options: {
     placements_by_v1: Number(placed.v1 ?? 0),
     shadow_judged: shadow.judged,
     shadow_agreement_pct: shadow.agreement_ratio === null ? 'n/a' : Math.round(shadow.agreement_ratio * 1000) / 10,
-    shadow_differences: Object.entries(shadow.by_category).sort((a, b) => b[1] - a[1]).map(([c, n]) => `${c} ${n}`).join(', ') || 'none',
+    shadow_differences: byCategory(shadow.by_category),
+    shadow_agreements_not_exact: byCategory(shadow.agree_by_category),
     overcommitted_hosts: invariants.overcommitted_hosts,
   };
   progress.log(

@@ -99,8 +99,13 @@ export function createSchedulerV2(options: SchedulerV2Options): SchedulerV2 {
   const shadow = createShadow({
     db,
     metrics,
-    rank: (regionId, request, rewindOf, userDroplets) =>
-      rankHosts(inventory.candidatesFor(inventory.store(), regionId, Date.now(), rewindOf), request, rankOptions({ verdicts: true, ...(userDroplets ? { userDroplets } : {}) })),
+    log,
+    rank: (regionId, request, rewindOf, userDroplets, choiceOnly = false) =>
+      rankHosts(
+        inventory.candidatesFor(inventory.store(), regionId, Date.now(), rewindOf),
+        request,
+        rankOptions({ ...(choiceOnly ? { top: 1 } : { verdicts: true }), ...(userDroplets ? { userDroplets } : {}) }),
+      ),
     prepare: async () => {
       const s = await inventory.ensureLoaded();
       await scraper.ensureFresh(scrapeIntervalMs);

@@ -42,6 +42,13 @@ export interface HostChange {
 export interface DecisionMoment {
   event_id: number;
   at_ms: number;
+  /**
+   * When V1 read the hosts' rows and busy list, if earlier than `at_ms`: V1 reads them once per pass
+   * and then places the pass's events one by one, so what finished in between is still busy (or, for
+   * a destroy, still there) in its view. Finishes from this moment on are undone; placements still
+   * from `at_ms`. Default `at_ms`.
+   */
+  read_ms?: number;
 }
 
 /** What to undo on one host for one moment (applied by HostStore.candidate). */
@@ -74,7 +81,7 @@ function placedSince(c: HostChange, m: DecisionMoment): boolean {
   return c.placed_ms > m.at_ms || (c.placed_ms === m.at_ms && c.id > m.event_id);
 }
 
-const finishedSince = (c: HostChange, m: DecisionMoment) => c.finished_ms !== null && c.finished_ms >= m.at_ms;
+const finishedSince = (c: HostChange, m: DecisionMoment) => c.finished_ms !== null && c.finished_ms >= (m.read_ms ?? m.at_ms);
 
 /**
  * Every host's rewind for one moment: hosts no change touched only leave

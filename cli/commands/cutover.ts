@@ -299,7 +299,8 @@ function shadowLines(shadow: Record<string, ShadowSummary>): string {
       if (s.error) return `${feature} shadow (${s.service}): unavailable: ${s.error}\n`;
       if (s.agreement_ratio === null) return `${feature} shadow (${who}): no decisions judged yet\n`;
       const diffs = Object.entries(s.by_category).map(([c, n]) => `${c} ${n}`).join(', ');
-      return `${feature} shadow (${who}): ${(s.agreement_ratio * 100).toFixed(1)}% agree (${s.agree}/${s.judged})${diffs ? `; differences: ${diffs}` : ''}\n`;
+      const agreed = Object.entries(s.agree_by_category ?? {}).map(([c, n]) => `${c} ${n}`).join(', ');
+      return `${feature} shadow (${who}): ${(s.agreement_ratio * 100).toFixed(1)}% agree (${s.agree}/${s.judged}${agreed ? `, of which ${agreed}` : ''})${diffs ? `; differences: ${diffs}` : ''}\n`;
     })
     .join('');
 }

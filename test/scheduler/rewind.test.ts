@@ -49,6 +49,23 @@ describe('rewindTo', () => {
     expect(of(3)).toMatchObject({ busy: [], ledger_memory: 0, reported: [] });
   });
 
+  it('with an earlier read moment, undoes the finishes since the read but the placements only since the decision', () => {
+    const changes = [
+      change({ id: 5, server_id: 1, placed_ms: T - 3000, finished_ms: T - 500 }), // finished between V1's read and its placement
+      change({ id: 6, server_id: 2, placed_ms: T - 800, finished_ms: T - 300 }), // placed by V1 earlier in the pass, executed since
+      change({ id: 7, server_id: 3, type: 'destroy', placed_ms: T - 2000, finished_ms: T - 200, droplet_status: 'archived' }),
+      change({ id: 10, server_id: 4, placed_ms: T, finished_ms: T + 400 }), // the decided one
+    ];
+    const read = rewindTo(changes, { event_id: 10, at_ms: T, read_ms: T - 1000 });
+    expect(read(1).busy.map((b) => b.id)).toEqual([5]);
+    expect(read(2)).toMatchObject({ skip: new Set(), busy: [{ id: 6, type: 'create' }] });
+    expect(read(3)).toMatchObject({ ledger_memory: -2048, ledger_count: 1 });
+    expect(read(4)).toMatchObject({ skip: new Set([10]), ledger_memory: 2048 });
+    // As of the placement itself, those finishes stand.
+    const placed = rewindTo(changes, { event_id: 10, at_ms: T });
+    expect([read, placed].map((of) => of(1).busy.length + of(2).busy.length + of(3).ledger_count)).toEqual([3, 0]);
+  });
+
   it("takes the creates placed since out of the customer's droplet counts", () => {
     const changes = [change({ id: 10, server_id: 1 }), change({ id: 11, server_id: 2 }), change({ id: 12, server_id: 2, customer_id: 2 })];
     const now = new Map([

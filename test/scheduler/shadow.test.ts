@@ -92,7 +92,7 @@ describe('Scheduler V2 shadow mode', () => {
       'nyc1-hv0003',
       'nyc1-hv0004',
     ]);
-    expect(await shadow.shadowOnce()).toEqual({ judged: 3, agree: 3, differ: 0, by_category: {}, agreement_ratio: 1 });
+    expect(await shadow.shadowOnce()).toEqual({ judged: 3, agree: 3, differ: 0, by_category: {}, agree_by_category: {}, agreement_ratio: 1 });
     // Another policy disagrees where it ranks V1's host lower: bin-pack prefers the fullest host.
     const other = await binPack.shadowOnce();
     expect(other.judged).toBe(3);
@@ -120,6 +120,7 @@ describe('Scheduler V2 shadow mode', () => {
       agree: 3,
       differ: 2,
       by_category: { 'filtered-too-many-errors': 1, 'filtered-metrics-stale': 1 },
+      agree_by_category: {},
       agreement_ratio: 0.6,
     });
   });
@@ -147,5 +148,125 @@ describe('Scheduler V2 shadow mode', () => {
     expect(Number((await t.db('events').whereNotNull('claimed_by').count({ n: '*' }).first())!.n)).toBe(0);
     expect(await t.db('servers').pluck('generation')).toEqual([0, 0, 0, 0, 0]);
     expect(shadow.shadowStats().agreement_ratio).toBeCloseTo(4 / 7);
+  });
+});
+
+/**
+ * V1 reads the hosts once per pass and places the pass's events one by one, so it ranks an event
+ * with rows read before its placement. The rows below are what such a pass leaves, written by hand
+ * so the interleaving is exact: a create on the best host finishes between V1's read and its
+ * placement of the next event.
+ */
+describe('Scheduler V2 shadow mode: V1 placing with rows read earlier in its pass', () => {
+  let t: TestDatabase;
+  let nyc1: HostMetricsServer;
+  let shadow: SchedulerV2;
+  let binPack: SchedulerV2;
+  const HOST = { region_id: 1, cpus: 24, memory: 131072, disk: 1920, vmcount: 10, diskfree_actual: 1500, error_count: 0, state: '' };
+  const SERVERS = [
+    { id: 1, name: 'nyc1-hv0001', ...HOST, memfree: 100000 },
+    { id: 2, name: 'nyc1-hv0002', ...HOST, memfree: 90000 },
+    { id: 3, name: 'nyc1-hv0003', ...HOST, memfree: 80000 },
+  ];
+  const at = (ms: number) => t.db.raw('FROM_UNIXTIME(? / 1000)', [ms]);
+  let customer = 0;
+  /** Each test's timeline lies after the previous one's, all in the past. */
+  let clock = Date.now() - 120_000;
+  const timeline = () => (clock += 20_000);
+
+  /** The agents' latest reports are fresh (each test's changes are in the past, so already in them). */
+  async function judge(replica: SchedulerV2) {
+    for (const s of SERVERS) nyc1.set(s.name, { last_report_ms: Date.now() });
+    return replica.shadowOnce();
+  }
+
+  /** A create event and its droplet as V1 leaves them: created at `createdMs`, placed at `placedMs` on `serverId`. */
+  async function placed(serverId: number, createdMs: number, placedMs: number): Promise<number> {
+    const customerId = ++customer;
+    const [dropletId] = await t.db('droplets').insert({ customer_id: customerId, name: 'x', region_id: 1, size_id: 1, image_id: 1, server_id: serverId });
+    const [id] = await t.db('events').insert({ type: 'create', region_id: 1, droplet_id: Number(dropletId), customer_id: customerId, server_id: serverId, status: 'pending', created_at: at(createdMs), available_at: at(placedMs) });
+    return Number(id);
+  }
+
+  /** The agent finishes a create at `ms`: event done, host row and droplet updated, and its next report shows it. */
+  async function finished(eventId: number, serverId: number, ms: number): Promise<void> {
+    await t.db('events').where({ id: eventId }).update({ status: 'done', finished_at: at(ms) });
+    await t.db('droplets').where({ id: (await t.db('events').where({ id: eventId }).first()).droplet_id }).update({ status: 'active' });
+    await t.db('servers').where({ id: serverId }).update({ memfree: t.db.raw('memfree - 2048'), diskfree_actual: t.db.raw('diskfree_actual - 40'), vmcount: t.db.raw('vmcount + 1') });
+    const row = (await t.db('servers').where({ id: serverId }).first()) as (typeof SERVERS)[number];
+    nyc1.set(row.name, { memfree_mb: row.memfree, diskfree_gb: row.diskfree_actual, vmcount: row.vmcount });
+  }
+
+  beforeAll(async () => {
+    t = await createTestDatabase('scheduler_v2_shadow_read');
+    await t.db('regions').insert({ id: 1, slug: 'nyc1', name: 'New York 1' });
+    await t.db('sizes').insert({ id: 1, slug: '2gb', memory: 2048, vcpus: 2, disk: 40, price_monthly: 20 });
+    await t.db('images').insert({ id: 1, slug: 'debian-8-x64', name: 'Debian', distribution: 'Debian', min_disk_size: 20 });
+    await t.db('customers').insert(Array.from({ length: 20 }, (_, i) => ({ id: i + 1, email: `c${i + 1}@example.com`, name: `C${i + 1}`, api_token_sha256: String(i).padStart(64, '0') })));
+    await t.db('servers').insert(SERVERS);
+    nyc1 = await startHostMetricsServer(SERVERS.map((s) => metricsForServer(s, 'nyc1')));
+    const options = { db: t.service('scheduler_v2'), metricsEndpoints: [{ name: 'nyc1', url: nyc1.url }], mode: 'shadow' as const, scrapeIntervalMs: 1 };
+    shadow = createSchedulerV2({ ...options, replicaId: 'shadow-read' });
+    binPack = createSchedulerV2({ ...options, replicaId: 'shadow-read-binpack', policy: 'bin-pack' });
+    await shadow.shadowOnce();
+    await binPack.shadowOnce();
+  });
+
+  afterAll(async () => {
+    await shadow?.close();
+    await binPack?.close();
+    await nyc1?.close();
+    await t?.drop();
+  });
+
+  it('agrees when V1 read its rows while the best host was still busy, and says so', async () => {
+    const now = timeline();
+    // hv0001 is busy creating; K is created; V1 reads (hv0001 busy: hv0002 is its best); hv0001's create
+    // finishes (hv0001 still has the most memory free); V1 places K on hv0002.
+    const x = await placed(1, now - 4000, now - 3000);
+    const k = await placed(2, now - 2000, now - 1000);
+    await finished(x, 1, now - 1500);
+    expect(await judge(shadow)).toEqual({ judged: 2, agree: 2, differ: 0, by_category: {}, agree_by_category: { 'earlier-read': 1 }, agreement_ratio: 1 });
+    expect(await shadow.registry.metrics()).toContain('scheduler_v2_shadow_decisions_total{result="agree",category="earlier-read"} 1');
+    // A policy that really orders hosts otherwise still differs, whenever V1 may have read: bin-pack takes hv0003.
+    const other = await judge(binPack);
+    expect(other).toMatchObject({ judged: 2, differ: 2, by_category: { 'ranked-lower': 2 }, agree_by_category: {} });
+    await finished(k, 2, now - 500);
+  });
+
+  it('still differs when V1 cannot have read before the finish: its event did not exist yet', async () => {
+    const now = timeline();
+    const x = await placed(1, now - 4000, now - 3000);
+    await finished(x, 1, now - 2000);
+    // K was created after hv0001's create finished: V1 saw hv0001 free, with the most memory, and passed it over.
+    const k = await placed(2, now - 1500, now - 1000);
+    const stats = await judge(shadow);
+    expect(stats).toMatchObject({ judged: 4, agree: 3, differ: 1, by_category: { 'ranked-lower': 1 }, agree_by_category: { 'earlier-read': 1 } });
+    await finished(k, 2, now - 500);
+  });
+
+  it('still differs when V1 read after its previous pass, when the best host was free again', async () => {
+    const now = timeline();
+    const x = await placed(1, now - 5500, now - 5000);
+    // K is created, then M; a slow pass that read while hv0001 was busy places M (not K) on hv0002: V2 agrees as of that read.
+    const k = await placed(2, now - 4000, now - 1000);
+    const m = await placed(2, now - 3900, now - 2000);
+    await finished(x, 1, now - 3000);
+    await finished(m, 2, now - 1800);
+    // K, with the lower id, was not in that pass: V1 read for it after M's placement, when hv0001 was free.
+    const stats = await judge(shadow);
+    expect(stats).toMatchObject({ judged: 7, agree: 5, differ: 2, by_category: { 'ranked-lower': 2 }, agree_by_category: { 'earlier-read': 2 } });
+    await finished(k, 2, now - 500);
+  });
+
+  it('still differs when V2 filters V1 host, whenever V1 read', async () => {
+    const now = timeline();
+    const x = await placed(1, now - 4000, now - 3000);
+    await placed(2, now - 2000, now - 1000);
+    await finished(x, 1, now - 1500);
+    nyc1.set('nyc1-hv0002', { error_count: 5 });
+    const stats = await judge(shadow);
+    nyc1.set('nyc1-hv0002', { error_count: 0 });
+    expect(stats).toMatchObject({ judged: 9, agree: 6, differ: 3, by_category: { 'ranked-lower': 2, 'filtered-too-many-errors': 1 }, agree_by_category: { 'earlier-read': 2 } });
   });
 });
