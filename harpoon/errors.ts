@@ -9,6 +9,7 @@ export const HARPOON_ERRORS = defineErrors({
   HARPOON_ERR_FORBIDDEN: { status: 403, message: 'a customer token used on a service endpoint (writes, /v1/events, the stream), an inactive customer account, a service token without the scope, or a region-bound token (a router\'s) naming another region\'s events. Nothing was written.' },
   HARPOON_ERR_NOT_FOUND: { status: 404, message: 'no such event or action (another customer\'s actions also answer 404).' },
   HARPOON_ERR_VALIDATION: { status: 422, message: 'the JSON is well formed but a field is unknown, missing, of the wrong type or out of range; the message names it. Nothing was written.' },
+  HARPOON_ERR_WRONG_SERVER: { status: 422, message: 'a non-create event for a droplet names another hypervisor than the one the droplet\'s latest placed create event put it on, no hypervisor, or the droplet\'s create is not placed yet. Nothing was written.' },
   HARPOON_ERR_UNKNOWN_REGION: { status: 422, message: 'the region slug names no region; the message lists the valid ones. Nothing was written.' },
   HARPOON_ERR_UNKNOWN_SIZE: { status: 422, message: 'args.size names no size; the message lists the valid ones. Nothing was written.' },
   HARPOON_ERR_INVALID_QUERY: { status: 400, message: 'a query parameter is unknown, repeated or out of range (cursor, limit, page, per_page, filters).' },

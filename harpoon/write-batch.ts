@@ -6,6 +6,7 @@
 import type { PoolConnection, ResultSetHeader } from 'mysql2/promise';
 import type { StranglerError } from '../lib/errors.ts';
 import type { Catalog } from './catalog.ts';
+import { dropletPlacesStatement, isAddressedToDroplet, misaddressed, type DropletPlaceRow } from './droplet-servers.ts';
 import { harpoonError } from './errors.ts';
 import { EVENT_COLUMNS, logPayload, toEvent, type EventRow } from './store.ts';
 import { isoFromSql, sqlTime } from './time.ts';
@@ -93,10 +94,13 @@ interface Statement {
  * One group-commit transaction in two round trips (three when creates carry
  * keys), each a multi-statement query, so neither the batch nor the log
  * lock waits on the network between statements:
- *   1. BEGIN; [SELECT the keyed creates' events]; [INSERT the new events
- *      RETURNING id, when no create has a key]; [SELECT … FOR UPDATE the
- *      rows to change]
- *   2. (keyed creates only) INSERT the new events RETURNING id
+ *   1. BEGIN; [SELECT the keyed creates' events]; [SELECT where the event
+ *      data puts the droplets that non-create events name]; [INSERT the new
+ *      events RETURNING id, when neither of those was needed]; [SELECT …
+ *      FOR UPDATE the rows to change]
+ *   2. (keyed creates, or non-create events for droplets) INSERT the new
+ *      events that passed RETURNING id; one misaddressed
+ *      (HARPOON_ERR_WRONG_SERVER, harpoon/droplet-servers.ts) is not inserted
  *   3. [UPDATE the changed rows]; SELECT the log lock FOR UPDATE; INSERT
  *      into event_log RETURNING id; COMMIT
  * Ids come back from the server (RETURNING), never computed from insertId.
@@ -153,11 +157,21 @@ export async function writeBatch(conn: PoolConnection, ops: WriteOp[], catalog: 
       returning,
     );
 
-  // Without keys every create is new: its INSERT rides in the first round trip.
-  const early = keys.length === 0 ? creates : [];
+  // A non-create event for a droplet is checked against where the event data puts the droplet
+  // (harpoon/droplet-servers.ts) before anything is inserted, in this transaction.
+  const addressed = creates.filter(({ op }) => isAddressedToDroplet((op as Extract<WriteOp, { kind: 'create' }>).input));
+  // Without keys or such events every create is new and allowed: its INSERT rides in the first round trip.
+  const deferred = keys.length > 0 || addressed.length > 0;
+  const early = deferred ? [] : creates;
   const earlyRows = early.map(({ op }) => newRow(op as Extract<WriteOp, { kind: 'create' }>));
   const first: Statement[] = [{ sql: 'BEGIN' }];
+  const keyedAt = first.length;
   if (keys.length > 0) first.push({ sql: `SELECT ${EVENT_COLUMNS} FROM events WHERE harpoon_key IN (?)`, params: [keys] });
+  const placesAt = first.length;
+  if (addressed.length > 0) {
+    const droplets = [...new Set(creates.flatMap(({ op }) => { const d = (op as Extract<WriteOp, { kind: 'create' }>).input.droplet_id; return d === undefined || d === null ? [] : [d]; }))];
+    first.push(dropletPlacesStatement(droplets));
+  }
   const insertAt = first.length;
   if (earlyRows.length > 0) first.push(...insertEvents(earlyRows));
   const lockedAt = first.length;
@@ -178,9 +192,13 @@ export async function writeBatch(conn: PoolConnection, ops: WriteOp[], catalog: 
     };
     if (earlyRows.length > 0) record(early, earlyRows, returnedIds(results.slice(insertAt, lockedAt), returning));
 
-    if (keys.length > 0) {
+    if (deferred) {
       const byKey = new Map<string, EventRow>();
-      for (const row of results[1] as EventRow[]) byKey.set(row.harpoon_key!, row);
+      if (keys.length > 0) for (const row of results[keyedAt] as EventRow[]) byKey.set(row.harpoon_key!, row);
+      const refused =
+        addressed.length > 0
+          ? misaddressed(creates.map(({ op, i }) => ({ index: i, input: (op as Extract<WriteOp, { kind: 'create' }>).input })), results[placesAt] as DropletPlaceRow[])
+          : new Map<number, StranglerError>();
       const fresh: typeof creates = [];
       const seenKeys = new Map<string, number>();
       for (const c of creates) {
@@ -190,6 +208,8 @@ export async function writeBatch(conn: PoolConnection, ops: WriteOp[], catalog: 
           outcomes[c.i] = sameRequest(existing, c.op.input, c.op.regionId)
             ? { ok: true, create: { event: toEvent(existing, catalog), duplicate: true } }
             : { ok: false, error: harpoonError('HARPOON_ERR_KEY_CONFLICT', `key ${JSON.stringify(key)} already created event ${existing.id} (${existing.type}); nothing was written`) };
+        } else if (refused.has(c.i)) {
+          outcomes[c.i] = { ok: false, error: refused.get(c.i)! };
         } else if (key && seenKeys.has(key)) {
           // Two requests in one batch with the same key: the second is the first one's duplicate (resolved below).
           outcomes[c.i] = undefined;
