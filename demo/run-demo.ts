@@ -29,6 +29,7 @@ import { scrapeSum } from './scrape-sum.ts';
 import { eventCounts, eventLatency, executedEvents, maxEventId, unfinishedEvents } from './stage-metrics.ts';
 import { startTraffic } from './traffic.ts';
 import { measureContention, type ContentionOptions } from './contention.ts';
+import { legacyScaleNote } from './legacy-scale.ts';
 import { loadStackSecrets } from '../lib/secrets/stack-secrets.ts';
 import { freshKeyRing } from '../lib/auth/hypervisor-keys.ts';
 import { verifyLockdown, type LockdownVerification } from '../harpoon/verify-lockdown.ts';
@@ -102,6 +103,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   if (server.threadHandling !== threadHandling) {
     progress.log(`note: the legacy stage wanted thread_handling=${threadHandling}; this ${server.source} server runs ${server.threadHandling} (only a server the demo starts itself can be set)`);
   }
+  const scaleNote = legacyScaleNote(options.hypervisors, server.threadHandling, godQuery, multiplex);
+  if (scaleNote) progress.log(`note: ${scaleNote}`);
   const database = uniqueDatabaseName('strangler_demo');
   const admin = createKnex({ ...server.admin, database: undefined }, { poolMin: 1, poolMax: 2, connectTimeoutMs: 60_000 });
   let stack: Awaited<ReturnType<typeof startLegacyStack>> | undefined;
@@ -323,6 +326,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
           max_connections: server.maxConnections,
           thread_handling: server.threadHandling,
           god_query: godQuery,
+          ...(scaleNote ? { legacy_scale_note: scaleNote } : {}),
           agent_connections: multiplex ? `multiplexed: ${multiplex} per fleet process` : 'one per agent',
           ...(options.contention ? { contention_burst: `${options.contention.rates.join(', ')} requests/s, ${options.contention.seconds}s each, after each stage` } : {}),
           per_user_statistics: userStats,
