@@ -109,7 +109,7 @@ const byRate = rates.map((r) => {
         ? {
             row_lock_time: ratio(after.innodb_row_lock_time_ms, before.innodb_row_lock_time_ms),
             threads_running_mean: ratio(after.threads_running_mean, before.threads_running_mean),
-            oldest_statement_p99: ratio(after.oldest_statement_ms.p99 ?? 0, before.oldest_statement_ms.p99 ?? 0),
+            oldest_statement_max: ratio(after.oldest_statement_ms.max, before.oldest_statement_ms.max),
             cloud_p99: ratio(after.cloud_request_ms.p99 ?? 0, before.cloud_request_ms.p99 ?? 0),
           }
         : null,

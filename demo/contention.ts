@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import { summarizeLatency, type LatencySummary } from '../lib/metrics/sample-percentiles.ts';
 import type { Progress } from './progress.ts';
-import { watchServerBacklog } from './server-backlog.ts';
+import { watchServerBacklog, type OldestStatement } from './server-backlog.ts';
 import { readServerCounters } from './server-load.ts';
 import type { startTraffic } from './traffic.ts';
 
@@ -25,8 +25,8 @@ export interface ContentionReport {
   table_locks_waited: number;
   threads_running_peak: number;
   threads_running_mean: number;
-  /** The oldest statement running in the server at each sample (PROCESSLIST.TIME_MS), with n. */
-  oldest_statement_ms: LatencySummary;
+  /** The longest any statement had been running at a sample (PROCESSLIST.TIME_MS), and the number of samples. */
+  oldest_statement_ms: OldestStatement;
   lock_waiting_transactions_peak: number;
   /** Samples × waiting transactions by "table by user" (INNODB_TRX, INNODB_LOCKS). */
   lock_waits_seen: Record<string, number>;

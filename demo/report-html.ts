@@ -189,7 +189,7 @@ function renderContention(report: DemoReport): SafeHtml {
   return html`<h2>Locks and backlog under the same load</h2>
 <p class="dim">After each stage, bursts of ${rates.map((r) => formatInteger(r)).join(', ')} customer requests/s for ${formatInteger(seconds)} s each (creates, actions, destroys, reads), each drained before the next; figures from the server: SHOW GLOBAL STATUS deltas, and every 0.5 s Threads_running, the oldest running statement (PROCESSLIST), the transactions waiting for a lock and on which table (INNODB_TRX, INNODB_LOCKS), and the events pending or running.</p>
 <div class="table-wrap"><table class="contention"><thead><tr><th>Rate asked / reached</th><th>Stage</th><th class="num">Requests (failed)</th><th class="num">Row lock waits (ms)</th>
-<th class="num">Table locks waited</th><th class="num">Threads_running peak / mean</th><th class="num">Oldest statement p99</th><th>Lock waits seen (table by user)</th><th class="num">Events queued peak</th><th class="num">Cloud p50</th><th class="num">Cloud p99</th></tr></thead><tbody>
+<th class="num">Table locks waited</th><th class="num">Threads_running peak / mean</th><th class="num">Oldest statement ms (max)</th><th>Lock waits seen (table by user)</th><th class="num">Events queued peak</th><th class="num">Cloud p50</th><th class="num">Cloud p99</th></tr></thead><tbody>
 ${rates.flatMap((rate) =>
   stages.flatMap((stage) => {
     const c = stage.contention!.find((x) => x.rate_per_s === rate);
@@ -197,7 +197,7 @@ ${rates.flatMap((rate) =>
     return [html`<tr data-stage="${stage.name}" data-rate="${rate}"><td class="num">${formatInteger(rate)} / ${formatMeasure(c.achieved_rate_per_s)}</td><th scope="row">${stage.name}</th><td class="num">${formatInteger(c.requests_sent)} (${formatInteger(c.requests_failed)})</td>
 <td class="num">${formatInteger(c.innodb_row_lock_waits)} (${formatInteger(c.innodb_row_lock_time_ms)})</td><td class="num">${formatInteger(c.table_locks_waited)}</td>
 <td class="num">${formatInteger(c.threads_running_peak)} / ${formatMeasure(c.threads_running_mean)}</td>
-<td class="num">${renderPercentile(c.oldest_statement_ms.p99, c.oldest_statement_ms.n)}</td><td>${renderWaits(c.lock_waits_seen)}</td><td class="num">${formatInteger(c.events_unfinished_peak)}</td>
+<td class="num">${formatInteger(c.oldest_statement_ms.max)}<span class="dim n"> of ${formatInteger(c.oldest_statement_ms.n)} samples</span></td><td>${renderWaits(c.lock_waits_seen)}</td><td class="num">${formatInteger(c.events_unfinished_peak)}</td>
 <td class="num">${renderPercentile(c.cloud_request_ms.p50, c.cloud_request_ms.n)}</td><td class="num">${renderPercentile(c.cloud_request_ms.p99, c.cloud_request_ms.n)}</td></tr>`];
   }),
 )}

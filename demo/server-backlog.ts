@@ -1,5 +1,4 @@
 import type { Knex } from 'knex';
-import { summarizeLatency, type LatencySummary } from '../lib/metrics/sample-percentiles.ts';
 import { readThreadsRunning } from './server-load.ts';
 
 /**
@@ -10,8 +9,11 @@ import { readThreadsRunning } from './server-load.ts';
  */
 export interface BacklogSummary {
   threads_running: { peak: number; mean: number; n: number };
-  /** With `detail`: the age of the oldest running statement at each sample, as percentiles with n. */
-  oldest_statement_ms?: LatencySummary;
+  /**
+   * With `detail`: the longest any statement had been running at a sample, and how many samples there
+   * were. A maximum, not a percentile: a burst of seconds gives tens of samples, too few for a p99.
+   */
+  oldest_statement_ms?: OldestStatement;
   /** With `detail`: the most transactions seen waiting for a lock in one sample. */
   lock_waiting_transactions_peak?: number;
   /**
@@ -21,6 +23,12 @@ export interface BacklogSummary {
   lock_waits_seen?: Record<string, number>;
   /** With `detail`: the most events pending or running at one sample (the queue's own backlog). */
   events_unfinished_peak?: number;
+}
+
+/** The oldest running statement over the samples (PROCESSLIST.TIME_MS). */
+export interface OldestStatement {
+  max: number;
+  n: number;
 }
 
 export interface BacklogWatchOptions {
@@ -118,7 +126,7 @@ export function watchServerBacklog(db: Knex, options: BacklogWatchOptions = {}) 
         },
       };
       if (options.detail) {
-        summary.oldest_statement_ms = summarizeLatency(oldest);
+        summary.oldest_statement_ms = { max: oldest.length ? Math.max(...oldest) : 0, n: oldest.length };
         summary.lock_waiting_transactions_peak = waitingPeak;
         summary.lock_waits_seen = waitsSeen;
         summary.events_unfinished_peak = unfinishedPeak;

@@ -146,11 +146,11 @@ export const command: Command = {
       }
       const bursts = report.stages.filter((s) => s.contention?.length);
       if (bursts.length) {
-        io.stdout.write(`\nsame bursts after each stage   row lock waits (ms)  Threads_running peak  oldest stmt p99 ms (n)  Cloud p99 ms (n)\n`);
+        io.stdout.write(`\nsame bursts after each stage   row lock waits (ms)  Threads_running peak  oldest stmt max ms (n)  Cloud p99 ms (n)\n`);
         for (const s of bursts) {
           for (const c of s.contention!) {
             io.stdout.write(
-              `${`${s.name} @${c.rate_per_s}/s`.padEnd(28)} ${`${c.innodb_row_lock_waits} (${c.innodb_row_lock_time_ms})`.padStart(19)}  ${String(c.threads_running_peak).padStart(20)}  ${latencyCell(c.oldest_statement_ms, 'p99').padStart(22)}  ${latencyCell(c.cloud_request_ms, 'p99').padStart(16)}\n`,
+              `${`${s.name} @${c.rate_per_s}/s`.padEnd(28)} ${`${c.innodb_row_lock_waits} (${c.innodb_row_lock_time_ms})`.padStart(19)}  ${String(c.threads_running_peak).padStart(20)}  ${`${c.oldest_statement_ms.max} (${c.oldest_statement_ms.n})`.padStart(22)}  ${latencyCell(c.cloud_request_ms, 'p99').padStart(16)}\n`,
             );
           }
         }

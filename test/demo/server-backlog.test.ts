@@ -40,6 +40,7 @@ describe('watchServerBacklog', () => {
       expect(summary.threads_running.peak).toBeGreaterThanOrEqual(2);
       // The final sample is taken at stop(), while the UPDATE still waits: at least 300 ms old then.
       expect(summary.oldest_statement_ms!.n).toBeGreaterThanOrEqual(1);
+      expect(summary.oldest_statement_ms!.max).toBeGreaterThanOrEqual(300);
       expect(summary.events_unfinished_peak).toBe(0);
     } finally {
       await holder.end();
