@@ -68,6 +68,12 @@ export interface HostRewind {
   ledger_count: number;
   /** Changes the host's metrics show once its agent reported after them (`at_ms` ≤ last report): undo these amounts. */
   reported: Array<{ at_ms: number; memory: number; disk: number; vmcount: number }>;
+  /**
+   * Creates and destroys finished before the moment that a report older than them does not show yet
+   * (`at_ms` > last report): apply these amounts. The agent reports once a tick and V2 scrapes a tick
+   * later, so V1's row can hold a create (or destroy) its metrics do not.
+   */
+  unreported: Array<{ at_ms: number; memory: number; disk: number; vmcount: number }>;
 }
 
 const TRACKED = [...V1_BUSY_TYPES, 'destroy'];
@@ -94,10 +100,10 @@ const finishedSince = (c: HostChange, m: DecisionMoment) => c.finished_ms !== nu
 export function rewindTo(changes: readonly HostChange[], moment: DecisionMoment): (serverId: number) => HostRewind {
   const out = new Map<number, HostRewind>();
   const placedBefore = new Set<number>();
-  const none: HostRewind = { skip: new Set(), after_id: moment.event_id, placed_before: placedBefore, busy: [], ledger_memory: 0, ledger_disk: 0, ledger_count: 0, reported: [] };
+  const none: HostRewind = { skip: new Set(), after_id: moment.event_id, placed_before: placedBefore, busy: [], ledger_memory: 0, ledger_disk: 0, ledger_count: 0, reported: [], unreported: [] };
   const of = (serverId: number) => {
     let r = out.get(serverId);
-    if (!r) out.set(serverId, (r = { ...none, skip: new Set<number>(), busy: [], reported: [] }));
+    if (!r) out.set(serverId, (r = { ...none, skip: new Set<number>(), busy: [], reported: [], unreported: [] }));
     return r;
   };
   for (const c of changes) {
@@ -117,7 +123,14 @@ export function rewindTo(changes: readonly HostChange[], moment: DecisionMoment)
         continue;
       }
     }
-    if (!finishedSince(c, moment)) continue;
+    if (!finishedSince(c, moment)) {
+      // Executed before the moment: in V1's row, in the metrics only once reported.
+      if (c.finished_ms !== null && (c.type === 'create' || c.type === 'destroy')) {
+        const sign = c.type === 'create' ? -1 : 1;
+        of(c.server_id).unreported.push({ at_ms: c.finished_ms, memory: sign * c.memory, disk: sign * c.disk, vmcount: -sign });
+      }
+      continue;
+    }
     const r = of(c.server_id);
     if (c.type === 'destroy') {
       // Its droplet still held the room when V1 ranked.

@@ -272,6 +272,13 @@ export class HostStore {
         diskfree! += r.disk;
         vmcount += r.vmcount;
       }
+      // And what happened before the moment is in them only if reported since.
+      for (const r of rewind.unreported) {
+        if (r.at_ms <= metrics.last_report_ms) continue;
+        memfree! += r.memory;
+        diskfree! += r.disk;
+        vmcount += r.vmcount;
+      }
     }
     const allocatableMemory = host.memory - reserved.memory;
     const allocatableDisk = host.disk - reserved.disk;

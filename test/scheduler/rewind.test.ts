@@ -55,12 +55,20 @@ describe('rewindTo', () => {
       change({ id: 6, server_id: 2, placed_ms: T - 800, finished_ms: T - 300 }), // placed by V1 earlier in the pass, executed since
       change({ id: 7, server_id: 3, type: 'destroy', placed_ms: T - 2000, finished_ms: T - 200, droplet_status: 'archived' }),
       change({ id: 10, server_id: 4, placed_ms: T, finished_ms: T + 400 }), // the decided one
+      change({ id: 3, server_id: 5, placed_ms: T - 4000, finished_ms: T - 1500 }), // executed before the read: in V1's row
+      change({ id: 2, server_id: 5, type: 'destroy', placed_ms: T - 4000, finished_ms: T - 1200, droplet_status: 'archived' }),
     ];
     const read = rewindTo(changes, { event_id: 10, at_ms: T, read_ms: T - 1000 });
     expect(read(1).busy.map((b) => b.id)).toEqual([5]);
     expect(read(2)).toMatchObject({ skip: new Set(), busy: [{ id: 6, type: 'create' }] });
     expect(read(3)).toMatchObject({ ledger_memory: -2048, ledger_count: 1 });
     expect(read(4)).toMatchObject({ skip: new Set([10]), ledger_memory: 2048 });
+    // What finished before the read is applied to a report older than it (the row has it, the metrics not yet).
+    expect(read(5)).toMatchObject({ busy: [], ledger_memory: 0, reported: [] });
+    expect(read(5).unreported).toEqual([
+      { at_ms: T - 1500, memory: -2048, disk: -40, vmcount: 1 },
+      { at_ms: T - 1200, memory: 2048, disk: 40, vmcount: -1 },
+    ]);
     // As of the placement itself, those finishes stand.
     const placed = rewindTo(changes, { event_id: 10, at_ms: T });
     expect([read, placed].map((of) => of(1).busy.length + of(2).busy.length + of(3).ledger_count)).toEqual([3, 0]);
