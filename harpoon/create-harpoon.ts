@@ -20,6 +20,7 @@ import { pageLinks, toAction } from './actions.ts';
 import { createAuthenticator, type Caller, type ServiceTokenSpec } from './auth.ts';
 import type { StatusChangeInput } from './types.ts';
 import { createCatalog } from './catalog.ts';
+import { choosesHost } from './droplet-servers.ts';
 import { createChangeLog } from './change-log.ts';
 import { createConsolidator } from './consolidate.ts';
 import { harpoonError } from './errors.ts';
@@ -265,8 +266,10 @@ export function createHarpoon(options: HarpoonOptions): Harpoon {
     const caller = auth.service(ctx.req, 'create');
     refuseWhileClosing();
     const { items, batch } = parseCreateBody(await readJsonBody(ctx.req, { limit: bodyLimit }));
-    // A create event already placed on a hypervisor is a placement: only the scheduler's token may.
-    if (items.some((i) => i.type === 'create' && i.server_id !== undefined && i.server_id !== null)) auth.require(caller, 'place', 'create a create event already placed on a server');
+    // A create event already placed on a hypervisor, or a host's event (pdu_reboot, …, or any event for no
+    // droplet), picks the hypervisor itself: a placement, only the scheduler's token may. Events for a
+    // droplet are addressed to its hypervisor, which the write checks (harpoon/droplet-servers.ts).
+    if (items.some(choosesHost)) auth.require(caller, 'place', 'create a create event already placed on a server, or an event for a hypervisor rather than a droplet');
     const ops: WriteOp[] = [];
     for (const input of items) {
       // Known regions and sizes are answered from memory without a promise per item; only an unknown one

@@ -47,6 +47,22 @@ export function dropletPlacesStatement(dropletIds: number[]): { sql: string; par
   };
 }
 
+/** Events that act on a whole hypervisor, every tenant of it, whatever droplet they name: the platform's, never a customer's action. */
+export const HOST_EVENT_TYPES: readonly CreateEventInput['type'][] = ['pdu_reboot', 'ipmi_reboot', 'node_unresponsive'];
+
+/**
+ * An event addressed to a hypervisor by the caller's own choice: a host's event, or any non-create
+ * event that names no droplet (nothing to check its server against). Creating one is a placement:
+ * it needs the `place` scope, as a create with a server_id does.
+ *
+ * @example
+ *   if (items.some(choosesHost)) auth.require(caller, 'place', 'create an event for a hypervisor');
+ */
+export function choosesHost(input: CreateEventInput): boolean {
+  if (input.type === 'create') return input.server_id !== undefined && input.server_id !== null;
+  return HOST_EVENT_TYPES.includes(input.type) || input.droplet_id === undefined || input.droplet_id === null;
+}
+
 /** The creates of a batch this rule checks: every non-create event that names a droplet. */
 export function isAddressedToDroplet(input: CreateEventInput): input is CreateEventInput & { droplet_id: number } {
   return input.type !== 'create' && input.droplet_id !== undefined && input.droplet_id !== null;

@@ -113,7 +113,19 @@ describe('Harpoon addresses droplet events only to the droplet’s hypervisor (i
   it('a seeded droplet with no event at all is pinned by its first event', async () => {
     expect((await call(T.cloud, 'POST', '/v1/events', { type: 'reboot', region, droplet_id: onB, server_id: b })).status).toBe(201);
     await expectRefused(T.cloud, { type: 'destroy', region, droplet_id: onB, server_id: a }, new RegExp(`hypervisor ${b}, where its event \\d+ addressed it`));
-    // Events that name no droplet (a host's maintenance) are not a droplet's to check.
-    expect((await call(T.cloud, 'POST', '/v1/events', { type: 'pdu_reboot', region, server_id: a })).status).toBe(201);
+  });
+
+  it("a host's event (pdu_reboot, …, or any event for no droplet) picks the hypervisor itself: Cloud's token may not create one", async () => {
+    const before = await counts();
+    for (const body of [
+      { type: 'pdu_reboot', region, server_id: a },
+      { type: 'reboot', region, server_id: a },
+      { type: 'node_unresponsive', region, droplet_id: onB, server_id: b },
+      { events: [{ type: 'reboot', region, droplet_id: onB, server_id: b }, { type: 'ipmi_reboot', region, server_id: a }] },
+    ]) {
+      const r = await call(T.cloud, 'POST', '/v1/events', body);
+      expect(r, JSON.stringify(r.body)).toMatchObject({ status: 403, body: { code: 'HARPOON_ERR_FORBIDDEN' } });
+    }
+    expect(await counts()).toEqual(before);
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { misaddressed, type DropletPlaceRow } from '../../harpoon/droplet-servers.ts';
+import { choosesHost, misaddressed, type DropletPlaceRow } from '../../harpoon/droplet-servers.ts';
 import type { CreateEventInput } from '../../harpoon/types.ts';
 
 const ev = (type: CreateEventInput['type'], droplet_id: number | null, server_id?: number): CreateEventInput => ({
@@ -33,5 +33,19 @@ describe('misaddressed: where the event data puts a droplet (the write path runs
     const rows: DropletPlaceRow[] = [{ what: 'any', id: 40, droplet_id: 5, server_id: 2 }];
     const items = [ev('reboot', 5, 2), ev('reboot', 5, 4), ev('reboot', 6, 4), ev('destroy', 6, 1), ev('pdu_reboot', null, 1)].map((input, index) => ({ index, input }));
     expect(codes(misaddressed(items, rows))).toEqual({ 1: 'HARPOON_ERR_WRONG_SERVER', 3: 'HARPOON_ERR_WRONG_SERVER' });
+  });
+});
+
+describe('choosesHost: events whose hypervisor the caller picks (they need the place scope)', () => {
+  it("a placed create, a host's event whatever droplet it names, and any other event for no droplet", () => {
+    expect([ev('create', 1), ev('create', 1, 2), ev('reboot', 1, 2), ev('destroy', 1, 2), ev('pdu_reboot', null, 2), ev('node_unresponsive', 1, 2), ev('reboot', null, 2)].map(choosesHost)).toEqual([
+      false,
+      true,
+      false,
+      false,
+      true,
+      true,
+      true,
+    ]);
   });
 });
