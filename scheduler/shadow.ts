@@ -99,11 +99,23 @@ export function createShadow(deps: {
       .select(deps.db.raw('ROUND(UNIX_TIMESTAMP(IF(e.server_id IS NULL, e.finished_at, e.available_at)) * 1000) AS decided_ms'))
       .select(deps.db.raw('ROUND(UNIX_TIMESTAMP(e.created_at) * 1000) AS created_ms'));
 
-  /** Lowest id of an event that was still open when the last pass began: older ones cannot have changed since. */
-  let floor = 0;
-  const openFloor = async (): Promise<number | undefined> => {
+  /**
+   * Per pass, when it began (Date.now() after the read) and the lowest id of an event still open then:
+   * older ones cannot have changed since. A pass reads changes from the floor of the last pass that
+   * began before its earliest moment (an event's creation can be several passes back).
+   */
+  const floors: Array<{ at: number; floor: number }> = [];
+  const recordFloor = async (): Promise<void> => {
     const [row] = (await deps.db('events').whereIn('status', ['pending', 'running']).min('id as id')) as Array<{ id: number | string | null }>;
-    return row?.id === null || row?.id === undefined ? undefined : Number(row.id);
+    const open = row?.id === null || row?.id === undefined ? Infinity : Number(row.id);
+    floors.push({ at: Date.now(), floor: Math.min(open, cursor! + 1) });
+  };
+  const floorAt = (ms: number): number => {
+    let i = 0;
+    while (i + 1 < floors.length && floors[i + 1]!.at <= ms) i++;
+    // Older records are not needed again (moments only move on), but the one used is kept.
+    floors.splice(0, i);
+    return floors[0]!.floor;
   };
 
   const decided = (r: EventRow) => r.server_id !== null || r.status === 'error';
@@ -172,13 +184,12 @@ export function createShadow(deps: {
         // Judge only what is decided from now on: the first pass records where the queue stands.
         const [row] = (await deps.db('events').max('id as max')) as Array<{ max: number | string | null }>;
         cursor = Number(row?.max ?? 0);
-        floor = Math.min((await openFloor()) ?? Infinity, cursor + 1);
+        await recordFloor();
         const waiting = (await deps.db('events').where({ type: 'create', status: 'pending' }).whereNull('server_id').select('id')) as Array<{ id: number | string }>;
         for (const w of waiting) pending.add(Number(w.id));
         return snapshot();
       }
-      const fromId = floor;
-      floor = Math.min((await openFloor()) ?? Infinity, cursor + 1);
+      await recordFloor();
       const toJudge: EventRow[] = [];
       for (;;) {
         const page = (await select().where('e.id', '>', cursor).orderBy('e.id').limit(PAGE)) as EventRow[];
@@ -207,7 +218,8 @@ export function createShadow(deps: {
       toJudge.sort((a, b) => Number(a.id) - Number(b.id));
       // From the earliest moment V1 may have read its rows for one of them: its event's creation.
       const times = toJudge.flatMap((r) => [r.decided_ms, r.created_ms]).filter((t): t is number | string => t !== null).map(Number);
-      const changes = toJudge.length === 0 ? [] : await loadHostChanges(deps.db, times.length > 0 ? Math.min(...times) : Date.now(), fromId);
+      const since = times.length > 0 ? Math.min(...times) : Date.now();
+      const changes = toJudge.length === 0 ? [] : await loadHostChanges(deps.db, since, floorAt(since));
       // After the changes are read: the ledger then holds every change the rewind undoes.
       await deps.reread([...new Set([...toJudge.map((r) => r.server_id), ...changes.map((c) => c.server_id)].filter((id): id is number => id !== null))]);
       await judge(toJudge, changes);

@@ -262,11 +262,25 @@ describe('Scheduler V2 shadow mode: V1 placing with rows read earlier in its pas
   it('still differs when V2 filters V1 host, whenever V1 read', async () => {
     const now = timeline();
     const x = await placed(1, now - 4000, now - 3000);
-    await placed(2, now - 2000, now - 1000);
+    const k = await placed(2, now - 2000, now - 1000);
     await finished(x, 1, now - 1500);
     nyc1.set('nyc1-hv0002', { error_count: 5 });
     const stats = await judge(shadow);
     nyc1.set('nyc1-hv0002', { error_count: 0 });
     expect(stats).toMatchObject({ judged: 9, agree: 6, differ: 3, by_category: { 'ranked-lower': 2, 'filtered-too-many-errors': 1 }, agree_by_category: { 'earlier-read': 2 } });
+    await finished(k, 2, now - 500);
+  });
+
+  it('reads the changes back to the event creation, also those a previous shadow pass had seen finish', async () => {
+    const now = timeline();
+    const x = await placed(1, now - 5000, now - 4000);
+    await finished(x, 1, now - 1500);
+    // This pass judges X and sees it done: a later pass must still read it to rewind K's read.
+    expect(await judge(shadow)).toMatchObject({ judged: 10, agree: 7 });
+    // And a pass with nothing to judge: from it on, X is older than every event still open.
+    expect(await judge(shadow)).toMatchObject({ judged: 10 });
+    // hv0002 is the fullest now: V1 takes hv0003 while hv0001 is busy.
+    await placed(3, now - 2000, now - 1000);
+    expect(await judge(shadow)).toMatchObject({ judged: 11, agree: 8, differ: 3, agree_by_category: { 'earlier-read': 3 } });
   });
 });
