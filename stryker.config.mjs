@@ -56,6 +56,15 @@ export const modules = [
     file: 'scheduler/claims.ts',
     guards: 'Scheduler V2 places each event once: replicas claim regions/events',
     tests: ['test/scheduler/claims.test.ts', 'test/scheduler/race.test.ts', 'test/scheduler/scheduler-v2.test.ts'],
+    // Left from the run of 2026-12-07 06:21–06:41 (docs/mutation-testing.md, session 2).
+    survivors: [
+      { line: 65, mutant: ".select('id') → .select('')", reason: 'equivalent: knex drops an empty column name (SELECT * … FOR UPDATE): the same rows are locked and r.id is read' },
+      { line: 78, mutant: 'isolation level option → {}', reason: 'equivalent for correctness: FOR UPDATE SKIP LOCKED reads the latest committed rows in either level; REPEATABLE READ only adds gap locks' },
+      { line: 101, mutant: 'ids.length === 0 || !details → false', reason: 'killed by hand (test/scheduler/claims.test.ts fails: TypeError): Stryker\'s per-test coverage did not attribute that test to the line' },
+      { line: 127, mutant: "created_at + 'Z' → + ''", reason: "killed by hand (claims.test.ts's time-zone case fails), as line 101" },
+      { line: 136, mutant: 'releaseEvents: ids.length === 0 → false', reason: 'equivalent: knex turns whereIn([]) into WHERE 1 = 0, an UPDATE that changes nothing' },
+      { line: 155, mutant: 'loadUserDroplets: customerIds.length === 0 → false', reason: 'equivalent: whereIn([]) is WHERE 1 = 0, so the map comes back empty either way' },
+    ],
   },
   {
     file: 'legacy/dobe/execute.ts',
