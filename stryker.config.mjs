@@ -168,7 +168,8 @@ export const modules = [
     // Lines 191–335 (verdicts) run on 2026-12-07 06:46–07:00 without StringLiteral mutants: 50.5 % (49 killed, 48 survived,
     // 24 no coverage). The verdict boundaries are NOT covered: value > max → >= (lines 205, 258, 278), a gauge's min never
     // failing (279), min_samples and no-data (201, 254–255), window_seconds (200, 227, 250), a histogram bucket without le
-    // (244–245). Each needs a case in test/proxy/cutover/gates.test.ts; not written in session 2.
+    // (244–245). Session 2's last commit added 'gate verdicts at their boundaries' (test/proxy/cutover/gates.test.ts):
+    // by hand it fails on >= at lines 205 and 278, <= at 254 and a gauge's tooLow → false (279); not re-run in Stryker.
   },
   {
     file: 'proxy/cutover/controller.ts',

@@ -101,3 +101,50 @@ describe('rates and quantiles from two scrapes', () => {
     expect(seriesKey({ name: 'a', labels: { b: '1', a: '2' } })).toBe(seriesKey({ name: 'a', labels: { a: '2', b: '1' } }));
   });
 });
+
+describe('gate verdicts at their boundaries', () => {
+  const at = new Date('2026-12-07T06:00:00.000Z');
+  const scrapeOf = (text: string, seconds = 0): Scrape => ({ at: new Date(at.getTime() + seconds * 1000), samples: parsePromText(text).samples });
+  const judge = (gate: Gate, now: Scrape, base?: Scrape) => {
+    const step: PlanStep = { name: 's', mode: 'canary', percent: 10, soak_seconds: 0, gates: [gate] };
+    return evaluateGate({ gate, name: gate.kind }, now, base ? baselineFor(step, 'svc', base) : undefined);
+  };
+  const errors = (min_samples?: number): Gate => ({ kind: 'error_rate', service: 'svc', errors: `req_total{status='500'}`, total: 'req_total', max: 0.05, ...(min_samples !== undefined ? { min_samples } : {}) });
+  const requests = (ok: number, bad: number) => `req_total{status="200"} ${ok}\nreq_total{status="500"} ${bad}\n`;
+
+  it('an error rate exactly at max passes, one error more fails; the window is measured from the baseline', () => {
+    const base = scrapeOf(requests(1000, 1000));
+    expect(judge(errors(), scrapeOf(requests(1095, 1005), 12.34), base)).toMatchObject({ verdict: 'pass', value: 0.05, samples: 100, window_seconds: 12.3 });
+    expect(judge(errors(), scrapeOf(requests(1094, 1006), 12.34), base)).toMatchObject({ verdict: 'fail', value: 0.06, samples: 100 });
+  });
+
+  it('min_samples requests are judged; one fewer is no-data with the rate so far', () => {
+    const base = scrapeOf(requests(0, 0));
+    expect(judge(errors(10), scrapeOf(requests(10, 0), 5), base)).toMatchObject({ verdict: 'pass', value: 0, samples: 10 });
+    expect(judge(errors(10), scrapeOf(requests(8, 1), 5), base)).toMatchObject({ verdict: 'no-data', value: 1 / 9, samples: 9 });
+    expect(judge(errors(10), scrapeOf(requests(0, 0), 5), base)).toMatchObject({ verdict: 'no-data', value: null, samples: 0 });
+  });
+
+  it("a gauge fails above its max and below its min, and passes at either bound", () => {
+    const gauge = (aggregate: 'sum' | 'max' | 'min' | 'avg'): Gate => ({ kind: 'gauge', service: 'svc', metric: 'backlog', aggregate, min: 5, max: 10 });
+    const text = (a: number, b: number) => `backlog{region="a"} ${a}\nbacklog{region="b"} ${b}\n`;
+    expect(judge(gauge('sum'), scrapeOf(text(2, 3)))).toMatchObject({ verdict: 'pass', value: 5, threshold: { min: 5, max: 10 } });
+    expect(judge(gauge('sum'), scrapeOf(text(2, 2)))).toMatchObject({ verdict: 'fail', value: 4 });
+    expect(judge(gauge('sum'), scrapeOf(text(4, 6)))).toMatchObject({ verdict: 'pass', value: 10 });
+    expect(judge(gauge('sum'), scrapeOf(text(5, 6)))).toMatchObject({ verdict: 'fail', value: 11 });
+    expect(judge(gauge('max'), scrapeOf(text(4, 11)))).toMatchObject({ verdict: 'fail', value: 11 });
+    expect(judge(gauge('min'), scrapeOf(text(4, 11)))).toMatchObject({ verdict: 'fail', value: 4 });
+    expect(judge(gauge('avg'), scrapeOf(text(4, 8)))).toMatchObject({ verdict: 'pass', value: 6 });
+  });
+
+  it('a latency gate is judged from min_samples observations, and a histogram without +Inf is an error', () => {
+    const gate: Gate = { kind: 'latency', service: 'svc', histogram: 'lat', max_seconds: 0.1, min_samples: 4 };
+    const hist = (fast: number, slow: number) => `lat_bucket{le="0.05"} ${fast}\nlat_bucket{le="1"} ${fast + slow}\nlat_bucket{le="+Inf"} ${fast + slow}\n`;
+    const base = scrapeOf(hist(0, 0));
+    expect(judge(gate, scrapeOf(hist(4, 0), 1), base)).toMatchObject({ verdict: 'pass', samples: 4 });
+    expect(judge(gate, scrapeOf(hist(3, 0), 1), base)).toMatchObject({ verdict: 'no-data', value: null, samples: 3 });
+    expect(judge(gate, scrapeOf(hist(0, 4), 1), base)).toMatchObject({ verdict: 'fail', samples: 4 });
+    expect(judge(gate, scrapeOf('lat_bucket{le="1"} 4\n', 1), scrapeOf('lat_bucket{le="1"} 0\n'))).toMatchObject({ verdict: 'error' });
+    expect(judge(gate, scrapeOf('other 1\n', 1), base)).toMatchObject({ verdict: 'no-data', value: null });
+  });
+});
