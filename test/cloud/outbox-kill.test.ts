@@ -30,7 +30,15 @@ describe('Cloud killed with SIGKILL while its outbox holds rows', () => {
   });
 
   async function cloudAt(harpoonPort: number): Promise<CloudProcess> {
-    const p = await startCloudProcess({ db: t.service('cloud'), port: await freePort(), harpoon: { urls: [`http://127.0.0.1:${harpoonPort}`], token: HARPOON_TOKEN }, relayWaitMs: 100 });
+    // A dead Cloud's rows wait for their lease to run out before a live one takes them: a short lease
+    // keeps the test about the restart, not about the default 10 s lease on a loaded machine.
+    const p = await startCloudProcess({
+      db: t.service('cloud'),
+      port: await freePort(),
+      harpoon: { urls: [`http://127.0.0.1:${harpoonPort}`], token: HARPOON_TOKEN },
+      relayWaitMs: 100,
+      outbox: { leaseMs: 1500, scanMs: 200 },
+    });
     procs.push(p);
     return p;
   }
@@ -58,12 +66,12 @@ describe('Cloud killed with SIGKILL while its outbox holds rows', () => {
 
     harpoon = createHarpoon({ db: t.service('harpoon'), tokens: HARPOON_TOKENS, port: harpoonPort });
     await harpoon.start();
-    // Both read the whole outbox at start-up and relay it: the outbox-<id> keys make the second relay a no-op.
+    // Both take the dead Cloud's rows once its leases run out: the outbox-<id> keys make a second relay a no-op.
     await Promise.all([cloudAt(harpoonPort), cloudAt(harpoonPort)]);
     const state = await waitFor(async () => {
       const s = await eventsPerDroplet(t.db, ids);
       return s.outbox === 0 ? s : undefined;
-    }, 20_000, 100);
+    }, 60_000, 100);
     expect([...state.counts.values()]).toEqual([1, 1, 1, 1, 1, 1]);
     const keys = (await t.db('events').whereIn('droplet_id', ids).pluck('harpoon_key')) as string[];
     expect(new Set(keys).size).toBe(6);
@@ -81,12 +89,12 @@ describe('Cloud killed with SIGKILL while its outbox holds rows', () => {
     await victim.exited;
     const ids = await dropletsNamed('burst-');
     const left = (await eventsPerDroplet(t.db, ids)).outbox;
-    // The restart: a fresh Cloud reads the outbox once and relays what the victim committed but had not relayed.
+    // The restart: a fresh Cloud takes the victim's expired leases and relays what it committed but had not relayed.
     await cloudAt(harpoonPort);
     const state = await waitFor(async () => {
       const s = await eventsPerDroplet(t.db, ids);
       return s.outbox === 0 ? s : undefined;
-    }, 20_000, 100);
+    }, 60_000, 100);
     expect([...state.counts.values()].every((n) => n === 1), JSON.stringify([...state.counts])).toBe(true);
     // Every create that was answered 202 is among them: no answered droplet was lost.
     const answered = answers.filter((a) => a?.status === 202).map((a) => a!.body.droplet.id as number);
