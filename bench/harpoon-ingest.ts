@@ -9,6 +9,8 @@
 import { Agent, request } from 'node:http';
 import mysql from 'mysql2/promise';
 import type { DbConfig } from '../lib/db/config.ts';
+import { logPayload } from '../harpoon/store.ts';
+import type { HarpoonEvent } from '../harpoon/types.ts';
 import { cpuUs } from './proc-stats.ts';
 
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
@@ -67,6 +69,44 @@ async function plainInserts(db: DbConfig, connections: number, rows: number, sec
     }),
   );
   await Promise.all(conns.map((c) => c.end()));
+}
+
+/**
+ * Harpoon's own SQL for a batch of `rows` creates, with no HTTP and no Node
+ * service above it, on one connection for `seconds`: the same two round
+ * trips a creates-only group commit sends (harpoon/write-batch.ts), the same
+ * columns, and a log payload made by the same function. What the server
+ * reaches for the rows Harpoon writes: each event is two rows (events and
+ * event_log), so this is the raw limit of the same work, where the plain
+ * multi-row row is the limit of one narrow row per event.
+ */
+async function harpoonStatements(db: DbConfig, rows: number, seconds: number, regionIds: number[], regionSlugs: string[]): Promise<void> {
+  const c = await mysql.createConnection({ ...db, timezone: 'Z', multipleStatements: true });
+  const end = Date.now() + seconds * 1000;
+  let n = 0;
+  while (Date.now() < end) {
+    const now = new Date().toISOString().replace('T', ' ').replace('Z', '');
+    const batch = Array.from({ length: rows }, (_, j) => (n + j) % regionIds.length);
+    const [result] = await c.query(
+      'BEGIN;\nINSERT INTO events (type, status, region_id, server_id, droplet_id, customer_id, args, message, harpoon_key, created_at, available_at) VALUES ? RETURNING id',
+      [batch.map((r) => ['create', 'pending', regionIds[r], null, null, null, null, null, null, now, null])],
+    );
+    const ids = ((result as unknown[])[1] as Array<{ id: number }>).map((r) => Number(r.id));
+    const log = ids.map((id, j) => {
+      const r = batch[j]!;
+      const event: HarpoonEvent = {
+        id, type: 'create', status: 'pending', region: regionSlugs[r]!, region_id: regionIds[r]!, server_id: null, droplet_id: null, customer_id: null,
+        args: null, message: null, key: null, created_at: `${now.replace(' ', 'T')}Z`, available_at: null, started_at: null, finished_at: null,
+      };
+      return [id, 'created', regionIds[r], 'create', 'pending', null, logPayload(event), now];
+    });
+    await c.query(
+      'SELECT id FROM harpoon_lock WHERE id = 1 FOR UPDATE;\nINSERT INTO event_log (event_id, kind, region_id, type, status, server_id, payload, committed_at) VALUES ? RETURNING id;\nCOMMIT',
+      [log],
+    );
+    n += rows;
+  }
+  await c.end();
 }
 
 /** HTTP clients posting to Harpoon, `inflight` requests at a time, each of `batch` events. */
@@ -136,6 +176,8 @@ async function batchStats(url: string): Promise<{ count: number; rows: number; s
 
 export interface IngestSetup {
   admin: mysql.Connection;
+  /** Harpoon's database user, for its own statements without the service (harpoonStatements). */
+  harpoonDb: DbConfig;
   /** A user with INSERT on events for the plain rows (its statements are counted by the server). */
   plainDb: DbConfig;
   plainUser: string;
@@ -210,13 +252,25 @@ export async function measureIngest(s: IngestSetup) {
   }, s.plainUser, true);
   const harpoonSingle = await harpoon(1);
   const harpoonBatch = await harpoon(s.batch);
+  s.progress(`  Harpoon's own statements, batches of ${s.batch} creates, one connection, no service, ${s.seconds} s…`);
+  const [top] = await s.admin.query('SELECT COALESCE(MAX(id), 0) AS id FROM event_log');
+  const sameRows = await measure(async () => {
+    await harpoonStatements(s.harpoonDb, s.batch, s.seconds, s.regionIds, s.regionSlugs);
+    return { connections: 1, events_per_transaction: s.batch, rows_per_event: 2 };
+  }, s.harpoonUser, false);
+  // The replicas never saw these entries: left in the log, the next Harpoon row's first batch would find a gap and
+  // read them all back (CPU in the next window). Deleted, they are holes, which a replica steps over in one read.
+  await s.admin.query('DELETE FROM event_log WHERE id > ?', [Number((top as Array<{ id: number }>)[0]!.id)]);
   return {
     single_row_inserts: single,
     raw_multi_row_inserts: multi,
+    raw_harpoon_statements: sameRows,
     harpoon_one_event_per_request: harpoonSingle,
     harpoon_batch_requests: harpoonBatch,
     ratio_one_event_per_request: round(harpoonSingle.events_per_s / single.events_per_s, 2),
     ratio_batch_requests: round(harpoonBatch.events_per_s / single.events_per_s, 2),
     ratio_batch_vs_raw_multi_row: round(harpoonBatch.events_per_s / multi.events_per_s, 2),
+    ratio_batch_vs_raw_harpoon_statements: round(harpoonBatch.events_per_s / sameRows.events_per_s, 2),
+    ratio_raw_harpoon_statements_vs_single_row: round(sameRows.events_per_s / single.events_per_s, 2),
   };
 }

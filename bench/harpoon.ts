@@ -219,6 +219,7 @@ async function main(): Promise<void> {
       ingestResults[`innodb_flush_log_at_trx_commit_${flush}`] = await measureIngest({
         admin,
         plainDb: cloudDb,
+        harpoonDb,
         plainUser: 'cloud',
         harpoonUrl: urls[0]!,
         harpoonUser: 'harpoon',

@@ -148,5 +148,94 @@ describe('the change log', () => {
       if (head > 3) expect(log.fromMemory(head - 4)).toBeUndefined();
     }
   });
-});
 
+  it('without gapWaitMs a gap waits 20 ms, not longer: the gap is read within a second', async () => {
+    const { log, seen, queries } = open({ ringSize: 10 });
+    await log.init();
+    const entries = await commit([1, 2, 3]);
+    await log.append(entries.slice(2));
+    await waitFor(async () => seen.length === 3, 1_000, 5);
+    expect(seen).toEqual([1, 2, 3]);
+    expect(queries).toEqual(['log_tail', 'log_gap']);
+  });
+
+  it('a long gapWaitMs is kept: within it nothing is read, even after 150 ms', async () => {
+    const { log, seen, queries } = open({ ringSize: 10, gapWaitMs: 60_000 });
+    await log.init();
+    const entries = await commit([1, 2, 3]);
+    await log.append(entries.slice(2));
+    await new Promise((r) => setTimeout(r, 150));
+    expect(queries).toEqual(['log_tail']);
+    expect(seen).toEqual([]);
+    await log.append(entries.slice(0, 2));
+    expect(seen).toEqual([1, 2, 3]);
+  });
+
+  it('two separate gaps pending at once are each filled, in order, and the head never jumps past the log', async () => {
+    const { log, seen } = open({ ringSize: 10, gapWaitMs: 10 });
+    await log.init();
+    const entries = await commit([1, 2, 3, 4, 5, 6, 7]);
+    await log.append([entries[2]!]); // 3: gap 1–2
+    await log.append([entries[5]!]); // 6: gap 4–5
+    await waitFor(async () => seen.length === 6);
+    expect(seen).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(log.head()).toBe(6);
+    await log.append([entries[6]!]);
+    expect(seen).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    expect(cursors(log.fromMemory(0))).toEqual([1, 2, 3, 4, 5, 6, 7]);
+  });
+
+  it('a gap pushed before its timer fires leaves nothing for the timer: the head stays on the last entry', async () => {
+    const { log, seen, queries } = open({ ringSize: 10, gapWaitMs: 10 });
+    await log.init();
+    const entries = await commit([1, 2, 3, 4]);
+    await log.append([entries[2]!]);
+    await log.append(entries.slice(0, 2));
+    expect(seen).toEqual([1, 2, 3]);
+    await new Promise((r) => setTimeout(r, 60)); // the timer has fired on an empty pending set
+    expect(log.head()).toBe(3);
+    expect(queries).toEqual(['log_tail']);
+    await log.append([entries[3]!]);
+    expect(seen).toEqual([1, 2, 3, 4]);
+  });
+
+  it('a failed read of the gap (the table unreachable for a moment) is tried again until it succeeds', async () => {
+    const { log, seen, queries } = open({ ringSize: 10, gapWaitMs: 10 });
+    await log.init();
+    const entries = await commit([1, 2, 3]);
+    await t.db.raw('RENAME TABLE event_log TO event_log_away');
+    try {
+      await log.append(entries.slice(2));
+      await waitFor(async () => queries.filter((q) => q === 'log_gap').length >= 2, 5_000, 5);
+      expect(seen).toEqual([]);
+    } finally {
+      await t.db.raw('RENAME TABLE event_log_away TO event_log');
+    }
+    await waitFor(async () => seen.length === 3, 5_000, 5);
+    expect(seen).toEqual([1, 2, 3]);
+    expect(log.head()).toBe(3);
+  });
+
+  it('an entry committed between init\'s locked read and its tail read is not in memory before it is appended, and then once', async () => {
+    await commit([1, 2, 3]);
+    // The real pool, with one entry committed just before the tail read goes out (a writer racing the start).
+    const racing = new Proxy(pool, {
+      get(target, prop, receiver) {
+        if (prop !== 'query') return Reflect.get(target, prop, receiver) as unknown;
+        return async (sql: string, params?: unknown) => {
+          if (typeof sql === 'string' && sql.includes('ORDER BY id DESC')) await commit([4]);
+          return target.query(sql, params as never[]);
+        };
+      },
+    });
+    const log = createChangeLog(racing, { ringSize: 10 });
+    const seen: number[] = [];
+    log.onAppend((entries) => seen.push(...entries.map((e) => e.cursor)));
+    await log.init();
+    expect(log.head()).toBe(3);
+    expect(cursors(log.fromMemory(0))).toEqual([1, 2, 3]);
+    await log.catchUp();
+    expect(seen).toEqual([4]);
+    expect(cursors(log.fromMemory(0))).toEqual([1, 2, 3, 4]);
+  });
+});

@@ -147,4 +147,68 @@ describe('gate verdicts at their boundaries', () => {
     expect(judge(gate, scrapeOf('lat_bucket{le="1"} 4\n', 1), scrapeOf('lat_bucket{le="1"} 0\n'))).toMatchObject({ verdict: 'error' });
     expect(judge(gate, scrapeOf('other 1\n', 1), base)).toMatchObject({ verdict: 'no-data', value: null });
   });
+
+  it('each reading carries its threshold, its window and a message with the numbers a person acts on', () => {
+    const base = scrapeOf(requests(1000, 1000));
+    expect(judge(errors(), scrapeOf(requests(1095, 1005), 12.34), base)).toEqual({
+      gate: 'error_rate', kind: 'error_rate', service: 'svc', threshold: { max: 0.05 },
+      verdict: 'pass', value: 0.05, samples: 100, window_seconds: 12.3, message: '5.00% (5/100 requests in 12.3s) <= max 5.00%',
+    });
+    expect(judge(errors(), scrapeOf(requests(1094, 1006), 12.34), base).message).toBe('6.00% (6/100 requests in 12.3s) > max 5.00%');
+    expect(judge(errors(10), scrapeOf(requests(1008, 1001), 5), base)).toEqual({
+      gate: 'error_rate', kind: 'error_rate', service: 'svc', threshold: { max: 0.05 },
+      verdict: 'no-data', value: 1 / 9, samples: 9, window_seconds: 5, message: '9 requests in 5s, fewer than min_samples 10',
+    });
+    // A rate below 0.1 % keeps four decimals, so a tiny error rate does not read as 0.00 %.
+    expect(judge(errors(), scrapeOf(requests(1000 + 9999, 1001), 1), base).message).toBe('0.0100% (1/10000 requests in 1s) <= max 5.00%');
+    const shadow: Gate = { kind: 'shadow_mismatch_rate', service: 'svc', mismatches: 'cmp_total{result="mismatch"}', total: 'cmp_total', max: 0.01 };
+    const cmp = (same: number, diff: number) => `cmp_total{result="match"} ${same}\ncmp_total{result="mismatch"} ${diff}\n`;
+    expect(judge(shadow, scrapeOf(cmp(198, 2), 2), scrapeOf(cmp(0, 0)))).toEqual({
+      gate: 'shadow_mismatch_rate', kind: 'shadow_mismatch_rate', service: 'svc', threshold: { max: 0.01 },
+      verdict: 'pass', value: 0.01, samples: 200, window_seconds: 2, message: '1.00% (2/200 comparisons in 2s) <= max 1.00%',
+    });
+  });
+
+  it('a latency reading names its quantile, the observations and the bound in milliseconds; series without le are not buckets', () => {
+    const hist = (fast: number, slow: number) =>
+      `lat_bucket{le="0.05"} ${fast}\nlat_bucket{le="1"} ${fast + slow}\nlat_bucket{le="+Inf"} ${fast + slow}\nlat_bucket{path="/x"} 1000\n`;
+    const base = scrapeOf(hist(0, 0));
+    const p99: Gate = { kind: 'latency', service: 'svc', histogram: 'lat', max_seconds: 0.1 };
+    const fail = judge(p99, scrapeOf(hist(3, 1), 1), base);
+    expect(fail).toMatchObject({ gate: 'latency', kind: 'latency', service: 'svc', threshold: { max: 0.1 }, verdict: 'fail', samples: 4, window_seconds: 1 });
+    expect(fail.value).toBeCloseTo(0.962, 9);
+    expect(fail.message).toBe('p99 962.0 ms over 4 observations in 1s > max 100.0 ms');
+    const p50 = judge({ ...p99, quantile: 0.5 } as Gate, scrapeOf(hist(3, 1), 1), base);
+    expect(p50.verdict).toBe('pass');
+    expect(p50.value).toBeCloseTo(0.05 * (2 / 3), 9);
+    expect(p50.message).toBe('p50 33.3 ms over 4 observations in 1s <= max 100.0 ms');
+    expect(judge({ ...p99, min_samples: 5 } as Gate, scrapeOf(hist(3, 1), 1), base)).toEqual({
+      gate: 'latency', kind: 'latency', service: 'svc', threshold: { max: 0.1 },
+      verdict: 'no-data', value: null, samples: 4, window_seconds: 1, message: '4 observations in 1s, fewer than min_samples 5',
+    });
+    // min_samples 0 and nothing observed: nothing was slow, so the gate passes.
+    expect(judge({ ...p99, min_samples: 0 } as Gate, scrapeOf(hist(0, 0), 1), base)).toMatchObject({ verdict: 'pass', value: null, samples: 0 });
+    expect(judge(p99, scrapeOf('lat_bucket{le="1"} 4\n', 1), scrapeOf('lat_bucket{le="1"} 0\n'))).toMatchObject({
+      threshold: { max: 0.1 }, value: null, message: 'the histogram has no +Inf bucket',
+    });
+    expect(judge(p99, scrapeOf('other 1\n', 1), base)).toMatchObject({ threshold: { max: 0.1 }, message: 'no lat buckets' });
+    // Series of the family without an le label are not buckets: alone, they are no data, not a broken histogram.
+    expect(judge(p99, scrapeOf('lat_bucket{path="/x"} 5\n', 1), base)).toMatchObject({ verdict: 'no-data', value: null, message: 'no lat buckets' });
+  });
+
+  it('a gauge reading says which aggregate of how many series it judged, against the bounds it has', () => {
+    const text = (...v: number[]) => v.map((x, i) => `backlog{region="r${i}"} ${x}`).join('\n') + '\n';
+    const both: Gate = { kind: 'gauge', service: 'svc', metric: 'backlog', min: 5, max: 10 };
+    expect(judge(both, scrapeOf(text(2, 3)))).toEqual({ gate: 'gauge', kind: 'gauge', service: 'svc', threshold: { min: 5, max: 10 }, verdict: 'pass', value: 5, message: 'sum of 2 series = 5 >= min 5 and <= max 10' });
+    expect(judge(both, scrapeOf(text(1, 1, 2))).message).toBe('sum of 3 series = 4 < min 5');
+    expect(judge(both, scrapeOf(text(5, 6))).message).toBe('sum of 2 series = 11 > max 10');
+    expect(judge({ ...both, aggregate: 'avg' } as Gate, scrapeOf(text(4, 5)))).toMatchObject({ verdict: 'fail', value: 4.5, message: 'avg of 2 series = 4.500 < min 5' });
+    expect(judge({ ...both, aggregate: 'max' } as Gate, scrapeOf(text(4, 9, 1)))).toMatchObject({ verdict: 'pass', value: 9, message: 'max of 3 series = 9 >= min 5 and <= max 10' });
+    expect(judge({ ...both, aggregate: 'min' } as Gate, scrapeOf(text(6, 9, 7)))).toMatchObject({ verdict: 'pass', value: 6, message: 'min of 3 series = 6 >= min 5 and <= max 10' });
+    const onlyMax: Gate = { kind: 'gauge', service: 'svc', metric: 'backlog', max: 10 };
+    expect(judge(onlyMax, scrapeOf(text(-50)))).toEqual({ gate: 'gauge', kind: 'gauge', service: 'svc', threshold: { max: 10 }, verdict: 'pass', value: -50, message: 'sum of 1 series = -50 <= max 10' });
+    const onlyMin: Gate = { kind: 'gauge', service: 'svc', metric: 'backlog', min: 1 };
+    expect(judge(onlyMin, scrapeOf(text(1000)))).toEqual({ gate: 'gauge', kind: 'gauge', service: 'svc', threshold: { min: 1 }, verdict: 'pass', value: 1000, message: 'sum of 1 series = 1000 >= min 1' });
+    expect(judge(onlyMin, scrapeOf('other 1\n'))).toEqual({ gate: 'gauge', kind: 'gauge', service: 'svc', threshold: { min: 1 }, verdict: 'no-data', value: null, message: 'no series matches backlog' });
+  });
 });
