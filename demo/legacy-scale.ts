@@ -17,7 +17,8 @@ export function legacyScaleNote(hypervisors: number, threadHandling: string, god
   if (threadHandling !== 'one-thread-per-connection' || godQuery !== '2016' || multiplex !== undefined) return undefined;
   return (
     `${hypervisors.toLocaleString('en-US')} hypervisors on the 2016 legacy: on a 2-core machine it stopped delivering at ` +
-    `${LEGACY_2016_LARGEST_MIGRATED_FLEET.toLocaleString('en-US')} and its migration did not finish above that (docs/legacy-2016.md, the sweep); ` +
+    `${LEGACY_2016_LARGEST_MIGRATED_FLEET.toLocaleString('en-US')} and its migration did not finish above that (docs/legacy-2016.md, the sweep), ` +
+    `and on a quiet 24 GB machine 15,000 of them ran its server out of memory (the kernel killed it: DEMO_ERR_DATABASE_DIED); ` +
     `--god-query optimized --thread-handling pool-of-threads reaches 15,000`
   );
 }

@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
+import { totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { dropDatabase, prepareDatabase, uniqueDatabaseName } from '../lib/db/database.ts';
 import { createKnex, warmPool } from '../lib/db/knex.ts';
 import { provisionServer } from '../lib/db/provision.ts';
-import type { ThreadHandling } from '../lib/db/throwaway-server.ts';
+import type { ServerDeath, ThreadHandling } from '../lib/db/throwaway-server.ts';
 import type { GodQueryVariant } from '../legacy/dobe/god-query.ts';
 import { checkInvariants } from '../lib/invariants.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
@@ -30,6 +31,7 @@ import { eventCounts, eventLatency, executedEvents, maxEventId, unfinishedEvents
 import { startTraffic } from './traffic.ts';
 import { measureContention, type ContentionOptions } from './contention.ts';
 import { legacyScaleNote } from './legacy-scale.ts';
+import { databaseDeathMessage } from './database-death.ts';
 import { loadStackSecrets } from '../lib/secrets/stack-secrets.ts';
 import { freshKeyRing } from '../lib/auth/hypervisor-keys.ts';
 import { verifyLockdown, type LockdownVerification } from '../harpoon/verify-lockdown.ts';
@@ -103,6 +105,13 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   if (server.threadHandling !== threadHandling) {
     progress.log(`note: the legacy stage wanted thread_handling=${threadHandling}; this ${server.source} server runs ${server.threadHandling} (only a server the demo starts itself can be set)`);
   }
+  // A server that dies mid-run (the 2016 legacy at 15,000 runs a machine out of memory) ends the run with
+  // one line saying so, not with whichever service's connection error arrives first.
+  let death: ServerDeath | undefined;
+  void server.died?.then((d) => {
+    death = d;
+    progress.log(`the database server died (${d.signal ?? `exit code ${d.code}`}); stopping`);
+  });
   const scaleNote = legacyScaleNote(options.hypervisors, server.threadHandling, godQuery, multiplex);
   if (scaleNote) progress.log(`note: ${scaleNote}`);
   const database = uniqueDatabaseName('strangler_demo');
@@ -351,8 +360,16 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       await stack?.close().catch(() => {});
       await db.destroy();
     }
+  } catch (err) {
+    // The services' errors can arrive a moment before the server's exit is reported.
+    if (server.died && !death) await Promise.race([server.died, new Promise((r) => setTimeout(r, 2_000).unref())]);
+    if (death) {
+      const run = { hypervisors: options.hypervisors, threadHandling: server.threadHandling, godQuery, totalMemBytes: totalmem() };
+      throw new StranglerError('DEMO_ERR_DATABASE_DIED', databaseDeathMessage(death, run), { cause: err });
+    }
+    throw err;
   } finally {
-    await userStatistics?.restore();
+    await userStatistics?.restore().catch(() => {});
     await admin.destroy();
     if (!options.keepDatabase) await dropDatabase(server.admin, database).catch(() => {});
     await server.release();

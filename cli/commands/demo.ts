@@ -44,8 +44,11 @@ Options:
   --json             Print report.json to stdout as well
   -h, --help         This text
 
-Example:
-  npm run demo -- --hypervisors 15000 --regions 10 --out out/full
+Examples:
+  npm run demo -- --hypervisors 2000 --regions 5 --out out/2016          # the 2016 legacy, as it was
+  npm run demo -- --hypervisors 15000 --regions 10 --god-query optimized --thread-handling pool-of-threads --out out/full
+                     (the talk's scale; with the 2016 legacy, 15,000 agents run a
+                     24 GB machine's database out of memory: DEMO_ERR_DATABASE_DIED)
 `;
 
 const THREAD_HANDLINGS = ['one-thread-per-connection', 'pool-of-threads'] as const;

@@ -3,7 +3,7 @@ import { StranglerError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { describeDb, parseMysqlUrl, type DbConfig } from './config.ts';
 import { dockerAvailable, startContainerServer } from './container-server.ts';
-import { startThrowawayServer, throwawayAvailable, type ThreadHandling } from './throwaway-server.ts';
+import { startThrowawayServer, throwawayAvailable, type ServerDeath, type ThreadHandling } from './throwaway-server.ts';
 
 export type DbSource = 'url' | 'found' | 'throwaway' | 'container';
 
@@ -18,6 +18,8 @@ export interface ProvisionedServer {
   threadHandling: string;
   /** The server's process id when this run started it (for memory readings). */
   pid?: number;
+  /** A throwaway server this run started: resolves if it dies before release() (lib/db/throwaway-server.ts). */
+  died?: Promise<ServerDeath>;
   /** Stops what this run started; a server it merely found is left alone. */
   release(): Promise<void>;
 }
@@ -153,6 +155,7 @@ export async function provisionServer(options: ProvisionOptions): Promise<Provis
         source: 'throwaway',
         admin: server.config,
         pid: server.pid,
+        died: server.died,
         serverVersion: facts.version,
         maxConnections: facts.maxConnections,
         threadHandling: facts.threadHandling,

@@ -1,5 +1,5 @@
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -27,7 +27,21 @@ export interface ThrowawayServer {
    * For chaos runs: every client sees its connections die and must reconnect.
    */
   crashAndRestart(options?: { downMs?: number }): Promise<{ killedPid: number; pid: number }>;
+  /**
+   * Resolves when the server dies on its own (neither stop() nor crashAndRestart() asked for it): a
+   * crash, or the kernel's OOM killer. Never rejects; pending for a server that lives until stop().
+   */
+  readonly died: Promise<ServerDeath>;
   stop(): Promise<void>;
+}
+
+/** How a throwaway server died, with the most memory it was seen holding. */
+export interface ServerDeath {
+  pid: number;
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** The highest VmHWM read from /proc while it ran, restarts included (every 2 s; Linux only), bytes. */
+  peakRssBytes: number | null;
 }
 
 /** How the server serves connections: a thread each (MySQL 5.6/5.7 Community, 2016), or MariaDB's pool. */
@@ -181,6 +195,31 @@ async function waitReady(config: DbConfig, child: ChildProcess, errLog: string, 
   });
 }
 
+/** VmHWM (peak resident memory) of a live process, bytes; null where /proc does not say. */
+function peakRss(pid: number): number | null {
+  try {
+    const m = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Makes the server the first thing the kernel's OOM killer takes (Linux): a run that drives the server
+ * past the machine's memory (the 2016 legacy at 15,000 connections) then loses its own throwaway
+ * database, not the user's shell, editor or other services. Best effort: raising one's own child's
+ * score needs no privilege, and elsewhere there is nothing to set.
+ */
+function preferForOomKill(pid: number | undefined): void {
+  if (!pid) return;
+  try {
+    writeFileSync(`/proc/${pid}/oom_score_adj`, '1000');
+  } catch {
+    // not Linux, or no /proc: nothing to set
+  }
+}
+
 function settingArgs(settings: Record<string, string | number>): string[] {
   return Object.entries(settings).map(([name, value]) => {
     if (!/^[a-z0-9_-]+$/.test(name)) throw invalidOption('settings', name, 'server option names such as auto-increment-increment');
@@ -278,8 +317,28 @@ export async function startThrowawayServer(options: ThrowawayOptions): Promise<T
     let current = child;
     const killOnExit = () => current.kill('SIGKILL');
     process.once('exit', killOnExit);
-    options.logger.info({ port, dataDir, maxConnections, binary: serverBin }, 'started a throwaway database server');
     let stopped: Promise<void> | undefined;
+    /** The child whose exit crashAndRestart() caused (not a death). */
+    let restarting: ChildProcess | undefined;
+    let reportDeath!: (death: ServerDeath) => void;
+    const died = new Promise<ServerDeath>((r) => (reportDeath = r));
+    let peak: number | null = null;
+    const watch = (proc: ChildProcess) => {
+      preferForOomKill(proc.pid);
+      proc.once('exit', (code, signal) => {
+        if (stopped || restarting === proc) return;
+        clearInterval(memory);
+        reportDeath({ pid: proc.pid ?? 0, code, signal, peakRssBytes: peak });
+      });
+    };
+    // The peak is read while the process lives: once the kernel has killed it, /proc has nothing left to say.
+    const memory = setInterval(() => {
+      const now = current.pid ? peakRss(current.pid) : null;
+      if (now !== null) peak = Math.max(peak ?? 0, now);
+    }, 2_000);
+    memory.unref();
+    watch(child);
+    options.logger.info({ port, dataDir, maxConnections, binary: serverBin }, 'started a throwaway database server');
     return {
       config,
       dataDir,
@@ -288,11 +347,13 @@ export async function startThrowawayServer(options: ThrowawayOptions): Promise<T
       },
       maxConnections,
       openFilesLimit,
+      died,
       async crashAndRestart(restartOptions = {}) {
         if (stopped) throw new StranglerError('DB_ERR_THROWAWAY_START', 'the throwaway server was stopped; it cannot be restarted');
         const killedPid = current.pid ?? 0;
         if (current.exitCode === null && current.signalCode === null) {
           const exited = new Promise<void>((r) => current.once('exit', () => r()));
+          restarting = current;
           current.kill('SIGKILL');
           await exited;
         }
@@ -304,6 +365,7 @@ export async function startThrowawayServer(options: ThrowawayOptions): Promise<T
           current = next;
           try {
             await waitReady(config, next, errLog, options.startTimeoutMs ?? 60_000);
+            watch(next);
             return { killedPid, pid: next.pid ?? 0 };
           } catch (err) {
             next.kill('SIGKILL');
@@ -314,6 +376,7 @@ export async function startThrowawayServer(options: ThrowawayOptions): Promise<T
       },
       stop() {
         stopped ??= (async () => {
+          clearInterval(memory);
           process.removeListener('exit', killOnExit);
           const child = current;
           if (child.exitCode === null && child.signalCode === null) {
