@@ -1,6 +1,8 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { describe, expect, it } from 'vitest';
-import { baselineFor, evaluateGate, type Scrape } from '../../../proxy/cutover/gates.ts';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { baselineFor, createScraper, evaluateGate, evaluateStep, type Scrape } from '../../../proxy/cutover/gates.ts';
 import type { Gate, PlanStep } from '../../../proxy/cutover/plan.ts';
 import { parsePromText } from '../../../lib/metrics/prom-text.ts';
 import { counterIncrease, labelsMatch, parseSelector, select, seriesKey } from '../../../proxy/cutover/selectors.ts';
@@ -210,5 +212,71 @@ describe('gate verdicts at their boundaries', () => {
     const onlyMin: Gate = { kind: 'gauge', service: 'svc', metric: 'backlog', min: 1 };
     expect(judge(onlyMin, scrapeOf(text(1000)))).toEqual({ gate: 'gauge', kind: 'gauge', service: 'svc', threshold: { min: 1 }, verdict: 'pass', value: 1000, message: 'sum of 1 series = 1000 >= min 1' });
     expect(judge(onlyMin, scrapeOf('other 1\n'))).toEqual({ gate: 'gauge', kind: 'gauge', service: 'svc', threshold: { min: 1 }, verdict: 'no-data', value: null, message: 'no series matches backlog' });
+  });
+
+  it('edge readings: no requests with min_samples 0 is a 0 % rate, a p99 exactly at max passes, NaN series are not counted, absent bounds are absent', () => {
+    const base = scrapeOf(requests(0, 0));
+    expect(judge(errors(0), scrapeOf(requests(0, 0), 5), base)).toEqual({
+      gate: 'error_rate', kind: 'error_rate', service: 'svc', threshold: { max: 0.05 },
+      verdict: 'pass', value: 0, samples: 0, window_seconds: 5, message: '0.00% (0/0 requests in 5s) <= max 5.00%',
+    });
+    // Every observation above the last finite bound: the quantile is that bound, 100 ms, which is not over 100 ms.
+    const hist = (slow: number) => `lat_bucket{le="0.1"} 0\nlat_bucket{le="+Inf"} ${slow}\n`;
+    const atMax = judge({ kind: 'latency', service: 'svc', histogram: 'lat', max_seconds: 0.1 }, scrapeOf(hist(4), 1), scrapeOf(hist(0)));
+    expect(atMax).toMatchObject({ verdict: 'pass', value: 0.1, message: 'p99 100.0 ms over 4 observations in 1s <= max 100.0 ms' });
+    const gauge: Gate = { kind: 'gauge', service: 'svc', metric: 'backlog', max: 10 };
+    const withNaN = judge(gauge, scrapeOf('backlog{region="a"} 2\nbacklog{region="b"} NaN\nbacklog{region="c"} 3\n'));
+    expect(withNaN).toMatchObject({ verdict: 'pass', value: 5, message: 'sum of 2 series = 5 <= max 10' });
+    // toStrictEqual: a bound the gate does not have is not even an undefined key in the reading.
+    expect(withNaN.threshold).toStrictEqual({ max: 10 });
+    expect(judge({ kind: 'gauge', service: 'svc', metric: 'backlog', min: 1 }, scrapeOf('backlog 4\n')).threshold).toStrictEqual({ min: 1 });
+  });
+
+  it('a provider gate handed to the scrape judge is an error reading, not a verdict', () => {
+    const gate: Gate = { kind: 'prometheus', service: 'prom', query: 'vector(1)', max: 1 };
+    expect(evaluateGate({ gate, name: 'promql' }, scrapeOf('x 1\n'), undefined)).toEqual({
+      gate: 'promql', kind: 'prometheus', service: 'prom', threshold: { max: 1 }, verdict: 'error', value: null,
+      message: 'a prometheus gate is read by its provider, not from a scrape',
+    });
+  });
+});
+
+describe("a step's gates against a service's live /metrics", () => {
+  let counters = { ok: 0, bad: 0 };
+  let server: Server;
+  let url = '';
+  beforeAll(async () => {
+    server = createServer((_req, res) => res.end(`req_total{status="200"} ${counters.ok}\nreq_total{status="500"} ${counters.bad}\n`));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+  it('without a baseline a windowed gate starts its window (no-data) and hands the baseline back; with it the window is judged; a dead service is an error', async () => {
+    const gate: Gate = { kind: 'error_rate', service: 'svc', errors: 'req_total{status="500"}', total: 'req_total', max: 0.1 };
+    const step: PlanStep = { name: 'canary', mode: 'canary', percent: 10, soak_seconds: 0, gates: [gate] };
+    counters = { ok: 100, bad: 50 };
+    const scraper = createScraper({ svc: url, dead: 'http://127.0.0.1:9' });
+    const first = await evaluateStep(step, null, scraper);
+    expect(first.readings).toEqual([
+      { gate: 'error_rate:svc', kind: 'error_rate', service: 'svc', threshold: { max: 0.1 }, verdict: 'no-data', value: null, samples: 0, window_seconds: 0, message: 'no baseline for this step yet; its window starts now' },
+    ]);
+    const instance = new URL(url).host;
+    expect(Object.keys(first.newBaselines)).toEqual(['svc']);
+    expect(Object.values(first.newBaselines.svc!.series).sort((a, b) => a - b)).toEqual([50, 100]);
+    expect(Object.keys(first.newBaselines.svc!.series).every((k) => k.includes(instance))).toBe(true);
+
+    counters = { ok: 190, bad: 60 }; // 100 more requests, 10 of them errors: exactly at max
+    const second = await evaluateStep(step, first.newBaselines, scraper);
+    expect(second.newBaselines).toEqual({});
+    expect(second.readings).toMatchObject([{ gate: 'error_rate:svc', verdict: 'pass', value: 0.1, samples: 100 }]);
+    counters = { ok: 190, bad: 61 };
+    expect((await evaluateStep(step, first.newBaselines, scraper)).readings).toMatchObject([{ verdict: 'fail', samples: 101 }]);
+
+    const deadStep: PlanStep = { ...step, gates: [{ ...gate, service: 'dead' }] };
+    const dead = await evaluateStep(deadStep, null, scraper);
+    expect(dead.readings).toMatchObject([{ gate: 'error_rate:dead', verdict: 'error', value: null, threshold: { max: 0.1 } }]);
+    expect(dead.readings[0]!.message).toMatch(/^service dead: GET 127\.0\.0\.1:9\/metrics failed/);
+    expect(dead.newBaselines).toEqual({});
   });
 });
