@@ -73,10 +73,12 @@ export function createChangeLog(pool: Pool, options: { ringSize: number; gapWait
   const gapWaitMs = options.gapWaitMs ?? 20;
 
   function drainPending(): void {
-    for (let moved = true; moved && pending.size > 0; ) {
+    // A pending run waits while a gap is before it; once its first entry is at most head + 1 it is applied (push
+    // drops what is at or below head). Passes repeat while one moved something.
+    for (let moved = true; moved; ) {
       moved = false;
       for (const [first, entries] of pending) {
-        if (first > head + 1 && entries.at(-1)!.cursor > head) continue;
+        if (first > head + 1) continue;
         pending.delete(first);
         push(entries);
         moved = true;
@@ -90,8 +92,7 @@ export function createChangeLog(pool: Pool, options: { ringSize: number; gapWait
       gapTimer = undefined;
       void sequence(async () => {
         if (pending.size === 0) return;
-        const first = Math.min(...pending.keys());
-        if (first > head + 1) await fill(first - 1);
+        await fill(Math.min(...pending.keys()) - 1);
         drainPending();
         if (pending.size > 0) armGapTimer();
       }).catch(() => armGapTimer());
@@ -99,16 +100,13 @@ export function createChangeLog(pool: Pool, options: { ringSize: number; gapWait
     gapTimer.unref();
   }
 
-  /** Reads (head, upto] page by page; every entry in it is committed. */
+  /** Reads (head, upto] page by page; every entry in it is committed. Nothing to read when head >= upto. */
   async function fill(upto: number): Promise<void> {
     while (head < upto) {
       options.onQuery?.('log_gap');
       const page = await readLog(pool, head, upto, PAGE);
-      if (page.length === 0) {
-        head = upto; // holes only (rolled-back batches)
-        break;
-      }
       push(page);
+      // A short page is the last: ids between its entries and upto are holes (rolled-back batches).
       if (page.length < PAGE) head = Math.max(head, upto);
     }
   }
@@ -118,7 +116,7 @@ export function createChangeLog(pool: Pool, options: { ringSize: number; gapWait
       await sequence(async () => {
         options.onQuery?.('log_tail');
         const { head: top } = await readLogLocked(pool, Number.MAX_SAFE_INTEGER, 0);
-        const tail = options.ringSize > 0 ? await readLogTail(pool, options.ringSize) : [];
+        const tail = await readLogTail(pool, options.ringSize);
         ring = tail.filter((e) => e.cursor <= top);
         ringStart = 0;
         head = top;
@@ -127,7 +125,7 @@ export function createChangeLog(pool: Pool, options: { ringSize: number; gapWait
     append(entries) {
       if (entries.length === 0) return Promise.resolve();
       return sequence(async () => {
-        if (entries.at(-1)!.cursor <= head) return;
+        // At or right after head (push drops what it already has); past a gap, held back.
         if (entries[0]!.cursor <= head + 1) {
           push(entries);
           drainPending();

@@ -188,6 +188,8 @@ describe('gate verdicts at their boundaries', () => {
       gate: 'latency', kind: 'latency', service: 'svc', threshold: { max: 0.1 },
       verdict: 'no-data', value: null, samples: 4, window_seconds: 1, message: '4 observations in 1s, fewer than min_samples 5',
     });
+    // Nothing observed in the window with the default min_samples (1): no data, not a pass.
+    expect(judge(p99, scrapeOf(hist(0, 0), 1), base)).toMatchObject({ verdict: 'no-data', value: null, samples: 0, message: '0 observations in 1s, fewer than min_samples 1' });
     // min_samples 0 and nothing observed: nothing was slow, so the gate passes.
     expect(judge({ ...p99, min_samples: 0 } as Gate, scrapeOf(hist(0, 0), 1), base)).toMatchObject({ verdict: 'pass', value: null, samples: 0 });
     expect(judge(p99, scrapeOf('lat_bucket{le="1"} 4\n', 1), scrapeOf('lat_bucket{le="1"} 0\n'))).toMatchObject({
