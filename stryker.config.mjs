@@ -188,10 +188,12 @@ export default {
   checkers: ['typescript'],
   tsconfigFile: 'tsconfig.json',
   typescriptChecker: { prioritizePerformanceOverAccuracy: true },
-  // perTest runs each mutant against only the tests that reached its line. STRYKER_COVERAGE=all runs every listed
-  // test of the selected modules against every mutant instead, a cross-check when a survivor looks like a test that
-  // was left out: on harpoon/change-log.ts both gave the same 95 killed, 28 survived, 10 timed out (2026-12-07).
-  // Stryker allows ignoreStatic only with perTest, so an `all` run counts static mutants too (see below).
+  // perTest runs each mutant against only the tests that reached its line: fast, but here it leaves tests out. On
+  // router/acks.ts (2026-12-07) `return 'duplicate'` → `return ''` (line 86) and the settle check → false (127) were
+  // reported as surviving, yet fail 2 and 1 of the 8 tests of test/router/acks.test.ts when made by hand.
+  // STRYKER_COVERAGE=all runs every listed test of the selected modules against every mutant: exact, slower, so one
+  // module at a time (MUTATE=…); test:mutation:changed uses it. Stryker allows ignoreStatic only with perTest, so an
+  // `all` run counts static mutants too (see below).
   coverageAnalysis: process.env.STRYKER_COVERAGE === 'all' ? 'all' : 'perTest',
   // Static mutants (module-level constants: TOKEN_RE, BEARER, DEFAULT_TOKEN_TTL_S, decide's sha256 choice) are not
   // re-evaluated by the vitest runner here: `24 / 3600` for the TTL "survived" although a test asserts 86 400.
