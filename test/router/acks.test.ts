@@ -11,7 +11,7 @@ import { routerSettings } from '../../router/options.ts';
 import { createStreamHub, type StreamHub } from '../../router/streams.ts';
 import { agentEvent } from '../helpers/agent-event.ts';
 import { TEST_HV_KEYS, createTestDatabase, type TestDatabase } from '../helpers/database.ts';
-import { insertEvent, seedWorld } from '../helpers/seeded.ts';
+import { insertEvent, seedWorld, waitFor } from '../helpers/seeded.ts';
 
 /** Ack slots (router/acks.ts): acks never take the poll's connection, whatever their number. */
 describe('ack slots', () => {
@@ -98,6 +98,8 @@ describe('acknowledgements', () => {
   let hub: StreamHub;
   let source: EventSource;
   let acks: ReturnType<typeof createAckProcessor>;
+  /** The source's statements by name (`ack`: one completion transaction). */
+  const queries: string[] = [];
 
   beforeAll(async () => {
     t = await createTestDatabase('router_ack_processor');
@@ -111,7 +113,7 @@ describe('acknowledgements', () => {
     const slots = createAckSlots(pool, 4);
     const settings = routerSettings({ db: t.service('event_router'), region: 'nyc1', hypervisorKeys: TEST_HV_KEYS, legacySource: createMysqlEventSource });
     source = createMysqlEventSource({
-      settings, regionId: 1, pool, hub, metric, log, countQuery: () => {}, withAckConnection: slots.withConnection, withAckSlot: slots.withSlot,
+      settings, regionId: 1, pool, hub, metric, log, countQuery: (name: string) => queries.push(name), withAckConnection: slots.withConnection, withAckSlot: slots.withSlot,
       claimsSettled: () => {}, closed: () => false,
     });
     acks = createAckProcessor({ hub, metric });
@@ -131,10 +133,13 @@ describe('acknowledgements', () => {
   it('records a running event of its own host once; a repeat, in the same batch or later, is a duplicate', async () => {
     const id = await insertEvent(t.db, { type: 'reboot', region_id: 1, server_id: 1, status: 'running' });
     const [ackedBefore, dupBefore, countBefore] = [await counter('router_events_acked_total'), await counter('router_ack_duplicates_total'), acks.acked()];
+    const completions = queries.filter((q) => q === 'ack').length;
     expect(await acks.acknowledge(1, [item(id), item(id)], source)).toEqual([
       { event_id: id, outcome: 'acked' },
       { event_id: id, outcome: 'duplicate' },
     ]);
+    // The batch's repeat is answered from the row it just completed: one completion transaction, not two.
+    expect(queries.filter((q) => q === 'ack').length).toBe(completions + 1);
     expect(await acks.acknowledge(1, [item(id)], source)).toEqual([{ event_id: id, outcome: 'duplicate' }]);
     expect(await status(id)).toBe('done');
     expect(await executions(id)).toBe(1);
@@ -146,6 +151,7 @@ describe('acknowledgements', () => {
   it('an event never claimed is not_claimed, an unknown one not_found; neither is recorded or counted', async () => {
     const pending = await insertEvent(t.db, { type: 'reboot', region_id: 1, server_id: 1 });
     const acked = await counter('router_events_acked_total');
+    const duplicates = await counter('router_ack_duplicates_total');
     expect(await acks.acknowledge(1, [item(pending), item(987_654_321)], source)).toEqual([
       { event_id: pending, outcome: 'not_claimed' },
       { event_id: 987_654_321, outcome: 'not_found' },
@@ -153,12 +159,52 @@ describe('acknowledgements', () => {
     expect(await status(pending)).toBe('pending');
     expect(await executions(pending)).toBe(0);
     expect(await counter('router_events_acked_total')).toBe(acked);
+    expect(await counter('router_ack_duplicates_total')).toBe(duplicates);
+  });
+
+  it('a delivered event another router already completed is a duplicate and leaves the in-flight set; one the source will not record stays in flight', async () => {
+    const done = await insertEvent(t.db, { type: 'reboot', region_id: 1, server_id: 3, status: 'running' });
+    hub.deliver(agentEvent({ event_id: done, server_id: 3, event_status: 'running' }), true);
+    await t.db('events').where({ id: done }).update({ status: 'done' });
+    const duplicates = await counter('router_ack_duplicates_total');
+    expect(await acks.acknowledge(3, [item(done)], source)).toEqual([{ event_id: done, outcome: 'duplicate' }]);
+    expect(hub.inflight.has(done)).toBe(false);
+    expect(await counter('router_ack_duplicates_total')).toBe(duplicates + 1);
+
+    // Failed meanwhile (status error): the completion records nothing; the event is not settled, nothing is counted.
+    const failed = await insertEvent(t.db, { type: 'reboot', region_id: 1, server_id: 3, status: 'running' });
+    hub.deliver(agentEvent({ event_id: failed, server_id: 3, event_status: 'running' }), true);
+    await t.db('events').where({ id: failed }).update({ status: 'error' });
+    const acked = await counter('router_events_acked_total');
+    expect(await acks.acknowledge(3, [item(failed)], source)).toEqual([{ event_id: failed, outcome: 'not_claimed' }]);
+    expect(hub.inflight.has(failed)).toBe(true);
+    expect(await counter('router_events_acked_total')).toBe(acked);
+    expect(await counter('router_ack_duplicates_total')).toBe(duplicates + 1);
+    hub.settled(failed, 3);
+  });
+
+  it('a completion in progress is pending (what close() waits for) until it ends', async () => {
+    const id = await insertEvent(t.db, { type: 'reboot', region_id: 1, server_id: 2, status: 'running' });
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    // The real source, its completion held until the test lets it go.
+    const holding: EventSource = { ...source, complete: async (...args) => { await held; return source.complete(...args); } };
+    const ack = acks.acknowledge(2, [item(id)], holding);
+    await waitFor(async () => acks.pending().length === 1, 5_000, 5);
+    expect(await status(id)).toBe('running');
+    release();
+    expect(await ack).toEqual([{ event_id: id, outcome: 'acked' }]);
+    expect(acks.pending()).toEqual([]);
   });
 
   it("a batch holding another host's event is refused whole (403): not even the own host's events are recorded", async () => {
     const mine = await insertEvent(t.db, { type: 'reboot', region_id: 1, server_id: 1, status: 'running' });
     const theirs = await insertEvent(t.db, { type: 'reboot', region_id: 1, server_id: 2, status: 'running' });
-    await expect(acks.acknowledge(1, [item(mine), item(theirs)], source)).rejects.toMatchObject({ code: 'ROUTER_ERR_FORBIDDEN', status: 403 });
+    await expect(acks.acknowledge(1, [item(mine), item(theirs)], source)).rejects.toMatchObject({
+      code: 'ROUTER_ERR_FORBIDDEN',
+      status: 403,
+      message: expect.stringContaining(`event ${theirs} belongs to another hypervisor; nothing was recorded`),
+    });
     expect([await status(mine), await status(theirs)]).toEqual(['running', 'running']);
     expect(await executions(mine)).toBe(0);
     expect(await executions(theirs)).toBe(0);
