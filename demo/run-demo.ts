@@ -108,10 +108,15 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   // A server that dies mid-run (the 2016 legacy at 15,000 runs a machine out of memory) ends the run with
   // one line saying so, not with whichever service's connection error arrives first.
   let death: ServerDeath | undefined;
-  void server.died?.then((d) => {
+  const deathError = (d: ServerDeath) =>
+    new StranglerError('DEMO_ERR_DATABASE_DIED', databaseDeathMessage(d, { hypervisors: options.hypervisors, threadHandling: server.threadHandling, godQuery, totalMemBytes: totalmem() }));
+  /** Rejects when the server dies: a stage in progress stops waiting on a database that is gone. */
+  const died = server.died?.then((d): never => {
     death = d;
     progress.log(`the database server died (${d.signal ?? `exit code ${d.code}`}); stopping`);
+    throw deathError(d);
   });
+  died?.catch(() => {});
   const scaleNote = legacyScaleNote(options.hypervisors, server.threadHandling, godQuery, multiplex);
   if (scaleNote) progress.log(`note: ${scaleNote}`);
   const database = uniqueDatabaseName('strangler_demo');
@@ -219,7 +224,9 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
         if (failed) return false;
         stage = name;
         try {
-          stages.push(await run());
+          const running = run();
+          if (died) running.catch(() => {}); // once the server is dead, the stage's own end is nobody's business
+          stages.push(await (died ? Promise.race([running, died]) : running));
           return true;
         } catch (err) {
           failed = { stage: name, code: err instanceof StranglerError ? err.code : 'DEMO_ERR_STAGE_FAILED', message: (err as Error).message };
@@ -363,10 +370,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   } catch (err) {
     // The services' errors can arrive a moment before the server's exit is reported.
     if (server.died && !death) await Promise.race([server.died, new Promise((r) => setTimeout(r, 2_000).unref())]);
-    if (death) {
-      const run = { hypervisors: options.hypervisors, threadHandling: server.threadHandling, godQuery, totalMemBytes: totalmem() };
-      throw new StranglerError('DEMO_ERR_DATABASE_DIED', databaseDeathMessage(death, run), { cause: err });
-    }
+    if (death) throw Object.assign(deathError(death), { cause: err });
     throw err;
   } finally {
     await userStatistics?.restore().catch(() => {});
