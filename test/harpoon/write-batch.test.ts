@@ -180,4 +180,34 @@ describe.each([{ returning: true }, { returning: false }])('writeBatch (returnin
     // Only that one: nothing of the failed batch was left open on the connection to be committed with it.
     expect(Number((await t.db('events').count({ n: '*' }))[0]!.n)).toBe(before[0]! + 1);
   });
+
+  it("an action for a droplet goes to the hypervisor its create placed it on: a wrong server is refused alone, the rest of the batch is written", async () => {
+    const [a, b] = [await server(1), Number((await t.db('servers').where({ region_id: 1 }).orderBy('id').offset(1).first()).id)];
+    const droplet = Number((await t.db('droplets').orderBy('id').first()).id);
+    const placed = ok((await write([create({ type: 'create', droplet_id: droplet, server_id: a })])).outcomes[0]).event;
+    const res = await write([
+      create({ type: 'reboot', droplet_id: droplet, server_id: a }),
+      create({ type: 'reboot', droplet_id: droplet, server_id: b }),
+      create({ type: 'power_off', droplet_id: droplet }),
+      create({ type: 'reboot', droplet_id: null }),
+    ]);
+    expect(ok(res.outcomes[0]).event).toMatchObject({ type: 'reboot', droplet_id: droplet, server_id: a });
+    expect(res.outcomes.slice(1, 3).map(code)).toEqual(['HARPOON_ERR_WRONG_SERVER', 'HARPOON_ERR_WRONG_SERVER']);
+    expect(res.outcomes[1]).toMatchObject({
+      error: { message: `a reboot event for droplet ${droplet} must be addressed to hypervisor ${a}, where its create event ${placed.id} placed it, not to hypervisor ${b}; nothing was written` },
+    });
+    expect(ok(res.outcomes[3]).event.droplet_id).toBeNull();
+    const rows = await t.db('events').where({ droplet_id: droplet }).orderBy('id').select('type', 'server_id');
+    expect(rows).toEqual([{ type: 'create', server_id: a }, { type: 'reboot', server_id: a }]);
+    expect(res.changes.map((c) => c.event.id)).toEqual([ok(res.outcomes[0]).event.id, ok(res.outcomes[3]).event.id]);
+  });
+
+  it('a key names one request: the same key for another droplet is a conflict, not a duplicate', async () => {
+    const key = `k-droplet-${returning}`;
+    const first = ok((await write([create({ key, droplet_id: null })])).outcomes[0]).event;
+    const other = await write([create({ key, droplet_id: Number((await t.db('droplets').orderBy('id', 'desc').first()).id) })]);
+    expect(code(other.outcomes[0])).toBe('HARPOON_ERR_KEY_CONFLICT');
+    expect(await t.db('events').where({ harpoon_key: key })).toHaveLength(1);
+    expect(first.droplet_id).toBeNull();
+  });
 });
