@@ -129,6 +129,7 @@ export const modules = [
     survivors: [
       { line: 42, mutant: 'TRANSITIONS.pending / .running → []', reason: 'static: a module-level table, not re-evaluated per mutant in an `all` run; the status-change test asserts pending → running → done and error' },
       { line: 116, mutant: 'new Array(ops.length) → new Array()', reason: 'equivalent: outcomes are assigned by index; a sparse array reads the same' },
+      { line: 164, mutant: 'deferred = keys.length > 0 || … → true / keys.length >= 0', reason: 'harmless: every create then takes the deferred path, the same statements in one more round trip' },
       { line: 197, mutant: 'keys.length > 0 → true / >= 0', reason: 'equivalent: with no keyed create no row has a harpoon_key to be looked up by' },
       { line: 213, mutant: 'a same-batch repeat of a key: outcomes[i] = undefined → {}', reason: 'equivalent: outcomes start undefined' },
       { line: 269, mutant: 'derived table: AS names on every SELECT (k === 0 → true)', reason: 'equivalent: UNION ALL takes its column names from the first SELECT; the others may repeat them' },
