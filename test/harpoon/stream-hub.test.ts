@@ -1,0 +1,196 @@
+import { createServer, get, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Pool } from 'mysql2/promise';
+import { Registry } from 'prom-client';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createChangeLog, type ChangeLog } from '../../harpoon/change-log.ts';
+import { readHorizon } from '../../harpoon/log-pruner.ts';
+import { createHarpoonMetrics } from '../../harpoon/metrics.ts';
+import { readLog } from '../../harpoon/store.ts';
+import { createStreamHub, type StreamHub } from '../../harpoon/stream.ts';
+import type { Change } from '../../harpoon/types.ts';
+import type { EventFilter } from '../../harpoon/validate.ts';
+import { createMysqlPool } from '../../lib/db/mysql-pool.ts';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { waitFor } from '../helpers/seeded.ts';
+
+/**
+ * The stream hub (harpoon/stream.ts) on its own: a real change log over a real event_log, a node:http server whose
+ * only route is hub.open, and subscribers reading the bytes. What each subscriber is sent, when, and what is counted.
+ */
+describe('the stream hub', () => {
+  let t: TestDatabase;
+  let pool: Pool;
+  let server: Server;
+  let url = '';
+  let log: ChangeLog;
+  let hub: StreamHub;
+  let registry: Registry;
+  /** When set, catch-up page reads wait for it. */
+  let hold: Promise<void> | undefined;
+  const errors: unknown[] = [];
+  const clients: IncomingMessage[] = [];
+
+  beforeAll(async () => {
+    t = await createTestDatabase('stream_hub');
+    pool = createMysqlPool(t.service('harpoon'), 4);
+    server = createServer((req, res) => {
+      const q = new URL(req.url!, 'http://x').searchParams;
+      const filter: EventFilter = { regions: new Set(q.getAll('region')), types: new Set(), statuses: new Set(), unscheduled: false };
+      hub.open(req, res, filter, Number(q.get('cursor') ?? 0), 'test');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    server?.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+    await pool?.end();
+    await t?.drop();
+  });
+
+  async function startHub(ringSize: number, heartbeatMs = 60_000) {
+    await t.db('event_log').del();
+    await t.db('event_log_horizon').update({ pruned_through: 0 });
+    registry = new Registry();
+    log = createChangeLog(pool, { ringSize, gapWaitMs: 10 });
+    await log.init();
+    const metrics = createHarpoonMetrics(registry, { queueDepth: () => 0, subscribers: () => hub.count(), head: () => log.head(), readsInflight: () => 0 });
+    hub = createStreamHub({
+      log,
+      readPage: async (after, upto, limit) => {
+        await hold;
+        return readLog(pool, after, upto, limit);
+      },
+      readHorizon: () => readHorizon(pool),
+      metrics,
+      heartbeatMs,
+      maxBufferedBytes: 1 << 20,
+      onError: (err) => errors.push(err),
+    });
+  }
+  beforeEach(() => {
+    hold = undefined;
+  });
+  afterEach(() => {
+    for (const c of clients.splice(0)) c.destroy();
+    hub?.closeAll();
+  });
+
+  /** Commits log rows (region by slug in the payload, as Harpoon writes it) and returns them as changes. */
+  async function commit(rows: Array<{ id: number; region: string; ageMs?: number }>): Promise<Change[]> {
+    await t.db('event_log').insert(
+      rows.map((r) => ({
+        id: r.id, event_id: r.id, kind: 'created', region_id: 1, type: 'reboot', status: 'pending',
+        payload: JSON.stringify({ region: r.region }), committed_at: new Date(Date.now() - (r.ageMs ?? 0)).toISOString().replace('T', ' ').replace('Z', ''),
+      })),
+    );
+    return readLog(pool, Math.min(...rows.map((r) => r.id)) - 1, Math.max(...rows.map((r) => r.id)), rows.length);
+  }
+
+  /** A subscriber: the SSE frames it has read so far. */
+  function subscribe(query: string) {
+    let text = '';
+    let ended = false;
+    get(`${url}/?${query}`, (res) => {
+      clients.push(res);
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (text += chunk));
+      res.on('end', () => (ended = true));
+      res.on('error', () => {});
+    }).on('error', () => {});
+    const frames = () => text.split('\n\n').filter((f) => f.length > 0 && !f.startsWith('retry:'));
+    return {
+      frames,
+      /** Cursors of the change frames. */
+      ids: () => frames().filter((f) => !f.includes('event: ')).map((f) => Number(/^id: (\d+)/.exec(f)![1])),
+      heartbeats: () => frames().filter((f) => f.includes('event: cursor')).length,
+      ended: () => ended,
+      text: () => text,
+    };
+  }
+  const metric = async (name: string) => {
+    const values = (await registry.getSingleMetric(name)!.get()).values as Array<{ value: number; metricName?: string }>;
+    return Object.fromEntries(values.map((v) => [v.metricName ?? name, v.value]));
+  };
+
+  it('live: a region subscriber gets its region, a filterless one every change, batched or not; frames and delivery lag are counted; a closed subscriber is let go', async () => {
+    await startHub(100);
+    const nyc = subscribe('region=nyc1&cursor=0');
+    const all = subscribe('cursor=0');
+    await waitFor(async () => hub.count() === 2 && nyc.heartbeats() === 1 && all.heartbeats() === 1, 10_000, 10);
+    await log.append(await commit([{ id: 1, region: 'nyc1', ageMs: 2_000 }, { id: 2, region: 'sfo1', ageMs: 2_000 }, { id: 3, region: 'nyc1', ageMs: 2_000 }]));
+    await log.append(await commit([{ id: 4, region: 'sfo1' }]));
+    await waitFor(async () => all.ids().length === 4 && nyc.ids().length === 2, 10_000, 10);
+    expect(all.ids()).toEqual([1, 2, 3, 4]);
+    expect(nyc.ids()).toEqual([1, 3]);
+    expect((await metric('harpoon_stream_frames_total')).harpoon_stream_frames_total).toBe(6);
+    const lag = await metric('harpoon_delivery_lag_seconds');
+    expect(lag.harpoon_delivery_lag_seconds_count).toBe(4);
+    // Three changes two seconds old and one just committed: about 6 s in all (seconds, not ms; never negative).
+    expect(lag.harpoon_delivery_lag_seconds_sum).toBeGreaterThan(5.9);
+    expect(lag.harpoon_delivery_lag_seconds_sum).toBeLessThan(20);
+
+    clients[0]!.destroy();
+    await waitFor(async () => hub.count() === 1, 10_000, 10);
+    await log.append(await commit([{ id: 5, region: 'nyc1' }]));
+    await waitFor(async () => all.ids().length === 5, 10_000, 10);
+    expect((await metric('harpoon_stream_frames_total')).harpoon_stream_frames_total).toBe(7);
+    expect(nyc.ids()).toEqual([1, 3]);
+    expect(hub.oldestCatchUp()).toBeUndefined();
+  });
+
+  it('a subscriber catching up from the table is the oldest catch-up until it is live; heartbeats go to live subscribers only', async () => {
+    await startHub(0, 40);
+    await commit([1, 2, 3].map((id) => ({ id, region: 'nyc1' })));
+    await log.catchUp();
+    let release!: () => void;
+    hold = new Promise<void>((r) => (release = r));
+    const fromOne = subscribe('cursor=1');
+    const fromTwo = subscribe('cursor=2');
+    const live = subscribe('cursor=3');
+    await waitFor(async () => hub.count() === 3 && live.heartbeats() >= 3, 10_000, 10);
+    expect(hub.oldestCatchUp()).toBe(1);
+    // Only the frame every subscriber gets at open: no heartbeat while catching up.
+    expect([fromOne.heartbeats(), fromTwo.heartbeats()]).toEqual([1, 1]);
+    expect(live.frames().filter((f) => f.includes('event: cursor')).slice(1).every((f) => f.includes('data: {"cursor":3}'))).toBe(true);
+    release();
+    await waitFor(async () => fromOne.ids().length === 2 && fromTwo.ids().length === 1, 10_000, 10);
+    expect([fromOne.ids(), fromTwo.ids(), live.ids()]).toEqual([[2, 3], [3], []]);
+    expect(hub.oldestCatchUp()).toBeUndefined();
+    await waitFor(async () => fromOne.heartbeats() >= 2, 10_000, 10);
+  });
+
+  it('a catch-up from below the pruning horizon ends with a too-old frame (HARPOON_ERR_CURSOR_TOO_OLD), counted', async () => {
+    await startHub(0);
+    await commit([4, 5].map((id) => ({ id, region: 'nyc1' })));
+    await log.catchUp();
+    await t.db('event_log_horizon').update({ pruned_through: 3 });
+    const old = subscribe('cursor=1');
+    await waitFor(async () => old.ended(), 10_000, 10);
+    const tooOld = old.frames().find((f) => f.startsWith('event: too-old'))!;
+    expect(JSON.parse(tooOld.split('data: ')[1]!)).toEqual({
+      code: 'HARPOON_ERR_CURSOR_TOO_OLD',
+      message: 'cursor 1 is older than the oldest change kept (event_log pruned through 3); read the current state (GET /v1/events) and resume from its cursor',
+      horizon: 3,
+    });
+    expect(old.ids()).toEqual([]);
+    expect((await metric('harpoon_stream_too_old_total')).harpoon_stream_too_old_total).toBe(1);
+    expect(hub.count()).toBe(0);
+    // From the horizon itself nothing was pruned that it needs.
+    const fromHorizon = subscribe('cursor=3');
+    await waitFor(async () => fromHorizon.ids().length === 2, 10_000, 10);
+    expect(fromHorizon.ids()).toEqual([4, 5]);
+  });
+
+  it('closeAll ends every stream and forgets every subscriber', async () => {
+    await startHub(10);
+    const a = subscribe('cursor=0');
+    const b = subscribe('region=nyc1&cursor=0');
+    await waitFor(async () => hub.count() === 2 && a.heartbeats() === 1 && b.heartbeats() === 1, 10_000, 10);
+    hub.closeAll();
+    await waitFor(async () => a.ended() && b.ended(), 10_000, 10);
+    expect(hub.count()).toBe(0);
+    expect(errors).toEqual([]);
+  });
+});
