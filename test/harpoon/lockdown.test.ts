@@ -3,7 +3,7 @@ import type { Knex } from 'knex';
 import { createKnex } from '../../lib/db/knex.ts';
 import type { SeedData } from '../../stack/seed/generate.ts';
 import type { Harpoon } from '../../harpoon/create-harpoon.ts';
-import { lockdown, readEventGrants, rollbackLockdown } from '../../harpoon/lockdown.ts';
+import { lockdown, parseGrantee, readEventGrants, rollbackLockdown } from '../../harpoon/lockdown.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { call, startHarpoon } from '../helpers/harpoon.ts';
 import { seedWorld } from '../helpers/seeded.ts';
@@ -73,5 +73,62 @@ describe('lockdown: only Harpoon\'s MySQL user can touch events, and rollback re
       "'strangler_monitor'@'%'",
     ])) as [Array<{ n: number }>];
     expect(Number(monitorTables[0]!.n)).toBe(0);
+  });
+});
+
+/** Lockdown's reading and undoing of grants, on an account of the test's own with grants at every level. */
+describe('lockdown of an account with schema, table and non-table grants', () => {
+  let t: TestDatabase;
+  let user = '';
+  let grantee = '';
+
+  beforeAll(async () => {
+    t = await createTestDatabase('lockdown_levels');
+    user = `probe_${t.name.slice(-8)}`;
+    grantee = `'${user}'@'%'`;
+    await t.db.raw('CREATE USER ??@? IDENTIFIED BY ?', [user, '%', 'probe-password-not-secret']);
+    await t.db.raw('GRANT SELECT, EXECUTE ON ??.* TO ??@?', [t.name, user, '%']);
+    await t.db.raw('GRANT SELECT ON ??.?? TO ??@?', [t.name, 'event_log', user, '%']);
+    await t.db.raw('GRANT SELECT ON ??.?? TO ??@?', [t.name, 'droplets', user, '%']);
+  });
+  afterAll(async () => {
+    await t?.db.raw('DROP USER IF EXISTS ??@?', [user, '%']).catch(() => {});
+    await t?.drop();
+  });
+
+  const tableGrants = async () =>
+    (await t.db.raw('SELECT TABLE_NAME AS t, PRIVILEGE_TYPE AS p FROM information_schema.TABLE_PRIVILEGES WHERE TABLE_SCHEMA = ? AND GRANTEE = ? ORDER BY t, p', [t.name, grantee]))[0] as Array<{ t: string; p: string }>;
+  const schemaGrants = async () =>
+    ((await t.db.raw('SELECT PRIVILEGE_TYPE AS p FROM information_schema.SCHEMA_PRIVILEGES WHERE TABLE_SCHEMA = ? AND GRANTEE = ? ORDER BY p', [t.name, grantee]))[0] as Array<{ p: string }>).map((r) => r.p);
+
+  it('reads quoted grantees exactly and refuses anything else', () => {
+    expect(parseGrantee(`'o''brien'@'10.0.%'`)).toEqual({ user: "o'brien", host: '10.0.%' });
+    for (const bad of [`x'a'@'b'`, `'a'@'b'x`, `a@b`]) expect(() => parseGrantee(bad), bad).toThrow(/cannot read grantee/);
+  });
+
+  it('reads schema and table grants on event data, sorted, with * for the schema; a non-table privilege is not event data', async () => {
+    const mine = (await readEventGrants(t.db, t.name)).filter((g) => g.user === user);
+    expect(mine).toEqual([
+      { grantee, user, host: '%', table: '*', level: 'schema', privilege: 'SELECT' },
+      { grantee, user, host: '%', table: 'event_log', level: 'table', privilege: 'SELECT' },
+    ]);
+  });
+
+  it('lockdown revokes them, granting the schema privilege back on every other table but the ones held already; rollback restores exactly the grants of before', async () => {
+    const before = { tables: await tableGrants(), schema: await schemaGrants() };
+    const result = await lockdown(t.db, t.name);
+    expect(result.revoked.filter((r) => r.grantee === grantee)).toEqual([
+      { grantee, level: 'schema', privilege: 'SELECT' },
+      { grantee, level: 'table', privilege: 'SELECT', table: 'event_log' },
+    ]);
+    const granted = result.granted.filter((g) => g.grantee === grantee).map((g) => g.table);
+    expect(granted).not.toContain('droplets'); // held at table level already: not granted, so rollback will not take it
+    expect(granted).not.toContain('events');
+    expect(granted).toContain('servers');
+    expect(await schemaGrants()).toEqual(['EXECUTE']);
+    expect((await tableGrants()).filter((g) => ['events', 'event_log', 'event_outbox'].includes(g.t))).toEqual([]);
+
+    await rollbackLockdown(t.db, t.name);
+    expect({ tables: await tableGrants(), schema: await schemaGrants() }).toEqual(before);
   });
 });
