@@ -125,7 +125,9 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   let lockdownVerification: LockdownVerification | undefined;
   let sampler: ReturnType<typeof startSampler> | undefined;
   let userStatistics: Awaited<ReturnType<typeof enableUserStatistics>> | undefined;
-  try {
+  // The run itself; raced against the server's death, so a dead database ends it at once instead of after every
+  // remaining query has waited out its connect timeout (what a run killed mid-stage did in a loaded CI run).
+  const body = async (): Promise<DemoReport> => {
     userStatistics = await enableUserStatistics(admin);
     const userStats = userStatistics.enabled;
     const config = await prepareDatabase(server.admin, database, passwords);
@@ -367,15 +369,22 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       await stack?.close().catch(() => {});
       await db.destroy();
     }
+  };
+  try {
+    const running = body();
+    if (!died) return await running;
+    running.catch(() => {}); // after a death its own end is nobody's business
+    return await Promise.race([running, died]);
   } catch (err) {
     // The services' errors can arrive a moment before the server's exit is reported.
     if (server.died && !death) await Promise.race([server.died, new Promise((r) => setTimeout(r, 2_000).unref())]);
     if (death) throw Object.assign(deathError(death), { cause: err });
     throw err;
   } finally {
-    await userStatistics?.restore().catch(() => {});
+    // A dead server has nothing to restore or drop; asking it would only wait for connect timeouts.
+    if (!death) await userStatistics?.restore().catch(() => {});
     await admin.destroy();
-    if (!options.keepDatabase) await dropDatabase(server.admin, database).catch(() => {});
+    if (!options.keepDatabase && !death) await dropDatabase(server.admin, database).catch(() => {});
     await server.release();
   }
 }
