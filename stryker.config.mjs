@@ -186,7 +186,12 @@ export const modules = [
   {
     file: 'cloud/outbox.ts',
     guards: "Cloud's outbox: a droplet's event is written with it or not at all",
-    tests: ['test/cloud/event-writes.test.ts', 'test/cloud/relay.test.ts'],
+    tests: ['test/cloud/outbox.test.ts', 'test/cloud/event-writes.test.ts', 'test/cloud/relay.test.ts'],
+    // First run 2026-12-07 15:43–15:50 (session 3): 94.87 % (37 killed, 2 survived); the oldest pending row's age
+    // (Math.max → min) then got test/cloud/outbox.test.ts.
+    survivors: [
+      { line: 119, mutant: 'deleteOutbox: ids.length > 0 → >= 0', reason: 'equivalent: knex turns whereIn([]) into WHERE 1 = 0, a DELETE of nothing' },
+    ],
   },
   {
     file: 'cloud/relay.ts',
