@@ -212,6 +212,9 @@ export function createFleet(options: FleetOptions): Fleet {
       // Credentials come over IPC: the environment carries nothing of the operator's.
       env: childEnv({}),
     });
+    // A message to a worker that is dying (chaos kills them) fails with EPIPE as an 'error' event; unhandled, it ends
+    // this process. Its exit is what counts, and is handled below.
+    child.on('error', (err) => log.warn({ pid: child.pid, err: err.message }, 'fleet worker IPC error'));
     const worker: WorkerState = { child, serverIds, connected: 0, stats: createAgentStats(), rssBytes: 0, peakRssBytes: 0 };
     workers.push(worker);
     return new Promise((resolve, reject) => {

@@ -142,6 +142,8 @@ export function createProxyCluster(options: ProxyClusterOptions): ProxyCluster {
     cluster.setupPrimary({ exec: WORKER_PATH, execArgv: ['--import', 'tsx'], args: [], silent: false });
     // Its settings come over IPC (proxy:config): the environment carries nothing of the operator's.
     const worker = cluster.fork(childEnv({}));
+    // A message to a worker that is dying fails with EPIPE as an 'error' event; unhandled, it ends the primary.
+    worker.on('error', (err) => log.warn({ pid: worker.process.pid, err: err.message }, 'proxy worker IPC error'));
     live.set(worker, { listening: false, startedAt: Date.now() });
     const listening = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new StranglerError('PROXY_ERR_INTERNAL', `proxy worker ${worker.process.pid} did not listen within ${startTimeoutMs} ms`)), startTimeoutMs);

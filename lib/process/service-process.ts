@@ -53,6 +53,9 @@ export async function spawnServiceProcess(options: ServiceProcessOptions): Promi
   };
   child.stdout!.on('data', keep);
   child.stderr!.on('data', keep);
+  // A message to a child that is dying (chaos kills them, a supervisor restarts them) fails with EPIPE as an 'error'
+  // event; unhandled, it ends this process. The child's exit is what counts, and `exited` reports it.
+  child.on('error', (err) => keep(Buffer.from(`\n[${options.name}] ${err.message}\n`)));
   let gone = false;
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   void exited.then(() => (gone = true));

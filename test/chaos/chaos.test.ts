@@ -37,6 +37,8 @@ describe.skipIf(!throwawayAvailable())('npm run chaos (short run)', () => {
   // Generous timeouts: the 40 s run took 236 s end to end on a 2-core machine at load average 47.
   it('kills every component under traffic while the cutover moves, and loses nothing', async () => {
     const run = await runCli(['chaos', '--hypervisors', '200', '--regions', '2', '--duration', '40', '--seed', '3', '--json'], { timeoutMs: 420_000 });
+    // A run that ended before its report (a crash) says why on stderr: shown, not a bare JSON parse error.
+    expect(run.stdout.trim(), `exit ${run.code}; stderr:\n${run.stderr.slice(-3000)}`).not.toBe('');
     const report = JSON.parse(run.stdout) as ChaosReport;
     expect(report, run.stderr.slice(-3000)).toMatchObject({ ok: true, lost_events: 0, duplicate_executions: 0, overcommitted_hosts: 0, droplets_without_event: 0, unrecovered_faults: 0 });
     expect(run.code).toBe(0);
