@@ -25,12 +25,15 @@ describe('watchServerBacklog', () => {
       const watch = watchServerBacklog(t.db, { intervalMs: 50, detail: true });
       await waiter.query('SET SESSION innodb_lock_wait_timeout = 30');
       const blocked = waiter.query('UPDATE lock_me SET v = 2 WHERE id = 1');
-      // The waiter is waiting for as long as the holder holds the lock: the watcher samples it meanwhile.
-      for (let i = 0; i < 100; i++) {
+      // The waiter is waiting for as long as the holder holds the lock: the watcher samples it meanwhile. On a loaded
+      // machine the UPDATE can take seconds to reach the server (a CI run missed it within 5 s): wait for it, up to 25 s.
+      let waiting = false;
+      for (const deadline = Date.now() + 25_000; !waiting && Date.now() < deadline; ) {
         const [rows] = (await t.db.raw("SELECT COUNT(*) AS n FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT'")) as [[{ n: number }]];
-        if (Number(rows[0]!.n) > 0) break;
-        await new Promise((r) => setTimeout(r, 50));
+        waiting = Number(rows[0]!.n) > 0;
+        if (!waiting) await new Promise((r) => setTimeout(r, 50));
       }
+      expect(waiting, 'the second UPDATE never waited on the lock').toBe(true);
       await new Promise((r) => setTimeout(r, 300));
       const summary = await watch.stop();
       await holder.query('COMMIT');
