@@ -10,6 +10,12 @@ import { createBody, eventsPerDroplet, setFeature } from '../helpers/event-write
 import { HARPOON_TOKEN, HARPOON_TOKENS } from '../helpers/harpoon.ts';
 import { seedWorld, waitFor } from '../helpers/seeded.ts';
 import { readOutboxHealth } from '../../cloud/outbox.ts';
+import { Registry } from 'prom-client';
+import { createCloudMetrics } from '../../cloud/metrics.ts';
+import { createOutboxRelay, type OutboxRelayOptions } from '../../cloud/relay.ts';
+import { createHarpoonClient } from '../../harpoon/client.ts';
+import { createKnex } from '../../lib/db/knex.ts';
+import { silentLogger } from '../../lib/logger.ts';
 import { createCutoverAdmin } from '../../proxy/cutover/admin.ts';
 import { validatePlan } from '../../proxy/cutover/plan.ts';
 import { runCli } from '../helpers/cli.ts';
@@ -175,5 +181,25 @@ describe('the outbox relay: leases, take-over, parking', () => {
     const text = await e.registry.metrics();
     expect(text).toMatch(/^cloud_outbox_parked_total\{reason="attempts"\} 1$/m);
     expect(metric(text, 'cloud_outbox_parked_rows')).toBe(1);
+  });
+});
+
+/** The relay's options are checked once, at construction, each error naming the option, the value and the range. */
+describe('outbox relay options', () => {
+  const db = createKnex({ host: '127.0.0.1', port: 9, user: 'nobody', password: '' }, { poolMax: 1 });
+  afterAll(() => db.destroy());
+  const relay = (o: Partial<OutboxRelayOptions>) =>
+    createOutboxRelay({ db, harpoon: createHarpoonClient({ urls: 'http://127.0.0.1:9', token: HARPOON_TOKEN }), logger: silentLogger(), metrics: createCloudMetrics(new Registry()), ...o });
+
+  it('accepts the bounds and refuses one past each, and fractions', () => {
+    for (const ok of [{ leaseMs: 200, scanMs: 50 }, { leaseMs: 3_600_000, scanMs: 3_600_000 }, { leaseMs: 1000, scanMs: 50 }, { maxAttempts: 1 }]) expect(() => relay(ok), JSON.stringify(ok)).not.toThrow();
+    const refused = (o: Partial<OutboxRelayOptions>, message: string) => expect(() => relay(o), JSON.stringify(o)).toThrow(expect.objectContaining({ code: 'CONFIG_ERR_INVALID_OPTION', message }));
+    refused({ leaseMs: 199 }, 'option "leaseMs" must be an integer number of ms from 200 to 3600000, got 199');
+    refused({ leaseMs: 3_600_001 }, 'option "leaseMs" must be an integer number of ms from 200 to 3600000, got 3600001');
+    refused({ leaseMs: 1000.5 }, 'option "leaseMs" must be an integer number of ms from 200 to 3600000, got 1000.5');
+    refused({ leaseMs: 1000, scanMs: 49 }, 'option "scanMs" must be an integer number of ms from 50 to 1000, got 49');
+    refused({ leaseMs: 1000, scanMs: 1001 }, 'option "scanMs" must be an integer number of ms from 50 to 1000, got 1001');
+    refused({ maxAttempts: 0 }, 'option "maxAttempts" must be an integer >= 1, got 0');
+    refused({ maxAttempts: 1.5 }, 'option "maxAttempts" must be an integer >= 1, got 1.5');
   });
 });
