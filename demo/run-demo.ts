@@ -226,9 +226,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
         if (failed) return false;
         stage = name;
         try {
-          const running = run();
-          if (died) running.catch(() => {}); // once the server is dead, the stage's own end is nobody's business
-          stages.push(await (died ? Promise.race([running, died]) : running));
+          stages.push(await run());
           return true;
         } catch (err) {
           failed = { stage: name, code: err instanceof StranglerError ? err.code : 'DEMO_ERR_STAGE_FAILED', message: (err as Error).message };

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type { Knex } from 'knex';
+export { readProcessMemory } from '../lib/process/process-memory.ts';
 
 /**
  * What a stage cost the database server, read from the server and its
@@ -51,20 +52,6 @@ async function processCpuSeconds(pid: number): Promise<number | undefined> {
     return (Number(fields[11]) + Number(fields[12])) / 100;
   } catch {
     return undefined;
-  }
-}
-
-/**
- * A process's resident memory now (VmRSS) and at its peak (VmHWM), in bytes, and its OS thread count,
- * from /proc/<pid>/status; zeros where /proc cannot tell.
- */
-export async function readProcessMemory(pid: number): Promise<{ rssBytes: number; peakBytes: number; threads: number }> {
-  try {
-    const status = await readFile(`/proc/${pid}/status`, 'utf8');
-    const field = (name: string) => Number(new RegExp(`${name}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
-    return { rssBytes: field('VmRSS') * 1024, peakBytes: field('VmHWM') * 1024, threads: field('Threads') };
-  } catch {
-    return { rssBytes: 0, peakBytes: 0, threads: 0 };
   }
 }
 

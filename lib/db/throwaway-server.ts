@@ -9,6 +9,7 @@ import mysql from 'mysql2/promise';
 import { StranglerError, invalidOption } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { DbConfig } from './config.ts';
+import { readProcessMemory } from '../process/process-memory.ts';
 
 const execFileP = promisify(execFile);
 const DIR_PREFIX = 'strangler-mariadb-';
@@ -195,16 +196,6 @@ async function waitReady(config: DbConfig, child: ChildProcess, errLog: string, 
   });
 }
 
-/** VmHWM (peak resident memory) of a live process, bytes; null where /proc does not say. */
-function peakRss(pid: number): number | null {
-  try {
-    const m = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) * 1024 : null;
-  } catch {
-    return null;
-  }
-}
-
 /**
  * Makes the server the first thing the kernel's OOM killer takes (Linux): a run that drives the server
  * past the machine's memory (the 2016 legacy at 15,000 connections) then loses its own throwaway
@@ -333,8 +324,10 @@ export async function startThrowawayServer(options: ThrowawayOptions): Promise<T
     };
     // The peak is read while the process lives: once the kernel has killed it, /proc has nothing left to say.
     const memory = setInterval(() => {
-      const now = current.pid ? peakRss(current.pid) : null;
-      if (now !== null) peak = Math.max(peak ?? 0, now);
+      if (!current.pid) return;
+      void readProcessMemory(current.pid).then(({ peakBytes }) => {
+        if (peakBytes > 0) peak = Math.max(peak ?? 0, peakBytes);
+      });
     }, 2_000);
     memory.unref();
     watch(child);
