@@ -83,8 +83,3 @@ export function toCloudError(err: unknown): StranglerError {
   }
   return cloudError('CLOUD_ERR_INTERNAL', err instanceof Error ? err.message : String(err), err);
 }
-
-/** MySQL picked this transaction as a deadlock victim: it was rolled back whole and may simply be run again. */
-export function isDeadlock(err: unknown): boolean {
-  return (err as { code?: unknown } | undefined)?.code === 'ER_LOCK_DEADLOCK';
-}

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { retryDeadlocks } from '../lib/db/deadlock.ts';
 import type { CreateEventInput } from '../harpoon/types.ts';
 
 /**
@@ -57,29 +58,37 @@ export async function outboxTypes(trx: Knex.Transaction, dropletId: number): Pro
   return (await trx('event_outbox').where('droplet_id', dropletId).pluck('type')) as string[];
 }
 
+/*
+ * The lease statements below lock outbox rows through different indexes (the lease index, the primary key, a
+ * scan by owner): two of them at once (one Cloud's scan while its failed relay is counted, two Clouds' scans)
+ * can deadlock. Each is a single statement, rolled back whole when picked as the victim, so it is run again.
+ */
+
 /**
  * Takes up to `limit` rows whose lease expired (their Cloud died, or stopped) for `lease.owner`, in one
  * atomic UPDATE: two Clouds scanning at once never both take a row. Returns how many it took.
  */
 export async function takeExpiredLeases(db: Knex, lease: OutboxLease, limit: number): Promise<number> {
-  const [res] = (await db.raw(
+  const [res] = (await retryDeadlocks(() => db.raw(
     'UPDATE event_outbox SET lease_owner = ?, lease_until = NOW(3) + INTERVAL ? MICROSECOND WHERE parked_at IS NULL AND lease_until < NOW(3) ORDER BY id LIMIT ?',
     [lease.owner, lease.ms * 1000, limit],
-  )) as Affected;
+  ))) as Affected;
   return res.affectedRows;
 }
 
 /** Extends the lease of every row this Cloud holds (one statement, however many), so nobody takes them over while it is alive. */
 export async function renewLeases(db: Knex, lease: OutboxLease): Promise<void> {
-  await db('event_outbox')
-    .where('lease_owner', lease.owner)
-    .whereNull('parked_at')
-    .update({ lease_until: db.raw('NOW(3) + INTERVAL ? MICROSECOND', [lease.ms * 1000]) });
+  await retryDeadlocks(() =>
+    db('event_outbox')
+      .where('lease_owner', lease.owner)
+      .whereNull('parked_at')
+      .update({ lease_until: db.raw('NOW(3) + INTERVAL ? MICROSECOND', [lease.ms * 1000]) }),
+  );
 }
 
 /** Gives this Cloud's leases up (a clean close): another Cloud takes the rows at its next scan instead of after the lease. */
 export async function releaseLeases(db: Knex, owner: string): Promise<void> {
-  await db('event_outbox').where('lease_owner', owner).whereNull('parked_at').update({ lease_until: db.raw('NOW(3)') });
+  await retryDeadlocks(() => db('event_outbox').where('lease_owner', owner).whereNull('parked_at').update({ lease_until: db.raw('NOW(3)') }));
 }
 
 /** The rows `owner` holds (after a take), in id order. */
@@ -94,12 +103,12 @@ export async function readLeased(db: Knex, owner: string, limit: number): Promis
 
 /** Counts a failed relay of these rows (the count survives a take-over by another Cloud). */
 export async function recordAttempt(db: Knex, ids: number[], error: string): Promise<void> {
-  if (ids.length > 0) await db('event_outbox').whereIn('id', ids).update({ attempts: db.raw('attempts + 1'), last_error: error.slice(0, 500) });
+  if (ids.length > 0) await retryDeadlocks(() => db('event_outbox').whereIn('id', ids).update({ attempts: db.raw('attempts + 1'), last_error: error.slice(0, 500) }));
 }
 
 /** Parks a row: no Cloud relays it again until an operator clears `parked_at` (runbooks/errors.md: CLOUD_ERR_OUTBOX_PARKED). */
 export async function parkOutbox(db: Knex, id: number, error: string): Promise<void> {
-  await db('event_outbox').where('id', id).update({ parked_at: db.raw('NOW(3)'), last_error: error.slice(0, 500), lease_owner: null });
+  await retryDeadlocks(() => db('event_outbox').where('id', id).update({ parked_at: db.raw('NOW(3)'), last_error: error.slice(0, 500), lease_owner: null }));
 }
 
 /**

@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import type { HarpoonClient } from '../harpoon/client.ts';
-import { cloudError, isDeadlock } from './errors.ts';
+import { retryDeadlocks } from '../lib/db/deadlock.ts';
+import { cloudError } from './errors.ts';
 import { readEventWrites, readsViaHarpoon, writesViaHarpoon } from './event-writes.ts';
 import type { OutboxRelay } from './relay.ts';
 import { insertOutbox, outboxTypes, type OutboxEvent, type OutboxRow } from './outbox.ts';
@@ -49,22 +50,9 @@ async function decidePath(
   return { viaHarpoon, readHarpoon, direct: paths.direct };
 }
 
-const ATTEMPTS = 5;
-
-/**
- * A transaction that is run again when MySQL picks it as a deadlock victim.
- * Safe because a victim is rolled back whole: nothing of the first try stays.
- * The short random pause keeps the same contenders from colliding again in step.
- */
-async function transact<T>(db: Knex, work: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await db.transaction(work);
-    } catch (err) {
-      if (!isDeadlock(err) || attempt >= ATTEMPTS) throw err;
-      await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * attempt));
-    }
-  }
+/** A transaction run again when MySQL picks it as a deadlock victim (rolled back whole: nothing of the first try stays). */
+function transact<T>(db: Knex, work: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
+  return retryDeadlocks(() => db.transaction(work));
 }
 
 export interface NewDroplet {

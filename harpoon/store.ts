@@ -3,6 +3,7 @@
  * of any SQL text is the number of placeholders, never input.
  */
 import type { Pool, PoolConnection } from 'mysql2/promise';
+import { isLockFailure } from '../lib/db/deadlock.ts';
 import type { Catalog } from './catalog.ts';
 import { isoFromSql } from './time.ts';
 import type { Change, ChangeKind, EventStatus, HarpoonEvent } from './types.ts';
@@ -66,8 +67,7 @@ export function isForeignKeyError(err: unknown): boolean {
 
 /** A duplicate key (another batch created the same key first), a deadlock or a lock wait timeout. */
 export function isRetryable(err: unknown): boolean {
-  const errno = (err as { errno?: unknown }).errno;
-  return errno === 1062 || errno === 1213 || errno === 1205;
+  return (err as { errno?: unknown }).errno === 1062 || isLockFailure(err);
 }
 
 // ---- reads -----------------------------------------------------------------------------------

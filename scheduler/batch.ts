@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Knex } from 'knex';
+import { isLockFailure } from '../lib/db/deadlock.ts';
 import type { Logger } from '../lib/logger.ts';
 import type { BackendRound, Failure, PlacementBackend } from './backend.ts';
 import { loadUserDroplets, type ClaimedEvent } from './claims.ts';
@@ -404,8 +405,3 @@ export function createBatchPlacer(deps: {
   };
 }
 
-/** MySQL/MariaDB deadlock (1213) or lock wait timeout (1205): the transaction was rolled back. */
-function isLockFailure(err: unknown): boolean {
-  const errno = (err as { errno?: number }).errno;
-  return errno === 1213 || errno === 1205;
-}

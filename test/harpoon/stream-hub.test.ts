@@ -29,6 +29,8 @@ describe('the stream hub', () => {
   /** When set, catch-up page reads wait for it. */
   let hold: Promise<void> | undefined;
   const errors: unknown[] = [];
+  /** The catch-up's table reads, [after, upto, limit] each. */
+  const pageReads: Array<[number, number, number]> = [];
   const clients: IncomingMessage[] = [];
 
   beforeAll(async () => {
@@ -49,7 +51,8 @@ describe('the stream hub', () => {
     await t?.drop();
   });
 
-  async function startHub(ringSize: number, heartbeatMs = 60_000) {
+  async function startHub(ringSize: number, heartbeatMs = 60_000, maxBufferedBytes = 1 << 20) {
+    pageReads.length = 0;
     await t.db('event_log').del();
     await t.db('event_log_horizon').update({ pruned_through: 0 });
     registry = new Registry();
@@ -59,13 +62,14 @@ describe('the stream hub', () => {
     hub = createStreamHub({
       log,
       readPage: async (after, upto, limit) => {
+        pageReads.push([after, upto, limit]);
         await hold;
         return readLog(pool, after, upto, limit);
       },
       readHorizon: () => readHorizon(pool),
       metrics,
       heartbeatMs,
-      maxBufferedBytes: 1 << 20,
+      maxBufferedBytes,
       onError: (err) => errors.push(err),
     });
   }
@@ -78,13 +82,16 @@ describe('the stream hub', () => {
   });
 
   /** Commits log rows (region by slug in the payload, as Harpoon writes it) and returns them as changes. */
-  async function commit(rows: Array<{ id: number; region: string; ageMs?: number }>): Promise<Change[]> {
-    await t.db('event_log').insert(
-      rows.map((r) => ({
-        id: r.id, event_id: r.id, kind: 'created', region_id: 1, type: 'reboot', status: 'pending',
-        payload: JSON.stringify({ region: r.region }), committed_at: new Date(Date.now() - (r.ageMs ?? 0)).toISOString().replace('T', ' ').replace('Z', ''),
-      })),
-    );
+  async function commit(rows: Array<{ id: number; region: string; ageMs?: number; pad?: number }>): Promise<Change[]> {
+    for (let i = 0; i < rows.length; i += 1000) {
+      await t.db('event_log').insert(
+        rows.slice(i, i + 1000).map((r) => ({
+          id: r.id, event_id: r.id, kind: 'created', region_id: 1, type: 'reboot', status: 'pending',
+          payload: JSON.stringify({ region: r.region, ...(r.pad ? { message: 'x'.repeat(r.pad) } : {}) }),
+          committed_at: new Date(Date.now() - (r.ageMs ?? 0)).toISOString().replace('T', ' ').replace('Z', ''),
+        })),
+      );
+    }
     return readLog(pool, Math.min(...rows.map((r) => r.id)) - 1, Math.max(...rows.map((r) => r.id)), rows.length);
   }
 
@@ -181,6 +188,91 @@ describe('the stream hub', () => {
     const fromHorizon = subscribe('cursor=3');
     await waitFor(async () => fromHorizon.ids().length === 2, 10_000, 10);
     expect(fromHorizon.ids()).toEqual([4, 5]);
+  });
+
+  it('a catch-up longer than a page is read page by page, each entry once and in order; a full last page is not taken for the end', async () => {
+    await startHub(0);
+    await commit(Array.from({ length: 2000 }, (_, i) => ({ id: i + 1, region: i % 2 ? 'nyc1' : 'sfo1' })));
+    await log.catchUp();
+    const all = subscribe('cursor=0');
+    const nyc = subscribe('region=nyc1&cursor=1500');
+    await waitFor(async () => all.ids().length === 2000 && nyc.ids().length === 250 && hub.oldestCatchUp() === undefined, 20_000, 20);
+    expect(all.ids()).toEqual(Array.from({ length: 2000 }, (_, i) => i + 1));
+    expect(nyc.ids()).toEqual(Array.from({ length: 250 }, (_, i) => 1502 + 2 * i));
+    // Two pages of exactly 1000 from 0, one short page from 1500; then both are live from memory.
+    expect(pageReads.filter(([after]) => after !== 1500)).toEqual([[0, 2000, 1000], [1000, 2000, 1000]]);
+    expect(pageReads.filter(([after]) => after === 1500)).toEqual([[1500, 2000, 1000]]);
+    await log.append(await commit([{ id: 2001, region: 'nyc1' }]));
+    await waitFor(async () => all.ids().length === 2001 && nyc.ids().length === 251, 10_000, 10);
+  });
+
+  it('a catch-up waits for a reader that stops reading instead of piling pages into its buffer, and goes on when it reads again', async () => {
+    // 24 pages of about 1.1 MB: far more than the sockets hold. The bound is 8 MB; the catch-up stops adding past half of it.
+    await startHub(0, 60_000, 8 << 20);
+    const rows = 24_000;
+    await commit(Array.from({ length: rows }, (_, i) => ({ id: i + 1, region: 'nyc1', pad: 1000 })));
+    await log.catchUp();
+    let received = 0;
+    let last = 0;
+    let inOrder = true;
+    let response: IncomingMessage | undefined;
+    let tail = '';
+    get(`${url}/?cursor=0`, (res) => {
+      response = res;
+      clients.push(res);
+      res.setEncoding('utf8');
+      res.pause();
+      res.on('data', (chunk: string) => {
+        const parts = (tail + chunk).split('\n\n');
+        tail = parts.pop()!;
+        for (const f of parts) {
+          const m = /^id: (\d+)\ndata:/.exec(f);
+          if (!m) continue;
+          const id = Number(m[1]);
+          if (id !== last + 1) inOrder = false;
+          last = id;
+          received++;
+        }
+      });
+    }).on('error', () => {});
+    await waitFor(async () => (response ? true : undefined), 10_000, 10);
+    await waitFor(async () => (pageReads.length >= 2 ? true : undefined), 10_000, 10);
+    // Paused: the hub has stopped reading pages well short of the 24, and has cut nobody off.
+    await new Promise((r) => setTimeout(r, 1000));
+    const readsWhilePaused = pageReads.length;
+    expect(readsWhilePaused).toBeLessThan(20);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(pageReads.length).toBe(readsWhilePaused);
+    expect((await metric('harpoon_stream_slow_cutoffs_total')).harpoon_stream_slow_cutoffs_total).toBe(0);
+    expect(hub.count()).toBe(1);
+    response!.resume();
+    await waitFor(async () => (received === rows ? true : undefined), 60_000, 20);
+    expect(inOrder).toBe(true);
+    expect(pageReads.length).toBe(24);
+    expect((await metric('harpoon_stream_slow_cutoffs_total')).harpoon_stream_slow_cutoffs_total).toBe(0);
+  });
+
+  it('a live subscriber that stops reading is cut off once its buffer passes the bound, and counted', async () => {
+    await startHub(100, 60_000, 64 << 10);
+    let response: IncomingMessage | undefined;
+    let ended = false;
+    get(`${url}/?cursor=0`, (res) => {
+      response = res;
+      clients.push(res);
+      res.pause();
+      res.on('close', () => (ended = true));
+      res.on('error', () => {});
+    }).on('error', () => {});
+    await waitFor(async () => (response && hub.count() === 1 && hub.oldestCatchUp() === undefined ? true : undefined), 10_000, 10);
+    // Live changes of about 50 KB each, to a reader that never reads: the sockets fill, then the bound.
+    let id = 0;
+    for (let round = 0; round < 200 && hub.count() > 0; round++) {
+      const batch = Array.from({ length: 20 }, () => ({ id: ++id, region: 'nyc1', pad: 50_000 }));
+      await log.append(await commit(batch));
+    }
+    expect(hub.count()).toBe(0);
+    expect((await metric('harpoon_stream_slow_cutoffs_total')).harpoon_stream_slow_cutoffs_total).toBe(1);
+    await waitFor(async () => (ended ? true : undefined), 10_000, 10);
   });
 
   it('closeAll ends every stream and forgets every subscriber', async () => {

@@ -1,8 +1,6 @@
-import { Writable } from 'node:stream';
 import type { Knex } from 'knex';
 import type { HarpoonClient } from '../../harpoon/client.ts';
 import { LEGACY_ROUTING, type FeatureState, type FeatureStateChange, type Routing } from '../../lib/cutover/types.ts';
-import { createLogger, type Logger } from '../../lib/logger.ts';
 import type { SchedulerStateSource } from '../../scheduler/cutover-follow.ts';
 
 /** Writes a feature's cutover row as the cutover controller would (version bumped, row created if absent). */
@@ -38,22 +36,6 @@ export function memoryStateSource(initial: Record<string, Routing>): SchedulerSt
     start: async () => {},
     close: async () => {},
   };
-}
-
-/** A logger that keeps every line at warn or above, to assert a service ran without complaint. */
-export function recordingLogger(): { logger: Logger; warnings: () => Array<{ msg: string; err?: string }> } {
-  const lines: Array<{ msg: string; err?: string }> = [];
-  const destination = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const line of chunk.toString().split('\n')) {
-        if (!line) continue;
-        const parsed = JSON.parse(line) as { level: number; msg: string; err?: string };
-        if (parsed.level >= 40) lines.push({ msg: parsed.msg, ...(parsed.err ? { err: parsed.err } : {}) });
-      }
-      done();
-    },
-  });
-  return { logger: createLogger({ level: 'warn', destination }), warnings: () => lines };
 }
 
 /**

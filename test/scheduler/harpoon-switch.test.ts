@@ -9,7 +9,8 @@ import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { HARPOON_TOKEN, startHarpoon } from '../helpers/harpoon.ts';
 import { metricsFromDatabase, startHostMetricsServer, type HostMetricsServer } from '../helpers/host-metrics.ts';
 import { freePort } from '../helpers/router.ts';
-import { FULL, recordingLogger, setFeature, startCompleter } from '../helpers/scheduler-harpoon.ts';
+import { recordingLogger } from '../helpers/logs.ts';
+import { FULL, setFeature, startCompleter } from '../helpers/scheduler-harpoon.ts';
 import { seedWorld, waitFor } from '../helpers/seeded.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -11,7 +11,8 @@ import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { HARPOON_TOKEN, createCountedUser, startHarpoon, userStatements } from '../helpers/harpoon.ts';
 import { metricsFromDatabase, startHostMetricsServer, type HostMetricsServer } from '../helpers/host-metrics.ts';
 import { freePort } from '../helpers/router.ts';
-import { FULL, memoryStateSource, recordingLogger, setFeature, startCompleter } from '../helpers/scheduler-harpoon.ts';
+import { recordingLogger } from '../helpers/logs.ts';
+import { FULL, memoryStateSource, setFeature, startCompleter } from '../helpers/scheduler-harpoon.ts';
 import { insertEvent, seedWorld, waitFor } from '../helpers/seeded.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
