@@ -172,9 +172,10 @@ describe('Cloud event-writes: the outbox to Harpoon, the fence, and reads throug
     expect(refused.body.code).toBe('CLOUD_ERR_EVENTS_UNAVAILABLE');
     expect((await eventsPerDroplet(t.db, droplets)).outbox).toBe(5);
     await startHarpoonOnPort();
+    // The relay lets a row go (cloud_outbox_pending) just after deleting it: wait for both.
     state = await waitFor(async () => {
       const s = await eventsPerDroplet(t.db, droplets);
-      return s.outbox === 0 ? s : undefined;
+      return s.outbox === 0 && /^cloud_outbox_pending 0$/m.test(await cloud.registry.metrics()) ? s : undefined;
     }, 20_000, 100);
     expect([...state.counts.values()]).toEqual([1, 1, 1, 1, 1]);
     const text = await cloud.registry.metrics();

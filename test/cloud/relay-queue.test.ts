@@ -140,7 +140,8 @@ describe('the outbox relay on its own: requests, failures, scans, close', () => 
     expect(answers.map((a) => a?.key)).toEqual(rows.map((r) => `outbox-${r.id}`));
     expect(answers.map((a) => a?.droplet_id)).toEqual(rows.map((r) => r.event.droplet_id));
     expect(new Set(answers.map((a) => a?.id)).size).toBe(7);
-    await waitFor(async () => ((await outbox()).length === 0 ? true : undefined), 5000, 20);
+    // The counter moves after the rows' delete: wait for both.
+    await waitFor(async () => ((await outbox()).length === 0 && (await metric(w.registry, 'cloud_outbox_relayed_total')) === 7 ? true : undefined), 5000, 20);
     const keys = (await t.db('events').whereIn('harpoon_key', rows.map((r) => `outbox-${r.id}`)).pluck('harpoon_key')) as string[];
     expect(keys.sort()).toEqual(rows.map((r) => `outbox-${r.id}`).sort());
     expect(w.relay.pending()).toBe(0);
@@ -154,7 +155,7 @@ describe('the outbox relay on its own: requests, failures, scans, close', () => 
     await w.relay.scan();
     const state = await waitFor(async () => {
       const s = await outbox();
-      return s.length === 1 && s[0]!.parked_at !== null ? s : undefined;
+      return s.length === 1 && s[0]!.parked_at !== null && (await metric(w.registry, 'cloud_outbox_relayed_total')) === 2 ? s : undefined;
     }, 5000, 20);
     expect(w.sizes).toEqual([3, 1, 1, 1]);
     expect(state[0]).toMatchObject({ id: ids[1], lease_owner: null, attempts: 0 });
@@ -182,7 +183,7 @@ describe('the outbox relay on its own: requests, failures, scans, close', () => 
     await w.relay.scan();
     const state = await waitFor(async () => {
       const s = await outbox();
-      return s.length === 1 && s[0]!.parked_at !== null ? s : undefined;
+      return s.length === 1 && s[0]!.parked_at !== null && (await metric(w.registry, 'cloud_outbox_relayed_total')) === 2 ? s : undefined;
     }, 5000, 20);
     expect(w.sizes).toEqual([3]);
     expect(state[0]).toMatchObject({ id: ids[1], attempts: 0, lease_owner: null });
@@ -200,7 +201,11 @@ describe('the outbox relay on its own: requests, failures, scans, close', () => 
       const w = watchedRelay({ token, maxAttempts: 3 });
       const row = await commit(w.relay, event(0));
       expect(await w.relay.submit(row)).toBeUndefined();
-      const [state] = await outbox();
+      // The write's answer comes before the park is written.
+      const [state] = await waitFor(async () => {
+        const rows = await outbox();
+        return rows[0]?.parked_at ? rows : undefined;
+      }, 5000, 20);
       expect(state).toMatchObject({ id: row.id, attempts: 3, lease_owner: null });
       expect(state!.parked_at).not.toBeNull();
       expect(w.sizes).toEqual([1, 1, 1]);
@@ -226,7 +231,7 @@ describe('the outbox relay on its own: requests, failures, scans, close', () => 
     try {
       const events = await Promise.all(answers);
       expect(events.map((e) => e?.key)).toEqual(rows.map((r) => `outbox-${r.id}`));
-      await waitFor(async () => ((await outbox()).length === 0 ? true : undefined), 5000, 20);
+      await waitFor(async () => ((await outbox()).length === 0 && (await metric(w.registry, 'cloud_outbox_relayed_total')) === 2 ? true : undefined), 5000, 20);
       const count = await t.db('events').whereIn('harpoon_key', rows.map((r) => `outbox-${r.id}`)).count({ n: '*' }).first();
       expect(Number(count?.n)).toBe(2);
       const retries = w.logs.records().filter((r) => r.msg.startsWith('could not relay outbox rows to Harpoon')).map((r) => Number(r.retryInMs));
@@ -306,7 +311,7 @@ describe('the outbox relay on its own: requests, failures, scans, close', () => 
     await w.relay.start();
     expect(w.relay.pending() + (await metric(w.registry, 'cloud_outbox_relayed_total'))).toBe(1);
     const [second] = await orphanRows([event(1)]);
-    await waitFor(async () => ((await outbox()).length === 0 ? true : undefined), 5000, 20);
+    await waitFor(async () => ((await outbox()).length === 0 && (await metric(w.registry, 'cloud_outbox_relayed_total')) === 2 ? true : undefined), 5000, 20);
     expect(await metric(w.registry, 'cloud_outbox_taken_total')).toBe(2);
     const keys = (await t.db('events').whereIn('harpoon_key', [`outbox-${first}`, `outbox-${second}`]).pluck('harpoon_key')) as string[];
     expect(keys).toHaveLength(2);
