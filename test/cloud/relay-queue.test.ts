@@ -350,6 +350,28 @@ describe('the outbox relay on its own: requests, failures, scans, close', () => 
     expect(await metric(other.registry, 'cloud_outbox_taken_total')).toBe(1);
   });
 
+  it('a database that goes away under a running relay: each failed statement is logged, the relay keeps its rows and stops cleanly', async () => {
+    const port = await freePort();
+    const own = createKnex(t.service('cloud'), { poolMax: 2 });
+    const w = watchedRelay({ db: own, url: `http://127.0.0.1:${port}`, scanMs: 50, leaseMs: 1000, minBackoffMs: 20, maxBackoffMs: 20 });
+    await w.relay.start();
+    const row = await commit(w.relay, event(0));
+    await own.destroy();
+    const answer = w.relay.submit(row);
+    const warned = (text: string) => w.logs.records().filter((r) => r.level === 40 && r.msg.startsWith(text));
+    await waitFor(async () => (warned('could not count the failed relay').length > 0 && warned('outbox scan failed').length > 0 ? true : undefined), 10_000, 20);
+    expect(w.relay.pending()).toBe(1);
+    await w.relay.close();
+    expect(await answer).toBeUndefined();
+    expect(warned('could not give the outbox leases up')).toHaveLength(1);
+    for (const line of [...warned('could not count the failed relay'), ...warned('outbox scan failed'), ...warned('could not give the outbox leases up')]) {
+      expect(line.err).toEqual(expect.any(String));
+      expect(line.component).toBe('cloud-outbox');
+    }
+    // The row is as the failed relays left it: still this relay's, no attempt counted, nothing parked.
+    expect(await outbox()).toEqual([expect.objectContaining({ id: row.id, attempts: 0, parked_at: null, lease_owner: w.relay.lease().owner })]);
+  });
+
   it('close() during a backoff stops the retries: no request after it', async () => {
     const port = await freePort();
     const w = watchedRelay({ url: `http://127.0.0.1:${port}`, minBackoffMs: 200, maxBackoffMs: 200, scanMs: 50, leaseMs: 1000 });
