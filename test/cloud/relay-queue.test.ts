@@ -11,6 +11,7 @@ import { freePort } from '../../lib/net/free-port.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { HARPOON_TOKEN, startHarpoon } from '../helpers/harpoon.ts';
 import { recordingLogger } from '../helpers/logs.ts';
+import { metricValue } from '../helpers/upstream.ts';
 import { seedWorld, waitFor } from '../helpers/seeded.ts';
 
 /**
@@ -88,9 +89,11 @@ describe('the outbox relay on its own: requests, failures, scans, close', () => 
       .orderBy('id')
       .select('id', 'lease_owner', 'parked_at', 'attempts', 'last_error', t.db.raw('COALESCE(lease_until > NOW(3), 0) AS lease_live'))) as OutboxState[];
 
-  const metric = async (registry: Registry, line: string): Promise<number> => {
-    const m = new RegExp(`^${line.replace(/[{}"=]/g, (c) => `\\${c}`)} (\\S+)$`, 'm').exec(await registry.metrics());
-    return Number(m?.[1] ?? NaN);
+  /** A counter's value, `name{label="value"}` as Prometheus writes it, read with the tree's one parser. */
+  const metric = async (registry: Registry, series: string): Promise<number> => {
+    const [, name, labels = ''] = /^([^{]+)(?:\{(.*)\})?$/.exec(series)!;
+    const wanted = Object.fromEntries([...labels.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
+    return metricValue(await registry.metrics(), name!, wanted) ?? NaN;
   };
 
   interface Watched {

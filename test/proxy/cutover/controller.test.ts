@@ -1,0 +1,210 @@
+import { Gauge, Registry } from 'prom-client';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { Knex } from 'knex';
+import { createKnex } from '../../../lib/db/knex.ts';
+import { StranglerError } from '../../../lib/errors.ts';
+import { createCutoverController, type CutoverController } from '../../../proxy/cutover/controller.ts';
+import type { FeatureEffects, StepChange } from '../../../proxy/cutover/effects.ts';
+import type { GateReading } from '../../../proxy/cutover/gates.ts';
+import { validatePlan } from '../../../proxy/cutover/plan.ts';
+import { createCutoverStateStore } from '../../../proxy/cutover/state-store.ts';
+import { createWebhooks } from '../../../proxy/cutover/webhooks.ts';
+import { createTestDatabase, type TestDatabase } from '../../helpers/database.ts';
+import { recordingLogger } from '../../helpers/logs.ts';
+import { metricValue, startUpstream, type TestUpstream } from '../../helpers/upstream.ts';
+
+/**
+ * The controller's verbs on their own (proxy/cutover/controller.ts), against the real state store and a real
+ * /metrics upstream: what each refusal says and records, what it counts in cutover_changes_total, what an
+ * effect's note and standing gate do to an advance, and what the soak watcher leaves alone.
+ */
+describe('the cutover controller', () => {
+  let t: TestDatabase;
+  let db: Knex;
+  let upstream: TestUpstream;
+  const source = new Registry();
+  const backlog = new Gauge({ name: 'router_pending_events', help: 'test', registers: [source] });
+  let confirmStatus = 200;
+
+  const plan = validatePlan({
+    version: 1,
+    webhooks: [{ name: 'freeze', type: 'confirm', url: 'http://127.0.0.1:1/confirm', features: ['scheduling'], timeout_ms: 500, retries: 0 }],
+    features: {
+      'event-delivery': {
+        analysis: { failure_threshold: 1, after_soak: 'alert', on_failure: 'legacy' },
+        steps: [
+          { name: 'nyc1', mode: 'canary', regions: ['nyc1'], soak_seconds: 30, gates: [{ name: 'backlog', kind: 'gauge', service: 'router', metric: 'router_pending_events', max: 10 }] },
+          { name: 'all', mode: 'full', soak_seconds: 0, gates: [{ name: 'backlog', kind: 'gauge', service: 'router', metric: 'router_pending_events', max: 10 }] },
+        ],
+      },
+      scheduling: {
+        steps: [{ name: 'full', mode: 'full', soak_seconds: 0, gates: [], requires: { 'event-delivery': 'full' } }],
+      },
+    },
+  });
+
+  beforeAll(async () => {
+    t = await createTestDatabase('cutover_controller');
+    db = createKnex(t.service('proxy'), { poolMax: 4 });
+    upstream = await startUpstream('router', async (req, res) => {
+      if (req.url === '/metrics') {
+        res.writeHead(200, { 'content-type': source.contentType }).end(await source.metrics());
+        return true;
+      }
+      if (req.url === '/confirm') {
+        res.writeHead(confirmStatus, { 'content-type': 'text/plain' }).end(confirmStatus === 200 ? 'ok' : 'change freeze');
+        return true;
+      }
+      return false;
+    });
+  });
+  afterAll(async () => {
+    await upstream?.close();
+    await db?.destroy();
+    await t?.drop();
+  });
+  beforeEach(async () => {
+    backlog.set(0);
+    confirmStatus = 200;
+    await t.db('cutover_history').delete();
+    await t.db('cutover_features').update({ step: 0, step_name: 'legacy', mode: 'legacy', percent: 0, regions: null, paused: false, baseline: null });
+  });
+
+  function controller(extra: { effects?: FeatureEffects } = {}) {
+    const registry = new Registry();
+    const logs = recordingLogger('info');
+    const hooks = plan.webhooks!.map((h) => ({ ...h, url: `${upstream.url}/confirm` }));
+    const c: CutoverController = createCutoverController({
+      store: createCutoverStateStore({ db, features: Object.keys(plan.features) }),
+      plan,
+      services: { router: upstream.url },
+      logger: logs.logger,
+      registry,
+      watcherActor: 'watcher@test',
+      webhooks: createWebhooks({ hooks, backoffMs: 10 }),
+      ...extra,
+    });
+    const changes = async (feature: string, action: string) => metricValue(await registry.metrics(), 'cutover_changes_total', { feature, action }) ?? 0;
+    return { c, registry, logs, changes };
+  }
+  const history = async (feature: string) => (await t.db('cutover_history').where({ feature }).orderBy('id').select('action', 'actor', 'reason', 'from_step', 'to_step')) as Array<Record<string, unknown>>;
+  const refusal = async (p: Promise<unknown>) => {
+    const err = (await p.then(() => undefined, (e: unknown) => e)) as StranglerError & { details?: Record<string, unknown> };
+    expect(err, 'expected a refusal').toBeInstanceOf(StranglerError);
+    return err;
+  };
+
+  it('refusals name the feature, the step and what to do: soaking (with the seconds left), paused, last step; each change is counted', async () => {
+    const { c, changes } = controller();
+    expect((await c.advance('event-delivery', 'alice', 'go')).changed).toBe(true);
+    const soaking = await refusal(c.advance('event-delivery', 'alice'));
+    expect(soaking.code).toBe('CUTOVER_ERR_SOAKING');
+    expect(soaking.message).toMatch(/^event-delivery step 1 \(nyc1\) has soaked [01]s of 30s; advance again in (29|30)s$/);
+    const remaining = Number(/in (\d+)s$/.exec(soaking.message)![1]);
+    expect(soaking).toMatchObject({ details: { remaining_seconds: remaining } });
+
+    await c.pause('event-delivery', 'alice', 'incident');
+    expect((await c.pause('event-delivery', 'alice', 'again')).changed).toBe(false);
+    const paused = await refusal(c.advance('event-delivery', 'alice'));
+    expect([paused.code, paused.message]).toEqual(['CUTOVER_ERR_PAUSED', 'event-delivery is paused; resume it before advancing']);
+    await c.resume('event-delivery', 'alice', null);
+
+    // Past the soak (the row's start moved back), with the gate passing: the last step, then nothing further.
+    await t.db('cutover_features').where({ feature: 'event-delivery' }).update({ step_started_at: t.db.raw('NOW(3) - INTERVAL 1 MINUTE') });
+    await c.advance('event-delivery', 'alice');
+    const last = await refusal(c.advance('event-delivery', 'alice'));
+    expect([last.code, last.message]).toEqual(['CUTOVER_ERR_LAST_STEP', 'event-delivery is already at its last step (2/2 all)']);
+    expect(await changes('event-delivery', 'advance')).toBe(2);
+    expect(await changes('event-delivery', 'pause')).toBe(1);
+    expect(await changes('event-delivery', 'resume')).toBe(1);
+    expect((await history('event-delivery')).map((h) => h.action)).toEqual(['advance', 'pause', 'resume', 'advance']);
+  });
+
+  it('a step that requires another feature is refused until it is there: said, recorded with the reason, counted', async () => {
+    const { c, changes } = controller();
+    const refused = await refusal(c.advance('scheduling', 'bob', 'ready'));
+    expect(refused.code).toBe('CUTOVER_ERR_REQUIREMENT');
+    expect(refused.message).toBe('scheduling cannot enter step 1 (full): event-delivery is legacy, needs full; advance those first');
+    await refusal(c.advance('scheduling', 'bob'));
+    expect(await history('scheduling')).toEqual([
+      { action: 'advance-refused', actor: 'bob', reason: 'ready — requirement: event-delivery is legacy, needs full', from_step: 0, to_step: 0 },
+      { action: 'advance-refused', actor: 'bob', reason: 'requirement: event-delivery is legacy, needs full', from_step: 0, to_step: 0 },
+    ]);
+    expect(await changes('scheduling', 'advance-refused')).toBe(2);
+  });
+
+  it('a confirm hook that says no blocks the step: recorded and counted as advance-blocked', async () => {
+    const { c, changes } = controller();
+    await t.db('cutover_features').where({ feature: 'event-delivery' }).update({ step: 2, step_name: 'all', mode: 'full', percent: 100 });
+    confirmStatus = 503;
+    const blocked = await refusal(c.advance('scheduling', 'carol', 'now'));
+    expect(blocked.code).toBe('CUTOVER_ERR_CONFIRM_BLOCKED');
+    expect(await history('scheduling')).toEqual([expect.objectContaining({ action: 'advance-blocked', actor: 'carol', from_step: 0, to_step: 0 })]);
+    expect(await changes('scheduling', 'advance-blocked')).toBe(1);
+    expect(await changes('scheduling', 'advance')).toBe(0);
+  });
+
+  it("an effect's note goes first in the history's reason; its standing gate blocks every feature's advance, and so does a gate that cannot be read", async () => {
+    let drift: GateReading | undefined;
+    let unreadable = false;
+    const seen: StepChange[] = [];
+    const effects: FeatureEffects = {
+      scheduling: {
+        async apply(change) {
+          seen.push(change);
+          return { note: 'preflight: 2 users still read events (overridden)' };
+        },
+        async gate() {
+          if (unreadable) throw new Error('information_schema is not readable');
+          return drift;
+        },
+      },
+    };
+    const { c } = controller({ effects });
+    await t.db('cutover_features').where({ feature: 'event-delivery' }).update({ step: 2, step_name: 'all', mode: 'full', percent: 100 });
+    await c.advance('scheduling', 'dave', 'window', { overridePreflight: true });
+    await c.rollback('scheduling', { actor: 'dave', to: 'legacy' });
+    await c.advance('scheduling', 'dave');
+    expect((await history('scheduling')).filter((h) => h.action === 'advance').map((h) => h.reason)).toEqual([
+      'preflight: 2 users still read events (overridden) — window',
+      'preflight: 2 users still read events (overridden)',
+    ]);
+    expect(seen.map((s) => [s.fromStep, s.toStep, s.overridePreflight ?? false])).toEqual([[0, 1, true], [1, 0, false], [0, 1, false]]);
+
+    // The effect's gate is judged at every advance of every feature, whatever that step's own gates say.
+    await c.rollback('event-delivery', { actor: 'dave', to: 'previous' });
+    await t.db('cutover_features').where({ feature: 'event-delivery' }).update({ step_started_at: t.db.raw('NOW(3) - INTERVAL 1 MINUTE') });
+    drift = { gate: 'lockdown-drift', kind: 'invariant', service: 'database', verdict: 'fail', value: 1, threshold: { max: 0 }, message: '1 grant outside the policy' };
+    const failing = await refusal(c.advance('event-delivery', 'dave'));
+    expect([failing.code, failing.message]).toEqual(['CUTOVER_ERR_GATE_FAILED', 'event-delivery cannot leave step 1 (nyc1): lockdown-drift fail: 1 grant outside the policy']);
+    drift = undefined;
+    unreadable = true;
+    const error = await refusal(c.advance('event-delivery', 'dave'));
+    expect(error.message).toMatch(/^event-delivery cannot leave step 1 \(nyc1\): scheduling-effect error: .*information_schema is not readable/);
+    unreadable = false;
+    expect((await c.advance('event-delivery', 'dave')).changed).toBe(true);
+  });
+
+  it('the soak watcher leaves a soaked step to the autopilot and a paused one alone, and fails on nothing', async () => {
+    const { c, logs } = controller();
+    await c.advance('event-delivery', 'erin');
+    backlog.set(50);
+    // Paused during its soak: the failing gate is not acted on.
+    await c.pause('event-delivery', 'erin', null);
+    await c.watchOnce();
+    expect((await history('event-delivery')).map((h) => h.action)).toEqual(['advance', 'pause']);
+    await c.resume('event-delivery', 'erin', null);
+    // Soaked: the watcher's pass does not judge it (no alert, no rollback), and logs no error.
+    await t.db('cutover_features').where({ feature: 'event-delivery' }).update({ step_started_at: t.db.raw('NOW(3) - INTERVAL 1 MINUTE') });
+    await c.watchOnce();
+    await c.watchOnce();
+    expect((await history('event-delivery')).map((h) => h.action)).toEqual(['advance', 'pause', 'resume']);
+    expect(logs.records().filter((r) => r.level >= 50)).toEqual([]);
+    // Inside the soak it acts: failure_threshold 1, on_failure legacy.
+    await t.db('cutover_features').where({ feature: 'event-delivery' }).update({ step_started_at: t.db.raw('NOW(3)') });
+    await c.watchOnce();
+    const rows = await history('event-delivery');
+    expect(rows.at(-1)).toMatchObject({ action: 'auto-rollback', actor: 'watcher@test', from_step: 1, to_step: 0 });
+    expect(String(rows.at(-1)!.reason)).toMatch(/^gate backlog failed: .* \(during the soak of step 1 nyc1\)$/);
+  });
+});
