@@ -231,6 +231,7 @@ export const modules = [
     // Every in-process test that drives a controller (the admin's HTTP API, the autopilot, the soak window, webhooks, the
     // lockdown effect, a feature that requires another's step).
     tests: [
+      'test/proxy/cutover/controller.test.ts',
       'test/proxy/cutover/api.test.ts',
       'test/proxy/cutover/plan.test.ts',
       'test/proxy/cutover/autopilot.test.ts',
