@@ -103,6 +103,7 @@ describe('lockdown of an account with schema, table and non-table grants', () =>
 
   it('reads quoted grantees exactly and refuses anything else', () => {
     expect(parseGrantee(`'o''brien'@'10.0.%'`)).toEqual({ user: "o'brien", host: '10.0.%' });
+    expect(parseGrantee(`'app'@'db''s.host'`)).toEqual({ user: 'app', host: "db's.host" });
     for (const bad of [`x'a'@'b'`, `'a'@'b'x`, `a@b`]) expect(() => parseGrantee(bad), bad).toThrow(/cannot read grantee/);
   });
 
@@ -130,5 +131,70 @@ describe('lockdown of an account with schema, table and non-table grants', () =>
 
     await rollbackLockdown(t.db, t.name);
     expect({ tables: await tableGrants(), schema: await schemaGrants() }).toEqual(before);
+  });
+});
+
+/**
+ * When the server refuses a GRANT or REVOKE (an administrator without GRANT OPTION), lockdown and its rollback stop
+ * with HARPOON_ERR_LOCKDOWN naming the statement; a grant that is already gone is no reason to stop a rollback.
+ */
+describe('lockdown statements the server refuses', () => {
+  let t: TestDatabase;
+  let weak: Knex;
+  let user = '';
+  let grantee = '';
+  const PASSWORD = 'weak-admin-password-not-secret';
+
+  beforeAll(async () => {
+    t = await createTestDatabase('lockdown_refused');
+    user = `weak_${t.name.slice(-8)}`;
+    grantee = `'${user}'@'%'`;
+    // Reads and writes the database, the lockdown records included, but may not grant anything.
+    await t.db.raw('CREATE USER ??@? IDENTIFIED BY ?', [user, '%', PASSWORD]);
+    await t.db.raw('GRANT SELECT, INSERT, DELETE ON ??.* TO ??@?', [t.name, user, '%']);
+    weak = createKnex({ ...t.admin, user, password: PASSWORD }, { poolMax: 1 });
+  });
+  afterAll(async () => {
+    await weak?.destroy();
+    await t?.db.raw('DROP USER IF EXISTS ??@?', [user, '%']).catch(() => {});
+    await t?.drop();
+  });
+
+  const refused = async (p: Promise<unknown>): Promise<{ code: string; message: string }> => {
+    const err = (await p.then(() => undefined, (e: unknown) => e)) as { code: string; message: string } | undefined;
+    expect(err, 'expected HARPOON_ERR_LOCKDOWN').toBeDefined();
+    return err!;
+  };
+  const record = (row: { action: 'revoked' | 'granted'; table_name: string | null; privilege: string }) =>
+    t.db.withSchema(t.name).table('harpoon_lockdown').insert({ grantee, ...row });
+
+  it('lockdown stops at the first statement refused, naming it', async () => {
+    // The account's own schema grant is event data: its first step is granting the privilege back on another table.
+    const err = await refused(lockdown(weak, t.name));
+    expect(err.code).toBe('HARPOON_ERR_LOCKDOWN');
+    expect(err.message).toMatch(new RegExp(`^GRANT (DELETE|INSERT|SELECT) ON \\w+ TO '${user}'@'%' failed: `));
+    await t.db.withSchema(t.name).table('harpoon_lockdown').delete();
+  });
+
+  it('rollback stops at a GRANT or REVOKE refused, naming it, whichever kind of record it undoes', async () => {
+    for (const [row, pattern] of [
+      [{ action: 'granted', table_name: 'servers', privilege: 'SELECT' }, `^REVOKE SELECT ON servers FROM '${user}'@'%' failed: `],
+      [{ action: 'revoked', table_name: null, privilege: 'UPDATE' }, `^GRANT UPDATE ON ${t.name}\\.\\* TO '${user}'@'%' failed: `],
+      [{ action: 'revoked', table_name: 'event_log', privilege: 'UPDATE' }, `^GRANT UPDATE ON event_log TO '${user}'@'%' failed: `],
+    ] as const) {
+      await record(row);
+      const err = await refused(rollbackLockdown(weak, t.name));
+      expect([err.code, err.message]).toEqual(['HARPOON_ERR_LOCKDOWN', expect.stringMatching(new RegExp(pattern))]);
+      // Nothing undone is forgotten: the record stays for the next try.
+      expect(await t.db.withSchema(t.name).table('harpoon_lockdown').count({ n: '*' })).toEqual([{ n: 1 }]);
+      await t.db.withSchema(t.name).table('harpoon_lockdown').delete();
+    }
+  });
+
+  it('rollback of a grant lockdown made that is already gone (revoked by hand) goes on and forgets the record', async () => {
+    await record({ action: 'granted', table_name: 'servers', privilege: 'UPDATE' });
+    const result = await rollbackLockdown(t.db, t.name);
+    expect(result.granted).toEqual([{ grantee, table: 'servers', privilege: 'UPDATE' }]);
+    expect(await t.db.withSchema(t.name).table('harpoon_lockdown').count({ n: '*' })).toEqual([{ n: 0 }]);
   });
 });
