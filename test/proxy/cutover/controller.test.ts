@@ -28,7 +28,10 @@ describe('the cutover controller', () => {
 
   const plan = validatePlan({
     version: 1,
-    webhooks: [{ name: 'freeze', type: 'confirm', url: 'http://127.0.0.1:1/confirm', features: ['scheduling'], timeout_ms: 500, retries: 0 }],
+    webhooks: [
+      { name: 'freeze', type: 'confirm', url: 'http://127.0.0.1:1/confirm', features: ['scheduling'], timeout_ms: 500, retries: 0 },
+      { name: 'ops', type: 'notify', url: 'http://127.0.0.1:1/notify', events: ['auto-rollback', 'rollback'], retries: 0 },
+    ],
     features: {
       'event-delivery': {
         analysis: { failure_threshold: 1, after_soak: 'alert', on_failure: 'legacy' },
@@ -51,6 +54,10 @@ describe('the cutover controller', () => {
         res.writeHead(200, { 'content-type': source.contentType }).end(await source.metrics());
         return true;
       }
+      if (req.url === '/notify') {
+        res.writeHead(200).end('ok');
+        return true;
+      }
       if (req.url === '/confirm') {
         res.writeHead(confirmStatus, { 'content-type': 'text/plain' }).end(confirmStatus === 200 ? 'ok' : 'change freeze');
         return true;
@@ -70,10 +77,10 @@ describe('the cutover controller', () => {
     await t.db('cutover_features').update({ step: 0, step_name: 'legacy', mode: 'legacy', percent: 0, regions: null, paused: false, baseline: null });
   });
 
-  function controller(extra: { effects?: FeatureEffects } = {}) {
+  function controller(extra: { effects?: FeatureEffects; watchIntervalMs?: number; rollbackAfterFailures?: number } = {}) {
     const registry = new Registry();
     const logs = recordingLogger('info');
-    const hooks = plan.webhooks!.map((h) => ({ ...h, url: `${upstream.url}/confirm` }));
+    const hooks = plan.webhooks!.map((h) => ({ ...h, url: `${upstream.url}/${h.type}` }));
     const c: CutoverController = createCutoverController({
       store: createCutoverStateStore({ db, features: Object.keys(plan.features) }),
       plan,
@@ -96,7 +103,15 @@ describe('the cutover controller', () => {
 
   it('refusals name the feature, the step and what to do: soaking (with the seconds left), paused, last step; each change is counted', async () => {
     const { c, changes } = controller();
-    expect((await c.advance('event-delivery', 'alice', 'go')).changed).toBe(true);
+    const stale = await refusal(c.advance('event-delivery', 'alice', 'go', { expectedVersion: 99 }));
+    expect(stale.code).toBe('CUTOVER_ERR_CONFLICT');
+    expect(stale.message).toMatch(/^event-delivery is at version \d+, not 99; check the status and retry$/);
+    const version = Number(/at version (\d+)/.exec(stale.message)![1]);
+    expect(stale).toMatchObject({ details: { version } });
+    expect((await c.advance('event-delivery', 'alice', 'go', { expectedVersion: version })).changed).toBe(true);
+    const staleRollback = await refusal(c.rollback('event-delivery', { actor: 'alice', expectedVersion: version }));
+    expect([staleRollback.code, staleRollback.message]).toEqual(['CUTOVER_ERR_CONFLICT', `event-delivery is at version ${version + 1}, not ${version}; check the status and retry`]);
+    expect(staleRollback).toMatchObject({ details: { version: version + 1 } });
     const soaking = await refusal(c.advance('event-delivery', 'alice'));
     expect(soaking.code).toBe('CUTOVER_ERR_SOAKING');
     expect(soaking.message).toMatch(/^event-delivery step 1 \(nyc1\) has soaked [01]s of 30s; advance again in (29|30)s$/);
@@ -185,6 +200,39 @@ describe('the cutover controller', () => {
     expect((await c.advance('event-delivery', 'dave')).changed).toBe(true);
   });
 
+  it("an effect that refuses (4xx) is recorded as a refusal and passed on as is; one that fails otherwise leaves the state and says so", async () => {
+    let failure: Error = new StranglerError('HARPOON_ERR_LOCKDOWN_PREFLIGHT', 'cloud still reads events', { status: 409 });
+    const effects: FeatureEffects = {
+      scheduling: {
+        async apply() {
+          throw failure;
+        },
+      },
+    };
+    const { c, logs } = controller({ effects });
+    await t.db('cutover_features').where({ feature: 'event-delivery' }).update({ step: 2, step_name: 'all', mode: 'full', percent: 100 });
+    const refused = await refusal(c.advance('scheduling', 'frank', 'tonight'));
+    expect(refused).toBe(failure);
+    expect(await history('scheduling')).toEqual([{ action: 'advance-refused', actor: 'frank', reason: 'cloud still reads events — tonight', from_step: 0, to_step: 0 }]);
+    failure = new Error('connection reset');
+    const failed = await refusal(c.advance('scheduling', 'frank'));
+    expect(failed.code).toBe('CUTOVER_ERR_EFFECT_FAILED');
+    expect(failed.message).toBe('scheduling step 0 → 1: its side effect failed (connection reset); the state is unchanged, fix the cause and run the same verb again');
+    expect(failed).toMatchObject({ details: { feature: 'scheduling' }, cause: failure });
+    expect(logs.records().find((r) => r.level === 50)).toMatchObject({ msg: "the step's side effect failed; the state is unchanged", feature: 'scheduling', fromStep: 0, toStep: 1 });
+    expect((await history('scheduling')).map((h) => h.action)).toEqual(['advance-refused']);
+    expect(await c.statusOf('scheduling')).toMatchObject({ step: 0 });
+  });
+
+  it('the analysis defaults come from the options where the plan sets none', () => {
+    const { c } = controller({ watchIntervalMs: 2500, rollbackAfterFailures: 4 });
+    const step = plan.features.scheduling!.steps[0]!;
+    expect(c.analysisOf('scheduling', step)).toMatchObject({ interval_seconds: 2.5, failure_threshold: 4 });
+    // The plan's own analysis wins over the options.
+    expect(c.analysisOf('event-delivery', plan.features['event-delivery']!.steps[0]!)).toMatchObject({ interval_seconds: 2.5, failure_threshold: 1 });
+    expect(controller().c.analysisOf('scheduling', step)).toMatchObject({ interval_seconds: 10, failure_threshold: 2 });
+  });
+
   it('the soak watcher leaves a soaked step to the autopilot and a paused one alone, and fails on nothing', async () => {
     const { c, logs } = controller();
     await c.advance('event-delivery', 'erin');
@@ -206,5 +254,14 @@ describe('the cutover controller', () => {
     const rows = await history('event-delivery');
     expect(rows.at(-1)).toMatchObject({ action: 'auto-rollback', actor: 'watcher@test', from_step: 1, to_step: 0 });
     expect(String(rows.at(-1)!.reason)).toMatch(/^gate backlog failed: .* \(during the soak of step 1 nyc1\)$/);
+    // The notify hook is told, with the readings the decision was made on.
+    let told: Record<string, unknown> | undefined;
+    for (let i = 0; i < 100 && !told; i++) {
+      const hit = upstream.requests.find((r) => r.url === '/notify' && r.body.includes('"auto-rollback"'));
+      if (hit) told = JSON.parse(hit.body) as Record<string, unknown>;
+      else await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(told).toMatchObject({ event: 'auto-rollback', feature: 'event-delivery', from_step: 1, to_step: 0, step_name: 'legacy', actor: 'watcher@test' });
+    expect(told!.readings).toEqual([expect.objectContaining({ gate: 'backlog', verdict: 'fail', value: 50 })]);
   });
 });
