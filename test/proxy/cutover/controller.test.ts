@@ -40,8 +40,9 @@ describe('the cutover controller', () => {
           { name: 'all', mode: 'full', soak_seconds: 0, gates: [{ name: 'backlog', kind: 'gauge', service: 'router', metric: 'router_pending_events', max: 10 }] },
         ],
       },
+      'event-writes': { steps: [{ name: 'full', mode: 'full', soak_seconds: 0, gates: [] }] },
       scheduling: {
-        steps: [{ name: 'full', mode: 'full', soak_seconds: 0, gates: [], requires: { 'event-delivery': 'full' } }],
+        steps: [{ name: 'full', mode: 'full', soak_seconds: 0, gates: [], requires: { 'event-delivery': 'full', 'event-writes': 'full' } }],
       },
     },
   });
@@ -94,6 +95,11 @@ describe('the cutover controller', () => {
     const changes = async (feature: string, action: string) => metricValue(await registry.metrics(), 'cutover_changes_total', { feature, action }) ?? 0;
     return { c, registry, logs, changes };
   }
+  /** Puts the features scheduling requires at full, as the controller would have left them. */
+  const requirementsMet = async () => {
+    await t.db('cutover_features').where({ feature: 'event-delivery' }).update({ step: 2, step_name: 'all', mode: 'full', percent: 100 });
+    await t.db('cutover_features').where({ feature: 'event-writes' }).update({ step: 1, step_name: 'full', mode: 'full', percent: 100 });
+  };
   const history = async (feature: string) => (await t.db('cutover_history').where({ feature }).orderBy('id').select('action', 'actor', 'reason', 'from_step', 'to_step')) as Array<Record<string, unknown>>;
   const refusal = async (p: Promise<unknown>) => {
     const err = (await p.then(() => undefined, (e: unknown) => e)) as StranglerError & { details?: Record<string, unknown> };
@@ -139,18 +145,21 @@ describe('the cutover controller', () => {
     const { c, changes } = controller();
     const refused = await refusal(c.advance('scheduling', 'bob', 'ready'));
     expect(refused.code).toBe('CUTOVER_ERR_REQUIREMENT');
-    expect(refused.message).toBe('scheduling cannot enter step 1 (full): event-delivery is legacy, needs full; advance those first');
+    expect(refused.message).toBe('scheduling cannot enter step 1 (full): event-delivery is legacy, needs full; event-writes is legacy, needs full; advance those first');
+    await t.db('cutover_features').where({ feature: 'event-writes' }).update({ step: 1, step_name: 'full', mode: 'full', percent: 100 });
     await refusal(c.advance('scheduling', 'bob'));
     expect(await history('scheduling')).toEqual([
-      { action: 'advance-refused', actor: 'bob', reason: 'ready — requirement: event-delivery is legacy, needs full', from_step: 0, to_step: 0 },
+      { action: 'advance-refused', actor: 'bob', reason: 'ready — requirement: event-delivery is legacy, needs full; event-writes is legacy, needs full', from_step: 0, to_step: 0 },
       { action: 'advance-refused', actor: 'bob', reason: 'requirement: event-delivery is legacy, needs full', from_step: 0, to_step: 0 },
     ]);
     expect(await changes('scheduling', 'advance-refused')).toBe(2);
+    await requirementsMet();
+    expect((await c.advance('scheduling', 'bob')).changed).toBe(true);
   });
 
   it('a confirm hook that says no blocks the step: recorded and counted as advance-blocked', async () => {
     const { c, changes } = controller();
-    await t.db('cutover_features').where({ feature: 'event-delivery' }).update({ step: 2, step_name: 'all', mode: 'full', percent: 100 });
+    await requirementsMet();
     confirmStatus = 503;
     const blocked = await refusal(c.advance('scheduling', 'carol', 'now'));
     expect(blocked.code).toBe('CUTOVER_ERR_CONFIRM_BLOCKED');
@@ -176,7 +185,7 @@ describe('the cutover controller', () => {
       },
     };
     const { c } = controller({ effects });
-    await t.db('cutover_features').where({ feature: 'event-delivery' }).update({ step: 2, step_name: 'all', mode: 'full', percent: 100 });
+    await requirementsMet();
     await c.advance('scheduling', 'dave', 'window', { overridePreflight: true });
     await c.rollback('scheduling', { actor: 'dave', to: 'legacy' });
     await c.advance('scheduling', 'dave');
@@ -210,7 +219,7 @@ describe('the cutover controller', () => {
       },
     };
     const { c, logs } = controller({ effects });
-    await t.db('cutover_features').where({ feature: 'event-delivery' }).update({ step: 2, step_name: 'all', mode: 'full', percent: 100 });
+    await requirementsMet();
     const refused = await refusal(c.advance('scheduling', 'frank', 'tonight'));
     expect(refused).toBe(failure);
     expect(await history('scheduling')).toEqual([{ action: 'advance-refused', actor: 'frank', reason: 'cloud still reads events — tonight', from_step: 0, to_step: 0 }]);
