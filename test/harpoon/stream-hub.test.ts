@@ -153,8 +153,10 @@ describe('the stream hub', () => {
     await log.catchUp();
     let release!: () => void;
     hold = new Promise<void>((r) => (release = r));
-    const fromOne = subscribe('cursor=1');
+    // The later cursor opens first: the oldest catch-up is the lowest cursor, not the first subscriber.
     const fromTwo = subscribe('cursor=2');
+    await waitFor(async () => hub.count() === 1, 10_000, 10);
+    const fromOne = subscribe('cursor=1');
     const live = subscribe('cursor=3');
     await waitFor(async () => hub.count() === 3 && live.heartbeats() >= 3, 10_000, 10);
     expect(hub.oldestCatchUp()).toBe(1);
@@ -204,6 +206,20 @@ describe('the stream hub', () => {
     expect(pageReads.filter(([after]) => after === 1500)).toEqual([[1500, 2000, 1000]]);
     await log.append(await commit([{ id: 2001, region: 'nyc1' }]));
     await waitFor(async () => all.ids().length === 2001 && nyc.ids().length === 251, 10_000, 10);
+  });
+
+  it('a short page ends the catch-up even when the last ids up to the head are holes (a rolled-back batch)', async () => {
+    await startHub(0);
+    await commit([...Array.from({ length: 600 }, (_, i) => ({ id: i + 1, region: 'nyc1' })), { id: 700, region: 'nyc1' }]);
+    await log.catchUp();
+    // The log's head is 700; the table now ends at 600.
+    await t.db('event_log').where('id', 700).del();
+    const sub = subscribe('cursor=0');
+    await waitFor(async () => sub.ids().length === 600 && hub.oldestCatchUp() === undefined, 10_000, 10);
+    expect(pageReads).toEqual([[0, 700, 1000]]);
+    await log.append(await commit([{ id: 701, region: 'nyc1' }]));
+    await waitFor(async () => sub.ids().at(-1) === 701, 10_000, 10);
+    expect(pageReads).toHaveLength(1);
   });
 
   it('a catch-up waits for a reader that stops reading instead of piling pages into its buffer, and goes on when it reads again', async () => {
