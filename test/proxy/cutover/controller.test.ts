@@ -139,6 +139,14 @@ describe('the cutover controller', () => {
     expect(await changes('event-delivery', 'pause')).toBe(1);
     expect(await changes('event-delivery', 'resume')).toBe(1);
     expect((await history('event-delivery')).map((h) => h.action)).toEqual(['advance', 'pause', 'resume', 'advance']);
+
+    // A plan edited under a running cutover: the stored step no longer is the plan's.
+    await t.db('cutover_features').where({ feature: 'event-delivery' }).update({ step: 1, step_name: 'nyc1-old' });
+    const mismatch = await refusal(c.advance('event-delivery', 'alice'));
+    expect([mismatch.code, mismatch.message]).toEqual([
+      'CUTOVER_ERR_PLAN_MISMATCH',
+      'event-delivery: stored step 1 is "nyc1-old" but the plan\'s step 1 is "nyc1"; roll back or fix the plan',
+    ]);
   });
 
   it('a step that requires another feature is refused until it is there: said, recorded with the reason, counted', async () => {
