@@ -164,12 +164,23 @@ export const modules = [
     // counted, a closed subscriber let go, catch-up from the table as the oldest catch-up, heartbeats to live
     // subscribers only, the too-old frame, closeAll).
     survivors: [
-      { line: 81, mutant: 'unindex: which region sets a dropped subscriber leaves', reason: 'harmless: a closed subscriber left in a set is skipped at its next change (write() checks closed); only memory is held' },
+      { line: 72, mutant: "index a region subscriber under '*' too (regions.size > 0 → false)", reason: 'harmless: every write checks the filter (matches()), so only the cost of looking at other regions\' changes' },
+      { line: 81, mutant: 'unindex: which region sets a dropped subscriber leaves (8 mutants)', reason: 'harmless: a closed subscriber left in a set is skipped at its next change (write() checks closed); only memory is held' },
+      { line: 86, mutant: "drop()'s guard and its closed flag (86, 87), a failed write's drop and return value (96, 98)", reason: "harmless: the writer has already destroyed a slow or closed client's socket, and the response's 'close' drops the subscriber; what differs is a second drop or one more frame counted" },
       { line: 108, mutant: 'corking a batch (entries.length > 1, the corked set)', reason: 'equivalent for every reader: corking changes how many syscalls carry the frames, not the bytes or their order' },
+      { line: 129, mutant: 'if (frames > 0) → true', reason: 'harmless: inc(0)' },
+      { line: 135, mutant: 'parse the commit time once per distinct text → every time / observe a NaN lag', reason: 'equivalent: the cache only saves parsing; committed_at always parses (it comes from the database)' },
+      { line: 142, mutant: 'skip entries at or below the cursor → never / <', reason: 'defence only: memory and pages hold only entries above the cursor the catch-up asked from, and the cursor rises entry by entry' },
+      { line: 151, mutant: "a closed subscriber's catch-up stops (151, 155, 167 → go on)", reason: 'harmless: it reads and writes on to a socket already gone, and is dropped at its first write' },
+      { line: 174, mutant: 'back-pressure at buffered > half the bound → >=', reason: 'boundary: one byte of difference in when a catch-up pauses' },
+      { line: 177, mutant: "wait for 'close' as well as 'drain' → ''", reason: "harmless to every reader: a client that closes while its catch-up waits leaves that promise pending (memory held), it is already dropped" },
+      { line: 187, mutant: 'one heartbeat pass at a time (beating) → overlapping passes', reason: 'harmless: a slow pass over many subscribers overlapping the next sends a cursor frame twice' },
+      { line: 212, mutant: 'oldestCatchUp: sub.cursor < oldest → <=', reason: 'equivalent: equal cursors give the same oldest' },
     ],
-    // Re-run 16:18–16:33 with stream-hub.test.ts: 69.47 % (89 killed, 2 timed out, 40 survived, 8 no coverage). NOT
-    // covered yet: the catch-up's paging and back-pressure (lines 173–178: a page of exactly PAGE, waiting for drain),
-    // the slow-client cutoff's counter (92), the frame counter's zero case (129), a resumed cursor at a change (142).
+    // Re-run 16:18–16:33 with stream-hub.test.ts: 69.47 % (89 killed, 2 timed out, 40 survived, 8 no coverage). Session
+    // 4 added paging (full pages, a short page ending on holes), back-pressure on a paused reader and the slow-client
+    // cutoff; re-run 18:16–18:36: 76.64 % (102 killed, 3 timed out, 32 survived, 2 no coverage); lines 173 and 212 got
+    // cases then (the hole at the end, the open order) and were re-run.
   },
   {
     file: 'harpoon/lockdown.ts',
@@ -248,7 +259,9 @@ export const modules = [
     ],
     // First run 2026-12-07 17:35–18:05 (session 4, lines 160–448, perTest): 87.50 % of covered (201 killed, 9 timed out,
     // 30 survived, 44 no coverage). test/proxy/cutover/controller.test.ts then came (the controller alone on the real
-    // store and a real /metrics upstream); the survivors' and no-coverage lines re-run 18:08–18:23: 93.17 % with it.
+    // store and a real /metrics upstream); the survivors' and no-coverage lines re-run 18:08–18:23: 93.17 % with it; the
+    // lines its second round of cases reached re-run 18:33–18:34: 95.08 % (251 of 264). Line 372 (a stored step the edited
+    // plan no longer has → refused) got its case after that: the condition replaced by false by hand fails it.
     survivors: [
       { line: 271, mutant: "a recovered last soak replaces the step's readings only when all pass → some / true", reason: 'equivalent for the verdict: a failing last soak replacing failing whole-step readings still blocks; only which failing readings are shown differs' },
       { line: 339, mutant: 'skip records of features not in the plan → false', reason: "equivalent: the store lists only the plan's features" },
