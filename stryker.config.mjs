@@ -60,8 +60,8 @@ export const modules = [
     survivors: [
       { line: 65, mutant: ".select('id') → .select('')", reason: 'equivalent: knex drops an empty column name (SELECT * … FOR UPDATE): the same rows are locked and r.id is read' },
       { line: 78, mutant: 'isolation level option → {}', reason: 'equivalent for correctness: FOR UPDATE SKIP LOCKED reads the latest committed rows in either level; REPEATABLE READ only adds gap locks' },
-      { line: 101, mutant: 'ids.length === 0 || !details → false', reason: 'killed by hand (test/scheduler/claims.test.ts fails: TypeError): Stryker\'s per-test coverage did not attribute that test to the line' },
-      { line: 127, mutant: "created_at + 'Z' → + ''", reason: "killed by hand (claims.test.ts's time-zone case fails), as line 101" },
+      { line: 101, mutant: 'the operand ids.length === 0 → false', reason: 'equivalent: with no ids the claim locked nothing, so details is unset (or loads nothing) and [] is answered either way (session 2\'s "killed by hand" replaced the whole condition; re-checked 2026-12-07 18:57)' },
+      { line: 127, mutant: "created_at + 'Z' → + ''", reason: "killed outside Stryker only: claims.test.ts's time-zone case fails on it under both vitest configs (checked 18:58), but Stryker's vitest runner forces pool: 'threads', where assigning process.env.TZ does not change the zone" },
       { line: 136, mutant: 'releaseEvents: ids.length === 0 → false', reason: 'equivalent: knex turns whereIn([]) into WHERE 1 = 0, an UPDATE that changes nothing' },
       { line: 155, mutant: 'loadUserDroplets: customerIds.length === 0 → false', reason: 'equivalent: whereIn([]) is WHERE 1 = 0, so the map comes back empty either way' },
     ],
@@ -112,11 +112,11 @@ export const modules = [
     survivors: [
       { line: 75, mutant: "schedule's guard → false / running > concurrency", reason: 'harmless: flush() repeats the check (line 102) before it starts a batch' },
       { line: 76, mutant: 'wait = maxDelayMs + elapsed', reason: 'harmless to durability: a partly filled batch waits longer than maxDelayMs (latency only; no test asserts an upper bound, by rule)' },
-      { line: 77, mutant: 'full-batch check → false; wait <= 0 → < 0', reason: '→ false: killed by hand (the maxRows case times out; Stryker did not attribute that test); < 0: equivalent at millisecond timers' },
+      { line: 77, mutant: 'the operand wait <= 0 → false, or → < 0', reason: 'equivalent at millisecond timers: the other branch arms a timer of `wait` (≤ 0) ms whose callback flushes (re-checked 2026-12-07 19:03: the operand, column 38, is what Stryker mutates, not the whole condition)' },
       { line: 102, mutant: "flush's guard → false / && / >", reason: 'redundant: schedule() checks the same before calling flush() (its only caller besides the timer, which runs on a non-empty queue)' },
       { line: 129, mutant: 'running === 0 → true (drain resolves while a concurrent batch still commits)', reason: 'NOT covered: drain with concurrency 2 and two batches in flight needs a test (Harpoon runs concurrency 1 unless configured)' },
       { line: 138, mutant: "ClosedError's message → ''", reason: 'harmless: the type is what callers check (instanceof), the text is for logs' },
-      { line: 149, mutant: "drain's idle shortcut → true", reason: "killed by hand (both drain cases of group-commit.test.ts fail); Stryker's per-test coverage did not attribute them" },
+      { line: 149, mutant: "drain's idle shortcut, the whole condition → true", reason: "Stryker reports it survived (again 2026-12-07 19:03, with the three drain and maxQueue cases covering it), yet the same replacement made by hand fails those three under vitest.mutation.config.ts, with forks and with threads, and with Stryker's escaped name filter: a disagreement whose cause I have not found; counted as a survivor" },
     ],
   },
   {
