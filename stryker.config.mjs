@@ -242,7 +242,7 @@ export const modules = [
     // by hand it fails on >= at lines 205 and 278, <= at 254 and a gauge's tooLow → false (279). Re-run 07:03–07:12: 77.5 %;
     // 25 survivors left on lines 204, 211, 235–245, 250–258, 265–280 (reading messages' numbers, threshold objects, le parsing,
     // aggregate choice): NOT covered yet, each needs an assertion on the reading's message or threshold.
-    // Session 3 (14:41–14:52, string mutants included) after those assertions: 94.85 % (129 killed, 7 survived, 12 no
+    // Session 3 (string mutants included, docs/mutation-testing.md) after those assertions: 94.85 % (129 killed, 7 survived, 12 no
     // coverage); its 7 survivors are not itemized here yet (the threshold mutant of line 269 was killed by hand).
   },
   {
