@@ -126,7 +126,8 @@ export const modules = [
     // First run 2026-12-07 15:08–15:23 (session 3, STRYKER_COVERAGE=all): 91.13 % (185 killed, 18 survived, 3 no
     // coverage). The droplet-addressing path (lines 162–213: a non-create event for a droplet checked against where its
     // create placed it) had no test here; two were added then (a wrong server refused alone in a mixed batch; a key
-    // reused for another droplet is a conflict). Left, each equivalent or harmless (lines as of that run):
+    // reused for another droplet is a conflict). Re-run 18:53–19:16 (session 4, perTest): 95.59 % (195 killed, 9
+    // survived: those below). Left, each equivalent or harmless (lines as of that run):
     survivors: [
       { line: 42, mutant: 'TRANSITIONS.pending / .running → []', reason: 'static: a module-level table, not re-evaluated per mutant in an `all` run; the status-change test asserts pending → running → done and error' },
       { line: 116, mutant: 'new Array(ops.length) → new Array()', reason: 'equivalent: outcomes are assigned by index; a sparse array reads the same' },
