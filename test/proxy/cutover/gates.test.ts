@@ -281,4 +281,12 @@ describe("a step's gates against a service's live /metrics", () => {
     expect(dead.readings[0]!.message).toMatch(/^service dead: GET 127\.0\.0\.1:9\/metrics failed/);
     expect(dead.newBaselines).toEqual({});
   });
+
+  it('a gauge needs no baseline: judged on the first evaluation, and no baseline is taken for it', async () => {
+    counters = { ok: 7, bad: 0 };
+    const step: PlanStep = { name: 'canary', mode: 'canary', percent: 10, soak_seconds: 0, gates: [{ name: 'ok-count', kind: 'gauge', service: 'svc', metric: 'req_total{status="200"}', max: 10 }] };
+    const first = await evaluateStep(step, null, createScraper({ svc: url }));
+    expect(first.readings).toMatchObject([{ gate: 'ok-count', verdict: 'pass', value: 7 }]);
+    expect(first.newBaselines).toEqual({});
+  });
 });
