@@ -66,22 +66,15 @@ describe('the outbox relay on its own: requests, failures, scans, close', () => 
     return { type: 'create', region, droplet_id: d.id, customer_id: d.customer_id, server_id: null, args: {}, ...over } as OutboxEvent;
   };
 
-  /** Rows committed by a Cloud that is gone: their lease ran out a second ago. */
+  /** An outbox row for `e`, as insertOutbox writes it (lease columns aside). */
+  const rowOf = (e: OutboxEvent) => ({ droplet_id: e.droplet_id, customer_id: e.customer_id, type: e.type, payload: JSON.stringify(e) });
+
+  /** Rows committed by a Cloud that is gone: their lease ran out a second ago. Returns the ids of all such rows. */
   async function orphanRows(events: OutboxEvent[]): Promise<number[]> {
-    const ids: number[] = [];
     for (let i = 0; i < events.length; i += 200) {
-      const page = events.slice(i, i + 200).map((e) => ({
-        droplet_id: e.droplet_id,
-        customer_id: e.customer_id,
-        type: e.type,
-        payload: JSON.stringify(e),
-        lease_owner: 'gone:1:dead',
-        lease_until: t.db.raw('NOW(3) - INTERVAL 1 SECOND'),
-      }));
-      await t.db('event_outbox').insert(page);
+      await t.db('event_outbox').insert(events.slice(i, i + 200).map((e) => ({ ...rowOf(e), lease_owner: 'gone:1:dead', lease_until: t.db.raw('NOW(3) - INTERVAL 1 SECOND') })));
     }
-    ids.push(...((await t.db('event_outbox').where('lease_owner', 'gone:1:dead').orderBy('id').pluck('id')) as number[]));
-    return ids;
+    return (await t.db('event_outbox').where('lease_owner', 'gone:1:dead').orderBy('id').pluck('id')) as number[];
   }
 
   const outbox = async (): Promise<OutboxState[]> =>
@@ -89,12 +82,9 @@ describe('the outbox relay on its own: requests, failures, scans, close', () => 
       .orderBy('id')
       .select('id', 'lease_owner', 'parked_at', 'attempts', 'last_error', t.db.raw('COALESCE(lease_until > NOW(3), 0) AS lease_live'))) as OutboxState[];
 
-  /** A counter's value, `name{label="value"}` as Prometheus writes it, read with the tree's one parser. */
-  const metric = async (registry: Registry, series: string): Promise<number> => {
-    const [, name, labels = ''] = /^([^{]+)(?:\{(.*)\})?$/.exec(series)!;
-    const wanted = Object.fromEntries([...labels.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
-    return metricValue(await registry.metrics(), name!, wanted) ?? NaN;
-  };
+  /** A counter's value, read with the tree's one Prometheus parser. */
+  const metric = async (registry: Registry, name: string, labels: Record<string, string> = {}): Promise<number> =>
+    metricValue(await registry.metrics(), name, labels) ?? NaN;
 
   interface Watched {
     relay: OutboxRelay;
@@ -168,8 +158,8 @@ describe('the outbox relay on its own: requests, failures, scans, close', () => 
     expect(await metric(w.registry, 'cloud_outbox_taken_total')).toBe(3);
     expect(await metric(w.registry, 'cloud_outbox_relayed_total')).toBe(2);
     expect(await metric(w.registry, 'cloud_outbox_rejected_total')).toBe(1);
-    expect(await metric(w.registry, 'cloud_outbox_parked_total{reason="refused"}')).toBe(1);
-    expect(await metric(w.registry, 'cloud_outbox_parked_total{reason="attempts"}')).toBe(0);
+    expect(await metric(w.registry, 'cloud_outbox_parked_total', { reason: 'refused' })).toBe(1);
+    expect(await metric(w.registry, 'cloud_outbox_parked_total', { reason: 'attempts' })).toBe(0);
     expect(await metric(w.registry, 'cloud_outbox_relay_failures_total')).toBe(0);
     const parkedLine = w.logs.records().find((r) => r.code === 'CLOUD_ERR_OUTBOX_PARKED');
     expect(parkedLine).toMatchObject({ level: 50, outbox_id: ids[1], type: 'create', reason: 'refused', component: 'cloud-outbox' });
@@ -193,7 +183,7 @@ describe('the outbox relay on its own: requests, failures, scans, close', () => 
     expect(state[0]!.last_error).toMatch(new RegExp(`^HARPOON_ERR_KEY_CONFLICT: key "outbox-${ids[1]}" already created event`));
     expect(await metric(w.registry, 'cloud_outbox_relayed_total')).toBe(2);
     expect(await metric(w.registry, 'cloud_outbox_rejected_total')).toBe(1);
-    expect(await metric(w.registry, 'cloud_outbox_parked_total{reason="refused"}')).toBe(1);
+    expect(await metric(w.registry, 'cloud_outbox_parked_total', { reason: 'refused' })).toBe(1);
   });
 
   for (const [status, token, why] of [
@@ -213,7 +203,7 @@ describe('the outbox relay on its own: requests, failures, scans, close', () => 
       expect(state!.parked_at).not.toBeNull();
       expect(w.sizes).toEqual([1, 1, 1]);
       expect(await metric(w.registry, 'cloud_outbox_rejected_total')).toBe(0);
-      expect(await metric(w.registry, 'cloud_outbox_parked_total{reason="attempts"}')).toBe(1);
+      expect(await metric(w.registry, 'cloud_outbox_parked_total', { reason: 'attempts' })).toBe(1);
       expect(await metric(w.registry, 'cloud_outbox_relay_failures_total')).toBe(3);
       const warnings = w.logs.records().filter((r) => r.msg.startsWith('could not relay outbox rows to Harpoon'));
       expect(warnings.map((r) => r.rows)).toEqual([1, 1, 1]);
@@ -282,10 +272,6 @@ describe('the outbox relay on its own: requests, failures, scans, close', () => 
     expect(w.relay.pending()).toBe(501);
     expect(w.logs.records().filter((r) => r.msg.startsWith('took over outbox rows')).map((r) => r.rows)).toEqual([500, 1]);
   });
-
-  function rowOf(e: OutboxEvent) {
-    return { droplet_id: e.droplet_id, customer_id: e.customer_id, type: e.type, payload: JSON.stringify(e) };
-  }
 
   it('a live relay renews the leases of the rows it holds, so another relay takes them only once it stops renewing', async () => {
     const port = await freePort();

@@ -39,7 +39,11 @@ export const NEUTRAL = ['contracts', 'domain'];
 export const MIGRATION_IMPORTERS = ['migrations', 'lib/db', 'test'];
 export const MAX_LINES = 600;
 
-const IGNORED_DIRS = new Set(['node_modules', '.git', 'out']);
+/**
+ * Not the tree: packages, git, and the git-ignored output folders. reports/ matters most: an interrupted Stryker run
+ * leaves its sandbox there (reports/<run>/.stryker-tmp), a whole copy of the tree whose test helpers import legacy/.
+ */
+const IGNORED_DIRS = new Set(['node_modules', '.git', 'out', 'reports', '.strangler', 'test-artifacts', '.scratch']);
 
 function top(file: string): string {
   return file.split('/')[0]!;
