@@ -100,7 +100,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   const multiplex = options.legacy?.multiplex;
   const server = await provisionServer({ logger, needConnections, env: options.env, threadHandling });
   progress.log(
-    `database: ${server.source} server ${server.admin.host}:${server.admin.port} (${server.serverVersion}, max_connections=${server.maxConnections}, thread_handling=${server.threadHandling})`,
+    `database: ${server.source} server ${server.admin.host}:${server.admin.port} (${server.serverVersion}, max_connections=${server.maxConnections}, thread_handling=${server.threadHandling}${server.controlPort ? `, control sessions on extra_port ${server.controlPort}` : ''})`,
   );
   if (server.threadHandling !== threadHandling) {
     progress.log(`note: the legacy stage wanted thread_handling=${threadHandling}; this ${server.source} server runs ${server.threadHandling} (only a server the demo starts itself can be set)`);
@@ -120,7 +120,10 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
   const scaleNote = legacyScaleNote(options.hypervisors, server.threadHandling, godQuery, multiplex);
   if (scaleNote) progress.log(`note: ${scaleNote}`);
   const database = uniqueDatabaseName('strangler_demo');
-  const admin = createKnex({ ...server.admin, database: undefined }, { poolMin: 1, poolMax: 2, connectTimeoutMs: 60_000 });
+  // The demo's own sessions (seeding, sampling, PROCESSLIST, invariants) use the control port where the server has
+  // one, as the cutover admin does: a measurement must not wait in the queue it measures.
+  const control = server.controlPort ? { port: server.controlPort } : {};
+  const admin = createKnex({ ...server.admin, ...control, database: undefined }, { poolMin: 1, poolMax: 2, connectTimeoutMs: 60_000 });
   let stack: Awaited<ReturnType<typeof startLegacyStack>> | undefined;
   let lockdownVerification: LockdownVerification | undefined;
   let sampler: ReturnType<typeof startSampler> | undefined;
@@ -134,7 +137,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
     // The demo measures a server it drives into saturation (the legacy stage at 15,000): its own
     // connections are opened up front and kept, and a reconnect may wait as long as a saturated
     // thread pool takes to accept it, so the measuring never fails where the system is only slow.
-    const db = createKnex(config, { poolMin: 4, poolMax: 4, connectTimeoutMs: 60_000 });
+    const db = createKnex({ ...config, ...control }, { poolMin: 4, poolMax: 4, connectTimeoutMs: 60_000 });
     await warmPool(db, 4);
     try {
       const seed = generateSeed({ hypervisors: options.hypervisors, regions: options.regions, seed: options.seed });
@@ -161,6 +164,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoReport> {
       const plan = patientShadowSteps(withHarpoon ? validatePlan({ ...basePlan, features: { ...basePlan.features, ...harpoonPlanFeatures(soakSeconds) } }) : basePlan);
       stack = await startLegacyStack({
         server: server.admin,
+        ...(server.controlPort ? { controlPort: server.controlPort } : {}),
         database,
         passwords,
         // This run's hypervisor tokens only: a fresh ring, kept nowhere.

@@ -5,7 +5,7 @@ import { invalidOption } from '../lib/errors.ts';
 import { silentLogger, type Logger } from '../lib/logger.ts';
 import type { AgentStats } from './agent-stats.ts';
 import { createAgentStats } from './agent-stats.ts';
-import { readEventDelivery, routedToRouter, type DeliverySource, type EventDeliveryState } from '../lib/cutover/event-delivery.ts';
+import { parseEventDeliveryRow, readEventDelivery, routedToRouter, type DeliverySource, type EventDeliveryState } from '../lib/cutover/event-delivery.ts';
 import { resourceDelta, type HostState } from '../domain/completion.ts';
 import type { AgentCore, LeasedConnection, PollingMode, PollingModeFactory } from './polling-mode.ts';
 import { startRouterSession, type HeldEvent, type RouterSession } from './router-client.ts';
@@ -170,7 +170,7 @@ export function createDobeAgent(options: DobeAgentOptions): DobeAgent {
   }
 
   async function connect(): Promise<Connection> {
-    const c = await openConnection(options.db);
+    const c = await openConnection(options.db, polling?.multipleStatements ? { multipleStatements: true } : {});
     c.on('error', (err) => {
       log.debug({ err: err.message }, 'connection error');
     });
@@ -308,6 +308,10 @@ export function createDobeAgent(options: DobeAgentOptions): DobeAgent {
     dropConnection: drop,
     async readRouted(c) {
       delivery = await readEventDelivery(c);
+      return routed(delivery);
+    },
+    routedBy(row) {
+      delivery = parseEventDeliveryRow(row);
       return routed(delivery);
     },
     enterRouter,

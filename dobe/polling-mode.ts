@@ -47,6 +47,8 @@ export interface AgentCore {
   dropConnection(): Promise<void>;
   /** Reads the `event-delivery` row over `conn`: whether this host is routed to its router now. */
   readRouted(conn: Connection): Promise<boolean>;
+  /** The same decision from an `event-delivery` row the mode read itself (FEATURE_ROW_SQL, with its own query). */
+  routedBy(row: Record<string, unknown> | undefined): boolean;
   /** Hands the agent to its router: `carry` holds events executed but not yet recorded. */
   enterRouter(carry: HeldEvent[]): Promise<void>;
 }
@@ -60,6 +62,8 @@ export interface LeasedConnection {
 
 /** A running polling mode of one agent. */
 export interface PollingMode {
+  /** The agent's own connection allows several statements per query (the mode sends its reads as one packet). */
+  readonly multipleStatements?: boolean;
   /**
    * Where the mode shares connections (a pooler in front of MySQL): lends one for the agent's own
    * reads at connect, so the agent never opens a connection of its own. Absent: the agent holds one.

@@ -44,6 +44,12 @@ import { generateHarpoonTokens, scopedHarpoonTokens, type HarpoonServiceTokens }
 export interface LegacyStackOptions {
   /** The server (admin credentials, no database). */
   server: DbConfig;
+  /**
+   * The server's control port (a pooled MariaDB's `extra_port`, lib/db/provision.ts): the monitor
+   * and the cutover admin's sessions (state store, gate reads, lockdown's grants) connect there, so
+   * a step's analysis is not queued behind thousands of legacy pollers in the thread pool.
+   */
+  controlPort?: number;
   database: string;
   /** Each service user's MySQL password (lib/secrets/stack-secrets.ts): each service is handed its own only. */
   passwords: DbPasswords;
@@ -185,6 +191,7 @@ export interface LegacyStack {
 export async function startLegacyStack(options: LegacyStackOptions): Promise<LegacyStack> {
   const logger = options.logger ?? silentLogger();
   const as = (user: Parameters<typeof serviceDbConfig>[2]) => serviceDbConfig(options.server, options.database, user, options.passwords);
+  const onControlPort = (config: DbConfig): DbConfig => (options.controlPort ? { ...config, port: options.controlPort } : config);
   const started: Array<{ close(): Promise<void> }> = [];
   try {
     let harpoon: HarpoonStack | undefined;
@@ -202,7 +209,7 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
       await replicas.start();
       harpoon = { replicas, urls: replicas.urls(), tokens };
     }
-    const monitor = createMonitor({ db: as('strangler_monitor'), database: options.database, logger, port: options.ports?.monitor ?? 0 });
+    const monitor = createMonitor({ db: onControlPort(as('strangler_monitor')), database: options.database, logger, port: options.ports?.monitor ?? 0 });
     const monitorAddress = await monitor.start();
     started.push(monitor);
     // With Harpoon, Cloud follows event-writes: its events go through an outbox relayed to Harpoon (cloud/README.md).
@@ -266,10 +273,10 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
       const proxyAddress = await configured.start();
       // The admin serves the cluster's aggregated proxy_* series on its /metrics: the gates read the proxy there.
       // The lockdown step REVOKEs and GRANTs: only the server's admin account may, so it gets a pool of its own.
-      const grantor = harpoon ? createKnex({ ...options.server, database: options.database }, { poolMin: 0, poolMax: 1, connectTimeoutMs: 60_000 }) : undefined;
+      const grantor = harpoon ? createKnex(onControlPort({ ...options.server, database: options.database }), { poolMin: 0, poolMax: 1, connectTimeoutMs: 60_000 }) : undefined;
       if (grantor) started.push({ close: () => grantor.destroy() });
       const admin = createCutoverAdmin({
-        db: as('proxy'),
+        db: onControlPort(as('proxy')),
         tokens: { demo: er.adminToken, followers: { token: followerToken, scopes: ['read'] } },
         ...(grantor ? { effects: { lockdown: createLockdownEffect({ admin: grantor, database: options.database }) } } : {}),
         // Cloud's outbox, every Cloud's rows: parked ones are an alarm in cutover status (the grantor reads it after lockdown too).
@@ -288,7 +295,7 @@ export async function startLegacyStack(options: LegacyStackOptions): Promise<Leg
         watcherActor: 'demo-soak-watcher',
         // Invariant and budget gates read the server: the grantor account once lockdown is possible
         // (it alone still reads events afterwards), else the monitor's read-only user.
-        observer: grantor ?? as(MONITOR_USER),
+        observer: grantor ?? onControlPort(as(MONITOR_USER)),
         hostReserved: HOST_RESERVED,
         ...(er.webhookSecrets ? { webhookSecrets: er.webhookSecrets } : {}),
         // Thousands of agents share two cores with MariaDB here: a scrape may wait behind them.

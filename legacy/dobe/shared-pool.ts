@@ -11,9 +11,10 @@ const pools = new Map<string, Pool>();
  *
  * @example
  *   const pool = sharedPool(dobeConfig, 8);
+ *   const dual = sharedPool(dobeConfig, 8, true); // agents that read the cutover row with each poll
  */
-export function sharedPool(db: DbConfig, connections: number): Pool {
-  const key = `${db.user}@${db.host}:${db.port}/${db.database ?? ''}#${connections}`;
+export function sharedPool(db: DbConfig, connections: number, multipleStatements = false): Pool {
+  const key = `${db.user}@${db.host}:${db.port}/${db.database ?? ''}#${connections}${multipleStatements ? '+multi' : ''}`;
   let pool = pools.get(key);
   if (!pool) {
     pool = mysql.createPool({
@@ -29,6 +30,7 @@ export function sharedPool(db: DbConfig, connections: number): Pool {
       maxPreparedStatements: 8,
       dateStrings: true,
       timezone: 'Z',
+      ...(multipleStatements ? { multipleStatements: true } : {}),
     });
     // Sessions in UTC, as every agent connection (lib/db/connection.ts).
     pool.on('connection', (conn) => void conn.query("SET time_zone = '+00:00'"));

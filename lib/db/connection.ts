@@ -10,7 +10,7 @@ import type { DbConfig } from './config.ts';
  * @example
  *   const conn = await openConnection(cfg); await conn.query('SELECT 1'); await conn.end();
  */
-export async function openConnection(config: DbConfig, options: { connectTimeoutMs?: number } = {}): Promise<mysql.Connection> {
+export async function openConnection(config: DbConfig, options: { connectTimeoutMs?: number; multipleStatements?: boolean } = {}): Promise<mysql.Connection> {
   const conn = await mysql.createConnection({
     host: config.host,
     port: config.port,
@@ -21,6 +21,7 @@ export async function openConnection(config: DbConfig, options: { connectTimeout
     dateStrings: true,
     maxPreparedStatements: 8,
     connectTimeout: options.connectTimeoutMs ?? 10_000,
+    ...(options.multipleStatements ? { multipleStatements: true } : {}),
   });
   await conn.query("SET time_zone = '+00:00'");
   return conn;

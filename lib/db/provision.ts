@@ -16,6 +16,11 @@ export interface ProvisionedServer {
   maxConnections: number;
   /** `@@thread_handling` as the server reports it ('one-thread-per-connection', 'pool-of-threads', …). */
   threadHandling: string;
+  /**
+   * A pooled MariaDB's `extra_port` (a thread per connection there, no queue behind the pool's other
+   * clients): where the migration's control sessions connect when the legacy saturates the pool.
+   */
+  controlPort?: number;
   /** The server's process id when this run started it (for memory readings). */
   pid?: number;
   /** A throwaway server this run started: resolves if it dies before release() (lib/db/throwaway-server.ts). */
@@ -49,6 +54,7 @@ interface ServerFacts {
   maxConnections: number;
   openFilesLimit: number;
   threadHandling: string;
+  controlPort?: number;
 }
 
 async function inspect(config: DbConfig): Promise<ServerFacts> {
@@ -58,15 +64,28 @@ async function inspect(config: DbConfig): Promise<ServerFacts> {
       "SELECT VERSION() AS version, @@max_connections AS max_connections, @@open_files_limit AS open_files_limit, @@thread_handling AS thread_handling",
     );
     const row = rows[0]!;
+    const threadHandling = String(row.thread_handling);
+    // extra_port is MariaDB's (MySQL has no such variable): a server without it answers with an error.
+    const extra = threadHandling === 'pool-of-threads' ? await conn.query<mysql.RowDataPacket[]>('SELECT @@extra_port AS extra_port').then(([r]) => Number(r[0]?.extra_port ?? 0), () => 0) : 0;
     return {
       version: String(row.version),
       maxConnections: Number(row.max_connections),
       openFilesLimit: Number(row.open_files_limit),
-      threadHandling: String(row.thread_handling),
+      threadHandling,
+      ...(extra > 0 ? { controlPort: extra } : {}),
     };
   } finally {
     await conn.end();
   }
+}
+
+function serverFacts(facts: ServerFacts): Pick<ProvisionedServer, 'serverVersion' | 'maxConnections' | 'threadHandling' | 'controlPort'> {
+  return {
+    serverVersion: facts.version,
+    maxConnections: facts.maxConnections,
+    threadHandling: facts.threadHandling,
+    ...(facts.controlPort ? { controlPort: facts.controlPort } : {}),
+  };
 }
 
 function shortfall(facts: ServerFacts, need: number): string | undefined {
@@ -106,7 +125,7 @@ export async function provisionServer(options: ProvisionOptions): Promise<Provis
           'Raise these settings on that server, or unset MYSQL_URL to let the tool start a throwaway server.',
       );
     }
-    return { source: 'url', admin, serverVersion: facts.version, maxConnections: facts.maxConnections, threadHandling: facts.threadHandling, release: async () => {} };
+    return { source: 'url', admin, ...serverFacts(facts), release: async () => {} };
   }
 
   const found = options.found ?? { host: '127.0.0.1', port: 3306, user: 'root', password: '' };
@@ -118,9 +137,7 @@ export async function provisionServer(options: ProvisionOptions): Promise<Provis
       return {
         source: 'found',
         admin: found,
-        serverVersion: foundFacts.version,
-        maxConnections: foundFacts.maxConnections,
-        threadHandling: foundFacts.threadHandling,
+        ...serverFacts(foundFacts),
         release: async () => {},
       };
     }
@@ -156,9 +173,7 @@ export async function provisionServer(options: ProvisionOptions): Promise<Provis
         admin: server.config,
         pid: server.pid,
         died: server.died,
-        serverVersion: facts.version,
-        maxConnections: facts.maxConnections,
-        threadHandling: facts.threadHandling,
+        ...serverFacts(facts),
         release: () => server.stop(),
       };
     } catch (err) {
@@ -176,9 +191,7 @@ export async function provisionServer(options: ProvisionOptions): Promise<Provis
       return {
         source: 'container',
         admin: server.config,
-        serverVersion: facts.version,
-        maxConnections: facts.maxConnections,
-        threadHandling: facts.threadHandling,
+        ...serverFacts(facts),
         release: () => server.stop(),
       };
     } catch (err) {

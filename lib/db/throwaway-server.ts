@@ -17,6 +17,11 @@ const SEARCH_PATH = ['/usr/sbin', '/usr/local/sbin', '/usr/bin', '/usr/local/bin
 
 export interface ThrowawayServer {
   config: DbConfig;
+  /**
+   * MariaDB's `extra_port` on a pooled server: connections there get a thread each and never wait
+   * in the pool's queue behind the legacy's pollers. The migration's own control sessions use it.
+   */
+  controlPort?: number;
   dataDir: string;
   /** The running server's pid (a restart changes it). */
   readonly pid: number;
@@ -219,12 +224,19 @@ function settingArgs(settings: Record<string, string | number>): string[] {
   });
 }
 
+/** Connections the control port takes: the admin's pools, the monitor, a demo's sampler, with room to spare. */
+const CONTROL_CONNECTIONS = 64;
+
 /**
  * Server flags for a thread handling. One thread per connection keeps every idle client's thread
  * cached (thread_cache_size) as MySQL 5.6/5.7 did; the pool caps threads at 2,000.
  */
-function threadArgs(isMariaDb: boolean, handling: ThreadHandling, maxConnections: number): string[] {
-  if (handling === 'pool-of-threads') return isMariaDb ? ['--thread-handling=pool-of-threads', '--thread-pool-max-threads=2000'] : [];
+function threadArgs(isMariaDb: boolean, handling: ThreadHandling, maxConnections: number, controlPort: number | undefined): string[] {
+  if (handling === 'pool-of-threads') {
+    if (!isMariaDb) return [];
+    const control = controlPort ? [`--extra-port=${controlPort}`, `--extra-max-connections=${CONTROL_CONNECTIONS}`] : [];
+    return ['--thread-handling=pool-of-threads', '--thread-pool-max-threads=2000', ...control];
+  }
   return ['--thread-handling=one-thread-per-connection', `--thread-cache-size=${Math.min(16384, maxConnections)}`];
 }
 
@@ -268,6 +280,9 @@ export async function startThrowawayServer(options: ThrowawayOptions): Promise<T
   const errLog = join(dataRoot, 'error.log');
   for (let attempt = 0; ; attempt++) {
     const port = await freePort();
+    const pooled = isMariaDb && (options.threadHandling ?? 'pool-of-threads') === 'pool-of-threads';
+    let controlPort = pooled ? await freePort() : undefined;
+    while (controlPort === port) controlPort = await freePort();
     const args = [
       '--no-defaults',
       `--datadir=${dataDir}`,
@@ -288,7 +303,7 @@ export async function startThrowawayServer(options: ThrowawayOptions): Promise<T
       '--innodb-lock-wait-timeout=10',
       // userstat: per-user statement counts (information_schema.USER_STATISTICS) from the first statement on.
       ...(isMariaDb ? ['--userstat=1'] : []),
-      ...threadArgs(isMariaDb, options.threadHandling ?? 'pool-of-threads', maxConnections),
+      ...threadArgs(isMariaDb, options.threadHandling ?? 'pool-of-threads', maxConnections, controlPort),
       ...(process.getuid?.() === 0 ? ['--user=root'] : []),
       ...settingArgs(options.settings ?? {}),
     ];
@@ -331,9 +346,10 @@ export async function startThrowawayServer(options: ThrowawayOptions): Promise<T
     }, 2_000);
     memory.unref();
     watch(child);
-    options.logger.info({ port, dataDir, maxConnections, binary: serverBin }, 'started a throwaway database server');
+    options.logger.info({ port, controlPort, dataDir, maxConnections, binary: serverBin }, 'started a throwaway database server');
     return {
       config,
+      ...(controlPort ? { controlPort } : {}),
       dataDir,
       get pid() {
         return current.pid ?? 0;

@@ -9,6 +9,7 @@ import { duplicateExecutions, freePort, hvToken, setEventDelivery } from '../hel
 import { insertEvent, seedWorld, waitFor } from '../helpers/seeded.ts';
 import { createCountedUser, userStatements } from '../helpers/harpoon.ts';
 import { godQueryMode } from '../../legacy/dobe/god-query-mode.ts';
+import { startCountingRelay } from '../helpers/mysql-wire.ts';
 
 describe('a dual-mode DOBE agent', () => {
   let t: TestDatabase;
@@ -53,21 +54,28 @@ describe('a dual-mode DOBE agent', () => {
     }
   });
 
-  it('reads the cutover row at every poll by default: one primary-key lookup before each god query', async () => {
+  it('reads the cutover row at every poll by default, in the god query\'s packet: two statements, one round trip', async () => {
     const counted = await createCountedUser(t, 'dobe');
+    const service = counted.db;
+    const relay = await startCountingRelay({ host: service.host, port: service.port });
     const dead = `http://127.0.0.1:${await freePort()}`;
     const stats = createAgentStats();
-    const agent = dual(hosts[2]!, dead, { db: counted.db, modeCheckEvery: undefined, stats });
+    const agent = dual(hosts[2]!, dead, { db: { ...service, port: relay.port }, modeCheckEvery: undefined, stats });
     await agent.start();
     try {
       await waitFor(async () => stats.godQueries >= 20);
       await agent.close();
+      const packets = relay.queries();
       const selects = (await userStatements(t, counted.user)).select;
-      // Connect (host row, cutover row) and the first running-events read, then two statements per poll.
+      // Connect (time zone, host row, cutover row) and the first running-events read, then one packet per poll
+      // carrying two statements: the cutover row and the god query.
+      expect(packets - stats.godQueries).toBeGreaterThanOrEqual(3);
+      expect(packets - stats.godQueries).toBeLessThanOrEqual(5);
       expect(selects - 2 * stats.godQueries).toBeGreaterThanOrEqual(0);
       expect(selects - 2 * stats.godQueries).toBeLessThanOrEqual(4);
     } finally {
       await agent.close();
+      await relay.close();
       await counted.drop();
     }
   });

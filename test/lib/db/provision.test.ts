@@ -50,6 +50,16 @@ describe('finding or starting a database server', () => {
     const [rows] = await conn.query('SELECT @@thread_handling AS th, @@open_files_limit AS ofl');
     await conn.end();
     expect(rows).toMatchObject([{ th: 'pool-of-threads' }]);
+    // The pooled server's control port: a thread per connection there (MariaDB's extra_port), for the cutover's sessions.
+    expect(server.controlPort).toBeGreaterThan(0);
+    expect(server.controlPort).not.toBe(server.admin.port);
+    const control = await openConnection({ ...server.admin, port: server.controlPort! });
+    const [extra] = await control.query('SELECT @@extra_port AS port');
+    await control.end();
+    expect(extra).toMatchObject([{ port: server.controlPort }]);
+    // A server named by MYSQL_URL is asked for its extra_port: a user's own pooled MariaDB gets the same treatment.
+    const named = await provisionServer({ logger, needConnections: 10, env: { MYSQL_URL: formatMysqlUrl(server.admin) }, found: CLOSED_PORT });
+    expect(named).toMatchObject({ source: 'url', controlPort: server.controlPort });
     const pid = server.pid!;
     expect(() => process.kill(pid, 0)).not.toThrow();
     await server.release();
