@@ -88,7 +88,7 @@ export const command: Command = {
     const adminToken = io.env.STRANGLER_ADMIN_TOKEN ?? randomBytes(18).toString('base64url');
     const tokenHint = io.env.STRANGLER_ADMIN_TOKEN ? '' : `STRANGLER_ADMIN_TOKEN=${adminToken} `;
     const server = await provisionServer({ env: io.env, logger, needConnections: hypervisors + 150 });
-    progress.log(`database: ${server.source} server ${server.admin.host}:${server.admin.port} (${server.serverVersion})`);
+    progress.log(`database: ${server.source} server ${server.admin.host}:${server.admin.port} (${server.serverVersion}${server.controlPort ? `, control sessions on extra_port ${server.controlPort}` : ''})`);
     try {
       const database = requestedDatabase ?? uniqueDatabaseName('strangler_up');
       const config = await prepareDatabase(server.admin, database, stackSecrets.secrets.db);
@@ -108,6 +108,7 @@ export const command: Command = {
       const basePlan = demoPlan(regionSlugs, 10);
       const stack = await startLegacyStack({
         server: server.admin,
+        ...(server.controlPort ? { controlPort: server.controlPort } : {}),
         database,
         passwords: stackSecrets.secrets.db,
         hypervisorKeys: { file: keysPath },
