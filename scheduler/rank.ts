@@ -80,12 +80,6 @@ export function rankHosts(hosts: Iterable<HostCandidate> | JudgedHosts, request:
   const verdicts: HostVerdict[] | undefined = options.verdicts ? [] : undefined;
   // One context for the whole call, pointed at each host in turn: filters only read it while they run.
   let context: FilterContext | undefined;
-  const contextFor = (host: HostCandidate): FilterContext => {
-    if (!context) return (context = { host, size: request.size, overage: host.cpus * options.overcommit, maxStalenessMs: options.maxStalenessMs });
-    context.host = host;
-    context.overage = host.cpus * options.overcommit;
-    return context;
-  };
   let total = 0;
   let userHosts = 0;
   let waitable = false;
@@ -96,7 +90,7 @@ export function rankHosts(hosts: Iterable<HostCandidate> | JudgedHosts, request:
     let hit = firstReject[i]!;
     for (const k of sizeFilters) {
       if (k >= hit) break;
-      if (filters[k]!.test(contextFor(host))) {
+      if (filters[k]!.test((context = pointAt(context, host, request.size, options)))) {
         hit = k;
         break;
       }
@@ -105,7 +99,7 @@ export function rankHosts(hosts: Iterable<HostCandidate> | JudgedHosts, request:
       const f = filters[hit]!;
       rejectedBy[hit]!++;
       if (f.waitable) waitable = true;
-      verdicts?.push({ server_id: host.id, name: host.name, passed: false, filter: f.id, message: f.message(contextFor(host)) });
+      verdicts?.push({ server_id: host.id, name: host.name, passed: false, filter: f.id, message: f.message((context = pointAt(context, host, request.size, options))) });
       continue;
     }
     const score = scorer.score(host, request.size);
@@ -137,6 +131,14 @@ export function rankHosts(hosts: Iterable<HostCandidate> | JudgedHosts, request:
     user_hosts: userHosts,
     ...(verdicts ? { verdicts } : {}),
   };
+}
+
+/** The filter context for `host`: `context` re-pointed (a module function, not a closure: it runs per host). */
+function pointAt(context: FilterContext | undefined, host: HostCandidate, size: SizeSpec, options: RankOptions): FilterContext {
+  if (!context) return { host, size, overage: host.cpus * options.overcommit, maxStalenessMs: options.maxStalenessMs };
+  context.host = host;
+  context.overage = host.cpus * options.overcommit;
+  return context;
 }
 
 /**
