@@ -116,8 +116,10 @@ class LeaseMoved extends Error {}
 async function placeLeased(trx: Knex.Transaction, replica: string, placements: readonly PlacementIntent[]): Promise<number> {
   const cases = placements.map(() => 'WHEN ? THEN ?').join(' ');
   const hosts = placements.flatMap((i) => [i.event_id, i.server_id]);
+  // By id: the (server_id, status) index the optimizer otherwise picks matches every pending unplaced
+  // event, the whole backlog during a burst, and the statement would read (and lock) all of them.
   const result = await trx.raw(
-    `UPDATE events e JOIN droplets d ON d.id = e.droplet_id
+    `UPDATE events e FORCE INDEX (PRIMARY) JOIN droplets d ON d.id = e.droplet_id
         SET e.server_id = CASE e.id ${cases} END, e.available_at = CURRENT_TIMESTAMP(3), e.claim_expires_at = NULL,
             d.server_id = CASE e.id ${cases} END, d.updated_at = CURRENT_TIMESTAMP(3)
       WHERE e.id IN (${placements.map(() => '?').join(',')}) AND e.claimed_by = ? AND e.status = 'pending' AND e.server_id IS NULL`,
