@@ -5,8 +5,9 @@ import type { Logger } from '../lib/logger.ts';
 import type { BackendRound, Failure, PlacementBackend } from './backend.ts';
 import { loadUserDroplets, type ClaimedEvent } from './claims.ts';
 import { summarize, type ConflictNote } from './explain.ts';
-import type { HostCandidate, SizeSpec } from './filters.ts';
+import type { SizeSpec } from './filters.ts';
 import type { Inventory } from './inventory.ts';
+import { JudgedHosts } from './judged-hosts.ts';
 import type { Membership } from './membership.ts';
 import type { DecisionOutcome, SchedulerMetrics } from './metrics.ts';
 import type { ModeControl } from './mode.ts';
@@ -189,15 +190,13 @@ export function createBatchPlacer(deps: {
     const { s, userDroplets } = b;
     const now = Date.now();
     const metricsNow = scraper.hosts();
-    // Each region's hosts are turned into candidates once per round; a reservation refreshes just its host.
-    const views = new Map<number, { list: HostCandidate[]; index: Map<number, number> }>();
+    const options = deps.rankOptions({ top: FALLBACKS });
+    // Each region's hosts are turned into candidates and judged by the host-only filters once per round;
+    // a reservation refreshes just its host.
+    const views = new Map<number, JudgedHosts>();
     const viewOf = (regionId: number) => {
       let v = views.get(regionId);
-      if (!v) {
-        const list = inventory.candidatesFor(s, regionId, now);
-        v = { list, index: new Map(list.map((c, i) => [c.id, i])) };
-        views.set(regionId, v);
-      }
+      if (!v) views.set(regionId, (v = new JudgedHosts(inventory.candidatesFor(s, regionId, now), options)));
       return v;
     };
     const intents: Intent[] = [];
@@ -205,9 +204,9 @@ export function createBatchPlacer(deps: {
       w.attempts++;
       const userMap = w.event.customer_id === null ? undefined : userDroplets.get(w.event.customer_id);
       const rank = rankHosts(
-        viewOf(w.event.region_id).list,
+        viewOf(w.event.region_id),
         { event_id: w.event.id, customer_id: w.event.customer_id ?? undefined, region_id: w.event.region_id, size: w.size },
-        deps.rankOptions({ top: FALLBACKS, ...(userMap ? { userDroplets: userMap } : {}) }),
+        userMap ? { ...options, userDroplets: userMap } : options,
       );
       w.lastRanked = rank.ranked.slice(0, 3).map((r) => r.host.id);
       if (rank.outcome === 'place') {
@@ -227,8 +226,7 @@ export function createBatchPlacer(deps: {
           decision: decisionRow(w.event.id, 'placed', rank, summary, { server_id: host.id, score: chosen.score, attempts: w.attempts, conflicts: w.conflicts.length }),
         });
         s.reserve(host, w.event.id, w.size);
-        const v = viewOf(host.region_id);
-        v.list[v.index.get(host.id)!] = s.candidate(host, metricsNow.get(host.name), now, reserved);
+        viewOf(host.region_id).replace(s.candidate(host, metricsNow.get(host.name), now, reserved));
         if (w.event.customer_id !== null) {
           let m = userDroplets.get(w.event.customer_id);
           if (!m) userDroplets.set(w.event.customer_id, (m = new Map()));

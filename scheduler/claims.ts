@@ -143,8 +143,8 @@ export async function releaseEvents(db: Knex, replica: string, ids: readonly num
 
 /**
  * The customers' droplet counts by server (V1's `$droplet_counts_by_server`),
- * for a whole batch in one query. With `regions`, only droplets in the
- * region each customer is placing into (the only hosts ranked for them).
+ * for a whole batch in one query. With `regions`, only droplets on hosts of
+ * the region each customer is placing into (the only hosts ranked for them).
  */
 export async function loadUserDroplets(
   db: Knex,
@@ -153,14 +153,25 @@ export async function loadUserDroplets(
 ): Promise<Map<number, Map<number, number>>> {
   const out = new Map<number, Map<number, number>>();
   if (customerIds.length === 0) return out;
-  const q = db('droplets');
-  if (regions && regions.length > 0) q.whereIn(['customer_id', 'region_id'], regions.map(([c, r]) => [c, r]));
-  else q.whereIn('customer_id', customerIds);
-  const rows = (await q
-    .whereNotNull('server_id')
-    .whereNot('status', 'archived')
-    .groupBy('customer_id', 'server_id')
-    .select('customer_id', 'server_id', db.raw('COUNT(*) AS n'))) as Array<{ customer_id: number; server_id: number; n: number | string }>;
+  let q: Knex.QueryBuilder;
+  if (regions && regions.length > 0) {
+    // The (customer_id, server_id) index holds the droplet's id too: the host's region comes from `servers`
+    // (small and cached), and only the droplets in the right region are read again, by id, for their status.
+    // Filtering on droplets.region_id read every customer droplet's row, in every region.
+    q = db('droplets as d')
+      .join('servers as s', 's.id', 'd.server_id')
+      .join('droplets as live', 'live.id', 'd.id')
+      .whereIn('d.customer_id', customerIds)
+      .whereIn(['d.customer_id', 's.region_id'], regions.map(([c, r]) => [c, r]))
+      .whereNot('live.status', 'archived');
+  } else {
+    q = db('droplets as d').whereIn('d.customer_id', customerIds).whereNotNull('d.server_id').whereNot('d.status', 'archived');
+  }
+  const rows = (await q.groupBy('d.customer_id', 'd.server_id').select('d.customer_id', 'd.server_id', db.raw('COUNT(*) AS n'))) as Array<{
+    customer_id: number;
+    server_id: number;
+    n: number | string;
+  }>;
   for (const r of rows) {
     let m = out.get(r.customer_id);
     if (!m) out.set(r.customer_id, (m = new Map()));

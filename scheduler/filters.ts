@@ -62,6 +62,11 @@ export interface FilterPlugin {
    * `$any_valid_busy_servers`) or the scheduler cannot see it right now.
    */
   waitable?: true;
+  /**
+   * The test reads the request's size. The others depend on the host alone, so a round judges them once
+   * per host for all its events (judged-hosts.ts) instead of once per host per event.
+   */
+  usesSize?: true;
   test(c: FilterContext): boolean;
   /** The detailed line for one host; for V1's rules, V1's exact text after the SKIP prefix. */
   message(c: FilterContext): string;
@@ -120,18 +125,21 @@ export const FILTERS: readonly FilterPlugin[] = [
   },
   {
     id: 'cpus',
+    usesSize: true,
     reason: 'not enough cpus',
     test: (c) => c.host.cpus < c.size.vcpus,
     message: (c) => `does not have enough cpus (droplet cpus=${perlNum(c.size.vcpus)}) (server= ${perlNum(c.host.cpus)})`,
   },
   {
     id: 'disk',
+    usesSize: true,
     reason: 'not enough disk',
     test: (c) => c.host.diskfree_actual < c.size.disk,
     message: (c) => `not enough diskfree on this server. disk=${perlNum(c.size.disk)}`,
   },
   {
     id: 'memory',
+    usesSize: true,
     reason: 'not enough memory',
     test: (c) => c.host.memfree < c.size.memory,
     message: (c) => `not enough memory on this server. memfree = ${perlNum(c.host.memfree)}`,

@@ -116,8 +116,10 @@ class LeaseMoved extends Error {}
 async function placeLeased(trx: Knex.Transaction, replica: string, placements: readonly PlacementIntent[]): Promise<number> {
   const cases = placements.map(() => 'WHEN ? THEN ?').join(' ');
   const hosts = placements.flatMap((i) => [i.event_id, i.server_id]);
+  // By id: the (server_id, status) index the optimizer otherwise picks matches every pending unplaced
+  // event, the whole backlog during a burst, and the statement would read (and lock) all of them.
   const result = await trx.raw(
-    `UPDATE events e JOIN droplets d ON d.id = e.droplet_id
+    `UPDATE events e FORCE INDEX (PRIMARY) JOIN droplets d ON d.id = e.droplet_id
         SET e.server_id = CASE e.id ${cases} END, e.available_at = CURRENT_TIMESTAMP(3), e.claim_expires_at = NULL,
             d.server_id = CASE e.id ${cases} END, d.updated_at = CURRENT_TIMESTAMP(3)
       WHERE e.id IN (${placements.map(() => '?').join(',')}) AND e.claimed_by = ? AND e.status = 'pending' AND e.server_id IS NULL`,
@@ -228,16 +230,21 @@ export interface LockedHost {
  * ledger: the sizes of its non-archived, non-error droplets.
  */
 export async function lockHostsWithLedger(trx: Knex.Transaction, hostIds: readonly number[]): Promise<Map<number, LockedHost>> {
+  // One pass over each host's droplets for both sums: a scalar subquery returns one column, so they come
+  // back as "memory disk"; two subqueries read every droplet (and its size) twice.
   const locked = (await trx.raw(
     `SELECT s.id, s.generation, s.memory, s.disk,
-            (SELECT COALESCE(SUM(z.memory), 0) FROM droplets d JOIN sizes z ON z.id = d.size_id
-              WHERE d.server_id = s.id AND d.status NOT IN ('archived', 'error')) AS used_memory,
-            (SELECT COALESCE(SUM(z.disk), 0) FROM droplets d JOIN sizes z ON z.id = d.size_id
-              WHERE d.server_id = s.id AND d.status NOT IN ('archived', 'error')) AS used_disk
+            (SELECT CONCAT(COALESCE(SUM(z.memory), 0), ' ', COALESCE(SUM(z.disk), 0)) FROM droplets d JOIN sizes z ON z.id = d.size_id
+              WHERE d.server_id = s.id AND d.status NOT IN ('archived', 'error')) AS used
        FROM servers s WHERE s.id IN (${hostIds.map(() => '?').join(',')}) ORDER BY s.id FOR UPDATE`,
     [...hostIds],
-  )) as [LockedHost[]];
-  return new Map(locked[0].map((r) => [r.id, r]));
+  )) as [Array<Omit<LockedHost, 'used_memory' | 'used_disk'> & { used: string }>];
+  return new Map(
+    locked[0].map(({ used, ...r }) => {
+      const [memory, disk] = used.split(' ');
+      return [r.id, { ...r, used_memory: Number(memory), used_disk: Number(disk) }];
+    }),
+  );
 }
 
 /** Step 0 of a commit: the fence's verdict, read first in the transaction (none: everything is allowed). */

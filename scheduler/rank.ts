@@ -1,4 +1,5 @@
 import type { FilterContext, FilterId, FilterPlugin, HostCandidate, SizeSpec } from './filters.ts';
+import { JudgedHosts } from './judged-hosts.ts';
 import { SCORERS, type PolicyId, type ScoredHost } from './scorers.ts';
 
 export interface RankRequest {
@@ -55,48 +56,70 @@ export interface RankResult {
 
 /**
  * Filters then scores the hosts of the request's region for one droplet.
- * Pure: the caller supplies the view. Outcome: `place` when any host
- * passed; else `wait` when a host was rejected only by a waitable filter
- * (busy with a create/restore, metrics missing or stale); else `fail`.
+ * Pure: the caller supplies the view, as candidates or already judged by
+ * the size-independent filters (JudgedHosts, for a round of events against
+ * the same hosts). Outcome: `place` when any host passed; else `wait` when
+ * a host was rejected only by a waitable filter (busy with a create/restore,
+ * metrics missing or stale); else `fail`.
  *
  * @example
  *   const r = rankHosts(hosts, { region_id: 1, size }, { filters: FILTERS, policy: 'v1-compatible', overcommit: 4, maxStalenessMs: 10_000 });
  *   r.ranked[0]?.host.name; // the chosen host
  */
-export function rankHosts(hosts: Iterable<HostCandidate>, request: RankRequest, options: RankOptions): RankResult {
+export function rankHosts(hosts: Iterable<HostCandidate> | JudgedHosts, request: RankRequest, options: RankOptions): RankResult {
+  const judged = hosts instanceof JudgedHosts ? (hosts.judgedFor(options) ? hosts : new JudgedHosts(hosts.hosts, options)) : new JudgedHosts([...hosts], options);
+  const { filters } = options;
+  const { sizeFilters, firstReject } = judged;
+  const list = judged.hosts;
   const scorer = SCORERS[options.policy];
-  const rejected: Partial<Record<FilterId, number>> = {};
-  const clean: ScoredHost[] = [];
-  const fallback: ScoredHost[] = [];
+  const rejectedBy = new Uint32Array(filters.length);
+  const top = options.top ?? Infinity;
+  const clean = new Best(top, scorer.compare);
+  // Enough of them to fill the ranking whatever number of clean hosts ends up in it.
+  const fallback = new Best(top, scorer.compareFallback);
   const verdicts: HostVerdict[] | undefined = options.verdicts ? [] : undefined;
+  // One context for the whole call, pointed at each host in turn: filters only read it while they run.
+  let context: FilterContext | undefined;
   let total = 0;
+  let userHosts = 0;
   let waitable = false;
-  for (const host of hosts) {
+  for (let i = 0; i < list.length; i++) {
+    const host = list[i]!;
     if (host.region_id !== request.region_id) continue;
     total++;
-    const context: FilterContext = { host, size: request.size, overage: host.cpus * options.overcommit, maxStalenessMs: options.maxStalenessMs };
-    let hit: FilterPlugin | undefined;
-    for (const f of options.filters) {
-      if (f.test(context)) {
-        hit = f;
+    let hit = firstReject[i]!;
+    for (const k of sizeFilters) {
+      if (k >= hit) break;
+      if (filters[k]!.test((context = pointAt(context, host, request.size, options)))) {
+        hit = k;
         break;
       }
     }
-    if (hit) {
-      rejected[hit.id] = (rejected[hit.id] ?? 0) + 1;
-      if (hit.waitable) waitable = true;
-      verdicts?.push({ server_id: host.id, name: host.name, passed: false, filter: hit.id, message: hit.message(context) });
+    if (hit < filters.length) {
+      const f = filters[hit]!;
+      rejectedBy[hit]!++;
+      if (f.waitable) waitable = true;
+      verdicts?.push({ server_id: host.id, name: host.name, passed: false, filter: f.id, message: f.message((context = pointAt(context, host, request.size, options))) });
       continue;
     }
-    const scored = { host, score: scorer.score(host, request.size) };
+    const score = scorer.score(host, request.size);
     const userHas = (options.userDroplets?.get(host.id) ?? 0) > 0;
-    (userHas ? fallback : clean).push(scored);
-    verdicts?.push({ server_id: host.id, name: host.name, passed: true, user_has_droplets: userHas, score: scored.score });
+    if (userHas) {
+      userHosts++;
+      fallback.offer(host, score);
+    } else {
+      clean.offer(host, score);
+    }
+    verdicts?.push({ server_id: host.id, name: host.name, passed: true, user_has_droplets: userHas, score });
   }
-  const top = options.top ?? Infinity;
   const ranked: RankedHost[] = [];
-  for (const s of best(clean, top, scorer.compare)) ranked.push({ host: s.host, score: s.score, tier: 0 });
-  for (const s of best(fallback, top - ranked.length, scorer.compareFallback)) ranked.push({ host: s.host, score: s.score, tier: 1 });
+  for (const s of clean.sorted()) ranked.push({ host: s.host, score: s.score, tier: 0 });
+  for (const s of fallback.sorted()) {
+    if (ranked.length >= top) break;
+    ranked.push({ host: s.host, score: s.score, tier: 1 });
+  }
+  const rejected: Partial<Record<FilterId, number>> = {};
+  for (let k = 0; k < filters.length; k++) if (rejectedBy[k]! > 0) rejected[filters[k]!.id] = rejectedBy[k]!;
   const outcome: RankOutcome = ranked.length > 0 ? 'place' : waitable ? 'wait' : 'fail';
   return {
     outcome,
@@ -105,18 +128,47 @@ export function rankHosts(hosts: Iterable<HostCandidate>, request: RankRequest, 
     rejected,
     hosts_total: total,
     hosts_available: ranked.length,
-    user_hosts: fallback.length,
+    user_hosts: userHosts,
     ...(verdicts ? { verdicts } : {}),
   };
 }
 
-/** The `k` best of `items` in order: a full sort when k covers them, else a bounded insertion (O(n·k)). */
-function best(items: ScoredHost[], k: number, compare: (a: ScoredHost, b: ScoredHost) => number): ScoredHost[] {
-  if (k <= 0) return [];
-  if (k >= items.length) return items.sort(compare);
-  const out: ScoredHost[] = [];
-  for (const item of items) {
-    if (out.length === k && compare(item, out[k - 1]!) >= 0) continue;
+/** The filter context for `host`: `context` re-pointed (a module function, not a closure: it runs per host). */
+function pointAt(context: FilterContext | undefined, host: HostCandidate, size: SizeSpec, options: RankOptions): FilterContext {
+  if (!context) return { host, size, overage: host.cpus * options.overcommit, maxStalenessMs: options.maxStalenessMs };
+  context.host = host;
+  context.overage = host.cpus * options.overcommit;
+  return context;
+}
+
+/**
+ * The `k` best hosts offered, in order: a bounded insertion (O(n·k)) that allocates only for the hosts
+ * that get in; with no bound, everything then one sort.
+ */
+class Best {
+  private readonly out: ScoredHost[] = [];
+  // Compared against the current worst before anything is allocated for the host.
+  private probe: ScoredHost | undefined;
+
+  constructor(
+    private readonly k: number,
+    private readonly compare: (a: ScoredHost, b: ScoredHost) => number,
+  ) {}
+
+  offer(host: HostCandidate, score: number): void {
+    const { out, k, compare } = this;
+    if (k <= 0) return;
+    if (k === Infinity) {
+      out.push({ host, score });
+      return;
+    }
+    if (out.length === k) {
+      const probe = (this.probe ??= { host, score });
+      probe.host = host;
+      probe.score = score;
+      if (compare(probe, out[k - 1]!) >= 0) return;
+    }
+    const item = { host, score };
     let i = out.length < k ? out.length : k - 1;
     while (i > 0 && compare(item, out[i - 1]!) < 0) {
       out[i] = out[i - 1]!;
@@ -124,5 +176,8 @@ function best(items: ScoredHost[], k: number, compare: (a: ScoredHost, b: Scored
     }
     out[i] = item;
   }
-  return out;
+
+  sorted(): ScoredHost[] {
+    return this.k === Infinity ? this.out.sort(this.compare) : this.out;
+  }
 }

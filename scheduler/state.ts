@@ -245,22 +245,11 @@ export class HostStore {
    * an earlier moment (scheduler/rewind.ts).
    */
   candidate(host: HostRecord, metrics: HostMetrics | undefined, nowMs: number, reserved: HostReserved, rewind?: HostRewind, busyNow?: readonly InflightEvent[]): HostCandidate {
-    let createMemory = 0;
-    let createDisk = 0;
-    let creates = 0;
-    const busy: Partial<Record<V1BusyType, number>> = {};
-    const count = (e: InflightEvent) => {
-      if (e.type === 'create') {
-        createMemory += e.memory;
-        createDisk += e.disk;
-        creates++;
-      }
-      const seen = busy[e.type];
-      if (seen === undefined || e.id < seen) busy[e.type] = e.id;
-    };
-    const leftOut = (e: InflightEvent) => rewind !== undefined && (rewind.skip.has(e.id) || (e.id >= rewind.after_id && !rewind.placed_before.has(e.id)));
-    for (const e of busyNow ?? host.inflight.values()) if (!leftOut(e)) count(e);
-    for (const e of rewind?.busy ?? []) if (!host.inflight.has(e.id)) count(e);
+    // Module-level helpers, not closures: this runs for every host of a region each round.
+    const acc: InflightTally = { memory: 0, disk: 0, creates: 0, busy: {} };
+    for (const e of busyNow ?? host.inflight.values()) if (!leftOut(rewind, e)) tally(acc, e);
+    if (rewind) for (const e of rewind.busy) if (!host.inflight.has(e.id)) tally(acc, e);
+    const { memory: createMemory, disk: createDisk, creates, busy } = acc;
     let memfree = metrics?.memfree_mb;
     let diskfree = metrics?.diskfree_gb;
     let vmcount = metrics?.vmcount ?? 0;
@@ -371,6 +360,29 @@ export class HostStore {
     else if (this.regionIds) q.whereIn('e.region_id', this.regionIds);
     return (await q) as InflightRow[];
   }
+}
+
+/** What a host's busy list adds up to: creates not yet in the agent's numbers, and the oldest event of each type. */
+interface InflightTally {
+  memory: number;
+  disk: number;
+  creates: number;
+  busy: Partial<Record<V1BusyType, number>>;
+}
+
+function tally(acc: InflightTally, e: InflightEvent): void {
+  if (e.type === 'create') {
+    acc.memory += e.memory;
+    acc.disk += e.disk;
+    acc.creates++;
+  }
+  const seen = acc.busy[e.type];
+  if (seen === undefined || e.id < seen) acc.busy[e.type] = e.id;
+}
+
+/** Shadow mode: events that had not happened yet (or were skipped) at the rewound moment. */
+function leftOut(rewind: HostRewind | undefined, e: InflightEvent): boolean {
+  return rewind !== undefined && (rewind.skip.has(e.id) || (e.id >= rewind.after_id && !rewind.placed_before.has(e.id)));
 }
 
 function toInflight(row: InflightRow): InflightEvent {

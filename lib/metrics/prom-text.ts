@@ -31,12 +31,14 @@ const INTEGER = /^[+-]?\d+$/;
 
 /** Parses a sample value as Prometheus does: decimals, exponents, NaN, ±Inf; undefined for anything else. */
 export function parseValue(text: string): number | undefined {
+  // Decimals first: nearly every value is one, and they need no lower-cased copy.
+  if (FLOAT.test(text)) return Number(text);
   const lower = text.toLowerCase();
   if (lower === 'nan') return Number.NaN;
   if (lower === '+inf' || lower === 'inf') return Number.POSITIVE_INFINITY;
   if (lower === '-inf') return Number.NEGATIVE_INFINITY;
-  // Number('') is 0 and Number('0x10') is 16: only decimal floats.
-  return FLOAT.test(text) ? Number(text) : undefined;
+  // Number('') is 0 and Number('0x10') is 16: only decimal floats (above).
+  return undefined;
 }
 
 /** Escapes a label value for the text format. */
@@ -50,13 +52,18 @@ export function escapeLabelValue(value: string): string {
 const FAST_LINE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^\\]*?)\})?[ \t]+(\S+)(?:[ \t]+(\S+))?$/;
 const FAST_LABEL = /[ \t]*([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*"([^"\\]*)"[ \t]*(?:,|$)/y;
 
-function parseFast(line: string): Sample | undefined {
+/**
+ * `seen`: label sets already parsed in this exposition, by their text. A host's series all carry the same
+ * set (`{hypervisor="…",region="…"}`), so most lines copy one instead of matching it again.
+ */
+function parseFast(line: string, seen: Map<string, Labels>): Sample | undefined {
   if (line.includes('\\')) return undefined;
   const m = FAST_LINE.exec(line);
   if (!m) return undefined;
-  const labels: Labels = {};
   const body = m[2];
-  if (body !== undefined && body.trim() !== '') {
+  const known = body === undefined ? undefined : seen.get(body);
+  const labels: Labels = known ? { ...known } : {};
+  if (!known && body !== undefined && body.trim() !== '') {
     FAST_LABEL.lastIndex = 0;
     let consumed = 0;
     while (consumed < body.length) {
@@ -65,6 +72,7 @@ function parseFast(line: string): Sample | undefined {
       labels[lm[1]!] = lm[2]!;
       consumed = FAST_LABEL.lastIndex;
     }
+    seen.set(body, { ...labels });
   }
   const value = parseValue(m[3]!);
   if (value === undefined) return undefined;
@@ -103,8 +111,8 @@ function parseLabelSet(cur: TextCursor): Labels {
   }
 }
 
-function parseSampleLine(line: string, lineNo: number): Sample {
-  const fast = parseFast(line.trim());
+function parseSampleLine(line: string, lineNo: number, seen: Map<string, Labels>): Sample {
+  const fast = parseFast(line.trim(), seen);
   if (fast) return fast;
   // Typed explicitly: assertion-style narrowing through cur.fail (never) needs it.
   const cur: TextCursor = new TextCursor(line, lineNo);
@@ -148,10 +156,13 @@ export function parsePromText(text: string): ParsedMetrics {
   const types = new Map<string, string>();
   const help = new Map<string, string>();
   const lines = text.split('\n');
+  const seen = new Map<string, Labels>();
   for (let i = 0; i < lines.length; i++) {
     const raw = lines[i]!;
     const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
-    const start = line.search(/[^ \t]/);
+    const first = line.charCodeAt(0);
+    // Lines rarely start with a blank: skip the search for the first other character then.
+    const start = first !== 32 && first !== 9 && line.length > 0 ? 0 : line.search(/[^ \t]/);
     if (start === -1) continue;
     if (line[start] === '#') {
       const meta = META.exec(line.slice(start));
@@ -159,7 +170,7 @@ export function parsePromText(text: string): ParsedMetrics {
       else if (meta?.[1] === 'HELP') help.set(meta[2]!, unescapeHelp(meta[3] ?? ''));
       continue; // any other comment, `# EOF` included
     }
-    samples.push(parseSampleLine(line, i + 1));
+    samples.push(parseSampleLine(line, i + 1, seen));
   }
   return { samples, types, help };
 }

@@ -112,6 +112,15 @@ describe('the Prometheus text parser (lib/metrics/prom-text.ts)', () => {
     expect(() => parsePromText('m{a="1"} 1 1.5')).toThrow(/not an integer/);
   });
 
+  it('gives each sample its own labels when series repeat a label set', () => {
+    const { samples } = parsePromText('a{h="x",r="y"} 1\nb{h="x",r="y"} 2\n');
+    expect(samples.map((s) => s.labels)).toEqual([{ h: 'x', r: 'y' }, { h: 'x', r: 'y' }]);
+    samples[0]!.labels.h = 'changed';
+    expect(samples[1]!.labels).toEqual({ h: 'x', r: 'y' });
+    // A set seen before does not let a malformed one through.
+    expect(() => parsePromText('a{h="x",r="y"} 1\nc{h="x",r="y",h="z"} 3\n')).toThrow(/appears twice/);
+  });
+
   it('sums the samples that carry the given labels, and says when there are none', () => {
     const { samples } = parsePromText('r_total{a="1",b="x"} 2\nr_total{a="1",b="y"} 3\nr_total{a="2"} 10\n');
     expect(sumSamples(samples, 'r_total', { a: '1' })).toBe(5);
