@@ -25,6 +25,7 @@
  *   npm run bench:proxy -- --generator autocannon   # even where wrk is installed
  *   npm run bench:proxy -- --workers 2        # adds the proxy as a node:cluster of 2 workers
  *   npm run bench:proxy -- --nginx off        # without the nginx reference row (on by default where installed)
+ *   npm run bench:proxy -- --cpu-prof DIR     # each Node server writes V8 CPU profiles into DIR/<role>/ at the end (one per thread)
  *
  * The proxy is measured doing real work, with its default options: route
  * matching, a canary at 50% sticky by the path's :id (10,000 distinct ids),
@@ -103,11 +104,15 @@ async function serve(role: Role, upstream: string): Promise<void> {
     const proxy = createProxy({ routes: routesFor(upstream), state: createStaticState(STATES), ...(engine ? { engine } : {}) });
     ({ port } = await proxy.start());
   }
+  // Profiled (--cpu-prof): V8 writes the profile on a clean exit only, which SIGTERM's default is not.
+  if (process.execArgv.includes('--cpu-prof')) process.once('SIGTERM', () => process.exit(0));
   process.send!({ port });
 }
 
-function start(role: Role, upstream = '', extra: string[] = []): Promise<{ child: ChildProcess; url: string }> {
-  const child = fork(SELF, ['--role', role, '--upstream', upstream, ...extra], { execArgv: ['--import', 'tsx'], env: childEnv({}), stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+function start(role: Role, upstream = '', extra: string[] = [], cpuProfDir?: string): Promise<{ child: ChildProcess; url: string }> {
+  // A directory per role, not a file name: tsx's loader thread writes a profile too, under the same name.
+  const prof = cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${path.join(cpuProfDir, role)}`] : [];
+  const child = fork(SELF, ['--role', role, '--upstream', upstream, ...extra], { execArgv: ['--import', 'tsx', ...prof], env: childEnv({}), stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
   return new Promise((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`${role} exited with ${code} before listening`)));
     child.once('message', (m: { port: number }) => resolve({ child, url: `http://127.0.0.1:${m.port}` }));
@@ -282,6 +287,8 @@ async function main(): Promise<void> {
   const connections = arg('connections', 50);
   const seconds = arg('duration', 5);
   const rounds = arg('rounds', 5);
+  // Profiling slows the servers it samples: a profiled run's figures say where the time goes, not how much.
+  const cpuProfDir = textArg('cpu-prof');
   const rate = arg('rate', 1000);
   const workers = textArg('workers') === undefined ? 0 : arg('workers', 2);
   const generatorArg = textArg('generator');
@@ -306,7 +313,7 @@ async function main(): Promise<void> {
   writeFileSync(script, WRK_SCRIPT);
   const saturate = (url: string, s: number) => (generator === 'wrk' ? wrkLoad(script, url, connections, s) : load(url, connections, s));
 
-  const up = await start('upstream');
+  const up = await start('upstream', '', [], cpuProfDir);
   // The default proxy runs right after the bare pass-through (and right before it in reversed rounds).
   // nginx (C), when installed: what a proxy costs that is not Node at all, on the same upstream in the same rounds.
   const nginxBin = textArg('nginx') === 'off' ? undefined : findNginx();
@@ -321,7 +328,7 @@ async function main(): Promise<void> {
   const candidates: Array<{ name: Role; url: string; child: ChildProcess }> = [];
   for (const role of roles) {
     if (role === 'nginx') candidates.push({ name: role, ...(await startNginx({ bin: nginxBin!, upstream: up.url, dir })) });
-    else candidates.push({ name: role, ...(await start(role, up.url, role === 'cluster' ? ['--workers', String(workers)] : [])) });
+    else candidates.push({ name: role, ...(await start(role, up.url, role === 'cluster' ? ['--workers', String(workers)] : [], cpuProfDir)) });
   }
   const results = new Map<Role, Round[]>(candidates.map((c) => [c.name, []]));
   const paced = new Map<Role, Round[]>(candidates.map((c) => [c.name, []]));
@@ -349,7 +356,10 @@ async function main(): Promise<void> {
       for (const c of order) paced.get(c.name)!.push(await pacedLoad(c.url, connections, seconds, rate));
     }
   } finally {
+    const exited = [...candidates, up].map((c) => (c.child.exitCode !== null ? undefined : new Promise<void>((r) => c.child.once('exit', () => r()))));
     for (const c of [...candidates, up]) c.child.kill('SIGTERM');
+    // A profile is written as its process exits: wait for them before saying the run is over.
+    if (cpuProfDir) await Promise.all(exited);
     rmSync(dir, { recursive: true, force: true });
   }
   const cpu = (rs: Round[], key: 'cpu_us_per_req' | 'upstream_cpu_us_per_req') => {

@@ -196,7 +196,8 @@ export function createProxy(options: ProxyOptions): Proxy {
     };
     req[CTX] = ctx;
     inFlight++;
-    res.once('close', onClientClose);
+    // on, not once: 'close' comes once per response, and once() wraps the listener in a new closure per request.
+    res.on('close', onClientClose);
     // The answer's own headers are added where it is written (fail, answerOwnEndpoint, onProxyRes), not
     // with setHeader here: headers set ahead turn every writeHead into a header-by-header copy.
     req.headers['x-request-id'] = requestId;
@@ -430,7 +431,7 @@ export function createProxy(options: ProxyOptions): Proxy {
     headers['x-request-id'] = ctx.requestId;
     if (identity !== undefined) headers['x-proxy-worker'] = identity;
     (proxyRes as ProxiedResponse)[CTX] = ctx;
-    proxyRes.once('close', onUpstreamClose);
+    proxyRes.on('close', onUpstreamClose);
     const type = proxyRes.headers['content-type'];
     if (typeof type === 'string' && type.startsWith('text/event-stream')) {
       ctx.stream = true;

@@ -1,6 +1,9 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { DurationBatch } from './duration-batch.ts';
 
 export type Side = 'legacy' | 'new';
+
+const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 /**
  * The proxy's metrics. Names and labels are a fixed interface (the cutover
@@ -26,12 +29,17 @@ export function createProxyMetrics(registry: Registry) {
       for (const route of pending) route.flush();
     },
   });
+  /** Durations kept by each route and added to the histogram when it is read (see DurationBatch). */
+  const pendingDurations = new Set<DurationBatch>();
   const duration = new Histogram({
     name: 'proxy_request_duration_seconds',
     help: 'Time from the request to the end of the answer, by feature and target side (event streams excluded).',
     labelNames: ['feature', 'target'] as const,
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    buckets: DURATION_BUCKETS,
     registers: [registry],
+    collect() {
+      for (const batch of pendingDurations) batch.flush();
+    },
   });
   const upstreamErrors = new Counter({
     name: 'proxy_upstream_errors_total',
@@ -70,7 +78,7 @@ export function createProxyMetrics(registry: Registry) {
     labelNames: ['feature', 'route', 'reason'] as const,
     registers: [registry],
   });
-  return { requests, duration, upstreamErrors, panicRouted, healthy, openStreams, shadowComparisons, shadowSkipped, pending };
+  return { requests, duration, upstreamErrors, panicRouted, healthy, openStreams, shadowComparisons, shadowSkipped, pending, pendingDurations };
 }
 
 export type ProxyMetrics = ReturnType<typeof createProxyMetrics>;
@@ -79,9 +87,9 @@ export type ProxyMetrics = ReturnType<typeof createProxyMetrics>;
  * One route and side's metrics, on the path every proxied request takes.
  * prom-client hashes the label set on every call, even on a child from
  * `.labels()`, so requests are counted here in a plain number per status and
- * handed to proxy_requests_total when the registry is read (its `collect`):
- * a scrape, or a cluster primary asking its workers, always sees every
- * request answered so far.
+ * handed to proxy_requests_total when the registry is read (its `collect`),
+ * and durations likewise (DurationBatch): a scrape, or a cluster primary
+ * asking its workers, always sees every request answered so far.
  */
 export class RouteMetrics {
   private readonly byStatus = new Map<number, { child: { inc(n: number): void }; n: number }>();
@@ -93,7 +101,7 @@ export class RouteMetrics {
     readonly route: string,
     readonly target: Side | 'none',
   ) {
-    this.duration = metrics.duration.labels({ feature, target });
+    this.duration = DurationBatch.for(metrics.duration, DURATION_BUCKETS, { feature, target }, metrics.pendingDurations);
     metrics.pending.add(this);
   }
 

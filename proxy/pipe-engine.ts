@@ -55,7 +55,9 @@ function outgoingHeaders(req: IncomingMessage, xfwd: boolean): IncomingMessage['
 }
 
 // The listeners are shared functions (`this` is the attempt), not closures:
-// this path runs once per proxied request.
+// this path runs once per proxied request. They are added with on(), not
+// once(): a request emits 'socket' and 'response' once each, and once() would
+// wrap each listener in a new closure per request.
 function onSocket(this: Attempt): void {
   const x = this[EXCHANGE]!;
   x.engine.emit('proxyReq', this, x.req, x.res);
@@ -114,9 +116,9 @@ class PipeEngine extends EventEmitter implements ProxyEngine {
       agent,
     });
     proxyReq[EXCHANGE] = { engine: this, req, res, callback };
-    proxyReq.once('socket', onSocket);
+    proxyReq.on('socket', onSocket);
     proxyReq.on('error', onError);
-    proxyReq.once('response', onResponse);
+    proxyReq.on('response', onResponse);
     proxyReq.end(body);
   }
 }
