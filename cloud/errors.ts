@@ -77,8 +77,10 @@ export function toCloudError(err: unknown): StranglerError {
     if (mapped) return cloudError(mapped, err.message, err);
     return cloudError('CLOUD_ERR_INTERNAL', err.message, err);
   }
-  const e = err as { code?: unknown; name?: unknown } | undefined;
-  if ((typeof e?.code === 'string' && DATABASE_CODES.has(e.code)) || e?.name === 'KnexTimeoutError') {
+  const e = err as { code?: unknown; name?: unknown; fatal?: unknown } | undefined;
+  // mysql2 marks connection-level failures `fatal`; a command on a connection the server already dropped
+  // ("Can't add new command when connection is in closed state", a ROLLBACK during a MySQL restart) has no code.
+  if ((typeof e?.code === 'string' && DATABASE_CODES.has(e.code)) || e?.name === 'KnexTimeoutError' || e?.fatal === true) {
     return cloudError('CLOUD_ERR_DATABASE_UNAVAILABLE', 'the database is unavailable', err);
   }
   return cloudError('CLOUD_ERR_INTERNAL', err instanceof Error ? err.message : String(err), err);

@@ -1,7 +1,8 @@
 import { createConnection, createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import { toCloudError } from '../../cloud/errors.ts';
+import { openConnection } from '../../lib/db/connection.ts';
 
 /** The error a write gets on a socket whose server went away, made by a real server that hangs up. */
 async function writeToHungUpSocket(): Promise<Error> {
@@ -34,5 +35,17 @@ describe('Cloud: a dropped database connection is 503, not 500', () => {
     const mapped = toCloudError(err);
     expect(mapped.code).toBe('CLOUD_ERR_DATABASE_UNAVAILABLE');
     expect(mapped.status).toBe(503);
+  });
+
+  it('maps a command on a connection already closed (no code, mysql2 marks it fatal) to CLOUD_ERR_DATABASE_UNAVAILABLE', async () => {
+    // Found by `npm run chaos` (seeds 1 and 2, 2026-12-07): a transaction's ROLLBACK after MySQL's crash-restart answered 500.
+    const conn = await openConnection(inject('dbAdmin'));
+    conn.destroy();
+    const err = await conn.query('ROLLBACK').then(() => undefined, (e: unknown) => e);
+    expect(err).toMatchObject({ message: "Can't add new command when connection is in closed state", fatal: true });
+    const mapped = toCloudError(err);
+    expect(mapped.code).toBe('CLOUD_ERR_DATABASE_UNAVAILABLE');
+    expect(mapped.status).toBe(503);
+    expect(toCloudError(new Error('a bug')).status).toBe(500);
   });
 });
