@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventRouterPlan } from '../../demo/event-router-stage.ts';
 import { startLegacyStack, type LegacyStack } from '../../stack/stack.ts';
-import { TEST_HV_KEYS, TEST_PASSWORDS, createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { testStackOptions } from '../helpers/stack.ts';
 import { startCountingRelay, type CountingRelay } from '../helpers/mysql-wire.ts';
 import { seedWorld } from '../helpers/seeded.ts';
 
@@ -18,18 +19,12 @@ describe('a stack given a control port', () => {
     const seed = await seedWorld(t.db, { hypervisors: 4, regions: 2 });
     relay = await startCountingRelay({ host: t.server.host, port: t.server.port });
     const regions = seed.regions.map((r) => r.slug);
-    stack = await startLegacyStack({
-      server: t.server,
-      controlPort: relay.port,
-      database: t.name,
-      passwords: TEST_PASSWORDS,
-      hypervisorKeys: TEST_HV_KEYS,
-      serverIds: seed.servers.map((s) => s.id),
-      pollIntervalMs: { min: 200, max: 400 },
-      schedulerPollMs: 200,
-      workMs: 5,
-      eventRouter: { regions, plan: eventRouterPlan(regions, 0), adminToken: 'control-port-test-admin-token-0123', pollIntervalMs: 200, modeCheckEvery: 1 },
-    });
+    stack = await startLegacyStack(
+      testStackOptions(t, seed, {
+        controlPort: relay.port,
+        eventRouter: { regions, plan: eventRouterPlan(regions, 0), adminToken: 'control-port-test-admin-token-0123', pollIntervalMs: 200, modeCheckEvery: 1 },
+      }),
+    );
   });
   afterAll(async () => {
     await stack?.close();

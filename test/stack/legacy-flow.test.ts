@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SeedData } from '../../stack/seed/generate.ts';
 import { startLegacyStack, type LegacyStack } from '../../stack/stack.ts';
-import { TEST_HV_KEYS, TEST_PASSWORDS, createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { testStackOptions } from '../helpers/stack.ts';
 import { seedWorld, waitFor } from '../helpers/seeded.ts';
 
 /** The 2012 protocol from the seed, end to end through the real services. */
@@ -12,16 +13,7 @@ describe('a droplet create in the legacy system', () => {
   beforeAll(async () => {
     t = await createTestDatabase('legacy_flow');
     seed = await seedWorld(t.db, { hypervisors: 12, regions: 2 });
-    stack = await startLegacyStack({
-      server: t.server,
-      database: t.name,
-      passwords: TEST_PASSWORDS,
-      hypervisorKeys: TEST_HV_KEYS,
-      serverIds: seed.servers.map((s) => s.id),
-      pollIntervalMs: { min: 100, max: 200 },
-      schedulerPollMs: 100,
-      workMs: 5,
-    });
+    stack = await startLegacyStack(testStackOptions(t, seed, { pollIntervalMs: { min: 100, max: 200 }, schedulerPollMs: 100 }));
   });
   afterAll(async () => {
     await stack?.close();

@@ -6,7 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventRouterPlan } from '../../../demo/event-router-stage.ts';
 import { startLegacyStack, type LegacyStack } from '../../../stack/stack.ts';
 import type { SeedData } from '../../../stack/seed/generate.ts';
-import { TEST_HV_KEYS, TEST_PASSWORDS, createTestDatabase, type TestDatabase } from '../../helpers/database.ts';
+import { createTestDatabase, type TestDatabase } from '../../helpers/database.ts';
+import { testStackOptions } from '../../helpers/stack.ts';
 import { seedWorld, waitFor } from '../../helpers/seeded.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -33,17 +34,11 @@ describe.skipIf(!HAVE_CHROMIUM)('the live dashboard on the admin port, in headle
     t = await createTestDatabase('dashboard');
     seed = await seedWorld(t.db, { hypervisors: 12, regions: 2 });
     const regions = seed.regions.map((r) => r.slug);
-    stack = await startLegacyStack({
-      server: t.server,
-      database: t.name,
-      passwords: TEST_PASSWORDS,
-      hypervisorKeys: TEST_HV_KEYS,
-      serverIds: seed.servers.map((s) => s.id),
-      pollIntervalMs: { min: 200, max: 400 },
-      schedulerPollMs: 200,
-      workMs: 5,
-      eventRouter: { regions, plan: eventRouterPlan(regions, 0), adminToken: ADMIN_TOKEN, pollIntervalMs: 200, modeCheckEvery: 1, dashboard: { intervalMs: 500 } },
-    });
+    stack = await startLegacyStack(
+      testStackOptions(t, seed, {
+        eventRouter: { regions, plan: eventRouterPlan(regions, 0), adminToken: ADMIN_TOKEN, pollIntervalMs: 200, modeCheckEvery: 1, dashboard: { intervalMs: 500 } },
+      }),
+    );
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
