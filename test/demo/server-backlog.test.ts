@@ -17,8 +17,11 @@ afterAll(async () => {
 
 describe('watchServerBacklog', () => {
   it('sees a transaction waiting on a row lock, on which table and whose, and the statement that waits', async () => {
-    const holder = await mysql.createConnection({ ...t.admin });
-    const waiter = await mysql.createConnection({ ...t.admin });
+    // On the control port, where each session has a thread: in a fresh-clone CI run (2026-12-07) the second UPDATE
+    // never reached its lock wait within 25 s. My reading, not measured: it sat in the pooled server's queue behind
+    // the other test files' statements.
+    const holder = await mysql.createConnection({ ...t.control });
+    const waiter = await mysql.createConnection({ ...t.control });
     try {
       await holder.query('BEGIN');
       await holder.query('UPDATE lock_me SET v = 1 WHERE id = 1');

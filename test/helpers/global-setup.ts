@@ -6,6 +6,8 @@ declare module 'vitest' {
   export interface ProvidedContext {
     dbAdmin: { host: string; port: number; user: string; password: string };
     dbSource: string;
+    /** The server's control port (a pooled MariaDB's extra_port: a thread per connection, no queue), 0 when it has none. */
+    dbControlPort: number;
   }
 }
 
@@ -29,6 +31,7 @@ export async function provideServer(project: TestProject, needConnections: numbe
   server = await provisionServer({ logger, needConnections });
   project.provide('dbAdmin', server.admin);
   project.provide('dbSource', server.source);
+  project.provide('dbControlPort', server.controlPort ?? 0);
 }
 
 export async function teardown(): Promise<void> {
