@@ -1,7 +1,6 @@
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -9,6 +8,7 @@ import mysql from 'mysql2/promise';
 import { StranglerError, invalidOption } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { DbConfig } from './config.ts';
+import { freePort } from '../net/free-port.ts';
 import { readProcessMemory } from '../process/process-memory.ts';
 
 const execFileP = promisify(execFile);
@@ -99,17 +99,6 @@ export function openFilesSoftLimit(): number {
     // not Linux: fall through to a conservative default
   }
   return 1024;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 function pidAlive(pid: number): boolean {
